@@ -1,0 +1,363 @@
+"""The scanner's rule language: text an analyst types, checked against a whitelist, evaluated on arrays.
+
+    rsi(14) < 30 and close > sma(200)
+    crosses_above(close, sma(50)) or between(rsi(14), 40, 60)
+    volume > 2 * avg_volume(20) and gap_pct() > 3  rank by relative_volume(20) desc
+
+Text is parsed with Python's `ast` and every node is checked against a whitelist before anything is
+evaluated; nothing is ever passed to eval, exec, DataFrame.query or pandas.eval. Errors name the
+offending token and say what is available.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import _kernels as k
+from .data import DataError, Market
+from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
+
+MAX_RULE_CHARS = 2_000
+MAX_DEPTH = 30
+MAX_EXPONENT = 4
+
+FUNCTIONS = {
+    "crosses_above": "crosses_above(a, b): a rises above b on this bar",
+    "crosses_below": "crosses_below(a, b): a falls below b on this bar",
+    "between": "between(x, low, high): low <= x <= high",
+    "prev": "prev(x, n=1): the value n bars earlier",
+    "abs": "abs(x)",
+    "min": "min(a, b)",
+    "max": "max(a, b)",
+}
+
+PRESETS = {
+    "Oversold bounce": "rsi(14) < 30 and close > sma(200)",
+    "Golden cross": "crosses_above(sma(50), sma(200))",
+    "52-week-high breakout": "close > prev(high_n(252))",
+    "Volume surge": "relative_volume(20) > 2 and close > open",
+    "Gap up": "gap_pct() > 3",
+    "Bollinger squeeze breakout": "prev(bb_width(20, 2)) < 10 and crosses_above(close, bb_upper(20, 2))",
+    "MACD bullish cross": "crosses_above(macd(12, 26, 9), macd_signal(12, 26, 9))",
+}
+
+_COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+            ast.Eq: np.equal, ast.NotEq: np.not_equal}  # fmt: skip
+_ARITH = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
+
+
+class RuleError(DataError):
+    """A rule that cannot be parsed or uses something not on the whitelist."""
+
+
+@dataclass
+class Signals:
+    """Entry signals: a bool (bars x symbols) matrix for the engine, plus what produced it."""
+
+    matrix: np.ndarray
+    rule: str
+    priority: np.ndarray | None = None
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(self.matrix.sum())
+
+    def symbols_hit(self) -> int:
+        return int(self.matrix.any(axis=0).sum())
+
+    def table(self, market: Market, limit: int | None = None) -> pd.DataFrame:
+        """Tidy hits, newest first: symbol, date, close and each indicator the rule used."""
+        rows, cols = np.nonzero(self.matrix)
+        order = np.lexsort((cols, -rows))[:limit]
+        rows, cols = rows[order], cols[order]
+        out = {"date": market.dates[rows], "symbol": np.array(market.symbols, dtype=object)[cols],
+               "close": market.close[rows, cols]}  # fmt: skip
+        for label, arr in self.values.items():
+            out[label] = arr[rows, cols]
+        if self.priority is not None:
+            out["rank_score"] = self.priority[rows, cols]
+        return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One structured condition for the UI's widgets: `left op right`, e.g. ('rsi(14)', '<', '30')."""
+
+    left: str
+    op: str
+    right: str
+
+
+def conditions_to_rule(conditions: list[Condition], join: str = "and") -> str:
+    """The rule text for a list of widget conditions; it then compiles exactly like typed text."""
+    if join not in ("and", "or"):
+        raise RuleError(f"Conditions are joined with 'and' or 'or', not {join!r}.")
+    parts = []
+    for c in conditions:
+        if c.op in ("crosses_above", "crosses_below"):
+            parts.append(f"{c.op}({c.left}, {c.right})")
+        elif c.op in ("<", "<=", ">", ">=", "==", "!="):
+            parts.append(f"({c.left} {c.op} {c.right})")
+        else:
+            raise RuleError(f"Unknown comparison {c.op!r}; use <, <=, >, >=, ==, !=, crosses_above, crosses_below.")
+    return f" {join} ".join(parts)
+
+
+def available() -> str:
+    names = ", ".join(sorted(CATALOGUE))
+    return f"indicators: {names}; series: {', '.join(SERIES)}; functions: {', '.join(FUNCTIONS)}"
+
+
+def split_rank(text: str) -> tuple[str, str | None, bool]:
+    """'rule rank by expr [asc|desc]' -> (rule, expr, descending)."""
+    parts = re.split(r"\brank\s+by\b", text, maxsplit=1, flags=re.IGNORECASE)
+    if len(parts) == 1:
+        return text, None, True
+    expr = parts[1].strip()
+    descending = True
+    m = re.search(r"\s+(asc|desc)\s*$", expr, flags=re.IGNORECASE)
+    if m:
+        descending = m.group(1).lower() == "desc"
+        expr = expr[: m.start()]
+    return parts[0], expr, descending
+
+
+def parse_rule(text: str) -> ast.Expression:
+    """Parse and whitelist-check rule text; raises RuleError pointing at the offending token."""
+    if not isinstance(text, str) or not text.strip():
+        raise RuleError("The rule is empty. Example: rsi(14) < 30 and close > sma(200)")
+    if len(text) > MAX_RULE_CHARS:
+        raise RuleError(f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}.")
+    depth = max_depth = 0
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        max_depth = max(max_depth, depth)
+    if max_depth > MAX_DEPTH:
+        raise RuleError(f"The rule nests brackets {max_depth} deep; the limit is {MAX_DEPTH}.")
+    source = re.sub(r"\b(AND|OR|NOT|And|Or|Not)\b", lambda m: m.group(1).lower(), text.strip())
+    source = " ".join(source.splitlines())
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        col = (exc.offset or 1) - 1
+        raise RuleError(f"Syntax error at column {col + 1}: {exc.msg}.\n{_caret(source, col)}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise RuleError("The rule is too deeply nested or malformed to parse.") from None
+    _Checker(source).visit(tree)
+    return tree
+
+
+def _caret(source: str, col: int) -> str:
+    return f"  {source}\n  {' ' * max(col, 0)}^"
+
+
+class _Checker(ast.NodeVisitor):
+    """Reject every node that is not on the whitelist, before any evaluation."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: ast.AST, what: str) -> None:
+        col = getattr(node, "col_offset", 0)
+        raise RuleError(f"{what} (column {col + 1}).\n{_caret(self.source, col)}\nAvailable: {available()}.")
+
+    def generic_visit(self, node: ast.AST) -> None:
+        allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
+                   ast.BinOp, ast.Compare, ast.Load, *_COMPARE, *_ARITH)  # fmt: skip
+        if not isinstance(node, allowed):
+            token = ast.get_source_segment(self.source, node) or type(node).__name__
+            self.fail(node, f"{token!r} is not allowed in a rule")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            exp = node.right
+            if not (
+                isinstance(exp, ast.Constant) and type(exp.value) in (int, float) and abs(exp.value) <= MAX_EXPONENT
+            ):
+                self.fail(node, f"Exponents must be a number between -{MAX_EXPONENT} and {MAX_EXPONENT}")
+        super().generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if type(node.value) not in (int, float) or not np.isfinite(node.value) or abs(node.value) > 1e15:
+            self.fail(node, f"{node.value!r} is not allowed: only ordinary numbers")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in SERIES:
+            return
+        if node.id in CATALOGUE or node.id in FUNCTIONS:
+            self.fail(node, f"{node.id} is a function: write {node.id}(...)")
+        self.fail(node, f"Unknown name {node.id!r}")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if not isinstance(node.func, ast.Name):
+            self.fail(node, "Only plain function calls like sma(50) are allowed")
+        name = node.func.id
+        if node.keywords:
+            self.fail(node.keywords[0].value, f"{name}() takes positional arguments only")
+        if name in CATALOGUE:
+            params = CATALOGUE[name].params
+            if len(node.args) > len(params):
+                sig = ", ".join(p.name for p in params)
+                self.fail(node, f"{name}({sig}) takes at most {len(params)} arguments, got {len(node.args)}")
+            for p, arg in zip(params, node.args, strict=False):
+                if p.kind == "series":
+                    if not (isinstance(arg, ast.Name) and arg.id in SERIES):
+                        self.fail(arg, f"{name}'s {p.name} must be one of {', '.join(SERIES)}")
+                else:
+                    value = _literal(arg)
+                    ok = value is not None and (p.kind == "float" or float(value).is_integer())
+                    if not ok or not 0 < value <= 5000:
+                        self.fail(
+                            arg,
+                            f"{name}'s {p.name} must be a positive {_KIND_WORD[p.kind]} up to 5000",
+                        )
+        elif name in FUNCTIONS:
+            want = {"crosses_above": (2, 2), "crosses_below": (2, 2), "between": (3, 3), "prev": (1, 2),
+                    "abs": (1, 1), "min": (2, 2), "max": (2, 2)}[name]  # fmt: skip
+            if not want[0] <= len(node.args) <= want[1]:
+                self.fail(node, f"{FUNCTIONS[name]} takes {_count(*want)} arguments, got {len(node.args)}")
+            if name == "prev" and len(node.args) == 2:
+                lag = _literal(node.args[1])
+                if lag is None or not float(lag).is_integer() or not 1 <= lag <= 5000:
+                    self.fail(node.args[1], "prev's n must be a whole number from 1 to 5000")
+            for arg in node.args:
+                self.visit(arg)
+        else:
+            self.fail(node.func, f"Unknown function {name!r}")
+
+
+_KIND_WORD = {"int": "whole number", "float": "number"}
+
+
+def _count(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def _literal(node: ast.AST) -> float | None:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    return None
+
+
+class _Evaluator:
+    """Evaluate a checked tree to arrays; records the indicator values it used for display."""
+
+    def __init__(self, memo: Indicators, source: str) -> None:
+        self.memo = memo
+        self.source = source
+        self.used: dict[str, np.ndarray] = {}
+
+    def eval(self, node: ast.AST):
+        method = getattr(self, "_" + type(node).__name__)
+        return method(node)
+
+    def _Expression(self, node):
+        return self.eval(node.body)
+
+    def _Constant(self, node):
+        return float(node.value)
+
+    def _Name(self, node):
+        return self.memo.series(node.id)
+
+    def _BoolOp(self, node):
+        values = [_as_bool(self.eval(v)) for v in node.values]
+        op = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        out = values[0]
+        for v in values[1:]:
+            out = op(out, v)
+        return out
+
+    def _UnaryOp(self, node):
+        v = self.eval(node.operand)
+        if isinstance(node.op, ast.Not):
+            return ~_as_bool(v)
+        return -v if isinstance(node.op, ast.USub) else v
+
+    def _BinOp(self, node):
+        with np.errstate(all="ignore"):
+            return _ARITH[type(node.op)](self.eval(node.left), self.eval(node.right))
+
+    def _Compare(self, node):
+        left = self.eval(node.left)
+        out = None
+        with np.errstate(invalid="ignore"):
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = self.eval(right_node)
+                part = _COMPARE[type(op)](left, right)
+                out = part if out is None else out & part
+                left = right
+        return out
+
+    def _Call(self, node):
+        name = node.func.id
+        if name in CATALOGUE:
+            spec = CATALOGUE[name]
+            args = [self._param(p, a) for p, a in zip(spec.params, node.args, strict=False)]
+            args += [p.default for p in spec.params[len(args) :]]
+            value = self.memo.get(name, *args)
+            self.used[ast.get_source_segment(self.source, node) or name] = value
+            return value
+        args = [self.eval(a) for a in node.args]
+        if name in ("crosses_above", "crosses_below"):
+            a, b = (np.broadcast_to(x, self.memo.market.shape).astype(float) for x in args)
+            pa, pb = k.shift_valid(np.ascontiguousarray(a), 1), k.shift_valid(np.ascontiguousarray(b), 1)
+            with np.errstate(invalid="ignore"):
+                if name == "crosses_above":
+                    return (a > b) & (pa <= pb)
+                return (a < b) & (pa >= pb)
+        if name == "between":
+            with np.errstate(invalid="ignore"):
+                return (args[0] >= args[1]) & (args[0] <= args[2])
+        if name == "prev":
+            lag = int(args[1]) if len(args) > 1 else 1
+            x = np.broadcast_to(args[0], self.memo.market.shape).astype(float)
+            return k.shift_valid(np.ascontiguousarray(x), lag)
+        if name == "abs":
+            return np.abs(args[0])
+        return (np.fmin if name == "min" else np.fmax)(args[0], args[1])
+
+    def _param(self, p, node):
+        if p.kind == "series":
+            return node.id
+        return int(node.value) if p.kind == "int" else float(node.value)
+
+
+def _as_bool(v) -> np.ndarray:
+    if isinstance(v, np.ndarray) and v.dtype == bool:
+        return v
+    raise RuleError("'and', 'or' and 'not' combine conditions (comparisons), not numbers: e.g. rsi(14) < 30.")
+
+
+def evaluate(market: Market, text: str, memo: Indicators | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(bool matrix, indicator values used) for a condition; only for bars where the symbol traded."""
+    tree = parse_rule(text)
+    memo = memo or indicators_for(market)
+    ev = _Evaluator(memo, " ".join(text.strip().splitlines()))
+    result = ev.eval(tree)
+    if not (isinstance(result, np.ndarray) and result.dtype == bool):
+        raise RuleError("The rule must be a condition (true or false), e.g. close > sma(50), not a number.")
+    result = np.broadcast_to(result, market.shape) & ~np.isnan(market.close)
+    return np.ascontiguousarray(result), ev.used
+
+
+def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool = True) -> Signals:
+    """Evaluate a rule on every symbol and bar. `rank_by` (an expression) orders competing signals; it
+    can also be written in the rule: '... rank by relative_volume(20) desc'."""
+    rule_text, inline_rank, inline_desc = split_rank(rule)
+    if rank_by is None and inline_rank:
+        rank_by, descending = inline_rank, inline_desc
+    memo = indicators_for(market)
+    matrix, used = evaluate(market, rule_text, memo)
+    priority = None
+    if rank_by:
+        tree = parse_rule(rank_by)
+        ev = _Evaluator(memo, rank_by)
+        value = np.broadcast_to(ev.eval(tree), market.shape).astype(float)
+        priority = value if descending else -value
+    return Signals(matrix=matrix, rule=rule.strip(), priority=priority, values=used)

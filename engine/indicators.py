@@ -1,0 +1,231 @@
+"""Technical indicators over all symbols at once: (bars x symbols) arrays in, same shape out.
+
+Each indicator is computed on each symbol's own bars (missing bars are skipped, not filled), matches
+TA-Lib's definition and warm-up, and at bar t reads only bars <= t. `Indicators` memoises results per
+(name, parameters) so editing a rule recomputes only what changed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as k
+from .data import Market
+
+ANNUALISATION = np.sqrt(252.0)
+
+
+def sma(x: np.ndarray, n: int) -> np.ndarray:
+    """Simple moving average of the last n bars."""
+    return k.rolling_mean(x, int(n))
+
+
+def ema(x: np.ndarray, n: int) -> np.ndarray:
+    """Exponential moving average, alpha = 2 / (n + 1), seeded with the SMA of the first n bars."""
+    return k.ema(x, int(n), 2.0 / (n + 1.0), int(n) - 1)
+
+
+def wma(x: np.ndarray, n: int) -> np.ndarray:
+    """Linearly weighted moving average (weights 1..n)."""
+    return k.rolling_wma(x, int(n))
+
+
+def wilder(x: np.ndarray, n: int) -> np.ndarray:
+    """Wilder's smoothing (alpha = 1/n), seeded with the SMA of the first n values."""
+    return k.ema(x, int(n), 1.0 / n, int(n) - 1)
+
+
+def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
+    """Wilder's RSI: 100 - 100 / (1 + avg gain / avg loss)."""
+    delta = close - k.shift_valid(close, 1)
+    gain = wilder(np.where(np.isnan(delta), np.nan, np.maximum(delta, 0.0)), n)
+    loss = wilder(np.where(np.isnan(delta), np.nan, np.maximum(-delta, 0.0)), n)
+    total = gain + loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, 100.0 * gain / total, np.where(np.isnan(total), np.nan, 0.0))
+
+
+def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, ...]:
+    """(MACD line, signal line, histogram); both EMAs start at bar slow-1 as in TA-Lib."""
+    fast, slow = sorted((int(fast), int(slow)))
+    fast_ema = k.ema(close, fast, 2.0 / (fast + 1.0), slow - 1)
+    slow_ema = k.ema(close, slow, 2.0 / (slow + 1.0), slow - 1)
+    line = fast_ema - slow_ema
+    sig = ema(line, signal)
+    line = np.where(np.isnan(sig), np.nan, line)
+    return line, sig, line - sig
+
+
+def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
+    """Wilder's average true range."""
+    return wilder(k.true_range(high, low, close), n)
+
+
+def bollinger(close: np.ndarray, n: int = 20, width: float = 2.0) -> tuple[np.ndarray, ...]:
+    """(upper, middle, lower): SMA(n) +/- width x population stdev(n)."""
+    mid = sma(close, n)
+    sd = k.rolling_std(close, int(n), 0)
+    return mid + width * sd, mid, mid - width * sd
+
+
+def stochastic(high, low, close, n: int = 14, smooth: int = 3, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Slow stochastic (%K, %D): %K = SMA(smooth) of 100 x (close - LL_n) / (HH_n - LL_n); %D = SMA(d) of %K."""
+    hh = k.rolling_extreme(high, int(n), True)
+    ll = k.rolling_extreme(low, int(n), False)
+    rng = hh - ll
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fast_k = np.where(rng > 0, 100.0 * (close - ll) / rng, np.where(np.isnan(rng), np.nan, 0.0))
+    slow_k = sma(fast_k, smooth)
+    slow_d = sma(slow_k, d)
+    return np.where(np.isnan(slow_d), np.nan, slow_k), slow_d  # TA-Lib starts %K with %D
+
+
+def roc(x: np.ndarray, n: int = 10) -> np.ndarray:
+    """Rate of change in %: (x_t / x_{t-n} - 1) x 100."""
+    return (x / k.shift_valid(x, int(n)) - 1.0) * 100.0
+
+
+def rolling_volatility(close: np.ndarray, n: int = 20) -> np.ndarray:
+    """Annualised stdev (ddof=1) of the last n simple returns, in %."""
+    ret = close / k.shift_valid(close, 1) - 1.0
+    return k.rolling_std(ret, int(n), 1) * ANNUALISATION * 100.0
+
+
+def relative_volume(volume: np.ndarray, n: int = 20) -> np.ndarray:
+    """Today's volume / mean volume of the previous n bars."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return volume / k.shift_valid(sma(volume, n), 1)
+
+
+def gap_pct(open_: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Opening gap in %: (open_t / close_{t-1} - 1) x 100."""
+    return (open_ / k.shift_valid(close, 1) - 1.0) * 100.0
+
+
+# ---- The catalogue the rule language and the UI read -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float | str
+    kind: str = "int"  # "int", "float" or "series"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One indicator as the rule language sees it: a name, parameters, a one-line description."""
+
+    compute: Callable[..., np.ndarray]
+    params: tuple[Param, ...]
+    description: str
+
+
+SERIES = ("open", "high", "low", "close", "volume")
+
+
+def _src() -> Param:
+    return Param("source", "close", "series")
+
+
+CATALOGUE: dict[str, Spec] = {
+    "sma": Spec(lambda m, n, s: sma(s, n), (Param("n", 20), _src()), "simple moving average"),
+    "ema": Spec(lambda m, n, s: ema(s, n), (Param("n", 20), _src()), "exponential moving average"),
+    "wma": Spec(lambda m, n, s: wma(s, n), (Param("n", 20), _src()), "weighted moving average"),
+    "rsi": Spec(lambda m, n: rsi(m.close, n), (Param("n", 14),), "Wilder RSI, 0-100"),
+    "macd": Spec(lambda m, f, s, g: macd(m.close, f, s, g)[0],
+                 (Param("fast", 12), Param("slow", 26), Param("signal", 9)), "MACD line"),
+    "macd_signal": Spec(lambda m, f, s, g: macd(m.close, f, s, g)[1],
+                        (Param("fast", 12), Param("slow", 26), Param("signal", 9)), "MACD signal line"),
+    "macd_hist": Spec(lambda m, f, s, g: macd(m.close, f, s, g)[2],
+                      (Param("fast", 12), Param("slow", 26), Param("signal", 9)), "MACD histogram"),
+    "atr": Spec(lambda m, n: atr(m.high, m.low, m.close, n), (Param("n", 14),), "average true range"),
+    "atr_pct": Spec(lambda m, n: atr(m.high, m.low, m.close, n) / m.close * 100.0, (Param("n", 14),),
+                    "ATR as % of close"),
+    "bb_upper": Spec(lambda m, n, w: bollinger(m.close, n, w)[0], (Param("n", 20), Param("k", 2.0, "float")),
+                     "upper Bollinger band"),
+    "bb_middle": Spec(lambda m, n, w: bollinger(m.close, n, w)[1], (Param("n", 20), Param("k", 2.0, "float")),
+                      "middle Bollinger band (SMA)"),
+    "bb_lower": Spec(lambda m, n, w: bollinger(m.close, n, w)[2], (Param("n", 20), Param("k", 2.0, "float")),
+                     "lower Bollinger band"),
+    "bb_pct_b": Spec(lambda m, n, w: _pct_b(m.close, n, w), (Param("n", 20), Param("k", 2.0, "float")),
+                     "Bollinger %B: 0 at the lower band, 1 at the upper"),
+    "bb_width": Spec(lambda m, n, w: _bb_width(m.close, n, w), (Param("n", 20), Param("k", 2.0, "float")),
+                     "Bollinger band width, % of the middle band"),
+    "stoch_k": Spec(lambda m, n, s: stochastic(m.high, m.low, m.close, n, s)[0], (Param("n", 14), Param("smooth", 3)),
+                    "slow stochastic %K"),
+    "stoch_d": Spec(lambda m, n, s, d: stochastic(m.high, m.low, m.close, n, s, d)[1],
+                    (Param("n", 14), Param("smooth", 3), Param("d", 3)), "slow stochastic %D"),
+    "adx": Spec(lambda m, n: k.adx(m.high, m.low, m.close, int(n)), (Param("n", 14),), "Wilder ADX, trend strength"),
+    "obv": Spec(lambda m: k.obv(m.close, m.volume), (), "on-balance volume"),
+    "roc": Spec(lambda m, n, s: roc(s, n), (Param("n", 10), _src()), "rate of change, %"),
+    "volatility": Spec(lambda m, n: rolling_volatility(m.close, n), (Param("n", 20),), "annualised volatility, %"),
+    "avg_volume": Spec(lambda m, n: sma(m.volume, n), (Param("n", 20),), "average volume"),
+    "relative_volume": Spec(lambda m, n: relative_volume(m.volume, n), (Param("n", 20),),
+                            "volume / average volume of the previous n bars"),
+    "high_n": Spec(lambda m, n: k.rolling_extreme(m.high, int(n), True), (Param("n", 252),),
+                   "highest high of the last n bars (252 = 52 weeks)"),
+    "low_n": Spec(lambda m, n: k.rolling_extreme(m.low, int(n), False), (Param("n", 252),),
+                  "lowest low of the last n bars"),
+    "dist_from_high_pct": Spec(lambda m, n: (m.close / k.rolling_extreme(m.high, int(n), True) - 1.0) * 100.0,
+                               (Param("n", 252),), "close vs the n-bar high, % (<= 0)"),
+    "gap_pct": Spec(lambda m: gap_pct(m.open, m.close), (), "open vs previous close, %"),
+}  # fmt: skip
+
+
+def _pct_b(close, n, w):
+    upper, _, lower = bollinger(close, n, w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (close - lower) / (upper - lower)
+
+
+def _bb_width(close, n, w):
+    upper, mid, lower = bollinger(close, n, w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (upper - lower) / mid * 100.0
+
+
+class Indicators:
+    """Memoised indicator values for one Market: each (name, params) is computed once."""
+
+    def __init__(self, market: Market, max_items: int = 64) -> None:
+        self.market = market
+        self._memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._max_items = max_items
+        self.computed = 0  # how many arrays were actually computed (observable in tests)
+
+    def series(self, name: str) -> np.ndarray:
+        return getattr(self.market, name)
+
+    def get(self, name: str, *args) -> np.ndarray:
+        key = (name, *args)
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return self._memo[key]
+        spec = CATALOGUE[name]
+        resolved = [self.series(a) if p.kind == "series" else a for p, a in zip(spec.params, args, strict=True)]
+        value = spec.compute(self.market, *resolved)
+        value.setflags(write=False)
+        self._memo[key] = value
+        self.computed += 1
+        if len(self._memo) > self._max_items:
+            self._memo.popitem(last=False)
+        return value
+
+
+_SHARED: OrderedDict[str, Indicators] = OrderedDict()
+
+
+def indicators_for(market: Market) -> Indicators:
+    """The shared memo for this dataset (keyed by content fingerprint; the last few datasets are kept)."""
+    memo = _SHARED.get(market.fingerprint)
+    if memo is None:
+        memo = _SHARED[market.fingerprint] = Indicators(market)
+        while len(_SHARED) > 4:
+            _SHARED.popitem(last=False)
+    _SHARED.move_to_end(market.fingerprint)
+    return memo

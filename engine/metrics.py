@@ -1,0 +1,191 @@
+"""Performance metrics. Each is one function with its formula; edge cases return NaN (undefined) or 0.
+
+Conventions: `equity` is the per-bar portfolio value; returns are simple bar-to-bar returns; annualisation
+uses `periods_per_year` (252 trading days); percentages are in percent units (5.0 means 5%).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PERIODS_PER_YEAR = 252
+
+LABELS = {
+    "total_return_pct": "Total return [%]",
+    "cagr_pct": "CAGR [%]",
+    "volatility_pct": "Volatility (ann.) [%]",
+    "sharpe": "Sharpe ratio",
+    "sortino": "Sortino ratio",
+    "calmar": "Calmar ratio",
+    "max_drawdown_pct": "Max drawdown [%]",
+    "max_drawdown_bars": "Max drawdown duration [bars]",
+    "n_trades": "# Trades",
+    "win_rate_pct": "Win rate [%]",
+    "profit_factor": "Profit factor",
+    "expectancy": "Expectancy [per trade]",
+    "avg_win_pct": "Avg win [%]",
+    "avg_loss_pct": "Avg loss [%]",
+    "best_trade_pct": "Best trade [%]",
+    "worst_trade_pct": "Worst trade [%]",
+    "avg_bars_held": "Avg bars held",
+    "exposure_pct": "Exposure time [%]",
+    "buy_hold_return_pct": "Buy & hold return [%]",
+    "final_equity": "Final equity",
+}
+
+
+def bar_returns(equity: np.ndarray) -> np.ndarray:
+    """r_t = E_t / E_{t-1} - 1 for t >= 1 (a bar starting at zero equity has return 0)."""
+    e = np.asarray(equity, dtype=float)
+    prev = e[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev > 0, e[1:] / prev - 1.0, 0.0)
+    return r
+
+
+def total_return_pct(equity: np.ndarray) -> float:
+    """(E_last / E_first - 1) x 100."""
+    return float((equity[-1] / equity[0] - 1.0) * 100.0) if len(equity) and equity[0] > 0 else float("nan")
+
+
+def cagr_pct(equity: np.ndarray, dates: pd.DatetimeIndex) -> float:
+    """((E_last / E_first) ^ (1 / years) - 1) x 100, years = calendar days / 365.25."""
+    if len(equity) < 2 or equity[0] <= 0:
+        return float("nan")
+    years = (dates[-1] - dates[0]).days / 365.25
+    if years <= 0:
+        return float("nan")
+    return float(((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0)
+
+
+def volatility_pct(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """std(r, ddof=1) x sqrt(periods_per_year) x 100."""
+    return float(np.std(returns, ddof=1) * np.sqrt(periods_per_year) * 100.0) if len(returns) > 1 else float("nan")
+
+
+def sharpe_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """mean(r - rf) / std(r - rf, ddof=1) x sqrt(periods_per_year); rf per bar = annual rf / periods."""
+    if len(returns) < 2:
+        return float("nan")
+    excess = returns - risk_free_pct / 100.0 / periods_per_year
+    sd = np.std(excess, ddof=1)
+    return float(np.mean(excess) / sd * np.sqrt(periods_per_year)) if sd > 0 else float("nan")
+
+
+def sortino_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """mean(r - rf) / sqrt(mean(min(r - rf, 0)^2)) x sqrt(periods_per_year)."""
+    if len(returns) < 2:
+        return float("nan")
+    excess = returns - risk_free_pct / 100.0 / periods_per_year
+    downside = np.sqrt(np.mean(np.minimum(excess, 0.0) ** 2))
+    return float(np.mean(excess) / downside * np.sqrt(periods_per_year)) if downside > 0 else float("nan")
+
+
+def drawdown_pct(equity: np.ndarray) -> np.ndarray:
+    """(E_t / max_{s<=t} E_s - 1) x 100, per bar (<= 0)."""
+    e = np.asarray(equity, dtype=float)
+    peak = np.maximum.accumulate(e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, (e / peak - 1.0) * 100.0, 0.0)
+
+
+def max_drawdown_pct(equity: np.ndarray) -> float:
+    """min_t drawdown_pct(E)_t (a negative number, or 0)."""
+    return float(drawdown_pct(equity).min()) if len(equity) else float("nan")
+
+
+def max_drawdown_bars(equity: np.ndarray) -> int:
+    """Longest run of bars spent below a previous peak (from the peak to the bar it is regained)."""
+    under = (drawdown_pct(equity) < 0).astype(np.int8)
+    if not under.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], under, [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max())
+
+
+def calmar_ratio(cagr: float, max_dd: float) -> float:
+    """CAGR / |max drawdown| (both in %); NaN when there was no drawdown."""
+    return float(cagr / abs(max_dd)) if max_dd < 0 else float("nan")
+
+
+def win_rate_pct(trade_returns: np.ndarray) -> float:
+    """Share of trades with return > 0, x 100."""
+    return float((trade_returns > 0).mean() * 100.0) if len(trade_returns) else float("nan")
+
+
+def profit_factor(pnl: np.ndarray) -> float:
+    """sum of winning pnl / |sum of losing pnl|; inf with wins and no losses, NaN with no trades."""
+    gains = pnl[pnl > 0].sum()
+    losses = -pnl[pnl < 0].sum()
+    if losses > 0:
+        return float(gains / losses)
+    return float("inf") if gains > 0 else float("nan")
+
+
+def expectancy(pnl: np.ndarray) -> float:
+    """Mean pnl per trade, in currency."""
+    return float(pnl.mean()) if len(pnl) else float("nan")
+
+
+def exposure_pct(n_open: np.ndarray) -> float:
+    """Share of bars with at least one open position, x 100."""
+    return float((np.asarray(n_open) > 0).mean() * 100.0) if len(n_open) else float("nan")
+
+
+def buy_hold_return_pct(close: np.ndarray) -> float:
+    """Equal-weight buy and hold of every symbol: mean over symbols of (last close / first close - 1) x 100."""
+    rets = []
+    for j in range(close.shape[1]):
+        col = close[:, j][~np.isnan(close[:, j])]
+        if len(col) >= 2:
+            rets.append(col[-1] / col[0] - 1.0)
+    return float(np.mean(rets) * 100.0) if rets else float("nan")
+
+
+def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:
+    """Equity of equal-weight buy and hold: each symbol gets capital / N at its first close, cash until then."""
+    n = close.shape[1]
+    filled = pd.DataFrame(close).ffill().bfill().to_numpy()
+    first = filled[0]
+    return initial_capital / n * (filled / first).sum(axis=1)
+
+
+def compute_metrics(
+    equity: np.ndarray,
+    dates: pd.DatetimeIndex,
+    trades: pd.DataFrame,
+    n_open: np.ndarray,
+    close: np.ndarray,
+    risk_free_pct: float = 0.0,
+) -> dict[str, float]:
+    """All metrics for one backtest, keyed by the names in LABELS."""
+    r = bar_returns(equity)
+    cagr = cagr_pct(equity, dates)
+    mdd = max_drawdown_pct(equity)
+    trade_ret = trades["return_pct"].to_numpy(dtype=float)
+    pnl = trades["pnl"].to_numpy(dtype=float)
+    wins, losses = trade_ret[trade_ret > 0], trade_ret[trade_ret <= 0]
+    return {
+        "total_return_pct": total_return_pct(equity),
+        "cagr_pct": cagr,
+        "volatility_pct": volatility_pct(r),
+        "sharpe": sharpe_ratio(r, risk_free_pct),
+        "sortino": sortino_ratio(r, risk_free_pct),
+        "calmar": calmar_ratio(cagr, mdd),
+        "max_drawdown_pct": mdd,
+        "max_drawdown_bars": max_drawdown_bars(equity),
+        "n_trades": int(len(trades)),
+        "win_rate_pct": win_rate_pct(trade_ret),
+        "profit_factor": profit_factor(pnl),
+        "expectancy": expectancy(pnl),
+        "avg_win_pct": float(wins.mean()) if len(wins) else float("nan"),
+        "avg_loss_pct": float(losses.mean()) if len(losses) else float("nan"),
+        "best_trade_pct": float(trade_ret.max()) if len(trade_ret) else float("nan"),
+        "worst_trade_pct": float(trade_ret.min()) if len(trade_ret) else float("nan"),
+        "avg_bars_held": float(trades["bars_held"].mean()) if len(trades) else float("nan"),
+        "exposure_pct": exposure_pct(n_open),
+        "buy_hold_return_pct": buy_hold_return_pct(close),
+        "final_equity": float(equity[-1]) if len(equity) else float("nan"),
+    }

@@ -1,0 +1,80 @@
+"""Position-sizing methods: names, parameters and the per-bar inputs they need.
+
+The arithmetic runs inside the Numba kernel (`_kernels._target_value`); this module turns the user's
+choice into the kernel's integer code and parameter vector, and computes the trailing volatility or
+ATR the method reads at bar t-1 (never later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import _kernels as k
+from .data import DataError, Market
+
+METHODS = {
+    "equal_weight": k.SIZE_EQUAL,
+    "fixed_fractional": k.SIZE_FIXED_FRACTIONAL,
+    "kelly": k.SIZE_KELLY,
+    "volatility_target": k.SIZE_VOL_TARGET,
+    "atr_risk": k.SIZE_ATR,
+    "fixed_amount": k.SIZE_FIXED_AMOUNT,
+}
+
+DESCRIPTIONS = {
+    "equal_weight": "equity / max positions",
+    "fixed_fractional": "risk r% of equity between entry and stop-loss",
+    "kelly": "Kelly fraction of equity from closed trades (x multiplier, capped)",
+    "volatility_target": "position value x annualised vol = target % of equity",
+    "atr_risk": "risk r% of equity per k x ATR(n) of adverse move",
+    "fixed_amount": "a fixed currency amount per trade",
+}
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Sizing method and its parameters (percent units: 1.0 means 1%)."""
+
+    method: str = "equal_weight"
+    risk_pct: float = 1.0
+    kelly_multiplier: float = 0.5
+    kelly_cap_pct: float = 25.0
+    kelly_min_trades: int = 20
+    vol_target_pct: float = 10.0
+    vol_lookback: int = 20
+    atr_period: int = 14
+    atr_multiplier: float = 2.0
+    atr_stop: bool = False
+    fixed_amount: float = 10_000.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise DataError(f"Unknown position sizing {self.method!r}; choose one of {', '.join(METHODS)}.")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def kernel_params(self) -> np.ndarray:
+        p = np.zeros(k.N_SIZING_PARAMS)
+        p[k.P_RISK] = self.risk_pct / 100.0
+        p[k.P_KELLY_MULT] = self.kelly_multiplier
+        p[k.P_KELLY_CAP] = self.kelly_cap_pct / 100.0
+        p[k.P_KELLY_MIN_TRADES] = self.kelly_min_trades
+        p[k.P_VOL_TARGET] = self.vol_target_pct / 100.0
+        p[k.P_ATR_MULT] = self.atr_multiplier
+        p[k.P_AMOUNT] = self.fixed_amount
+        p[k.P_ATR_STOP] = 1.0 if self.atr_stop else 0.0
+        return p
+
+    def inputs(self, market: Market) -> tuple[np.ndarray, np.ndarray]:
+        """(annualised trailing vol, ATR) arrays; empty (0 x 0) when the method does not read them."""
+        from .indicators import atr, rolling_volatility
+
+        empty = np.empty((0, 0))
+        vol = (
+            rolling_volatility(market.close, self.vol_lookback) / 100.0 if self.method == "volatility_target" else empty
+        )
+        rng = atr(market.high, market.low, market.close, self.atr_period) if self.method == "atr_risk" else empty
+        return vol, rng
