@@ -1,0 +1,19 @@
+"""Streamlit entry: navigation and shared state. Pages live in app_pages/ (not pages/, so that
+st.navigation handles every URL, deep links on a fresh server included)."""
+
+import streamlit as st
+
+import app_state
+
+st.set_page_config(page_title="Scanner & Backtester", page_icon="📈", layout="wide")
+app_state.init()
+
+pages = [
+    st.Page("app_pages/data.py", title="Data", icon="🗂️", url_path="data", default=True),
+    st.Page("app_pages/scanner.py", title="Scanner", icon="🔎", url_path="scanner"),
+    st.Page("app_pages/backtest.py", title="Backtest", icon="📊", url_path="backtest"),
+]
+page = st.navigation(pages)
+market = app_state.market()
+st.sidebar.caption(f"**Dataset:** {market.name}  \n{len(market.symbols)} symbols · {market.shape[0]:,} bars")
+page.run()

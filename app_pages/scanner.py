@@ -1,0 +1,85 @@
+"""Scanner page: presets, condition widgets or typed rules -> signals on every symbol, live."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import app_state
+import charts
+from engine.filters import PRESETS, Condition, RuleError, available, conditions_to_rule
+
+st.title("Scanner")
+ss = st.session_state
+ss.setdefault("rule_text", app_state.rule())
+
+
+def _apply(text: str) -> None:
+    ss.rule_text = text
+    app_state.set_rule(text)
+
+
+def _on_preset() -> None:
+    if ss.preset in PRESETS:
+        _apply(PRESETS[ss.preset])
+
+
+left, right = st.columns([1, 2])
+with left:
+    st.selectbox("Preset", ["(custom)", *PRESETS], key="preset", on_change=_on_preset)
+    with st.expander("Build from conditions"):
+        conds = []
+        for i in range(3):
+            a, b, c = st.columns([3, 2, 2])
+            lhs = a.text_input(
+                "Left", value=["rsi(14)", "close", ""][i], key=f"c_left{i}", label_visibility="collapsed"
+            )
+            op = b.selectbox("Op", ["<", "<=", ">", ">=", "crosses_above", "crosses_below"], index=[0, 2, 2][i],
+                             key=f"c_op{i}", label_visibility="collapsed")  # fmt: skip
+            rhs = c.text_input(
+                "Right", value=["30", "sma(200)", ""][i], key=f"c_right{i}", label_visibility="collapsed"
+            )
+            if lhs.strip() and rhs.strip():
+                conds.append(Condition(lhs.strip(), op, rhs.strip()))
+        join = st.radio("Join with", ["and", "or"], horizontal=True, key="c_join")
+        if st.button("Use these conditions", disabled=not conds):
+            _apply(conditions_to_rule(conds, join))
+with right:
+    st.text_area("Rule", key="rule_text", height=90, on_change=lambda: app_state.set_rule(ss.rule_text),
+                 help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc")  # fmt: skip
+    st.caption(f"Available — {available()}.")
+
+market = app_state.market()
+try:
+    signals = app_state.signals()
+except RuleError as exc:
+    st.error(f"**This rule cannot run.**\n\n```\n{exc}\n```")
+    st.stop()
+
+hits = signals.table(market)
+cols = st.columns(4)
+cols[0].metric("Signals", f"{signals.count:,}")
+cols[1].metric("Symbols hit", f"{signals.symbols_hit()} / {len(market.symbols)}")
+cols[2].metric("Latest signal", hits.date.iloc[0].date().isoformat() if len(hits) else "—")
+cols[3].page_link("app_pages/backtest.py", label="Backtest these signals →", icon="📊")
+
+if not len(hits):
+    st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
+    st.stop()
+
+st.dataframe(hits.head(2000), width="stretch", hide_index=True, height=280,
+             column_config={"date": st.column_config.DateColumn("date")})  # fmt: skip
+if len(hits) > 2000:
+    st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
+
+hit_symbols = list(pd.unique(hits.symbol))
+symbol = st.selectbox("Chart symbol", hit_symbols, key="scan_symbol")
+j = market.column(symbol)
+close_scale = np.nanmedian(market.close[:, j])
+overlays, lower = {}, {}
+for label, values in signals.values.items():
+    scale = np.nanmedian(np.abs(values[:, j])) if np.isfinite(values[:, j]).any() else np.nan
+    (overlays if 0.5 * close_scale <= scale <= 2 * close_scale else lower)[label] = values
+mine = hits[hits.symbol == symbol]
+markers = pd.DataFrame({"date": mine.date, "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,
+                        "label": "signal", "color": "#ff9800", "shape": "triangle-up"})  # fmt: skip
+st.plotly_chart(charts.candles(market, symbol, overlays, markers, lower or None), width="stretch")

@@ -1,0 +1,73 @@
+"""Plotly figures for the pages (no Streamlit here, so they are easy to test and reuse)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine import Market
+
+UP, DOWN = "#26a69a", "#ef5350"
+
+
+def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None = None,
+            markers: pd.DataFrame | None = None, lower: dict[str, np.ndarray] | None = None) -> go.Figure:  # fmt: skip
+    """Candlesticks + volume for one symbol; overlays on price, `lower` indicators in their own panel,
+    markers: rows with date, price, label, color, symbol (marker shape)."""
+    bars = market.frame(symbol)
+    j = market.column(symbol)
+    keep = ~np.isnan(market.close[:, j])
+    rows = 3 if lower else 2
+    heights = [0.6, 0.2, 0.2] if lower else [0.75, 0.25]
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights)
+    fig.add_trace(go.Candlestick(x=bars.index, open=bars.open, high=bars.high, low=bars.low, close=bars.close,
+                                 name=symbol, increasing_line_color=UP, decreasing_line_color=DOWN), 1, 1)  # fmt: skip
+    for label, values in (overlays or {}).items():
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 1, 1)
+    colors = np.where(bars.close >= bars.open, UP, DOWN)
+    fig.add_trace(go.Bar(x=bars.index, y=bars.volume, name="volume", marker_color=colors, opacity=0.5), 2, 1)
+    for label, values in (lower or {}).items():
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 3, 1)
+    if markers is not None and len(markers):
+        for (label, color, shape), grp in markers.groupby(["label", "color", "shape"], sort=False):
+            fig.add_trace(go.Scatter(x=grp.date, y=grp.price, mode="markers", name=label,
+                                     marker={"color": color, "size": 11, "symbol": shape,
+                                             "line": {"width": 1, "color": "#222"}}), 1, 1)  # fmt: skip
+    fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_rangeslider_visible=False,
+                      legend={"orientation": "h", "y": 1.04}, hovermode="x unified")  # fmt: skip
+    return fig
+
+
+def equity(equity_df: pd.DataFrame) -> go.Figure:
+    """Equity vs equal-weight buy and hold, with the drawdown underneath."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
+    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1)
+    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.buy_hold_equity, name="Buy & hold (equal weight)",
+                             line={"color": "#999", "dash": "dot"}), 1, 1)  # fmt: skip
+    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.drawdown_pct, name="Drawdown %", fill="tozeroy",
+                             line={"color": DOWN, "width": 1}), 2, 1)  # fmt: skip
+    fig.update_yaxes(title_text="Equity", row=1, col=1)
+    fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
+    fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.06},
+                      hovermode="x unified")  # fmt: skip
+    return fig
+
+
+def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
+    """Heatmap of month-by-month returns in %, years down, months across."""
+    month_end = equity_df.equity.resample("ME").last()
+    rets = month_end.pct_change() * 100
+    rets.iloc[0] = (month_end.iloc[0] / equity_df.equity.iloc[0] - 1) * 100
+    table = pd.DataFrame({"year": rets.index.year, "month": rets.index.month, "ret": rets.to_numpy()})
+    grid = table.pivot(index="year", columns="month", values="ret").reindex(columns=range(1, 13))
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=months, y=[str(y) for y in grid.index], text=text.to_numpy(),
+                               texttemplate="%{text}", colorscale="RdYlGn", zmid=0, zmin=-limit, zmax=limit,
+                               colorbar={"title": "%"}))  # fmt: skip
+    fig.update_layout(height=60 + 28 * len(grid), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      yaxis={"autorange": "reversed"})  # fmt: skip
+    return fig
