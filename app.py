@@ -5,13 +5,13 @@ import streamlit as st
 
 import app_state
 
-st.set_page_config(page_title="Scanner & Backtester", page_icon="📈", layout="wide")
+st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
 app_state.init()
 
 pages = [
-    st.Page("app_pages/data.py", title="Data", icon="🗂️", url_path="data", default=True),
-    st.Page("app_pages/scanner.py", title="Scanner", icon="🔎", url_path="scanner"),
-    st.Page("app_pages/backtest.py", title="Backtest", icon="📊", url_path="backtest"),
+    st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
+    st.Page("app_pages/scanner.py", title="Scanner", icon=":material/search:", url_path="scanner"),
+    st.Page("app_pages/backtest.py", title="Backtest", icon=":material/monitoring:", url_path="backtest"),
 ]
 page = st.navigation(pages)
 market = app_state.market()

@@ -48,7 +48,7 @@ def equity(equity_df: pd.DataFrame) -> go.Figure:
                              line={"color": "#999", "dash": "dot"}), 1, 1)  # fmt: skip
     fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.drawdown_pct, name="Drawdown %", fill="tozeroy",
                              line={"color": DOWN, "width": 1}), 2, 1)  # fmt: skip
-    fig.update_yaxes(title_text="Equity", row=1, col=1)
+    fig.update_yaxes(title_text="Equity (log scale)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
     fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.06},
                       hovermode="x unified")  # fmt: skip

@@ -15,12 +15,12 @@ try:
     signals = app_state.signals()
 except RuleError as exc:
     st.error(f"The scanner rule cannot run: {exc}")
-    st.page_link("app_pages/scanner.py", label="Fix the rule on the Scanner page →", icon="🔎")
+    st.page_link("app_pages/scanner.py", label="Fix the rule on the Scanner page →", icon=":material/search:")
     st.stop()
 st.caption(f"Signals: **{signals.count:,}** from `{app_state.rule()}` on {market.name}.")
 if signals.count == 0:
     st.warning("The scanner's rule has no signals on this dataset, so there is nothing to backtest.")
-    st.page_link("app_pages/scanner.py", label="Choose a rule on the Scanner page →", icon="🔎")
+    st.page_link("app_pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
     st.stop()
 
 v = app_state.bt_values()

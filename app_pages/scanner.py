@@ -60,7 +60,7 @@ cols = st.columns(4)
 cols[0].metric("Signals", f"{signals.count:,}")
 cols[1].metric("Symbols hit", f"{signals.symbols_hit()} / {len(market.symbols)}")
 cols[2].metric("Latest signal", hits.date.iloc[0].date().isoformat() if len(hits) else "—")
-cols[3].page_link("app_pages/backtest.py", label="Backtest these signals →", icon="📊")
+cols[3].page_link("app_pages/backtest.py", label="Backtest these signals →", icon=":material/monitoring:")
 
 if not len(hits):
     st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
