@@ -159,6 +159,19 @@ def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: Back
     )  # fmt: skip
 
 
+_BUY_HOLD: dict[str, np.ndarray] = {}
+
+
+def _buy_hold_per_unit(market: Market) -> np.ndarray:
+    """Equal-weight buy-and-hold curve for 1 unit of capital; depends only on the data, so kept per dataset."""
+    curve = _BUY_HOLD.get(market.fingerprint)
+    if curve is None:
+        if len(_BUY_HOLD) > 8:
+            _BUY_HOLD.clear()
+        curve = _BUY_HOLD[market.fingerprint] = buy_hold_equity(market.close, 1.0)
+    return curve
+
+
 def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResult:
     (sym, e_bar, x_bar, e_px, x_px, qty, pnl, fees, reason, equity, cash, long_v, short_v, n_open,
      ev_bar, ev_sym, ev_rule, ev_value, ev_limit, ev_action, ruin_bar) = out  # fmt: skip
@@ -186,7 +199,7 @@ def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResul
         .iloc[order]
         .reset_index(drop=True)
     )
-    bh = buy_hold_equity(market.close, params.initial_capital)
+    bh = _buy_hold_per_unit(market) * params.initial_capital
     equity_df = pd.DataFrame(
         {
             "equity": equity,

@@ -1,0 +1,25 @@
+"""Shared helpers for benchmark scripts: timing and peak memory."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(fn, repeat: int = 7) -> tuple[float, float]:
+    """(first call seconds, median of `repeat` further calls in seconds)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return first, statistics.median(runs)
