@@ -81,9 +81,7 @@ class Market:
     def summary(self) -> dict:
         t, n = self.shape
         present = ~np.isnan(self.close)
-        first = present.argmax(axis=0)
-        last = t - 1 - present[::-1].argmax(axis=0)
-        inner_missing = int(sum((~present[first[j] : last[j] + 1, j]).sum() for j in range(n)))
+        inner_missing = int(missing_inside(present).sum())
         return {
             "symbols": n,
             "first_date": self.dates[0].date().isoformat() if t else None,
@@ -93,6 +91,15 @@ class Market:
             "missing_bars": inner_missing,
             "sectors": len(set(self.sectors)) if self.sectors else 0,
         }
+
+
+def missing_inside(present: np.ndarray) -> np.ndarray:
+    """Per symbol: bars missing between its first and last bar (not before listing or after delisting)."""
+    rows = np.arange(present.shape[0])[:, None]
+    first = present.argmax(axis=0)
+    last = present.shape[0] - 1 - present[::-1].argmax(axis=0)
+    inside = (rows >= first) & (rows <= last) & present.any(axis=0)
+    return (inside & ~present).sum(axis=0)
 
 
 def _fingerprint(m: Market) -> str:
@@ -324,9 +331,7 @@ def _pivot(df: pd.DataFrame, sectors: dict[str, str] | None, warnings: list[str]
         a[rows, cols] = df[key].to_numpy(dtype=float)
         arrays[key] = a
     present = ~np.isnan(arrays["close"])
-    first = present.argmax(axis=0)
-    last = len(dates) - 1 - present[::-1].argmax(axis=0)
-    gaps = {s: int((~present[first[j] : last[j] + 1, j]).sum()) for j, s in enumerate(symbols)}
+    gaps = dict(zip(symbols, missing_inside(present).tolist(), strict=True))
     gappy = {s: g for s, g in gaps.items() if g}
     if gappy:
         worst = ", ".join(f"{s} ({g})" for s, g in sorted(gappy.items(), key=lambda kv: -kv[1])[:_EXAMPLES])
