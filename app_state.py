@@ -8,23 +8,70 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import BacktestParams, DataError, Market, backtest, load_market, load_sample, synthetic_market
+from engine import (
+    BacktestParams,
+    DataError,
+    Market,
+    RiskLimits,
+    Sizing,
+    backtest,
+    load_market,
+    load_sample,
+    synthetic_market,
+)
 from engine.filters import PRESETS, Signals, scan
+from engine.sizing import METHODS
 
 DEFAULT_RULE = PRESETS["Oversold bounce"]
-# URL key -> (BacktestParams field, parser). Short keys keep links readable.
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _method(text: str) -> str:
+    if text not in METHODS:
+        raise ValueError(text)
+    return text
+
+
+# URL key -> (where it goes: BacktestParams field, "sizing.<field>" or "limits.<field>", parser, default).
+# Short keys keep links readable; 0 switches an exit or a limit off.
 BT_FIELDS = {
-    "capital": ("initial_capital", float),
-    "sl": ("stop_loss", float),
-    "tp": ("take_profit", float),
-    "hold": ("holding_period", int),
-    "side": ("signal_type", str),
-    "comm": ("commission", float),
-    "slip": ("slippage_bps", float),
-    "maxpos": ("max_positions", int),
+    "capital": ("initial_capital", float, 100_000.0),
+    "sl": ("stop_loss", float, 5.0),
+    "tp": ("take_profit", float, 10.0),
+    "hold": ("holding_period", int, 20),
+    "side": ("signal_type", str, "long"),
+    "comm": ("commission", float, 0.05),
+    "slip": ("slippage_bps", float, 5.0),
+    "maxpos": ("max_positions", int, 10),
+    "lev": ("allow_leverage", _flag, False),
+    "maxlev": ("max_leverage", float, 2.0),
+    "shrink": ("shrink_unfunded", _flag, False),
+    "size": ("sizing.method", _method, "equal_weight"),
+    "risk": ("sizing.risk_pct", float, 1.0),
+    "kmult": ("sizing.kelly_multiplier", float, 0.5),
+    "kcap": ("sizing.kelly_cap_pct", float, 25.0),
+    "kmin": ("sizing.kelly_min_trades", int, 20),
+    "vt": ("sizing.vol_target_pct", float, 10.0),
+    "vlb": ("sizing.vol_lookback", int, 20),
+    "atrn": ("sizing.atr_period", int, 14),
+    "atrk": ("sizing.atr_multiplier", float, 2.0),
+    "atrstop": ("sizing.atr_stop", _flag, False),
+    "amt": ("sizing.fixed_amount", float, 10_000.0),
+    "lpos": ("limits.max_position_pct", float, 10.0),
+    "lsec": ("limits.max_sector_pct", float, 30.0),
+    "lcorr": ("limits.max_correlation", float, 0.7),
+    "clb": ("limits.correlation_lookback", int, 60),
 }
-BT_DEFAULTS = {"capital": 100_000.0, "sl": 5.0, "tp": 10.0, "hold": 20, "side": "long", "comm": 0.05, "slip": 5.0,
-               "maxpos": 10}  # fmt: skip
+BT_DEFAULTS = {key: default for key, (_, _, default) in BT_FIELDS.items()}
+OFF_WHEN_ZERO = {"stop_loss", "take_profit", "holding_period", "limits.max_position_pct", "limits.max_sector_pct",
+                 "limits.max_correlation"}  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Loading the sample data...")
@@ -46,7 +93,7 @@ def init() -> None:
         ss.rule = st.query_params.get("rule", DEFAULT_RULE)
     if "bt" not in ss:
         ss.bt = dict(BT_DEFAULTS)
-        for key, (_, parse) in BT_FIELDS.items():
+        for key, (_, parse, _) in BT_FIELDS.items():
             if key in st.query_params:
                 try:
                     ss.bt[key] = parse(st.query_params[key])
@@ -106,11 +153,14 @@ def bt_values() -> dict:
 
 
 def bt_params(values: dict | None = None) -> BacktestParams:
-    v = values or bt_values()
-    kwargs = {field: v[key] for key, (field, _) in BT_FIELDS.items()}
-    for name in ("stop_loss", "take_profit", "holding_period"):
-        kwargs[name] = kwargs[name] or None  # 0 switches an exit off
-    return BacktestParams(**kwargs)
+    """BacktestParams from the page's flat values (URL keys), nesting the sizing and limit fields."""
+    v = {**BT_DEFAULTS, **(values or bt_values())}
+    groups: dict[str, dict] = {"": {}, "sizing": {}, "limits": {}}
+    for key, (path, _, _) in BT_FIELDS.items():
+        group, _, name = path.rpartition(".")
+        value = v[key]
+        groups[group][name] = None if path in OFF_WHEN_ZERO and not value else value
+    return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
 
 
 def run_backtest(values: dict):
@@ -135,7 +185,18 @@ def is_current(values: dict) -> bool:
         return False
 
 
+def link_has_params() -> bool:
+    """Did the page open from a link carrying backtest parameters (so it should run at once)?"""
+    return any(key in st.query_params for key in BT_FIELDS)
+
+
 def sync_url() -> None:
+    """Mirror the parameters to the URL: the core ones always, the rest only where they differ from the
+    defaults, so links stay short but reproduce the run."""
     st.query_params["rule"] = rule()
-    for key in BT_FIELDS:
-        st.query_params[key] = str(bt_values()[key])
+    core = list(BT_FIELDS)[:8]
+    for key, value in bt_values().items():
+        if key in core or value != BT_DEFAULTS.get(key, value):
+            st.query_params[key] = str(value)
+        elif key in st.query_params:
+            del st.query_params[key]

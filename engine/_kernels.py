@@ -29,29 +29,40 @@ ACTION_SKIP, ACTION_CUT = 0, 1
 
 
 @njit(cache=True)
-def _pair_corr(returns, t_end, window, a, b):
-    """Pearson correlation of columns a and b over bars (t_end-window, t_end], pairwise-complete."""
-    n = 0
-    sa = sb = saa = sbb = sab = 0.0
-    for t in range(max(0, t_end - window + 1), t_end + 1):
-        x = returns[t, a]
-        y = returns[t, b]
-        if np.isnan(x) or np.isnan(y):
-            continue
-        n += 1
-        sa += x
-        sb += y
-        saa += x * x
-        sbb += y * y
-        sab += x * y
-    if n < 3:
+def _load_window(ret_t, valid_t, s, t_end, window, out_x, out_v):
+    """Copy symbol s's returns over bars (t_end-window, t_end] into contiguous buffers; returns the length."""
+    t0 = max(0, t_end - window + 1)
+    length = t_end + 1 - t0
+    out_x[:length] = ret_t[s, t0 : t_end + 1]
+    out_v[:length] = valid_t[s, t0 : t_end + 1]
+    return length
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _masked_corr(xa, va, xb, vb, length):
+    """Pearson correlation over the bars where both symbols have a return (x is 0 where v is 0).
+
+    Branch-free so LLVM can use SIMD; the buffers are small and hot, which is what makes the
+    correlation limit cheap: each candidate meets every open position at every entry.
+    """
+    n = sa = sb = saa = sbb = sab = 0.0
+    for j in range(length):
+        a = xa[j]
+        b = xb[j]
+        n += va[j] * vb[j]
+        sa += a * vb[j]
+        sb += b * va[j]
+        saa += a * a * vb[j]
+        sbb += b * b * va[j]
+        sab += a * b
+    if n < 3.0:
         return np.nan
     cov = sab - sa * sb / n
-    va = saa - sa * sa / n
-    vb = sbb - sb * sb / n
-    if va <= 0.0 or vb <= 0.0:
+    var_a = saa - sa * sa / n
+    var_b = sbb - sb * sb / n
+    if var_a <= 1e-300 or var_b <= 1e-300:
         return np.nan
-    return cov / np.sqrt(va * vb)
+    return cov / np.sqrt(var_a * var_b)
 
 
 @njit(cache=True)
@@ -113,7 +124,8 @@ def simulate(
     sizing_params,
     vol,
     atr,
-    returns,
+    ret_t,
+    valid_t,
     sector_id,
     max_position_frac,
     max_sector_frac,
@@ -183,6 +195,17 @@ def simulate(
     d = float(direction)
     cand = np.empty(n_sym, np.int64)
     cand_prio = np.empty(n_sym)
+    # Correlation limit: open positions' trailing returns, copied once per bar into contiguous rows.
+    corr_on = max_corr < 1.0
+    rows = min(max_positions, n_sym) if corr_on else 1
+    win = corr_window if corr_on else 1
+    book_x = np.empty((rows, win))
+    book_v = np.empty((rows, win))
+    cand_x = np.empty(win)
+    cand_v = np.empty(win)
+    book_bar = -1
+    book_n = 0
+    win_len = 0
 
     for t in range(n_bars):
         # 1. Entries at the open for yesterday's signals.
@@ -196,6 +219,7 @@ def simulate(
             order = np.argsort(cand_prio[:n_cand], kind="mergesort")
             for k in range(n_cand):
                 s = cand[order[k]]
+                first_event = n_events
                 o = open_[t, s]
                 if np.isnan(o) or o <= 0.0:
                     ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_NO_BAR
@@ -211,17 +235,6 @@ def simulate(
                 this_stop = stop_frac
                 if sizing_method == SIZE_ATR and sizing_params[P_ATR_STOP] > 0.0 and atr[t - 1, s] > 0.0:
                     this_stop = sizing_params[P_ATR_MULT] * atr[t - 1, s] / fill
-                if max_corr < 1.0 and n_open > 0:
-                    worst = -2.0
-                    for i in range(n_open):
-                        c = _pair_corr(returns, t - 1, corr_window, s, open_list[i])
-                        if not np.isnan(c) and c > worst:
-                            worst = c
-                    if worst > max_corr:
-                        ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_CORR
-                        ev_value[n_events], ev_limit[n_events], ev_action[n_events] = worst, max_corr, ACTION_SKIP
-                        n_events += 1
-                        continue
                 vol_s = vol[t - 1, s] if vol.shape[0] > 0 else np.nan
                 atr_s = atr[t - 1, s] if atr.shape[0] > 0 else np.nan
                 value = _target_value(
@@ -272,6 +285,25 @@ def simulate(
                     ev_value[n_events], ev_limit[n_events], ev_action[n_events] = value, fill, ACTION_SKIP
                     n_events += 1
                     continue
+                # Correlation runs last: it is the costliest check, and most skips happen before it.
+                if corr_on and n_open > 0:
+                    if book_bar != t:
+                        for i in range(n_open):
+                            win_len = _load_window(ret_t, valid_t, open_list[i], t - 1, win, book_x[i], book_v[i])
+                        book_bar, book_n = t, n_open
+                    _load_window(ret_t, valid_t, s, t - 1, win, cand_x, cand_v)
+                    worst = -2.0  # the first open position's correlation above the limit, if any
+                    for i in range(book_n):
+                        c = _masked_corr(cand_x, cand_v, book_x[i], book_v[i], win_len)
+                        if c > max_corr:
+                            worst = c
+                            break
+                    if worst > max_corr:
+                        n_events = first_event  # the skip replaces any cut recorded for this signal
+                        ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_CORR
+                        ev_value[n_events], ev_limit[n_events], ev_action[n_events] = worst, max_corr, ACTION_SKIP
+                        n_events += 1
+                        continue
                 notional = qty * fill
                 fee = notional * commission_frac
                 cash -= d * notional + fee
@@ -288,6 +320,10 @@ def simulate(
                 mark[s] = fill
                 open_list[n_open] = s
                 n_open += 1
+                if corr_on and book_bar == t:  # the candidate's window is loaded: add it to the book
+                    book_x[book_n, :win_len] = cand_x[:win_len]
+                    book_v[book_n, :win_len] = cand_v[:win_len]
+                    book_n += 1
 
         # 2. Exits.
         i = 0

@@ -93,7 +93,8 @@ class BacktestResult:
         """How many signals each rule skipped or cut, e.g. {'max_positions skip': 12}."""
         if self.events.empty:
             return {}
-        return (self.events["rule"] + " " + self.events["action"]).value_counts().to_dict()
+        counts = self.events.groupby(["rule", "action"], observed=True).size().sort_values(ascending=False)
+        return {f"{rule} {action}": int(n) for (rule, action), n in counts.items()}
 
 
 def signal_matrix(market: Market, signals) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +140,7 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
 
 def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: BacktestParams) -> tuple:
     vol, atr = p.sizing.inputs(market)
-    returns, sector_id, max_pos, max_sector, max_corr, corr_window = p.limits.kernel_args(market)
+    ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window = p.limits.kernel_args(market)
     return k.simulate(
         market.open, market.high, market.low, market.close, entries, priority,
         1 if p.signal_type == "long" else -1,
@@ -155,7 +156,7 @@ def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: Back
         bool(p.shrink_unfunded),
         METHODS[p.sizing.method],
         p.sizing.kernel_params(),
-        vol, atr, returns, sector_id, max_pos, max_sector, max_corr, corr_window,
+        vol, atr, ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window,
     )  # fmt: skip
 
 
@@ -175,12 +176,11 @@ def _buy_hold_per_unit(market: Market) -> np.ndarray:
 def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResult:
     (sym, e_bar, x_bar, e_px, x_px, qty, pnl, fees, reason, equity, cash, long_v, short_v, n_open,
      ev_bar, ev_sym, ev_rule, ev_value, ev_limit, ev_action, ruin_bar) = out  # fmt: skip
-    symbols = np.array(market.symbols, dtype=object)
     order = np.lexsort((sym, e_bar))
     trades = (
         pd.DataFrame(
             {
-                "symbol": symbols[sym],
+                "symbol": pd.Categorical.from_codes(sym, market.symbols),
                 "direction": params.signal_type,
                 "entry_date": market.dates[e_bar],
                 "entry_price": e_px,
@@ -217,11 +217,11 @@ def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResul
     events = pd.DataFrame(
         {
             "date": market.dates[ev_bar],
-            "symbol": symbols[ev_sym],
-            "rule": [RULE_NAMES[r] for r in ev_rule],
+            "symbol": pd.Categorical.from_codes(ev_sym, market.symbols),
+            "rule": pd.Categorical.from_codes(ev_rule, list(RULE_NAMES.values())),
             "value": ev_value,
             "limit": ev_limit,
-            "action": [ACTION_NAMES[a] for a in ev_action],
+            "action": pd.Categorical.from_codes(ev_action, list(ACTION_NAMES.values())),
         }
     )
     metrics = compute_metrics(equity, market.dates, trades, n_open, market.close, params.risk_free_pct)

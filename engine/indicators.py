@@ -202,14 +202,22 @@ class Indicators:
         return getattr(self.market, name)
 
     def get(self, name: str, *args) -> np.ndarray:
-        key = (name, *args)
+        spec = CATALOGUE[name]
+
+        def compute() -> np.ndarray:
+            resolved = [self.series(a) if p.kind == "series" else a for p, a in zip(spec.params, args, strict=True)]
+            return spec.compute(self.market, *resolved)
+
+        return self.memo((name, *args), compute)
+
+    def memo(self, key: tuple, compute: Callable[[], np.ndarray | tuple]):
+        """compute() once per key; arrays come back read-only so a caller cannot corrupt the memo."""
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
-        spec = CATALOGUE[name]
-        resolved = [self.series(a) if p.kind == "series" else a for p, a in zip(spec.params, args, strict=True)]
-        value = spec.compute(self.market, *resolved)
-        value.setflags(write=False)
+        value = compute()
+        for array in value if isinstance(value, tuple) else (value,):
+            array.setflags(write=False)
         self._memo[key] = value
         self.computed += 1
         if len(self._memo) > self._max_items:

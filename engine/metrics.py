@@ -136,12 +136,14 @@ def exposure_pct(n_open: np.ndarray) -> float:
 
 def buy_hold_return_pct(close: np.ndarray) -> float:
     """Equal-weight buy and hold of every symbol: mean over symbols of (last close / first close - 1) x 100."""
-    rets = []
-    for j in range(close.shape[1]):
-        col = close[:, j][~np.isnan(close[:, j])]
-        if len(col) >= 2:
-            rets.append(col[-1] / col[0] - 1.0)
-    return float(np.mean(rets) * 100.0) if rets else float("nan")
+    valid = ~np.isnan(close)
+    enough = valid.sum(axis=0) >= 2
+    if not enough.any():
+        return float("nan")
+    cols = np.flatnonzero(enough)
+    first = close[valid.argmax(axis=0)[cols], cols]
+    last = close[len(close) - 1 - valid[::-1].argmax(axis=0)[cols], cols]
+    return float(np.mean(last / first - 1.0) * 100.0)
 
 
 def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 Limits apply when a position is opened (cut to fit, or skipped); later price moves are not trimmed.
 Every cut or skip is returned as an event: (date, symbol, rule, value, limit, action).
+Order at each entry: max positions, sizing, max position, max sector, cash/leverage, then correlation
+(the costliest check, so it runs last; a correlation skip replaces the cuts recorded before it). The
+correlation is Pearson over the trailing window of 1-bar returns ending at the signal bar, on the bars
+where both symbols have a return; with fewer than 3 such bars it is unknown and does not skip.
 """
 
 from __future__ import annotations
@@ -45,13 +49,13 @@ class RiskLimits:
 
     def kernel_args(self, market: Market) -> tuple:
         sector_id = sector_ids(market)
-        returns = np.empty((0, 0))
+        corr_inputs = (np.empty((0, 0)),) * 2
         if self.max_correlation is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                returns = np.full_like(market.close, np.nan)
-                returns[1:] = market.close[1:] / market.close[:-1] - 1.0
+            from .indicators import indicators_for
+
+            corr_inputs = indicators_for(market).memo(("correlation_inputs",), lambda: correlation_inputs(market.close))
         return (
-            returns,
+            *corr_inputs,
             sector_id,
             (self.max_position_pct or 0.0) / 100.0,
             # Without a sector column there is nothing to group by: the sector limit is off.
@@ -59,6 +63,17 @@ class RiskLimits:
             2.0 if self.max_correlation is None else float(self.max_correlation),
             int(self.correlation_lookback),
         )
+
+
+def correlation_inputs(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the kernel's correlation check reads: 1-bar returns as (symbols x bars), so a window is
+    contiguous, with 0 where there is no return, and a 1/0 validity mask of the same shape."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.full_like(close, np.nan)
+        returns[1:] = close[1:] / close[:-1] - 1.0
+    ret_t = np.ascontiguousarray(returns.T)
+    valid = ~np.isnan(ret_t)
+    return np.where(valid, ret_t, 0.0), valid.astype(np.float64)
 
 
 def sector_ids(market: Market) -> np.ndarray:

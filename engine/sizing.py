@@ -69,12 +69,15 @@ class Sizing:
         return p
 
     def inputs(self, market: Market) -> tuple[np.ndarray, np.ndarray]:
-        """(annualised trailing vol, ATR) arrays; empty (0 x 0) when the method does not read them."""
-        from .indicators import atr, rolling_volatility
+        """(annualised trailing vol as a fraction, ATR) arrays, memoised per dataset; empty (0 x 0) when the
+        method does not read them."""
+        from .indicators import indicators_for
 
+        memo = indicators_for(market)
         empty = np.empty((0, 0))
-        vol = (
-            rolling_volatility(market.close, self.vol_lookback) / 100.0 if self.method == "volatility_target" else empty
-        )
-        rng = atr(market.high, market.low, market.close, self.atr_period) if self.method == "atr_risk" else empty
+        vol = empty
+        if self.method == "volatility_target":
+            n = self.vol_lookback
+            vol = memo.memo(("vol_fraction", n), lambda: memo.get("volatility", n) / 100)
+        rng = memo.get("atr", self.atr_period) if self.method == "atr_risk" else empty
         return vol, rng

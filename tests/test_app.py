@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import app_state
+
 APP = "../app.py"
 
 
@@ -82,8 +84,25 @@ def test_query_params_restore_the_scan_and_backtest():
     assert any("gap_pct() > 4" in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("bad", [{"sl": "abc"}])
+@pytest.mark.parametrize("bad", [{"sl": "abc"}, {"size": "martingale"}, {"lev": "maybe"}])
 def test_bad_query_params_are_ignored_with_a_notice(bad):
     at = fresh(bad)
     assert not at.exception
-    assert at.session_state["bt"]["sl"] == 5.0
+    assert at.session_state["bt"] == app_state.BT_DEFAULTS
+
+
+def test_sizing_and_limits_come_from_the_link_and_the_form():
+    at = fresh({"rule": "rsi(14) < 40", "size": "volatility_target", "vt": "15.0", "lpos": "0", "lcorr": "0.5",
+                "lev": "true", "maxlev": "1.5"})  # fmt: skip
+    at.switch_page("app_pages/backtest.py").run()
+    assert not at.exception
+    p = at.session_state["result"].params
+    assert (p.sizing.method, p.sizing.vol_target_pct) == ("volatility_target", 15.0)
+    assert p.limits.max_position_pct is None and p.limits.max_correlation == 0.5
+    assert p.allow_leverage and p.max_leverage == 1.5
+    assert any("Target volatility" in n.label for n in at.number_input)
+    at.selectbox[0].set_value("fixed_amount").run()
+    assert any(n.label == "Amount per trade" for n in at.number_input)
+    at.get("form_submit_button")[0].click().run()
+    assert at.session_state["result"].params.sizing.method == "fixed_amount"
+    assert at.query_params["size"] in ("fixed_amount", ["fixed_amount"])
