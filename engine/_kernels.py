@@ -14,7 +14,7 @@ Order of events inside bar t (documented because results depend on it):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # Exit reasons (also used by backtest.py for labels).
 EXIT_STOP, EXIT_TARGET, EXIT_HOLDING, EXIT_END, EXIT_RUIN = 0, 1, 2, 3, 4
@@ -687,4 +687,92 @@ def adx(high, low, close, n):
                         out[t, j] = prev_adx
             ph, pl, pc = h, lo, c
             k += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grid search: many parameter combinations of `simulate`, in parallel threads, reduced to metrics at
+# once so that no (combinations x bars) array is ever held. Formulas follow engine/metrics.py.
+# ---------------------------------------------------------------------------------------------------
+
+GRID_METRICS = (
+    "total_return_pct", "cagr_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct", "n_trades",
+    "win_rate_pct", "profit_factor", "expectancy", "final_equity",
+)  # fmt: skip
+
+
+@njit(cache=True)
+def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year):
+    """The metrics named in GRID_METRICS for one run (NaN where undefined, as metrics.py)."""
+    out = np.full(len(GRID_METRICS), np.nan)
+    n = len(equity)
+    if n == 0 or equity[0] <= 0.0:
+        return out
+    out[0] = (equity[-1] / equity[0] - 1.0) * 100.0
+    if n >= 2 and years > 0.0:
+        out[1] = ((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0
+    if n >= 3:
+        ex = np.empty(n - 1)
+        for t in range(1, n):
+            ex[t - 1] = (equity[t] / equity[t - 1] - 1.0 if equity[t - 1] > 0.0 else 0.0) - rf_per_bar
+        mean = ex.mean()
+        sd = np.sqrt(((ex - mean) ** 2).sum() / (n - 2))
+        if sd > 0.0:
+            out[2] = mean / sd * np.sqrt(periods_per_year)
+        down = np.sqrt((np.minimum(ex, 0.0) ** 2).mean())
+        if down > 0.0:
+            out[3] = mean / down * np.sqrt(periods_per_year)
+    peak = equity[0]
+    mdd = 0.0
+    for t in range(n):
+        peak = max(peak, equity[t])
+        if peak > 0.0:
+            mdd = min(mdd, (equity[t] / peak - 1.0) * 100.0)
+    out[5] = mdd
+    if mdd < 0.0:
+        out[4] = out[1] / abs(mdd)
+    k = len(pnl)
+    out[6] = k
+    if k > 0:
+        gains = losses = 0.0
+        wins = 0
+        for i in range(k):
+            if trade_ret[i] > 0.0:
+                wins += 1
+            if pnl[i] > 0.0:
+                gains += pnl[i]
+            elif pnl[i] < 0.0:
+                losses -= pnl[i]
+        out[7] = wins / k * 100.0
+        if losses > 0.0:
+            out[8] = gains / losses
+        elif gains > 0.0:
+            out[8] = np.inf
+        out[9] = pnl.mean()
+    out[10] = equity[-1]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def simulate_grid(
+    open_, high, low, close, entry_stack, priority_stack, combos, sizing_stack,
+    direction, commission_frac, slippage_frac, initial_capital, fractional_shares, max_leverage,
+    shrink_unfunded, sizing_method, vol, atr, ret_t, valid_t, sector_id, max_position_frac,
+    max_sector_frac, max_corr, corr_window, years, rf_per_bar, periods_per_year,
+):  # fmt: skip
+    """combos rows: (signal variant, stop_frac, target_frac, holding_bars, max_positions); sizing_stack
+    rows: that combination's sizing parameters. Returns (combinations x GRID_METRICS)."""
+    n_combo = combos.shape[0]
+    out = np.empty((n_combo, len(GRID_METRICS)))
+    for c in prange(n_combo):
+        v = int(combos[c, 0])
+        res = simulate(
+            open_, high, low, close, entry_stack[v], priority_stack[v], direction, combos[c, 1], combos[c, 2],
+            int(combos[c, 3]), commission_frac, slippage_frac, initial_capital, int(combos[c, 4]),
+            fractional_shares, max_leverage, shrink_unfunded, sizing_method, sizing_stack[c], vol, atr,
+            ret_t, valid_t, sector_id, max_position_frac, max_sector_frac, max_corr, corr_window,
+        )  # fmt: skip
+        pnl = res[6]
+        trade_ret = pnl / (res[5] * res[3])
+        out[c] = summary_metrics(res[9], years, pnl, trade_ret, rf_per_bar, periods_per_year)
     return out

@@ -70,6 +70,12 @@ class Market:
         except ValueError:
             raise DataError(f"Unknown symbol {symbol!r}; the data has {', '.join(self.symbols[:10])}") from None
 
+    def window(self, start: int, stop: int) -> Market:
+        """Bars [start, stop) only: the market as a backtest of that period sees it (views, no copies)."""
+        arrays = {a: getattr(self, a)[start:stop] for a in ("open", "high", "low", "close", "volume")}
+        return Market(self.symbols, self.dates[start:stop], **arrays, sectors=self.sectors, name=self.name,
+                      fingerprint=f"{self.fingerprint}[{start}:{stop}]")  # fmt: skip
+
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, without the dates it has no bar on."""
         j = self.column(symbol)

@@ -12,7 +12,9 @@ offending token and say what is available.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -361,3 +363,47 @@ def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool
         value = np.broadcast_to(ev.eval(tree), market.shape).astype(float)
         priority = value if descending else -value
     return Signals(matrix=matrix, rule=rule.strip(), priority=priority, values=used)
+
+
+@dataclass(frozen=True)
+class RuleNumber:
+    """A number written in a rule, which a grid search can vary (`rule.<index>` in a grid)."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+    context: str
+
+
+def rule_numbers(rule: str) -> list[RuleNumber]:
+    """Every numeric literal in the rule, in order, with a little text around it: 'rsi(⟨14⟩) < 30'."""
+    line_starts = [0]
+    for line in rule.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+    found: list[RuleNumber] = []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(rule).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return found
+    for tok in tokens:
+        if tok.type != tokenize.NUMBER:
+            continue
+        start = line_starts[tok.start[0] - 1] + tok.start[1]
+        end = start + len(tok.string)
+        context = f"{rule[max(0, start - 12) : start]}⟨{tok.string}⟩{rule[end : end + 12]}".replace("\n", " ")
+        found.append(RuleNumber(len(found), tok.string, start, end, context.strip()))
+    return found
+
+
+def substitute_numbers(rule: str, values: dict[int, float]) -> str:
+    """The rule with number #i replaced by values[i] (ints stay ints, so sma(200) -> sma(150))."""
+    numbers = rule_numbers(rule)
+    for i in sorted(values, reverse=True):
+        if not 0 <= i < len(numbers):
+            raise RuleError(f"The rule has {len(numbers)} numbers; there is no number #{i}.")
+        n, value = numbers[i], float(values[i])
+        integral = value.is_integer() and not any(c in n.text for c in ".eE")
+        text = str(int(value)) if integral else repr(value)
+        rule = rule[: n.start] + text + rule[n.end :]
+    return rule

@@ -1,0 +1,279 @@
+"""Grid search over backtest parameters and numbers in the rule, with in/out-of-sample and walk-forward checks.
+
+Grid keys: BacktestParams fields (stop_loss, take_profit, holding_period, max_positions), sizing fields
+as `sizing.<field>` (risk_pct, kelly_multiplier, ...) and numbers in the rule as `rule.<i>` (see
+`filters.rule_numbers`: in 'rsi(14) < 30', rule.0 is 14 and rule.1 is 30).
+
+Combinations that share a rule share one scan (indicators are memoised per dataset); each chunk of
+combinations runs in one Numba call, in parallel threads (`_kernels.simulate_grid`), reduced to metrics
+at once: memory stays flat in the number of combinations. With a Dask scheduler address the chunks run
+on that cluster instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from . import _kernels as k
+from .backtest import BacktestParams, signal_matrix
+from .data import DataError, Market
+from .filters import RuleError, rule_numbers, scan, substitute_numbers
+from .metrics import LABELS, PERIODS_PER_YEAR
+from .sizing import METHODS, Sizing
+
+METRICS = k.GRID_METRICS
+OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
+PARAM_FIELDS = ("stop_loss", "take_profit", "holding_period", "max_positions")
+SIZING_FIELDS = ("risk_pct", "kelly_multiplier", "kelly_cap_pct", "kelly_min_trades", "vol_target_pct",
+                 "atr_multiplier", "fixed_amount")  # fmt: skip
+MAX_COMBINATIONS = 100_000
+
+
+def grid_size(grid: dict[str, Sequence[float]]) -> int:
+    """How many combinations the grid has (shown before running)."""
+    return int(np.prod([len(v) for v in grid.values()])) if grid else 1
+
+
+def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
+    """Clear errors for unknown keys, empty ranges and oversized grids, before anything runs."""
+    n_numbers = len(rule_numbers(rule))
+    problems = []
+    for key, values in grid.items():
+        group, _, name = key.rpartition(".")
+        known = (
+            (group == "" and name in PARAM_FIELDS)
+            or (group == "sizing" and name in SIZING_FIELDS)
+            or (group == "rule" and name.isdigit() and int(name) < n_numbers)
+        )
+        if not known:
+            problems.append(f"unknown grid parameter {key!r}")
+        elif len(values) == 0:
+            problems.append(f"{key} has no values")
+    if grid_size(grid) > MAX_COMBINATIONS:
+        problems.append(f"{grid_size(grid):,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer values")
+    if problems:
+        raise DataError(
+            "; ".join(problems)
+            + f". Grid keys: {', '.join(PARAM_FIELDS)}, sizing.<{'|'.join(SIZING_FIELDS)}>, rule.0-{n_numbers - 1}."
+        )
+
+
+@dataclass
+class OptimizeResult:
+    """One row per combination: the parameters, then the metrics. `best()` honours min_trades."""
+
+    table: pd.DataFrame
+    keys: list[str]
+    objective: str
+    min_trades: int
+    seconds: float
+    cancelled: bool = False
+
+    def ranked(self) -> pd.DataFrame:
+        """Eligible combinations (enough trades, objective defined) first, best first."""
+        t = self.table
+        ok = (t["n_trades"] >= self.min_trades) & t[self.objective].notna()
+        return pd.concat([t[ok].sort_values(self.objective, ascending=False, kind="stable"), t[~ok]])
+
+    def best(self) -> pd.Series | None:
+        top = self.ranked()
+        if top.empty or top["n_trades"].iloc[0] < self.min_trades or pd.isna(top[self.objective].iloc[0]):
+            return None
+        return top.iloc[0]
+
+    def best_params(self) -> dict[str, float] | None:
+        row = self.best()
+        return None if row is None else {key: float(row[key]) for key in self.keys}
+
+    @property
+    def combos_per_second(self) -> float:
+        return len(self.table) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def apply_params(rule: str, base: BacktestParams, values: dict[str, float]) -> tuple[str, BacktestParams]:
+    """The rule and BacktestParams one grid point stands for (0 switches an exit off, as in the UI)."""
+    rule_values = {int(key.split(".")[1]): v for key, v in values.items() if key.startswith("rule.")}
+    fields, sizing = {}, {}
+    for key, v in values.items():
+        if key in PARAM_FIELDS:
+            integral = key in ("holding_period", "max_positions")
+            fields[key] = (int(v) if integral else float(v)) or None
+        elif key.startswith("sizing."):
+            name = key.split(".")[1]
+            sizing[name] = int(v) if name == "kelly_min_trades" else float(v)
+    if "max_positions" in fields:
+        fields["max_positions"] = fields["max_positions"] or 1
+    params = replace(base, **fields, sizing=replace(base.sizing, **sizing))
+    return substitute_numbers(rule, rule_values) if rule_values else rule, params
+
+
+def optimize(
+    market: Market,
+    rule: str,
+    base: BacktestParams,
+    grid: dict[str, Sequence[float]],
+    objective: str = "sharpe",
+    min_trades: int = 10,
+    bars: tuple[int, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    scheduler: str | None = None,
+    chunk_size: int = 64,
+) -> OptimizeResult:
+    """Backtest every combination of the grid on bars [start, stop) (default all) and rank by `objective`.
+
+    progress(done, total) is called after each chunk; should_stop() is checked between chunks (the partial
+    result is returned with cancelled=True). `scheduler` is a Dask address, e.g. 'tcp://10.0.0.5:8786'.
+    """
+    if objective not in OBJECTIVES:
+        raise DataError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+    check_grid(rule, grid)
+    start = time.perf_counter()
+    keys = list(grid)
+    table = pd.DataFrame(list(itertools.product(*grid.values())), columns=keys, dtype=float)
+    rule_keys = [key for key in keys if key.startswith("rule.")]
+    # Chunks never mix rule variants, so each chunk needs one scan.
+    groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
+    chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
+    metrics = np.full((len(table), len(METRICS)), np.nan)
+    done, cancelled = 0, False
+    for rows, values in _execute(market, rule, base, table, chunks, bars, scheduler):
+        metrics[rows] = values
+        done += len(rows)
+        if progress:
+            progress(done, len(table))
+        if should_stop and should_stop():
+            cancelled = True
+            break
+    table[list(METRICS)] = metrics
+    if cancelled:
+        table = table[~np.isnan(metrics[:, METRICS.index("n_trades")])]
+    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled)
+
+
+def _execute(market, rule, base, table, chunks, bars, scheduler):
+    """Yield (row indices, metrics) per chunk, in-process or on a Dask cluster."""
+    if scheduler is None:
+        for rows in chunks:
+            yield rows, run_chunk(market, rule, base, table.iloc[rows], bars)
+        return
+    from dask.distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        remote_market = client.scatter(market, broadcast=True)
+        futures = {client.submit(run_chunk, remote_market, rule, base, table.iloc[rows], bars, pure=False): rows
+                   for rows in chunks}  # fmt: skip
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def run_chunk(
+    market: Market, rule: str, base: BacktestParams, combos: pd.DataFrame, bars: tuple[int, int] | None
+) -> np.ndarray:
+    """Metrics (len(combos) x METRICS) for combinations that share one rule variant: one scan, one
+    parallel Numba call. Signals come from the whole history (indicators never look ahead), trading
+    from bars [start, stop) only."""
+    first = combos.iloc[0].to_dict()
+    variant_rule, _ = apply_params(rule, base, first)
+    try:
+        signals = scan(market, variant_rule)
+    except RuleError as exc:
+        raise RuleError(f"Grid point {first} makes the rule invalid: {exc}") from exc
+    a, b = bars or (0, market.shape[0])
+    window = market if (a, b) == (0, market.shape[0]) else market.window(a, b)
+    entries, priority = signal_matrix(market, signals)
+    entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
+    params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
+    grid_rows = np.array([[0, (p.stop_loss or 0) / 100, (p.take_profit or 0) / 100, p.holding_period or 0,
+                           p.max_positions] for p in params], dtype=float)  # fmt: skip
+    sizing_rows = np.array([p.sizing.kernel_params() for p in params])
+    vol, atr = base.sizing.inputs(window)
+    ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window = base.limits.kernel_args(window)
+    days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
+    return k.simulate_grid(
+        window.open, window.high, window.low, window.close, entries[None], priority[None], grid_rows, sizing_rows,
+        1 if base.signal_type == "long" else -1, base.commission / 100, base.slippage_bps / 10_000,
+        float(base.initial_capital), bool(base.fractional_shares),
+        float(base.max_leverage) if base.allow_leverage else 1.0, bool(base.shrink_unfunded),
+        METHODS[base.sizing.method], vol, atr, ret_t, valid_t, sector_id, max_pos, max_sector, max_corr,
+        corr_window, days / 365.25, base.risk_free_pct / 100 / PERIODS_PER_YEAR, float(PERIODS_PER_YEAR),
+    )  # fmt: skip
+
+
+def in_out_of_sample(
+    market: Market, rule: str, base: BacktestParams, grid: dict, split: float = 0.7, **kwargs
+) -> tuple[OptimizeResult, pd.DataFrame]:
+    """Optimise on the first `split` of the bars, then run every combination on the rest.
+
+    Returns the in-sample result and one table with each metric as `<metric>` (in-sample) and
+    `<metric>_oos` (out-of-sample), ranked by the in-sample objective.
+    """
+    cut = split_bar(market, split)
+    ins = optimize(market, rule, base, grid, bars=(0, cut), **kwargs)
+    oos = optimize(market, rule, base, grid, bars=(cut, market.shape[0]), objective=ins.objective,
+                   min_trades=0, scheduler=kwargs.get("scheduler"))  # fmt: skip
+    merged = ins.ranked().join(oos.table[list(METRICS)].add_suffix("_oos"))
+    return ins, merged
+
+
+def split_bar(market: Market, split: float) -> int:
+    if not 0.1 <= split <= 0.9:
+        raise DataError("The in-sample share must be between 10% and 90% of the bars.")
+    return int(round(market.shape[0] * split))
+
+
+def walk_forward_windows(n_bars: int, train_bars: int, test_bars: int) -> list[tuple[int, int, int]]:
+    """(train start, test start, test stop) for rolling windows: train on [a, b), test on [b, c), step c - b."""
+    if train_bars < 20 or test_bars < 5:
+        raise DataError("Walk-forward needs at least 20 training bars and 5 test bars per window.")
+    windows = []
+    a = 0
+    while a + train_bars + test_bars <= n_bars:
+        windows.append((a, a + train_bars, a + train_bars + test_bars))
+        a += test_bars
+    if not windows:
+        raise DataError(f"{n_bars} bars are too few for {train_bars} training + {test_bars} test bars.")
+    return windows
+
+
+def walk_forward(
+    market: Market,
+    rule: str,
+    base: BacktestParams,
+    grid: dict,
+    train_bars: int,
+    test_bars: int,
+    objective: str = "sharpe",
+    min_trades: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
+) -> pd.DataFrame:
+    """Re-optimise on each training window and test the winner on the next, unseen, window.
+
+    One row per window: dates, the chosen parameters, in-sample objective and out-of-sample metrics.
+    """
+    windows = walk_forward_windows(market.shape[0], train_bars, test_bars)
+    rows = []
+    for i, (a, b, c) in enumerate(windows):
+        ins = optimize(market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler)
+        best = ins.best_params()
+        row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
+        if best is None:
+            rows.append({**row, "note": f"no combination had {min_trades}+ trades in-sample"})
+        else:
+            one = pd.DataFrame([best], dtype=float)
+            oos = dict(zip(METRICS, run_chunk(market, rule, base, one, (b, c))[0], strict=True))
+            rows.append({**row, **best, f"{objective}_in_sample": ins.best()[objective],
+                         **{f"{m}_oos": v for m, v in oos.items()}})  # fmt: skip
+        if progress:
+            progress(i + 1, len(windows))
+    return pd.DataFrame(rows)
+
+
+__all__ = ["OptimizeResult", "Sizing", "grid_size", "in_out_of_sample", "optimize", "walk_forward"]

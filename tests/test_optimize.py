@@ -1,0 +1,131 @@
+"""Grid search equals a loop of single backtests; windows never leak; cancel, errors and Dask."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import BacktestParams, DataError, RiskLimits, Sizing, backtest, synthetic_market
+from engine.data import Market
+from engine.filters import scan
+from engine.optimize import (
+    METRICS,
+    apply_params,
+    grid_size,
+    in_out_of_sample,
+    optimize,
+    walk_forward,
+    walk_forward_windows,
+)
+
+MARKET = synthetic_market(8, 300, seed=5)
+RULE = "rsi(14) < 40"
+BASE = BacktestParams(max_positions=4, commission=0.05, slippage_bps=5)
+GRID = {"stop_loss": [2.0, 5.0], "take_profit": [0.0, 8.0], "holding_period": [5, 20], "rule.1": [35, 45]}
+
+
+def brute_force(market: Market, grid: dict, base=BASE, bars=None) -> pd.DataFrame:
+    rows = []
+    result = optimize(market, RULE, base, grid, min_trades=0, bars=bars)
+    for values in result.table[list(grid)].to_dict("records"):
+        rule, params = apply_params(RULE, base, values)
+        m = market if bars is None else market.window(*bars)
+        signals = scan(market, rule).matrix[slice(*bars) if bars else slice(None)]
+        rows.append(backtest(m, signals, params).metrics)
+    return result, pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [BASE, BacktestParams(max_positions=3, signal_type="short", sizing=Sizing("volatility_target"),
+                          limits=RiskLimits.defaults())],
+    ids=["long equal weight", "short vol target with limits"],
+)  # fmt: skip
+def test_every_grid_row_and_the_best_equal_a_loop_of_single_backtests(base):
+    result, loop = brute_force(MARKET, GRID, base)
+    assert len(result.table) == grid_size(GRID) == 16
+    for metric in METRICS:
+        np.testing.assert_allclose(result.table[metric], loop[metric], rtol=1e-9, atol=1e-9, err_msg=metric)
+    best_loop = loop["sharpe"].idxmax()
+    assert result.best().name == best_loop
+    assert result.best()["sharpe"] == pytest.approx(loop["sharpe"].max())
+
+
+def test_a_window_backtest_equals_a_single_backtest_on_that_window():
+    result, loop = brute_force(MARKET, {"stop_loss": [3.0, 6.0]}, bars=(100, 250))
+    np.testing.assert_allclose(result.table["total_return_pct"], loop["total_return_pct"], rtol=1e-9)
+
+
+def test_min_trades_excludes_thin_combinations_from_best():
+    result = optimize(MARKET, RULE, BASE, {"rule.1": [1, 40]}, min_trades=1)
+    assert result.table["n_trades"].iloc[0] == 0  # rsi < 1 never fires
+    assert result.best()["rule.1"] == 40
+    assert optimize(MARKET, RULE, BASE, {"rule.1": [1]}, min_trades=1).best() is None
+
+
+def test_walk_forward_windows_are_disjoint_and_ordered():
+    windows = walk_forward_windows(1000, 300, 100)
+    assert windows[0] == (0, 300, 400) and windows[-1] == (600, 900, 1000)
+    for a, b, c in windows:
+        assert a < b < c  # train [a, b), test [b, c): no shared bar
+    assert [w[1] for w in windows[1:]] == [w[2] for w in windows[:-1]]  # tests tile the period
+
+
+def perturbed_from(market: Market, bar: int) -> Market:
+    scale = np.random.default_rng(0).uniform(0.5, 1.5, (market.shape[0] - bar, market.shape[1]))
+    arrays = {a: getattr(market, a).copy() for a in ("open", "high", "low", "close", "volume")}
+    for a in arrays:
+        arrays[a][bar:] *= scale
+    return Market(market.symbols, market.dates, **arrays, sectors=market.sectors)
+
+
+def test_in_sample_results_never_see_out_of_sample_bars():
+    cut = 200
+    changed = perturbed_from(MARKET, cut)
+    a = optimize(MARKET, RULE, BASE, GRID, bars=(0, cut), min_trades=0).table
+    b = optimize(changed, RULE, BASE, GRID, bars=(0, cut), min_trades=0).table
+    pd.testing.assert_frame_equal(a, b)
+    wf_a = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
+    wf_b = walk_forward(changed, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
+    before = wf_a["test_end"] < MARKET.dates[cut]
+    assert before.sum() >= 1
+    pd.testing.assert_frame_equal(wf_a[before], wf_b[before])
+
+
+def test_in_and_out_of_sample_table_has_both_sides():
+    ins, merged = in_out_of_sample(MARKET, RULE, BASE, GRID, split=0.6, min_trades=0)
+    assert {"sharpe", "sharpe_oos", "n_trades_oos"} <= set(merged.columns) and len(merged) == 16
+    assert merged.index[0] == ins.best().name
+
+
+def test_cancel_returns_the_finished_part():
+    seen = []
+    result = optimize(MARKET, RULE, BASE, GRID, chunk_size=4, progress=lambda d, t: seen.append((d, t)),
+                      should_stop=lambda: len(seen) >= 2)  # fmt: skip
+    assert result.cancelled and len(result.table) == 8 and seen == [(4, 16), (8, 16)]
+
+
+def test_bad_grids_are_clear_errors():
+    with pytest.raises(DataError, match="unknown grid parameter 'stoploss'"):
+        optimize(MARKET, RULE, BASE, {"stoploss": [1]})
+    with pytest.raises(DataError, match="unknown grid parameter 'rule.5'"):
+        optimize(MARKET, RULE, BASE, {"rule.5": [1]})
+    with pytest.raises(DataError, match="over the 100,000 limit"):
+        optimize(MARKET, RULE, BASE, {"stop_loss": list(range(1, 99)), "take_profit": list(range(1, 99)),
+                                      "holding_period": list(range(1, 30))})  # fmt: skip
+    with pytest.raises(DataError, match="Unknown objective"):
+        optimize(MARKET, RULE, BASE, {"stop_loss": [1]}, objective="luck")
+
+
+def test_a_dask_cluster_gives_the_same_table(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get(
+        "PYTHONPATH", ""))  # fmt: skip
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        remote = optimize(MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=3, min_trades=0)
+    local = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
+    pd.testing.assert_frame_equal(remote.table, local.table)
