@@ -12,6 +12,9 @@ pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
     st.Page("app_pages/scanner.py", title="Scanner", icon=":material/search:", url_path="scanner"),
     st.Page("app_pages/backtest.py", title="Backtest", icon=":material/monitoring:", url_path="backtest"),
+    st.Page("app_pages/optimize.py", title="Optimize", icon=":material/tune:", url_path="optimize"),
+    st.Page("app_pages/montecarlo.py", title="Monte Carlo", icon=":material/casino:", url_path="montecarlo"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
 market = app_state.market()

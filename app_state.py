@@ -6,6 +6,10 @@ st.query_params so a copied link reproduces the same scan and backtest.
 
 from __future__ import annotations
 
+import os
+import uuid
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from engine import (
@@ -19,7 +23,8 @@ from engine import (
     load_sample,
     synthetic_market,
 )
-from engine.filters import PRESETS, Signals, scan
+from engine.cache import RunCache
+from engine.filters import PRESETS, Signals, scan, substitute_numbers
 from engine.sizing import METHODS
 
 DEFAULT_RULE = PRESETS["Oversold bounce"]
@@ -144,7 +149,8 @@ def signals() -> Signals:
     cache = st.session_state.setdefault("_signals", {})
     if key not in cache:
         cache.clear()
-        cache[key] = scan(market(), rule())
+        data, text = market(), rule()
+        cache[key], _ = run_cache().run("scan", data, text, {}, lambda: scan(data, text), record=False)
     return cache[key]
 
 
@@ -163,12 +169,40 @@ def bt_params(values: dict | None = None) -> BacktestParams:
     return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
 
 
+KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")
+
+
+def run_cache() -> RunCache:
+    """One cache per server process and setting (diskcache is safe across processes too); see RunCache.from_env."""
+    return _run_cache(os.environ.get("SCANNER_CACHE_DIR"), os.environ.get("SCANNER_CACHE_MB"))
+
+
+@st.cache_resource
+def _run_cache(directory: str | None, size_mb: str | None) -> RunCache:
+    return RunCache.from_env()
+
+
+def session_id() -> str:
+    """A random id per browser session: the Runs page shows this session's runs unless asked for all."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex[:10])
+
+
+def cached_run(kind: str, params, compute, summarise=lambda r: {}):
+    """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss."""
+    link = urlencode(st.query_params.to_dict())
+    value, hit = run_cache().run(kind, market(), rule(), params, compute, summarise, session=session_id(), link=link)
+    st.session_state[f"{kind}_cache_hit"] = hit
+    return value
+
+
 def run_backtest(values: dict):
-    """Validate, run and remember a backtest; parameters go to the URL."""
+    """Validate, run (or fetch from the cache) and remember a backtest; parameters go to the URL."""
     params = bt_params(values)
     st.session_state.bt = dict(values)
     sync_url()
-    st.session_state.result = backtest(market(), signals(), params)
+    data, signals_now = market(), signals()
+    st.session_state.result = cached_run("backtest", params, lambda: backtest(data, signals_now, params),
+                                         lambda r: {k: r.metrics[k] for k in KEY_METRICS})  # fmt: skip
     st.session_state.result_key = _result_key(params)
     return st.session_state.result
 
@@ -183,6 +217,23 @@ def is_current(values: dict) -> bool:
         return st.session_state.get("result_key") == _result_key(bt_params(values))
     except DataError:
         return False
+
+
+def apply_best(values: dict[str, float]) -> None:
+    """Copy a grid point (optimize keys: stop_loss, sizing.risk_pct, rule.1, ...) into the backtest settings."""
+    by_path = {path: key for key, (path, _, _) in BT_FIELDS.items()}
+    rule_values = {int(k.split(".")[1]): v for k, v in values.items() if k.startswith("rule.")}
+    if rule_values:
+        set_rule(substitute_numbers(rule(), rule_values))
+        st.session_state.rule_text = rule()  # the Scanner page's text box
+    bt = dict(bt_values())
+    for key, value in values.items():
+        if key in by_path:
+            parse = BT_FIELDS[by_path[key]][1]
+            bt[by_path[key]] = parse(int(value) if parse is int else value)
+    st.session_state.bt = bt
+    st.session_state.result = None
+    sync_url()
 
 
 def link_has_params() -> bool:

@@ -71,3 +71,72 @@ def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
     fig.update_layout(height=60 + 28 * len(grid), margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       yaxis={"autorange": "reversed"})  # fmt: skip
     return fig
+
+
+def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.08}
+    )
+    return fig
+
+
+def grid_heatmap(table: pd.DataFrame, x: str, y: str, z: str, others: str = "best") -> go.Figure:
+    """Objective over two grid parameters; the other parameters at their best ('best') or averaged ('mean')."""
+    how = "max" if others == "best" else "mean"
+    grid = table.pivot_table(index=y, columns=x, values=z, aggfunc=how)
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[f"{v:g}" for v in grid.columns], y=[f"{v:g}" for v in grid.index],
+                               colorscale="RdYlGn", colorbar={"title": z}, texttemplate="%{z:.2f}",
+                               hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{z}=%{{z:.3f}}<extra></extra>"))  # fmt: skip
+    fig.update_layout(xaxis_title=x, yaxis_title=y, title=f"{z} ({'best' if how == 'max' else 'mean'} over others)")
+    return _layout(fig)
+
+
+def sensitivity(table: pd.DataFrame, keys: list[str], z: str) -> go.Figure:
+    """For each parameter, the objective's best and mean at each of its values: flat lines mean robust."""
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=keys, shared_yaxes=True)
+    for i, key in enumerate(keys, start=1):
+        g = table.groupby(key)[z]
+        for stat, dash in (("max", None), ("mean", "dot")):
+            s = g.agg(stat)
+            fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), name=f"{stat}", mode="lines+markers",
+                                     line={"dash": dash, "color": "#1f6feb"}, showlegend=i == 1), 1, i)  # fmt: skip
+    fig.update_yaxes(title_text=z, col=1)
+    return _layout(fig, 340)
+
+
+def in_vs_out(merged: pd.DataFrame, z: str) -> go.Figure:
+    """Each combination's in-sample vs out-of-sample objective: overfitting shows as no relation."""
+    fig = go.Figure(go.Scatter(x=merged[z], y=merged[f"{z}_oos"], mode="markers", marker={"size": 7, "opacity": 0.6}))
+    fig.update_layout(xaxis_title=f"{z} in-sample", yaxis_title=f"{z} out-of-sample")
+    return _layout(fig, 380)
+
+
+def fan(bands: pd.DataFrame, samples: np.ndarray) -> go.Figure:
+    """Equity paths (start = 1) by trade number: a few samples, the 5-95 and 25-75 bands and the median."""
+    fig = go.Figure()
+    x = bands.index.to_numpy()
+    for path in samples[:30]:
+        fig.add_trace(go.Scatter(x=x, y=path, mode="lines", line={"width": 0.5, "color": "#bbb"}, showlegend=False,
+                                 hoverinfo="skip"))  # fmt: skip
+    for lo, hi, color, name in (("p5", "p95", "rgba(31,111,235,0.15)", "5-95%"),
+                                ("p25", "p75", "rgba(31,111,235,0.3)", "25-75%")):  # fmt: skip
+        fig.add_trace(go.Scatter(x=x, y=bands[hi], line={"width": 0}, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=bands[lo], fill="tonexty", fillcolor=color, line={"width": 0}, name=name))
+    fig.add_trace(go.Scatter(x=x, y=bands["p50"], name="median", line={"color": "#1f6feb", "width": 2}))
+    fig.update_layout(xaxis_title="trade", yaxis_title="equity (start = 1)")
+    return _layout(fig)
+
+
+def histogram(values: np.ndarray, title: str, marker: float | None = None) -> go.Figure:
+    fig = go.Figure(go.Histogram(x=values, nbinsx=60, marker_color="#1f6feb"))
+    if marker is not None:
+        fig.add_vline(x=marker, line={"color": DOWN, "dash": "dash"})
+    fig.update_layout(title=title, bargap=0.02)
+    return _layout(fig, 320)
+
+
+def equity_overlay(curves: dict[str, pd.Series]) -> go.Figure:
+    """Several runs' equity curves on one log-scale chart, for comparison."""
+    fig = go.Figure([go.Scatter(x=s.index, y=s.to_numpy(), name=name) for name, s in curves.items()])
+    fig.update_yaxes(type="log", title_text="Equity (log scale)")
+    return _layout(fig)

@@ -73,6 +73,7 @@ class RunRecord:
     seconds: float
     cache_hit: bool
     session: str = ""
+    link: str = ""  # the dashboard's query string that reproduces the run, when it came from the UI
     when: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -109,8 +110,11 @@ class RunCache:
         compute: Callable[[], Any],
         summarise: Callable[[Any], dict] = lambda r: {},
         session: str = "",
+        record: bool = True,
+        link: str = "",
     ) -> tuple[Any, bool]:
-        """(result, cache hit?). Computes on a miss or an unreadable entry; logs and records the run."""
+        """(result, cache hit?). Computes on a miss or an unreadable entry; logs it, and unless record=False
+        (scans, which run on every keystroke) adds it to the run history."""
         key = run_key(kind, market.fingerprint, rule, params)
         start = time.perf_counter()
         result = self.get(key)
@@ -123,10 +127,10 @@ class RunCache:
                 self._results.set(key, result)
         seconds = time.perf_counter() - start
         metrics = canonical(summarise(result))
-        record = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds, hit,
-                           session)  # fmt: skip
-        if self._runs is not None:
-            self._runs[record.id] = record
+        entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds, hit,
+                          session, link)  # fmt: skip
+        if self._runs is not None and record:
+            self._runs[entry.id] = entry
         log.info(json.dumps({"event": "finish", "kind": kind, "key": key[:16], "cache": "hit" if hit else "miss",
                              "seconds": round(seconds, 4), **metrics}, default=str))  # fmt: skip
         return result, hit

@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "us6_2013_2023.csv.gz"
-DEFAULT_MAX_BYTES = int(float(os.environ.get("SCANNER_MAX_UPLOAD_MB", "200")) * 1024 * 1024)
+
+
+def max_upload_bytes() -> int:
+    """The file size limit: SCANNER_MAX_UPLOAD_MB (default 200), read at each load so a host can change it."""
+    return int(float(os.environ.get("SCANNER_MAX_UPLOAD_MB", "200")) * 1024 * 1024)
+
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 _EXAMPLES = 5
 # Rounding tolerance for open/close vs the high-low range (prices are often rounded to a few decimals).
@@ -128,11 +134,12 @@ def load_market(
     source: str | os.PathLike | BinaryIO | pd.DataFrame,
     *,
     name: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
 ) -> Market:
     """Read a CSV/Parquet file (path, file-like with `.name`, or DataFrame) and return a validated Market."""
     if isinstance(source, pd.DataFrame):
         return market_from_frame(source, name=name or "data")
+    max_bytes = max_upload_bytes() if max_bytes is None else max_bytes
     filename = str(getattr(source, "name", source))
     stem = Path(filename).name.split(".")[0] or "data"
     raw = _read_bytes(source, max_bytes)
@@ -160,9 +167,16 @@ def _read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
     return raw
 
 
+def _human(n_bytes: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
 def _too_big(size: int, limit: int) -> DataError:
     return DataError(
-        f"The file is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit. "
+        f"The file is {_human(size)}, over the {_human(limit)} limit. "
         "Upload a smaller file (e.g. Parquet, or fewer symbols) or raise SCANNER_MAX_UPLOAD_MB."
     )
 

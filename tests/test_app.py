@@ -106,3 +106,85 @@ def test_sizing_and_limits_come_from_the_link_and_the_form():
     at.get("form_submit_button")[0].click().run()
     assert at.session_state["result"].params.sizing.method == "fixed_amount"
     assert at.query_params["size"] in ("fixed_amount", ["fixed_amount"])
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
+    at = fresh()
+    at.switch_page("app_pages/backtest.py").run()
+    at.get("form_submit_button")[0].click().run()
+    assert at.session_state["backtest_cache_hit"] is False
+    at.get("form_submit_button")[0].click().run()
+    assert at.session_state["backtest_cache_hit"] is True
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    runs = at.dataframe[0].value
+    assert runs["kind"].tolist() == ["backtest", "backtest"] and runs["cache"].tolist() == ["hit", "miss"]
+    assert "Sharpe ratio" in metrics(at)
+    assert (cache_dir / "runs.log").read_text().count('"event": "finish", "kind": "backtest"') == 2
+
+
+def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
+    csv = b"symbol,date,open,high,low,close,volume\nZZZ,2024-01-02,1,2,0.5,1.5,10\nZZZ,2024-01-03,1.5,2,1,1.8,12\n"
+    alice, bob = fresh(), fresh()
+    alice.file_uploader(key="upload").upload("mine.csv", csv, "text/csv").run()
+    alice.switch_page("app_pages/backtest.py").run()
+    bob.run()
+    assert bob.session_state["market"].symbols != alice.session_state["market"].symbols
+    assert metrics(bob)["Symbols"] == "6"
+    bob.switch_page("app_pages/backtest.py").run()
+    bob.get("form_submit_button")[0].click().run()
+    alice.switch_page("app_pages/runs.py").run()
+    assert not alice.exception and "No runs yet" in alice.info[0].value
+    alice.toggle(key="runs_everyone").set_value(True).run()
+    assert len(alice.dataframe[0].value) == 1  # the team view lists Bob's run, never his data
+
+
+def test_an_oversized_upload_is_refused_clearly(monkeypatch):
+    monkeypatch.setenv("SCANNER_MAX_UPLOAD_MB", "0.01")  # 10 KB
+    at = fresh()
+    at.file_uploader(key="upload").upload("big.csv", b"symbol,date,open,high,low,close,volume\n" * 500, "text/csv")
+    at.run()
+    assert not at.exception
+    assert "The file is 19.0 KB, over the 10.2 KB limit" in at.error[0].value
+    assert "SCANNER_MAX_UPLOAD_MB" in at.error[0].value
+    assert metrics(at)["Symbols"] == "6"
+
+
+def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
+    at = fresh({"rule": "rsi(14) < 35"})
+    at.switch_page("app_pages/optimize.py").run()
+    assert not at.exception and "**4 combinations**" not in str(at.markdown)
+    at.multiselect(key="opt_keys").set_value(["stop_loss", "rule.1"]).run()
+    at.number_input(key="opt_stop_loss_hi").set_value(4.0).run()  # 2, 4
+    at.number_input(key="opt_rule.1_lo").set_value(30.0).run()
+    at.number_input(key="opt_rule.1_hi").set_value(40.0).run()
+    at.number_input(key="opt_rule.1_st").set_value(5.0).run()  # 30, 35, 40
+    assert any("**6 combinations**" in m.value for m in at.markdown)
+    at.number_input(key="opt_min_trades").set_value(1).run()
+    at.button[0].click().run()
+    assert not at.exception
+    result, merged = at.session_state["opt"][3]
+    assert len(merged) == 6 and "sharpe_oos" in merged
+    assert any("Best in-sample" in s.value for s in at.success)
+    best = result.best()
+    at.button[1].click().run()
+    assert at.session_state["bt"]["sl"] == best["stop_loss"]
+    assert at.session_state["rule"] == f"rsi(14) < {int(best['rule.1'])}"
+
+
+def test_monte_carlo_resamples_the_last_backtest():
+    at = fresh()
+    at.switch_page("app_pages/montecarlo.py").run()
+    assert "Run a backtest first" in at.info[0].value
+    at.switch_page("app_pages/backtest.py").run()
+    at.get("form_submit_button")[0].click().run()
+    at.switch_page("app_pages/montecarlo.py").run()
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["Probability of a loss"].endswith("%") and "Median final return" in shown

@@ -1,0 +1,60 @@
+"""Runs page: every run (from the disk cache's history), reopened, compared or deleted."""
+
+import pandas as pd
+import streamlit as st
+
+import app_state
+import charts
+from engine.metrics import LABELS
+
+st.title("Runs")
+cache = app_state.run_cache()
+if cache.directory is None:
+    st.info("The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept.")
+    st.stop()
+everyone = st.toggle("Show everyone's runs (not only this session's)", key="runs_everyone")
+runs = cache.runs(None if everyone else app_state.session_id())
+if not runs:
+    st.info("No runs yet: run a backtest, an optimisation or a Monte Carlo simulation.")
+    st.stop()
+
+table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind, "data": r.data,
+                       "rule": r.rule, "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss",
+                       **r.metrics} for r in runs])  # fmt: skip
+st.dataframe(table, hide_index=True, width="stretch", height=260)
+by_id = {r.id: r for r in runs}
+label = lambda i: f"{by_id[i].kind} {table.set_index('id').loc[i, 'when']} · {by_id[i].rule[:40]}"  # noqa: E731
+
+pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pick")
+record = by_id[pick]
+c = st.columns([1, 1, 4])
+if c[0].button("Delete this run", key="runs_delete"):
+    cache.delete_run(pick)
+    st.rerun()
+if record.link:
+    c[1].link_button(
+        "Open as a link", f"./backtest?{record.link}" if record.kind == "backtest" else f"./?{record.link}"
+    )
+value = cache.get(record.key)
+with st.expander("Parameters", expanded=False):
+    st.json(record.params)
+if value is None:
+    st.warning("This run's result has left the cache (size limit); open its link to recompute it.")
+elif record.kind == "backtest":
+    m = value.metrics
+    cols = st.columns(len(app_state.KEY_METRICS))
+    for col, key in zip(cols, app_state.KEY_METRICS, strict=True):
+        col.metric(LABELS[key], f"{m[key]:,.2f}")
+    st.plotly_chart(charts.equity(value.equity), width="stretch")
+else:
+    st.write(record.metrics)
+
+backtests = [r.id for r in runs if r.kind == "backtest"]
+st.subheader("Compare backtests")
+chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], format_func=label, key="runs_cmp")
+results = {label(i): cache.get(by_id[i].key) for i in chosen}
+results = {k: v for k, v in results.items() if v is not None}
+if len(results) >= 2:
+    st.dataframe(pd.DataFrame({k: {LABELS.get(m, m): v for m, v in r.metrics.items()} for k, r in results.items()}),
+                 width="stretch")  # fmt: skip
+    st.plotly_chart(charts.equity_overlay({k: r.equity.equity for k, r in results.items()}), width="stretch")
