@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint bench clean system-deps
+.PHONY: run test lint bench bench-vectorbt load-test clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,17 @@ test: $(VENV)/.installed system-deps lint
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_scanner.py
+	$(BIN)/python benchmarks/bench_optimize.py
+
+# The same benchmarks side by side with vectorbt, in a separate venv (vectorbt is not a dependency).
+bench-vectorbt:
+	$(PY) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet -r requirements.txt vectorbt==1.2.0
+	.venv-bench/bin/python benchmarks/bench_optimize.py
+	.venv-bench/bin/python benchmarks/bench_engine.py
+
+load-test: $(VENV)/.installed system-deps
+	$(BIN)/python benchmarks/load_test.py --sessions 10
 
 clean:
-	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache .coverage
+	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache .coverage .venv-bench
