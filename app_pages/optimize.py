@@ -57,7 +57,13 @@ for key in chosen:
     grid[key] = values.tolist()
 
 c = st.columns(4)
-objective = c[0].selectbox("Objective", list(OBJECTIVES), format_func=OBJECTIVES.get, key="opt_objective")
+objective = c[0].selectbox(
+    "Objective",
+    list(OBJECTIVES),
+    index=list(OBJECTIVES).index("sharpe"),
+    format_func=OBJECTIVES.get,
+    key="opt_objective",
+)
 min_trades = int(c[1].number_input("Min trades", 0, 100_000, 20, key="opt_min_trades"))
 mode = c[2].selectbox("Overfitting check", ["In/out-of-sample split", "Walk-forward", "None (all bars)"],
                       key="opt_mode")  # fmt: skip

@@ -46,8 +46,13 @@ elif record.kind == "backtest":
     for col, key in zip(cols, app_state.KEY_METRICS, strict=True):
         col.metric(LABELS[key], f"{m[key]:,.2f}")
     st.plotly_chart(charts.equity(value.equity), width="stretch")
-else:
-    st.write(record.metrics)
+elif record.kind == "montecarlo":
+    left, right = st.columns([1, 2])
+    left.dataframe(value.summary().style.format("{:.2f}"), width="stretch")
+    right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
+elif record.kind == "optimize":
+    table = value if isinstance(value, pd.DataFrame) else value[1] if isinstance(value, tuple) else value.ranked()
+    st.dataframe(table, width="stretch", height=300)
 
 backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")

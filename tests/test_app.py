@@ -178,7 +178,7 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     assert at.session_state["rule"] == f"rsi(14) < {int(best['rule.1'])}"
 
 
-def test_monte_carlo_resamples_the_last_backtest():
+def test_monte_carlo_resamples_the_last_backtest(cache_dir):
     at = fresh()
     at.switch_page("app_pages/montecarlo.py").run()
     assert "Run a backtest first" in at.info[0].value
@@ -188,3 +188,7 @@ def test_monte_carlo_resamples_the_last_backtest():
     assert not at.exception
     shown = metrics(at)
     assert shown["Probability of a loss"].endswith("%") and "Median final return" in shown
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    assert at.dataframe[0].value["kind"].tolist() == ["montecarlo", "backtest"]
+    assert at.dataframe[1].value.index.tolist() == ["p5", "p25", "p50", "p75", "p95"]  # the reopened summary
