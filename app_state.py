@@ -179,6 +179,7 @@ def run_cache() -> RunCache:
 
 @st.cache_resource
 def _run_cache(directory: str | None, size_mb: str | None) -> RunCache:
+    # The arguments only key st.cache_resource, so a changed setting gets its own cache; from_env reads them.
     return RunCache.from_env()
 
 

@@ -109,19 +109,19 @@ def simulate(
     close,
     entry_signal,
     priority,
-    direction,
     stop_frac,
     target_frac,
     holding_bars,
+    max_positions,
+    sizing_params,
+    direction,
     commission_frac,
     slippage_frac,
     initial_capital,
-    max_positions,
     fractional_shares,
     max_leverage,
     shrink_unfunded,
     sizing_method,
-    sizing_params,
     vol,
     atr,
     ret_t,
@@ -133,6 +133,9 @@ def simulate(
     corr_window,
 ):
     """Simulate one portfolio with shared cash. See the module docstring for the order of events.
+
+    Arguments: bars, signals, what a grid may vary per combination (exits, max positions, sizing
+    parameters), then what every combination shares (backtest.portfolio_args builds that part).
 
     stop_frac/target_frac/holding_bars <= 0 disable that exit; max_position_frac, max_sector_frac <= 0
     and max_corr >= 1 disable that limit. Returns trade, equity and event arrays, and the ruin bar (-1).
@@ -292,16 +295,16 @@ def simulate(
                             win_len = _load_window(ret_t, valid_t, open_list[i], t - 1, win, book_x[i], book_v[i])
                         book_bar, book_n = t, n_open
                     _load_window(ret_t, valid_t, s, t - 1, win, cand_x, cand_v)
-                    worst = -2.0  # the first open position's correlation above the limit, if any
+                    breach = np.nan  # the first open position's correlation above the limit, if any
                     for i in range(book_n):
                         c = _masked_corr(cand_x, cand_v, book_x[i], book_v[i], win_len)
                         if c > max_corr:
-                            worst = c
+                            breach = c
                             break
-                    if worst > max_corr:
+                    if not np.isnan(breach):
                         n_events = first_event  # the skip replaces any cut recorded for this signal
                         ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_CORR
-                        ev_value[n_events], ev_limit[n_events], ev_action[n_events] = worst, max_corr, ACTION_SKIP
+                        ev_value[n_events], ev_limit[n_events], ev_action[n_events] = breach, max_corr, ACTION_SKIP
                         n_events += 1
                         continue
                 notional = qty * fill
@@ -755,22 +758,21 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
 
 @njit(cache=True, parallel=True)
 def simulate_grid(
-    open_, high, low, close, entry_stack, priority_stack, combos, sizing_stack,
+    open_, high, low, close, entry_signal, priority, exits, sizing_stack,
     direction, commission_frac, slippage_frac, initial_capital, fractional_shares, max_leverage,
     shrink_unfunded, sizing_method, vol, atr, ret_t, valid_t, sector_id, max_position_frac,
     max_sector_frac, max_corr, corr_window, years, rf_per_bar, periods_per_year,
 ):  # fmt: skip
-    """combos rows: (signal variant, stop_frac, target_frac, holding_bars, max_positions); sizing_stack
-    rows: that combination's sizing parameters. Returns (combinations x GRID_METRICS)."""
-    n_combo = combos.shape[0]
+    """exits rows: (stop_frac, target_frac, holding_bars, max_positions) of one combination; sizing_stack
+    rows: its sizing parameters. The rest is shared, as in `simulate`. Returns (combinations x GRID_METRICS)."""
+    n_combo = exits.shape[0]
     out = np.empty((n_combo, len(GRID_METRICS)))
     for c in prange(n_combo):
-        v = int(combos[c, 0])
         res = simulate(
-            open_, high, low, close, entry_stack[v], priority_stack[v], direction, combos[c, 1], combos[c, 2],
-            int(combos[c, 3]), commission_frac, slippage_frac, initial_capital, int(combos[c, 4]),
-            fractional_shares, max_leverage, shrink_unfunded, sizing_method, sizing_stack[c], vol, atr,
-            ret_t, valid_t, sector_id, max_position_frac, max_sector_frac, max_corr, corr_window,
+            open_, high, low, close, entry_signal, priority, exits[c, 0], exits[c, 1], int(exits[c, 2]),
+            int(exits[c, 3]), sizing_stack[c], direction, commission_frac, slippage_frac, initial_capital,
+            fractional_shares, max_leverage, shrink_unfunded, sizing_method, vol, atr, ret_t, valid_t, sector_id,
+            max_position_frac, max_sector_frac, max_corr, corr_window,
         )  # fmt: skip
         pnl = res[6]
         trade_ret = pnl / (res[5] * res[3])

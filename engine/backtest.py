@@ -138,25 +138,36 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
     return _result(market, params, out)
 
 
-def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: BacktestParams) -> tuple:
+def exit_args(p: BacktestParams) -> tuple[float, float, int, int]:
+    """What a grid may vary per combination, as the kernel reads it: stop and target as fractions
+    (0 = off), holding bars (0 = off), max positions."""
+    stop, target = (p.stop_loss or 0.0) / 100.0, (p.take_profit or 0.0) / 100.0
+    return stop, target, int(p.holding_period or 0), int(p.max_positions)
+
+
+def portfolio_args(market: Market, p: BacktestParams) -> tuple:
+    """What every simulation of these settings on this market shares, in the kernels' order: direction,
+    costs, capital, share rounding, leverage, shrink, sizing method and inputs, risk limits."""
     vol, atr = p.sizing.inputs(market)
-    ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window = p.limits.kernel_args(market)
-    return k.simulate(
-        market.open, market.high, market.low, market.close, entries, priority,
+    return (
         1 if p.signal_type == "long" else -1,
-        (p.stop_loss or 0.0) / 100.0,
-        (p.take_profit or 0.0) / 100.0,
-        int(p.holding_period or 0),
         p.commission / 100.0,
         p.slippage_bps / 10_000.0,
         float(p.initial_capital),
-        int(p.max_positions),
         bool(p.fractional_shares),
         float(p.max_leverage) if p.allow_leverage else 1.0,
         bool(p.shrink_unfunded),
         METHODS[p.sizing.method],
-        p.sizing.kernel_params(),
-        vol, atr, ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window,
+        vol,
+        atr,
+        *p.limits.kernel_args(market),
+    )
+
+
+def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: BacktestParams) -> tuple:
+    return k.simulate(
+        market.open, market.high, market.low, market.close, entries, priority,
+        *exit_args(p), p.sizing.kernel_params(), *portfolio_args(market, p),
     )  # fmt: skip
 
 

@@ -153,18 +153,10 @@ class RunCache:
         records = [r for r in self._runs.values() if session is None or r.session == session]
         return sorted(records, key=lambda r: r.when, reverse=True)
 
-    def record(self, run_id: str) -> RunRecord | None:
-        return None if self._runs is None else self._runs.get(run_id)
-
     def delete_run(self, run_id: str) -> None:
         """Forget a run (its cached result stays while other runs may share it; eviction handles the rest)."""
         if self._runs is not None:
             self._runs.pop(run_id, None)
-
-    def clear(self) -> None:
-        if self._results is not None:
-            self._results.clear()
-            self._runs.clear()
 
 
 def _attach_log_file(path: Path) -> None:

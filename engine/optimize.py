@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 
 from . import _kernels as k
-from .backtest import BacktestParams, signal_matrix
+from .backtest import BacktestParams, exit_args, portfolio_args, signal_matrix
 from .data import DataError, Market
 from .filters import RuleError, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, PERIODS_PER_YEAR
-from .sizing import METHODS, Sizing
 
 METRICS = k.GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
@@ -190,19 +189,13 @@ def run_chunk(
     entries, priority = signal_matrix(market, signals)
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
     params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
-    grid_rows = np.array([[0, (p.stop_loss or 0) / 100, (p.take_profit or 0) / 100, p.holding_period or 0,
-                           p.max_positions] for p in params], dtype=float)  # fmt: skip
+    exits = np.array([exit_args(p) for p in params], dtype=float)
     sizing_rows = np.array([p.sizing.kernel_params() for p in params])
-    vol, atr = base.sizing.inputs(window)
-    ret_t, valid_t, sector_id, max_pos, max_sector, max_corr, corr_window = base.limits.kernel_args(window)
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     return k.simulate_grid(
-        window.open, window.high, window.low, window.close, entries[None], priority[None], grid_rows, sizing_rows,
-        1 if base.signal_type == "long" else -1, base.commission / 100, base.slippage_bps / 10_000,
-        float(base.initial_capital), bool(base.fractional_shares),
-        float(base.max_leverage) if base.allow_leverage else 1.0, bool(base.shrink_unfunded),
-        METHODS[base.sizing.method], vol, atr, ret_t, valid_t, sector_id, max_pos, max_sector, max_corr,
-        corr_window, days / 365.25, base.risk_free_pct / 100 / PERIODS_PER_YEAR, float(PERIODS_PER_YEAR),
+        window.open, window.high, window.low, window.close, entries, priority, exits, sizing_rows,
+        *portfolio_args(window, base), days / 365.25, base.risk_free_pct / 100 / PERIODS_PER_YEAR,
+        float(PERIODS_PER_YEAR),
     )  # fmt: skip
 
 
@@ -276,4 +269,4 @@ def walk_forward(
     return pd.DataFrame(rows)
 
 
-__all__ = ["OptimizeResult", "Sizing", "grid_size", "in_out_of_sample", "optimize", "walk_forward"]
+__all__ = ["OptimizeResult", "grid_size", "in_out_of_sample", "optimize", "walk_forward"]
