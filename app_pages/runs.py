@@ -23,7 +23,12 @@ table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor(
                        **r.metrics} for r in runs])  # fmt: skip
 st.dataframe(table, hide_index=True, width="stretch", height=260)
 by_id = {r.id: r for r in runs}
-label = lambda i: f"{by_id[i].kind} {table.set_index('id').loc[i, 'when']} · {by_id[i].rule[:40]}"  # noqa: E731
+when = dict(zip(table["id"], table["when"], strict=True))
+
+
+def label(run_id: str) -> str:
+    return f"{by_id[run_id].kind} {when[run_id]} · {by_id[run_id].rule[:40]}"
+
 
 pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pick")
 record = by_id[pick]

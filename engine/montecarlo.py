@@ -39,16 +39,15 @@ class MonteCarloResult:
     method: str
     seed: int
 
-    def summary(self, drawdown_threshold_pct: float = 20.0) -> pd.DataFrame:
-        """Percentiles of final return and max drawdown, with P(loss) and P(drawdown worse than threshold)."""
-        table = pd.DataFrame(
+    def summary(self) -> pd.DataFrame:
+        """Percentiles (rows p5 .. p95) of final return and max drawdown."""
+        return pd.DataFrame(
             {
                 "final return %": np.percentile(self.final_return_pct, PERCENTILES),
                 "max drawdown %": np.percentile(self.max_drawdown_pct, PERCENTILES),
             },
             index=[f"p{p}" for p in PERCENTILES],
         )
-        return table
 
     def probability_of_loss(self) -> float:
         return float((self.final_return_pct < 0).mean())
