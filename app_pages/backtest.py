@@ -114,9 +114,11 @@ for col, key in zip(cols, cards, strict=True):
     col.metric(LABELS[key], f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
 if result.ruined_on is not None:
     st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
-if m["signals_skipped"]:
-    st.caption(f"{m['signals_skipped']:,} signals were skipped: " +
-               ", ".join(f"{k} ({n:,})" for k, n in result.skipped().items()))  # fmt: skip
+if len(result.events):
+    reasons = ", ".join(f"{k} ({n:,})" for k, n in result.skipped().items())
+    cuts = int((result.events["action"] == "cut").sum())
+    st.caption(f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
+               "See **Skips and cuts**.")  # fmt: skip
 
 tab_eq, tab_trades, tab_months, tab_events, tab_all = st.tabs(
     ["Equity", "Trades", "Monthly returns", f"Skips and cuts ({len(result.events):,})", "All metrics"]
