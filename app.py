@@ -1,12 +1,13 @@
-"""Streamlit entry: navigation and shared state. Pages live in app_pages/ (not pages/, so that
+"""Streamlit entry: navigation, shared state and the sidebar. Pages live in app_pages/ (not pages/, so that
 st.navigation handles every URL, deep links on a fresh server included)."""
 
 import streamlit as st
 
 import app_state
+from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
-app_state.init()
+warm_up_in_background()
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
@@ -17,6 +18,20 @@ pages = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
+app_state.init(page.url_path or "data")
+
 market = app_state.market()
-st.sidebar.caption(f"**Dataset:** {market.name}  \n{len(market.symbols)} symbols · {market.shape[0]:,} bars")
+if market is None:
+    st.sidebar.caption("**Dataset:** none loaded")
+else:
+    st.sidebar.caption(f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
+                       f"id `{st.session_state.data_id}`")  # fmt: skip
+problems = st.session_state.get("link_problems")
+if problems:
+    with st.container(border=True):
+        for text in problems:
+            st.warning(text, icon=":material/link_off:")
+        if st.button("Dismiss", key="dismiss_link_problems"):
+            st.session_state.link_problems = []
+            st.rerun()
 page.run()

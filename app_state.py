@@ -1,82 +1,197 @@
 """The one owner of st.session_state and the URL: every page reads and writes state through here.
 
-The dataset lives in the session (one per browser session, never shared); parameters are mirrored to
-st.query_params so a copied link reproduces the same scan and backtest.
+Every setting is a row of the parameter table (engine/params.py) and lives in session state under the key
+`p.<url key>` (e.g. `p.sl`), which is also its widget's key: widgets are created with that key and never
+with `value=`, so Streamlit never recreates them and no edit is lost. Keys of widgets not on the current
+page are re-assigned at every run, so that Streamlit does not clean them up and every page keeps its
+settings. The URL mirrors the state at every run (dataset id, rule, every non-default setting, the grid),
+so a link reproduces what its sender saw; values read from a link are checked against the table.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
 
-from engine import (
-    BacktestParams,
-    DataError,
-    Market,
-    RiskLimits,
-    Sizing,
-    backtest,
-    load_market,
-    load_sample,
-    synthetic_market,
-)
+from engine import DataError, Market, backtest, load_market, load_sample, synthetic_market
+from engine import params as table
+from engine.backtest import params_from_values
 from engine.cache import RunCache
-from engine.filters import PRESETS, Signals, scan, substitute_numbers
-from engine.sizing import METHODS
+from engine.datasets import DatasetStore, dataset_id, valid_id
+from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, scan, substitute_numbers
+from engine.optimize import OBJECTIVES, default_range, parse_grid_spec
+from engine.sizing import DESCRIPTIONS
 
 DEFAULT_RULE = PRESETS["Oversold bounce"]
+DEFAULT_GRID = ("stop_loss", "take_profit")
+# Which page shows a parameter group's widgets (their state must not be re-assigned while that page runs).
+PAGE_OF_GROUP = {"": "backtest", "sizing": "backtest", "limits": "backtest", "optimize": "optimize",
+                 "montecarlo": "montecarlo"}  # fmt: skip
+KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")
 
 
-def _flag(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
+def key(path: str) -> str:
+    """The session-state and widget key of a table parameter."""
+    return "p." + table.TABLE[path].url
 
 
-def _method(text: str) -> str:
-    if text not in METHODS:
-        raise ValueError(text)
-    return text
+def value(path: str) -> Any:
+    return st.session_state[key(path)]
 
 
-# URL key -> (where it goes: BacktestParams field, "sizing.<field>" or "limits.<field>", parser, default).
-# Short keys keep links readable; 0 switches an exit or a limit off.
-BT_FIELDS = {
-    "capital": ("initial_capital", float, 100_000.0),
-    "sl": ("stop_loss", float, 5.0),
-    "tp": ("take_profit", float, 10.0),
-    "hold": ("holding_period", int, 20),
-    "side": ("signal_type", str, "long"),
-    "comm": ("commission", float, 0.05),
-    "slip": ("slippage_bps", float, 5.0),
-    "maxpos": ("max_positions", int, 10),
-    "lev": ("allow_leverage", _flag, False),
-    "maxlev": ("max_leverage", float, 2.0),
-    "shrink": ("shrink_unfunded", _flag, False),
-    "size": ("sizing.method", _method, "equal_weight"),
-    "risk": ("sizing.risk_pct", float, 1.0),
-    "kmult": ("sizing.kelly_multiplier", float, 0.5),
-    "kcap": ("sizing.kelly_cap_pct", float, 25.0),
-    "kmin": ("sizing.kelly_min_trades", int, 20),
-    "vt": ("sizing.vol_target_pct", float, 10.0),
-    "vlb": ("sizing.vol_lookback", int, 20),
-    "atrn": ("sizing.atr_period", int, 14),
-    "atrk": ("sizing.atr_multiplier", float, 2.0),
-    "atrstop": ("sizing.atr_stop", _flag, False),
-    "amt": ("sizing.fixed_amount", float, 10_000.0),
-    "lpos": ("limits.max_position_pct", float, 10.0),
-    "lsec": ("limits.max_sector_pct", float, 30.0),
-    "lcorr": ("limits.max_correlation", float, 0.7),
-    "clb": ("limits.correlation_lookback", int, 60),
-}
-BT_DEFAULTS = {key: default for key, (_, _, default) in BT_FIELDS.items()}
-OFF_WHEN_ZERO = {"stop_loss", "take_profit", "holding_period", "limits.max_position_pct", "limits.max_sector_pct",
-                 "limits.max_correlation"}  # fmt: skip
+def values(group_names: tuple[str, ...] = table.BACKTEST_GROUPS) -> dict[str, Any]:
+    """Current user values by table path."""
+    return {p.path: st.session_state[key(p.path)] for p in table.PARAMS if p.group in group_names}
+
+
+# --- session start: defaults, then the link -------------------------------------------------------------
+
+
+def init(page_path: str) -> None:
+    """Called at every run, after navigation: on a session's first run, defaults then the link's values
+    (checked); at every run, keep other pages' widget state alive and mirror the state to the URL."""
+    ss = st.session_state
+    if "_started" not in ss:
+        _start(ss, st.query_params.to_dict(), page_path)
+    keep_alive(page_path)
+    sync_url()
+
+
+def _start(ss, query: dict[str, str], page_path: str) -> None:
+    problems: list[str] = []
+    for p in table.PARAMS:
+        ss[key(p.path)] = p.default
+        if p.url in query:
+            try:
+                ss[key(p.path)] = p.parse(query[p.url])
+            except table.ParamError as exc:
+                problems.append(f"The link's {p.url}={_short(query[p.url])} was ignored: {exc} "
+                                f"Using the default, {p.format(p.default)}.")  # fmt: skip
+    rule = query.get("rule", DEFAULT_RULE)
+    if len(rule) > MAX_RULE_CHARS:
+        problems.append(f"The link's rule is {len(rule):,} characters long, over the {MAX_RULE_CHARS:,} limit; "
+                        "using the default rule.")  # fmt: skip
+        rule = DEFAULT_RULE
+    ss.rule = rule
+    ss["grid.keys"] = list(DEFAULT_GRID)
+    if "grid" in query:
+        try:
+            spec = parse_grid_spec(query["grid"])
+        except DataError as exc:
+            problems.append(f"The link's grid was ignored: {exc}")
+        else:
+            ss["grid.keys"] = list(spec)
+            for name, (lo, hi, step) in spec.items():
+                ss[f"grid.{name}.lo"], ss[f"grid.{name}.hi"], ss[f"grid.{name}.st"] = lo, hi, step
+    ss.result = ss.opt = None
+    ss.market, ss.data_id, ss.missing_data = None, None, None
+    _open_dataset(ss, query.get("data", "sample"))
+    ss.link_problems = problems
+    ss.autorun = page_path if query else None
+    ss._started = True
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _open_dataset(ss, data_id: str) -> None:
+    """The dataset a link names; when it is not on this server the pages say so (never the sample instead)."""
+    market = None
+    if data_id == "sample":
+        market = _sample()
+    elif data_id == "synthetic":
+        market = _synthetic()
+    elif valid_id(data_id):
+        market = dataset_store().get(data_id) or ss.get("session_datasets", {}).get(data_id)
+    if market is None:
+        ss.missing_data = data_id
+        return
+    ss.market, ss.data_id = market, data_id
+
+
+def missing_data_message() -> str | None:
+    """Why there is no dataset (a link named one this server does not have), or None."""
+    missing = st.session_state.get("missing_data")
+    if missing is None:
+        return None
+    if not valid_id(missing):
+        return (f"The link names the dataset {_short(missing)}, which is not a dataset id. "
+                "Load a dataset on the **Data** page.")  # fmt: skip
+    if dataset_store().directory is None:
+        why = (" This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
+               "session that loaded the data; cross-session links need SCANNER_CACHE_DIR.")  # fmt: skip
+    else:
+        why = " It may have been deleted or evicted (storage limit)."
+    return (f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
+            "the **Data** page: the same file gets the same id, so the link works again.")  # fmt: skip
+
+
+def keep_alive(page_path: str) -> None:
+    """Re-assign the state of widgets that are not on this page, so Streamlit does not clean it up when
+    the user is elsewhere (each page keeps its settings). The current page's own widget keys are left
+    alone: re-assigning them would overwrite edits pending in a form."""
+    ss = st.session_state
+    for name in list(ss.keys()):
+        if _page_of(str(name)) not in (None, page_path):
+            ss[name] = ss[name]
+
+
+def keep(keys) -> None:
+    """Keep the state of this page's widgets that are not shown on this run (e.g. another sizing method's)."""
+    for name in keys:
+        if name in st.session_state:
+            st.session_state[name] = st.session_state[name]
+
+
+def _page_of(name: str) -> str | None:
+    if name.startswith("p."):
+        p = table.BY_URL.get(name[2:])
+        return PAGE_OF_GROUP.get(p.group) if p else None
+    if name.startswith("grid."):
+        return "optimize"
+    if name.startswith("w."):  # w.<page>.<name>: other widgets
+        return name.split(".")[1]
+    return None
+
+
+# --- the URL --------------------------------------------------------------------------------------------
+
+
+def link_query() -> dict[str, str]:
+    """The query string that reproduces this session's state: dataset, rule, every non-default setting, grid."""
+    ss = st.session_state
+    query = {}
+    data_id = ss.get("data_id") or ss.get("missing_data")
+    if data_id:
+        query["data"] = data_id
+    query["rule"] = ss.rule
+    for p in table.PARAMS:
+        v = ss[key(p.path)]
+        if v != p.default:
+            query[p.url] = p.format(v)
+    grid = grid_spec_text()
+    if grid != grid_spec_text(DEFAULT_GRID) or ss.get("grid.keys") != list(DEFAULT_GRID):
+        query["grid"] = grid
+    return query
+
+
+def sync_url() -> None:
+    query = link_query()
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+
+
+def link() -> str:
+    return urlencode(link_query())
+
+
+# --- datasets -------------------------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner="Loading the sample data...")
@@ -85,53 +200,79 @@ def _sample() -> Market:
 
 
 @st.cache_resource(show_spinner="Generating the synthetic universe...")
-def _synthetic(n_symbols: int, n_bars: int, seed: int) -> Market:
-    return synthetic_market(n_symbols, n_bars, seed=seed)
+def _synthetic() -> Market:
+    return synthetic_market(200, 2520, seed=7)
 
 
-def init() -> None:
-    """Called at the top of every run: defaults first, then whatever the URL asks for (once)."""
-    ss = st.session_state
-    if "market" not in ss:
-        ss.market = _sample()
-    if "rule" not in ss:
-        ss.rule = st.query_params.get("rule", DEFAULT_RULE)
-    if "bt" not in ss:
-        ss.bt = dict(BT_DEFAULTS)
-        for key, (_, parse, _) in BT_FIELDS.items():
-            if key in st.query_params:
-                try:
-                    ss.bt[key] = parse(st.query_params[key])
-                except ValueError:
-                    st.toast(f"Ignored the link's {key}={st.query_params[key]!r}: not a valid value.")
-    ss.setdefault("result", None)
+def cache_dir() -> Path | None:
+    """SCANNER_CACHE_DIR (default ~/.cache/stock-scanner; empty: keep nothing on disk)."""
+    directory = os.environ.get("SCANNER_CACHE_DIR", str(Path.home() / ".cache" / "stock-scanner"))
+    return Path(directory).expanduser() if directory else None
 
 
-def market() -> Market:
+def dataset_store() -> DatasetStore:
+    return _dataset_store(str(cache_dir() or ""), os.environ.get("SCANNER_DATASETS_MB", "2048"))
+
+
+@st.cache_resource
+def _dataset_store(directory: str, size_mb: str) -> DatasetStore:
+    return DatasetStore(Path(directory) / "datasets" if directory else None, float(size_mb))
+
+
+def market() -> Market | None:
     return st.session_state.market
 
 
-def set_market(new: Market) -> None:
+def require_market() -> Market:
+    """The dataset, or a clear message and a stop when a link named one this server does not have."""
+    m = market()
+    if m is None:
+        st.error(missing_data_message() or "No dataset is loaded: load one on the **Data** page.")
+        st.page_link("app_pages/data.py", label="Go to the Data page →", icon=":material/database:")
+        st.stop()
+    return m
+
+
+def set_market(new: Market, data_id: str) -> None:
     """Replace the one dataset; results computed on the old one no longer apply."""
-    st.session_state.market = new
-    st.session_state.result = None
+    ss = st.session_state
+    ss.market, ss.data_id, ss.missing_data = new, data_id, None
+    ss.result = ss.opt = None
+    for name in ("_signals", "data_symbol", "scan_symbol", "trade_pick"):  # choices that depend on the data
+        ss.pop(name, None)
 
 
 def load_upload(uploaded) -> str | None:
-    """Load an uploaded file; on bad data return the loader's message and keep the current dataset."""
+    """Load an uploaded file and store it for links; on bad data return the loader's message and keep
+    the current dataset."""
     try:
-        set_market(load_market(uploaded, name=uploaded.name))
+        new = load_market(uploaded, name=uploaded.name)
     except DataError as exc:
         return str(exc)
+    data_id = dataset_id(new)
+    dataset_store().put(new, owner=user_id())
+    st.session_state.setdefault("session_datasets", {})[data_id] = new
+    set_market(new, data_id)
     return None
 
 
+def open_stored(data_id: str) -> bool:
+    new = dataset_store().get(data_id)
+    if new is None:
+        return False
+    set_market(new, data_id)
+    return True
+
+
 def use_sample() -> None:
-    set_market(_sample())
+    set_market(_sample(), "sample")
 
 
-def use_synthetic(n_symbols: int = 200, n_bars: int = 2520, seed: int = 7) -> None:
-    set_market(_synthetic(n_symbols, n_bars, seed))
+def use_synthetic() -> None:
+    set_market(_synthetic(), "synthetic")
+
+
+# --- rule and signals -----------------------------------------------------------------------------------
 
 
 def rule() -> str:
@@ -145,110 +286,144 @@ def set_rule(text: str) -> None:
 
 def signals() -> Signals:
     """Signals of the current rule on the current dataset (raises RuleError for a bad rule)."""
-    key = (market().fingerprint, rule())
-    cache = st.session_state.setdefault("_signals", {})
-    if key not in cache:
-        cache.clear()
-        data, text = market(), rule()
-        cache[key], _ = run_cache().run("scan", data, text, {}, lambda: scan(data, text), record=False)
-    return cache[key]
+    data, text = require_market(), rule()
+    cache_key = (data.fingerprint, text)
+    memo = st.session_state.setdefault("_signals", {})
+    if cache_key not in memo:
+        memo.clear()
+        memo[cache_key], _ = run_cache().run("scan", data, text, {}, lambda: scan(data, text), record=False)
+    return memo[cache_key]
 
 
-def bt_values() -> dict:
-    return st.session_state.bt
+# --- backtest -------------------------------------------------------------------------------------------
 
 
-def bt_params(values: dict | None = None) -> BacktestParams:
-    """BacktestParams from the page's flat values (URL keys), nesting the sizing and limit fields."""
-    v = {**BT_DEFAULTS, **(values or bt_values())}
-    groups: dict[str, dict] = {"": {}, "sizing": {}, "limits": {}}
-    for key, (path, _, _) in BT_FIELDS.items():
-        group, _, name = path.rpartition(".")
-        value = v[key]
-        groups[group][name] = None if path in OFF_WHEN_ZERO and not value else value
-    return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
-
-
-KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")
+def bt_params():
+    """BacktestParams from the current settings (DataError naming the field when one is out of range)."""
+    return params_from_values(values())
 
 
 def run_cache() -> RunCache:
-    """One cache per server process and setting (diskcache is safe across processes too); see RunCache.from_env."""
-    return _run_cache(os.environ.get("SCANNER_CACHE_DIR"), os.environ.get("SCANNER_CACHE_MB"))
+    """One cache per server process and setting (diskcache is safe across processes too)."""
+    return _run_cache(str(cache_dir() or ""), os.environ.get("SCANNER_CACHE_MB", "2048"))
 
 
 @st.cache_resource
-def _run_cache(directory: str | None, size_mb: str | None) -> RunCache:
-    # The arguments only key st.cache_resource, so a changed setting gets its own cache; from_env reads them.
-    return RunCache.from_env()
+def _run_cache(directory: str, size_mb: str) -> RunCache:
+    return RunCache(directory or None, float(size_mb))
 
 
-def session_id() -> str:
-    """A random id per browser session: the Runs page shows this session's runs unless asked for all."""
+def user_id() -> str:
+    """Who owns the runs and datasets this session makes: a random id per browser session."""
     return st.session_state.setdefault("session_id", uuid.uuid4().hex[:10])
+
+
+session_id = user_id
 
 
 def cached_run(kind: str, params, compute, summarise=lambda r: {}):
     """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss."""
-    link = urlencode(st.query_params.to_dict())
-    value, hit = run_cache().run(kind, market(), rule(), params, compute, summarise, session=session_id(), link=link)
+    value_, hit = run_cache().run(kind, require_market(), rule(), params, compute, summarise, session=user_id(),
+                                  link=link())  # fmt: skip
     st.session_state[f"{kind}_cache_hit"] = hit
-    return value
+    return value_
 
 
-def run_backtest(values: dict):
-    """Validate, run (or fetch from the cache) and remember a backtest; parameters go to the URL."""
-    params = bt_params(values)
-    st.session_state.bt = dict(values)
-    sync_url()
-    data, signals_now = market(), signals()
-    st.session_state.result = cached_run("backtest", params, lambda: backtest(data, signals_now, params),
-                                         lambda r: {k: r.metrics[k] for k in KEY_METRICS})  # fmt: skip
+def run_backtest():
+    """Run (or fetch from the cache) and remember a backtest of the current settings."""
+    params = bt_params()
+    data, signals_now = require_market(), signals()
+    result = cached_run("backtest", params, lambda: backtest(data, signals_now, params),
+                        lambda r: {k: r.metrics[k] for k in KEY_METRICS})  # fmt: skip
+    st.session_state.result = result
     st.session_state.result_key = _result_key(params)
-    return st.session_state.result
+    return result
 
 
-def _result_key(params: BacktestParams) -> tuple:
+def _result_key(params) -> tuple:
     return (market().fingerprint, rule(), params)
 
 
-def is_current(values: dict) -> bool:
-    """Does the shown result belong to this data, rule and these parameters?"""
+def is_current() -> bool:
+    """Does the shown result belong to this data, rule and these settings?"""
     try:
-        return st.session_state.get("result_key") == _result_key(bt_params(values))
+        return st.session_state.get("result_key") == _result_key(bt_params())
     except DataError:
         return False
 
 
-def apply_best(values: dict[str, float]) -> None:
-    """Copy a grid point (optimize keys: stop_loss, sizing.risk_pct, rule.1, ...) into the backtest settings."""
-    by_path = {path: key for key, (path, _, _) in BT_FIELDS.items()}
-    rule_values = {int(k.split(".")[1]): v for k, v in values.items() if k.startswith("rule.")}
+def autorun(page: str) -> bool:
+    """True once when the session opened on this page from a link: it runs at once, so the receiver sees
+    what the sender saw."""
+    if st.session_state.get("autorun") == page:
+        st.session_state.autorun = None
+        return True
+    return False
+
+
+def apply_best(best: dict[str, float]) -> None:
+    """Copy a grid point (grid keys: stop_loss, sizing.risk_pct, rule.1, ...) into the settings."""
+    rule_values = {int(k.split(".")[1]): v for k, v in best.items() if k.startswith("rule.")}
     if rule_values:
         set_rule(substitute_numbers(rule(), rule_values))
-        st.session_state.rule_text = rule()  # the Scanner page's text box
-    bt = dict(bt_values())
-    for key, value in values.items():
-        if key in by_path:
-            parse = BT_FIELDS[by_path[key]][1]
-            bt[by_path[key]] = parse(int(value) if parse is int else value)
-    st.session_state.bt = bt
+        st.session_state.pop("rule_text", None)  # the Scanner page's text box shows the new rule
+    for path, v in best.items():
+        p = table.grid_keys().get(path)
+        if p is not None:
+            st.session_state[key(path)] = p.check(v)
     st.session_state.result = None
-    sync_url()
 
 
-def link_has_params() -> bool:
-    """Did the page open from a link carrying backtest parameters (so it should run at once)?"""
-    return any(key in st.query_params for key in BT_FIELDS)
+# --- the optimiser's grid -------------------------------------------------------------------------------
 
 
-def sync_url() -> None:
-    """Mirror the parameters to the URL: the core ones always, the rest only where they differ from the
-    defaults, so links stay short but reproduce the run."""
-    st.query_params["rule"] = rule()
-    core = list(BT_FIELDS)[:8]
-    for key, value in bt_values().items():
-        if key in core or value != BT_DEFAULTS.get(key, value):
-            st.query_params[key] = str(value)
-        elif key in st.query_params:
-            del st.query_params[key]
+def grid_range(name: str) -> tuple[float, float, float]:
+    """A grid key's (from, to, step) as the Optimize page holds it, initialised from the defaults."""
+    ss = st.session_state
+    if f"grid.{name}.lo" not in ss:
+        lo, hi, step = default_range(rule(), name)
+        ss[f"grid.{name}.lo"], ss[f"grid.{name}.hi"], ss[f"grid.{name}.st"] = float(lo), float(hi), float(step)
+    return ss[f"grid.{name}.lo"], ss[f"grid.{name}.hi"], ss[f"grid.{name}.st"]
+
+
+def grid_spec_text(names: list[str] | tuple[str, ...] | None = None) -> str:
+    """The grid as a link writes it: key:from:to:step, comma-separated."""
+    parts = []
+    for name in st.session_state.get("grid.keys", []) if names is None else names:
+        try:
+            parts.append(name + ":" + ":".join(f"{float(x):g}" for x in grid_range(name)))
+        except DataError:  # a rule.<i> the current rule no longer has
+            continue
+    return ",".join(parts)
+
+
+# --- widgets from the table ---------------------------------------------------------------------------------
+
+
+def param_widget(path: str, where=st, disabled: bool = False, help: str | None = None):
+    """The widget of a table parameter, keyed by its state key and never given `value=`."""
+    p = table.TABLE[path]
+    k = key(path)
+    tip = help or p.help or None
+    if p.kind is bool:
+        return where.checkbox(p.label, key=k, disabled=disabled, help=tip)
+    if p.choices:
+        labels = CHOICE_LABELS.get(path, {})
+        return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip,
+                               format_func=lambda c: labels.get(c, c))  # fmt: skip
+    unit = {"currency": "", "x": " (x)"}.get(p.unit, f" ({p.unit})" if p.unit else "")
+    label = p.label + unit + (", 0 = off" if p.off else "")
+    low = 0 if p.off else p.lo
+    if p.kind is int:
+        return where.number_input(label, min_value=int(low), max_value=int(p.hi), step=int(p.step or 1), key=k,
+                                  disabled=disabled, help=tip)  # fmt: skip
+    fmt = "%.0f" if p.unit == "currency" else "%.2f"
+    return where.number_input(label, min_value=float(low), max_value=float(p.hi), step=float(p.step or 1), key=k,
+                              disabled=disabled, help=tip, format=fmt)  # fmt: skip
+
+
+CHOICE_LABELS: dict[str, dict[str, str]] = {
+    "sizing.method": {name: f"{name.replace('_', ' ')}: {text}" for name, text in DESCRIPTIONS.items()},
+    "optimize.objective": OBJECTIVES,
+    "optimize.mode": {"split": "In/out-of-sample split", "walk_forward": "Walk-forward", "all": "None (all bars)"},
+}

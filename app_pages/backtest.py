@@ -3,29 +3,18 @@
 import pandas as pd
 import streamlit as st
 
+import app_format
 import app_state
 import charts
+from app_state import param_widget
 from engine import DataError
+from engine import params as table
 from engine.filters import RuleError
 from engine.metrics import LABELS
-from engine.sizing import DESCRIPTIONS, METHODS
-
-# Per sizing method: (value key, label, type, min, max, step) of the inputs that method reads.
-SIZING_INPUTS = {
-    "equal_weight": [],
-    "fixed_fractional": [("risk", "Risk % of equity per trade", float, 0.05, 20.0, 0.25)],
-    "kelly": [("kmult", "Kelly multiplier", float, 0.05, 1.0, 0.05), ("kcap", "Cap % of equity", float, 1, 100, 5),
-              ("kmin", "Min closed trades", int, 1, 1000, 5)],
-    "volatility_target": [("vt", "Target volatility % of equity", float, 0.5, 100.0, 0.5),
-                          ("vlb", "Volatility lookback (bars)", int, 5, 504, 5)],
-    "atr_risk": [("risk", "Risk % of equity per trade", float, 0.05, 20.0, 0.25),
-                 ("atrn", "ATR period", int, 2, 200, 1), ("atrk", "ATR multiple", float, 0.5, 10.0, 0.5),
-                 ("atrstop", "Stop at k x ATR", bool, 0, 0, 0)],
-    "fixed_amount": [("amt", "Amount per trade", float, 100.0, 1e9, 1000.0)],
-}  # fmt: skip
+from engine.safe_csv import to_safe_csv
 
 st.title("Backtest")
-market = app_state.market()
+market = app_state.require_market()
 try:
     signals = app_state.signals()
 except RuleError as exc:
@@ -38,68 +27,48 @@ if signals.count == 0:
     st.page_link("app_pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
     st.stop()
 
-v = app_state.bt_values()
-# Outside the form so that choosing a method shows that method's parameters at once.
-v["size"] = st.selectbox("Position sizing", list(METHODS), index=list(METHODS).index(v["size"]),
-                         format_func=lambda name: f"{name.replace('_', ' ')}: {DESCRIPTIONS[name]}")  # fmt: skip
+# Outside the form so that choosing a method shows that method's inputs at once.
+method = param_widget("sizing.method")
+sizing_inputs = [p for p in table.group("sizing") if p.methods]
+app_state.keep(app_state.key(p.path) for p in sizing_inputs if method not in p.methods)
+limits = [p.path for p in table.group("limits")]
+active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
 with st.form("bt_form"):
-    values = dict(v)
-    c = st.columns(4)
-    values["capital"] = c[0].number_input("Initial capital", min_value=1_000.0, value=float(v["capital"]),
-                                          step=10_000.0)  # fmt: skip
-    values["side"] = c[1].selectbox("Direction", ["long", "short"], index=["long", "short"].index(v["side"]))
-    values["maxpos"] = int(c[2].number_input("Max positions", min_value=1, max_value=500, value=int(v["maxpos"])))
-    values["hold"] = int(c[3].number_input("Holding period (bars, 0 = off)", min_value=0, max_value=2520,
-                                           value=int(v["hold"])))  # fmt: skip
-    c = st.columns(4)
-    values["sl"] = c[0].number_input("Stop-loss % (0 = off)", 0.0, 99.0, float(v["sl"]), 0.5)
-    values["tp"] = c[1].number_input("Take-profit % (0 = off)", 0.0, 99.0, float(v["tp"]), 0.5)
-    values["comm"] = c[2].number_input("Commission %", 0.0, 5.0, float(v["comm"]), 0.01)
-    values["slip"] = c[3].number_input("Slippage (bps)", 0.0, 500.0, float(v["slip"]), 1.0)
-    with st.expander(f"Sizing and leverage: {v['size'].replace('_', ' ')}", expanded=v["size"] != "equal_weight"):
-        c = st.columns(4)
-        for i, (key, label, kind, lo, hi, step) in enumerate(SIZING_INPUTS[v["size"]]):
-            if kind is bool:
-                values[key] = c[i].checkbox(label, value=bool(v[key]))
-            else:
-                values[key] = kind(c[i].number_input(label, kind(lo), kind(hi), kind(v[key]), kind(step)))
-        c = st.columns(4)
-        values["lev"] = c[0].checkbox("Allow leverage", value=bool(v["lev"]),
-                                      help="Off: gross exposure never exceeds equity.")  # fmt: skip
-        values["maxlev"] = c[1].number_input("Max leverage (x equity)", 1.0, 10.0, float(v["maxlev"]), 0.5)
-        values["shrink"] = c[2].checkbox(
-            "Shrink unfunded trades",
-            value=bool(v["shrink"]),
-            help="On: a trade that does not fit is cut to what fits; off: skipped.",
-        )
-    with st.expander("Risk limits (0 = off)"):
-        c = st.columns(4)
-        values["lpos"] = c[0].number_input("Max single position % of equity", 0.0, 100.0, float(v["lpos"]), 1.0)
-        values["lsec"] = c[1].number_input(
-            "Max sector exposure %",
-            0.0,
-            1000.0,
-            float(v["lsec"]),
-            5.0,
-            disabled=market.sectors is None,
-            help=None
-            if market.sectors is not None
-            else "This dataset has no sector column, so the sector limit is off.",
-        )
-        values["lcorr"] = c[2].number_input("Max correlation", 0.0, 1.0, float(v["lcorr"]), 0.05)
-        values["clb"] = int(c[3].number_input("Correlation lookback (bars)", 5, 504, int(v["clb"])))
+    for row in (("initial_capital", "signal_type", "max_positions", "holding_period"),
+                ("stop_loss", "take_profit", "commission", "slippage_bps")):  # fmt: skip
+        for col, path in zip(st.columns(4), row, strict=True):
+            param_widget(path, col)
+    with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
+        cols = st.columns(4)
+        for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
+            param_widget(p.path, cols[i % 4])
+        cols = st.columns(4)
+        for col, path in zip(cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"),
+                             strict=True):  # fmt: skip
+            param_widget(path, col)
+    with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
+        cols = st.columns(4)
+        no_sectors = market.sectors is None
+        for col, path in zip(cols, limits, strict=True):
+            off_here = path == "limits.max_sector_pct" and no_sectors
+            param_widget(
+                path,
+                col,
+                disabled=off_here,
+                help="This dataset has no sector column, so the sector limit is off." if off_here else None,
+            )
+        st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
     submitted = st.form_submit_button("Run backtest", type="primary")
 
 result = st.session_state.result
-# A shared link (with parameters in the URL) runs at once, so the receiver sees what the sender saw.
-if submitted or (result is None and app_state.link_has_params()):
+if submitted or app_state.autorun("backtest"):
     try:
         with st.spinner("Running the backtest..."):
-            result = app_state.run_backtest(values)
+            result = app_state.run_backtest()
     except DataError as exc:
-        st.error(str(exc))
+        st.error(f"Cannot run: {exc}")
         st.stop()
-elif result is not None and not app_state.is_current(values):
+elif result is not None and not app_state.is_current():
     st.info("The rule, data or parameters changed since these results: press **Run backtest** to update.")
 if result is None:
     st.info("Set the parameters and press **Run backtest**.")
@@ -108,10 +77,14 @@ if result is None:
 m = result.metrics
 cards = ["total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct", "win_rate_pct", "profit_factor",
          "n_trades"]  # fmt: skip
-cols = st.columns(len(cards))
-for col, key in zip(cols, cards, strict=True):
-    value = m[key]
-    col.metric(LABELS[key], f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
+for i, metric in enumerate(cards):
+    if i % 4 == 0:
+        cols = st.columns(4)
+    cols[i % 4].metric(LABELS[metric], app_format.metric_text(metric, m[metric]))
+p = result.params
+st.caption(f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
+           f"{p.sizing.method.replace('_', ' ')} sizing · risk limits: "
+           f"{', '.join(p.limits.active()) or 'none'}.")  # fmt: skip
 if result.ruined_on is not None:
     st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
 if len(result.events):
@@ -127,7 +100,7 @@ with tab_eq:
     st.plotly_chart(charts.equity(result.equity), width="stretch")
 with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
-    st.dataframe(trades, width="stretch", hide_index=True, height=300)
+    st.dataframe(trades, width="stretch", hide_index=True, height=300, column_config=app_format.TRADE_COLUMNS)
     if len(trades):
         pick = st.selectbox("Show trade", range(len(trades)), key="trade_pick", format_func=lambda i: (
             f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → {trades.exit_date[i].date()} "
@@ -142,10 +115,10 @@ with tab_months:
 with tab_events:
     st.caption("Every signal a limit skipped or cut: value and limit are % of equity (positions, sectors), "
                "correlation, currency (cash) or open positions.")  # fmt: skip
-    st.dataframe(result.events, width="stretch", hide_index=True, height=300)
+    st.dataframe(result.events, width="stretch", hide_index=True, height=300,
+                 column_config={"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")})  # fmt: skip
 with tab_all:
-    st.dataframe(pd.DataFrame({"metric": [LABELS.get(k, k) for k in m], "value": list(m.values())}).astype(str),
-                 hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(app_format.metrics_table(m), hide_index=True, width="stretch")
 d1, d2 = st.columns(2)
-d1.download_button("Download trades (CSV)", result.trades.to_csv(index=False), "trades.csv", "text/csv")
-d2.download_button("Download equity (CSV)", result.equity.to_csv(), "equity.csv", "text/csv")
+d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
+d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")

@@ -4,11 +4,20 @@ import streamlit as st
 
 import app_state
 import charts
+from app_state import param_widget
 from engine import DataError
 from engine.montecarlo import monte_carlo, trade_returns
 
 st.title("Monte Carlo")
+app_state.require_market()
 result = st.session_state.get("result")
+if result is None and app_state.autorun("montecarlo"):
+    try:  # a link to this page: run the backtest it names first, as its sender had
+        with st.spinner("Running the backtest..."):
+            result = app_state.run_backtest()
+    except DataError as exc:
+        st.error(f"Cannot run the backtest: {exc}")
+        st.stop()
 if result is None:
     st.info("Run a backtest first: Monte Carlo resamples its trades.")
     st.page_link("app_pages/backtest.py", label="Go to the Backtest page →", icon=":material/monitoring:")
@@ -17,13 +26,12 @@ returns = trade_returns(result)
 st.caption(f"{len(returns):,} trades from the last backtest of `{app_state.rule()}` on {app_state.market().name}.")
 
 c = st.columns(5)
-method = c[0].selectbox("Method", ["bootstrap", "shuffle"], key="mc_method",
-                        help="bootstrap: draw trades with replacement; shuffle: same trades, random order")  # fmt: skip
-n_sims = int(c[1].number_input("Simulations", 100, 100_000, 10_000, 1_000, key="mc_sims"))
-n_trades = int(c[2].number_input("Trades per path", 2, 100_000, max(len(returns), 2), key="mc_trades",
-                                 disabled=method == "shuffle"))  # fmt: skip
-seed = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key="mc_seed"))
-threshold = c[4].number_input("Drawdown threshold %", 1.0, 100.0, 20.0, 1.0, key="mc_dd")
+method = param_widget("montecarlo.method", c[0])
+n_sims = param_widget("montecarlo.n_simulations", c[1])
+n_trades = param_widget("montecarlo.n_trades", c[2], disabled=method == "shuffle")
+seed = param_widget("montecarlo.seed", c[3])
+threshold = param_widget("montecarlo.drawdown_pct", c[4])
+n_trades = n_trades or len(returns)
 
 params = {"backtest": result.params, "method": method, "n_sims": n_sims, "n_trades": n_trades, "seed": seed}
 try:
@@ -38,12 +46,12 @@ except DataError as exc:
 
 summary = mc.summary()
 c = st.columns(4)
-c[0].metric("Median final return", f"{summary.loc['p50', 'final return %']:.1f}%")
-c[1].metric("Probability of a loss", f"{mc.probability_of_loss():.1%}")
-c[2].metric(f"P(drawdown worse than {threshold:g}%)", f"{mc.probability_of_drawdown_worse_than(threshold):.1%}")
-c[3].metric("Median max drawdown", f"{summary.loc['p50', 'max drawdown %']:.1f}%")
+c[0].metric("Median final return", f"{summary.loc['p50', 'final return %']:,.2f}%")
+c[1].metric("Probability of a loss", f"{mc.probability_of_loss():.2%}")
+c[2].metric(f"P(drawdown worse than {threshold:g}%)", f"{mc.probability_of_drawdown_worse_than(threshold):.2%}")
+c[3].metric("Median max drawdown", f"{summary.loc['p50', 'max drawdown %']:,.2f}%")
 left, right = st.columns([1, 2])
-left.dataframe(summary.style.format("{:.2f}"), width="stretch")
+left.dataframe(summary.style.format("{:,.2f}"), width="stretch")
 right.plotly_chart(charts.fan(mc.bands, mc.samples), width="stretch")
 a, b = st.columns(2)
 a.plotly_chart(charts.histogram(mc.final_return_pct, "Final return %", 0.0), width="stretch")

@@ -2,17 +2,29 @@
 
 import os
 
-import numpy as np
 import streamlit as st
 
+import app_format
 import app_state
 import charts
+from app_state import param_widget, value
 from engine import DataError
+from engine import params as table
 from engine.filters import RuleError, rule_numbers
-from engine.optimize import OBJECTIVES, grid_size, in_out_of_sample, optimize, walk_forward
+from engine.optimize import (
+    MAX_COMBINATIONS,
+    OBJECTIVES,
+    grid_size,
+    grid_values,
+    in_out_of_sample,
+    is_integral,
+    optimize,
+    walk_forward,
+)
 
 st.title("Optimize")
-market, rule, base = app_state.market(), app_state.rule(), None
+ss = st.session_state
+market, rule = app_state.require_market(), app_state.rule()
 try:
     base = app_state.bt_params()
     app_state.signals()
@@ -21,67 +33,58 @@ except (DataError, RuleError) as exc:
     st.stop()
 st.caption(f"Rule `{rule}` on {market.name}; every other setting comes from the Backtest page.")
 
-# name -> (default from, to, step)
-CHOICES = {"stop_loss": (2.0, 10.0, 2.0), "take_profit": (5.0, 25.0, 5.0), "holding_period": (5, 40, 5),
-           "max_positions": (5, 20, 5)}  # fmt: skip
-SIZING_CHOICES = {
-    "fixed_fractional": {"risk_pct": (0.5, 2.0, 0.5)},
-    "atr_risk": {"risk_pct": (0.5, 2.0, 0.5), "atr_multiplier": (1.0, 4.0, 1.0)},
-    "kelly": {"kelly_multiplier": (0.25, 1.0, 0.25), "kelly_cap_pct": (10.0, 40.0, 10.0)},
-    "volatility_target": {"vol_target_pct": (5.0, 20.0, 5.0)},
-    "fixed_amount": {"fixed_amount": (5_000.0, 20_000.0, 5_000.0)},
-}
-CHOICES |= {f"sizing.{name}": r for name, r in SIZING_CHOICES.get(base.sizing.method, {}).items()}
 numbers = rule_numbers(rule)
-for n in numbers:
-    v = float(n.text)
-    CHOICES[f"rule.{n.index}"] = (v * 0.5, v * 1.5, max(abs(v) * 0.25, 1.0 if "." not in n.text else 0.1))
-labels = {f"rule.{n.index}": f"rule: {n.context}" for n in numbers}
+labels = {p.path: f"{p.label} ({p.unit})" if p.unit and p.unit != "currency" else p.label
+          for p in table.grid_keys().values()}  # fmt: skip
+labels |= {f"rule.{n.index}": f"rule: {n.context}" for n in numbers}
+choices = [p.path for p in table.grid_keys().values() if not p.methods or base.sizing.method in p.methods]
+choices += [f"rule.{n.index}" for n in numbers]
+kept = [k for k in ss.get("grid.keys", []) if k in choices]  # drop keys this rule or sizing method lacks
+if kept != ss.get("grid.keys"):
+    ss["grid.keys"] = kept
+st.multiselect("Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c))
 
-ss = st.session_state
-chosen = st.multiselect("Parameters to vary", list(CHOICES), default=[c for c in ("stop_loss", "take_profit")
-                        if c in CHOICES], format_func=lambda c: labels.get(c, c), key="opt_keys")  # fmt: skip
-grid = {}
-for key in chosen:
-    lo, hi, step = CHOICES[key]
+grid, problems = {}, []
+for name in ss["grid.keys"]:
+    app_state.grid_range(name)  # initialises from, to and step in the state
     c = st.columns([3, 1, 1, 1])
-    c[0].markdown(f"**{labels.get(key, key)}**")
-    start = c[1].number_input("from", value=float(lo), key=f"opt_{key}_lo", format="%g")
-    stop = c[2].number_input("to", value=float(hi), key=f"opt_{key}_hi", format="%g")
-    step_v = c[3].number_input("step", value=float(step), min_value=1e-6, key=f"opt_{key}_st", format="%g")
-    values = np.round(np.arange(start, stop + step_v / 2, step_v), 6)
-    if key in ("holding_period", "max_positions", "sizing.kelly_min_trades") or (
-        key.startswith("rule.") and "." not in numbers[int(key.split(".")[1])].text
-    ):
-        values = np.unique(np.round(values).astype(int))
-    grid[key] = values.tolist()
+    c[0].markdown(f"**{labels.get(name, name)}**")
+    lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g")
+    hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g")
+    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g")
+    try:
+        grid[name] = grid_values(name, lo, hi, step, integral=is_integral(rule, name))
+    except DataError as exc:
+        problems.append(str(exc))
 
+shown = {"split": ("optimize.split",), "walk_forward": ("optimize.train_bars", "optimize.test_bars")}
+mode_now = app_state.value("optimize.mode")
+app_state.keep(app_state.key(p) for m, paths in shown.items() if m != mode_now for p in paths)
 c = st.columns(4)
-objective = c[0].selectbox(
-    "Objective",
-    list(OBJECTIVES),
-    index=list(OBJECTIVES).index("sharpe"),
-    format_func=OBJECTIVES.get,
-    key="opt_objective",
-)
-min_trades = int(c[1].number_input("Min trades", 0, 100_000, 20, key="opt_min_trades"))
-mode = c[2].selectbox("Overfitting check", ["In/out-of-sample split", "Walk-forward", "None (all bars)"],
-                      key="opt_mode")  # fmt: skip
-if mode == "In/out-of-sample split":
-    split = c[3].slider("In-sample share", 0.5, 0.9, 0.7, 0.05, key="opt_split")
-elif mode == "Walk-forward":
-    train = int(c[3].number_input("Train bars", 60, 5000, 504, key="opt_train"))
-    test = int(st.number_input("Test bars", 20, 2000, 126, key="opt_test"))
+objective = param_widget("optimize.objective", c[0])
+min_trades = param_widget("optimize.min_trades", c[1])
+mode = param_widget("optimize.mode", c[2])
+if mode == "split":
+    param_widget("optimize.split", c[3])
+elif mode == "walk_forward":
+    param_widget("optimize.train_bars", c[3])
+    param_widget("optimize.test_bars", c[3])
 n = grid_size(grid)
-st.markdown(f"**{n:,} combinations** × {market.shape[1]} symbols × {market.shape[0]:,} bars")
+st.markdown(f"**{n:,} combinations** × {market.shape[1]:,} symbols × {market.shape[0]:,} bars")
+for text in problems:
+    st.error(text)
+if n > MAX_COMBINATIONS:
+    st.error(f"{n:,} combinations is over the {MAX_COMBINATIONS:,} limit: use fewer values (a larger step).")
 scheduler = os.environ.get("SCANNER_DASK_SCHEDULER") or None
 if scheduler:
     st.caption(f"Runs on the Dask cluster at `{scheduler}`.")
 if not grid:
     st.info("Choose at least one parameter to vary.")
     st.stop()
+blocked = bool(problems) or n > MAX_COMBINATIONS
 
-if st.button("Run optimisation", type="primary"):
+clicked = st.button("Run optimisation", type="primary", disabled=blocked)
+if (clicked or app_state.autorun("optimize")) and not blocked:
     bar = st.progress(0.0, text="Starting...")
     st.caption("Press **Stop** in the top-right corner (or change any setting) to cancel.")
 
@@ -89,27 +92,18 @@ if st.button("Run optimisation", type="primary"):
         bar.progress(done / total, text=f"{done:,} of {total:,}")
 
     params = {"base": base, "grid": grid, "objective": objective, "min_trades": min_trades, "mode": mode}
+    common = {"objective": objective, "min_trades": min_trades, "progress": progress, "scheduler": scheduler}
     try:
-        if mode == "Walk-forward":
+        if mode == "walk_forward":
+            train, test = value("optimize.train_bars"), value("optimize.test_bars")
             params |= {"train": train, "test": test}
-            compute = lambda: walk_forward(market, rule, base, grid, train, test, objective, min_trades,  # noqa: E731
-                                           progress, scheduler)  # fmt: skip
-        elif mode == "In/out-of-sample split":
+            compute = lambda: walk_forward(market, rule, base, grid, train, test, **common)  # noqa: E731
+        elif mode == "split":
+            split = value("optimize.split")
             params["split"] = split
-            compute = lambda: in_out_of_sample(
-                market,
-                rule,
-                base,
-                grid,
-                split,
-                objective=objective,  # noqa: E731
-                min_trades=min_trades,
-                progress=progress,
-                scheduler=scheduler,
-            )
+            compute = lambda: in_out_of_sample(market, rule, base, grid, split, **common)  # noqa: E731
         else:
-            compute = lambda: optimize(market, rule, base, grid, objective, min_trades, progress=progress,  # noqa: E731
-                                       scheduler=scheduler)  # fmt: skip
+            compute = lambda: optimize(market, rule, base, grid, **common)  # noqa: E731
         out = app_state.cached_run("optimize", params, compute, lambda r: {"combinations": n, "mode": mode})
         ss.opt = (mode, objective, list(grid), out)
         bar.progress(1.0, text="Done" + (" (from the cache)" if ss.get("optimize_cache_hit") else ""))
@@ -120,43 +114,48 @@ if st.button("Run optimisation", type="primary"):
 if not ss.get("opt"):
     st.stop()
 mode, objective, keys, out = ss.opt
-if mode == "Walk-forward":
+if mode == "walk_forward":
     st.subheader("Walk-forward: re-optimised on each training window, tested on the next")
-    st.dataframe(out, hide_index=True, width="stretch")
+    st.dataframe(out, hide_index=True, width="stretch", column_config=app_format.grid_columns(out))
     col = f"{objective}_oos"
     if col in out:
-        st.metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{out[col].mean():.2f}")
+        st.metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{out[col].mean():,.2f}")
         st.bar_chart(out.set_index("test_start")[col])
     st.stop()
 
-result, table = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
+result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
 best = result.best()
 if result.cancelled:
     st.warning(f"Cancelled: {len(result.table):,} combinations finished.")
-st.caption(f"{len(result.table):,} combinations in {result.seconds:.2f} s ({result.combos_per_second:,.0f}/s).")
+st.caption(f"{len(result.table):,} combinations in {result.seconds:,.2f} s ({result.combos_per_second:,.0f}/s).")
 if best is None:
     st.warning(f"No combination had {result.min_trades}+ trades; lower **Min trades** or widen the grid.")
 else:
     st.success("Best in-sample: " + ", ".join(f"{labels.get(k, k)} = {best[k]:g}" for k in keys) +
-               f" → {OBJECTIVES[objective]} {best[objective]:.2f}")  # fmt: skip
+               f" → {OBJECTIVES[objective]} {best[objective]:,.2f}")  # fmt: skip
     if st.button("Use these in the Backtest page"):
         app_state.apply_best({k: float(best[k]) for k in keys})
         st.switch_page("app_pages/backtest.py")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:
-    st.dataframe(table, width="stretch", height=360)
+    st.dataframe(ranked, width="stretch", height=360, column_config=app_format.grid_columns(ranked))
 with tab_map:
     if len(keys) >= 2:
         c = st.columns(3)
-        x = c[0].selectbox("x", keys, index=0, key="opt_x")
-        y = c[1].selectbox("y", keys, index=1, key="opt_y")
-        others = c[2].radio("Other parameters", ["best", "mean"], horizontal=True, key="opt_others")
+        for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
+            if ss.get(name) not in keys:
+                ss[name] = default
+        x = c[0].selectbox("x", keys, key="w.optimize.x")
+        y = c[1].selectbox("y", keys, key="w.optimize.y")
+        ss.setdefault("w.optimize.others", "best")
+        others = c[2].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others")
         if x != y:
             st.plotly_chart(charts.grid_heatmap(result.table, x, y, objective, others), width="stretch")
         if isinstance(out, tuple):
-            st.plotly_chart(charts.in_vs_out(table, objective), width="stretch")
+            st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")
     else:
         st.info("Vary two or more parameters for a heatmap.")
 with tab_sens:
     st.plotly_chart(charts.sensitivity(result.table, keys, objective), width="stretch")
-st.download_button("Download all combinations (CSV)", table.to_csv(index=False), "grid.csv", "text/csv")
+st.download_button("Download all combinations (CSV)", app_format.safe_csv(ranked, index=False), "grid.csv",
+                   "text/csv")  # fmt: skip

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+import app_format
 import app_state
 import charts
 from engine.metrics import LABELS
@@ -12,8 +13,9 @@ cache = app_state.run_cache()
 if cache.directory is None:
     st.info("The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept.")
     st.stop()
-everyone = st.toggle("Show everyone's runs (not only this session's)", key="runs_everyone")
-runs = cache.runs(None if everyone else app_state.session_id())
+st.session_state.setdefault("w.runs.everyone", False)
+everyone = st.toggle("Show everyone's runs (not only this session's)", key="w.runs.everyone")
+runs = cache.runs(None if everyone else app_state.user_id())
 if not runs:
     st.info("No runs yet: run a backtest, an optimisation or a Monte Carlo simulation.")
     st.stop()
@@ -33,13 +35,13 @@ def label(run_id: str) -> str:
 pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pick")
 record = by_id[pick]
 c = st.columns([1, 1, 4])
-if c[0].button("Delete this run", key="runs_delete"):
+mine = record.session == app_state.user_id()
+if c[0].button("Delete this run", key="runs_delete", disabled=not mine,
+               help=None if mine else "Only the user who made a run can delete it."):  # fmt: skip
     cache.delete_run(pick)
     st.rerun()
-if record.link:
-    c[1].link_button(
-        "Open as a link", f"./backtest?{record.link}" if record.kind == "backtest" else f"./?{record.link}"
-    )
+if record.link:  # the page that made the run, with every setting and the dataset id
+    c[1].link_button("Open as a link", f"./{record.kind}?{record.link}")
 value = cache.get(record.key)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)
@@ -49,7 +51,7 @@ elif record.kind == "backtest":
     m = value.metrics
     cols = st.columns(len(app_state.KEY_METRICS))
     for col, key in zip(cols, app_state.KEY_METRICS, strict=True):
-        col.metric(LABELS[key], f"{m[key]:,.2f}")
+        col.metric(LABELS[key], app_format.metric_text(key, m[key]))
     st.plotly_chart(charts.equity(value.equity), width="stretch")
 elif record.kind == "montecarlo":
     left, right = st.columns([1, 2])

@@ -19,28 +19,31 @@ def _apply(text: str) -> None:
 
 
 def _on_preset() -> None:
-    if ss.preset in PRESETS:
-        _apply(PRESETS[ss.preset])
+    if ss["w.scanner.preset"] in PRESETS:
+        _apply(PRESETS[ss["w.scanner.preset"]])
 
 
 left, right = st.columns([1, 2])
 with left:
-    st.selectbox("Preset", ["(custom)", *PRESETS], key="preset", on_change=_on_preset)
+    ss.setdefault("w.scanner.preset", "(custom)")
+    st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset)
     with st.expander("Build from conditions"):
         conds = []
-        for i in range(3):
+        for i, (left_text, op, right_text) in enumerate([("rsi(14)", "<", "30"), ("close", ">", "sma(200)"),
+                                                         ("", ">", "")]):  # fmt: skip
+            k = f"w.scanner.cond{i}"
+            ss.setdefault(f"{k}.left", left_text)
+            ss.setdefault(f"{k}.op", op)
+            ss.setdefault(f"{k}.right", right_text)
             a, b, c = st.columns([3, 2, 2])
-            lhs = a.text_input(
-                "Left", value=["rsi(14)", "close", ""][i], key=f"c_left{i}", label_visibility="collapsed"
-            )
-            op = b.selectbox("Op", ["<", "<=", ">", ">=", "crosses_above", "crosses_below"], index=[0, 2, 2][i],
-                             key=f"c_op{i}", label_visibility="collapsed")  # fmt: skip
-            rhs = c.text_input(
-                "Right", value=["30", "sma(200)", ""][i], key=f"c_right{i}", label_visibility="collapsed"
-            )
+            lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed")
+            op = b.selectbox("Op", ["<", "<=", ">", ">=", "crosses_above", "crosses_below"], key=f"{k}.op",
+                             label_visibility="collapsed")  # fmt: skip
+            rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed")
             if lhs.strip() and rhs.strip():
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
-        join = st.radio("Join with", ["and", "or"], horizontal=True, key="c_join")
+        ss.setdefault("w.scanner.join", "and")
+        join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join")
         if st.button("Use these conditions", disabled=not conds):
             _apply(conditions_to_rule(conds, join))
 with right:
@@ -48,7 +51,7 @@ with right:
                  help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc")  # fmt: skip
     st.caption(f"Available — {available()}.")
 
-market = app_state.market()
+market = app_state.require_market()
 try:
     signals = app_state.signals()
 except RuleError as exc:

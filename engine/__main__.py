@@ -1,4 +1,5 @@
-"""Command line: `python -m engine scan|backtest --data prices.csv --rule "..." [--json]`."""
+"""Command line: `python -m engine scan|backtest|warmup|params`. Backtest flags come from the parameter
+table (engine/params.py): `--stop-loss 5 --sizing.method kelly --limits.max-position-pct 10`; 0 = off."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import math
 import sys
 
-from .backtest import backtest
+from . import params as table
+from .backtest import backtest, params_from_values
 from .data import DataError, load_market, load_sample
 from .filters import scan
 from .metrics import LABELS
@@ -23,17 +25,14 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bt = sub.choices["backtest"]
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
-    bt.add_argument("--stop-loss", type=float, default=5.0, help="percent; 0 switches it off")
-    bt.add_argument("--take-profit", type=float, default=0.0, help="percent; 0 switches it off")
-    bt.add_argument("--holding-period", type=int, default=20, help="bars; 0 switches it off")
-    bt.add_argument("--direction", choices=("long", "short"), default="long")
-    bt.add_argument("--capital", type=float, default=100_000.0)
-    bt.add_argument("--commission", type=float, default=0.0, help="percent of traded value")
-    bt.add_argument("--slippage-bps", type=float, default=0.0)
-    bt.add_argument("--max-positions", type=int, default=10)
-    bt.add_argument("--sizing", default="equal_weight")
+    for param in table.backtest_params():
+        default = "off" if param.off and not param.default else param.format(param.default)
+        bt.add_argument(param.cli, dest=param.path, metavar=param.url.upper(),
+                        help=f"{param.label}: {param.allowed()} (default {default}). {param.help}")  # fmt: skip
     bt.add_argument("--trades-csv", help="write the trades here")
     bt.add_argument("--equity-csv", help="write the equity curve here")
+    sub.add_parser("warmup", help="compile the Numba kernels now (make does this after installing)")
+    sub.add_parser("params", help="print the parameter table as Markdown (the README's table)")
     return p
 
 
@@ -44,12 +43,20 @@ def _clean(value):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "warmup":
+            from .warmup import warm_up
+
+            print(f"Numba kernels compiled and cached in {warm_up():.1f} s.")
+            return 0
+        if args.command == "params":
+            print(table.markdown_table())
+            return 0
         market = load_market(args.data) if args.data else load_sample()
         if args.command == "scan":
             if not args.rule:
                 raise DataError('scan needs --rule, e.g. --rule "rsi(14) < 30"')
-            table = scan(market, args.rule).table(market)
-            print(table.to_json(orient="records", date_format="iso") if args.json else table.to_string(index=False))
+            hits = scan(market, args.rule).table(market)
+            print(hits.to_json(orient="records", date_format="iso") if args.json else hits.to_string(index=False))
             return 0
         return _backtest(market, args)
     except DataError as exc:
@@ -60,26 +67,25 @@ def main(argv: list[str] | None = None) -> int:
 def _backtest(market, args) -> int:
     import pandas as pd
 
+    from .safe_csv import to_safe_csv
+
+    values = {}
+    for param in table.backtest_params():
+        text = getattr(args, param.path)
+        if text is not None:
+            try:
+                values[param.path] = param.parse(text)
+            except table.ParamError as exc:
+                raise DataError(f"{param.cli}: {exc}") from None
+    params = params_from_values(values)
     if bool(args.rule) == bool(args.signals):
         raise DataError("backtest needs exactly one of --rule or --signals.")
     signals = scan(market, args.rule) if args.rule else pd.read_csv(args.signals)
-    result = backtest(
-        market,
-        signals,
-        initial_capital=args.capital,
-        stop_loss=args.stop_loss or None,
-        take_profit=args.take_profit or None,
-        holding_period=args.holding_period or None,
-        signal_type=args.direction,
-        commission=args.commission,
-        slippage_bps=args.slippage_bps,
-        max_positions=args.max_positions,
-        position_sizing=args.sizing,
-    )
+    result = backtest(market, signals, params)
     if args.trades_csv:
-        result.trades.to_csv(args.trades_csv, index=False)
+        to_safe_csv(result.trades, args.trades_csv, index=False)
     if args.equity_csv:
-        result.equity.to_csv(args.equity_csv)
+        to_safe_csv(result.equity, args.equity_csv)
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in result.metrics.items()}))
     else:

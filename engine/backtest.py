@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import _kernels as k
+from . import params as table
 from .data import DataError, Market
 from .metrics import buy_hold_equity, compute_metrics, drawdown_pct
 from .risk import ACTION_NAMES, RULE_NAMES, RiskLimits
@@ -33,49 +34,46 @@ EXIT_NAMES = {
 }
 
 
+_D = table.defaults("")
+
+
 @dataclass(frozen=True)
 class BacktestParams:
-    """Everything that decides a backtest's outcome besides data and signals (percent units)."""
+    """Everything that decides a backtest's outcome besides data and signals (percent units; None = off).
 
-    initial_capital: float = 100_000.0
-    stop_loss: float | None = 5.0
-    take_profit: float | None = None
-    holding_period: int | None = 20
-    signal_type: str = "long"
-    commission: float = 0.0
-    slippage_bps: float = 0.0
-    max_positions: int = 10
-    fractional_shares: bool = True
-    allow_leverage: bool = False
-    max_leverage: float = 2.0
-    shrink_unfunded: bool = False
-    risk_free_pct: float = 0.0
+    Defaults, units and allowed ranges come from the one parameter table, engine/params.py."""
+
+    initial_capital: float = _D["initial_capital"]
+    stop_loss: float | None = _D["stop_loss"]
+    take_profit: float | None = _D["take_profit"]
+    holding_period: int | None = _D["holding_period"]
+    signal_type: str = _D["signal_type"]
+    commission: float = _D["commission"]
+    slippage_bps: float = _D["slippage_bps"]
+    max_positions: int = _D["max_positions"]
+    fractional_shares: bool = _D["fractional_shares"]
+    allow_leverage: bool = _D["allow_leverage"]
+    max_leverage: float = _D["max_leverage"]
+    shrink_unfunded: bool = _D["shrink_unfunded"]
+    risk_free_pct: float = _D["risk_free_pct"]
     sizing: Sizing = field(default_factory=Sizing)
     limits: RiskLimits = field(default_factory=RiskLimits)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.signal_type not in ("long", "short"):
-            problems.append(f"signal_type must be 'long' or 'short', not {self.signal_type!r}")
-        if not self.initial_capital > 0:
-            problems.append("initial_capital must be positive")
-        for name in ("stop_loss", "take_profit"):
-            v = getattr(self, name)
-            if v is not None and not 0 < v < 100:
-                problems.append(f"{name} must be between 0 and 100 (percent), or None to switch it off")
-        if self.holding_period is not None and self.holding_period < 1:
-            problems.append("holding_period must be at least 1 bar, or None")
-        if self.max_positions < 1:
-            problems.append("max_positions must be at least 1")
-        if self.commission < 0 or self.slippage_bps < 0:
-            problems.append("commission and slippage_bps cannot be negative")
-        if self.allow_leverage and self.max_leverage < 1:
-            problems.append("max_leverage must be at least 1")
-        if problems:
-            raise DataError("; ".join(problems) + ".")
+        table.normalise("", self)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def params_from_values(values: dict[str, object]) -> BacktestParams:
+    """BacktestParams from user values keyed by table path ('stop_loss', 'sizing.method', ...; 0 = off),
+    as the pages, links and the CLI hold them; missing paths take the table's default."""
+    groups: dict[str, dict] = {name: {} for name in table.BACKTEST_GROUPS}
+    for p in table.backtest_params():
+        value = p.check(values.get(p.path, p.default))
+        groups[p.group][p.name] = p.to_library(value)
+    return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Grid search over backtest parameters and numbers in the rule, with in/out-of-sample and walk-forward checks.
 
-Grid keys: BacktestParams fields (stop_loss, take_profit, holding_period, max_positions), sizing fields
-as `sizing.<field>` (risk_pct, kelly_multiplier, ...) and numbers in the rule as `rule.<i>` (see
-`filters.rule_numbers`: in 'rsi(14) < 30', rule.0 is 14 and rule.1 is 30).
+Grid keys: the parameters with a grid range in the one parameter table (`params.grid_keys()`: stop_loss,
+take_profit, holding_period, max_positions, sizing.<field>), 0 switching an exit off as everywhere, and
+numbers in the rule as `rule.<i>` (see `filters.rule_numbers`: in 'rsi(14) < 30', rule.0 is 14, rule.1 30).
 
 Combinations that share a rule share one scan (indicators are memoised per dataset); each chunk of
 combinations runs in one Numba call, in parallel threads (`_kernels.simulate_grid`), reduced to metrics
@@ -13,6 +13,7 @@ on that cluster instead.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import _kernels as k
+from . import params as table
 from .backtest import BacktestParams, exit_args, portfolio_args, signal_matrix
 from .data import DataError, Market
 from .filters import RuleError, rule_numbers, scan, substitute_numbers
@@ -28,15 +30,12 @@ from .metrics import LABELS, PERIODS_PER_YEAR
 
 METRICS = k.GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
-PARAM_FIELDS = ("stop_loss", "take_profit", "holding_period", "max_positions")
-SIZING_FIELDS = ("risk_pct", "kelly_multiplier", "kelly_cap_pct", "kelly_min_trades", "vol_target_pct",
-                 "atr_multiplier", "fixed_amount")  # fmt: skip
 MAX_COMBINATIONS = 100_000
 
 
 def grid_size(grid: dict[str, Sequence[float]]) -> int:
-    """How many combinations the grid has (shown before running)."""
-    return int(np.prod([len(v) for v in grid.values()])) if grid else 1
+    """How many combinations the grid has (shown before running); a Python int, so it cannot overflow."""
+    return math.prod(len(v) for v in grid.values())
 
 
 def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
@@ -45,22 +44,88 @@ def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
     problems = []
     for key, values in grid.items():
         group, _, name = key.rpartition(".")
-        known = (
-            (group == "" and name in PARAM_FIELDS)
-            or (group == "sizing" and name in SIZING_FIELDS)
-            or (group == "rule" and name.isdigit() and int(name) < n_numbers)
-        )
-        if not known:
+        param = table.grid_keys().get(key)
+        if param is None and not (group == "rule" and name.isdigit() and int(name) < n_numbers):
             problems.append(f"unknown grid parameter {key!r}")
         elif len(values) == 0:
             problems.append(f"{key} has no values")
+        elif param is not None:
+            for v in values:
+                try:
+                    param.check(v)
+                except table.ParamError as exc:
+                    problems.append(f"{key}: {exc}")
+                    break
     if grid_size(grid) > MAX_COMBINATIONS:
         problems.append(f"{grid_size(grid):,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer values")
     if problems:
         raise DataError(
             "; ".join(problems)
-            + f". Grid keys: {', '.join(PARAM_FIELDS)}, sizing.<{'|'.join(SIZING_FIELDS)}>, rule.0-{n_numbers - 1}."
+            + f". Grid keys: {', '.join(table.grid_keys())}, rule.0-{n_numbers - 1} (the numbers in the rule)."
         )
+
+
+def default_range(rule: str, name: str) -> tuple[float, float, float]:
+    """A grid key's default (from, to, step): the table's, or for rule.<i> half to one and a half times
+    the number written in the rule."""
+    if name in table.grid_keys():
+        return table.grid_keys()[name].grid
+    numbers = rule_numbers(rule)
+    index = int(name.split(".")[1]) if name.startswith("rule.") and name.split(".")[1].isdigit() else -1
+    if not 0 <= index < len(numbers):
+        raise DataError(f"{name!r} is not a grid key of this rule (it has {len(numbers)} numbers).")
+    v = float(numbers[index].text)
+    return v * 0.5, v * 1.5, max(abs(v) * 0.25, 0.1 if "." in numbers[index].text else 1.0)
+
+
+def is_integral(rule: str, name: str) -> bool:
+    """Does the key take whole numbers (bars, positions, a rule's integer like the 14 in rsi(14))?"""
+    if name in table.grid_keys():
+        return table.grid_keys()[name].kind is int
+    numbers = rule_numbers(rule)
+    index = int(name.split(".")[1])
+    return index < len(numbers) and not any(c in numbers[index].text for c in ".eE")
+
+
+def grid_values(name: str, start: float, stop: float, step: float, integral: bool = False) -> list[float]:
+    """start, start + step, ... up to stop: the count is checked before anything is allocated."""
+    for label, x in (("from", start), ("to", stop), ("step", step)):
+        if not math.isfinite(x):
+            raise DataError(f"{name}: '{label}' must be a finite number, not {x}.")
+    if step <= 0:
+        raise DataError(f"{name}: the step must be positive, not {step:g}.")
+    if stop < start:
+        raise DataError(f"{name}: 'to' ({stop:g}) is below 'from' ({start:g}).")
+    count = math.floor((stop - start) / step + 0.5) + 1
+    if count > MAX_COMBINATIONS:
+        raise DataError(f"{name}: {start:g} to {stop:g} in steps of {step:g} is {count:,} values, over the "
+                        f"{MAX_COMBINATIONS:,} limit; use a larger step or a narrower range.")  # fmt: skip
+    values = np.round(start + step * np.arange(count), 6)
+    values = values[values <= stop + step * 1e-9]
+    if integral:
+        values = np.unique(np.round(values).astype(int))
+    return values.tolist()
+
+
+def parse_grid_spec(text: str) -> dict[str, tuple[float, float, float]]:
+    """'stop_loss:2:10:2,rule.1:25:35:5' (a link's grid) -> {key: (from, to, step)}, each checked."""
+    spec: dict[str, tuple[float, float, float]] = {}
+    if len(text) > 2_000:
+        raise DataError(f"the grid text is {len(text):,} characters long; the limit is 2,000.")
+    for part in filter(None, text.split(",")):
+        fields = part.split(":")
+        name = fields[0]
+        valid_name = name in table.grid_keys() or (name.startswith("rule.") and name[5:].isdigit() and len(name) < 9)
+        if len(fields) != 4 or not valid_name:
+            raise DataError(f"{part[:40]!r} is not key:from:to:step with a grid key "
+                            f"({', '.join(table.grid_keys())} or rule.<i>).")  # fmt: skip
+        try:
+            lo, hi, step = (float(x) for x in fields[1:])
+        except ValueError:
+            raise DataError(f"{part[:40]!r}: from, to and step must be numbers.") from None
+        grid_values(name, lo, hi, step)
+        spec[name] = (lo, hi, step)
+    return spec
 
 
 @dataclass
@@ -96,19 +161,15 @@ class OptimizeResult:
 
 
 def apply_params(rule: str, base: BacktestParams, values: dict[str, float]) -> tuple[str, BacktestParams]:
-    """The rule and BacktestParams one grid point stands for (0 switches an exit off, as in the UI)."""
+    """The rule and BacktestParams one grid point stands for (0 switches an exit off, as everywhere)."""
     rule_values = {int(key.split(".")[1]): v for key, v in values.items() if key.startswith("rule.")}
-    fields, sizing = {}, {}
+    changes: dict[str, dict] = {"": {}}
     for key, v in values.items():
-        if key in PARAM_FIELDS:
-            integral = key in ("holding_period", "max_positions")
-            fields[key] = (int(v) if integral else float(v)) or None
-        elif key.startswith("sizing."):
-            name = key.split(".")[1]
-            sizing[name] = int(v) if name == "kelly_min_trades" else float(v)
-    if "max_positions" in fields:
-        fields["max_positions"] = fields["max_positions"] or 1
-    params = replace(base, **fields, sizing=replace(base.sizing, **sizing))
+        param = table.grid_keys().get(key)
+        if param is not None:
+            changes.setdefault(param.group, {})[param.name] = param.to_library(param.check(v))
+    nested = {name: replace(getattr(base, name), **fields) for name, fields in changes.items() if name}
+    params = replace(base, **changes[""], **nested)
     return substitute_numbers(rule, rule_values) if rule_values else rule, params
 
 
@@ -269,4 +330,14 @@ def walk_forward(
     return pd.DataFrame(rows)
 
 
-__all__ = ["OptimizeResult", "grid_size", "in_out_of_sample", "optimize", "walk_forward"]
+__all__ = [
+    "OptimizeResult",
+    "default_range",
+    "grid_size",
+    "grid_values",
+    "in_out_of_sample",
+    "is_integral",
+    "optimize",
+    "parse_grid_spec",
+    "walk_forward",
+]

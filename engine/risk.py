@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import _kernels as k
+from . import params as table
 from .data import Market
 
 RULE_NAMES = {
@@ -30,19 +31,36 @@ RULE_NAMES = {
 ACTION_NAMES = {k.ACTION_SKIP: "skip", k.ACTION_CUT: "cut"}
 
 
+_D = table.defaults("limits")
+
+
 @dataclass(frozen=True)
 class RiskLimits:
-    """None switches a limit off. Percent units: 10.0 means 10% of equity."""
+    """None switches a limit off (all are off by default). Percent units: 10.0 means 10% of equity."""
 
-    max_position_pct: float | None = None
-    max_sector_pct: float | None = None
-    max_correlation: float | None = None
-    correlation_lookback: int = 60
+    max_position_pct: float | None = _D["max_position_pct"]
+    max_sector_pct: float | None = _D["max_sector_pct"]
+    max_correlation: float | None = _D["max_correlation"]
+    correlation_lookback: int = _D["correlation_lookback"]
+
+    def __post_init__(self) -> None:
+        table.normalise("limits", self)
 
     @classmethod
     def defaults(cls) -> RiskLimits:
         """The limits a cautious desk starts from: 10% per position, 30% per sector, 0.70 correlation."""
         return cls(max_position_pct=10.0, max_sector_pct=30.0, max_correlation=0.70)
+
+    def active(self) -> list[str]:
+        """The limits in force, in words, e.g. ['position <= 10%', 'correlation <= 0.7 over 60 bars']."""
+        out = []
+        if self.max_position_pct is not None:
+            out.append(f"position <= {self.max_position_pct:g}%")
+        if self.max_sector_pct is not None:
+            out.append(f"sector <= {self.max_sector_pct:g}%")
+        if self.max_correlation is not None:
+            out.append(f"correlation <= {self.max_correlation:g} over {self.correlation_lookback} bars")
+        return out
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import _kernels as k
-from .data import DataError, Market
+from . import params as table
+from .data import Market
 
-METHODS = {
+METHODS = {  # the order of params.SIZING_METHODS
     "equal_weight": k.SIZE_EQUAL,
     "fixed_fractional": k.SIZE_FIXED_FRACTIONAL,
     "kelly": k.SIZE_KELLY,
@@ -33,25 +34,27 @@ DESCRIPTIONS = {
 }
 
 
+_D = table.defaults("sizing")
+
+
 @dataclass(frozen=True)
 class Sizing:
-    """Sizing method and its parameters (percent units: 1.0 means 1%)."""
+    """Sizing method and its parameters (percent units: 1.0 means 1%); defaults and ranges: engine/params.py."""
 
-    method: str = "equal_weight"
-    risk_pct: float = 1.0
-    kelly_multiplier: float = 0.5
-    kelly_cap_pct: float = 25.0
-    kelly_min_trades: int = 20
-    vol_target_pct: float = 10.0
-    vol_lookback: int = 20
-    atr_period: int = 14
-    atr_multiplier: float = 2.0
-    atr_stop: bool = False
-    fixed_amount: float = 10_000.0
+    method: str = _D["method"]
+    risk_pct: float = _D["risk_pct"]
+    kelly_multiplier: float = _D["kelly_multiplier"]
+    kelly_cap_pct: float = _D["kelly_cap_pct"]
+    kelly_min_trades: int = _D["kelly_min_trades"]
+    vol_target_pct: float = _D["vol_target_pct"]
+    vol_lookback: int = _D["vol_lookback"]
+    atr_period: int = _D["atr_period"]
+    atr_multiplier: float = _D["atr_multiplier"]
+    atr_stop: bool = _D["atr_stop"]
+    fixed_amount: float = _D["fixed_amount"]
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise DataError(f"Unknown position sizing {self.method!r}; choose one of {', '.join(METHODS)}.")
+        table.normalise("sizing", self)
 
     def as_dict(self) -> dict:
         return asdict(self)

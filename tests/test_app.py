@@ -6,14 +6,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_state
+from engine import params as table
 
 APP = "../app.py"
 
 
-def fresh(query: dict | None = None) -> AppTest:
+def fresh(query: dict | None = None, page: str | None = None) -> AppTest:
+    """A new session; with `page`, the session opens on that page (as a link to it does)."""
     at = AppTest.from_file(APP, default_timeout=120)
     for key, value in (query or {}).items():
         at.query_params[key] = value
+    if page:
+        at.switch_page(f"app_pages/{page}.py")
     return at.run()
 
 
@@ -31,7 +35,7 @@ def test_data_page_loads_the_sample():
 def test_scanner_preset_finds_signals():
     at = fresh()
     at.switch_page("app_pages/scanner.py").run()
-    at.selectbox(key="preset").set_value("Golden cross").run()
+    at.selectbox(key="w.scanner.preset").set_value("Golden cross").run()
     assert not at.exception
     assert at.text_area(key="rule_text").value == "crosses_above(sma(50), sma(200))"
     assert int(metrics(at)["Signals"].replace(",", "")) > 0
@@ -54,7 +58,8 @@ def test_backtest_runs_and_shows_metrics():
     assert not at.exception
     shown = metrics(at)
     assert int(shown["# Trades"]) > 0 and "Sharpe ratio" in shown
-    assert at.query_params["sl"] in ("5.0", ["5.0"]) and at.query_params["rule"]
+    assert at.query_params["data"] in ("sample", ["sample"]) and at.query_params["rule"]
+    assert "sl" not in at.query_params  # a default value stays out of the link
 
 
 def test_malformed_upload_shows_an_error_and_keeps_the_data():
@@ -74,8 +79,8 @@ def test_good_upload_replaces_the_dataset():
 
 
 def test_query_params_restore_the_scan_and_backtest():
-    at = fresh({"rule": "gap_pct() > 4", "sl": "3.0", "tp": "0.0", "hold": "7", "side": "short", "maxpos": "3"})
-    at.switch_page("app_pages/backtest.py").run()
+    at = fresh({"rule": "gap_pct() > 4", "sl": "3.0", "tp": "0.0", "hold": "7", "side": "short", "maxpos": "3"},
+               page="backtest")  # fmt: skip
     assert not at.exception
     result = at.session_state["result"]
     assert result.params.stop_loss == 3.0 and result.params.take_profit is None
@@ -88,20 +93,21 @@ def test_query_params_restore_the_scan_and_backtest():
 def test_bad_query_params_are_ignored_with_a_notice(bad):
     at = fresh(bad)
     assert not at.exception
-    assert at.session_state["bt"] == app_state.BT_DEFAULTS
+    for p in table.backtest_params():
+        assert at.session_state[app_state.key(p.path)] == p.default
+    assert any("was ignored" in w.value for w in at.warning)
 
 
 def test_sizing_and_limits_come_from_the_link_and_the_form():
     at = fresh({"rule": "rsi(14) < 40", "size": "volatility_target", "vt": "15.0", "lpos": "0", "lcorr": "0.5",
-                "lev": "true", "maxlev": "1.5"})  # fmt: skip
-    at.switch_page("app_pages/backtest.py").run()
+                "lev": "true", "maxlev": "1.5"}, page="backtest")  # fmt: skip
     assert not at.exception
     p = at.session_state["result"].params
     assert (p.sizing.method, p.sizing.vol_target_pct) == ("volatility_target", 15.0)
     assert p.limits.max_position_pct is None and p.limits.max_correlation == 0.5
     assert p.allow_leverage and p.max_leverage == 1.5
     assert any("Target volatility" in n.label for n in at.number_input)
-    at.selectbox[0].set_value("fixed_amount").run()
+    at.selectbox(key="p.size").set_value("fixed_amount").run()
     assert any(n.label == "Amount per trade" for n in at.number_input)
     at.get("form_submit_button")[0].click().run()
     assert at.session_state["result"].params.sizing.method == "fixed_amount"
@@ -141,7 +147,7 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     bob.get("form_submit_button")[0].click().run()
     alice.switch_page("app_pages/runs.py").run()
     assert not alice.exception and "No runs yet" in alice.info[0].value
-    alice.toggle(key="runs_everyone").set_value(True).run()
+    alice.toggle(key="w.runs.everyone").set_value(True).run()
     assert len(alice.dataframe[0].value) == 1  # the team view lists Bob's run, never his data
 
 
@@ -160,13 +166,14 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     at = fresh({"rule": "rsi(14) < 35"})
     at.switch_page("app_pages/optimize.py").run()
     assert not at.exception and "**4 combinations**" not in str(at.markdown)
-    at.multiselect(key="opt_keys").set_value(["stop_loss", "rule.1"]).run()
-    at.number_input(key="opt_stop_loss_hi").set_value(4.0).run()  # 2, 4
-    at.number_input(key="opt_rule.1_lo").set_value(30.0).run()
-    at.number_input(key="opt_rule.1_hi").set_value(40.0).run()
-    at.number_input(key="opt_rule.1_st").set_value(5.0).run()  # 30, 35, 40
+    at.multiselect(key="grid.keys").set_value(["stop_loss", "rule.1"]).run()
+    at.number_input(key="grid.stop_loss.hi").set_value(4.0).run()  # 2, 4
+    at.number_input(key="grid.rule.1.lo").set_value(30.0).run()
+    at.number_input(key="grid.rule.1.hi").set_value(40.0).run()
+    at.number_input(key="grid.rule.1.st").set_value(5.0).run()  # 30, 35, 40
     assert any("**6 combinations**" in m.value for m in at.markdown)
-    at.number_input(key="opt_min_trades").set_value(1).run()
+    assert at.query_params["grid"] in ("stop_loss:2:4:2,rule.1:30:40:5", ["stop_loss:2:4:2,rule.1:30:40:5"])
+    at.number_input(key="p.mint").set_value(1).run()
     at.button[0].click().run()
     assert not at.exception
     result, merged = at.session_state["opt"][3]
@@ -174,7 +181,7 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     assert any("Best in-sample" in s.value for s in at.success)
     best = result.best()
     at.button[1].click().run()
-    assert at.session_state["bt"]["sl"] == best["stop_loss"]
+    assert at.session_state["p.sl"] == best["stop_loss"]
     assert at.session_state["rule"] == f"rsi(14) < {int(best['rule.1'])}"
 
 

@@ -95,7 +95,7 @@ def test_fixed_amount_is_a_currency_amount():
 
 
 def test_unknown_method_is_a_clear_error():
-    with pytest.raises(DataError, match="choose one of equal_weight"):
+    with pytest.raises(DataError, match="must be one of equal_weight"):
         Sizing("martingale")
 
 

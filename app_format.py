@@ -1,0 +1,74 @@
+"""How pages show numbers: money with separators, percentages with two decimals, dates without times.
+
+One place, so every table and card on every page reads the same way."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from engine.metrics import LABELS
+
+MONEY = "%,.2f"
+PCT = "%,.2f%%"
+DATE = st.column_config.DateColumn(format="YYYY-MM-DD")
+
+TRADE_COLUMNS = {
+    "entry_date": st.column_config.DateColumn("entry date", format="YYYY-MM-DD"),
+    "exit_date": st.column_config.DateColumn("exit date", format="YYYY-MM-DD"),
+    "entry_price": st.column_config.NumberColumn("entry price", format=MONEY),
+    "exit_price": st.column_config.NumberColumn("exit price", format=MONEY),
+    "shares": st.column_config.NumberColumn("shares", format="%,.4g"),
+    "pnl": st.column_config.NumberColumn("pnl", format=MONEY),
+    "return_pct": st.column_config.NumberColumn("return", format=PCT),
+    "fees": st.column_config.NumberColumn("fees", format=MONEY),
+    "bars_held": st.column_config.NumberColumn("bars held", format="%,d"),
+}
+
+
+def metric_text(name: str, value) -> str:
+    """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int | bool) or name in ("n_trades", "signals_skipped", "max_drawdown_bars"):
+        return f"{int(value):,}"
+    if name.endswith("_pct"):
+        return f"{value:,.2f}%"
+    return f"{value:,.2f}"
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """All metrics as (metric, value) rows of formatted text."""
+    return pd.DataFrame(
+        {
+            "metric": [LABELS.get(k, k.replace("_", " ")) for k in metrics],
+            "value": [metric_text(k, v) for k, v in metrics.items()],
+        }
+    )
+
+
+def grid_columns(frame: pd.DataFrame) -> dict:
+    """Column formats for an optimisation table: percentages and ratios with two decimals."""
+    config = {}
+    for col in frame.columns:
+        name = str(col).removesuffix("_oos")
+        if name.endswith("_pct"):
+            config[col] = st.column_config.NumberColumn(str(col), format=PCT)
+        elif name in ("n_trades",):
+            config[col] = st.column_config.NumberColumn(str(col), format="%,d")
+        elif name in ("final_equity", "expectancy"):
+            config[col] = st.column_config.NumberColumn(str(col), format=MONEY)
+        elif pd.api.types.is_float_dtype(frame[col]) and name in LABELS:
+            config[col] = st.column_config.NumberColumn(str(col), format="%,.2f")
+        elif pd.api.types.is_datetime64_any_dtype(frame[col]):
+            config[col] = st.column_config.DateColumn(str(col), format="YYYY-MM-DD")
+    return config
+
+
+def safe_csv(frame: pd.DataFrame, **kwargs) -> str:
+    """CSV text for a download button, with formula-looking cells escaped (engine.safe_csv)."""
+    from engine.safe_csv import to_safe_csv
+
+    return to_safe_csv(frame, **kwargs)

@@ -1,0 +1,204 @@
+"""Datasets stored server-side by content, so that a link naming a dataset reproduces it for anyone on the server.
+
+Each dataset is two data-only files under the store's directory: `<id>.parquet` (the bars in long format)
+and `<id>.json` (name, owner, size, dates, fingerprint, warnings). The id is a prefix of the content
+fingerprint, so the same bars uploaded twice are stored once and a renamed file keeps its id. A read checks
+the bars against the fingerprint; a damaged or swapped file is dropped, never trusted. The store is bounded
+in bytes: the oldest datasets are evicted first.
+
+    store = DatasetStore("~/.cache/stock-scanner/datasets")
+    info = store.put(market, owner="alice")
+    store.get(info.id).fingerprint == market.fingerprint
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, Market, market_from_frame
+
+log = logging.getLogger("engine.datasets")
+ID_CHARS = 16
+BUILTIN = ("sample", "synthetic")
+_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def dataset_id(market: Market) -> str:
+    return market.fingerprint[:ID_CHARS]
+
+
+def valid_id(text: str) -> bool:
+    """A dataset id as links carry it: a built-in name or 16 lower-case hex digits (nothing path-like)."""
+    return text in BUILTIN or bool(_ID.match(text))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the Data page lists about a stored dataset."""
+
+    id: str
+    name: str
+    fingerprint: str
+    symbols: int
+    bars: int
+    first_date: str
+    last_date: str
+    bytes: int
+    owner: str = ""
+    shared: bool = True
+    created: float = field(default_factory=time.time)
+    warnings: tuple[str, ...] = ()
+
+
+def to_frame(market: Market) -> pd.DataFrame:
+    """The bars in long format (one row per symbol and date with a bar): what the loader reads back."""
+    rows, cols = np.nonzero(~np.isnan(market.close))
+    frame = pd.DataFrame(
+        {
+            "symbol": np.asarray(market.symbols, dtype=object)[cols],
+            "date": market.dates[rows],
+            **{k: getattr(market, k)[rows, cols] for k in ("open", "high", "low", "close", "volume")},
+        }
+    )
+    if market.sectors is not None:
+        frame["sector"] = np.asarray(market.sectors, dtype=object)[cols]
+    return frame
+
+
+class DatasetStore:
+    """Datasets on disk by id; directory=None stores nothing (links then work only within a session)."""
+
+    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048, memo_size: int = 4) -> None:
+        self.directory = Path(directory).expanduser() if directory else None
+        self.size_limit = int(size_limit_mb * 1e6)
+        self._memo: OrderedDict[str, Market] = OrderedDict()  # a few recently read datasets, shared by sessions
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def put(self, market: Market, owner: str = "") -> DatasetInfo:
+        """Store the dataset (once per content) and return its listing; the first uploader owns it."""
+        ds_id = dataset_id(market)
+        existing = self.info(ds_id)
+        if existing is not None or self.directory is None:
+            return existing or _info(market, 0, owner)
+        parquet = self.directory / f"{ds_id}.parquet"
+        tmp = parquet.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        to_frame(market).to_parquet(tmp, index=False, compression="zstd")
+        os.replace(tmp, parquet)
+        info = _info(market, parquet.stat().st_size, owner)
+        _write_json(self.directory / f"{ds_id}.json", asdict(info))
+        self._remember(ds_id, market)
+        self._evict(keep=ds_id)
+        return info
+
+    def info(self, ds_id: str) -> DatasetInfo | None:
+        if self.directory is None or not _ID.match(ds_id):
+            return None
+        try:
+            raw = json.loads((self.directory / f"{ds_id}.json").read_text())
+            raw["warnings"] = tuple(raw.get("warnings", ()))
+            info = DatasetInfo(**raw)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("unreadable dataset listing %s: %r", ds_id, exc)
+            return None
+        return info if info.id == ds_id and info.fingerprint.startswith(ds_id) else None
+
+    def get(self, ds_id: str) -> Market | None:
+        """The dataset, or None when it is unknown, evicted or damaged (a damaged one is removed)."""
+        with self._lock:
+            if ds_id in self._memo:
+                self._memo.move_to_end(ds_id)
+                return self._memo[ds_id]
+        info = self.info(ds_id)
+        if info is None:
+            return None
+        try:
+            frame = pd.read_parquet(self.directory / f"{ds_id}.parquet")
+            market = market_from_frame(frame, name=info.name)
+        except (OSError, ValueError, DataError) as exc:
+            log.warning("unreadable dataset %s: %r", ds_id, exc)
+            market = None
+        if market is None or market.fingerprint != info.fingerprint:
+            log.warning("dataset %s does not match its fingerprint; removed", ds_id)
+            self._remove(ds_id)
+            return None
+        market = replace(market, warnings=info.warnings, fingerprint=info.fingerprint)
+        self._remember(ds_id, market)
+        return market
+
+    def list(self, viewer: str | None = None) -> list[DatasetInfo]:
+        """Stored datasets, newest first; with a viewer, only theirs and the shared ones."""
+        if self.directory is None:
+            return []
+        infos = [self.info(p.stem) for p in self.directory.glob("*.json")]
+        infos = [i for i in infos if i is not None and (viewer is None or i.shared or i.owner == viewer)]
+        return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def delete(self, ds_id: str, user: str) -> bool:
+        """Delete a dataset its owner uploaded; False (nothing deleted) for anyone else."""
+        info = self.info(ds_id)
+        if info is None or info.owner != user:
+            return False
+        self._remove(ds_id)
+        return True
+
+    def _remember(self, ds_id: str, market: Market) -> None:
+        with self._lock:
+            self._memo[ds_id] = market
+            self._memo.move_to_end(ds_id)
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+
+    def _remove(self, ds_id: str) -> None:
+        with self._lock:
+            self._memo.pop(ds_id, None)
+        for suffix in (".parquet", ".json"):
+            (self.directory / f"{ds_id}{suffix}").unlink(missing_ok=True)
+
+    def _evict(self, keep: str) -> None:
+        """Oldest first until the store fits its size limit (the dataset just stored always stays)."""
+        infos = sorted(self.list(), key=lambda i: i.created)
+        total = sum(i.bytes for i in infos)
+        for info in infos:
+            if total <= self.size_limit:
+                break
+            if info.id != keep:
+                self._remove(info.id)
+                total -= info.bytes
+
+
+def _info(market: Market, size: int, owner: str) -> DatasetInfo:
+    summary = market.summary()
+    return DatasetInfo(
+        id=dataset_id(market),
+        name=market.name,
+        fingerprint=market.fingerprint,
+        symbols=summary["symbols"],
+        bars=summary["bars"],
+        first_date=summary["first_date"] or "",
+        last_date=summary["last_date"] or "",
+        bytes=size,
+        owner=owner,
+        warnings=tuple(market.warnings),
+    )
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)

@@ -1,0 +1,270 @@
+"""The one parameter table: every setting's name, unit, default, range, "off" value, label, URL key and grid key.
+
+The library (`BacktestParams`, `Sizing`, `RiskLimits` take their defaults and validation from here), the
+pages' widgets, links, the optimiser's grid keys, the CLI flags and the README's table all read this table,
+so a parameter is added in one place and has one default everywhere.
+
+Values are in user units (percent as 5.0 for 5%). A parameter with `off=True` is switched off by 0 in the UI,
+a link or the CLI, and by None in the library; `to_library` is the one place that converts.
+
+    TABLE["stop_loss"].parse("4.5")     -> 4.5
+    TABLE["stop_loss"].parse("1e308")   -> ParamError("Stop-loss must be 0 (off) or 0.1 to 99 %, not 1e308.")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import _kernels as k
+from .data import DataError
+
+SIZING_METHODS = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
+OBJECTIVE_METRICS = tuple(m for m in k.GRID_METRICS if m not in ("n_trades", "final_equity"))
+OPTIMIZE_MODES = ("split", "walk_forward", "all")
+
+
+class ParamError(DataError):
+    """A parameter value outside its table entry; the message names the parameter, the value and the range."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting. `path` is its name in the library (`sizing.risk_pct`), in grids and on the CLI
+    (`--sizing.risk-pct`); `url` its short key in links."""
+
+    path: str
+    url: str
+    label: str
+    kind: type  # float, int, bool or str
+    default: Any  # in user units; 0 where `off` and off by default
+    lo: float | None = None
+    hi: float | None = None
+    step: float | None = None
+    unit: str = ""
+    off: bool = False  # 0 switches it off (None in the library)
+    choices: tuple[str, ...] = ()
+    help: str = ""
+    grid: tuple[float, float, float] | None = None  # default (from, to, step) when varied in a grid; None: no grid key
+    methods: tuple[str, ...] = ()  # sizing methods that read it (empty: always used)
+
+    @property
+    def group(self) -> str:
+        return self.path.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition(".")[2]
+
+    @property
+    def cli(self) -> str:
+        return "--" + self.path.replace("_", "-")
+
+    @property
+    def library_default(self) -> Any:
+        return self.to_library(self.default)
+
+    def to_library(self, value: Any) -> Any:
+        """User value -> library value: 0 -> None where 0 means off."""
+        return None if self.off and not value else value
+
+    def to_user(self, value: Any) -> Any:
+        """Library value -> user value: None -> 0 where 0 means off."""
+        return self.kind(0) if value is None and self.off else value
+
+    def allowed(self) -> str:
+        """The allowed values in words, for messages and help."""
+        if self.kind is bool:
+            return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        unit = {"%": "%", "x": "x", "currency": "", "": ""}.get(self.unit, f" {self.unit}")
+        span = f"{_num(self.lo)} to {_num(self.hi)}{unit}"
+        return f"0 (off) or {span}" if self.off else span
+
+    def check(self, value: Any) -> Any:
+        """The value, converted to `kind`, or ParamError naming the parameter, the value and the range."""
+        try:
+            out = _convert(self.kind, value)
+        except (TypeError, ValueError, OverflowError):
+            raise self._error(value) from None
+        if self.choices and out not in self.choices:
+            raise self._error(value)
+        if self.kind in (int, float):
+            if not math.isfinite(out):
+                raise self._error(value)
+            if self.off and out == 0:
+                return out
+            if (self.lo is not None and out < self.lo) or (self.hi is not None and out > self.hi):
+                raise self._error(value)
+        return out
+
+    def parse(self, text: str) -> Any:
+        """A link or CLI value (text) -> checked user value."""
+        if self.kind is bool:
+            low = str(text).strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise self._error(text)
+        return self.check(str(text).strip())
+
+    def format(self, value: Any) -> str:
+        """The value as a link writes it (short, exact)."""
+        if self.kind is bool:
+            return "1" if value else "0"
+        if self.kind is float:
+            return repr(float(value)).removesuffix(".0")
+        return str(value)
+
+    def _error(self, value: Any) -> ParamError:
+        shown = value if isinstance(value, str) else repr(value)
+        return ParamError(f"{self.label} must be {self.allowed()}, not {shown}.")
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is int:
+        number = float(value)
+        if not math.isfinite(number) or not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    if kind is float:
+        return float(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(value)
+    return str(value)
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "any"
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+_SIZE = "Sizing"
+PARAMS: tuple[Param, ...] = (
+    # Backtest: BacktestParams fields.
+    Param("initial_capital", "capital", "Initial capital", float, 100_000.0, 1_000.0, 1e12, 10_000.0, "currency"),
+    Param("signal_type", "side", "Direction", str, "long", choices=("long", "short")),
+    Param("max_positions", "maxpos", "Max positions", int, 10, 1, 1_000, 1, "positions",
+          help="Open positions at once; equal weight sizes each at equity / this.", grid=(5, 20, 5)),
+    Param("holding_period", "hold", "Holding period", int, 20, 1, 10_000, 1, "bars", off=True,
+          help="Exit at the close of the N-th bar held (the entry bar counts as 1).", grid=(5, 40, 5)),
+    Param("stop_loss", "sl", "Stop-loss", float, 5.0, 0.1, 99.0, 0.5, "%", off=True,
+          help="Percent below (long) or above (short) the entry fill.", grid=(2.0, 10.0, 2.0)),
+    Param("take_profit", "tp", "Take-profit", float, 0.0, 0.1, 99.0, 0.5, "%", off=True,
+          help="Percent above (long) or below (short) the entry fill.", grid=(5.0, 25.0, 5.0)),
+    Param("commission", "comm", "Commission", float, 0.0, 0.0, 5.0, 0.01, "%", help="Percent of traded value."),
+    Param("slippage_bps", "slip", "Slippage", float, 0.0, 0.0, 500.0, 1.0, "bps",
+          help="Moves every fill against the trader."),
+    Param("fractional_shares", "frac", "Fractional shares", bool, True,
+          help="Off: share counts are rounded down to whole shares."),
+    Param("allow_leverage", "lev", "Allow leverage", bool, False, help="Off: gross exposure never exceeds equity."),
+    Param("max_leverage", "maxlev", "Max leverage", float, 2.0, 1.0, 10.0, 0.5, "x",
+          help="Gross exposure cap as a multiple of equity, when leverage is allowed."),
+    Param("shrink_unfunded", "shrink", "Shrink unfunded trades", bool, False,
+          help="On: a trade that does not fit is cut to what fits; off: skipped."),
+    Param("risk_free_pct", "rf", "Risk-free rate", float, 0.0, 0.0, 20.0, 0.25, "%",
+          help="Annual rate subtracted in the Sharpe and Sortino ratios."),
+    # Sizing: Sizing fields.
+    Param("sizing.method", "size", "Position sizing", str, "equal_weight", choices=SIZING_METHODS),
+    Param("sizing.risk_pct", "risk", "Risk per trade", float, 1.0, 0.05, 20.0, 0.25, "%",
+          grid=(0.5, 2.0, 0.5), methods=("fixed_fractional", "atr_risk")),
+    Param("sizing.kelly_multiplier", "kmult", "Kelly multiplier", float, 0.5, 0.05, 1.0, 0.05,
+          grid=(0.25, 1.0, 0.25), methods=("kelly",)),
+    Param("sizing.kelly_cap_pct", "kcap", "Kelly cap", float, 25.0, 1.0, 100.0, 5.0, "%",
+          grid=(10.0, 40.0, 10.0), methods=("kelly",)),
+    Param("sizing.kelly_min_trades", "kmin", "Kelly min closed trades", int, 20, 1, 1_000, 5, "trades",
+          grid=(10, 40, 10), methods=("kelly",)),
+    Param("sizing.vol_target_pct", "vt", "Target volatility", float, 10.0, 0.5, 100.0, 0.5, "%",
+          grid=(5.0, 20.0, 5.0), methods=("volatility_target",)),
+    Param("sizing.vol_lookback", "vlb", "Volatility lookback", int, 20, 2, 504, 5, "bars",
+          methods=("volatility_target",)),
+    Param("sizing.atr_period", "atrn", "ATR period", int, 14, 2, 200, 1, "bars", methods=("atr_risk",)),
+    Param("sizing.atr_multiplier", "atrk", "ATR multiple", float, 2.0, 0.5, 10.0, 0.5, "x",
+          grid=(1.0, 4.0, 1.0), methods=("atr_risk",)),
+    Param("sizing.atr_stop", "atrstop", "Stop at k x ATR", bool, False, methods=("atr_risk",)),
+    Param("sizing.fixed_amount", "amt", "Amount per trade", float, 10_000.0, 100.0, 1e9, 1_000.0, "currency",
+          grid=(5_000.0, 20_000.0, 5_000.0), methods=("fixed_amount",)),
+    # Risk limits: RiskLimits fields; all off by default, in the library and the UI alike.
+    Param("limits.max_position_pct", "lpos", "Max single position", float, 0.0, 0.1, 100.0, 1.0, "%", off=True,
+          help="Cap on one new position's value as a percent of equity."),
+    Param("limits.max_sector_pct", "lsec", "Max sector exposure", float, 0.0, 0.1, 1_000.0, 5.0, "%", off=True,
+          help="Cap on one sector's open value as a percent of equity (needs a sector column)."),
+    Param("limits.max_correlation", "lcorr", "Max correlation", float, 0.0, 0.01, 1.0, 0.05, off=True,
+          help="Skip a signal whose returns correlate above this with an open position's."),
+    Param("limits.correlation_lookback", "clb", "Correlation lookback", int, 60, 3, 504, 5, "bars"),
+    # Optimize page.
+    Param("optimize.objective", "obj", "Objective", str, "sharpe", choices=OBJECTIVE_METRICS),
+    Param("optimize.min_trades", "mint", "Min trades", int, 20, 0, 100_000, 1, "trades",
+          help="Combinations with fewer trades are not ranked."),
+    Param("optimize.mode", "mode", "Overfitting check", str, "split", choices=OPTIMIZE_MODES),
+    Param("optimize.split", "split", "In-sample share", float, 0.7, 0.5, 0.9, 0.05),
+    Param("optimize.train_bars", "train", "Train bars", int, 504, 60, 5_000, 21, "bars"),
+    Param("optimize.test_bars", "test", "Test bars", int, 126, 20, 2_000, 21, "bars"),
+    # Monte Carlo page.
+    Param("montecarlo.method", "mcm", "Method", str, "bootstrap", choices=("bootstrap", "shuffle"),
+          help="bootstrap: draw trades with replacement; shuffle: same trades, random order."),
+    Param("montecarlo.n_simulations", "mcn", "Simulations", int, 10_000, 100, 100_000, 1_000),
+    Param("montecarlo.n_trades", "mct", "Trades per path", int, 0, 2, 100_000, 10, "trades", off=True,
+          help="0: as many as the backtest had."),
+    Param("montecarlo.seed", "mcs", "Seed", int, 0, 0, 2**31 - 1, 1),
+    Param("montecarlo.drawdown_pct", "mcdd", "Drawdown threshold", float, 20.0, 1.0, 100.0, 1.0, "%"),
+)  # fmt: skip
+
+TABLE: dict[str, Param] = {p.path: p for p in PARAMS}
+BY_URL: dict[str, Param] = {p.url: p for p in PARAMS}
+BACKTEST_GROUPS = ("", "sizing", "limits")
+
+
+def group(name: str) -> list[Param]:
+    """The parameters of one group: '' (BacktestParams' own), 'sizing', 'limits', 'optimize', 'montecarlo'."""
+    return [p for p in PARAMS if p.group == name]
+
+
+def backtest_params() -> list[Param]:
+    return [p for p in PARAMS if p.group in BACKTEST_GROUPS]
+
+
+def grid_keys() -> dict[str, Param]:
+    """Grid keys (besides `rule.<i>`): the parameters a grid may vary, by path."""
+    return {p.path: p for p in PARAMS if p.grid is not None}
+
+
+def defaults(group_name: str) -> dict[str, Any]:
+    """Library defaults of one group, by field name: what the dataclasses use."""
+    return {p.name: p.library_default for p in group(group_name)}
+
+
+def normalise(group_name: str, obj: Any) -> None:
+    """Check a frozen dataclass's fields against the table, in place: 0 -> None where 0 means off, whole
+    numbers to int. Raises ParamError naming every field at fault."""
+    problems = []
+    for p in group(group_name):
+        value = getattr(obj, p.name)
+        try:
+            checked = p.check(p.to_user(value))
+        except ParamError as exc:
+            problems.append(f"{p.path}: {exc}")
+            continue
+        object.__setattr__(obj, p.name, p.to_library(checked))
+    if problems:
+        raise ParamError(" ".join(problems))
+
+
+def markdown_table() -> str:
+    """The README's parameter table, generated (a test checks the README holds it)."""
+    rows = ["| parameter (grid key, CLI flag) | URL | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for p in PARAMS:
+        default = "off" if p.off and not p.default else p.format(p.default)
+        meaning = p.label + (f": {p.help}" if p.help else "")
+        grid = " (grid)" if p.grid else ""
+        rows.append(f"| `{p.path}`{grid} | `{p.url}` | {default} | {p.allowed()} | {meaning} |")
+    return "\n".join(rows)
+
+
+assert len(BY_URL) == len(PARAMS), "URL keys must be unique"
