@@ -1,11 +1,11 @@
 """The one owner of st.session_state and the URL: every page reads and writes state through here.
 
 Every setting is a row of the parameter table (engine/params.py) and lives in session state under the key
-`p.<url key>` (e.g. `p.sl`), which is also its widget's key: widgets are created with that key and never
-with `value=`, so Streamlit never recreates them and no edit is lost. Keys of widgets not on the current
-page are re-assigned at every run, so that Streamlit does not clean them up and every page keeps its
-settings. The URL mirrors the state at every run (dataset id, rule, every non-default setting, the grid),
-so a link reproduces what its sender saw; values read from a link are checked against the table.
+`p.<url key>` (e.g. `p.sl`), which is also its widget's key: widgets are created with that key, never
+with `value=` (so Streamlit never recreates them and no edit is lost), and with `persist_state="session"`
+(so a page's settings survive a visit to another page). The URL mirrors the state at every run (dataset
+id, rule, every non-default setting, the grid), so a link reproduces what its sender saw; values read
+from a link are checked against the table.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from engine.sizing import DESCRIPTIONS
 
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
-# Which page shows a parameter group's widgets (their state must not be re-assigned while that page runs).
-PAGE_OF_GROUP = {"": "backtest", "sizing": "backtest", "limits": "backtest", "optimize": "optimize",
-                 "montecarlo": "montecarlo"}  # fmt: skip
+KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
 KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")
 
 
@@ -54,11 +52,10 @@ def values(group_names: tuple[str, ...] = table.BACKTEST_GROUPS) -> dict[str, An
 
 def init(page_path: str) -> None:
     """Called at every run, after navigation: on a session's first run, defaults then the link's values
-    (checked); at every run, keep other pages' widget state alive and mirror the state to the URL."""
+    (checked); at every run, mirror the state to the URL."""
     ss = st.session_state
     if "_started" not in ss:
         _start(ss, st.query_params.to_dict(), page_path)
-    keep_alive(page_path)
     sync_url()
 
 
@@ -70,8 +67,8 @@ def _start(ss, query: dict[str, str], page_path: str) -> None:
             try:
                 ss[key(p.path)] = p.parse(query[p.url])
             except table.ParamError as exc:
-                problems.append(f"The link's {p.url}={_short(query[p.url])} was ignored: {exc} "
-                                f"Using the default, {p.format(p.default)}.")  # fmt: skip
+                problems.append(f"The link's `{p.url}={_short(query[p.url])}` was ignored: {exc} "
+                                f"Using the default, {p.shown(p.default)}.")  # fmt: skip
     rule = query.get("rule", DEFAULT_RULE)
     if len(rule) > MAX_RULE_CHARS:
         problems.append(f"The link's rule is {len(rule):,} characters long, over the {MAX_RULE_CHARS:,} limit; "
@@ -97,7 +94,8 @@ def _start(ss, query: dict[str, str], page_path: str) -> None:
 
 
 def _short(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:40] + "...")
+    """A link value as a message quotes it: at most 40 characters, no backticks (it goes in a code span)."""
+    return (text if len(text) <= 40 else text[:40] + "...").replace("`", "'")
 
 
 def _open_dataset(ss, data_id: str) -> None:
@@ -121,7 +119,7 @@ def missing_data_message() -> str | None:
     if missing is None:
         return None
     if not valid_id(missing):
-        return (f"The link names the dataset {_short(missing)}, which is not a dataset id. "
+        return (f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
                 "Load a dataset on the **Data** page.")  # fmt: skip
     if dataset_store().directory is None:
         why = (" This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
@@ -130,34 +128,6 @@ def missing_data_message() -> str | None:
         why = " It may have been deleted or evicted (storage limit)."
     return (f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
             "the **Data** page: the same file gets the same id, so the link works again.")  # fmt: skip
-
-
-def keep_alive(page_path: str) -> None:
-    """Re-assign the state of widgets that are not on this page, so Streamlit does not clean it up when
-    the user is elsewhere (each page keeps its settings). The current page's own widget keys are left
-    alone: re-assigning them would overwrite edits pending in a form."""
-    ss = st.session_state
-    for name in list(ss.keys()):
-        if _page_of(str(name)) not in (None, page_path):
-            ss[name] = ss[name]
-
-
-def keep(keys) -> None:
-    """Keep the state of this page's widgets that are not shown on this run (e.g. another sizing method's)."""
-    for name in keys:
-        if name in st.session_state:
-            st.session_state[name] = st.session_state[name]
-
-
-def _page_of(name: str) -> str | None:
-    if name.startswith("p."):
-        p = table.BY_URL.get(name[2:])
-        return PAGE_OF_GROUP.get(p.group) if p else None
-    if name.startswith("grid."):
-        return "optimize"
-    if name.startswith("w."):  # w.<page>.<name>: other widgets
-        return name.split(".")[1]
-    return None
 
 
 # --- the URL --------------------------------------------------------------------------------------------
@@ -176,7 +146,8 @@ def link_query() -> dict[str, str]:
         if v != p.default:
             query[p.url] = p.format(v)
     grid = grid_spec_text()
-    if grid != grid_spec_text(DEFAULT_GRID) or ss.get("grid.keys") != list(DEFAULT_GRID):
+    default = ",".join(f"{k}:" + ":".join(f"{float(x):g}" for x in default_range(ss.rule, k)) for k in DEFAULT_GRID)
+    if grid != default:
         query["grid"] = grid
     return query
 
@@ -238,8 +209,7 @@ def set_market(new: Market, data_id: str) -> None:
     ss = st.session_state
     ss.market, ss.data_id, ss.missing_data = new, data_id, None
     ss.result = ss.opt = None
-    for name in ("_signals", "data_symbol", "scan_symbol", "trade_pick"):  # choices that depend on the data
-        ss.pop(name, None)
+    ss.pop("_signals", None)
 
 
 def load_upload(uploaded) -> str | None:
@@ -406,20 +376,20 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     k = key(path)
     tip = help or p.help or None
     if p.kind is bool:
-        return where.checkbox(p.label, key=k, disabled=disabled, help=tip)
+        return where.checkbox(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP)
     if p.choices:
         labels = CHOICE_LABELS.get(path, {})
-        return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip,
+        return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip, persist_state=KEEP,
                                format_func=lambda c: labels.get(c, c))  # fmt: skip
-    unit = {"currency": "", "x": " (x)"}.get(p.unit, f" ({p.unit})" if p.unit else "")
+    unit = f" ({p.unit})" if p.unit and p.unit not in ("currency", "positions", "trades") else ""
     label = p.label + unit + (", 0 = off" if p.off else "")
     low = 0 if p.off else p.lo
     if p.kind is int:
         return where.number_input(label, min_value=int(low), max_value=int(p.hi), step=int(p.step or 1), key=k,
-                                  disabled=disabled, help=tip)  # fmt: skip
+                                  disabled=disabled, help=tip, persist_state=KEEP)  # fmt: skip
     fmt = "%.0f" if p.unit == "currency" else "%.2f"
     return where.number_input(label, min_value=float(low), max_value=float(p.hi), step=float(p.step or 1), key=k,
-                              disabled=disabled, help=tip, format=fmt)  # fmt: skip
+                              disabled=disabled, help=tip, format=fmt, persist_state=KEEP)  # fmt: skip
 
 
 CHOICE_LABELS: dict[str, dict[str, str]] = {

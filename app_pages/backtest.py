@@ -30,7 +30,6 @@ if signals.count == 0:
 # Outside the form so that choosing a method shows that method's inputs at once.
 method = param_widget("sizing.method")
 sizing_inputs = [p for p in table.group("sizing") if p.methods]
-app_state.keep(app_state.key(p.path) for p in sizing_inputs if method not in p.methods)
 limits = [p.path for p in table.group("limits")]
 active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
 with st.form("bt_form"):
@@ -102,9 +101,12 @@ with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
     st.dataframe(trades, width="stretch", hide_index=True, height=300, column_config=app_format.TRADE_COLUMNS)
     if len(trades):
-        pick = st.selectbox("Show trade", range(len(trades)), key="trade_pick", format_func=lambda i: (
-            f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → {trades.exit_date[i].date()} "
-            f"({trades.return_pct[i]:+.2f}%, {trades.exit_reason[i]})"))  # fmt: skip
+        pick = st.selectbox(
+            "Show trade", range(len(trades)), key=f"trade_pick.{hash(st.session_state.result_key)}",  # per result
+            format_func=lambda i: (f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → "
+                                   f"{trades.exit_date[i].date()} ({trades.return_pct[i]:+.2f}%, "
+                                   f"{trades.exit_reason[i]})"),
+        )  # fmt: skip
         t = trades.iloc[pick]
         markers = pd.DataFrame({"date": [t.entry_date, t.exit_date], "price": [t.entry_price, t.exit_price],
                                 "label": ["entry", f"exit: {t.exit_reason}"], "color": ["#2e7d32", "#c62828"],

@@ -88,5 +88,5 @@ with st.expander("Data quality", expanded=bool(market.warnings)):
     else:
         st.success("No gaps, no empty bars: every check passed.")
 
-symbol = st.selectbox("Symbol", market.symbols, key="data_symbol")
+symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{ss.data_id}")  # a new list: a new widget
 st.plotly_chart(charts.candles(market, symbol), width="stretch")

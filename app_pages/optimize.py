@@ -42,24 +42,23 @@ choices += [f"rule.{n.index}" for n in numbers]
 kept = [k for k in ss.get("grid.keys", []) if k in choices]  # drop keys this rule or sizing method lacks
 if kept != ss.get("grid.keys"):
     ss["grid.keys"] = kept
-st.multiselect("Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c))
+st.multiselect("Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c),
+               persist_state=app_state.KEEP)  # fmt: skip
 
 grid, problems = {}, []
 for name in ss["grid.keys"]:
     app_state.grid_range(name)  # initialises from, to and step in the state
     c = st.columns([3, 1, 1, 1])
     c[0].markdown(f"**{labels.get(name, name)}**")
-    lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g")
-    hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g")
-    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g")
+    lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
+    hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
+    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g",
+                           persist_state=app_state.KEEP)  # fmt: skip
     try:
         grid[name] = grid_values(name, lo, hi, step, integral=is_integral(rule, name))
     except DataError as exc:
         problems.append(str(exc))
 
-shown = {"split": ("optimize.split",), "walk_forward": ("optimize.train_bars", "optimize.test_bars")}
-mode_now = app_state.value("optimize.mode")
-app_state.keep(app_state.key(p) for m, paths in shown.items() if m != mode_now for p in paths)
 c = st.columns(4)
 objective = param_widget("optimize.objective", c[0])
 min_trades = param_widget("optimize.min_trades", c[1])
@@ -145,10 +144,11 @@ with tab_map:
         for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
             if ss.get(name) not in keys:
                 ss[name] = default
-        x = c[0].selectbox("x", keys, key="w.optimize.x")
-        y = c[1].selectbox("y", keys, key="w.optimize.y")
+        x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP)
+        y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP)
         ss.setdefault("w.optimize.others", "best")
-        others = c[2].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others")
+        others = c[2].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others",
+                          persist_state=app_state.KEEP)  # fmt: skip
         if x != y:
             st.plotly_chart(charts.grid_heatmap(result.table, x, y, objective, others), width="stretch")
         if isinstance(out, tuple):

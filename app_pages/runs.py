@@ -14,7 +14,9 @@ if cache.directory is None:
     st.info("The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept.")
     st.stop()
 st.session_state.setdefault("w.runs.everyone", False)
-everyone = st.toggle("Show everyone's runs (not only this session's)", key="w.runs.everyone")
+everyone = st.toggle(
+    "Show everyone's runs (not only this session's)", key="w.runs.everyone", persist_state=app_state.KEEP
+)
 runs = cache.runs(None if everyone else app_state.user_id())
 if not runs:
     st.info("No runs yet: run a backtest, an optimisation or a Monte Carlo simulation.")

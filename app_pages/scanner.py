@@ -6,6 +6,7 @@ import streamlit as st
 
 import app_state
 import charts
+from app_state import KEEP
 from engine.filters import PRESETS, Condition, RuleError, available, conditions_to_rule
 
 st.title("Scanner")
@@ -26,7 +27,7 @@ def _on_preset() -> None:
 left, right = st.columns([1, 2])
 with left:
     ss.setdefault("w.scanner.preset", "(custom)")
-    st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset)
+    st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset, persist_state=KEEP)
     with st.expander("Build from conditions"):
         conds = []
         for i, (left_text, op, right_text) in enumerate([("rsi(14)", "<", "30"), ("close", ">", "sma(200)"),
@@ -36,14 +37,14 @@ with left:
             ss.setdefault(f"{k}.op", op)
             ss.setdefault(f"{k}.right", right_text)
             a, b, c = st.columns([3, 2, 2])
-            lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed")
+            lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed", persist_state=KEEP)
             op = b.selectbox("Op", ["<", "<=", ">", ">=", "crosses_above", "crosses_below"], key=f"{k}.op",
-                             label_visibility="collapsed")  # fmt: skip
-            rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed")
+                             label_visibility="collapsed", persist_state=KEEP)  # fmt: skip
+            rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed", persist_state=KEEP)
             if lhs.strip() and rhs.strip():
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
         ss.setdefault("w.scanner.join", "and")
-        join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join")
+        join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join", persist_state=KEEP)
         if st.button("Use these conditions", disabled=not conds):
             _apply(conditions_to_rule(conds, join))
 with right:
@@ -75,7 +76,7 @@ if len(hits) > 2000:
     st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 
 hit_symbols = list(pd.unique(hits.symbol))
-symbol = st.selectbox("Chart symbol", hit_symbols, key="scan_symbol")
+symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{ss.data_id}")
 j = market.column(symbol)
 close_scale = np.nanmedian(market.close[:, j])
 overlays, lower = {}, {}

@@ -119,6 +119,16 @@ class Param:
             return repr(float(value)).removesuffix(".0")
         return str(value)
 
+    def shown(self, value: Any) -> str:
+        """The value in words for messages: 0 (off), false, 100,000."""
+        if self.kind is bool:
+            return "true" if value else "false"
+        if self.off and not value:
+            return "0 (off)"
+        if self.kind in (int, float):
+            return _num(value)
+        return str(value)
+
     def _error(self, value: Any) -> ParamError:
         shown = value if isinstance(value, str) else repr(value)
         return ParamError(f"{self.label} must be {self.allowed()}, not {shown}.")

@@ -1,8 +1,12 @@
-"""End to end in a real browser: streamlit run on a free port, driven by Playwright in Debian's Chromium."""
+"""End to end in a real browser, where widget-state bugs live: `streamlit run` on a free port with its own
+cache directory, driven by Playwright in Debian's Chromium. AppTest does not recreate widgets the way a
+browser session does, so every interactive journey (edit and rerun, links in a fresh browser context,
+uploads, reloads, hostile links) is checked here."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -10,12 +14,18 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+
+from engine import synthetic_market
+from engine.datasets import to_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run"]  # fmt: skip
 
 
 def free_port() -> int:
@@ -25,16 +35,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: `make test` installs it (make system-deps)")
         pytest.skip("chromium not installed; run `make system-deps`")
     port = free_port()
+    cache = tmp_path_factory.mktemp("cache")
+    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SCANNER_CACHE_DIR": str(cache)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -50,6 +62,9 @@ def server():
     yield url
     proc.terminate()
     proc.wait(10)
+    log.close()
+    text = Path(log.name).read_text()
+    assert "Traceback" not in text, text[-3000:]  # no page ever raised, whatever the tests sent it
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +72,185 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[*flags, "--no-first-run"])
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
 
 
-def test_deep_link_to_backtest_is_the_first_request_and_reproduces_the_run(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{server}/backtest?rule=rsi(14)+%3C+30&sl=4.0&tp=12.0&hold=15&side=long", timeout=60_000)
-    page.get_by_text("# Trades").first.wait_for(timeout=90_000)
-    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
-    assert page.get_by_label("Stop-loss % (0 = off)").input_value() == "4.00"
+def new_page(browser):
+    """A page in a fresh browser context: a teammate with no cookies and no session."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    return context.new_page()
+
+
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def settle(page) -> None:
+    """Wait until the app has finished its script run (the status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
+    page.wait_for_timeout(300)
+
+
+def first_metric(page, label: str) -> str:
+    card = page.locator('[data-testid="stMetric"]', has_text=label).first
+    card.wait_for(timeout=90_000)
+    return card.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser_deeplink_backtest.png"), full_page=True)
-    page.close()
+    page.screenshot(path=str(ARTIFACTS / f"browser_{name}.png"), full_page=True)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_deep_link_to_backtest_is_the_first_request_and_reproduces_the_run(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi(14)+%3C+30&sl=4&tp=12&hold=15&side=long", timeout=60_000)
+    first_metric(page, "# Trades")
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off").input_value() == "4.00"
+    shot(page, "deeplink_backtest")
+    page.context.close()
+
+
+def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
+    """The bug: every second edit of a form field was lost (the widget was recreated with its old value)."""
+    page = new_page(browser)
+    page.goto(f"{server}/backtest", timeout=60_000)
+    run = page.get_by_role("button", name="Run backtest")
+    run.wait_for(timeout=60_000)
+    seen = set()
+    for field, values, key in (("Stop-loss (%), 0 = off", ["4", "3", "2", "6", "7"], "sl"),
+                               ("Max positions", ["3", "4", "2", "5", "6"], "maxpos")):  # fmt: skip
+        box = page.get_by_role("spinbutton", name=field)
+        for v in values:
+            box.fill(v)
+            run.click()
+            page.wait_for_url(re.compile(rf"[?&]{key}={v}(&|$)"), timeout=30_000)
+            settle(page)
+            assert float(box.input_value()) == float(v)
+            assert query(page)[key] == v
+            total = first_metric(page, "Total return")
+            seen.add(total)
+    assert len(seen) >= 8  # each edit changed the result
+    page.context.close()
+
+
+def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/optimize", timeout=60_000)
+    box = page.get_by_role("spinbutton", name="Min trades")
+    box.wait_for(timeout=60_000)
+    for v in ["5", "6", "7", "8", "9"]:
+        box.fill(v)
+        box.press("Enter")
+        page.wait_for_url(re.compile(rf"[?&]mint={v}(&|$)"), timeout=30_000)
+        settle(page)
+        assert box.input_value() == v
+    to_box = page.get_by_role("spinbutton", name="to").first
+    for v in ["4", "6", "8", "12", "14"]:
+        to_box.fill(v)
+        to_box.press("Enter")
+        page.wait_for_url(re.compile(rf"grid=stop_loss%3A2%3A{v}%3A2"), timeout=30_000)
+        settle(page)
+        n = len(range(2, int(v) + 1, 2)) * 5
+        page.get_by_text(f"{n} combinations").wait_for(timeout=30_000)
+    # To Monte Carlo (through a backtest) and back: the Optimize settings are still there.
+    page.get_by_role("link", name="Backtest").first.click()
+    page.get_by_role("button", name="Run backtest").click(timeout=60_000)
+    first_metric(page, "Total return")
+    page.get_by_role("link", name="Monte Carlo").first.click()
+    seed = page.get_by_role("spinbutton", name="Seed")
+    seed.wait_for(timeout=60_000)
+    medians = set()
+    for v in ["1", "2", "3", "4", "5"]:
+        seed.fill(v)
+        seed.press("Enter")
+        page.wait_for_url(re.compile(rf"[?&]mcs={v}(&|$)"), timeout=30_000)
+        settle(page)
+        assert seed.input_value() == v
+        medians.add(first_metric(page, "Median max drawdown"))
+    assert len(medians) >= 2
+    page.get_by_role("link", name="Optimize").first.click()
+    page.get_by_role("spinbutton", name="Min trades").wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_role("spinbutton", name="Min trades").input_value() == "9"
+    assert page.get_by_role("spinbutton", name="to").first.input_value() == "14"
+    assert query(page)["mint"] == "9" and query(page)["mcs"] == "5"
+    page.context.close()
+
+
+def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives_a_reload(server, browser, tmp_path):
+    csv = tmp_path / "three.csv"
+    to_frame(synthetic_market(3, 300, seed=11)).to_csv(csv, index=False)
+    sender = new_page(browser)
+    sender.goto(f"{server}/", timeout=60_000)  # the Data page is the default page, at the root
+    sender.locator('input[type="file"]').set_input_files(str(csv))
+    sender.get_by_role("heading", name="three.csv").wait_for(timeout=60_000)
+    settle(sender)
+    data_id = query(sender)["data"]
+    assert re.fullmatch(r"[0-9a-f]{16}", data_id)
+    sender.get_by_role("link", name="Scanner").first.click()
+    box = sender.get_by_role("textbox", name="Rule")
+    box.fill("rsi(14) < 45")
+    box.press("Control+Enter")
+    sender.wait_for_url("**rsi%2814%29+%3C+45**", timeout=30_000)
+    sender.get_by_role("link", name="Backtest").first.click()
+    sender.get_by_role("button", name="Run backtest").click(timeout=60_000)
+    total = first_metric(sender, "Total return")
+    settle(sender)
+    link = sender.url
+    assert f"data={data_id}" in link
+    sender.reload()
+    assert "three.csv" in sender.locator('[data-testid="stSidebar"]').inner_text(timeout=60_000)
+    assert first_metric(sender, "Total return") == total  # the reload kept the dataset and reran
+    teammate = new_page(browser)
+    teammate.goto(link, timeout=60_000)
+    assert first_metric(teammate, "Total return") == total
+    sidebar = teammate.locator('[data-testid="stSidebar"]').inner_text()
+    assert "three.csv" in sidebar and "Sample" not in sidebar
+    shot(teammate, "teammate_link")
+    gone = new_page(browser)
+    gone.goto(link.replace(data_id, "0123456789abcdef"), timeout=60_000)
+    gone.get_by_text("is not on this server").first.wait_for(timeout=60_000)
+    assert gone.locator('[data-testid="stMetric"]').count() == 0  # never the sample instead
+    for p in (sender, teammate, gone):
+        p.context.close()
+
+
+HOSTILE = {
+    "capital": "-100000", "sl": "1e308", "hold": "-5", "maxpos": "1000000000", "lcorr": "2", "slip": "nan",
+    "tp": "inf", "size": "martingale", "mcn": "-1", "obj": "__import__", "split": "NaN", "grid": "stop_loss:0:1e7:1e-6",
+    "mint": "1e400", "lev": "maybe",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["", "scanner", "backtest", "optimize", "montecarlo", "runs"])
+def test_every_page_survives_hostile_link_values(server, browser, path):
+    from urllib.parse import urlencode
+
+    page = new_page(browser)
+    page.goto(f"{server}/{path}?{urlencode(HOSTILE)}", timeout=60_000)
+    page.get_by_text("was ignored").first.wait_for(timeout=60_000)
+    settle(page)
+    no_exception(page)
+    text = page.inner_text("body")
+    assert "sl=1e308 was ignored: Stop-loss must be 0 (off) or 0.1 to 99%" in text
+    assert "capital=-100000 was ignored" in text and "grid was ignored" in text and "obj=__import__" in text
+    assert "sl" not in query(page) and "capital" not in query(page)  # the link is clean again
+    if path == "backtest":
+        first_metric(page, "Total return")  # it ran on the defaults
+    page.context.close()
 
 
 def test_scan_then_backtest_in_the_browser(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(browser)
     page.goto(f"{server}/scanner", timeout=60_000)
     box = page.get_by_role("textbox", name="Rule")
     box.wait_for(timeout=60_000)
@@ -85,8 +260,8 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     page.wait_for_url("**crosses_above**", timeout=30_000)  # the rule went to the URL: the scan ran
     page.get_by_role("link", name="Backtest these signals").click()
     page.get_by_role("button", name="Run backtest").click(timeout=60_000)
-    page.get_by_text("Sharpe ratio").first.wait_for(timeout=90_000)
+    first_metric(page, "Sharpe ratio")
     assert "crosses_above(close, sma(50))" in page.inner_text("body")
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "browser_backtest.png"), full_page=True)
-    page.close()
+    shot(page, "backtest")
+    page.context.close()
