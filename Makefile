@@ -12,6 +12,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m engine warmup   # compile the Numba kernels now, not on the first click
 	touch $@
 
 # Debian's Chromium for the browser test (Playwright cannot download its own browser here).

@@ -270,7 +270,7 @@ def markdown_table() -> str:
     """The README's parameter table, generated (a test checks the README holds it)."""
     rows = ["| parameter (grid key, CLI flag) | URL | default | allowed | meaning |", "|---|---|---|---|---|"]
     for p in PARAMS:
-        default = "off" if p.off and not p.default else p.format(p.default)
+        default = p.shown(p.default)
         meaning = p.label + (f": {p.help}" if p.help else "")
         grid = " (grid)" if p.grid else ""
         rows.append(f"| `{p.path}`{grid} | `{p.url}` | {default} | {p.allowed()} | {meaning} |")
