@@ -1,33 +1,49 @@
 """Load, validate and normalise daily OHLCV bars into one `Market`.
 
-Every other module consumes a `Market`; nothing else parses files. Validation happens here, at the edge,
-and raises `DataError` with a message that names the rows or symbols at fault.
+Every other module consumes a `Market`; nothing else parses files. Validation happens here, at the edge:
+every bad row is found with its line (CSV) or row (Parquet, DataFrame) and reason. With
+`on_bad_rows="raise"` (the default) they are reported in one `DataError`; with `"drop"` the rest loads and
+`market.dropped_rows` lists what was left out. Files are read with Arrow: columns are typed, symbols and
+dates are parsed once per distinct value, and compressed input is limited while it is decompressed.
+
+After loading, likely splits (an overnight price ratio near 2:1, 3:2, 10:1 ... or its inverse) and one-day
+moves beyond `outlier_pct` are listed in `market.issues` and `market.warnings`. `prices="adjusted"` scales
+OHLC by adj_close/close; `prices="split_adjusted"` back-adjusts the detected splits.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "us6_2013_2023.csv.gz"
-
-
-def max_upload_bytes() -> int:
-    """The file size limit: SCANNER_MAX_UPLOAD_MB (default 200), read at each load so a host can change it."""
-    return int(float(os.environ.get("SCANNER_MAX_UPLOAD_MB", "200")) * 1024 * 1024)
-
-
 PRICE_COLUMNS = ("open", "high", "low", "close")
+MAX_EXPANSION = 100  # real price files compress 3-10:1; more than this is a decompression bomb
+SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 7, 1 / 10)
+SPLIT_TOLERANCE = 0.03  # a split's overnight ratio is within 3% of the ratio (a -52% crash day is ~5% off 2:1)
 _EXAMPLES = 5
-# Rounding tolerance for open/close vs the high-low range (prices are often rounded to a few decimals).
-_RANGE_TOLERANCE = 1e-6
+_RANGE_TOLERANCE = 1e-6  # open/close vs the high-low range: prices are often rounded
+_NULLS = ["", "nan", "NaN", "NA", "N/A", "null", "NULL", "None", "none", "-"]
+_SYMBOL_OK = re.compile(r"^[A-Z0-9^=._-][A-Z0-9 ._&/:^=-]{0,31}$")
+_OFFSET = re.compile(r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+_DAY_FIRST = ("%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%y", "%d.%m.%y")
+_MONTH_FIRST = ("%m/%d/%Y", "%m.%d.%Y", "%m-%d-%Y", "%m/%d/%y")
+_OTHER_FORMATS = ("%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%d %b %Y", "%b %d %Y", "%d-%b-%Y", "%b %d, %Y")
 
 _ALIASES = {
     "symbol": ("symbol", "ticker", "code", "stock", "name", "instrument"),
@@ -41,9 +57,31 @@ _ALIASES = {
     "sector": ("sector", "industry", "group"),
 }
 
+OnBadRows = Literal["raise", "drop"]
+Prices = Literal["raw", "adjusted", "split_adjusted"]
+
+
+def max_upload_bytes() -> int:
+    """The file size limit: SCANNER_MAX_UPLOAD_MB (default 200), read at each load so a host can change it."""
+    return int(float(os.environ.get("SCANNER_MAX_UPLOAD_MB", "200")) * 1024 * 1024)
+
+
+def max_decompressed_bytes() -> int:
+    """Decompressed size limit: SCANNER_MAX_DECOMPRESSED_MB (default 1024)."""
+    return int(float(os.environ.get("SCANNER_MAX_DECOMPRESSED_MB", "1024")) * 1024 * 1024)
+
 
 class DataError(ValueError):
     """Bad input data; the message is meant for the user as is."""
+
+
+class BadRowsError(DataError):
+    """Rows that cannot be loaded; `rows` lists each (line, symbol, date, reason). Load again with
+    on_bad_rows="drop" to leave them out."""
+
+    def __init__(self, message: str, rows: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +99,8 @@ class Market:
     warnings: tuple[str, ...] = ()
     name: str = "data"
     fingerprint: str = field(default="", compare=False)
+    dropped_rows: pd.DataFrame | None = field(default=None, repr=False)  # line, symbol, date, reason
+    issues: pd.DataFrame | None = field(default=None, repr=False)  # kind (split/outlier), symbol, date, value
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -81,6 +121,26 @@ class Market:
         arrays = {a: getattr(self, a)[start:stop] for a in ("open", "high", "low", "close", "volume")}
         return Market(self.symbols, self.dates[start:stop], **arrays, sectors=self.sectors, name=self.name,
                       fingerprint=f"{self.fingerprint}[{start}:{stop}]")  # fmt: skip
+
+    def without(self, symbols) -> Market:
+        """The market without these symbols (e.g. the ones flagged for outliers); a new dataset identity."""
+        drop = set(symbols)
+        keep = [j for j, s in enumerate(self.symbols) if s not in drop]
+        if not keep:
+            raise DataError("Excluding these symbols would leave no data.")
+        arrays = {
+            a: np.ascontiguousarray(getattr(self, a)[:, keep]) for a in ("open", "high", "low", "close", "volume")
+        }
+        present = ~np.isnan(arrays["close"]).all(axis=1)
+        arrays = {a: v[present] for a, v in arrays.items()}
+        issues = None if self.issues is None else self.issues[~self.issues.symbol.isin(drop)].reset_index(drop=True)
+        note = f"Excluded {len(self.symbols) - len(keep)} symbols: {', '.join(sorted(drop & set(self.symbols))[:10])}."
+        return Market(
+            tuple(self.symbols[j] for j in keep), self.dates[present], **arrays,
+            sectors=None if self.sectors is None else tuple(self.sectors[j] for j in keep),
+            warnings=(*_without_flags(self.warnings, issues), note), name=self.name,
+            dropped_rows=self.dropped_rows, issues=issues,
+        )  # fmt: skip
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, without the dates it has no bar on."""
@@ -103,6 +163,11 @@ class Market:
             "missing_bars": inner_missing,
             "sectors": len(set(self.sectors)) if self.sectors else 0,
         }
+
+
+def _without_flags(warnings: tuple[str, ...], issues: pd.DataFrame | None) -> tuple[str, ...]:
+    kept = [w for w in warnings if not w.startswith(("Likely splits", "One-day moves"))]
+    return (*kept, *_issue_warnings(issues))
 
 
 def missing_inside(present: np.ndarray) -> np.ndarray:
@@ -130,23 +195,90 @@ def load_sample() -> Market:
     return load_market(SAMPLE_PATH, name="Sample: 6 US stocks 2013-2023")
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read a file: what to do with bad rows, which prices to use, how to read dates."""
+
+    on_bad_rows: OnBadRows = "raise"
+    prices: Prices = "raw"
+    date_format: str | None = None  # None (detect), "dayfirst", "monthfirst" or a strftime format
+    intraday: Literal["refuse", "daily"] = "refuse"  # "daily": resample intraday bars to daily ones
+    outlier_pct: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.on_bad_rows not in ("raise", "drop"):
+            raise DataError(f"on_bad_rows must be 'raise' or 'drop', not {self.on_bad_rows!r}.")
+        if self.prices not in ("raw", "adjusted", "split_adjusted"):
+            raise DataError(f"prices must be 'raw', 'adjusted' or 'split_adjusted', not {self.prices!r}.")
+        if self.intraday not in ("refuse", "daily"):
+            raise DataError(f"intraday must be 'refuse' or 'daily', not {self.intraday!r}.")
+        if not (isinstance(self.outlier_pct, int | float) and 1 <= self.outlier_pct <= 10_000):
+            raise DataError(f"outlier_pct must be between 1 and 10,000 (percent), not {self.outlier_pct!r}.")
+
+
 def load_market(
     source: str | os.PathLike | BinaryIO | pd.DataFrame,
     *,
     name: str | None = None,
     max_bytes: int | None = None,
+    on_bad_rows: OnBadRows = "raise",
+    prices: Prices = "raw",
+    date_format: str | None = None,
+    intraday: Literal["refuse", "daily"] = "refuse",
+    outlier_pct: float = 50.0,
 ) -> Market:
-    """Read a CSV/Parquet file (path, file-like with `.name`, or DataFrame) and return a validated Market."""
+    """Read a CSV/Parquet file (path, file-like with `.name`, or DataFrame) and return a validated Market.
+
+    Any failure is a DataError whose message says what is wrong and how to fix it; never another exception.
+    """
+    opts = LoadOptions(on_bad_rows, prices, date_format, intraday, outlier_pct)
     if isinstance(source, pd.DataFrame):
-        return market_from_frame(source, name=name or "data")
+        return market_from_frame(source, name=name or "data", options=opts)
     max_bytes = max_upload_bytes() if max_bytes is None else max_bytes
     filename = str(getattr(source, "name", source))
     stem = Path(filename).name.split(".")[0] or "data"
     raw = _read_bytes(source, max_bytes)
     if not raw.strip():
         raise DataError(f"{Path(filename).name} is empty: expected a header row and at least one bar.")
-    frame = _parse(raw, filename)
-    return market_from_frame(frame, name=name or Path(filename).name, default_symbol=stem.upper())
+    try:
+        if filename.lower().endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":
+            table, numbering, ragged = _read_parquet(raw, filename), _Numbering("row", 1), None
+        else:
+            table, numbering, ragged = _read_csv(_decompress(raw, filename), filename, opts)
+        return _build(table, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
+    except DataError:
+        raise
+    except (pa.ArrowException, ValueError, TypeError, OverflowError, MemoryError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"Could not read {Path(filename).name} ({first}). Expected a CSV with a header row "
+                        "(symbol,date,open,high,low,close,volume) or a Parquet file.") from None  # fmt: skip
+
+
+def market_from_frame(
+    frame: pd.DataFrame, *, name: str = "data", default_symbol: str = "DATA", options: LoadOptions | None = None
+) -> Market:
+    """Validate a long-format frame (one row per symbol and date) and pivot it into a Market."""
+    if frame is None or len(frame) == 0:
+        raise DataError("The data has no rows: expected at least one bar.")
+    df = frame.reset_index() if _has_date_index(frame) else frame
+    columns = {}
+    for i, col in enumerate(df.columns):
+        values = df.iloc[:, i]
+        if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
+        columns[str(col)] = pa.array(values, from_pandas=True)
+    try:
+        table = pa.table(list(columns.values()), names=list(columns))
+    except (pa.ArrowException, ValueError) as exc:
+        raise DataError(f"Could not read the data frame: {str(exc)[:200]}") from None
+    return _build(table, name, default_symbol, options or LoadOptions(), _Numbering("row", 1))
+
+
+def _has_date_index(frame: pd.DataFrame) -> bool:
+    return isinstance(frame.index, pd.DatetimeIndex) or str(frame.index.name or "").lower() in _ALIASES["date"]
+
+
+# --- reading bytes ----------------------------------------------------------------------------------------
 
 
 def _read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
@@ -157,7 +289,7 @@ def _read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
         raw = source.read(max_bytes + 1)
     else:
         path = Path(source)
-        if not path.exists():
+        if not path.is_file():
             raise DataError(f"File not found: {path}")
         if path.stat().st_size > max_bytes:
             raise _too_big(path.stat().st_size, max_bytes)
@@ -181,174 +313,540 @@ def _too_big(size: int, limit: int) -> DataError:
     )
 
 
-def _parse(raw: bytes, filename: str) -> pd.DataFrame:
-    lower = filename.lower()
+def _decompress(raw: bytes, filename: str) -> bytes:
+    """gzip input, decompressed in pieces and refused as soon as it exceeds the limits (never all of it)."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    limit = min(max_decompressed_bytes(), MAX_EXPANSION * len(raw))
+    out = io.BytesIO()
     try:
-        if lower.endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":
-            return pd.read_parquet(io.BytesIO(raw))
-        compression = "gzip" if raw[:2] == b"\x1f\x8b" else None
-        return pd.read_csv(io.BytesIO(raw), compression=compression, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"Could not read {Path(filename).name} as CSV or Parquet ({first_line}). "
-            "Expected a CSV with a header row (symbol,date,open,high,low,close,volume) or a Parquet file."
-        ) from None
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while chunk := stream.read(8 * 1024 * 1024):
+                out.write(chunk)
+                if out.tell() > limit:
+                    why = (f"more than {MAX_EXPANSION}:1, which real price files never do"
+                           if limit < max_decompressed_bytes() else
+                           f"over the {_human(limit)} limit (SCANNER_MAX_DECOMPRESSED_MB)")  # fmt: skip
+                    raise DataError(f"{Path(filename).name} expands to over {_human(out.tell())} when "
+                                    f"decompressed: {why}. Upload the file uncompressed or as Parquet.")  # fmt: skip
+    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{Path(filename).name} is not a complete gzip file ({exc}). Compress it again or "
+                        "upload it uncompressed.") from None  # fmt: skip
+    return out.getvalue()
 
 
-def _rename_columns(df: pd.DataFrame) -> pd.DataFrame:
-    by_key = {str(c).strip().lower().replace("-", "_"): c for c in df.columns}
-    rename = {}
+def _read_parquet(raw: bytes, filename: str) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(io.BytesIO(raw))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"{Path(filename).name} is not a readable Parquet file ({str(exc)[:160]}). "
+                        "It may be truncated: export it again.") from None  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Numbering:
+    """How messages name a row: 'line' numbers in a CSV (header = line 1), 'row' numbers otherwise."""
+
+    word: str
+    first: int
+    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # CSV lines read as no row
+
+    def numbers(self, idx: np.ndarray) -> np.ndarray:
+        base = np.asarray(idx, np.int64) + self.first
+        if not len(self.skipped):
+            return base
+        # The k-th kept row sits after every skipped line numbered at or below it.
+        out = base.copy()
+        for _ in range(2):
+            out = base + np.searchsorted(self.skipped, out, side="right")
+        return out
+
+
+def _sniff(text: bytes) -> tuple[str, str]:
+    """(delimiter, decimal mark) from the first lines: , ; tab or |, and a decimal comma where used."""
+    head = text[:65536].decode("utf-8", errors="replace").splitlines()[:20]
+    if not head:
+        return ",", "."
+    header = head[0]
+    delimiter = max((",", ";", "\t", "|"), key=lambda d: (header.count(d), d == ","))
+    decimal = "."
+    if delimiter != ",":
+        body = "\n".join(head[1:])
+        if re.search(r"\d,\d", body) and not re.search(r"\d\.\d", body):
+            decimal = ","
+    return delimiter, decimal
+
+
+def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, _Numbering, pd.DataFrame | None]:
+    """The CSV as a table of strings, how its rows are numbered, and the ragged lines left out (if any)."""
+    if text[:3] == b"\xef\xbb\xbf":
+        text = text[3:]
+    head = text[:4096]
+    if head.count(b"\x00") > len(head) // 20 or (head[:1] == b"\x00" and b"\n" not in head):
+        raise DataError(f"{Path(filename).name} is binary, not a CSV or Parquet file.")
+    delimiter, decimal = _sniff(text)
+    first_line = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
+    names = next(csv.reader([first_line], delimiter=delimiter), [])
+    _check_header(names)
+    internal = [f"c{i}" for i in range(len(names))]
+    convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(internal, pa.string()), strings_can_be_null=True,
+                                    null_values=_NULLS, quoted_strings_can_be_null=True)  # fmt: skip
+    read = dict(column_names=internal, skip_rows=1)
+    skipped: list[int] = []
+    dropped = None
+    try:
+        table = pa_csv.read_csv(io.BytesIO(text), read_options=pa_csv.ReadOptions(**read),
+                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False),
+                                convert_options=convert)  # fmt: skip
+    except pa.ArrowInvalid as exc:
+        if "columns" not in str(exc):
+            raise DataError(f"Could not read {Path(filename).name} as CSV: {str(exc)[:200]}") from None
+        ragged: list[tuple[int, str]] = []
+
+        def handler(row) -> str:
+            (skipped if not row.text.strip() else ragged).append(
+                row.number if not row.text.strip() else (row.number, row.text[:60])
+            )
+            return "skip"
+
+        table = pa_csv.read_csv(io.BytesIO(text), read_options=pa_csv.ReadOptions(**read, use_threads=False),
+                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler,
+                                                                  ignore_empty_lines=False),
+                                convert_options=convert)  # fmt: skip
+        if ragged:
+            rows = pd.DataFrame({"line": [n for n, _ in ragged], "symbol": "", "date": "",
+                                 "reason": f"not {len(names)} fields like the header"})  # fmt: skip
+            if opts.on_bad_rows == "raise":
+                examples = ", ".join(f"line {n} ({t!r})" for n, t in ragged[:_EXAMPLES])
+                message = (f"{len(ragged)} {_rows_have(len(ragged))} not {len(names)} fields like the header, "
+                           f"e.g. {examples}. Fix these lines, or load without them.")  # fmt: skip
+                raise BadRowsError(message, rows) from None
+            skipped.extend(n for n, _ in ragged)
+            dropped = rows
+    table = table.rename_columns(names)
+    if decimal == ",":
+        table = pa.table([pc.replace_substring(col, ",", ".") if n.strip().lower() in _NUMERIC_NAMES else col
+                          for n, col in zip(names, table.columns, strict=True)], names=names)  # fmt: skip
+    return table, _Numbering("line", 2, np.array(sorted(skipped), np.int64)), dropped
+
+
+_NUMERIC_NAMES = {a for key in ("open", "high", "low", "close", "volume", "adj_close") for a in _ALIASES[key]}
+
+
+def _norm(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def _check_header(names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        key = _norm(n)
+        if key in seen:
+            raise DataError(f"Column {n.strip()!r} appears twice (columns {seen[key] + 1} and {i + 1}). Keep one "
+                            "column of each name.")  # fmt: skip
+        seen[key] = i
+
+
+def _map_columns(names: list[str]) -> dict[str, str]:
+    """canonical name -> the file's column name, by the alias table (first alias that is present wins)."""
+    _check_header(names)
+    by_key = {_norm(n).replace(" ", "_"): n for n in names} | {_norm(n): n for n in names}
+    out: dict[str, str] = {}
+    used: set[str] = set()
     for canonical, aliases in _ALIASES.items():
         for alias in aliases:
             for key in (alias, alias.replace(" ", "_")):
-                if key in by_key and by_key[key] not in rename:
-                    rename[by_key[key]] = canonical
+                if key in by_key and by_key[key] not in used:
+                    out[canonical] = by_key[key]
+                    used.add(by_key[key])
                     break
-            else:
-                continue
-            break
-    out = df.rename(columns=rename)
-    return out.loc[:, ~out.columns.duplicated()]
+            if canonical in out:
+                break
+    return out
 
 
-def _where(df: pd.DataFrame, mask: np.ndarray, what: str) -> str:
-    """'12 rows have X, e.g. row 5 (AAPL 2021-03-04), ...' with file line numbers (header = line 1)."""
-    idx = np.flatnonzero(mask)
-    examples = []
-    for i in idx[:_EXAMPLES]:
-        sym = df["symbol"].iat[i]
-        date = df["date"].iat[i]
-        date = date.date().isoformat() if isinstance(date, pd.Timestamp) and not pd.isna(date) else date
-        examples.append(f"line {int(df['_line'].iat[i])} ({sym} {date})")
-    noun = "row has" if len(idx) == 1 else "rows have"
-    return f"{len(idx)} {noun} {what}, e.g. " + ", ".join(examples)
+# --- building the market ----------------------------------------------------------------------------------
+
+_REASONS = (
+    "no symbol",
+    "a symbol with characters other than A-Z, 0-9 and . - _ ^ / : & = (e.g. an invisible or look-alike letter)",
+    "a date that could not be parsed (or is outside 1677-2262)",
+    "a non-numeric value",
+    "some but not all of open/high/low/close empty",
+    "an infinite price or volume",
+    "a zero or negative price",
+    "high < low",
+    "open or close outside [low, high]",
+    "a negative volume",
+    "a duplicate (symbol, date)",
+)
+(R_NO_SYMBOL, R_BAD_SYMBOL, R_BAD_DATE, R_NON_NUMERIC, R_SOME_EMPTY, R_INFINITE, R_NONPOSITIVE, R_HIGH_LOW,
+ R_OUTSIDE, R_NEG_VOLUME, R_DUPLICATE) = range(1, len(_REASONS) + 1)  # fmt: skip
 
 
-def market_from_frame(frame: pd.DataFrame, *, name: str = "data", default_symbol: str = "DATA") -> Market:
-    """Validate a long-format frame (one row per symbol and date) and pivot it into a Market."""
-    if frame is None or len(frame) == 0:
-        raise DataError("The data has no rows: expected at least one bar.")
-    df = _rename_columns(frame.reset_index() if _has_date_index(frame) else frame)
-    missing = [c for c in ("date", *PRICE_COLUMNS) if c not in df.columns]
+def _build(
+    table: pa.Table,
+    name: str,
+    default_symbol: str,
+    opts: LoadOptions,
+    numbering: _Numbering,
+    ragged: pd.DataFrame | None = None,
+) -> Market:
+    """Validate the columns row by row, report or drop bad rows, pivot, then flag splits and outliers."""
+    names = [str(n) for n in table.column_names]
+    cols = _map_columns(names)
+    missing = [c for c in ("date", *PRICE_COLUMNS) if c not in cols]
     if missing:
         raise DataError(
-            f"Missing required column(s): {', '.join(missing)}. Found: {', '.join(map(str, frame.columns))}. "
+            f"Missing required column(s): {', '.join(missing)}. Found: {', '.join(names)}. "
             "Expected symbol (or ticker), date, open, high, low, close and volume, in any case."
         )
+    if table.num_rows == 0:
+        raise DataError("The data has no rows: expected at least one bar.")
+    blank = _blank_rows(table)
+    if blank.any():  # empty lines in a CSV: not rows at all
+        numbering = replace(numbering, skipped=np.sort(np.concatenate(
+            [numbering.skipped, numbering.numbers(np.flatnonzero(blank))])))  # fmt: skip
+        table = table.filter(pa.array(~blank))
+        if table.num_rows == 0:
+            raise DataError("The data has no rows: expected at least one bar.")
+    n = table.num_rows
+    reason = np.zeros(n, np.int8)
+    detail = np.empty(n, object)  # the offending text, for examples
+
+    sym_codes, symbols = _symbols(table, cols.get("symbol"), default_symbol, reason, detail)
+    when, raw_dates = _dates(table.column(cols["date"]), opts.date_format, reason, detail)
     warnings: list[str] = []
-    df = df.copy()
-    df["_line"] = np.arange(2, len(df) + 2)
-    if "symbol" not in df.columns:
-        df["symbol"] = default_symbol
-    df["symbol"] = df["symbol"].astype(str).str.strip().str.upper()
-    blank_symbol = (df["symbol"] == "") | (df["symbol"].str.lower().isin(("nan", "none")))
-    if blank_symbol.any():
-        raise DataError(_where(df, blank_symbol.to_numpy(), "no symbol") + ". Fill in the symbol column.")
-    if "volume" not in df.columns:
-        df["volume"] = np.nan
+    values = {}
+    for key in (*PRICE_COLUMNS, "volume", "adj_close"):
+        if key in cols:
+            values[key] = _numbers(table.column(cols[key]), key, reason, detail)
+    if "volume" not in values:
+        values["volume"] = np.full(n, np.nan)
         warnings.append("No volume column: volume-based indicators will be empty.")
+    sector = _texts(table.column(cols["sector"])) if "sector" in cols else None
+    del table
 
-    df["date"] = _parse_dates(df)
-    for col in (*PRICE_COLUMNS, "volume"):
-        df[col] = _parse_numbers(df, col)
+    prices = np.column_stack([values[k] for k in PRICE_COLUMNS])
+    empty = np.isnan(prices)
+    all_empty = empty.all(axis=1) & (reason == 0)
+    _flag(reason, empty.any(axis=1) & ~empty.all(axis=1), R_SOME_EMPTY)
+    with np.errstate(invalid="ignore"):
+        o, h, lo, c = (values[k] for k in PRICE_COLUMNS)
+        v = values["volume"]
+        _flag(reason, np.isinf(prices).any(axis=1) | np.isinf(v), R_INFINITE)
+        _flag(reason, (prices <= 0).any(axis=1), R_NONPOSITIVE)
+        _flag(reason, h < lo, R_HIGH_LOW)
+        tol = _RANGE_TOLERANCE * np.abs(h)
+        _flag(reason, (o > h + tol) | (o < lo - tol) | (c > h + tol) | (c < lo - tol), R_OUTSIDE)
+        _flag(reason, v < 0, R_NEG_VOLUME)
 
-    all_nan = df[list(PRICE_COLUMNS)].isna().all(axis=1).to_numpy()
-    some_nan = df[list(PRICE_COLUMNS)].isna().any(axis=1).to_numpy() & ~all_nan
-    if some_nan.any():
-        raise DataError(_where(df, some_nan, "some but not all of open/high/low/close empty") + ".")
-    if all_nan.any():
-        warnings.append(f"{int(all_nan.sum())} rows have no prices and were treated as missing bars.")
-        df = df[~all_nan]
-    _check_prices(df)
-
-    dup = df.duplicated(["symbol", "date"], keep="first").to_numpy()
+    report = _report(reason > 0, reason, detail, sym_codes, symbols, when.astype("datetime64[D]"), raw_dates,
+                     numbering)  # fmt: skip
+    ok = (reason == 0) & ~all_empty
+    n_empty = int(all_empty.sum())
+    if ok.any():
+        when, values, sym_codes, ok, sector, resampled = _daily(when, values, sym_codes, ok, sector, opts, symbols)
+        if resampled:
+            reason, detail, raw_dates = np.zeros(len(ok), np.int8), np.empty(len(ok), object), None
+    day = when.astype("datetime64[D]")
+    dup = _duplicates(day, sym_codes, ok)
     if dup.any():
-        raise DataError(_where(df, dup, "a duplicate (symbol, date)") + ". Keep one row per symbol and date.")
-    sectors = _sectors(df)
-    return _pivot(df, sectors, warnings, name)
+        reason[dup] = R_DUPLICATE
+        report = pd.concat([report, _report(dup, reason, detail, sym_codes, symbols, day, raw_dates, numbering)],
+                           ignore_index=True)  # fmt: skip
+    ok &= ~dup
+    if ragged is not None:
+        report = pd.concat([ragged, report], ignore_index=True)
+    if len(report) and opts.on_bad_rows == "raise":
+        raise BadRowsError(_bad_rows_message(report, numbering.word), report)
+    if len(report):
+        counts = report.reason.value_counts()
+        warnings.append(f"Left out {len(report):,} bad rows: " + ", ".join(f"{k} ({v:,})" for k, v in counts.items())
+                        + ". See the dropped rows report.")  # fmt: skip
+    if n_empty:
+        warnings.append(f"{n_empty} rows have no prices and were treated as missing bars.")
+    if not ok.any():
+        raise DataError("No valid rows are left to load: every row has a problem (see the report).")
+    if opts.prices == "adjusted":
+        values = _adjusted(values, ok)
+    elif "adj_close" in values and not np.isnan(values["adj_close"][ok]).all():
+        warnings.append("The file has an adj_close column; prices are as in the file. Choose adjusted prices to "
+                        "use it (splits and dividends).")  # fmt: skip
+    sectors = _sectors(sector, sym_codes, symbols, ok) if sector is not None else None
+    market = _pivot(day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in (*PRICE_COLUMNS, "volume")},
+                    sectors, warnings, name)  # fmt: skip
+    return _flag_and_adjust(market, opts, report)
 
 
-def _has_date_index(frame: pd.DataFrame) -> bool:
-    return isinstance(frame.index, pd.DatetimeIndex) or str(frame.index.name or "").lower() in _ALIASES["date"]
+def _flag(reason: np.ndarray, mask: np.ndarray, code: int) -> None:
+    """Record a reason on rows that have none yet (the first problem found is the one reported)."""
+    reason[(reason == 0) & np.asarray(mask, bool)] = code
 
 
-def _parse_dates(df: pd.DataFrame) -> pd.Series:
-    col = df["date"]
-    if pd.api.types.is_datetime64_any_dtype(col):
-        parsed = col
+def _blank_rows(table: pa.Table) -> np.ndarray:
+    blank = np.ones(table.num_rows, bool)
+    for col in table.columns:
+        blank &= np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), bool)
+    return blank
+
+
+def _texts(col: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.cast(col, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 index into the dictionary per row, null mask) of a dictionary-encoded column."""
+    nulls = np.asarray(pc.is_null(encoded.indices).to_numpy(zero_copy_only=False), bool)
+    indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return indices, nulls
+
+
+def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-row symbol codes into the sorted tuple of valid symbols; symbols are normalised (NFKC, trimmed,
+    upper-case) once per distinct value, and rows with a blank or invalid symbol are flagged."""
+    n = table.num_rows
+    if column is None:
+        return np.zeros(n, np.int64), (default,)
+    encoded = pc.dictionary_encode(pc.cast(table.column(column), pa.string())).combine_chunks()
+    indices, nulls = _codes(encoded)
+    raw = encoded.dictionary.to_pylist()
+    normal = [unicodedata.normalize("NFKC", s).strip().upper() for s in raw]
+    state = np.array([0 if s == "" or s in ("NAN", "NONE") else 2 if not _SYMBOL_OK.match(s) else 1 for s in normal]
+                     + [0], np.int8)  # fmt: skip
+    safe_idx = np.where(nulls, len(raw), indices)
+    row_state = state[safe_idx]
+    _flag(reason, row_state == 0, R_NO_SYMBOL)
+    bad_sym = row_state == 2
+    _flag(reason, bad_sym, R_BAD_SYMBOL)
+    shown = np.array([*(repr(s)[:40] for s in raw), ""], dtype=object)
+    detail[bad_sym] = shown[safe_idx[bad_sym]]
+    valid = sorted({s for s, st in zip(normal, state[:-1], strict=True) if st == 1})
+    position = {s: i for i, s in enumerate(valid)}
+    code_of = np.array([position.get(s, 0) for s in normal] + [0], np.int64)
+    return code_of[safe_idx], tuple(valid) or (default,)
+
+
+def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarray, np.ndarray]:
+    """(datetime64[ns] per row, NaT where unparseable; the raw text per row for messages)."""
+    n = len(col)
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        series = col.to_pandas()
+        if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+            series = series.dt.tz_localize(None)  # the exchange's wall-clock date, not UTC's
+        when = pd.to_datetime(series, errors="coerce").to_numpy("datetime64[ns]")
+        raw = np.asarray(series.astype(str), dtype=object)
     else:
-        text = col.astype(str).str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        if parsed.isna().any():  # not all ISO: let pandas infer one format for the rest
-            retry = pd.to_datetime(text[parsed.isna()], errors="coerce", format="mixed")
-            parsed = parsed.where(parsed.notna(), retry)
-    bad = parsed.isna().to_numpy()
+        encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+        indices, nulls = _codes(encoded)
+        texts = [str(s).strip() for s in encoded.dictionary.to_pylist()]
+        parsed = np.append(parse_date_texts(texts, date_format), np.datetime64("NaT", "ns"))
+        idx = np.where(nulls, len(texts), indices)
+        when = parsed[idx]
+        raw = np.array([*texts, ""], dtype=object)[idx]
+    bad = np.isnat(when)
+    _flag(reason, bad, R_BAD_DATE)
+    detail[bad & (detail == None)] = [repr(t)[:40] for t in raw[bad & (detail == None)]]  # noqa: E711
+    assert len(when) == n
+    return when, raw
+
+
+def parse_date_texts(texts: list[str], date_format: str | None = None) -> np.ndarray:
+    """Distinct date texts -> datetime64[ns] (NaT where unparseable). Offsets such as -05:00 are dropped so
+    the exchange's own date is kept. Day/month order is detected from all the values; when both orders fit
+    every value and disagree, DataError asks which (date_format='dayfirst' or 'monthfirst')."""
+    cleaned = [_OFFSET.sub(r"\1", t) for t in texts]
+    out = np.full(len(cleaned), np.datetime64("NaT"), "datetime64[ns]")
+    if not cleaned:
+        return out
+    s = pd.Series(cleaned, dtype=object)
+    iso = s.str.match(_ISO).fillna(False).to_numpy(bool)
+    if iso.any():
+        out[iso] = _in_range(pd.to_datetime(s[iso], errors="coerce", format="ISO8601"))
+    rest = ~iso & (s != "").to_numpy()
+    if not rest.any():
+        return out
+    texts_rest = s[rest]
+    if date_format in (None, "dayfirst", "monthfirst"):
+        groups = {"dayfirst": _DAY_FIRST, "monthfirst": _MONTH_FIRST}
+        candidates = [*(groups[date_format] if date_format else (*_DAY_FIRST, *_MONTH_FIRST)), *_OTHER_FORMATS]
+    else:
+        candidates = [date_format]
+    results = {}
+    for fmt in candidates:
+        parsed = pd.to_datetime(texts_rest, format=fmt, errors="coerce")
+        if parsed.notna().any():
+            results[fmt] = parsed
+    if not results:
+        return out
+    best = max(results.values(), key=lambda p: p.notna().sum())
+    full = [fmt for fmt, p in results.items() if p.notna().all()]
+    if date_format is None and len(full) > 1:
+        first = results[full[0]]
+        for fmt in full[1:]:
+            differ = (results[fmt] != first).to_numpy()
+            if differ.any():
+                example = texts_rest[differ].iloc[0]
+                a, b = first[differ].iloc[0].date(), results[fmt][differ].iloc[0].date()
+                raise DataError(f"Dates such as {example!r} can be read two ways ({a} or {b}): the file does not "
+                                "say whether the day or the month comes first. Choose the date format "
+                                "(date_format='dayfirst' or 'monthfirst'; on the Data page: Date format).")  # fmt: skip
+    out[rest] = _in_range(best)
+    return out
+
+
+def _in_range(parsed: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """datetime64[ns], NaT for dates outside 1677-09-22 .. 2262-04-11 (what nanosecond timestamps hold)."""
+    values = pd.DatetimeIndex(parsed)
+    inside = (values >= pd.Timestamp.min) & (values <= pd.Timestamp.max)
+    out = np.full(len(values), np.datetime64("NaT"), "datetime64[ns]")
+    out[inside] = values[inside].as_unit("ns").to_numpy()
+    return out
+
+
+def _numbers(col: pa.ChunkedArray, key: str, reason, detail) -> np.ndarray:
+    """float64 per row (NaN where empty); a non-numeric cell flags its row."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), float)
+    if pa.types.is_null(col.type):
+        return np.full(len(col), np.nan)
+    text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+    try:
+        return np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), float)
+    except pa.ArrowInvalid:
+        pass
+    series = text.to_pandas()
+    values = pd.to_numeric(series, errors="coerce").to_numpy(float)
+    bad = np.isnan(values) & series.notna().to_numpy() & ~series.isin(_NULLS).to_numpy()
+    _flag(reason, bad, R_NON_NUMERIC)
+    mark = bad & (detail == None)  # noqa: E711
+    detail[mark] = [f"{key} {t!r}"[:50] for t in series[mark]]
+    return values
+
+
+def _daily(when, values, sym_codes, ok, sector, opts, symbols):
+    """Daily bars as they are; intraday timestamps (several per symbol and day) are refused with a clear
+    message or, with intraday='daily', resampled: first open, max high, min low, last close, summed volume."""
+    day = when.astype("datetime64[D]")
+    if not (when[ok] != day[ok].astype("datetime64[ns]")).any():
+        return when, values, sym_codes, ok, sector, False
+    idx = np.flatnonzero(ok)
+    key = pd.DataFrame({"s": sym_codes[idx], "d": day[idx], "t": when[idx]})
+    per_day = key.groupby(["s", "d"]).t.nunique()
+    if (per_day <= 1).all():
+        return day.astype("datetime64[ns]"), values, sym_codes, ok, sector, False
+    (s, d), count = per_day.idxmax(), int(per_day.max())
+    if opts.intraday != "daily":
+        raise DataError(f"This looks like intraday data: {symbols[s]} has {count} bars on {pd.Timestamp(d).date()}. "
+                        "The app uses daily bars: load a daily file, or choose to resample intraday bars to "
+                        "daily (intraday='daily'; on the Data page: Intraday bars).")  # fmt: skip
+    frame = pd.DataFrame({k: v[idx] for k, v in values.items()}).assign(s=key.s, d=key.d, t=key.t)
+    if sector is not None:
+        frame["sector"] = sector[idx]
+    frame = frame.sort_values(["s", "d", "t"], kind="stable")
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    agg |= {k: "last" for k in ("adj_close", "sector") if k in frame}
+    daily = frame.groupby(["s", "d"], sort=False).agg(agg).reset_index()
+    m = len(daily)
+    out_values = {k: daily[k].to_numpy(float) for k in values}
+    return (daily.d.to_numpy("datetime64[ns]"), out_values, daily.s.to_numpy(np.int64), np.ones(m, bool),
+            daily.sector.to_numpy(object) if sector is not None else None, True)  # fmt: skip
+
+
+def _duplicates(day: np.ndarray, sym: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Rows repeating an earlier valid row's (symbol, date): all but the first are duplicates."""
+    idx = np.flatnonzero(ok)
+    if not len(idx):
+        return np.zeros(len(ok), bool)
+    key = day[idx].astype(np.int64) * (int(sym.max()) + 1) + sym[idx]
+    order = np.argsort(key, kind="stable")
+    repeat = np.zeros(len(idx), bool)
+    repeat[order[1:]] = key[order[1:]] == key[order[:-1]]
+    out = np.zeros(len(ok), bool)
+    out[idx[repeat]] = True
+    return out
+
+
+def _report(bad, reason, detail, sym_codes, symbols, day, raw_dates, numbering) -> pd.DataFrame:
+    idx = np.flatnonzero(bad)
+    if not len(idx):
+        return pd.DataFrame(columns=["line", "symbol", "date", "reason"])
+    r = reason[idx]
+    symbol_ok = (r != R_NO_SYMBOL) & (r != R_BAD_SYMBOL)
+    sym = np.where(symbol_ok, np.array(symbols, dtype=object)[np.minimum(sym_codes[idx], len(symbols) - 1)],
+                   np.where(r == R_BAD_SYMBOL, detail[idx], ""))  # fmt: skip
+    dates = pd.DatetimeIndex(day[idx]).strftime("%Y-%m-%d").to_numpy(object)
+    if raw_dates is not None:
+        dates = np.where(pd.isna(day[idx]), raw_dates[idx], dates)
+    texts = np.array(_REASONS, dtype=object)[r - 1]
+    with_detail = (r == R_NON_NUMERIC) & (detail[idx] != None)  # noqa: E711
+    texts = np.where(with_detail, np.char.add("a non-numeric ", detail[idx].astype(str)), texts)
+    return pd.DataFrame({"line": numbering.numbers(idx), "symbol": sym, "date": dates, "reason": texts})
+
+
+def _rows_have(n: int) -> str:
+    return "row has" if n == 1 else "rows have"
+
+
+def _bad_rows_message(report: pd.DataFrame, word: str) -> str:
+    """'12 rows have high < low, e.g. line 5 (AAPL 2021-03-04), ...; 3 rows have ...'"""
+    parts = []
+    generic = report.reason.str.replace(r"^a non-numeric (\w+) .*$", r"a non-numeric \1", regex=True)
+    for text, rows in report.groupby(generic, sort=False):
+        examples = []
+        for _, row in rows.head(_EXAMPLES).iterrows():
+            where = " ".join(str(x) for x in (row.symbol, row.date) if str(x))
+            extra = f" {row.reason.split(' ', 3)[-1]}" if row.reason.startswith("a non-numeric") else ""
+            examples.append(f"{word} {row.line} ({where}{extra})" if where else f"{word} {row.line}")
+        parts.append(f"{len(rows):,} {_rows_have(len(rows))} {text}, e.g. " + ", ".join(examples))
+    n = len(report)
+    rows_word = "row" if n == 1 else "rows"
+    return (
+        "; ".join(parts) + f". Fix or remove these rows, or load without them ({n:,} {rows_word}; on_bad_rows='drop')."
+    )
+
+
+def _adjusted(values: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
+    """OHLC scaled by adj_close / close (splits and dividends), close replaced by adj_close."""
+    if "adj_close" not in values:
+        raise DataError("Adjusted prices need an adj_close column, and this file has none. Load the prices as "
+                        "they are, or back-adjust the detected splits.")  # fmt: skip
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = values["adj_close"] / values["close"]
+    bad = ok & ~(np.isfinite(factor) & (factor > 0))
     if bad.any():
-        sample = ", ".join(
-            f"line {ln} ({v!r})" for ln, v in zip(df["_line"][bad][:_EXAMPLES], col[bad][:_EXAMPLES], strict=False)
-        )
-        raise DataError(f"{int(bad.sum())} rows have a date that could not be parsed, e.g. {sample}. Use YYYY-MM-DD.")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.astype("datetime64[ns]")
+        raise DataError(f"{int(bad.sum()):,} rows have no usable adj_close, so adjusted prices cannot be computed "
+                        "for them. Load the prices as they are instead.")  # fmt: skip
+    out = dict(values)
+    for key in ("open", "high", "low"):
+        out[key] = values[key] * factor
+    out["close"] = values["adj_close"]
+    return out
 
 
-def _parse_numbers(df: pd.DataFrame, col: str) -> pd.Series:
-    raw = df[col]
-    if pd.api.types.is_numeric_dtype(raw):
-        return raw.astype(float)
-    text = raw.astype(str).str.strip()
-    empty = text.isin(("", "nan", "NaN", "NA", "null", "None", "-"))
-    values = pd.to_numeric(text.where(~empty), errors="coerce")
-    bad = (values.isna() & ~empty).to_numpy()
-    if bad.any():
-        idx = np.flatnonzero(bad)[:_EXAMPLES]
-        sample = ", ".join(f"line {df['_line'].iat[i]} ({text.iat[i]!r})" for i in idx)
-        raise DataError(f"{int(bad.sum())} rows have a non-numeric {col}, e.g. {sample}.")
-    return values.astype(float)
-
-
-def _check_prices(df: pd.DataFrame) -> None:
-    o, h, lo, c = (df[k].to_numpy() for k in PRICE_COLUMNS)
-    problems = []
-    nonpos = (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
-    if nonpos.any():
-        problems.append(_where(df, nonpos, "a zero or negative price"))
-    inverted = h < lo
-    if inverted.any():
-        problems.append(_where(df, inverted, "high < low"))
-    tol = _RANGE_TOLERANCE * np.abs(h)
-    outside = ~inverted & ((o > h + tol) | (o < lo - tol) | (c > h + tol) | (c < lo - tol))
-    if outside.any():
-        problems.append(_where(df, outside, "open or close outside [low, high]"))
-    neg_volume = df["volume"].to_numpy() < 0
-    if neg_volume.any():
-        problems.append(_where(df, neg_volume, "a negative volume"))
-    if problems:
-        raise DataError("; ".join(problems) + ". Fix or remove these rows and load again.")
-
-
-def _sectors(df: pd.DataFrame) -> dict[str, str] | None:
-    if "sector" not in df.columns:
-        return None
-    per_symbol = df.assign(sector=df["sector"].astype(str).str.strip()).groupby("symbol")["sector"]
-    several = per_symbol.nunique()
+def _sectors(sector, sym_codes, symbols, ok) -> dict[str, str]:
+    frame = pd.DataFrame({"s": sym_codes[ok], "sector": pd.Series(sector[ok], dtype=object).fillna("").str.strip()})
+    several = frame.groupby("s").sector.nunique()
     if (several > 1).any():
-        names = ", ".join(several[several > 1].index[:_EXAMPLES])
+        names = ", ".join(symbols[i] for i in several[several > 1].index[:_EXAMPLES])
         raise DataError(f"Symbols with more than one sector: {names}. Give each symbol one sector.")
-    return per_symbol.first().to_dict()
+    first = frame.groupby("s").sector.first()
+    return {symbols[i]: s or "Unknown" for i, s in first.items()}
 
 
-def _pivot(df: pd.DataFrame, sectors: dict[str, str] | None, warnings: list[str], name: str) -> Market:
-    symbols = tuple(sorted(df["symbol"].unique()))
-    dates = pd.DatetimeIndex(np.sort(df["date"].unique()))
-    rows = dates.get_indexer(df["date"])
-    cols = pd.Index(symbols).get_indexer(df["symbol"])
+def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
+    used = np.unique(sym)
+    if len(used) < len(symbols):  # symbols whose every row was dropped
+        remap = np.full(len(symbols), -1)
+        remap[used] = np.arange(len(used))
+        sym, symbols = remap[sym], tuple(symbols[i] for i in used)
+    dates, rows = np.unique(day, return_inverse=True)
     arrays = {}
-    for key in ("open", "high", "low", "close", "volume"):
+    for key, v in values.items():
         a = np.full((len(dates), len(symbols)), np.nan)
-        a[rows, cols] = df[key].to_numpy(dtype=float)
+        a[rows, sym] = v
         arrays[key] = a
     present = ~np.isnan(arrays["close"])
     gaps = dict(zip(symbols, missing_inside(present).tolist(), strict=True))
@@ -364,9 +862,102 @@ def _pivot(df: pd.DataFrame, sectors: dict[str, str] | None, warnings: list[str]
         warnings.append(f"{nan_volume} bars have no volume.")
     return Market(
         symbols=symbols,
-        dates=dates,
+        dates=pd.DatetimeIndex(dates.astype("datetime64[ns]")),
         sectors=tuple(sectors[s] for s in symbols) if sectors else None,
         warnings=tuple(warnings),
         name=name,
         **arrays,
     )
+
+
+# --- corporate actions and outliers -------------------------------------------------------------------------
+
+
+def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.DataFrame:
+    """Likely splits: bars whose previous close / open is within `tolerance` of a split ratio (2:1, 3:2,
+    10:1, ... or the inverse for reverse splits), and whose new price level holds: the median of the next
+    5 closes is within 15% of the ratio to the median of the previous 5 (a penny stock ticking between two
+    prices, or a crash that rebounds, is not a split). Columns: symbol, date, ratio (2.0 = 2-for-1)."""
+    from . import _kernels as k
+
+    prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overnight = prev_close / market.open
+    found = []
+    for ratio in SPLIT_RATIOS:
+        rows, cols = np.nonzero(np.abs(overnight / ratio - 1.0) < tolerance)
+        for i, j in zip(rows, cols, strict=True):
+            if _level_holds(market.close[:, j], i, ratio):
+                found.append((market.symbols[j], market.dates[i], ratio, i, j))
+    frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])
+    return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
+
+
+def _level_holds(close: np.ndarray, bar: int, ratio: float, n: int = 5) -> bool:
+    valid = np.flatnonzero(~np.isnan(close))
+    at = int(np.searchsorted(valid, bar))
+    before, after = close[valid[max(0, at - n) : at]], close[valid[at : at + n]]
+    if not len(before) or not len(after):
+        return False
+    return abs(np.median(before) / np.median(after) / ratio - 1.0) < 0.15
+
+
+def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One-day close-to-close moves beyond threshold_pct (after any split on that bar), per symbol and date."""
+    from . import _kernels as k
+
+    prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = market.close / prev_close
+    if splits is not None and len(splits):
+        move[splits.bar.to_numpy(), splits.col.to_numpy()] *= splits.ratio.to_numpy()
+    pct = (move - 1.0) * 100.0
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(np.abs(pct) > threshold_pct)
+    frame = pd.DataFrame({"symbol": [market.symbols[j] for j in cols], "date": market.dates[rows],
+                          "move_pct": pct[rows, cols]})  # fmt: skip
+    return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
+
+
+def _issue_warnings(issues: pd.DataFrame | None) -> list[str]:
+    if issues is None or issues.empty:
+        return []
+    out = []
+    splits = issues[issues.kind == "split"]
+    if len(splits):
+        listed = ", ".join(f"{r.symbol} {r.date.date()} ({_ratio_text(r.value)})" for r in splits.head(10).itertuples())
+        out.append(f"Likely splits ({len(splits)}): {listed}{' ...' if len(splits) > 10 else ''}. Prices before "
+                   "them are not comparable: choose adjusted prices or back-adjust the detected splits.")  # fmt: skip
+    moves = issues[issues.kind == "outlier"]
+    if len(moves):
+        listed = ", ".join(f"{r.symbol} {r.date.date()} ({r.value:+,.0f}%)" for r in moves.head(10).itertuples())
+        out.append(f"One-day moves beyond the outlier threshold ({len(moves)} on {moves.symbol.nunique()} symbols): "
+                   f"{listed}{' ...' if len(moves) > 10 else ''}. Check them, or exclude these symbols.")  # fmt: skip
+    return out
+
+
+def _ratio_text(ratio: float) -> str:
+    from fractions import Fraction
+
+    f = Fraction(ratio).limit_denominator(10)
+    kind = "split" if ratio > 1 else "reverse split"
+    return f"{f.numerator}:{f.denominator} {kind}"
+
+
+def _flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) -> Market:
+    splits = detect_splits(market)
+    if opts.prices == "split_adjusted" and len(splits):
+        factor = np.ones(market.shape)
+        for row in splits.itertuples():
+            factor[: row.bar, row.col] /= row.ratio
+        market = Market(market.symbols, market.dates, market.open * factor, market.high * factor,
+                        market.low * factor, market.close * factor, market.volume / factor, market.sectors,
+                        (*market.warnings, f"Back-adjusted {len(splits)} detected splits."), market.name)  # fmt: skip
+        splits = splits.iloc[0:0]
+    outliers = detect_outliers(market, opts.outlier_pct, splits)
+    issues = pd.concat([
+        splits.assign(kind="split").rename(columns={"ratio": "value"})[["kind", "symbol", "date", "value"]],
+        outliers.assign(kind="outlier").rename(columns={"move_pct": "value"})[["kind", "symbol", "date", "value"]],
+    ], ignore_index=True)  # fmt: skip
+    return replace(market, warnings=(*market.warnings, *_issue_warnings(issues)), fingerprint=market.fingerprint,
+                   dropped_rows=dropped if len(dropped) else None, issues=issues)  # fmt: skip
