@@ -35,6 +35,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_scanner.py
 	$(BIN)/python benchmarks/bench_optimize.py
+	$(BIN)/python benchmarks/bench_load.py
 
 # The same benchmarks side by side with vectorbt, in a separate venv (vectorbt is not a dependency).
 bench-vectorbt:

@@ -10,6 +10,7 @@ from a link are checked against the table.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -22,11 +23,13 @@ from engine import DataError, Market, backtest, load_market, load_sample, synthe
 from engine import params as table
 from engine.backtest import params_from_values
 from engine.cache import RunCache
+from engine.data import BadRowsError
 from engine.datasets import DatasetStore, dataset_id, valid_id
 from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, scan, substitute_numbers
 from engine.optimize import OBJECTIVES, default_range, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
 
+log = logging.getLogger("scanner.app")
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
 KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
@@ -212,18 +215,35 @@ def set_market(new: Market, data_id: str) -> None:
     ss.pop("_signals", None)
 
 
-def load_upload(uploaded) -> str | None:
-    """Load an uploaded file and store it for links; on bad data return the loader's message and keep
-    the current dataset."""
+def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
+    """Load an uploaded file and store it for links; on bad data return the loader's message and keep the
+    current dataset (st.session_state.bad_rows then holds how many rows could be left out)."""
+    st.session_state.bad_rows = 0
     try:
-        new = load_market(uploaded, name=uploaded.name)
+        uploaded.seek(0)
+        new = load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, **options)
+    except BadRowsError as exc:
+        st.session_state.bad_rows = len(exc.rows)
+        return str(exc)
     except DataError as exc:
         return str(exc)
+    except Exception:  # noqa: BLE001 - a loader bug must not take the page down; it is logged for us
+        log.exception("unexpected error loading %s", uploaded.name)
+        return "An unexpected error stopped the load (it has been logged). Try exporting the file again as CSV."
+    _use_new(new)
+    return None
+
+
+def exclude_symbols(symbols: list[str]) -> None:
+    """Drop symbols (e.g. those with flagged outliers) from the dataset: a new dataset, stored for links."""
+    _use_new(require_market().without(symbols))
+
+
+def _use_new(new: Market) -> None:
     data_id = dataset_id(new)
     dataset_store().put(new, owner=user_id())
     st.session_state.setdefault("session_datasets", {})[data_id] = new
     set_market(new, data_id)
-    return None
 
 
 def open_stored(data_id: str) -> bool:

@@ -1,33 +1,67 @@
-"""Data page: upload or pick a dataset (stored on the server so links can name it), its summary, quality
-report and a chart."""
+"""Data page: upload or pick a dataset (stored on the server so links can name it), how to read it, its
+summary, quality report (bad rows, splits, outliers) and a chart."""
 
 import pandas as pd
 import streamlit as st
 
+import app_format
 import app_state
 import charts
+from app_state import KEEP
 
 st.title("Data")
-st.caption("One dataset drives every page. Upload daily OHLCV bars for many symbols (CSV or Parquet, long format:"
-           " symbol, date, open, high, low, close, volume; any column case; optional sector).")  # fmt: skip
+st.caption(
+    "One dataset drives every page. Upload daily OHLCV bars for many symbols (CSV or Parquet, long format:"
+    " symbol, date, open, high, low, close, volume; any column case; optional sector and adj_close)."
+)
 ss = st.session_state
 missing = app_state.missing_data_message()
 if missing:
     st.error(missing)
 
+PRICES = {"raw": "As in the file", "adjusted": "Adjusted by adj_close (splits and dividends)",
+          "split_adjusted": "Back-adjust the detected splits"}  # fmt: skip
+DATES = {"auto": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"}
+INTRADAY = {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"}
+for name, default in (("prices", "raw"), ("date_format", "auto"), ("intraday", "refuse"), ("outlier_pct", 50.0)):
+    ss.setdefault(f"w.data.{name}", default)
+with st.expander("How to read the file: prices, dates, intraday bars, outliers"):
+    c = st.columns(4)
+    c[0].selectbox("Prices", list(PRICES), format_func=PRICES.get, key="w.data.prices", persist_state=KEEP)
+    c[1].selectbox("Date format", list(DATES), format_func=DATES.get, key="w.data.date_format", persist_state=KEEP)
+    c[2].selectbox("Intraday bars", list(INTRADAY), format_func=INTRADAY.get, key="w.data.intraday",
+                   persist_state=KEEP)  # fmt: skip
+    c[3].number_input("Outlier threshold (%)", 1.0, 10_000.0, step=10.0, key="w.data.outlier_pct", persist_state=KEEP,
+                      help="One-day moves beyond this are flagged.")  # fmt: skip
+date_format = None if ss["w.data.date_format"] == "auto" else ss["w.data.date_format"]
+options = {
+    "prices": ss["w.data.prices"],
+    "date_format": date_format,
+    "intraday": ss["w.data.intraday"],
+    "outlier_pct": ss["w.data.outlier_pct"],
+}
+
 left, mid, right = st.columns([3, 1, 1])
 with left:
-    uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "parquet", "pq"], key="upload")
-    if uploaded is not None and ss.get("_loaded_upload") != uploaded.file_id:
-        ss["_loaded_upload"] = uploaded.file_id
+    uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "txt", "tsv", "parquet", "pq"],
+                                key="upload")  # fmt: skip
+    attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
+    if uploaded is not None and ss.get("_loaded_upload") != attempt:
+        ss["_loaded_upload"] = attempt
         with st.spinner(f"Loading {uploaded.name}..."):
-            error = app_state.load_upload(uploaded)
+            error = app_state.load_upload(uploaded, **options)
         ss["_upload_error"] = error and f"Could not load {uploaded.name}: {error}"
         if not error:
             st.rerun()  # the sidebar and the link name the new dataset at once
     if ss.get("_upload_error"):
-        keep = "The previous dataset is still loaded." if app_state.market() is not None else ""
-        st.error(f"{ss['_upload_error']} {keep}")
+        keep = " The previous dataset is still loaded." if app_state.market() is not None else ""
+        st.error(ss["_upload_error"] + keep)
+        can_drop = uploaded is not None and ss.get("bad_rows")
+        if can_drop and st.button(f"Load without these {ss.bad_rows:,} rows", type="primary", key="load_without"):
+            with st.spinner(f"Loading {uploaded.name} without its bad rows..."):
+                error = app_state.load_upload(uploaded, on_bad_rows="drop", **options)
+            ss["_upload_error"] = error and f"Could not load {uploaded.name}: {error}"
+            st.rerun()
 with mid:
     st.write("")
     if st.button("Use the real sample", help="AAPL, AMZN, GOOG, META, NFLX, NVDA 2013-2023 (MIT, historical)"):
@@ -81,12 +115,26 @@ cols[3].metric("Bars", f"{summary['bars']:,}")
 cols[4].metric("Missing bars", f"{summary['missing_bars']:,}")
 st.caption(f"Dataset id `{ss.data_id}`: links carry it, so a teammate on this server opens the same data.")
 
-with st.expander("Data quality", expanded=bool(market.warnings)):
-    if market.warnings:
-        for w in market.warnings:
-            st.warning(w)
-    else:
-        st.success("No gaps, no empty bars: every check passed.")
+issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
+dropped = market.dropped_rows
+with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) > 0):
+    for w in market.warnings:
+        st.warning(w)
+    if not market.warnings and issues.empty:
+        st.success("No gaps, no empty bars, no bad rows, no likely splits or outliers: every check passed.")
+    if dropped is not None:
+        report = app_format.safe_csv(dropped, index=False)
+        st.download_button(f"Download the {len(dropped):,} dropped rows (CSV)", report, "dropped_rows.csv", "text/csv",
+                           key="dropped_download")  # fmt: skip
+    if len(issues):
+        shown = issues.assign(value=[f"{v:+,.1f}%" if k == "outlier" else f"x{v:g}" for k, v in
+                                     zip(issues.kind, issues.value, strict=True)])  # fmt: skip
+        st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 300),
+                     column_config={"date": app_format.DATE})  # fmt: skip
+        flagged = sorted(set(issues[issues.kind == "outlier"].symbol))
+        if flagged and st.button(f"Exclude the {len(flagged):,} symbols with outliers", key="exclude_outliers"):
+            app_state.exclude_symbols(flagged)
+            st.rerun()
 
 symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{ss.data_id}")  # a new list: a new widget
 st.plotly_chart(charts.candles(market, symbol), width="stretch")

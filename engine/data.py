@@ -526,7 +526,7 @@ def _build(
     if "volume" not in values:
         values["volume"] = np.full(n, np.nan)
         warnings.append("No volume column: volume-based indicators will be empty.")
-    sector = _texts(table.column(cols["sector"])) if "sector" in cols else None
+    sector = _sector_codes(table.column(cols["sector"])) if "sector" in cols else None
     del table
 
     prices = np.column_stack([values[k] for k in PRICE_COLUMNS])
@@ -593,8 +593,12 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
     return blank
 
 
-def _texts(col: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.cast(col, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+def _sector_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """(code per row, sector names): the sector column, dictionary-encoded (blank = 'Unknown')."""
+    encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+    indices, nulls = _codes(encoded)
+    names = [str(x).strip() or "Unknown" for x in encoded.dictionary.to_pylist()] + ["Unknown"]
+    return np.where(nulls, len(names) - 1, indices), names
 
 
 def _codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
@@ -629,15 +633,15 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     return code_of[safe_idx], tuple(valid) or (default,)
 
 
-def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarray, np.ndarray]:
-    """(datetime64[ns] per row, NaT where unparseable; the raw text per row for messages)."""
+def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarray, np.ndarray | None]:
+    """(datetime64[ns] per row, NaT where unparseable; the raw text per row for messages, if text)."""
     n = len(col)
     if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
         series = col.to_pandas()
         if pa.types.is_timestamp(col.type) and col.type.tz is not None:
             series = series.dt.tz_localize(None)  # the exchange's wall-clock date, not UTC's
-        when = pd.to_datetime(series, errors="coerce").to_numpy("datetime64[ns]")
-        raw = np.asarray(series.astype(str), dtype=object)
+        when = _in_range(series)
+        raw = None  # typed dates need no text for messages: none can fail to parse
     else:
         encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
         indices, nulls = _codes(encoded)
@@ -648,7 +652,9 @@ def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarra
         raw = np.array([*texts, ""], dtype=object)[idx]
     bad = np.isnat(when)
     _flag(reason, bad, R_BAD_DATE)
-    detail[bad & (detail == None)] = [repr(t)[:40] for t in raw[bad & (detail == None)]]  # noqa: E711
+    if raw is not None:
+        mark = bad & (detail == None)  # noqa: E711
+        detail[mark] = [repr(t)[:40] for t in raw[mark]]
     assert len(when) == n
     return when, raw
 
@@ -744,7 +750,7 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
                         "daily (intraday='daily'; on the Data page: Intraday bars).")  # fmt: skip
     frame = pd.DataFrame({k: v[idx] for k, v in values.items()}).assign(s=key.s, d=key.d, t=key.t)
     if sector is not None:
-        frame["sector"] = sector[idx]
+        frame["sector"] = sector[0][idx]
     frame = frame.sort_values(["s", "d", "t"], kind="stable")
     agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
     agg |= {k: "last" for k in ("adj_close", "sector") if k in frame}
@@ -752,7 +758,7 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
     m = len(daily)
     out_values = {k: daily[k].to_numpy(float) for k in values}
     return (daily.d.to_numpy("datetime64[ns]"), out_values, daily.s.to_numpy(np.int64), np.ones(m, bool),
-            daily.sector.to_numpy(object) if sector is not None else None, True)  # fmt: skip
+            (daily.sector.to_numpy(np.int64), sector[1]) if sector is not None else None, True)  # fmt: skip
 
 
 def _duplicates(day: np.ndarray, sym: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -826,14 +832,15 @@ def _adjusted(values: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.nda
     return out
 
 
-def _sectors(sector, sym_codes, symbols, ok) -> dict[str, str]:
-    frame = pd.DataFrame({"s": sym_codes[ok], "sector": pd.Series(sector[ok], dtype=object).fillna("").str.strip()})
-    several = frame.groupby("s").sector.nunique()
-    if (several > 1).any():
-        names = ", ".join(symbols[i] for i in several[several > 1].index[:_EXAMPLES])
-        raise DataError(f"Symbols with more than one sector: {names}. Give each symbol one sector.")
-    first = frame.groupby("s").sector.first()
-    return {symbols[i]: s or "Unknown" for i, s in first.items()}
+def _sectors(sector: tuple[np.ndarray, list[str]], sym_codes, symbols, ok) -> dict[str, str]:
+    codes, names = sector
+    pairs = np.unique(sym_codes[ok] * len(names) + codes[ok])
+    sym_of, sector_of = np.divmod(pairs, len(names))
+    counts = np.bincount(sym_of, minlength=len(symbols))
+    if (counts > 1).any():
+        listed = ", ".join(symbols[i] for i in np.flatnonzero(counts > 1)[:_EXAMPLES])
+        raise DataError(f"Symbols with more than one sector: {listed}. Give each symbol one sector.")
+    return {symbols[i]: names[c] for i, c in zip(sym_of, sector_of, strict=True)}
 
 
 def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
@@ -842,7 +849,11 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
         remap = np.full(len(symbols), -1)
         remap[used] = np.arange(len(used))
         sym, symbols = remap[sym], tuple(symbols[i] for i in used)
-    dates, rows = np.unique(day, return_inverse=True)
+    codes, uniques = pd.factorize(day.view(np.int64))  # hashing: faster than sorting 10 M dates
+    order = np.argsort(uniques)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    dates, rows = uniques[order].view("datetime64[D]"), rank[codes]
     arrays = {}
     for key, v in values.items():
         a = np.full((len(dates), len(symbols)), np.nan)

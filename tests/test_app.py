@@ -199,3 +199,23 @@ def test_monte_carlo_resamples_the_last_backtest(cache_dir):
     assert not at.exception
     assert at.dataframe[0].value["kind"].tolist() == ["montecarlo", "backtest"]
     assert at.dataframe[1].value.index.tolist() == ["p5", "p25", "p50", "p75", "p95"]  # the reopened summary
+
+
+def test_load_without_the_bad_rows_then_download_the_report_and_exclude_outliers():
+    csv = (b"symbol,date,open,high,low,close,volume\n"
+           + b"".join(b"AAA,2024-01-%02d,10,11,9,10.5,100\n" % d for d in range(2, 12))
+           + b"BBB,2024-01-02,0,0,0,0,0\n"
+           + b"".join(b"BBB,2024-01-%02d,10,11,9,10,100\n" % d for d in range(3, 8))
+           + b"BBB,2024-01-08,25,26,24,25,100\nBBB,2024-01-09,25,26,24,25,100\n")  # fmt: skip
+    at = fresh()
+    at.file_uploader(key="upload").upload("messy.csv", csv, "text/csv").run()
+    assert not at.exception and "1 row has a zero or negative price, e.g. line 12 (BBB 2024-01-02)" in at.error[0].value
+    assert metrics(at)["Symbols"] == "6"  # the sample stays until the user decides
+    at.button(key="load_without").click().run()
+    assert not at.exception and not at.error
+    market = at.session_state["market"]
+    assert market.symbols == ("AAA", "BBB") and market.dropped_rows.line.tolist() == [12]
+    assert any("Left out 1 bad rows" in w.value for w in at.warning)
+    assert any("+150%" in w.value for w in at.warning)  # BBB jumps from 10 to 25: flagged
+    at.button(key="exclude_outliers").click().run()
+    assert at.session_state["market"].symbols == ("AAA",)
