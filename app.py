@@ -20,12 +20,14 @@ pages = [
 page = st.navigation(pages)
 app_state.init(page.url_path or "data")
 
+app_state.remember_browser()
 market = app_state.market()
 if market is None:
     st.sidebar.caption("**Dataset:** none loaded")
 else:
     st.sidebar.caption(f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
                        f"id `{st.session_state.data_id}`")  # fmt: skip
+st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
 problems = st.session_state.get("link_problems")
 if problems:
     with st.container(border=True):

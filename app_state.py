@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,7 @@ def bt_params():
 
 
 def run_cache() -> RunCache:
-    """One cache per server process and setting (diskcache is safe across processes too)."""
+    """One cache per server process and setting (files and SQLite are safe across processes too)."""
     return _run_cache(str(cache_dir() or ""), os.environ.get("SCANNER_CACHE_MB", "2048"))
 
 
@@ -303,18 +304,56 @@ def _run_cache(directory: str, size_mb: str) -> RunCache:
     return RunCache(directory or None, float(size_mb))
 
 
+COOKIE = "scanner_uid"
+_COOKIE_VALUE = re.compile(r"^[0-9a-f]{32}$")
+
+
 def user_id() -> str:
-    """Who owns the runs and datasets this session makes: a random id per browser session."""
-    return st.session_state.setdefault("session_id", uuid.uuid4().hex[:10])
+    """Who owns the runs and datasets this session makes, decided once per session: the signed-in user
+    (st.login), else the header a trusted auth proxy sets (SCANNER_USER_HEADER), else this browser (a
+    cookie, so a reload keeps "my runs")."""
+    ss = st.session_state
+    if "user_id" not in ss:
+        ss.user_id, ss.user_source = _identify()
+    return ss.user_id
 
 
-session_id = user_id
+def _identify() -> tuple[str, str]:
+    try:
+        if st.user.is_logged_in:
+            return f"user:{st.user.get('email') or st.user.get('sub')}", "login"
+    except Exception:  # noqa: BLE001 - no authentication configured
+        pass
+    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
+    value = st.context.headers.get(header) if header else None
+    if isinstance(value, str) and value.strip():
+        return f"user:{value.strip().lower()[:200]}", "header"
+    cookie = st.context.cookies.get(COOKIE)
+    if isinstance(cookie, str) and _COOKIE_VALUE.match(cookie):
+        return f"browser:{cookie}", "browser"
+    return f"browser:{uuid.uuid4().hex}", "new browser"
+
+
+def remember_browser() -> None:
+    """Give a new browser its id cookie (a year; read back on reload by st.context.cookies)."""
+    if st.session_state.get("user_source") == "new browser":
+        value = user_id().removeprefix("browser:")
+        st.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age=31536000; SameSite=Strict';</script>",
+                unsafe_allow_javascript=True)  # fmt: skip
+
+
+def user_label() -> str:
+    uid, source = user_id(), st.session_state.get("user_source")
+    return uid.removeprefix("user:") if source in ("login", "header") else "this browser"
 
 
 def cached_run(kind: str, params, compute, summarise=lambda r: {}):
     """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss."""
     value_, hit = run_cache().run(kind, require_market(), rule(), params, compute, summarise, session=user_id(),
                                   link=link())  # fmt: skip
+    if run_cache().disabled and not st.session_state.get("_cache_warned"):
+        st.session_state._cache_warned = True
+        st.warning(f"Caching is off: {run_cache().disabled}. Everything still works, without the cache and history.")
     st.session_state[f"{kind}_cache_hit"] = hit
     return value_
 

@@ -46,6 +46,8 @@ with left:
     uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "txt", "tsv", "parquet", "pq"],
                                 key="upload")  # fmt: skip
     attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
+    if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
+        ss["_upload_error"], ss["_loaded_upload"] = None, None
     if uploaded is not None and ss.get("_loaded_upload") != attempt:
         ss["_loaded_upload"] = attempt
         with st.spinner(f"Loading {uploaded.name}..."):
@@ -84,6 +86,7 @@ elif stored:
     with st.expander(f"Stored datasets ({len(stored):,}): pick one, or delete your own"):
         table = pd.DataFrame([{"id": i.id, "name": i.name, "symbols": i.symbols, "bars": i.bars, "from": i.first_date,
                                "to": i.last_date, "size MB": i.bytes / 1e6, "yours": i.owner == app_state.user_id(),
+                               "listed": i.shared,
                                "stored": pd.Timestamp(i.created, unit="s").floor("s")} for i in stored])  # fmt: skip
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"size MB": st.column_config.NumberColumn(format="%,.2f"),
@@ -96,10 +99,15 @@ elif stored:
             if app_state.open_stored(pick):
                 st.rerun()
             st.error("That dataset could not be read (deleted or damaged); upload it again.")
-        mine = next(i for i in stored if i.id == pick).owner == app_state.user_id()
+        info = next(i for i in stored if i.id == pick)
+        mine = info.owner == app_state.user_id()
         if c[1].button("Delete", key="stored_delete", disabled=not mine,
                        help=None if mine else "Only the user who uploaded a dataset can delete it."):  # fmt: skip
             store.delete(pick, app_state.user_id())
+            st.rerun()
+        share = "Stop listing it for the team" if info.shared else "List it for the team"
+        if mine and c[2].button(share, key="stored_share", help="Anyone with a link can open it either way."):
+            store.set_shared(pick, app_state.user_id(), not info.shared)
             st.rerun()
 
 market = app_state.market()

@@ -1,4 +1,6 @@
-"""Runs page: every run (from the disk cache's history), reopened, compared or deleted."""
+"""Runs page: every run (from the run history), reopened, compared, or deleted by its owner."""
+
+import os
 
 import pandas as pd
 import streamlit as st
@@ -8,24 +10,47 @@ import app_state
 import charts
 from engine.metrics import LABELS
 
+PAGE_SIZE = 50
 st.title("Runs")
 cache = app_state.run_cache()
 if cache.directory is None:
     st.info("The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept.")
     st.stop()
-st.session_state.setdefault("w.runs.everyone", False)
-everyone = st.toggle(
-    "Show everyone's runs (not only this session's)", key="w.runs.everyone", persist_state=app_state.KEEP
-)
-runs = cache.runs(None if everyone else app_state.user_id())
-if not runs:
+if cache.disabled:
+    st.warning(f"Caching and run history are off: {cache.disabled}. Runs still work, uncached.")
+    st.stop()
+me = app_state.user_id()
+team_view = os.environ.get("SCANNER_TEAM_VIEW", "1") != "0"
+everyone = False
+if team_view:
+    st.session_state.setdefault("w.runs.everyone", False)
+    everyone = st.toggle("Show the team's runs (read-only unless yours)", key="w.runs.everyone",
+                         persist_state=app_state.KEEP)  # fmt: skip
+owner = None if everyone else me
+total = cache.count(owner)
+if not total:
     st.info("No runs yet: run a backtest, an optimisation or a Monte Carlo simulation.")
     st.stop()
+pages = (total - 1) // PAGE_SIZE + 1
+page = 1
+if pages > 1:
+    page = int(st.number_input(f"Page (of {pages:,}; {total:,} runs)", 1, pages, 1, key="w.runs.page"))
+runs = cache.runs(owner, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 
-table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind, "data": r.data,
-                       "rule": r.rule, "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss",
-                       **r.metrics} for r in runs])  # fmt: skip
-st.dataframe(table, hide_index=True, width="stretch", height=260)
+
+def data_name(r) -> str:
+    """Another user's dataset name shows only when the dataset is shared (or built in)."""
+    if r.session == me or r.link.startswith(("data=sample", "data=synthetic")):
+        return r.data
+    info = app_state.dataset_store().info(r.fingerprint[:16])
+    return r.data if info is not None and info.shared else "(private dataset)"
+
+
+table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind,
+                       "by": "you" if r.session == me else "teammate", "data": data_name(r), "rule": r.rule,
+                       "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss", **r.metrics}
+                      for r in runs])  # fmt: skip
+st.dataframe(table, hide_index=True, width="stretch", height=260, column_config=app_format.grid_columns(table))
 by_id = {r.id: r for r in runs}
 when = dict(zip(table["id"], table["when"], strict=True))
 
@@ -37,10 +62,10 @@ def label(run_id: str) -> str:
 pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pick")
 record = by_id[pick]
 c = st.columns([1, 1, 4])
-mine = record.session == app_state.user_id()
+mine = record.session == me
 if c[0].button("Delete this run", key="runs_delete", disabled=not mine,
                help=None if mine else "Only the user who made a run can delete it."):  # fmt: skip
-    cache.delete_run(pick)
+    cache.delete_run(pick, me)
     st.rerun()
 if record.link:  # the page that made the run, with every setting and the dataset id
     c[1].link_button("Open as a link", f"./{record.kind}?{record.link}")
@@ -57,11 +82,11 @@ elif record.kind == "backtest":
     st.plotly_chart(charts.equity(value.equity), width="stretch")
 elif record.kind == "montecarlo":
     left, right = st.columns([1, 2])
-    left.dataframe(value.summary().style.format("{:.2f}"), width="stretch")
+    left.dataframe(value.summary().style.format("{:,.2f}"), width="stretch")
     right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
 elif record.kind == "optimize":
     table = value if isinstance(value, pd.DataFrame) else value[1] if isinstance(value, tuple) else value.ranked()
-    st.dataframe(table, width="stretch", height=300)
+    st.dataframe(table, width="stretch", height=300, column_config=app_format.grid_columns(table))
 
 backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")
@@ -69,6 +94,6 @@ chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], fo
 results = {label(i): cache.get(by_id[i].key) for i in chosen}
 results = {k: v for k, v in results.items() if v is not None}
 if len(results) >= 2:
-    st.dataframe(pd.DataFrame({k: {LABELS.get(m, m): v for m, v in r.metrics.items()} for k, r in results.items()}),
-                 width="stretch")  # fmt: skip
+    st.dataframe(pd.DataFrame({k: {LABELS.get(m, m): app_format.metric_text(m, v) for m, v in r.metrics.items()}
+                               for k, r in results.items()}), width="stretch")  # fmt: skip
     st.plotly_chart(charts.equity_overlay({k: r.equity.equity for k, r in results.items()}), width="stretch")

@@ -1,9 +1,11 @@
-"""Disk cache of every run, a log of runs, and structured run logs.
+"""Disk cache of every run, the run history, and structured run logs. Nothing on disk is executable.
 
 A run's key hashes what decides its outcome: the dataset's content fingerprint (never its file name), the
 rule, the parameters and the engine version (a hash of the engine's source, so any code change misses).
-diskcache makes the store size-limited and safe for several processes; an entry that cannot be read is
-dropped and recomputed, never a crash.
+Results are files written by `codec.encode` (JSON, NPY without pickle, Parquet; checksummed and bound to
+their key), size-limited, least recently used evicted first; a damaged, planted or swapped file is a miss.
+The history is a SQLite table of JSON fields, kept by count and age. A directory that cannot be written
+(read-only, full, deleted) turns the cache off with a reason (`RunCache.disabled`) instead of failing runs.
 
     cache = RunCache("~/.cache/scanner")
     result, hit = cache.run("backtest", market, rule, params, lambda: backtest(market, signals, params))
@@ -15,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,12 +27,12 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-import diskcache
-
 from . import __version__
+from .codec import CodecError, decode, encode
 from .data import Market
 
 log = logging.getLogger("engine.runs")
+DISK_ERRORS = (OSError, sqlite3.Error)
 
 
 def _engine_version() -> str:
@@ -61,45 +65,176 @@ def run_key(kind: str, fingerprint: str, rule: str, params: Any) -> str:
 
 @dataclass
 class RunRecord:
-    """One line of the run history: enough to list, filter and reopen a run."""
+    """One row of the run history: enough to list, filter and reopen a run."""
 
     key: str
     kind: str
-    data: str
+    data: str  # the dataset's name
     fingerprint: str
     rule: str
     params: dict
     metrics: dict
     seconds: float
     cache_hit: bool
-    session: str = ""
+    session: str = ""  # the user who made the run (owner)
     link: str = ""  # the dashboard's query string that reproduces the run, when it came from the UI
     when: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
+def history_limits() -> tuple[int, float]:
+    """(records kept, days kept): SCANNER_HISTORY_MAX (default 10,000) and SCANNER_HISTORY_DAYS (90)."""
+    return int(os.environ.get("SCANNER_HISTORY_MAX", "10000")), float(os.environ.get("SCANNER_HISTORY_DAYS", "90"))
+
+
+class ResultStore:
+    """Result files under one directory, `<key>.res`, at most `size_limit` bytes (LRU by modification time)."""
+
+    def __init__(self, directory: Path, size_limit: int) -> None:
+        self.directory = directory
+        self.size_limit = size_limit
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._total = sum(p.stat().st_size for p in self.directory.glob("*.res"))
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.res"
+
+    def get(self, key: str) -> Any | None:
+        path = self.path(key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            value = decode(blob, key)
+        except CodecError as exc:
+            log.warning(json.dumps({"event": "bad_entry", "key": key[:16], "error": str(exc)[:200]}))
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recently used: evicted last
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        try:
+            blob = encode(value, key)
+        except CodecError as exc:  # a type the codec does not store: the run just is not cached
+            log.warning(json.dumps({"event": "not_stored", "key": key[:16], "error": str(exc)[:200]}))
+            return
+        if len(blob) > self.size_limit:
+            return  # larger than the whole cache: not worth keeping
+        tmp = self.directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(blob)
+        os.replace(tmp, self.path(key))
+        with self._lock:
+            self._total += len(blob)
+            if self._total > self.size_limit:
+                self._evict()
+
+    def _evict(self) -> None:
+        files = sorted(self.directory.glob("*.res"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        for path in files:
+            if total <= self.size_limit * 0.9:  # leave some room so every put does not evict
+                break
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            total -= size
+        self._total = total
+
+
+class History:
+    """The run history in SQLite (JSON fields; WAL, so several processes can share it), kept by count and age."""
+
+    COLUMNS = ("id", "key", "kind", "data", "fingerprint", "rule", "params", "metrics", "seconds", "cache_hit",
+               "session", "link", "created")  # fmt: skip
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, key TEXT, kind TEXT, data TEXT, "
+                       "fingerprint TEXT, rule TEXT, params TEXT, metrics TEXT, seconds REAL, cache_hit INTEGER, "
+                       "session TEXT, link TEXT, created REAL)")  # fmt: skip
+            db.execute("CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session, created)")
+            db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created)")
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"the cache directory {self.path.parent} is gone")
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def add(self, r: RunRecord) -> None:
+        row = (r.id, r.key, r.kind, r.data, r.fingerprint, r.rule, json.dumps(r.params, default=str),
+               json.dumps(r.metrics, default=str), r.seconds, int(r.cache_hit), r.session, r.link, r.when)  # fmt: skip
+        keep, days = history_limits()
+        with self._lock, self._connect() as db:
+            db.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(self.COLUMNS))})", row)
+            db.execute("DELETE FROM runs WHERE created < ?", (time.time() - days * 86400,))
+            db.execute("DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY created DESC LIMIT ?)", (keep,))
+
+    def list(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
+        where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {', '.join(self.COLUMNS)} FROM runs {where} ORDER BY created DESC "
+                              "LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()  # fmt: skip
+        return [_record(row) for row in rows]
+
+    def count(self, session: str | None = None) -> int:
+        where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
+        with self._connect() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0])
+
+    def owner(self, run_id: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT session FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def delete(self, run_id: str) -> None:
+        with self._lock, self._connect() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
+def _record(row: tuple) -> RunRecord:
+    v = dict(zip(History.COLUMNS, row, strict=True))
+    return RunRecord(key=v["key"], kind=v["kind"], data=v["data"], fingerprint=v["fingerprint"], rule=v["rule"],
+                     params=json.loads(v["params"]), metrics=json.loads(v["metrics"]), seconds=v["seconds"],
+                     cache_hit=bool(v["cache_hit"]), session=v["session"], link=v["link"], when=v["created"],
+                     id=v["id"])  # fmt: skip
+
+
 class RunCache:
-    """Results on disk keyed by run_key, plus the run history. directory=None keeps nothing (compute only)."""
+    """Results on disk keyed by run_key, plus the run history. directory=None keeps nothing (compute only).
+    `disabled` holds why caching turned itself off (the directory could not be written), else None."""
 
     def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048) -> None:
         self.directory = Path(directory).expanduser() if directory else None
         self.computed = 0  # how many runs were computed rather than read (observable in tests)
-        self._results = self._runs = None
+        self.disabled: str | None = None
+        self._results: ResultStore | None = None
+        self._history: History | None = None
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # Files for every value: a damaged entry then stays one unreadable file, never a damaged database.
-        self._results = diskcache.Cache(
-            self.directory / "results", size_limit=int(size_limit_mb * 1e6), disk_min_file_size=0
-        )
-        self._runs = diskcache.Index(str(self.directory / "runs"))
-        _attach_log_file(self.directory / "runs.log")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._results = ResultStore(self.directory / "results", int(size_limit_mb * 1e6))
+            self._history = History(self.directory / "history.sqlite")
+            _attach_log_file(self.directory / "runs.log")
+        except DISK_ERRORS as exc:
+            self._turn_off(exc)
 
-    @classmethod
-    def from_env(cls) -> RunCache:
-        """SCANNER_CACHE_DIR (default ~/.cache/stock-scanner; empty = no cache), SCANNER_CACHE_MB (2048)."""
-        directory = os.environ.get("SCANNER_CACHE_DIR", str(Path.home() / ".cache" / "stock-scanner"))
-        return cls(directory or None, float(os.environ.get("SCANNER_CACHE_MB", "2048")))
+    @property
+    def active(self) -> bool:
+        return self.directory is not None and self.disabled is None
+
+    def _turn_off(self, exc: BaseException) -> None:
+        """Stop using the disk (and say why, once): runs go on, uncached."""
+        if self.disabled is None:
+            self.disabled = f"the cache directory {self.directory} cannot be used ({exc.__class__.__name__}: {exc})"
+            log.error(json.dumps({"event": "cache_off", "reason": self.disabled}))
+        self._results = self._history = None
 
     def run(
         self,
@@ -123,47 +258,59 @@ class RunCache:
             log.info(json.dumps({"event": "start", "kind": kind, "key": key[:16], "data": market.name}))
             result = compute()
             self.computed += 1
-            if self._results is not None:
-                self._results.set(key, result)
+            self._safely(lambda: self._results and self._results.put(key, result))
         seconds = time.perf_counter() - start
         metrics = canonical(summarise(result))
-        entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds, hit,
-                          session, link)  # fmt: skip
-        if self._runs is not None and record:
-            self._runs[entry.id] = entry
+        if record:
+            entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds,
+                              hit, session, link)  # fmt: skip
+            self._safely(lambda: self._history and self._history.add(entry))
         log.info(json.dumps({"event": "finish", "kind": kind, "key": key[:16], "cache": "hit" if hit else "miss",
                              "seconds": round(seconds, 4), **metrics}, default=str))  # fmt: skip
         return result, hit
 
     def get(self, key: str) -> Any | None:
-        """The cached result, or None when absent or unreadable (the bad entry is removed)."""
-        if self._results is None:
-            return None
+        """The cached result, or None when absent, unreadable (then removed) or the cache is off."""
+        return self._safely(lambda: self._results.get(key) if self._results else None)
+
+    def runs(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
+        """The run history, newest first; only one user's runs when `session` is given."""
+        return self._safely(lambda: self._history.list(session, limit, offset) if self._history else []) or []
+
+    def count(self, session: str | None = None) -> int:
+        return self._safely(lambda: self._history.count(session) if self._history else 0) or 0
+
+    def delete_run(self, run_id: str, user: str) -> bool:
+        """Forget a run its owner made; False (nothing deleted) for anyone else."""
+
+        def delete() -> bool:
+            if self._history is None or self._history.owner(run_id) != user:
+                return False
+            self._history.delete(run_id)
+            return True
+
+        return bool(self._safely(delete))
+
+    def _safely(self, action: Callable[[], Any]) -> Any:
         try:
-            return self._results.get(key)
-        except Exception as exc:  # noqa: BLE001 - any damage to an entry means: recompute it
-            log.warning(json.dumps({"event": "corrupt_entry", "key": key[:16], "error": repr(exc)[:200]}))
-            self._results.delete(key)
+            return action()
+        except DISK_ERRORS as exc:
+            self._turn_off(exc)
             return None
-
-    def runs(self, session: str | None = None) -> list[RunRecord]:
-        """The run history, newest first; only one session's runs when `session` is given."""
-        if self._runs is None:
-            return []
-        records = [r for r in self._runs.values() if session is None or r.session == session]
-        return sorted(records, key=lambda r: r.when, reverse=True)
-
-    def delete_run(self, run_id: str) -> None:
-        """Forget a run (its cached result stays while other runs may share it; eviction handles the rest)."""
-        if self._runs is not None:
-            self._runs.pop(run_id, None)
 
 
 def _attach_log_file(path: Path) -> None:
     """One rotating JSON-lines file per cache directory (5 MB x 3), attached once per process."""
     if any(getattr(h, "baseFilename", None) == str(path) for h in log.handlers):
         return
-    handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
+    handler = _QuietFileHandler(path, maxBytes=5_000_000, backupCount=3)
     handler.setFormatter(logging.Formatter('{"time": "%(asctime)s", "level": "%(levelname)s", "run": %(message)s}'))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+
+
+class _QuietFileHandler(RotatingFileHandler):
+    """A log file that cannot be written (directory gone, disk full) costs the log line, never the run."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass

@@ -56,7 +56,7 @@ class DatasetInfo:
     last_date: str
     bytes: int
     owner: str = ""
-    shared: bool = True
+    shared: bool = False  # listed for everyone; a link opens a dataset either way
     created: float = field(default_factory=time.time)
     warnings: tuple[str, ...] = ()
 
@@ -148,6 +148,14 @@ class DatasetStore:
         infos = [self.info(p.stem) for p in self.directory.glob("*.json")]
         infos = [i for i in infos if i is not None and (viewer is None or i.shared or i.owner == viewer)]
         return sorted(infos, key=lambda i: i.created, reverse=True)
+
+    def set_shared(self, ds_id: str, user: str, shared: bool) -> bool:
+        """List (or stop listing) a dataset for the whole team; only its owner can."""
+        info = self.info(ds_id)
+        if info is None or info.owner != user:
+            return False
+        _write_json(self.directory / f"{ds_id}.json", asdict(replace(info, shared=shared)))
+        return True
 
     def delete(self, ds_id: str, user: str) -> bool:
         """Delete a dataset its owner uploaded; False (nothing deleted) for anyone else."""

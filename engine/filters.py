@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -25,8 +26,25 @@ from .data import DataError, Market
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
 
 MAX_RULE_CHARS = 2_000
-MAX_DEPTH = 30
+MAX_DEPTH = 30  # brackets
+MAX_TREE_DEPTH = 60  # operators nested in one another (`not not not ...`, `- - - 1`)
+MAX_INDICATORS = 40  # distinct indicator calls in one rule
 MAX_EXPONENT = 4
+
+
+def rule_memory_limit() -> int:
+    """Bytes of indicator arrays one rule may need: SCANNER_RULE_MB (default 1024)."""
+    return int(float(os.environ.get("SCANNER_RULE_MB", "1024")) * 2**20)
+
+
+def check_length(text: str) -> None:
+    """The first check on any rule text, before any other work: its length."""
+    if not isinstance(text, str):
+        raise RuleError("The rule must be text.")
+    if len(text) > MAX_RULE_CHARS:
+        raise RuleError(f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}. "
+                        "Shorten it (e.g. remove repeated spaces or conditions).")  # fmt: skip
+
 
 FUNCTIONS = {
     "crosses_above": "crosses_above(a, b): a rises above b on this bar",
@@ -117,25 +135,25 @@ def available() -> str:
 
 
 def split_rank(text: str) -> tuple[str, str | None, bool]:
-    """'rule rank by expr [asc|desc]' -> (rule, expr, descending)."""
+    """'rule rank by expr [asc|desc]' -> (rule, expr, descending). Linear in the text's length."""
+    check_length(text)
     parts = re.split(r"\brank\s+by\b", text, maxsplit=1, flags=re.IGNORECASE)
     if len(parts) == 1:
         return text, None, True
-    expr = parts[1].strip()
+    expr = parts[1].rstrip()
     descending = True
-    m = re.search(r"\s+(asc|desc)\s*$", expr, flags=re.IGNORECASE)
-    if m:
-        descending = m.group(1).lower() == "desc"
-        expr = expr[: m.start()]
-    return parts[0], expr, descending
+    head, _, last = expr.rpartition(" ")
+    if last.lower() in ("asc", "desc") and head.strip():
+        descending = last.lower() == "desc"
+        expr = head
+    return parts[0], expr.strip(), descending
 
 
 def parse_rule(text: str) -> ast.Expression:
     """Parse and whitelist-check rule text; raises RuleError pointing at the offending token."""
-    if not isinstance(text, str) or not text.strip():
+    check_length(text)
+    if not text.strip():
         raise RuleError("The rule is empty. Example: rsi(14) < 30 and close > sma(200)")
-    if len(text) > MAX_RULE_CHARS:
-        raise RuleError(f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}.")
     depth = max_depth = 0
     for ch in text:
         depth += ch in "([{"
@@ -152,8 +170,39 @@ def parse_rule(text: str) -> ast.Expression:
         raise RuleError(f"Syntax error at column {col + 1}: {exc.msg}.\n{_caret(source, col)}") from None
     except (RecursionError, MemoryError, ValueError):
         raise RuleError("The rule is too deeply nested or malformed to parse.") from None
+    depth = _tree_depth(tree)
+    if depth > MAX_TREE_DEPTH:
+        raise RuleError(f"The rule nests operators {depth} deep (e.g. 'not not not ...'); the limit is "
+                        f"{MAX_TREE_DEPTH}. Simplify it.")  # fmt: skip
     _Checker(source).visit(tree)
     return tree
+
+
+def _tree_depth(tree: ast.AST) -> int:
+    """How deep the syntax tree goes, counted without recursion (a hostile rule cannot overflow the stack)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def indicator_calls(tree: ast.AST) -> set[str]:
+    """The distinct indicator calls in a checked tree, e.g. {'sma(50)', 'rsi(14)'}."""
+    calls = (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+    return {ast.dump(n) for n in calls if n.func.id in CATALOGUE}
+
+
+def check_budget(market: Market, *trees: ast.AST) -> None:
+    """Refuse a rule whose distinct indicators would need more memory than the limit, before computing any."""
+    calls = set().union(*(indicator_calls(t) for t in trees))
+    need = (len(calls) + 4) * market.close.nbytes  # each indicator array, plus the rule's intermediate arrays
+    if len(calls) > MAX_INDICATORS or need > rule_memory_limit():
+        limit_mb = rule_memory_limit() / 2**20
+        raise RuleError(f"The rule uses {len(calls)} different indicators, which need about {need / 2**20:,.0f} MB on "
+                        f"this dataset; the limits are {MAX_INDICATORS} indicators and {limit_mb:,.0f} MB "
+                        "(SCANNER_RULE_MB). Use fewer different windows.")  # fmt: skip
 
 
 def _caret(source: str, col: int) -> str:
@@ -185,7 +234,7 @@ class _Checker(ast.NodeVisitor):
         super().generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if type(node.value) not in (int, float) or not np.isfinite(node.value) or abs(node.value) > 1e15:
+        if type(node.value) not in (int, float) or not abs(node.value) <= 1e15:  # NaN, inf and huge ints fail
             self.fail(node, f"{node.value!r} is not allowed: only ordinary numbers")
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -339,6 +388,7 @@ def _as_bool(v) -> np.ndarray:
 def evaluate(market: Market, text: str, memo: Indicators | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(bool matrix, indicator values used) for a condition; only for bars where the symbol traded."""
     tree = parse_rule(text)
+    check_budget(market, tree)
     memo = memo or indicators_for(market)
     ev = _Evaluator(memo, " ".join(text.strip().splitlines()))
     result = ev.eval(tree)
@@ -351,9 +401,11 @@ def evaluate(market: Market, text: str, memo: Indicators | None = None) -> tuple
 def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool = True) -> Signals:
     """Evaluate a rule on every symbol and bar. `rank_by` (an expression) orders competing signals; it
     can also be written in the rule: '... rank by relative_volume(20) desc'."""
+    check_length(rule)
     rule_text, inline_rank, inline_desc = split_rank(rule)
     if rank_by is None and inline_rank:
         rank_by, descending = inline_rank, inline_desc
+    check_budget(market, parse_rule(rule_text), *([parse_rule(rank_by)] if rank_by else []))
     memo = indicators_for(market)
     matrix, used = evaluate(market, rule_text, memo)
     priority = None
@@ -378,6 +430,8 @@ class RuleNumber:
 
 def rule_numbers(rule: str) -> list[RuleNumber]:
     """Every numeric literal in the rule, in order, with a little text around it: 'rsi(⟨14⟩) < 30'."""
+    if not isinstance(rule, str) or len(rule) > MAX_RULE_CHARS:
+        return []
     line_starts = [0]
     for line in rule.splitlines(keepends=True):
         line_starts.append(line_starts[-1] + len(line))

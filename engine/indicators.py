@@ -7,6 +7,8 @@ TA-Lib's definition and warm-up, and at bar t reads only bars <= t. `Indicators`
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,13 +191,22 @@ def _bb_width(close, n, w):
         return (upper - lower) / mid * 100.0
 
 
-class Indicators:
-    """Memoised indicator values for one Market: each (name, params) is computed once."""
+def memo_limit_bytes() -> int:
+    """Bytes all indicator memos of this process may hold together: SCANNER_MEMO_MB (default 512)."""
+    return int(float(os.environ.get("SCANNER_MEMO_MB", "512")) * 2**20)
 
-    def __init__(self, market: Market, max_items: int = 64) -> None:
+
+class Indicators:
+    """Memoised indicator values for one Market: each (name, params) is computed once. Bounded in bytes:
+    the least recently used arrays are dropped first."""
+
+    def __init__(self, market: Market, max_bytes: int | None = None) -> None:
         self.market = market
-        self._memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._max_items = max_items
+        self._memo: OrderedDict[tuple, np.ndarray | tuple] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
+        self.nbytes = 0
+        self._max_bytes = memo_limit_bytes() if max_bytes is None else max_bytes
+        self._lock = threading.Lock()
         self.computed = 0  # how many arrays were actually computed (observable in tests)
 
     def series(self, name: str) -> np.ndarray:
@@ -212,28 +223,44 @@ class Indicators:
 
     def memo(self, key: tuple, compute: Callable[[], np.ndarray | tuple]):
         """compute() once per key; arrays come back read-only so a caller cannot corrupt the memo."""
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            return self._memo[key]
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
         value = compute()
-        for array in value if isinstance(value, tuple) else (value,):
+        arrays = value if isinstance(value, tuple) else (value,)
+        for array in arrays:
             array.setflags(write=False)
-        self._memo[key] = value
-        self.computed += 1
-        if len(self._memo) > self._max_items:
-            self._memo.popitem(last=False)
+        size = sum(a.nbytes for a in arrays)
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key], self._sizes[key] = value, size
+                self.nbytes += size
+                self.computed += 1
+            self.trim(self._max_bytes)
         return value
+
+    def trim(self, max_bytes: int) -> None:
+        """Drop the least recently used arrays until at most max_bytes are held (the newest always stays)."""
+        while self.nbytes > max_bytes and len(self._memo) > 1:
+            key, _ = self._memo.popitem(last=False)
+            self.nbytes -= self._sizes.pop(key)
 
 
 _SHARED: OrderedDict[str, Indicators] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
 
 
 def indicators_for(market: Market) -> Indicators:
-    """The shared memo for this dataset (keyed by content fingerprint; the last few datasets are kept)."""
-    memo = _SHARED.get(market.fingerprint)
-    if memo is None:
-        memo = _SHARED[market.fingerprint] = Indicators(market)
-        while len(_SHARED) > 4:
-            _SHARED.popitem(last=False)
-    _SHARED.move_to_end(market.fingerprint)
+    """The shared memo for this dataset (keyed by content fingerprint). All datasets' memos together stay
+    within memo_limit_bytes(): the least recently used datasets are dropped first."""
+    with _SHARED_LOCK:
+        memo = _SHARED.get(market.fingerprint)
+        if memo is None:
+            memo = _SHARED[market.fingerprint] = Indicators(market)
+        _SHARED.move_to_end(market.fingerprint)
+        total = sum(m.nbytes for m in _SHARED.values())
+        while total > memo_limit_bytes() and len(_SHARED) > 1:
+            _, dropped = _SHARED.popitem(last=False)
+            total -= dropped.nbytes
     return memo

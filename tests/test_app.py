@@ -219,3 +219,31 @@ def test_load_without_the_bad_rows_then_download_the_report_and_exclude_outliers
     assert any("+150%" in w.value for w in at.warning)  # BBB jumps from 10 to 25: flagged
     at.button(key="exclude_outliers").click().run()
     assert at.session_state["market"].symbols == ("AAA",)
+
+
+def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir):
+    csv = b"symbol,date,open,high,low,close,volume\n" + b"".join(
+        b"ZZZ,2024-%02d-%02d,10,11,9,%d,100\n" % (1 + d // 28, 1 + d % 28, 9 + d % 3) for d in range(200)
+    )
+    alice, bob = fresh(), fresh()
+    alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
+    alice.switch_page("app_pages/scanner.py").run()
+    alice.text_area(key="rule_text").set_value("close > 9").run()
+    alice.switch_page("app_pages/backtest.py").run()
+    alice.get("form_submit_button")[0].click().run()
+    assert not alice.exception and alice.session_state["result"] is not None
+    bob.switch_page("app_pages/runs.py").run()
+    assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
+    bob.toggle(key="w.runs.everyone").set_value(True).run()
+    table = bob.dataframe[0].value
+    assert table["by"].tolist() == ["teammate"] and table["data"].tolist() == ["(private dataset)"]
+    assert bob.button(key="runs_delete").disabled
+    alice.switch_page("app_pages/runs.py").run()
+    assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
+    assert not alice.button(key="runs_delete").disabled
+
+
+def test_the_team_view_can_be_switched_off(cache_dir, monkeypatch):
+    monkeypatch.setenv("SCANNER_TEAM_VIEW", "0")
+    at = fresh(page="runs")
+    assert not at.exception and not at.toggle

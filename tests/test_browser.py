@@ -224,6 +224,25 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
         p.context.close()
 
 
+def test_a_reload_keeps_my_runs_and_a_teammate_cannot_delete_them(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?sl=3.5", timeout=60_000)
+    first_metric(page, "Total return")
+    page.reload()
+    page.get_by_role("link", name="Runs").first.click()
+    page.get_by_role("button", name="Delete this run").wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_role("button", name="Delete this run").is_enabled()  # still mine after the reload
+    teammate = new_page(browser)
+    teammate.goto(f"{server}/runs", timeout=60_000)
+    teammate.get_by_text("Show the team's runs").first.click()
+    teammate.get_by_role("button", name="Delete this run").wait_for(timeout=60_000)
+    settle(teammate)
+    assert teammate.get_by_role("button", name="Delete this run").is_disabled()
+    for p in (page, teammate):
+        p.context.close()
+
+
 HOSTILE = {
     "capital": "-100000", "sl": "1e308", "hold": "-5", "maxpos": "1000000000", "lcorr": "2", "slip": "nan",
     "tp": "inf", "size": "martingale", "mcn": "-1", "obj": "__import__", "split": "NaN", "grid": "stop_loss:0:1e7:1e-6",

@@ -1,11 +1,17 @@
-"""The run cache on a real diskcache directory: hits skip the engine, keys follow content, damage recovers."""
+"""The run cache on a real directory: hits skip the engine, keys follow content, nothing on disk runs code,
+damage is a miss, and a directory that cannot be written turns caching off instead of failing runs."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import pickle
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from engine import backtest, load_market
@@ -60,10 +66,10 @@ def test_a_corrupt_entry_is_recomputed_not_a_crash(cache, tmp_path):
     m, calls = market_from(CSV), []
     engine = counted_backtest(calls)
     cache.run("backtest", m, "r", {}, lambda: engine(m, {}))
-    files = [p for p in (tmp_path / "cache" / "results").rglob("*.val")]
+    files = [p for p in (tmp_path / "cache" / "results").rglob("*.res")]
     assert files, "results are stored as files"
     for path in files:
-        path.write_bytes(b"not a pickle")
+        path.write_bytes(path.read_bytes()[:-100])  # truncated
     result, hit = cache.run("backtest", m, "r", {}, lambda: engine(m, {}))
     assert not hit and len(calls) == 2 and result.metrics["n_trades"] >= 0
     _, hit = cache.run("backtest", m, "r", {}, lambda: engine(m, {}))
@@ -79,8 +85,8 @@ def test_history_lists_filters_and_deletes_runs_and_the_log_says_hit_or_miss(cac
     assert [r.session for r in runs] == ["alice", "bob", "alice"] and [r.cache_hit for r in runs] == [True, True, False]
     assert len(cache.runs(session="alice")) == 2
     assert "total_return_pct" in runs[0].metrics and runs[0].params == {"sl": 1}
-    cache.delete_run(runs[0].id)
-    assert len(cache.runs()) == 2
+    assert cache.delete_run(runs[0].id, "bob") is False and len(cache.runs()) == 3  # only the owner deletes
+    assert cache.delete_run(runs[0].id, "alice") is True and len(cache.runs()) == 2
     lines = [json.loads(line)["run"] for line in Path(tmp_path / "cache" / "runs.log").read_text().splitlines()]
     finishes = [line["cache"] for line in lines if line["event"] == "finish"]
     assert finishes[-3:] == ["miss", "hit", "hit"]
@@ -92,3 +98,93 @@ def test_no_directory_means_no_cache_but_runs_still_work():
     _, hit1 = cache.run("backtest", m, "r", {}, lambda: backtest(m, m.close > 0))
     _, hit2 = cache.run("backtest", m, "r", {}, lambda: backtest(m, m.close > 0))
     assert (hit1, hit2, cache.computed) == (False, False, 2) and cache.runs() == []
+
+
+class Boom:
+    """Pickling this runs `touch <marker>` when unpickled: what a planted cache file would try."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_pickles_in_every_cache_file_run_nothing(tmp_path):
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    cache.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    marker = tmp_path / "pwned"
+    bomb = pickle.dumps(Boom(marker))
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".res" for p in files) and any(p.suffix == ".sqlite" for p in files)
+    for path in files:
+        path.write_bytes(bomb)
+    again = RunCache(tmp_path / "cache")  # a fresh process reading the planted directory
+    result, hit = again.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    again.runs()
+    assert not marker.exists() and not hit and result.metrics["n_trades"] >= 0
+
+
+def test_an_entry_copied_over_another_is_a_miss_not_the_wrong_result(tmp_path):
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    engine = counted_backtest(calls)
+    cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
+    cache.run("backtest", m, "r", {"stop_loss": 4.0}, lambda: engine(m, {"stop_loss": 4.0}))
+    a, b = (tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', p)}.res"
+            for p in ({"stop_loss": 2.0}, {"stop_loss": 4.0}))  # fmt: skip
+    a.write_bytes(b.read_bytes())
+    result, hit = cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
+    assert not hit and result.params.stop_loss == 2.0
+
+
+def test_every_result_kind_round_trips_through_the_codec(sample):
+    from engine import BacktestParams
+    from engine.codec import decode, encode
+    from engine.filters import scan
+    from engine.montecarlo import monte_carlo, trade_returns
+    from engine.optimize import in_out_of_sample, walk_forward
+
+    signals = scan(sample, "rsi(14) < 40 rank by volume")
+    result = backtest(sample, signals, stop_loss=4.0)
+    mc = monte_carlo(trade_returns(result), 200, seed=1)
+    grid = {"stop_loss": [2.0, 4.0]}
+    ins, merged = in_out_of_sample(sample, "rsi(14) < 40", BacktestParams(), grid, min_trades=0)
+    wf = walk_forward(sample, "rsi(14) < 40", BacktestParams(), grid, 500, 250, min_trades=0)
+    for value in (result, mc, (ins, merged), wf, signals):
+        back = decode(encode(value, "k"), "k")
+        assert type(back) is type(value)
+    back = decode(encode(result, "k"), "k")
+    pd.testing.assert_frame_equal(back.trades, result.trades)
+    pd.testing.assert_frame_equal(back.equity, result.equity)
+    assert back.metrics == result.metrics and back.params == result.params
+    pd.testing.assert_frame_equal(decode(encode(wf, "k"), "k"), wf)
+    np.testing.assert_array_equal(decode(encode(signals, "k"), "k").matrix, signals.matrix)
+
+
+def test_an_unwritable_or_deleted_directory_turns_caching_off_and_runs_go_on(tmp_path):
+    m = market_from(CSV)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cache = RunCache(blocker / "cache")  # cannot be created: like a read-only mount
+    _, hit = cache.run("backtest", m, "r", {}, lambda: backtest(m, m.close > 0))
+    assert not hit and cache.disabled and "cannot be used" in cache.disabled and cache.runs() == []
+    live = RunCache(tmp_path / "live")
+    live.run("backtest", m, "r", {}, lambda: backtest(m, m.close > 0))
+    shutil.rmtree(tmp_path / "live")  # deleted while the server runs
+    result, hit = live.run("backtest", m, "r", {}, lambda: backtest(m, m.close > 0))
+    assert not hit and result.metrics["n_trades"] >= 0 and live.disabled and live.runs() == []
+
+
+def test_history_is_kept_by_count_and_age(tmp_path, monkeypatch):
+    m = market_from(CSV)
+    monkeypatch.setenv("SCANNER_HISTORY_MAX", "3")
+    cache = RunCache(tmp_path / "cache")
+    for i in range(5):
+        cache.run("backtest", m, "r", {"i": i}, lambda: backtest(m, m.close > 0), session="alice")
+    assert cache.count() == 3 and [r.params["i"] for r in cache.runs()] == [4, 3, 2]
+    assert [r.params["i"] for r in cache.runs(limit=2, offset=1)] == [3, 2]  # pages
+    monkeypatch.setenv("SCANNER_HISTORY_DAYS", "0")
+    cache.run("backtest", m, "r", {"i": 9}, lambda: backtest(m, m.close > 0))
+    assert cache.count() <= 1

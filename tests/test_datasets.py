@@ -50,8 +50,9 @@ def test_the_store_is_bounded_oldest_first_and_only_owners_delete(tmp_path):
     assert [i.id for i in store.list()] == ids[:0:-1]  # the oldest was evicted to fit
     assert store.delete(ids[2], "bob") is False and store.get(ids[2]) is not None
     assert store.delete(ids[2], "alice") is True and store.get(ids[2]) is None
-    private = DatasetStore(tmp_path / "store")
-    assert [i.id for i in private.list(viewer="carol")] == [ids[1]]  # shared by default: links are shares
+    assert store.list(viewer="carol") == []  # private until shared (a link still opens it)
+    assert store.set_shared(ids[1], "carol", True) is False and store.set_shared(ids[1], "alice", True)
+    assert [i.id for i in DatasetStore(tmp_path / "store").list(viewer="carol")] == [ids[1]]
 
 
 def test_without_a_directory_nothing_is_stored(sample):
