@@ -12,8 +12,9 @@ from engine import DataError
 from engine import params as table
 from engine.filters import RuleError, rule_numbers
 from engine.optimize import (
-    MAX_COMBINATIONS,
     OBJECTIVES,
+    duration,
+    estimate_work,
     grid_size,
     grid_values,
     in_out_of_sample,
@@ -69,18 +70,23 @@ elif mode == "walk_forward":
     param_widget("optimize.train_bars", c[3])
     param_widget("optimize.test_bars", c[3])
 n = grid_size(grid)
-st.markdown(f"**{n:,} combinations** × {market.shape[1]:,} symbols × {market.shape[0]:,} bars")
+work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"))
+windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
+st.markdown(f"**{n:,} combinations**{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
+            f"about {duration(work.seconds)}")  # fmt: skip
+try:
+    work.check()
+except DataError as exc:
+    problems.append(str(exc))
 for text in problems:
     st.error(text)
-if n > MAX_COMBINATIONS:
-    st.error(f"{n:,} combinations is over the {MAX_COMBINATIONS:,} limit: use fewer values (a larger step).")
 scheduler = os.environ.get("SCANNER_DASK_SCHEDULER") or None
 if scheduler:
     st.caption(f"Runs on the Dask cluster at `{scheduler}`.")
 if not grid:
     st.info("Choose at least one parameter to vary.")
     st.stop()
-blocked = bool(problems) or n > MAX_COMBINATIONS
+blocked = bool(problems)
 
 clicked = st.button("Run optimisation", type="primary", disabled=blocked)
 if (clicked or app_state.autorun("optimize")) and not blocked:
@@ -124,7 +130,10 @@ if mode == "walk_forward":
 
 result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
 best = result.best()
-if result.cancelled:
+if result.failed:
+    st.warning(f"{result.failed:,} combinations were lost with a cluster worker; the {len(result.table):,} that "
+               "finished are shown. Run again to fill them in.")  # fmt: skip
+elif result.cancelled:
     st.warning(f"Cancelled: {len(result.table):,} combinations finished.")
 st.caption(f"{len(result.table):,} combinations in {result.seconds:,.2f} s ({result.combos_per_second:,.0f}/s).")
 if best is None:

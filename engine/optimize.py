@@ -13,7 +13,9 @@ on that cluster instead.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,9 +30,64 @@ from .data import DataError, Market
 from .filters import RuleError, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, PERIODS_PER_YEAR
 
+log = logging.getLogger("engine.optimize")
 METRICS = k.GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
 MAX_COMBINATIONS = 100_000
+MAX_WINDOWS = 200
+CELLS_PER_SECOND = 1.0e8  # symbol-bars simulated per second per combination, measured on 2 cores (conservative)
+
+
+def work_limit() -> float:
+    """Symbol-bar-combinations one optimisation may simulate: SCANNER_GRID_WORK (default 6e10, ~10 minutes)."""
+    return float(os.environ.get("SCANNER_GRID_WORK", "6e10"))
+
+
+@dataclass(frozen=True)
+class WorkEstimate:
+    """How much an optimisation will simulate, before it runs: combinations x windows x bars x symbols."""
+
+    combinations: int
+    windows: int
+    cells: float
+    seconds: float
+
+    def check(self) -> None:
+        """DataError, with the limit and how to stay under it, when the work is over the budget."""
+        if self.combinations > MAX_COMBINATIONS:
+            raise DataError(f"{self.combinations:,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer "
+                            "values (a larger step).")  # fmt: skip
+        if self.windows > MAX_WINDOWS:
+            raise DataError(f"{self.windows:,} walk-forward windows is over the {MAX_WINDOWS} limit; use longer "
+                            "test windows.")  # fmt: skip
+        if self.cells > work_limit():
+            raise DataError(f"This optimisation would simulate {self.cells:,.0f} symbol-bars (about "
+                            f"{duration(self.seconds)}), over the {work_limit():,.0f} limit (SCANNER_GRID_WORK). Use "
+                            "fewer values, fewer walk-forward windows or fewer symbols.")  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:,.1f} hours"
+
+
+def estimate_work(
+    market: Market, grid: dict[str, Sequence[float]], mode: str = "all", train_bars: int = 0, test_bars: int = 0
+) -> WorkEstimate:
+    """The work of optimise ('all'), in/out-of-sample ('split': every combination on all bars, in two parts)
+    or walk-forward ('walk_forward': each training window for every combination, plus each test window)."""
+    n = grid_size(grid)
+    bars, symbols = market.shape
+    windows = 1
+    if mode == "walk_forward":
+        windows = max(0, (bars - train_bars - test_bars) // test_bars + 1) if train_bars and test_bars else 0
+        cells = float(windows) * (n * train_bars + test_bars) * symbols
+    else:
+        cells = float(n) * bars * symbols
+    return WorkEstimate(n, windows, cells, cells / CELLS_PER_SECOND)
 
 
 def grid_size(grid: dict[str, Sequence[float]]) -> int:
@@ -58,6 +115,8 @@ def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
                     break
     if grid_size(grid) > MAX_COMBINATIONS:
         problems.append(f"{grid_size(grid):,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer values")
+    if len(grid) > 16:
+        problems.append(f"{len(grid)} keys is over the limit of 16")
     if problems:
         raise DataError(
             "; ".join(problems)
@@ -138,6 +197,7 @@ class OptimizeResult:
     min_trades: int
     seconds: float
     cancelled: bool = False
+    failed: int = 0  # combinations lost with a cluster worker (the rest are kept)
 
     def ranked(self) -> pd.DataFrame:
         """Eligible combinations (enough trades, objective defined) first, best first."""
@@ -194,6 +254,8 @@ def optimize(
     if objective not in OBJECTIVES:
         raise DataError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
     check_grid(rule, grid)
+    a, b = bars or (0, market.shape[0])
+    estimate_work(market.window(a, b), grid).check()
     start = time.perf_counter()
     keys = list(grid)
     table = pd.DataFrame(list(itertools.product(*grid.values())), columns=keys, dtype=float)
@@ -202,8 +264,12 @@ def optimize(
     groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
     chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
     metrics = np.full((len(table), len(METRICS)), np.nan)
-    done, cancelled = 0, False
+    done, cancelled, failed = 0, False, 0
     for rows, values in _execute(market, rule, base, table, chunks, bars, scheduler):
+        if values is None:
+            failed += len(rows)
+            cancelled = True
+            continue
         metrics[rows] = values
         done += len(rows)
         if progress:
@@ -214,23 +280,36 @@ def optimize(
     table[list(METRICS)] = metrics
     if cancelled:
         table = table[~np.isnan(metrics[:, METRICS.index("n_trades")])]
-    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled)
+    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed)
 
 
 def _execute(market, rule, base, table, chunks, bars, scheduler):
-    """Yield (row indices, metrics) per chunk, in-process or on a Dask cluster."""
+    """Yield (row indices, metrics) per chunk, in-process or on a Dask cluster. On a cluster each chunk is
+    retried on another worker if its worker dies; a chunk that still fails yields (rows, None), so the
+    finished chunks are kept and the result says how many combinations are missing."""
     if scheduler is None:
         for rows in chunks:
             yield rows, run_chunk(market, rule, base, table.iloc[rows], bars)
         return
     from dask.distributed import Client, as_completed
 
-    with Client(scheduler) as client:
+    try:
+        client = Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise DataError(f"The Dask cluster at {scheduler} does not answer ({exc.__class__.__name__}). Start it, or "
+                        "unset SCANNER_DASK_SCHEDULER to run in this process.") from None  # fmt: skip
+    with client:
         remote_market = client.scatter(market, broadcast=True)
-        futures = {client.submit(run_chunk, remote_market, rule, base, table.iloc[rows], bars, pure=False): rows
-                   for rows in chunks}  # fmt: skip
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        futures = {client.submit(run_chunk, remote_market, rule, base, table.iloc[rows], bars, pure=False,
+                                 retries=2): rows for rows in chunks}  # fmt: skip
+        for future in as_completed(futures, raise_errors=False):
+            try:
+                yield futures[future], future.result()
+            except RuleError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a lost worker or cluster: keep what finished
+                log.warning("grid chunk failed on %s: %r", scheduler, exc)
+                yield futures[future], None
 
 
 def run_chunk(
@@ -286,6 +365,9 @@ def walk_forward_windows(n_bars: int, train_bars: int, test_bars: int) -> list[t
     """(train start, test start, test stop) for rolling windows: train on [a, b), test on [b, c), step c - b."""
     if train_bars < 20 or test_bars < 5:
         raise DataError("Walk-forward needs at least 20 training bars and 5 test bars per window.")
+    count = (n_bars - train_bars - test_bars) // test_bars + 1
+    if count > MAX_WINDOWS:
+        raise DataError(f"{count:,} walk-forward windows is over the {MAX_WINDOWS} limit; use longer test windows.")
     windows = []
     a = 0
     while a + train_bars + test_bars <= n_bars:
@@ -313,6 +395,8 @@ def walk_forward(
     One row per window: dates, the chosen parameters, in-sample objective and out-of-sample metrics.
     """
     windows = walk_forward_windows(market.shape[0], train_bars, test_bars)
+    check_grid(rule, grid)
+    estimate_work(market, grid, "walk_forward", train_bars, test_bars).check()
     rows = []
     for i, (a, b, c) in enumerate(windows):
         ins = optimize(market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler)
@@ -333,6 +417,7 @@ def walk_forward(
 __all__ = [
     "OptimizeResult",
     "default_range",
+    "estimate_work",
     "grid_size",
     "grid_values",
     "in_out_of_sample",

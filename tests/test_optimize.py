@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -129,3 +130,42 @@ def test_a_dask_cluster_gives_the_same_table(monkeypatch):
         remote = optimize(MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=3, min_trades=0)
     local = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
     pd.testing.assert_frame_equal(remote.table, local.table)
+
+
+def test_oversized_work_is_refused_before_anything_runs(sample, monkeypatch):
+    from engine.optimize import estimate_work, walk_forward
+
+    huge = {f"rule.{i}": list(range(16)) for i in range(16)}  # 2**64 combinations: no int64 overflow to 0
+    with pytest.raises(DataError, match="18,446,744,073,709,551,616 combinations is over the 100,000 limit"):
+        estimate_work(sample, huge).check()
+    with pytest.raises(DataError, match="527 walk-forward windows is over the 200 limit"):
+        walk_forward(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2.0, 4.0]}, 60, 5)
+    monkeypatch.setenv("SCANNER_GRID_WORK", "1e4")
+    with pytest.raises(DataError, match=r"would simulate 80,970 symbol-bars .* over the 10,000 limit"):
+        optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2.0, 4.0, 6.0, 8.0, 10.0]}, min_trades=0)
+
+
+def test_a_lost_dask_worker_keeps_the_finished_chunks_and_a_gone_cluster_is_a_message(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get(
+        "PYTHONPATH", ""))  # fmt: skip
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        killed = []
+
+        def kill_a_worker(done: int, total: int) -> None:
+            if not killed:
+                killed.append(True)
+                with distributed.Client(c.scheduler_address) as client:
+                    worker = next(iter(client.scheduler_info()["workers"]))
+                    with contextlib.suppress(Exception):  # the worker dies mid-call: that is the point
+                        client.run(os._exit, 1, workers=[worker])  # a crash, as kill -9 would do
+
+        result = optimize(MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=1, min_trades=0,
+                          progress=kill_a_worker)  # fmt: skip
+    local = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
+    assert len(result.table) + result.failed == len(local.table)  # retried elsewhere, or counted as lost
+    assert len(result.table) >= len(local.table) // 2
+    kept = local.table.loc[result.table.index]
+    pd.testing.assert_frame_equal(result.table, kept)
+    with pytest.raises(DataError, match="does not answer"):
+        optimize(MARKET, RULE, BASE, GRID, scheduler="tcp://127.0.0.1:9", min_trades=0)
