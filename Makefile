@@ -21,8 +21,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# MALLOC_ARENA_MAX=2: fewer glibc heaps for the server's threads, so memory freed after sessions end goes
+# back to the system instead of staying fragmented across per-thread arenas (see README, Hosting).
 run: $(VENV)/.installed
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -45,7 +47,7 @@ bench-vectorbt:
 	.venv-bench/bin/python benchmarks/bench_engine.py
 
 load-test: $(VENV)/.installed system-deps
-	$(BIN)/python benchmarks/load_test.py --sessions 10
+	MALLOC_ARENA_MAX=2 $(BIN)/python benchmarks/load_test.py --sessions 10
 
 clean:
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache .coverage .venv-bench

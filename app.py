@@ -1,13 +1,17 @@
 """Streamlit entry: navigation, shared state and the sidebar. Pages live in app_pages/ (not pages/, so that
 st.navigation handles every URL, deep links on a fresh server included)."""
 
+import time
+
 import streamlit as st
 
+import app_reaper
 import app_state
 from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
 warm_up_in_background()
+app_reaper.start()
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
@@ -36,4 +40,8 @@ if problems:
         if st.button("Dismiss", key="dismiss_link_problems"):
             st.session_state.link_problems = []
             st.rerun()
-page.run()
+started = time.perf_counter()
+try:
+    page.run()
+finally:  # also after st.stop() and st.rerun(): every script run is timed in the server's log
+    app_state.log_script(page.url_path or "data", time.perf_counter() - started)

@@ -10,6 +10,7 @@ from a link are checked against the table.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -31,6 +32,12 @@ from engine.optimize import OBJECTIVES, default_range, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
 
 log = logging.getLogger("scanner.app")
+if not log.handlers:  # one JSON line per script run on stderr: what load tests and operators read
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
 KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
@@ -132,6 +139,10 @@ def missing_data_message() -> str | None:
         why = " It may have been deleted or evicted (storage limit)."
     return (f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
             "the **Data** page: the same file gets the same id, so the link works again.")  # fmt: skip
+
+
+def log_script(page: str, seconds: float) -> None:
+    log.info(json.dumps({"event": "script", "page": page, "seconds": round(seconds, 4)}))
 
 
 # --- the URL --------------------------------------------------------------------------------------------

@@ -106,6 +106,12 @@ class Market:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", _fingerprint(self))
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. to a Dask worker) without its indicator memo, which belongs to this process."""
+        state = dict(self.__dict__)
+        state.pop("_indicators", None)
+        return state
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.close.shape
@@ -252,6 +258,8 @@ def load_market(
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DataError(f"Could not read {Path(filename).name} ({first}). Expected a CSV with a header row "
                         "(symbol,date,open,high,low,close,volume) or a Parquet file.") from None  # fmt: skip
+    finally:
+        pa.default_memory_pool().release_unused()  # Arrow's buffers go back to the system, not its pool
 
 
 def market_from_frame(

@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
+import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -79,11 +79,11 @@ def to_frame(market: Market) -> pd.DataFrame:
 class DatasetStore:
     """Datasets on disk by id; directory=None stores nothing (links then work only within a session)."""
 
-    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048, memo_size: int = 4) -> None:
+    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048) -> None:
         self.directory = Path(directory).expanduser() if directory else None
         self.size_limit = int(size_limit_mb * 1e6)
-        self._memo: OrderedDict[str, Market] = OrderedDict()  # a few recently read datasets, shared by sessions
-        self._memo_size = memo_size
+        # Datasets in use, shared by the sessions that opened them; freed when the last of them ends.
+        self._memo: weakref.WeakValueDictionary[str, Market] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -121,9 +121,9 @@ class DatasetStore:
     def get(self, ds_id: str) -> Market | None:
         """The dataset, or None when it is unknown, evicted or damaged (a damaged one is removed)."""
         with self._lock:
-            if ds_id in self._memo:
-                self._memo.move_to_end(ds_id)
-                return self._memo[ds_id]
+            market = self._memo.get(ds_id)
+        if market is not None:
+            return market
         info = self.info(ds_id)
         if info is None:
             return None
@@ -168,9 +168,6 @@ class DatasetStore:
     def _remember(self, ds_id: str, market: Market) -> None:
         with self._lock:
             self._memo[ds_id] = market
-            self._memo.move_to_end(ds_id)
-            while len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
 
     def _remove(self, ds_id: str) -> None:
         with self._lock:

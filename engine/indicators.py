@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,17 +199,25 @@ def memo_limit_bytes() -> int:
 
 
 class Indicators:
-    """Memoised indicator values for one Market: each (name, params) is computed once. Bounded in bytes:
-    the least recently used arrays are dropped first."""
+    """Memoised indicator values for one Market: each (name, params) is computed once. It lives on the
+    Market object, so it is freed with the last session holding that dataset; all memos together stay
+    within memo_limit_bytes() (the least recently used dataset's arrays are dropped first)."""
 
-    def __init__(self, market: Market, max_bytes: int | None = None) -> None:
-        self.market = market
+    def __init__(self, market: Market) -> None:
+        self._market = weakref.ref(market)  # no cycle: the memo dies with its market
         self._memo: OrderedDict[tuple, np.ndarray | tuple] = OrderedDict()
         self._sizes: dict[tuple, int] = {}
         self.nbytes = 0
-        self._max_bytes = memo_limit_bytes() if max_bytes is None else max_bytes
+        self.last_used = time.monotonic()
         self._lock = threading.Lock()
         self.computed = 0  # how many arrays were actually computed (observable in tests)
+
+    @property
+    def market(self) -> Market:
+        market = self._market()
+        if market is None:
+            raise RuntimeError("the dataset of this indicator memo is gone")
+        return market
 
     def series(self, name: str) -> np.ndarray:
         return getattr(self.market, name)
@@ -223,6 +233,7 @@ class Indicators:
 
     def memo(self, key: tuple, compute: Callable[[], np.ndarray | tuple]):
         """compute() once per key; arrays come back read-only so a caller cannot corrupt the memo."""
+        self.last_used = time.monotonic()
         with self._lock:
             if key in self._memo:
                 self._memo.move_to_end(key)
@@ -237,30 +248,41 @@ class Indicators:
                 self._memo[key], self._sizes[key] = value, size
                 self.nbytes += size
                 self.computed += 1
-            self.trim(self._max_bytes)
+        _enforce_limit(keep=self)
         return value
 
     def trim(self, max_bytes: int) -> None:
-        """Drop the least recently used arrays until at most max_bytes are held (the newest always stays)."""
-        while self.nbytes > max_bytes and len(self._memo) > 1:
-            key, _ = self._memo.popitem(last=False)
-            self.nbytes -= self._sizes.pop(key)
+        """Drop the least recently used arrays until at most max_bytes are held."""
+        with self._lock:
+            while self.nbytes > max_bytes and self._memo:
+                key, _ = self._memo.popitem(last=False)
+                self.nbytes -= self._sizes.pop(key)
 
 
-_SHARED: OrderedDict[str, Indicators] = OrderedDict()
-_SHARED_LOCK = threading.Lock()
+_LIVE: weakref.WeakSet[Indicators] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
 
 
 def indicators_for(market: Market) -> Indicators:
-    """The shared memo for this dataset (keyed by content fingerprint). All datasets' memos together stay
-    within memo_limit_bytes(): the least recently used datasets are dropped first."""
-    with _SHARED_LOCK:
-        memo = _SHARED.get(market.fingerprint)
+    """The memo of this dataset (the same Market object shares it across sessions and pages)."""
+    with _LIVE_LOCK:
+        memo = market.__dict__.get("_indicators")
         if memo is None:
-            memo = _SHARED[market.fingerprint] = Indicators(market)
-        _SHARED.move_to_end(market.fingerprint)
-        total = sum(m.nbytes for m in _SHARED.values())
-        while total > memo_limit_bytes() and len(_SHARED) > 1:
-            _, dropped = _SHARED.popitem(last=False)
-            total -= dropped.nbytes
+            memo = Indicators(market)
+            object.__setattr__(market, "_indicators", memo)  # Market is frozen; the memo is not its data
+            _LIVE.add(memo)
     return memo
+
+
+def _enforce_limit(keep: Indicators) -> None:
+    """Trim the least recently used memos (the one in use last) until all fit memo_limit_bytes()."""
+    limit = memo_limit_bytes()
+    with _LIVE_LOCK:
+        memos = sorted(_LIVE, key=lambda m: (m is keep, m.last_used))
+    total = sum(m.nbytes for m in memos)
+    for memo in memos:
+        if total <= limit:
+            break
+        before = memo.nbytes
+        memo.trim(0 if memo is not keep else max(limit - (total - before), 0))
+        total -= before - memo.nbytes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -247,3 +249,25 @@ def test_the_team_view_can_be_switched_off(cache_dir, monkeypatch):
     monkeypatch.setenv("SCANNER_TEAM_VIEW", "0")
     at = fresh(page="runs")
     assert not at.exception and not at.toggle
+
+
+def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache directory should be, like a read-only mount")
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(blocker / "cache"))
+    at = fresh(page="backtest")
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception and at.session_state["result"] is not None
+    assert any("Caching is off" in w.value for w in at.warning)
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception and "Caching and run history are off" in at.warning[0].value
+
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "live"))
+    at = fresh(page="backtest")
+    at.get("form_submit_button")[0].click().run()
+    shutil.rmtree(tmp_path / "live")  # deleted while the server runs
+    at.number_input(key="p.sl").set_value(3.0)
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception

@@ -273,6 +273,15 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     page.goto(f"{server}/scanner", timeout=60_000)
     box = page.get_by_role("textbox", name="Rule")
     box.wait_for(timeout=60_000)
+    counts = []
+    for level in (30, 35, 40, 45, 50):  # five edits in a row, each applied: box, link and signals
+        box.fill(f"rsi(14) < {level}")
+        box.press("Control+Enter")
+        page.wait_for_url(f"**rsi%2814%29+%3C+{level}**", timeout=30_000)
+        settle(page)
+        assert box.input_value() == f"rsi(14) < {level}"
+        counts.append(int(first_metric(page, "Signals").replace(",", "")))
+    assert counts == sorted(counts) and len(set(counts)) == 5  # a looser threshold: more signals each time
     box.fill("crosses_above(close, sma(50)) and rsi(14) > 50")
     box.press("Control+Enter")
     page.get_by_text("Symbols hit").first.wait_for(timeout=30_000)

@@ -30,12 +30,14 @@ def test_the_same_content_under_another_name_gets_the_same_id(tmp_path, sample):
 
 
 def test_a_damaged_or_swapped_file_is_never_trusted(tmp_path, sample):
-    store = DatasetStore(tmp_path, memo_size=0)
+    store = DatasetStore(tmp_path)
     a = store.put(sample, owner="alice")
     b = store.put(synthetic_market(5, 200, seed=3), owner="bob")
     shutil.copy(tmp_path / f"{b.id}.parquet", tmp_path / f"{a.id}.parquet")  # b's bars under a's id
+    store._memo.clear()  # as when no session holds the dataset any more: the next read is from disk
     assert store.get(a.id) is None and not (tmp_path / f"{a.id}.json").exists()
     (tmp_path / f"{b.id}.parquet").write_bytes(b"PAR1 junk")
+    store._memo.clear()
     assert store.get(b.id) is None
     (tmp_path / "0123456789abcdef.json").write_text("{not json")
     assert store.get("0123456789abcdef") is None and store.list() == []

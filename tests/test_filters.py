@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from engine import synthetic_market
 from engine.filters import PRESETS, Condition, RuleError, conditions_to_rule, parse_rule, scan
 from tests.conftest import bars_market
 
@@ -139,3 +142,28 @@ def test_errors_point_at_the_token_and_list_whats_available():
         parse_rule("close > smaa(50)")
     text = str(err.value)
     assert "column 9" in text and "^" in text and "sma" in text and "crosses_above" in text
+
+
+@pytest.mark.parametrize(
+    "rule, message",
+    [
+        ("close > 1 rank by a" + " " * 40_000 + "b", "40,020 characters long; the limit is 2,000"),
+        ("close > 1 rank by a" + " " * 1_900 + "b", "Syntax error"),
+        ("close > 99999999999999999999999", "only ordinary numbers"),
+        ("not " * 450 + "close > 1", "nests operators 454 deep"),
+        ("-" * 1900 + "1 < close", "nests operators"),
+        (" and ".join(f"sma({n}) > 0" for n in range(2, 62)), "60 different indicators"),
+    ],
+)
+def test_hostile_rules_are_refused_quickly_with_a_message(sample, rule, message):
+    start = time.perf_counter()
+    with pytest.raises(RuleError, match=message):
+        scan(sample, rule)
+    assert time.perf_counter() - start < 5  # milliseconds here; the bound only catches a quadratic regression
+
+
+def test_a_rules_indicator_memory_is_budgeted_before_computing(monkeypatch):
+    market = synthetic_market(200, 1000, seed=2)
+    monkeypatch.setenv("SCANNER_RULE_MB", "5")  # 200 x 1,000 x 8 bytes = 1.6 MB per array
+    with pytest.raises(RuleError, match=r"need about \d+ MB on this dataset.*5 MB \(SCANNER_RULE_MB\)"):
+        scan(market, "sma(10) > sma(20) and rsi(14) < 30")
