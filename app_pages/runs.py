@@ -50,7 +50,10 @@ table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor(
                        "by": "you" if r.session == me else "teammate", "data": data_name(r), "rule": r.rule,
                        "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss", **r.metrics}
                       for r in runs])  # fmt: skip
-st.dataframe(table, hide_index=True, width="stretch", height=260, column_config=app_format.grid_columns(table))
+columns = app_format.grid_columns(table) | {
+    "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")
+}
+st.dataframe(table, hide_index=True, width="stretch", height=260, column_config=columns)
 by_id = {r.id: r for r in runs}
 when = dict(zip(table["id"], table["when"], strict=True))
 
