@@ -208,11 +208,12 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
     link = sender.url
     assert f"data={data_id}" in link
     sender.reload()
-    assert "three.csv" in sender.locator('[data-testid="stSidebar"]').inner_text(timeout=60_000)
+    sender.locator('[data-testid="stSidebar"]').get_by_text("three.csv").wait_for(timeout=60_000)
     assert first_metric(sender, "Total return") == total  # the reload kept the dataset and reran
     teammate = new_page(browser)
     teammate.goto(link, timeout=60_000)
     assert first_metric(teammate, "Total return") == total
+    teammate.locator('[data-testid="stSidebar"]').get_by_text("Dataset:").wait_for(timeout=60_000)
     sidebar = teammate.locator('[data-testid="stSidebar"]').inner_text()
     assert "three.csv" in sidebar and "Sample" not in sidebar
     shot(teammate, "teammate_link")
