@@ -90,6 +90,19 @@ async def one_session(browser, url: str, csv: Path | None) -> tuple[float, str |
         await context.close()
 
 
+def _session_metrics(url: str) -> dict[str, int]:
+    """Streamlit's own counters (/_stcore/metrics): sessions still active, connects and disconnects."""
+    text = urllib.request.urlopen(url + "/_stcore/metrics", timeout=5).read().decode()
+    wanted = {"active_sessions": "active", 'session_events_total{type="connect"}': "connects",
+              'session_events_total{type="disconnect"}': "disconnects"}  # fmt: skip
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            out[wanted[name]] = int(float(value))
+    return out
+
+
 def make_files(folder: Path, n: int, symbols: int) -> list[Path]:
     sys.path.insert(0, str(ROOT))
     from engine.datasets import to_frame
@@ -134,6 +147,7 @@ async def run(n: int, symbols: int) -> dict:
                 await asyncio.sleep(10)
                 tail.append(round(rss_mb(proc.pid)))
             after = tail[-1]
+            sessions_left = _session_metrics(url)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -150,6 +164,7 @@ async def run(n: int, symbols: int) -> dict:
         "session_max_s": round(float(latencies.max()), 1), "wall_s": round(wall, 1),
         "rss_before_mb": round(before), "rss_peak_mb": round(max(sampler.samples)), "rss_after_mb": round(after),
         "rss_after_over_before": round(after / before, 2), "rss_after_every_10s": tail,
+        "streamlit_sessions_after": sessions_left,
     }  # fmt: skip
 
 
