@@ -53,9 +53,9 @@ def value(path: str) -> Any:
     return st.session_state[key(path)]
 
 
-def values(group_names: tuple[str, ...] = table.BACKTEST_GROUPS) -> dict[str, Any]:
-    """Current user values by table path."""
-    return {p.path: st.session_state[key(p.path)] for p in table.PARAMS if p.group in group_names}
+def values() -> dict[str, Any]:
+    """Current backtest settings (user values) by table path."""
+    return {p.path: st.session_state[key(p.path)] for p in table.backtest_params()}
 
 
 # --- session start: defaults, then the link -------------------------------------------------------------
@@ -117,7 +117,7 @@ def _open_dataset(ss, data_id: str) -> None:
     elif data_id == "synthetic":
         market = _synthetic()
     elif valid_id(data_id):
-        market = dataset_store().get(data_id) or ss.get("session_datasets", {}).get(data_id)
+        market = dataset_store().get(data_id)
     if market is None:
         ss.missing_data = data_id
         return
@@ -161,8 +161,7 @@ def link_query() -> dict[str, str]:
         if v != p.default:
             query[p.url] = p.format(v)
     grid = grid_spec_text()
-    default = ",".join(f"{k}:" + ":".join(f"{float(x):g}" for x in default_range(ss.rule, k)) for k in DEFAULT_GRID)
-    if grid != default:
+    if grid != ",".join(_range_text(k, default_range(ss.rule, k)) for k in DEFAULT_GRID):
         query["grid"] = grid
     return query
 
@@ -252,10 +251,8 @@ def exclude_symbols(symbols: list[str]) -> None:
 
 
 def _use_new(new: Market) -> None:
-    data_id = dataset_id(new)
     dataset_store().put(new, owner=user_id())
-    st.session_state.setdefault("session_datasets", {})[data_id] = new
-    set_market(new, data_id)
+    set_market(new, dataset_id(new))
 
 
 def open_stored(data_id: str) -> bool:
@@ -283,7 +280,7 @@ def rule() -> str:
 
 def set_rule(text: str) -> None:
     st.session_state.rule = text
-    st.query_params["rule"] = text
+    st.query_params["rule"] = text  # at once: a change made mid-run (a button) is not followed by a rerun
 
 
 def signals() -> Signals:
@@ -426,15 +423,19 @@ def grid_range(name: str) -> tuple[float, float, float]:
     return ss[f"grid.{name}.lo"], ss[f"grid.{name}.hi"], ss[f"grid.{name}.st"]
 
 
-def grid_spec_text(names: list[str] | tuple[str, ...] | None = None) -> str:
+def grid_spec_text() -> str:
     """The grid as a link writes it: key:from:to:step, comma-separated."""
     parts = []
-    for name in st.session_state.get("grid.keys", []) if names is None else names:
+    for name in st.session_state.get("grid.keys", []):
         try:
-            parts.append(name + ":" + ":".join(f"{float(x):g}" for x in grid_range(name)))
+            parts.append(_range_text(name, grid_range(name)))
         except DataError:  # a rule.<i> the current rule no longer has
             continue
     return ",".join(parts)
+
+
+def _range_text(name: str, span: tuple[float, float, float]) -> str:
+    return name + ":" + ":".join(f"{float(x):g}" for x in span)
 
 
 # --- widgets from the table ---------------------------------------------------------------------------------
