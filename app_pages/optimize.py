@@ -15,7 +15,6 @@ from engine.optimize import (
     OBJECTIVES,
     duration,
     estimate_work,
-    grid_size,
     grid_values,
     in_out_of_sample,
     is_integral,
@@ -69,9 +68,9 @@ if mode == "split":
 elif mode == "walk_forward":
     param_widget("optimize.train_bars", c[3])
     param_widget("optimize.test_bars", c[3])
-n = grid_size(grid)
 work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"))
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
+n = work.combinations
 st.markdown(f"**{n:,} combinations**{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
             f"about {duration(work.seconds)}")  # fmt: skip
 try:

@@ -27,7 +27,7 @@ from . import _kernels as k
 from . import params as table
 from .backtest import BacktestParams, exit_args, portfolio_args, signal_matrix
 from .data import DataError, Market
-from .filters import RuleError, rule_numbers, scan, substitute_numbers
+from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, PERIODS_PER_YEAR
 
 log = logging.getLogger("engine.optimize")
@@ -83,7 +83,7 @@ def estimate_work(
     bars, symbols = market.shape
     windows = 1
     if mode == "walk_forward":
-        windows = max(0, (bars - train_bars - test_bars) // test_bars + 1) if train_bars and test_bars else 0
+        windows = window_count(bars, train_bars, test_bars) if train_bars and test_bars else 0
         cells = float(windows) * (n * train_bars + test_bars) * symbols
     else:
         cells = float(n) * bars * symbols
@@ -113,8 +113,6 @@ def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
                 except table.ParamError as exc:
                     problems.append(f"{key}: {exc}")
                     break
-    if grid_size(grid) > MAX_COMBINATIONS:
-        problems.append(f"{grid_size(grid):,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer values")
     if len(grid) > 16:
         problems.append(f"{len(grid)} keys is over the limit of 16")
     if problems:
@@ -129,21 +127,25 @@ def default_range(rule: str, name: str) -> tuple[float, float, float]:
     the number written in the rule."""
     if name in table.grid_keys():
         return table.grid_keys()[name].grid
-    numbers = rule_numbers(rule)
-    index = int(name.split(".")[1]) if name.startswith("rule.") and name.split(".")[1].isdigit() else -1
-    if not 0 <= index < len(numbers):
-        raise DataError(f"{name!r} is not a grid key of this rule (it has {len(numbers)} numbers).")
-    v = float(numbers[index].text)
-    return v * 0.5, v * 1.5, max(abs(v) * 0.25, 0.1 if "." in numbers[index].text else 1.0)
+    number = _rule_number(rule, name)
+    v = float(number.text)
+    return v * 0.5, v * 1.5, max(abs(v) * 0.25, 0.1 if "." in number.text else 1.0)
 
 
 def is_integral(rule: str, name: str) -> bool:
     """Does the key take whole numbers (bars, positions, a rule's integer like the 14 in rsi(14))?"""
     if name in table.grid_keys():
         return table.grid_keys()[name].kind is int
+    return not any(c in _rule_number(rule, name).text for c in ".eE")
+
+
+def _rule_number(rule: str, name: str) -> RuleNumber:
+    """The number a `rule.<i>` grid key stands for; DataError when the rule has no such number."""
     numbers = rule_numbers(rule)
-    index = int(name.split(".")[1])
-    return index < len(numbers) and not any(c in numbers[index].text for c in ".eE")
+    index = name[len("rule.") :]
+    if not (name.startswith("rule.") and index.isdigit() and int(index) < len(numbers)):
+        raise DataError(f"{name!r} is not a grid key of this rule (it has {len(numbers)} numbers).")
+    return numbers[int(index)]
 
 
 def grid_values(name: str, start: float, stop: float, step: float, integral: bool = False) -> list[float]:
@@ -361,11 +363,16 @@ def split_bar(market: Market, split: float) -> int:
     return int(round(market.shape[0] * split))
 
 
+def window_count(n_bars: int, train_bars: int, test_bars: int) -> int:
+    """How many walk-forward windows fit: train on [a, a + train), test on the next test_bars, step test_bars."""
+    return max(0, (n_bars - train_bars - test_bars) // test_bars + 1)
+
+
 def walk_forward_windows(n_bars: int, train_bars: int, test_bars: int) -> list[tuple[int, int, int]]:
     """(train start, test start, test stop) for rolling windows: train on [a, b), test on [b, c), step c - b."""
     if train_bars < 20 or test_bars < 5:
         raise DataError("Walk-forward needs at least 20 training bars and 5 test bars per window.")
-    count = (n_bars - train_bars - test_bars) // test_bars + 1
+    count = window_count(n_bars, train_bars, test_bars)
     if count > MAX_WINDOWS:
         raise DataError(f"{count:,} walk-forward windows is over the {MAX_WINDOWS} limit; use longer test windows.")
     windows = []

@@ -241,8 +241,11 @@ def backtest_params() -> list[Param]:
 
 
 def grid_keys() -> dict[str, Param]:
-    """Grid keys (besides `rule.<i>`): the parameters a grid may vary, by path."""
-    return {p.path: p for p in PARAMS if p.grid is not None}
+    """Grid keys (besides `rule.<i>`): the parameters a grid may vary, by path (built once: read-only)."""
+    return _GRID_KEYS
+
+
+_GRID_KEYS: dict[str, Param] = {p.path: p for p in PARAMS if p.grid is not None}
 
 
 def defaults(group_name: str) -> dict[str, Any]:
