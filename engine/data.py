@@ -397,7 +397,6 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
     delimiter, decimal = _sniff(text)
     first_line = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
     names = next(csv.reader([first_line], delimiter=delimiter), [])
-    _check_header(names)
     internal = [f"c{i}" for i in range(len(names))]
     convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(internal, pa.string()), strings_can_be_null=True,
                                     null_values=_NULLS, quoted_strings_can_be_null=True)  # fmt: skip
