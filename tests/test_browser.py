@@ -94,6 +94,14 @@ def settle(page) -> None:
     page.wait_for_timeout(300)
 
 
+def edit(page, box, value: str, url, submit=None) -> None:
+    """Type a value, submit it (Enter, or the given click), wait until the link carries it and the run ends."""
+    box.fill(value)
+    submit() if submit else box.press("Enter")
+    page.wait_for_url(url, timeout=30_000)
+    settle(page)
+
+
 def first_metric(page, label: str) -> str:
     card = page.locator('[data-testid="stMetric"]', has_text=label).first
     card.wait_for(timeout=90_000)
@@ -130,10 +138,7 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
                                ("Max positions", ["3", "4", "2", "5", "6"], "maxpos")):  # fmt: skip
         box = page.get_by_role("spinbutton", name=field)
         for v in values:
-            box.fill(v)
-            run.click()
-            page.wait_for_url(re.compile(rf"[?&]{key}={v}(&|$)"), timeout=30_000)
-            settle(page)
+            edit(page, box, v, re.compile(rf"[?&]{key}={v}(&|$)"), submit=run.click)
             assert float(box.input_value()) == float(v)
             assert query(page)[key] == v
             total = first_metric(page, "Total return")
@@ -148,17 +153,11 @@ def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server
     box = page.get_by_role("spinbutton", name="Min trades")
     box.wait_for(timeout=60_000)
     for v in ["5", "6", "7", "8", "9"]:
-        box.fill(v)
-        box.press("Enter")
-        page.wait_for_url(re.compile(rf"[?&]mint={v}(&|$)"), timeout=30_000)
-        settle(page)
+        edit(page, box, v, re.compile(rf"[?&]mint={v}(&|$)"))
         assert box.input_value() == v
     to_box = page.get_by_role("spinbutton", name="to").first
     for v in ["4", "6", "8", "12", "14"]:
-        to_box.fill(v)
-        to_box.press("Enter")
-        page.wait_for_url(re.compile(rf"grid=stop_loss%3A2%3A{v}%3A2"), timeout=30_000)
-        settle(page)
+        edit(page, to_box, v, re.compile(rf"grid=stop_loss%3A2%3A{v}%3A2"))
         n = len(range(2, int(v) + 1, 2)) * 5
         page.get_by_text(f"{n} combinations").wait_for(timeout=30_000)
     # To Monte Carlo (through a backtest) and back: the Optimize settings are still there.
@@ -170,10 +169,7 @@ def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server
     seed.wait_for(timeout=60_000)
     medians = set()
     for v in ["1", "2", "3", "4", "5"]:
-        seed.fill(v)
-        seed.press("Enter")
-        page.wait_for_url(re.compile(rf"[?&]mcs={v}(&|$)"), timeout=30_000)
-        settle(page)
+        edit(page, seed, v, re.compile(rf"[?&]mcs={v}(&|$)"))
         assert seed.input_value() == v
         medians.add(first_metric(page, "Median max drawdown"))
     assert len(medians) >= 2
@@ -276,10 +272,7 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     box.wait_for(timeout=60_000)
     counts = []
     for level in (30, 35, 40, 45, 50):  # five edits in a row, each applied: box, link and signals
-        box.fill(f"rsi(14) < {level}")
-        box.press("Control+Enter")
-        page.wait_for_url(f"**rsi%2814%29+%3C+{level}**", timeout=30_000)
-        settle(page)
+        edit(page, box, f"rsi(14) < {level}", f"**rsi%2814%29+%3C+{level}**", submit=lambda: box.press("Control+Enter"))
         assert box.input_value() == f"rsi(14) < {level}"
         counts.append(int(first_metric(page, "Signals").replace(",", "")))
     assert counts == sorted(counts) and len(set(counts)) == 5  # a looser threshold: more signals each time
