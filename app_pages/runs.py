@@ -38,12 +38,18 @@ if pages > 1:
 runs = cache.runs(owner, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 
 
+listed: dict[str, bool] = {}  # dataset id -> listed for the team; each listing is read once per page run
+
+
 def data_name(r) -> str:
     """Another user's dataset name shows only when the dataset is shared (or built in)."""
     if r.session == me or r.link.startswith(("data=sample", "data=synthetic")):
         return r.data
-    info = app_state.dataset_store().info(r.fingerprint[:16])
-    return r.data if info is not None and info.shared else "(private dataset)"
+    ds_id = r.fingerprint[:16]
+    if ds_id not in listed:
+        info = app_state.dataset_store().info(ds_id)
+        listed[ds_id] = info is not None and info.shared
+    return r.data if listed[ds_id] else "(private dataset)"
 
 
 table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind,
