@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint bench bench-vectorbt load-test clean system-deps
+.PHONY: run api test lint bench bench-vectorbt load-test clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ system-deps:
 # back to the system instead of staying fragmented across per-thread arenas (see README, Hosting).
 run: $(VENV)/.installed
 	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
+
+# The HTTP API (same dataset store and run cache as the app); docs at http://127.0.0.1:8000/docs
+api: $(VENV)/.installed
+	$(BIN)/uvicorn api.app:app --host 127.0.0.1 --port 8000
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,12 +23,13 @@ import streamlit as st
 from engine import DataError, Market, backtest, load_market, load_sample, synthetic_market
 from engine import params as table
 from engine.backtest import params_from_values
-from engine.cache import RunCache
 from engine.data import BadRowsError
-from engine.datasets import DatasetStore, dataset_id, valid_id
+from engine.datasets import dataset_id, valid_id
 from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, scan, substitute_numbers
-from engine.optimize import OBJECTIVES, default_range, parse_grid_spec
+from engine.metrics import KEY_METRICS
+from engine.optimize import OBJECTIVES, default_range, format_grid_spec, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
+from engine.stores import dataset_store, run_cache
 
 log = logging.getLogger("scanner.app")
 if not log.handlers:  # one JSON line per script run on stderr: what load tests and operators read
@@ -41,7 +41,6 @@ if not log.handlers:  # one JSON line per script run on stderr: what load tests 
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
 KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
-KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")
 
 
 def key(path: str) -> str:
@@ -151,17 +150,10 @@ def log_script(page: str, seconds: float) -> None:
 def link_query() -> dict[str, str]:
     """The query string that reproduces this session's state: dataset, rule, every non-default setting, grid."""
     ss = st.session_state
-    query = {}
-    data_id = ss.get("data_id") or ss.get("missing_data")
-    if data_id:
-        query["data"] = data_id
-    query["rule"] = ss.rule
-    for p in table.PARAMS:
-        v = ss[key(p.path)]
-        if v != p.default:
-            query[p.url] = p.format(v)
+    settings = {p.path: ss[key(p.path)] for p in table.PARAMS}
+    query = table.link_query(ss.get("data_id") or ss.get("missing_data"), ss.rule, settings)
     grid = grid_spec_text()
-    if grid != ",".join(_range_text(k, default_range(ss.rule, k)) for k in DEFAULT_GRID):
+    if grid != format_grid_spec({k: default_range(ss.rule, k) for k in DEFAULT_GRID}):
         query["grid"] = grid
     return query
 
@@ -187,21 +179,6 @@ def _sample() -> Market:
 @st.cache_resource(show_spinner="Generating the synthetic universe...")
 def _synthetic() -> Market:
     return synthetic_market(200, 2520, seed=7)
-
-
-def cache_dir() -> Path | None:
-    """SCANNER_CACHE_DIR (default ~/.cache/stock-scanner; empty: keep nothing on disk)."""
-    directory = os.environ.get("SCANNER_CACHE_DIR", str(Path.home() / ".cache" / "stock-scanner"))
-    return Path(directory).expanduser() if directory else None
-
-
-def dataset_store() -> DatasetStore:
-    return _dataset_store(str(cache_dir() or ""), os.environ.get("SCANNER_DATASETS_MB", "2048"))
-
-
-@st.cache_resource
-def _dataset_store(directory: str, size_mb: str) -> DatasetStore:
-    return DatasetStore(Path(directory) / "datasets" if directory else None, float(size_mb))
 
 
 def market() -> Market | None:
@@ -300,16 +277,6 @@ def signals() -> Signals:
 def bt_params():
     """BacktestParams from the current settings (DataError naming the field when one is out of range)."""
     return params_from_values(values())
-
-
-def run_cache() -> RunCache:
-    """One cache per server process and setting (files and SQLite are safe across processes too)."""
-    return _run_cache(str(cache_dir() or ""), os.environ.get("SCANNER_CACHE_MB", "2048"))
-
-
-@st.cache_resource
-def _run_cache(directory: str, size_mb: str) -> RunCache:
-    return RunCache(directory or None, float(size_mb))
 
 
 COOKIE = "scanner_uid"
@@ -425,17 +392,13 @@ def grid_range(name: str) -> tuple[float, float, float]:
 
 def grid_spec_text() -> str:
     """The grid as a link writes it: key:from:to:step, comma-separated."""
-    parts = []
+    spec = {}
     for name in st.session_state.get("grid.keys", []):
         try:
-            parts.append(_range_text(name, grid_range(name)))
+            spec[name] = grid_range(name)
         except DataError:  # a rule.<i> the current rule no longer has
             continue
-    return ",".join(parts)
-
-
-def _range_text(name: str, span: tuple[float, float, float]) -> str:
-    return name + ":" + ":".join(f"{float(x):g}" for x in span)
+    return format_grid_spec(spec)
 
 
 # --- widgets from the table ---------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import app_state
 import charts
 from app_state import param_widget
 from engine import DataError
-from engine.montecarlo import monte_carlo, trade_returns
+from engine import params as table
+from engine.montecarlo import settings_used, simulate, trade_returns
 
 st.title("Monte Carlo")
 app_state.require_market()
@@ -27,17 +28,15 @@ st.caption(f"{len(returns):,} trades from the last backtest of `{app_state.rule(
 
 c = st.columns(5)
 method = param_widget("montecarlo.method", c[0])
-n_sims = param_widget("montecarlo.n_simulations", c[1])
-n_trades = param_widget("montecarlo.n_trades", c[2], disabled=method == "shuffle")
-seed = param_widget("montecarlo.seed", c[3])
+param_widget("montecarlo.n_simulations", c[1])
+param_widget("montecarlo.n_trades", c[2], disabled=method == "shuffle")
+param_widget("montecarlo.seed", c[3])
 threshold = param_widget("montecarlo.drawdown_pct", c[4])
-n_trades = n_trades or len(returns)
-
-params = {"backtest": result.params, "method": method, "n_sims": n_sims, "n_trades": n_trades, "seed": seed}
+settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
         mc = app_state.cached_run(
-            "montecarlo", params, lambda: monte_carlo(returns, n_sims, n_trades, method, seed),
+            "montecarlo", settings_used(result, settings), lambda: simulate(result, settings),
             lambda r: {"p50_return_pct": float(r.summary().loc["p50", "final return %"]),
                        "p_loss": r.probability_of_loss()})  # fmt: skip
 except DataError as exc:

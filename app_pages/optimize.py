@@ -16,10 +16,9 @@ from engine.optimize import (
     duration,
     estimate_work,
     grid_values,
-    in_out_of_sample,
     is_integral,
-    optimize,
-    walk_forward,
+    optimization_key,
+    run_optimization,
 )
 
 st.title("Optimize")
@@ -95,19 +94,11 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"{done:,} of {total:,}")
 
-    params = {"base": base, "grid": grid, "objective": objective, "min_trades": min_trades, "mode": mode}
-    common = {"objective": objective, "min_trades": min_trades, "progress": progress, "scheduler": scheduler}
+    settings = {p.name: value(p.path) for p in table.group("optimize")}
+    params = optimization_key(base, grid, settings)
     try:
-        if mode == "walk_forward":
-            train, test = value("optimize.train_bars"), value("optimize.test_bars")
-            params |= {"train": train, "test": test}
-            compute = lambda: walk_forward(market, rule, base, grid, train, test, **common)  # noqa: E731
-        elif mode == "split":
-            split = value("optimize.split")
-            params["split"] = split
-            compute = lambda: in_out_of_sample(market, rule, base, grid, split, **common)  # noqa: E731
-        else:
-            compute = lambda: optimize(market, rule, base, grid, **common)  # noqa: E731
+        compute = lambda: run_optimization(market, rule, base, grid, settings, progress=progress,  # noqa: E731
+                                           scheduler=scheduler)  # fmt: skip
         out = app_state.cached_run("optimize", params, compute, lambda r: {"combinations": n, "mode": mode})
         ss.opt = (mode, objective, list(grid), out)
         bar.progress(1.0, text="Done" + (" (from the cache)" if ss.get("optimize_cache_hit") else ""))

@@ -28,7 +28,7 @@ RULE_MAX_POSITIONS, RULE_CASH, RULE_MAX_POSITION, RULE_MAX_SECTOR, RULE_MAX_CORR
 ACTION_SKIP, ACTION_CUT = 0, 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _load_window(ret_t, valid_t, s, t_end, window, out_x, out_v):
     """Copy symbol s's returns over bars (t_end-window, t_end] into contiguous buffers; returns the length."""
     t0 = max(0, t_end - window + 1)
@@ -38,7 +38,7 @@ def _load_window(ret_t, valid_t, s, t_end, window, out_x, out_v):
     return length
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _masked_corr(xa, va, xb, vb, length):
     """Pearson correlation over the bars where both symbols have a return (x is 0 where v is 0).
 
@@ -65,7 +65,7 @@ def _masked_corr(xa, va, xb, vb, length):
     return cov / np.sqrt(var_a * var_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positions, kelly_stats):
     """Notional value to put in one new position; 0 means do not trade."""
     if method == SIZE_EQUAL:
@@ -101,7 +101,7 @@ def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positi
     return params[P_AMOUNT]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simulate(
     open_,
     high,
@@ -456,7 +456,7 @@ def simulate(
 # ---------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_mean(x, n):
     """Mean of the last n valid values (running sum, as TA-Lib's SMA)."""
     t_len, m = x.shape
@@ -479,7 +479,7 @@ def rolling_mean(x, n):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_std(x, n, ddof):
     """Standard deviation of the last n valid values (mean-centred two-pass per window, stable)."""
     t_len, m = x.shape
@@ -502,7 +502,7 @@ def rolling_std(x, n, ddof):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_wma(x, n):
     """Linearly weighted mean of the last n valid values, weights 1..n (newest heaviest)."""
     t_len, m = x.shape
@@ -525,7 +525,7 @@ def rolling_wma(x, n):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_extreme(x, n, want_max):
     """Max (or min) of the last n valid values, with a monotonic deque (O(1) amortised per bar)."""
     t_len, m = x.shape
@@ -553,7 +553,7 @@ def rolling_extreme(x, n, want_max):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ema(x, n, alpha, seed_end):
     """Exponential average with factor alpha, seeded with the mean of the n valid values ending at
     valid position seed_end (>= n-1; TA-Lib's MACD seeds its fast EMA late so both lines align)."""
@@ -581,7 +581,7 @@ def ema(x, n, alpha, seed_end):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def shift_valid(x, lag):
     """The value `lag` valid bars earlier (NaN at missing bars and for the first `lag` valid bars)."""
     t_len, m = x.shape
@@ -600,7 +600,7 @@ def shift_valid(x, lag):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def true_range(high, low, close):
     """max(high, prev close) - min(low, prev close); NaN on a symbol's first bar (as TA-Lib)."""
     t_len, m = close.shape
@@ -617,7 +617,7 @@ def true_range(high, low, close):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def obv(close, volume):
     """On-balance volume: starts at the first bar's volume, then +/- volume as close rises/falls."""
     t_len, m = close.shape
@@ -641,7 +641,7 @@ def obv(close, volume):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def adx(high, low, close, n):
     """Wilder's ADX, step for step as TA-Lib computes it (first value after 2n-1 valid bars)."""
     t_len, m = close.shape
@@ -704,7 +704,7 @@ GRID_METRICS = (
 )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year):
     """The metrics named in GRID_METRICS for one run (NaN where undefined, as metrics.py)."""
     out = np.full(len(GRID_METRICS), np.nan)
@@ -756,7 +756,7 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def simulate_grid(
     open_, high, low, close, entry_signal, priority, exits, sizing_stack,
     direction, commission_frac, slippage_frac, initial_capital, fractional_shares, max_leverage,

@@ -293,17 +293,17 @@ def _read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
     if hasattr(source, "read"):
         size = getattr(source, "size", None)
         if size is not None and size > max_bytes:
-            raise _too_big(size, max_bytes)
+            raise too_big(size, max_bytes)
         raw = source.read(max_bytes + 1)
     else:
         path = Path(source)
         if not path.is_file():
             raise DataError(f"File not found: {path}")
         if path.stat().st_size > max_bytes:
-            raise _too_big(path.stat().st_size, max_bytes)
+            raise too_big(path.stat().st_size, max_bytes)
         raw = path.read_bytes()
     if len(raw) > max_bytes:
-        raise _too_big(len(raw), max_bytes)
+        raise too_big(len(raw), max_bytes)
     return raw
 
 
@@ -314,7 +314,7 @@ def _human(n_bytes: int) -> str:
     return f"{n_bytes} bytes"
 
 
-def _too_big(size: int, limit: int) -> DataError:
+def too_big(size: int, limit: int) -> DataError:
     return DataError(
         f"The file is {_human(size)}, over the {_human(limit)} limit. "
         "Upload a smaller file (e.g. Parquet, or fewer symbols) or raise SCANNER_MAX_UPLOAD_MB."

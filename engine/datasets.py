@@ -1,7 +1,8 @@
 """Datasets stored server-side by content, so that a link naming a dataset reproduces it for anyone on the server.
 
-Each dataset is two data-only files under the store's directory: `<id>.parquet` (the bars in long format)
-and `<id>.json` (name, owner, size, dates, fingerprint, warnings). The id is a prefix of the content
+Each dataset is data-only files under the store's directory: `<id>.parquet` (the bars in long format),
+`<id>.json` (name, owner, size, dates, fingerprint, warnings) and, when the load left bad rows out,
+`<id>.dropped.parquet` (line, symbol, date, reason of each). The id is a prefix of the content
 fingerprint, so the same bars uploaded twice are stored once and a renamed file keeps its id. A read checks
 the bars against the fingerprint; a damaged or swapped file is dropped, never trusted. The store is bounded
 in bytes: the oldest datasets are evicted first.
@@ -20,6 +21,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -59,21 +61,36 @@ class DatasetInfo:
     shared: bool = False  # listed for everyone; a link opens a dataset either way
     created: float = field(default_factory=time.time)
     warnings: tuple[str, ...] = ()
+    dropped_rows: int = 0  # rows the load left out (bad rows), listed in <id>.dropped.parquet
 
 
-def to_frame(market: Market) -> pd.DataFrame:
-    """The bars in long format (one row per symbol and date with a bar): what the loader reads back."""
-    rows, cols = np.nonzero(~np.isnan(market.close))
+def to_frame(market: Market, symbols: Sequence[str] | None = None, start: str | None = None,
+             end: str | None = None) -> pd.DataFrame:  # fmt: skip
+    """The bars in long format (one row per symbol and date with a bar): what the loader reads back.
+    Optionally only some symbols (unknown ones are a DataError) and dates from `start` to `end` inclusive."""
+    cols = np.arange(len(market.symbols)) if symbols is None else np.array([market.column(s) for s in symbols], int)
+    first = 0 if start is None else market.dates.searchsorted(_date(start, "start"), side="left")
+    last = len(market.dates) if end is None else market.dates.searchsorted(_date(end, "end"), side="right")
+    close = market.close[first:last][:, cols]
+    rows, picked = np.nonzero(~np.isnan(close))
+    rows, at = rows + first, cols[picked]
     frame = pd.DataFrame(
         {
-            "symbol": np.asarray(market.symbols, dtype=object)[cols],
+            "symbol": np.asarray(market.symbols, dtype=object)[at],
             "date": market.dates[rows],
-            **{k: getattr(market, k)[rows, cols] for k in ("open", "high", "low", "close", "volume")},
+            **{k: getattr(market, k)[rows, at] for k in ("open", "high", "low", "close", "volume")},
         }
     )
     if market.sectors is not None:
-        frame["sector"] = np.asarray(market.sectors, dtype=object)[cols]
+        frame["sector"] = np.asarray(market.sectors, dtype=object)[at]
     return frame
+
+
+def _date(text: str, what: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(text)
+    except (TypeError, ValueError):
+        raise DataError(f"The {what} date {str(text)[:40]!r} is not a date; use YYYY-MM-DD.") from None
 
 
 class DatasetStore:
@@ -93,12 +110,15 @@ class DatasetStore:
         ds_id = dataset_id(market)
         existing = self.info(ds_id)
         if existing is not None or self.directory is None:
-            return existing or _info(market, 0, owner)
+            return existing or describe(market, 0, owner)
         parquet = self.directory / f"{ds_id}.parquet"
         tmp = parquet.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         to_frame(market).to_parquet(tmp, index=False, compression="zstd")
         os.replace(tmp, parquet)
-        info = _info(market, parquet.stat().st_size, owner)
+        if market.dropped_rows is not None and len(market.dropped_rows):
+            market.dropped_rows.astype(str).to_parquet(tmp, index=False)
+            os.replace(tmp, self.directory / f"{ds_id}.dropped.parquet")
+        info = describe(market, parquet.stat().st_size, owner)
         _write_json(self.directory / f"{ds_id}.json", asdict(info))
         self._remember(ds_id, market)
         self._evict(keep=ds_id)
@@ -137,9 +157,21 @@ class DatasetStore:
             log.warning("dataset %s does not match its fingerprint; removed", ds_id)
             self._remove(ds_id)
             return None
-        market = replace(market, warnings=info.warnings, fingerprint=info.fingerprint)
+        market = replace(market, warnings=info.warnings, fingerprint=info.fingerprint,
+                         dropped_rows=self.dropped_rows(ds_id) if info.dropped_rows else None)  # fmt: skip
         self._remember(ds_id, market)
         return market
+
+    def dropped_rows(self, ds_id: str) -> pd.DataFrame | None:
+        """The rows the load of this dataset left out (line, symbol, date, reason), or None."""
+        info = self.info(ds_id)
+        if info is None or not info.dropped_rows:
+            return None
+        try:
+            return pd.read_parquet(self.directory / f"{ds_id}.dropped.parquet")
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable dropped rows of %s: %r", ds_id, exc)
+            return None
 
     def list(self, viewer: str | None = None) -> list[DatasetInfo]:
         """Stored datasets, newest first; with a viewer, only theirs and the shared ones."""
@@ -172,7 +204,7 @@ class DatasetStore:
     def _remove(self, ds_id: str) -> None:
         with self._lock:
             self._memo.pop(ds_id, None)
-        for suffix in (".parquet", ".json"):
+        for suffix in (".parquet", ".json", ".dropped.parquet"):
             (self.directory / f"{ds_id}{suffix}").unlink(missing_ok=True)
 
     def _evict(self, keep: str) -> None:
@@ -187,7 +219,8 @@ class DatasetStore:
                 total -= info.bytes
 
 
-def _info(market: Market, size: int, owner: str) -> DatasetInfo:
+def describe(market: Market, size: int = 0, owner: str = "") -> DatasetInfo:
+    """The listing of a dataset (stored or built in)."""
     summary = market.summary()
     return DatasetInfo(
         id=dataset_id(market),
@@ -200,6 +233,7 @@ def _info(market: Market, size: int, owner: str) -> DatasetInfo:
         bytes=size,
         owner=owner,
         warnings=tuple(market.warnings),
+        dropped_rows=0 if market.dropped_rows is None else len(market.dropped_rows),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")  # run lists
 PERIODS_PER_YEAR = 252
 
 LABELS = {

@@ -9,10 +9,12 @@ drawdown is not). Everything is vectorised over (simulations x trades); seeded, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import params as table
 from .backtest import BacktestResult
 from .data import DataError
 
@@ -91,3 +93,18 @@ def monte_carlo(
     band_frame.index.name = "trade"
     samples = np.hstack([np.ones((min(n_samples, n_simulations), 1)), paths[:n_samples]])
     return MonteCarloResult((paths[:, -1] - 1.0) * 100.0, np.minimum(max_dd, 0.0), band_frame, samples, method, seed)
+
+
+def settings_used(result: BacktestResult, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Monte Carlo settings (the table's `montecarlo` group by name; missing ones are defaults) as the
+    run cache keys them with the backtest's parameters: the same for the page and the API."""
+    s = {p.name: p.default for p in table.group("montecarlo")} | (settings or {})
+    n_trades = len(trade_returns(result)) if s["method"] == "shuffle" else s["n_trades"] or len(trade_returns(result))
+    return {"backtest": result.params, "method": s["method"], "n_sims": s["n_simulations"], "n_trades": n_trades,
+            "seed": s["seed"]}  # fmt: skip
+
+
+def simulate(result: BacktestResult, settings: dict[str, Any] | None = None) -> MonteCarloResult:
+    """Monte Carlo of a backtest's trades with the table's settings (see `settings_used`)."""
+    s = settings_used(result, settings)
+    return monte_carlo(trade_returns(result), s["n_sims"], s["n_trades"], s["method"], s["seed"])

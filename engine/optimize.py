@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -189,6 +190,11 @@ def parse_grid_spec(text: str) -> dict[str, tuple[float, float, float]]:
     return spec
 
 
+def format_grid_spec(spec: dict[str, tuple[float, float, float]]) -> str:
+    """The inverse of parse_grid_spec: key:from:to:step, comma-separated (what links carry)."""
+    return ",".join(name + ":" + ":".join(f"{float(x):g}" for x in span) for name, span in spec.items())
+
+
 @dataclass
 class OptimizeResult:
     """One row per combination: the parameters, then the metrics. `best()` honours min_trades."""
@@ -352,7 +358,7 @@ def in_out_of_sample(
     cut = split_bar(market, split)
     ins = optimize(market, rule, base, grid, bars=(0, cut), **kwargs)
     oos = optimize(market, rule, base, grid, bars=(cut, market.shape[0]), objective=ins.objective,
-                   min_trades=0, scheduler=kwargs.get("scheduler"))  # fmt: skip
+                   min_trades=0, scheduler=kwargs.get("scheduler"), should_stop=kwargs.get("should_stop"))  # fmt: skip
     merged = ins.ranked().join(oos.table[list(METRICS)].add_suffix("_oos"))
     return ins, merged
 
@@ -396,6 +402,7 @@ def walk_forward(
     min_trades: int = 10,
     progress: Callable[[int, int], None] | None = None,
     scheduler: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
     """Re-optimise on each training window and test the winner on the next, unseen, window.
 
@@ -406,7 +413,10 @@ def walk_forward(
     estimate_work(market, grid, "walk_forward", train_bars, test_bars).check()
     rows = []
     for i, (a, b, c) in enumerate(windows):
-        ins = optimize(market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler)
+        if should_stop and should_stop():
+            break
+        ins = optimize(market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler,
+                       should_stop=should_stop)  # fmt: skip
         best = ins.best_params()
         row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
         if best is None:
@@ -421,7 +431,45 @@ def walk_forward(
     return pd.DataFrame(rows)
 
 
+def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Optimize settings (the table's `optimize` group, by name; missing ones are defaults) that decide
+    the outcome: objective, min_trades, mode, and the split or the window sizes of that mode."""
+    out = {p.name: p.default for p in table.group("optimize")} | (settings or {})
+    used = {"objective": out["objective"], "min_trades": out["min_trades"], "mode": out["mode"]}
+    if out["mode"] == "split":
+        used["split"] = out["split"]
+    elif out["mode"] == "walk_forward":
+        used |= {"train_bars": out["train_bars"], "test_bars": out["test_bars"]}
+    return used
+
+
+def optimization_key(base: BacktestParams, grid: dict[str, Sequence[float]], settings: dict[str, Any]) -> dict:
+    """What the run cache keys an optimisation on (besides data and rule): the same for the page and the API."""
+    return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **settings_used(settings)}
+
+
+def run_optimization(
+    market: Market,
+    rule: str,
+    base: BacktestParams,
+    grid: dict[str, Sequence[float]],
+    settings: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The optimisation the settings' mode asks for: `optimize` (mode 'all'), `in_out_of_sample` ('split')
+    or `walk_forward`; kwargs (progress, should_stop, scheduler) pass through."""
+    s = settings_used(settings)
+    common = {"objective": s["objective"], "min_trades": s["min_trades"], **kwargs}
+    if s["mode"] == "walk_forward":
+        return walk_forward(market, rule, base, grid, s["train_bars"], s["test_bars"], **common)
+    if s["mode"] == "split":
+        return in_out_of_sample(market, rule, base, grid, s["split"], **common)
+    return optimize(market, rule, base, grid, **common)
+
+
 __all__ = [
+    "optimization_key",
+    "run_optimization",
     "OptimizeResult",
     "default_range",
     "estimate_work",

@@ -269,6 +269,18 @@ def normalise(group_name: str, obj: Any) -> None:
         raise ParamError(" ".join(problems))
 
 
+def link_query(data_id: str | None, rule: str, values: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's query string for a dataset, a rule and settings (user values by path; a missing one is
+    its default): what the pages write to the URL and the HTTP API returns, so both open the same run."""
+    query = {"data": data_id} if data_id else {}
+    query["rule"] = rule
+    for p in PARAMS:
+        v = values.get(p.path, p.default)
+        if v != p.default:
+            query[p.url] = p.format(v)
+    return query
+
+
 def markdown_table() -> str:
     """The README's parameter table, generated (a test checks the README holds it)."""
     rows = ["| parameter (grid key, CLI flag) | URL | default | allowed | meaning |", "|---|---|---|---|---|"]

@@ -1,0 +1,99 @@
+"""Request models of the HTTP API, generated from the one parameter table (engine/params.py): no second list
+of fields. Each field checks its value with the table's own `check`, so a bad value gets the message the
+pages show ("Stop-loss must be 0 (off) or 0.1 to 99 %, not 150.")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from engine import params as table
+from engine.filters import MAX_RULE_CHARS
+
+_STRICT = ConfigDict(extra="forbid")  # a misspelt field is an error naming it, never silently ignored
+
+
+def _field(p: table.Param) -> tuple[Any, Any]:
+    schema: dict[str, Any] = {"x-url-key": p.url}
+    if p.choices:
+        schema["enum"] = list(p.choices)
+    if p.lo is not None:
+        schema["minimum"] = 0 if p.off else p.lo
+    if p.hi is not None:
+        schema["maximum"] = p.hi
+    unit = f" ({p.unit})" if p.unit else ""
+    text = f"{p.label}{unit}: {p.allowed()}." + (f" {p.help}" if p.help else "")
+    kind = Annotated[p.kind, BeforeValidator(p.check)]
+    return kind, Field(p.default, description=text, json_schema_extra=schema)
+
+
+def _model(name: str, group: str, **extra: Any) -> type[BaseModel]:
+    fields = {p.name: _field(p) for p in table.group(group)}
+    return create_model(name, __config__=_STRICT, **fields, **extra)
+
+
+SizingSettings = _model("SizingSettings", "sizing")
+LimitsSettings = _model("LimitsSettings", "limits")
+BacktestSettings = _model(
+    "BacktestSettings",
+    "",
+    sizing=(SizingSettings, Field(default_factory=SizingSettings)),
+    limits=(LimitsSettings, Field(default_factory=LimitsSettings)),
+)
+OptimizeSettings = _model("OptimizeSettings", "optimize")
+MonteCarloSettings = _model("MonteCarloSettings", "montecarlo")
+
+
+def values_by_path(settings: BaseModel) -> dict[str, Any]:
+    """BacktestSettings -> user values by table path (`sizing.risk_pct`), as `params_from_values` takes them."""
+    out = {}
+    for p in table.backtest_params():
+        holder = getattr(settings, p.group) if p.group else settings
+        out[p.path] = getattr(holder, p.name)
+    return out
+
+
+Rule = Annotated[str, Field(min_length=1, max_length=MAX_RULE_CHARS, examples=["rsi(14) < 30 and close > sma(200)"])]
+DatasetId = Annotated[str, Field(description='A dataset id from POST /api/data, or "sample" / "synthetic".')]
+
+
+class Signal(BaseModel):
+    model_config = _STRICT
+    symbol: str
+    date: str
+
+
+class ScanRequest(BaseModel):
+    model_config = _STRICT
+    data: DatasetId = "sample"
+    rule: Rule
+    limit: int = Field(1000, ge=1, le=100_000, description="Most signals to return, newest first.")
+
+
+class BacktestRequest(BaseModel):
+    model_config = _STRICT
+    data: DatasetId = "sample"
+    rule: Rule | None = Field(None, description="Entry rule; or give `signals` instead.")
+    signals: list[Signal] | None = Field(None, max_length=1_000_000, description="(symbol, date) entries.")
+    params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
+
+
+class OptimizeRequest(BaseModel):
+    model_config = _STRICT
+    data: DatasetId = "sample"
+    rule: Rule
+    params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
+    grid: dict[str, tuple[float, float, float]] = Field(
+        ..., description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>.",
+        examples=[{"stop_loss": [2, 10, 2], "take_profit": [5, 25, 5]}],
+    )  # fmt: skip
+    settings: OptimizeSettings = Field(default_factory=OptimizeSettings)  # type: ignore[valid-type]
+
+
+class MonteCarloRequest(BaseModel):
+    model_config = _STRICT
+    data: DatasetId = "sample"
+    rule: Rule
+    params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
+    settings: MonteCarloSettings = Field(default_factory=MonteCarloSettings)  # type: ignore[valid-type]

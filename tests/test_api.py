@@ -1,0 +1,361 @@
+"""The HTTP API: every endpoint and error path with FastAPI's TestClient on a real cache directory, and one
+journey against a real uvicorn process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.jobs import Busy, Jobs
+from engine import backtest, load_market, synthetic_market
+from engine import params as table
+from engine.backtest import params_from_values
+from engine.datasets import to_frame
+from engine.filters import scan
+from engine.optimize import in_out_of_sample
+from engine.stores import dataset_store, run_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+RULE = "rsi(14) < 35"
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SCANNER_API_TOKEN", raising=False)
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+def csv_bytes(n_symbols: int = 4, n_bars: int = 300, seed: int = 5) -> bytes:
+    return to_frame(synthetic_market(n_symbols, n_bars, seed=seed)).to_csv(index=False).encode()
+
+
+def upload(client, content: bytes, name: str = "bars.csv", **form) -> httpx.Response:
+    return client.post("/api/data", files={"file": (name, content, "text/csv")}, data=form)
+
+
+def wait(client, job_id: str, headers=None) -> dict:
+    for _ in range(600):
+        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the job did not finish in 60 s")
+
+
+# --- datasets -------------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(client):
+    content = csv_bytes()
+    r = upload(client, content)
+    assert r.status_code == 201, r.text
+    info = r.json()
+    assert info["symbols"] == 4 and len(info["id"]) == 16 and info["owner"] == "api:anonymous"
+    assert info["link"].endswith(f"/data?data={info['id']}")
+    assert info["id"] in [d["id"] for d in client.get("/api/data").json()["datasets"]]
+    detail = client.get(f"/api/data/{info['id']}").json()
+    assert detail["first_date"] == info["first_date"] and detail["dropped"] == []
+    expected = pd.read_csv(io.BytesIO(content))
+    page = client.get(f"/api/data/{info['id']}/ohlcv", params={"limit": 100, "offset": 50}).json()
+    assert page["total"] == len(expected) and page["next_offset"] == 150 and len(page["rows"]) == 100
+    one = client.get(f"/api/data/{info['id']}/ohlcv", params={"symbols": "s1", "start": "2014-03-03"}).json()
+    assert {r["symbol"] for r in one["rows"]} == {"S1"} and min(r["date"] for r in one["rows"]) >= "2014-03-03"
+    as_csv = pd.read_csv(io.StringIO(client.get(f"/api/data/{info['id']}/ohlcv", params={"format": "csv"}).text))
+    as_parquet = pd.read_parquet(io.BytesIO(client.get(f"/api/data/{info['id']}/ohlcv?format=parquet").content))
+    for frame in (as_csv, as_parquet):
+        assert len(frame) == len(expected)
+        np.testing.assert_allclose(frame["close"], expected["close"])
+
+
+def test_a_dataset_uploaded_through_the_api_is_the_dashboards_and_shared_when_asked(client):
+    info = upload(client, csv_bytes(seed=8), shared="true").json()
+    market = dataset_store().get(info["id"])  # the store the dashboard's Data page reads
+    assert market is not None and market.fingerprint.startswith(info["id"])
+    assert info["id"] in [i.id for i in dataset_store().list(viewer="browser:" + "0" * 32)]
+    private = upload(client, csv_bytes(seed=9)).json()
+    assert private["id"] not in [i.id for i in dataset_store().list(viewer="browser:" + "0" * 32)]
+
+
+def test_bad_rows_are_named_and_can_be_left_out_with_a_report(client):
+    frame = pd.read_csv(io.BytesIO(csv_bytes()))
+    frame.loc[7, "close"] = -5.0
+    content = frame.to_csv(index=False).encode()
+    r = upload(client, content)
+    assert r.status_code == 422 and r.json()["bad_rows"] == 1 and "line 9" in r.json()["error"]
+    r = upload(client, content, on_bad_rows="drop")
+    assert r.status_code == 201 and r.json()["dropped_rows"] == 1
+    dataset_store()._memo.clear()  # read back from disk, as another process would
+    detail = client.get(f"/api/data/{r.json()['id']}").json()
+    assert len(detail["dropped"]) == 1 and detail["dropped"][0]["line"] == "9"
+
+
+def test_an_oversized_upload_is_413_before_and_after_the_body_is_read(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_MAX_UPLOAD_MB", "0.02")
+    r = upload(client, csv_bytes(4, 300))  # ~50 KB: past the loader's limit, within the 1 MB form allowance
+    assert r.status_code == 413 and "over the" in r.json()["error"] and "SCANNER_MAX_UPLOAD_MB" in r.json()["error"]
+    r = upload(client, b"x" * 1_300_000)  # past the body limit: refused by its Content-Length
+    assert r.status_code == 413
+
+
+def test_unknown_and_malformed_dataset_ids_are_404_with_advice(client):
+    for data_id in ("0123456789abcdef", "../../etc/passwd", "x" * 500):
+        r = client.post("/api/backtest/run", json={"data": data_id, "rule": RULE})
+        assert r.status_code == 404 and "Upload the file again" in r.json()["error"]
+    assert client.get("/api/data/0123456789abcdef/ohlcv").status_code == 404
+
+
+def test_only_the_owner_deletes_a_dataset(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_USER_HEADER", "X-Forwarded-Email")
+    data_id = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")},
+                          headers={"X-Forwarded-Email": "alice@x.org"}).json()["id"]  # fmt: skip
+    r = client.delete(f"/api/data/{data_id}", headers={"X-Forwarded-Email": "bob@x.org"})
+    assert r.status_code == 403
+    assert client.delete("/api/data/sample").status_code == 403
+    assert client.delete(f"/api/data/{data_id}", headers={"X-Forwarded-Email": "alice@x.org"}).status_code == 200
+    assert client.get(f"/api/data/{data_id}").status_code == 404
+
+
+# --- scan and backtest ----------------------------------------------------------------------------------
+
+
+def test_scan_returns_the_signals_table(client, sample):
+    r = client.post("/api/scan", json={"rule": RULE, "limit": 5}).json()
+    signals = scan(sample, RULE)
+    assert r["count"] == signals.count and r["symbols_hit"] == signals.symbols_hit() and len(r["signals"]) == 5
+    assert r["signals"][0]["date"] >= r["signals"][-1]["date"]
+
+
+def test_a_backtest_equals_the_library_is_listed_in_runs_and_cached_with_a_link_that_reproduces_it(client, sample):
+    body = {"rule": RULE, "params": {"stop_loss": 4, "take_profit": 12, "sizing": {"method": "fixed_fractional"}}}
+    r = client.post("/api/backtest/run", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    values = {"stop_loss": 4.0, "take_profit": 12.0, "sizing.method": "fixed_fractional"}
+    expected = backtest(sample, scan(sample, RULE), params_from_values(values))
+    assert out["metrics"]["n_trades"] == expected.metrics["n_trades"] and not out["cache_hit"]
+    assert out["metrics"]["total_return_pct"] == pytest.approx(expected.metrics["total_return_pct"], rel=1e-12)
+    assert len(out["trades"]) == len(expected.trades) and len(out["equity"]) == len(expected.equity)
+    assert out["equity"][-1]["equity"] == pytest.approx(expected.equity["equity"].iloc[-1])
+    link = dict(parse_qsl(urlparse(out["link"]).query))
+    assert urlparse(out["link"]).path == "/backtest" and link["data"] == "sample" and link["rule"] == RULE
+    assert {table.BY_URL[k].path: table.BY_URL[k].parse(v) for k, v in link.items() if k in table.BY_URL} == values
+    again = client.post("/api/backtest/run", json=body).json()
+    assert again["cache_hit"] and again["metrics"] == out["metrics"]
+    runs = run_cache().runs(session="api:anonymous")
+    assert len(runs) == 2 and runs[0].kind == "backtest" and runs[0].link == urlparse(out["link"]).query
+
+
+def test_a_backtest_of_a_signal_list_equals_the_library(client, sample):
+    signals = scan(sample, RULE).table(sample)[["symbol", "date"]].head(40)
+    listed = [{"symbol": s, "date": d.strftime("%Y-%m-%d")} for s, d in zip(signals.symbol, signals.date, strict=True)]
+    out = client.post("/api/backtest/run", json={"signals": listed}).json()
+    expected = backtest(sample, signals)
+    assert out["metrics"]["final_equity"] == pytest.approx(expected.metrics["final_equity"]) and out["link"] is None
+    bad = client.post("/api/backtest/run", json={"signals": [{"symbol": "NOPE", "date": "2020-01-02"}]})
+    assert bad.status_code == 422 and "NOPE" in bad.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"rule": RULE, "params": {"stop_loss": 150}}, "params.stop_loss", "Stop-loss must be 0 (off) or 0.1 to 99%"),
+        ({"rule": RULE, "params": {"max_positions": 2.5}}, "params.max_positions", "Max positions must be 1 to 1,000"),
+        ({"rule": RULE, "params": {"sizing": {"method": "martingale"}}}, "params.sizing.method", "must be one of"),
+        ({"rule": RULE, "params": {"stop_los": 5}}, "params.stop_los", "Extra inputs are not permitted"),
+        ({"rule": RULE, "params": {"limits": {"max_correlation": 2}}}, "params.limits.max_correlation", "0.01 to 1"),
+        ({"rule": "x" * 5000}, "rule", "at most"),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_field_and_the_allowed_range(client, body, field, words):
+    r = client.post("/api/backtest/run", json=body)
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert errors[0]["field"] == field and words in errors[0]["message"] and field in r.json()["error"]
+
+
+def test_bad_rules_and_requests_get_the_pages_messages(client):
+    r = client.post("/api/backtest/run", json={"rule": "rsi(14) <<< 30"})
+    assert r.status_code == 422 and "Syntax error" in r.json()["error"]
+    r = client.post("/api/backtest/run", json={"rule": "__import__('os')"})
+    assert r.status_code == 422 and "Traceback" not in r.text
+    r = client.post("/api/backtest/run", json={})
+    assert r.status_code == 422 and "exactly one of" in r.json()["error"]
+    r = client.post("/api/backtest/run", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]
+
+
+def test_an_unexpected_error_is_a_plain_500_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path))
+    app = create_app()
+
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/api/boom")
+    assert r.status_code == 500 and "secret" not in r.text
+    assert r.json() == {"error": "An unexpected error stopped the request (it has been logged)."}
+
+
+# --- jobs -----------------------------------------------------------------------------------------------
+
+
+def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sample):
+    body = {"rule": RULE, "grid": {"stop_loss": [2, 8, 2], "rule.1": [30, 40, 5]},
+            "settings": {"mode": "split", "split": 0.7, "min_trades": 5}}  # fmt: skip
+    r = client.post("/api/backtest/optimize", json=body)
+    assert r.status_code == 202 and r.headers["location"] == f"/api/jobs/{r.json()['id']}"
+    job = wait(client, r.json()["id"])
+    assert job["status"] == "done", job["error"]
+    assert job["progress"]["done"] == job["progress"]["total"] > 0
+    grid = {"stop_loss": [2.0, 4.0, 6.0, 8.0], "rule.1": [30.0, 35.0, 40.0]}
+    ins, _ = in_out_of_sample(sample, RULE, params_from_values({}), grid, 0.7, min_trades=5)
+    assert job["result"]["best_params"] == ins.best_params() and job["result"]["combinations"] == 12
+    link = dict(parse_qsl(urlparse(job["result"]["link"]).query))
+    assert link["grid"] == "stop_loss:2:8:2,rule.1:30:40:5" and link["mint"] == "5"
+    again = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
+    assert again["result"]["cache_hit"] and again["result"]["best_params"] == ins.best_params()
+
+
+def test_walk_forward_and_monte_carlo_jobs(client):
+    body = {"rule": RULE, "grid": {"stop_loss": [2, 6, 4]},
+            "settings": {"mode": "walk_forward", "train_bars": 504, "test_bars": 252, "min_trades": 1}}  # fmt: skip
+    job = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
+    assert job["status"] == "done" and len(job["result"]["windows"]) == 8
+    r = client.post("/api/montecarlo", json={"rule": RULE, "settings": {"n_simulations": 500, "seed": 3}})
+    job = wait(client, r.json()["id"])
+    assert job["status"] == "done", job["error"]
+    summary = job["result"]["summary"]
+    assert summary["p5"]["final return %"] <= summary["p95"]["final return %"]
+    assert 0 <= job["result"]["probability_of_loss"] <= 1 and len(job["result"]["bands"]) == job["result"]["trades"] + 1
+
+
+def test_oversized_grids_are_refused_before_any_job_starts(client):
+    grid = {"stop_loss": [0.1, 99, 0.1], "take_profit": [0.1, 99, 0.1]}
+    r = client.post("/api/backtest/optimize", json={"rule": RULE, "grid": grid})
+    assert r.status_code == 422 and "100,000 limit" in r.json()["error"]
+    r = client.post("/api/backtest/optimize", json={"rule": RULE, "grid": {"nonsense": [1, 2, 1]}})
+    assert r.status_code == 422
+
+
+def test_a_running_job_can_be_cancelled_and_other_users_cannot_see_it(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_USER_HEADER", "X-User")
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+    grid = {"stop_loss": [0.5, 20, 0.5], "take_profit": [1, 30, 1]}  # 1,200 combinations: seconds of work
+    body = {"data": "synthetic", "rule": RULE, "grid": grid, "settings": {"mode": "all"}}
+    job_id = client.post("/api/backtest/optimize", json=body, headers=alice).json()["id"]
+    assert client.get(f"/api/jobs/{job_id}", headers=bob).status_code == 404
+    assert client.delete(f"/api/jobs/{job_id}", headers=bob).status_code == 404
+    assert client.delete(f"/api/jobs/{job_id}", headers=alice).status_code == 200
+    job = wait(client, job_id, alice)
+    assert job["status"] == "cancelled" and job["result"] is None
+    assert client.get("/api/jobs/" + "0" * 32, headers=alice).status_code == 404
+
+
+def test_the_job_queue_is_bounded_per_user():
+    jobs, gate = Jobs(workers=1), threading.Event()
+    try:
+        for _ in range(4):
+            jobs.submit("alice", "test", lambda job: gate.wait(10))
+        with pytest.raises(Busy, match="4 jobs queued or running"):
+            jobs.submit("alice", "test", lambda job: None)
+        jobs.submit("bob", "test", lambda job: None)  # another user still gets in
+    finally:
+        gate.set()
+        jobs.shutdown()
+
+
+# --- access ---------------------------------------------------------------------------------------------
+
+
+def test_a_token_is_required_when_set_and_its_name_owns_the_runs(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_API_TOKEN", "alice:s3cret-a,bob:s3cret-b")
+    assert client.get("/api/data").status_code == 401
+    assert client.get("/api/data", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/data", headers={"Authorization": "Basic s3cret-a"}).status_code == 401
+    alice = {"Authorization": "Bearer s3cret-a"}
+    assert client.post("/api/backtest/run", json={"rule": RULE}, headers=alice).status_code == 200
+    assert run_cache().count(session="user:alice") == 1 and run_cache().count(session="user:bob") == 0
+    monkeypatch.setenv("SCANNER_API_TOKEN", "one-shared-token")
+    r = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")},
+                    headers={"Authorization": "Bearer one-shared-token"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["owner"] == "user:api"
+
+
+def test_openapi_docs_describe_the_parameters_from_the_table(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    stop = schema["BacktestSettings"]["properties"]["stop_loss"]
+    assert stop["default"] == 5.0 and stop["maximum"] == 99.0 and "Stop-loss" in stop["description"]
+    assert set(schema["SizingSettings"]["properties"]) == {p.name for p in table.group("sizing")}
+    assert [p["path"] for p in client.get("/api/params").json()] == [p.path for p in table.PARAMS]
+
+
+# --- a real server ------------------------------------------------------------------------------------
+
+
+def test_a_real_uvicorn_server_uploads_runs_and_matches_the_library(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SCANNER_CACHE_DIR": str(tmp_path / "cache"), "SCANNER_API_TOKEN": "tester:tok"}
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port",
+                             str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok"}, timeout=120) as http:
+            for _ in range(100):
+                try:
+                    http.get("/api/params")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            path = tmp_path / "bars.csv"
+            path.write_bytes(csv_bytes(6, 600, seed=21))
+            with path.open("rb") as f:
+                info = http.post("/api/data", files={"file": ("bars.csv", f, "text/csv")}).json()
+            body = {"data": info["id"], "rule": RULE, "params": {"stop_loss": 3, "holding_period": 10}}
+            out = http.post("/api/backtest/run", json=body).json()
+            market = load_market(path)
+            expected = backtest(market, scan(market, RULE), params_from_values({"stop_loss": 3, "holding_period": 10}))
+            assert out["metrics"]["n_trades"] == expected.metrics["n_trades"] > 0
+            for key, value in expected.metrics.items():
+                assert out["metrics"][key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+            # A long grid (200 symbols x 2,520 bars x 400 combinations) runs as a job; the server keeps answering.
+            grid = {"stop_loss": [0.5, 20, 0.5], "take_profit": [1, 10, 1]}
+            job = http.post("/api/backtest/optimize", json={"data": "synthetic", "rule": RULE, "grid": grid,
+                                                            "settings": {"mode": "all"}}).json()  # fmt: skip
+            polls = 0
+            slowest = 0.0
+            for _ in range(600):
+                start = time.perf_counter()
+                state = http.get(f"/api/jobs/{job['id']}").json()
+                slowest, polls = max(slowest, time.perf_counter() - start), polls + 1
+                if state["status"] not in ("queued", "running"):
+                    break
+                time.sleep(0.05)
+            assert state["status"] == "done" and state["result"]["combinations"] == 400
+            assert polls > 5 and slowest < 1.0, f"a status request took {slowest:.2f} s while the grid ran"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
