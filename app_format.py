@@ -25,6 +25,8 @@ TRADE_COLUMNS = {
     "return_pct": st.column_config.NumberColumn("return", format=PCT),
     "fees": st.column_config.NumberColumn("fees", format=MONEY),
     "bars_held": st.column_config.NumberColumn("bars held", format="%,d"),
+    "mae_pct": st.column_config.NumberColumn("MAE", format=PCT, help="Worst excursion from the entry while held"),
+    "mfe_pct": st.column_config.NumberColumn("MFE", format=PCT, help="Best excursion from the entry while held"),
 }
 
 

@@ -411,6 +411,9 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     tip = help or p.help or None
     if p.kind is bool:
         return where.checkbox(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP)
+    if p.kind is str and not p.choices:  # free text: a rule
+        return where.text_input(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi),
+                                placeholder="none")  # fmt: skip
     if p.choices:
         labels = CHOICE_LABELS.get(path, {})
         return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip, persist_state=KEEP,

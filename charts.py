@@ -140,3 +140,17 @@ def equity_overlay(curves: dict[str, pd.Series]) -> go.Figure:
     fig = go.Figure([go.Scatter(x=s.index, y=s.to_numpy(), name=name) for name, s in curves.items()])
     fig.update_yaxes(type="log", title_text="Equity (log scale)")
     return _layout(fig)
+
+
+def excursions(trades: pd.DataFrame) -> go.Figure:
+    """Each trade's worst (MAE) against best (MFE) excursion, winners and losers apart: where stops and
+    targets would have cut."""
+    fig = go.Figure()
+    for name, win, color in (("winners", True, UP), ("losers", False, DOWN)):
+        t = trades[(trades.pnl > 0) == win]
+        fig.add_trace(go.Scatter(x=t.mae_pct, y=t.mfe_pct, mode="markers", name=name, marker={"color": color},
+                                 text=t.symbol.astype(str) + " " + t.entry_date.dt.strftime("%Y-%m-%d"),
+                                 hovertemplate="%{text}<br>MAE %{x:.2f}%<br>MFE %{y:.2f}%<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(title_text="MAE: worst excursion while held (%)")
+    fig.update_yaxes(title_text="MFE: best excursion while held (%)")
+    return _layout(fig, 380)

@@ -18,9 +18,10 @@ def _field(p: table.Param) -> tuple[Any, Any]:
     schema: dict[str, Any] = {"x-url-key": p.url}
     if p.choices:
         schema["enum"] = list(p.choices)
-    if p.lo is not None:
+    if p.kind is str and p.hi is not None:
+        schema["maxLength"] = int(p.hi)
+    elif p.kind in (int, float):
         schema["minimum"] = 0 if p.off else p.lo
-    if p.hi is not None:
         schema["maximum"] = p.hi
     unit = f" ({p.unit})" if p.unit else ""
     text = f"{p.label}{unit}: {p.allowed()}." + (f" {p.help}" if p.help else "")

@@ -9,7 +9,7 @@ import charts
 from app_state import param_widget
 from engine import DataError
 from engine import params as table
-from engine.filters import RuleError
+from engine.filters import EXIT_PRESETS, RuleError
 from engine.metrics import LABELS
 from engine.safe_csv import to_safe_csv
 
@@ -32,11 +32,24 @@ method = param_widget("sizing.method")
 sizing_inputs = [p for p in table.group("sizing") if p.methods]
 limits = [p.path for p in table.group("limits")]
 active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
+
+
+def use_exit_preset() -> None:
+    choice = st.session_state["w.backtest.exit_preset"]
+    if choice in EXIT_PRESETS:
+        st.session_state[app_state.key("exit_rule")] = EXIT_PRESETS[choice]
+
+
+st.selectbox("Exit rule presets", ["Choose a preset...", *EXIT_PRESETS], key="w.backtest.exit_preset",
+             on_change=use_exit_preset, help="Fills the exit rule below; edit it there.")  # fmt: skip
 with st.form("bt_form"):
     for row in (("initial_capital", "signal_type", "max_positions", "holding_period"),
-                ("stop_loss", "take_profit", "commission", "slippage_bps")):  # fmt: skip
+                ("stop_loss", "take_profit", "trailing_stop", "trailing_atr"),
+                ("commission", "commission_fixed", "commission_min", "slippage_bps")):  # fmt: skip
         for col, path in zip(st.columns(4), row, strict=True):
             param_widget(path, col)
+    param_widget("exit_rule", help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
+                 "exits at the next open, before that bar's stops and targets. Empty: no exit rule.")  # fmt: skip
     with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
         cols = st.columns(4)
         for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
@@ -46,13 +59,14 @@ with st.form("bt_form"):
                              strict=True):  # fmt: skip
             param_widget(path, col)
     with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
-        cols = st.columns(4)
         no_sectors = market.sectors is None
-        for col, path in zip(cols, limits, strict=True):
+        for i, path in enumerate(limits):
+            if i % 4 == 0:
+                cols = st.columns(4)
             off_here = path == "limits.max_sector_pct" and no_sectors
             param_widget(
                 path,
-                col,
+                cols[i % 4],
                 disabled=off_here,
                 help="This dataset has no sector column, so the sector limit is off." if off_here else None,
             )
@@ -84,6 +98,8 @@ p = result.params
 st.caption(f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
            f"{p.sizing.method.replace('_', ' ')} sizing · risk limits: "
            f"{', '.join(p.limits.active()) or 'none'}.")  # fmt: skip
+for text in result.warnings:
+    st.warning(text)
 if result.ruined_on is not None:
     st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
 if len(result.events):
@@ -112,6 +128,9 @@ with tab_trades:
                                 "label": ["entry", f"exit: {t.exit_reason}"], "color": ["#2e7d32", "#c62828"],
                                 "shape": ["triangle-up", "x"]})  # fmt: skip
         st.plotly_chart(charts.candles(market, t.symbol, markers=markers), width="stretch")
+        st.caption(f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
+                   "from the entry fill.")  # fmt: skip
+        st.plotly_chart(charts.excursions(trades), width="stretch")
 with tab_months:
     st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
 with tab_events:

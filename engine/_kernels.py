@@ -1,31 +1,141 @@
-"""Numba kernels: plain arrays in, plain arrays out. No pandas here.
+"""Numba kernels: plain arrays and record arrays in and out. No pandas here.
 
 Arrays are (bars x symbols) float64; NaN means the symbol has no bar. Every kernel that calls another
-lives in this file, so Numba's on-disk cache never serves a stale callee (`make clean` clears it).
+lives in this file, so Numba's on-disk cache never serves a stale callee (`make clean` clears it). The
+integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py turns codes into labels.
 
-Order of events inside bar t (documented because results depend on it):
-1. entries at open[t] for signals at bar t-1, sized from the equity marked at close[t-1]
-   and, for Kelly, only trades closed by bar t-1;
-2. exits for every open position (gap through stop/target at the open, then stop before target
-   inside the bar, then holding period and end of data at the close);
+`simulate` is a short loop over small named steps. Order of events inside bar t (results depend on it):
+1. entries at open[t] for signals at bar t-1, sized from the equity marked at close[t-1] and, for Kelly,
+   from trades (and shadow trades) closed by bar t-1; then caps and limits in a fixed order: max positions,
+   sizing, max position, max sector, cash/leverage, max volume, correlation;
+2. exits for every open position: the exit rule (true at close[t-1]) at the open; a gap through the stop
+   (the tighter of the fixed and trailing stop) or target at the open; the stop, then the target, touched
+   inside the bar (stops first: conservative); the holding period, then end of data, at the close;
 3. mark to market at close[t]; equity <= 0 liquidates everything and stops the run (ruin).
+
+Exit conventions: a long's trailing level on bar j is max(entry fill, highest high of bars e..j-1) x
+(1 - trail) (or minus k x ATR at the signal bar); a short's mirrors it with the lowest low. One step prices
+every exit for both directions by multiplying by the direction d (+1 long, -1 short).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
-# Exit reasons (also used by backtest.py for labels).
-EXIT_STOP, EXIT_TARGET, EXIT_HOLDING, EXIT_END, EXIT_RUIN = 0, 1, 2, 3, 4
-# Sizing methods.
-SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = 0, 1, 2, 3, 4, 5
-# Sizing parameter slots in the `sizing_params` array.
+# --- codes and their labels ---------------------------------------------------------------------------------
+EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
+EXIT_NAMES = ("stop_loss", "trailing_stop", "take_profit", "exit_rule", "holding_period", "end_of_data", "ruin")
+SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
+SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
+# Sizing parameter slots in a combination's `sizing` array.
 P_RISK, P_KELLY_MULT, P_KELLY_CAP, P_KELLY_MIN_TRADES, P_VOL_TARGET, P_ATR_MULT, P_AMOUNT, P_ATR_STOP = range(8)
 N_SIZING_PARAMS = 8
-# Event rules and actions (why a signal was skipped or cut).
-RULE_MAX_POSITIONS, RULE_CASH, RULE_MAX_POSITION, RULE_MAX_SECTOR, RULE_MAX_CORR, RULE_SIZE, RULE_NO_BAR = range(7)
-ACTION_SKIP, ACTION_CUT = 0, 1
+# Why a signal was skipped or cut.
+(RULE_MAX_POSITIONS, RULE_CASH, RULE_MAX_POSITION, RULE_MAX_SECTOR, RULE_MAX_CORR, RULE_SIZE, RULE_NO_BAR,
+ RULE_MAX_VOLUME) = range(8)  # fmt: skip
+RULE_NAMES = ("max_positions", "cash", "max_position_pct", "max_sector_pct", "max_correlation", "size_zero",
+              "no_bar", "max_volume_pct")  # fmt: skip
+ACTION_SKIP, ACTION_CUT = range(2)
+ACTION_NAMES = ("skip", "cut")
+MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended size is skipped
+
+# --- record layouts --------------------------------------------------------------------------------------------
+TRADE = np.dtype([("symbol", np.int64), ("entry_bar", np.int64), ("exit_bar", np.int64), ("entry_price", np.float64),
+                  ("exit_price", np.float64), ("shares", np.float64), ("pnl", np.float64), ("fees", np.float64),
+                  ("reason", np.int64), ("mae_pct", np.float64), ("mfe_pct", np.float64)])  # fmt: skip
+EVENT = np.dtype([("bar", np.int64), ("symbol", np.int64), ("rule", np.int64), ("value", np.float64),
+                  ("limit", np.float64), ("action", np.int64)])  # fmt: skip
+CURVE = np.dtype([("equity", np.float64), ("cash", np.float64), ("long_value", np.float64),
+                  ("short_value", np.float64), ("open_positions", np.int64)])  # fmt: skip
+# One open position (or, for Kelly, one shadow trade) per symbol.
+POSITION = np.dtype([("shares", np.float64), ("entry_price", np.float64), ("entry_bar", np.int64),
+                     ("entry_fee", np.float64), ("stop", np.float64), ("target", np.float64),
+                     ("trail_frac", np.float64), ("trail_dist", np.float64), ("extreme", np.float64),
+                     ("worst", np.float64), ("best", np.float64), ("bars_held", np.int64),
+                     ("mark", np.float64)])  # fmt: skip
+
+
+class Bars(NamedTuple):
+    """The market as the kernel reads it; `last_valid[s]` is the symbol's last bar with a close."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    last_valid: np.ndarray
+
+
+class Combo(NamedTuple):
+    """What a grid may vary per combination (fractions; 0 = off)."""
+
+    stop: float
+    target: float
+    trail: float
+    trail_atr: float  # k: trail k x ATR at the signal bar
+    holding: int
+    max_positions: int
+    sizing: np.ndarray  # N_SIZING_PARAMS slots
+
+
+class Shared(NamedTuple):
+    """What every combination of one run shares: direction, costs, capital, sizing inputs, risk limits.
+    Empty (0 x 0) arrays switch their feature off; fractions are 0 when off."""
+
+    direction: int
+    commission: float  # fraction of traded value
+    commission_fixed: float  # per order
+    commission_min: float  # per order
+    slippage: float  # fraction, against the trader
+    initial_capital: float
+    fractional_shares: bool
+    max_leverage: float
+    shrink_unfunded: bool
+    sizing_method: int
+    vol: np.ndarray  # annualised volatility fraction, for volatility targeting
+    atr: np.ndarray  # ATR, for ATR sizing, the ATR stop and the ATR trailing stop
+    exit_signal: np.ndarray  # bool, the exit rule; 0 x 0 when off
+    ret_t: np.ndarray  # (symbols x bars) returns, 0 where missing, for the correlation limit
+    valid_t: np.ndarray
+    sector_id: np.ndarray
+    max_position: float
+    max_sector: float
+    max_corr: float  # >= 1: off
+    corr_window: int
+    max_volume: float  # fraction of the signal bar's volume one order may take; 0: off
+
+
+# --- steps ---------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _log(events, n, bar, sym, rule, value, limit, action):
+    """Write one event; returns the new event count."""
+    e = events[n]
+    e["bar"], e["symbol"], e["rule"], e["value"], e["limit"], e["action"] = bar, sym, rule, value, limit, action
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _fee(notional, sh):
+    """Commission of one order: percent of value plus a fixed amount, at least the minimum."""
+    if notional <= 0.0:
+        return 0.0
+    return max(notional * sh.commission + sh.commission_fixed, sh.commission_min)
+
+
+@njit(cache=True, nogil=True)
+def _quantity(value, fill, sh):
+    """Shares whose cost including commission is `value` (rounded down to whole shares unless fractional)."""
+    qty = (value - sh.commission_fixed) / (fill * (1.0 + sh.commission))
+    if qty * fill * sh.commission + sh.commission_fixed < sh.commission_min:
+        qty = (value - sh.commission_min) / fill
+    if not sh.fractional_shares:
+        qty = np.floor(qty + 1e-9)
+    return max(qty, 0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -66,387 +176,384 @@ def _masked_corr(xa, va, xb, vb, length):
 
 
 @njit(cache=True, nogil=True)
-def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positions, kelly_stats):
-    """Notional value to put in one new position; 0 means do not trade."""
-    if method == SIZE_EQUAL:
-        return equity / max_positions
-    if method == SIZE_FIXED_FRACTIONAL:
-        if stop_frac <= 0.0:
-            return 0.0
-        return params[P_RISK] * equity / stop_frac
-    if method == SIZE_KELLY:
-        n, wins, sum_win, sum_loss = kelly_stats[0], kelly_stats[1], kelly_stats[2], kelly_stats[3]
-        if n < params[P_KELLY_MIN_TRADES]:
-            return equity / max_positions
-        w = wins / n
-        losses = n - wins
-        if wins == 0:
-            return 0.0
-        if losses == 0 or sum_loss == 0.0:
-            f = w
-        else:
-            r = (sum_win / wins) / (sum_loss / losses)
-            f = w - (1.0 - w) / r
-        f *= params[P_KELLY_MULT]
-        f = min(f, params[P_KELLY_CAP])
-        return max(f, 0.0) * equity
-    if method == SIZE_VOL_TARGET:
-        if not (vol > 0.0):
-            return 0.0
-        return equity * params[P_VOL_TARGET] / vol
-    if method == SIZE_ATR:
-        if not (atr > 0.0):
-            return 0.0
-        return params[P_RISK] * equity / (params[P_ATR_MULT] * atr) * entry
-    return params[P_AMOUNT]
+def _kelly_fraction(params, kelly):
+    """Kelly fraction from closed (and shadow) trades: w - (1 - w) / R, times the multiplier, capped; NaN
+    until `min trades` have closed."""
+    n, wins, sum_win, sum_loss = kelly[0], kelly[1], kelly[2], kelly[3]
+    if n < params[P_KELLY_MIN_TRADES]:
+        return np.nan
+    if wins == 0:
+        return 0.0
+    w = wins / n
+    losses = n - wins
+    f = w if losses == 0 or sum_loss == 0.0 else w - (1.0 - w) / ((sum_win / wins) / (sum_loss / losses))
+    return max(min(f * params[P_KELLY_MULT], params[P_KELLY_CAP]), 0.0)
 
 
 @njit(cache=True, nogil=True)
-def simulate(
-    open_,
-    high,
-    low,
-    close,
-    entry_signal,
-    priority,
-    stop_frac,
-    target_frac,
-    holding_bars,
-    max_positions,
-    sizing_params,
-    direction,
-    commission_frac,
-    slippage_frac,
-    initial_capital,
-    fractional_shares,
-    max_leverage,
-    shrink_unfunded,
-    sizing_method,
-    vol,
-    atr,
-    ret_t,
-    valid_t,
-    sector_id,
-    max_position_frac,
-    max_sector_frac,
-    max_corr,
-    corr_window,
-):
-    """Simulate one portfolio with shared cash. See the module docstring for the order of events.
+def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positions, kelly):
+    """Notional value to put in one new position; 0 means do not trade."""
+    if method == SIZE_FIXED_FRACTIONAL:
+        return params[P_RISK] * equity / stop_frac if stop_frac > 0.0 else 0.0
+    if method == SIZE_KELLY:
+        f = _kelly_fraction(params, kelly)
+        return equity / max_positions if np.isnan(f) else f * equity
+    if method == SIZE_VOL_TARGET:
+        return equity * params[P_VOL_TARGET] / vol if vol > 0.0 else 0.0
+    if method == SIZE_ATR:
+        return params[P_RISK] * equity / (params[P_ATR_MULT] * atr) * entry if atr > 0.0 else 0.0
+    if method == SIZE_FIXED_AMOUNT:
+        return params[P_AMOUNT]
+    return equity / max_positions
 
-    Arguments: bars, signals, what a grid may vary per combination (exits, max positions, sizing
-    parameters), then what every combination shares (backtest.portfolio_args builds that part).
 
-    stop_frac/target_frac/holding_bars <= 0 disable that exit; max_position_frac, max_sector_frac <= 0
-    and max_corr >= 1 disable that limit. Returns trade, equity and event arrays, and the ruin bar (-1).
-    """
-    n_bars, n_sym = close.shape
-    cap = 0
-    for t in range(n_bars):
-        for s in range(n_sym):
-            if entry_signal[t, s]:
-                cap += 1
-    # A signal makes at most one trade and at most three events (cuts, then a skip).
-    tr_sym = np.empty(cap, np.int64)
-    tr_entry_bar = np.empty(cap, np.int64)
-    tr_exit_bar = np.empty(cap, np.int64)
-    tr_entry_price = np.empty(cap)
-    tr_exit_price = np.empty(cap)
-    tr_shares = np.empty(cap)
-    tr_pnl = np.empty(cap)
-    tr_fees = np.empty(cap)
-    tr_reason = np.empty(cap, np.int64)
-    ev_bar = np.empty(4 * cap, np.int64)
-    ev_sym = np.empty(4 * cap, np.int64)
-    ev_rule = np.empty(4 * cap, np.int64)
-    ev_value = np.empty(4 * cap)
-    ev_limit = np.empty(4 * cap)
-    ev_action = np.empty(4 * cap, np.int64)
-    eq = np.empty(n_bars)
-    cash_out = np.empty(n_bars)
-    long_out = np.empty(n_bars)
-    short_out = np.empty(n_bars)
-    nopen_out = np.empty(n_bars, np.int64)
+@njit(cache=True, nogil=True)
+def _candidates(entries, priority, book, t, cand, cand_prio):
+    """Symbols with a signal at bar t-1 and no open position, highest priority first (then symbol order)."""
+    n = 0
+    for s in range(entries.shape[1]):
+        if entries[t - 1, s] and book[s]["shares"] == 0.0:
+            cand[n] = s
+            cand_prio[n] = -priority[t - 1, s]
+            n += 1
+    return cand[:n][np.argsort(cand_prio[:n], kind="mergesort")]
 
-    shares = np.zeros(n_sym)
-    entry_px = np.zeros(n_sym)
-    entry_bar = np.zeros(n_sym, np.int64)
-    entry_fee = np.zeros(n_sym)
-    stop_px = np.zeros(n_sym)
-    target_px = np.zeros(n_sym)
-    bars_held = np.zeros(n_sym, np.int64)
-    mark = np.full(n_sym, np.nan)
-    open_list = np.empty(n_sym, np.int64)
-    n_open = 0
-    n_trades = 0
-    n_events = 0
-    kelly_stats = np.zeros(4)  # closed trades, wins, sum of winning returns, sum of |losing returns|
-    n_sectors = 0
-    for s in range(n_sym):
-        n_sectors = max(n_sectors, sector_id[s] + 1)
-    sector_value = np.zeros(max(n_sectors, 1))
-    last_valid = np.full(n_sym, -1, np.int64)
-    for t in range(n_bars):
-        for s in range(n_sym):
-            if not np.isnan(close[t, s]):
-                last_valid[s] = t
 
-    cash = initial_capital
-    equity = initial_capital
-    gross = 0.0
-    ruin_bar = -1
-    d = float(direction)
-    cand = np.empty(n_sym, np.int64)
-    cand_prio = np.empty(n_sym)
-    # Correlation limit: open positions' trailing returns, copied once per bar into contiguous rows.
-    corr_on = max_corr < 1.0
-    rows = min(max_positions, n_sym) if corr_on else 1
-    win = corr_window if corr_on else 1
-    book_x = np.empty((rows, win))
-    book_v = np.empty((rows, win))
-    cand_x = np.empty(win)
-    cand_v = np.empty(win)
-    book_bar = -1
-    book_n = 0
-    win_len = 0
+@njit(cache=True, nogil=True)
+def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
+    """Apply the position, sector and cash/leverage limits to an order's value, logging each cut or skip.
+    Returns (value, 0 = skipped, events count)."""
+    if sh.max_position > 0.0 and value > sh.max_position * equity:
+        n_events = _log(events, n_events, t, s, RULE_MAX_POSITION, value / equity * 100.0, sh.max_position * 100.0,
+                        ACTION_CUT)  # fmt: skip
+        value = sh.max_position * equity
+    if sh.max_sector > 0.0:
+        room = sh.max_sector * equity - sector_value[sh.sector_id[s]]
+        if value > room:
+            n_events = _log(events, n_events, t, s, RULE_MAX_SECTOR, (sector_value[sh.sector_id[s]] + value) / equity
+                            * 100.0, sh.max_sector * 100.0, ACTION_CUT if room > 0.0 else ACTION_SKIP)  # fmt: skip
+            if room <= 0.0:
+                return 0.0, n_events
+            value = room
+    # Budgets include the entry commission: value = shares x fill + commission.
+    room = sh.max_leverage * equity - gross
+    if sh.direction > 0 and sh.max_leverage <= 1.0:
+        room = min(room, cash)
+    room *= 1.0 + 1e-12  # float noise must not turn an exact fit into a skip
+    if value > room:
+        skip = not sh.shrink_unfunded or room <= 0.0
+        n_events = _log(events, n_events, t, s, RULE_CASH, value, max(room, 0.0), ACTION_SKIP if skip else ACTION_CUT)
+        if skip:
+            return 0.0, n_events
+        value = room
+    return value, n_events
 
-    for t in range(n_bars):
-        # 1. Entries at the open for yesterday's signals.
-        if t > 0 and ruin_bar < 0:
-            n_cand = 0
-            for s in range(n_sym):
-                if entry_signal[t - 1, s] and shares[s] == 0.0:
-                    cand[n_cand] = s
-                    cand_prio[n_cand] = -priority[t - 1, s]
-                    n_cand += 1
-            order = np.argsort(cand_prio[:n_cand], kind="mergesort")
-            for k in range(n_cand):
-                s = cand[order[k]]
-                first_event = n_events
-                o = open_[t, s]
-                if np.isnan(o) or o <= 0.0:
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_NO_BAR
-                    ev_value[n_events], ev_limit[n_events], ev_action[n_events] = np.nan, np.nan, ACTION_SKIP
-                    n_events += 1
-                    continue
-                if n_open >= max_positions:
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_POSITIONS
-                    ev_value[n_events], ev_limit[n_events], ev_action[n_events] = n_open, max_positions, ACTION_SKIP
-                    n_events += 1
-                    continue
-                fill = o * (1.0 + d * slippage_frac)
-                this_stop = stop_frac
-                if sizing_method == SIZE_ATR and sizing_params[P_ATR_STOP] > 0.0 and atr[t - 1, s] > 0.0:
-                    this_stop = sizing_params[P_ATR_MULT] * atr[t - 1, s] / fill
-                vol_s = vol[t - 1, s] if vol.shape[0] > 0 else np.nan
-                atr_s = atr[t - 1, s] if atr.shape[0] > 0 else np.nan
-                value = _target_value(
-                    sizing_method, sizing_params, equity, fill, this_stop, vol_s, atr_s, max_positions, kelly_stats
-                )
-                if not (value > 0.0):
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_SIZE
-                    ev_value[n_events], ev_limit[n_events], ev_action[n_events] = 0.0, 0.0, ACTION_SKIP
-                    n_events += 1
-                    continue
-                if max_position_frac > 0.0 and value > max_position_frac * equity:
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_POSITION
-                    ev_value[n_events], ev_limit[n_events] = value / equity * 100.0, max_position_frac * 100.0
-                    ev_action[n_events] = ACTION_CUT
-                    n_events += 1
-                    value = max_position_frac * equity
-                if max_sector_frac > 0.0:
-                    room = max_sector_frac * equity - sector_value[sector_id[s]]
-                    if value > room:
-                        ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_SECTOR
-                        ev_value[n_events] = (sector_value[sector_id[s]] + value) / equity * 100.0
-                        ev_limit[n_events] = max_sector_frac * 100.0
-                        ev_action[n_events] = ACTION_CUT if room > 0.0 else ACTION_SKIP
-                        n_events += 1
-                        if room <= 0.0:
-                            continue
-                        value = room
-                # Budgets include the entry commission: value = shares x fill x (1 + commission).
-                room = max_leverage * equity - gross
-                if direction > 0 and max_leverage <= 1.0:
-                    room = min(room, cash)
-                room *= 1.0 + 1e-12  # float noise must not turn an exact fit into a skip
-                if value > room:
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_CASH
-                    ev_value[n_events], ev_limit[n_events] = value, max(room, 0.0)
-                    if not shrink_unfunded or room <= 0.0:
-                        ev_action[n_events] = ACTION_SKIP
-                        n_events += 1
-                        continue
-                    ev_action[n_events] = ACTION_CUT
-                    n_events += 1
-                    value = room
-                qty = value / (fill * (1.0 + commission_frac))
-                if not fractional_shares:
-                    qty = np.floor(qty + 1e-9)
-                if qty <= 0.0:
-                    ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_SIZE
-                    ev_value[n_events], ev_limit[n_events], ev_action[n_events] = value, fill, ACTION_SKIP
-                    n_events += 1
-                    continue
-                # Correlation runs last: it is the costliest check, and most skips happen before it.
-                if corr_on and n_open > 0:
-                    if book_bar != t:
-                        for i in range(n_open):
-                            win_len = _load_window(ret_t, valid_t, open_list[i], t - 1, win, book_x[i], book_v[i])
-                        book_bar, book_n = t, n_open
-                    _load_window(ret_t, valid_t, s, t - 1, win, cand_x, cand_v)
-                    breach = np.nan  # the first open position's correlation above the limit, if any
-                    for i in range(book_n):
-                        c = _masked_corr(cand_x, cand_v, book_x[i], book_v[i], win_len)
-                        if c > max_corr:
-                            breach = c
-                            break
-                    if not np.isnan(breach):
-                        n_events = first_event  # the skip replaces any cut recorded for this signal
-                        ev_bar[n_events], ev_sym[n_events], ev_rule[n_events] = t, s, RULE_MAX_CORR
-                        ev_value[n_events], ev_limit[n_events], ev_action[n_events] = breach, max_corr, ACTION_SKIP
-                        n_events += 1
-                        continue
-                notional = qty * fill
-                fee = notional * commission_frac
-                cash -= d * notional + fee
-                equity -= fee
-                gross += notional
-                sector_value[sector_id[s]] += notional
-                shares[s] = qty
-                entry_px[s] = fill
-                entry_bar[s] = t
-                entry_fee[s] = fee
-                bars_held[s] = 0
-                stop_px[s] = fill * (1.0 - d * this_stop) if this_stop > 0.0 else np.nan
-                target_px[s] = fill * (1.0 + d * target_frac) if target_frac > 0.0 else np.nan
-                mark[s] = fill
-                open_list[n_open] = s
-                n_open += 1
-                if corr_on and book_bar == t:  # the candidate's window is loaded: add it to the book
-                    book_x[book_n, :win_len] = cand_x[:win_len]
-                    book_v[book_n, :win_len] = cand_v[:win_len]
-                    book_n += 1
 
-        # 2. Exits.
-        i = 0
-        while i < n_open:
-            s = open_list[i]
-            c = close[t, s]
-            if np.isnan(c):
-                i += 1
-                continue
-            bars_held[s] += 1
-            o, h, lo = open_[t, s], high[t, s], low[t, s]
-            st, tg = stop_px[s], target_px[s]
-            px = np.nan
-            reason = -1
-            if direction > 0:
-                if entry_bar[s] < t and not np.isnan(st) and o <= st:
-                    px, reason = o, EXIT_STOP
-                elif entry_bar[s] < t and not np.isnan(tg) and o >= tg:
-                    px, reason = o, EXIT_TARGET
-                elif not np.isnan(st) and lo <= st:
-                    px, reason = st, EXIT_STOP
-                elif not np.isnan(tg) and h >= tg:
-                    px, reason = tg, EXIT_TARGET
-            else:
-                if entry_bar[s] < t and not np.isnan(st) and o >= st:
-                    px, reason = o, EXIT_STOP
-                elif entry_bar[s] < t and not np.isnan(tg) and o <= tg:
-                    px, reason = o, EXIT_TARGET
-                elif not np.isnan(st) and h >= st:
-                    px, reason = st, EXIT_STOP
-                elif not np.isnan(tg) and lo <= tg:
-                    px, reason = tg, EXIT_TARGET
-            if reason < 0 and holding_bars > 0 and bars_held[s] >= holding_bars:
-                px, reason = c, EXIT_HOLDING
-            if reason < 0 and t == last_valid[s]:
-                px, reason = c, EXIT_END
-            if reason < 0:
-                i += 1
-                continue
-            fill = px * (1.0 - d * slippage_frac)
-            qty = shares[s]
-            fee = qty * fill * commission_frac
-            cash += d * qty * fill - fee
-            pnl = d * qty * (fill - entry_px[s]) - entry_fee[s] - fee
-            tr_sym[n_trades], tr_entry_bar[n_trades], tr_exit_bar[n_trades] = s, entry_bar[s], t
-            tr_entry_price[n_trades], tr_exit_price[n_trades], tr_shares[n_trades] = entry_px[s], fill, qty
-            tr_pnl[n_trades], tr_fees[n_trades], tr_reason[n_trades] = pnl, entry_fee[s] + fee, reason
-            n_trades += 1
-            ret = pnl / (qty * entry_px[s])
-            kelly_stats[0] += 1.0
-            if ret > 0.0:
-                kelly_stats[1] += 1.0
-                kelly_stats[2] += ret
-            else:
-                kelly_stats[3] += -ret
-            shares[s] = 0.0
-            mark[s] = np.nan
-            n_open -= 1
-            open_list[i] = open_list[n_open]
+@njit(cache=True, nogil=True)
+def _volume_cap(qty, s, t, fill, bars, sh, events, n_events):
+    """At most `max_volume` of the signal bar's volume (the fill bar's is unknown at its open); an order cut
+    below MIN_FILL of its size is skipped. Returns (shares, events count)."""
+    if sh.max_volume <= 0.0:
+        return qty, n_events
+    allowed = sh.max_volume * bars.volume[t - 1, s]
+    if not sh.fractional_shares:
+        allowed = np.floor(allowed + 1e-9)
+    if not (qty > allowed):
+        return qty, n_events
+    skip = not (allowed >= MIN_FILL * qty) or allowed <= 0.0
+    n_events = _log(events, n_events, t, s, RULE_MAX_VOLUME, qty * fill, max(allowed, 0.0) * fill,
+                    ACTION_SKIP if skip else ACTION_CUT)  # fmt: skip
+    return (0.0 if skip else allowed), n_events
 
-        # 3. Mark to market.
-        long_v = 0.0
-        short_v = 0.0
-        sector_value[:] = 0.0
+
+@njit(cache=True, nogil=True)
+def _corr_breach(s, t, n_open, open_list, sh, buf, buf_state):
+    """The first open position's correlation with s above the limit (NaN: none). `buf` holds the open
+    positions' return windows, loaded once per bar (buf_state: bar loaded, rows, window length)."""
+    book_x, book_v, cand_x, cand_v = buf
+    win = book_x.shape[1]
+    if buf_state[0] != t:
         for i in range(n_open):
-            s = open_list[i]
-            if not np.isnan(close[t, s]):
-                mark[s] = close[t, s]
-            v = shares[s] * mark[s]
-            sector_value[sector_id[s]] += v
-            if direction > 0:
-                long_v += v
-            else:
-                short_v += v
-        equity = cash + long_v - short_v
-        gross = long_v + short_v
-        if equity <= 0.0 and ruin_bar < 0:
-            ruin_bar = t
+            buf_state[2] = _load_window(sh.ret_t, sh.valid_t, open_list[i], t - 1, win, book_x[i], book_v[i])
+        buf_state[0], buf_state[1] = t, n_open
+    _load_window(sh.ret_t, sh.valid_t, s, t - 1, win, cand_x, cand_v)
+    for i in range(buf_state[1]):
+        c = _masked_corr(cand_x, cand_v, book_x[i], book_v[i], buf_state[2])
+        if c > sh.max_corr:
+            return c
+    return np.nan
+
+
+@njit(cache=True, nogil=True)
+def _open(pos, t, fill, qty, fee, stop_frac, combo, atr_at_signal, d):
+    """Set up a position (or a shadow trade) entered at bar t."""
+    pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"] = qty, fill, t, fee
+    pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
+    pos["target"] = fill * (1.0 + d * combo.target) if combo.target > 0.0 else np.nan
+    pos["trail_frac"] = combo.trail
+    pos["trail_dist"] = combo.trail_atr * atr_at_signal if combo.trail_atr > 0.0 and atr_at_signal > 0.0 else 0.0
+    pos["extreme"] = pos["worst"] = pos["best"] = pos["mark"] = fill
+    pos["bars_held"] = 0
+
+
+@njit(cache=True, nogil=True)
+def _stop_level(pos, d):
+    """(level, reason): the tighter of the fixed stop and the trailing stop (NaN: no stop)."""
+    trail = np.nan
+    if pos["trail_frac"] > 0.0:
+        trail = pos["extreme"] * (1.0 - d * pos["trail_frac"])
+    if pos["trail_dist"] > 0.0:
+        by_atr = pos["extreme"] - d * pos["trail_dist"]
+        trail = by_atr if np.isnan(trail) or d * (by_atr - trail) > 0.0 else trail
+    if np.isnan(trail) or (not np.isnan(pos["stop"]) and d * (pos["stop"] - trail) >= 0.0):
+        return pos["stop"], EXIT_STOP
+    return trail, EXIT_TRAIL
+
+
+@njit(cache=True, nogil=True)
+def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
+    """(price, reason) of the exit on this bar, or (NaN, -1) to hold. One step for long (d = 1) and short
+    (d = -1): "through" a level means d x (price - level) <= 0 for a stop, >= 0 for a target."""
+    after_entry = pos["entry_bar"] < t
+    if after_entry and rule_exit:
+        return o, EXIT_RULE
+    stop, stop_reason = _stop_level(pos, d)
+    adverse, favourable = (lo, h) if d > 0 else (h, lo)
+    if after_entry and d * (o - stop) <= 0.0:
+        return o, stop_reason
+    if after_entry and d * (o - pos["target"]) >= 0.0:
+        return o, EXIT_TARGET
+    if d * (adverse - stop) <= 0.0:
+        return stop, stop_reason
+    if d * (favourable - pos["target"]) >= 0.0:
+        return pos["target"], EXIT_TARGET
+    if holding > 0 and pos["bars_held"] >= holding:
+        return c, EXIT_HOLDING
+    if t == last_bar:
+        return c, EXIT_END
+    return np.nan, -1
+
+
+@njit(cache=True, nogil=True)
+def _track(pos, o, h, lo, d, px, reason):
+    """Update the trailing extreme and the excursions with this bar (only its open when it exits there)."""
+    up, down = (o, o) if reason >= 0 and px == o else (h, lo)
+    favourable, adverse = (up, down) if d > 0 else (down, up)
+    if d * (favourable - pos["best"]) > 0.0:
+        pos["best"] = favourable
+    if d * (adverse - pos["worst"]) < 0.0:
+        pos["worst"] = adverse
+    if reason < 0 and d * (favourable - pos["extreme"]) > 0.0:
+        pos["extreme"] = favourable
+
+
+@njit(cache=True, nogil=True)
+def _close(pos, s, t, px, reason, sh, trades, n_trades):
+    """Record the trade (exit fill after slippage and commission); returns (cash change, trade return, count)."""
+    d = float(sh.direction)
+    fill = px * (1.0 - d * sh.slippage) if reason != EXIT_RUIN else px
+    qty = pos["shares"]
+    fee = _fee(qty * fill, sh) if reason != EXIT_RUIN else 0.0
+    pnl = d * qty * (fill - pos["entry_price"]) - pos["entry_fee"] - fee
+    r = trades[n_trades]
+    r["symbol"], r["entry_bar"], r["exit_bar"], r["entry_price"], r["exit_price"] = (
+        s,
+        pos["entry_bar"],
+        t,
+        pos["entry_price"],
+        fill,
+    )
+    r["shares"], r["pnl"], r["fees"], r["reason"] = qty, pnl, pos["entry_fee"] + fee, reason
+    r["mae_pct"] = d * (pos["worst"] / pos["entry_price"] - 1.0) * 100.0
+    r["mfe_pct"] = d * (pos["best"] / pos["entry_price"] - 1.0) * 100.0
+    pos["shares"] = 0.0
+    pos["mark"] = np.nan
+    return d * qty * fill - fee, pnl / (qty * pos["entry_price"]), n_trades + 1
+
+
+@njit(cache=True, nogil=True)
+def _learn(kelly, ret):
+    """Kelly's statistics: closed trades, wins, sum of winning returns, sum of |losing returns|."""
+    kelly[0] += 1.0
+    if ret > 0.0:
+        kelly[1] += 1.0
+        kelly[2] += ret
+    else:
+        kelly[3] -= ret
+
+
+@njit(cache=True, nogil=True)
+def _exit_all(book, open_list, n_open, bars, t, combo, sh, trades, n_trades, kelly, shadow):
+    """Step 2 for every open position (and every shadow trade): exit or hold. Returns (cash change, open
+    count, trade count)."""
+    d = float(sh.direction)
+    cash_change = 0.0
+    rule_on = sh.exit_signal.shape[0] > 0
+    i = 0
+    while i < n_open:
+        s = open_list[i]
+        px, reason = _step_position(book[s], s, bars, t, d, combo, rule_on and t > 0 and sh.exit_signal[t - 1, s])
+        if reason < 0:
+            i += 1
+            continue
+        change, ret, n_trades = _close(book[s], s, t, px, reason, sh, trades, n_trades)
+        cash_change += change
+        _learn(kelly, ret)
+        n_open -= 1
+        open_list[i] = open_list[n_open]
+    if sh.sizing_method == SIZE_KELLY:
+        for s in range(shadow.shape[0]):
+            pos = shadow[s]
+            if pos["shares"] > 0.0:
+                px, reason = _step_position(pos, s, bars, t, d, combo, rule_on and t > 0 and sh.exit_signal[t - 1, s])
+                if reason >= 0:
+                    fill = px * (1.0 - d * sh.slippage)
+                    _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
+                    pos["shares"] = 0.0
+    return cash_change, n_open, n_trades
+
+
+@njit(cache=True, nogil=True)
+def _step_position(pos, s, bars, t, d, combo, rule_exit):
+    """One position on bar t: count the bar, find its exit, track excursions. (NaN, -1): hold (or no bar)."""
+    c = bars.close[t, s]
+    if np.isnan(c):
+        return np.nan, -1
+    pos["bars_held"] += 1
+    o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
+    px, reason = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo.holding, bars.last_valid[s])
+    _track(pos, o, h, lo, d, px, reason)
+    return px, reason
+
+
+@njit(cache=True, nogil=True)
+def _mark(book, open_list, n_open, bars, t, sh, sector_value):
+    """Step 3: value open positions at the close (the last close where a symbol has no bar)."""
+    long_v = short_v = 0.0
+    sector_value[:] = 0.0
+    for i in range(n_open):
+        s = open_list[i]
+        pos = book[s]
+        if not np.isnan(bars.close[t, s]):
+            pos["mark"] = bars.close[t, s]
+        v = pos["shares"] * pos["mark"]
+        sector_value[sh.sector_id[s]] += v
+        if sh.direction > 0:
+            long_v += v
+        else:
+            short_v += v
+    return long_v, short_v
+
+
+@njit(cache=True, nogil=True)
+def _enter_all(bars, entries, priority, t, combo, sh, book, shadow, open_list, n_open, kelly, sector_value, buf,
+               buf_state, cand_buf, prio_buf, events, n_events, cash, equity, gross):  # fmt: skip
+    """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and
+    limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
+    d = float(sh.direction)
+    corr_on = sh.max_corr < 1.0
+    for s in _candidates(entries, priority, book, t, cand_buf, prio_buf):
+        o = bars.open[t, s]
+        if np.isnan(o) or o <= 0.0:
+            n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)
+            continue
+        if n_open >= combo.max_positions:
+            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo.max_positions, ACTION_SKIP)
+            continue
+        first_event = n_events
+        fill = o * (1.0 + d * sh.slippage)
+        atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
+        vol_s = sh.vol[t - 1, s] if sh.vol.shape[0] > 0 else np.nan
+        stop_frac = combo.stop
+        if sh.sizing_method == SIZE_ATR and combo.sizing[P_ATR_STOP] > 0.0 and atr_s > 0.0:
+            stop_frac = combo.sizing[P_ATR_MULT] * atr_s / fill
+        value = _target_value(sh.sizing_method, combo.sizing, equity, fill, stop_frac, vol_s, atr_s,
+                              combo.max_positions, kelly)  # fmt: skip
+        if not (value > 0.0):
+            n_events = _log(events, n_events, t, s, RULE_SIZE, 0.0, 0.0, ACTION_SKIP)
+            if (
+                sh.sizing_method == SIZE_KELLY and shadow[s]["shares"] == 0.0
+            ):  # a unit-stake shadow keeps Kelly learning
+                _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d)
+            continue
+        value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events)
+        if value <= 0.0:
+            continue
+        qty = _quantity(value, fill, sh)
+        if qty <= 0.0:
+            n_events = _log(events, n_events, t, s, RULE_SIZE, value, fill, ACTION_SKIP)
+            continue
+        qty, n_events = _volume_cap(qty, s, t, fill, bars, sh, events, n_events)
+        if qty <= 0.0:
+            continue
+        # Correlation runs last: it is the costliest check, and most skips happen before it.
+        if corr_on and n_open > 0:
+            breach = _corr_breach(s, t, n_open, open_list, sh, buf, buf_state)
+            if not np.isnan(breach):  # the skip replaces any cut recorded for this signal
+                n_events = _log(events, first_event, t, s, RULE_MAX_CORR, breach, sh.max_corr, ACTION_SKIP)
+                continue
+        notional = qty * fill
+        fee = _fee(notional, sh)
+        cash -= d * notional + fee
+        equity -= fee
+        gross += notional
+        sector_value[sh.sector_id[s]] += notional
+        _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d)
+        open_list[n_open] = s
+        n_open += 1
+        if corr_on and buf_state[0] == t:  # the candidate's window is loaded: add it to the book
+            length = buf_state[2]
+            buf[0][buf_state[1], :length] = buf[2][:length]
+            buf[1][buf_state[1], :length] = buf[3][:length]
+            buf_state[1] += 1
+    return cash, equity, gross, n_open, n_events
+
+
+@njit(cache=True, nogil=True)
+def simulate(bars, entries, priority, combo, sh):
+    """Simulate one portfolio with shared cash (see the module docstring for the order of events).
+
+    Returns (trades: TRADE records, events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
+    """
+    n_bars, n_sym = bars.close.shape
+    cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and three events (cuts, then a skip)
+    trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
+    book, shadow = np.zeros(n_sym, POSITION), np.zeros(n_sym, POSITION)
+    open_list, cand_buf, prio_buf = np.empty(n_sym, np.int64), np.empty(n_sym, np.int64), np.empty(n_sym)
+    kelly = np.zeros(4)
+    sector_value = np.zeros(sh.sector_id.max() + 1 if n_sym else 1)
+    rows, win = (min(combo.max_positions, n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
+    buf = (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win))
+    buf_state = np.array([-1, 0, 0])  # bar loaded, rows loaded, window length
+    n_open = n_trades = n_events = 0
+    cash = equity = sh.initial_capital
+    gross = 0.0
+    ruin = -1
+    for t in range(n_bars):
+        if t > 0 and ruin < 0:
+            cash, equity, gross, n_open, n_events = _enter_all(
+                bars, entries, priority, t, combo, sh, book, shadow, open_list, n_open, kelly, sector_value, buf,
+                buf_state, cand_buf, prio_buf, events, n_events, cash, equity, gross)  # fmt: skip
+        change, n_open, n_trades = _exit_all(book, open_list, n_open, bars, t, combo, sh, trades, n_trades, kelly,
+                                             shadow)  # fmt: skip
+        cash += change
+        long_v, short_v = _mark(book, open_list, n_open, bars, t, sh, sector_value)
+        equity, gross = cash + long_v - short_v, long_v + short_v
+        if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
+            ruin = t
             for i in range(n_open):
                 s = open_list[i]
-                qty = shares[s]
-                tr_sym[n_trades], tr_entry_bar[n_trades], tr_exit_bar[n_trades] = s, entry_bar[s], t
-                tr_entry_price[n_trades], tr_exit_price[n_trades], tr_shares[n_trades] = entry_px[s], mark[s], qty
-                tr_pnl[n_trades] = d * qty * (mark[s] - entry_px[s]) - entry_fee[s]
-                tr_fees[n_trades], tr_reason[n_trades] = entry_fee[s], EXIT_RUIN
-                n_trades += 1
-                shares[s] = 0.0
-            n_open = 0
-            cash = 0.0
-            equity = 0.0
-            long_v = short_v = gross = 0.0
-        eq[t] = equity
-        cash_out[t] = cash
-        long_out[t] = long_v
-        short_out[t] = short_v
-        nopen_out[t] = n_open
-
-    return (
-        tr_sym[:n_trades],
-        tr_entry_bar[:n_trades],
-        tr_exit_bar[:n_trades],
-        tr_entry_price[:n_trades],
-        tr_exit_price[:n_trades],
-        tr_shares[:n_trades],
-        tr_pnl[:n_trades],
-        tr_fees[:n_trades],
-        tr_reason[:n_trades],
-        eq,
-        cash_out,
-        long_out,
-        short_out,
-        nopen_out,
-        ev_bar[:n_events],
-        ev_sym[:n_events],
-        ev_rule[:n_events],
-        ev_value[:n_events],
-        ev_limit[:n_events],
-        ev_action[:n_events],
-        ruin_bar,
-    )
+                _, _, n_trades = _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, n_trades)
+            n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+        c = curve[t]
+        c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
+            equity,
+            cash,
+            long_v,
+            short_v,
+            n_open,
+        )
+    return trades[:n_trades], events[:n_events], curve, ruin
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -757,24 +864,16 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def simulate_grid(
-    open_, high, low, close, entry_signal, priority, exits, sizing_stack,
-    direction, commission_frac, slippage_frac, initial_capital, fractional_shares, max_leverage,
-    shrink_unfunded, sizing_method, vol, atr, ret_t, valid_t, sector_id, max_position_frac,
-    max_sector_frac, max_corr, corr_window, years, rf_per_bar, periods_per_year,
-):  # fmt: skip
-    """exits rows: (stop_frac, target_frac, holding_bars, max_positions) of one combination; sizing_stack
-    rows: its sizing parameters. The rest is shared, as in `simulate`. Returns (combinations x GRID_METRICS)."""
+def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_per_bar, periods_per_year):
+    """exits rows: (stop, target, trail, trail_atr, holding, max_positions) of one combination (`exit_row`);
+    sizing_stack rows: its sizing parameters. Returns (combinations x GRID_METRICS)."""
     n_combo = exits.shape[0]
     out = np.empty((n_combo, len(GRID_METRICS)))
     for c in prange(n_combo):
-        res = simulate(
-            open_, high, low, close, entry_signal, priority, exits[c, 0], exits[c, 1], int(exits[c, 2]),
-            int(exits[c, 3]), sizing_stack[c], direction, commission_frac, slippage_frac, initial_capital,
-            fractional_shares, max_leverage, shrink_unfunded, sizing_method, vol, atr, ret_t, valid_t, sector_id,
-            max_position_frac, max_sector_frac, max_corr, corr_window,
-        )  # fmt: skip
-        pnl = res[6]
-        trade_ret = pnl / (res[5] * res[3])
-        out[c] = summary_metrics(res[9], years, pnl, trade_ret, rf_per_bar, periods_per_year)
+        e = exits[c]
+        combo = Combo(e[0], e[1], e[2], e[3], int(e[4]), int(e[5]), sizing_stack[c])
+        trades, _, curve, _ = simulate(bars, entries, priority, combo, sh)
+        pnl = trades["pnl"]
+        trade_ret = pnl / (trades["shares"] * trades["entry_price"])
+        out[c] = summary_metrics(curve["equity"], years, pnl, trade_ret, rf_per_bar, periods_per_year)
     return out

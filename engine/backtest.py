@@ -6,9 +6,20 @@ Rules (see `_kernels` for the order of events inside a bar):
   are ignored; signals competing for cash are taken by priority (highest first), then symbol order;
 - stop-loss and take-profit are percentages of the entry fill; a bar that opens beyond either fills at
   the open; if one bar touches both, the stop is assumed hit first (conservative);
+- `trailing_stop` (percent) or `trailing_atr` (k x ATR at the signal bar) trails the best price since entry
+  (a long's level on bar j: max(entry fill, highest high of bars e..j-1) x (1 - trail)); with a stop-loss
+  too, the tighter level applies; stops are checked before targets;
+- `exit_rule` (a scanner rule) true at the close of bar t >= the entry bar exits at the open of bar t+1,
+  before that bar's stops and targets;
 - `holding_period` N exits at the close of the N-th bar held (the entry bar counts as 1);
 - a position still open on a symbol's last bar exits at that close ("end_of_data");
-- commission is a percent of traded value, slippage moves every fill against the trader by `slippage_bps`.
+- commission is a percent of traded value plus `commission_fixed` per order, at least `commission_min`;
+  slippage moves every fill against the trader by `slippage_bps`;
+- trades carry `mae_pct` / `mfe_pct`: the worst and best excursion from the entry fill on the highs and lows
+  of the bars held (an exit at the open counts only that open), and each entry-rule indicator's value at the
+  signal bar;
+- Kelly sizing learns from every closed trade and, while its fraction is <= 0, from shadow trades: the
+  signals it skips, followed at a unit stake with the same exits, so it can start trading again.
 """
 
 from __future__ import annotations
@@ -22,16 +33,10 @@ from . import _kernels as k
 from . import params as table
 from .data import DataError, Market
 from .metrics import buy_hold_equity, compute_metrics, drawdown_pct
-from .risk import ACTION_NAMES, RULE_NAMES, RiskLimits
+from .risk import RiskLimits, correlation_inputs, sector_ids
 from .sizing import METHODS, Sizing
 
-EXIT_NAMES = {
-    k.EXIT_STOP: "stop_loss",
-    k.EXIT_TARGET: "take_profit",
-    k.EXIT_HOLDING: "holding_period",
-    k.EXIT_END: "end_of_data",
-    k.EXIT_RUIN: "ruin",
-}
+EXIT_NAMES = k.EXIT_NAMES
 
 
 _D = table.defaults("")
@@ -46,9 +51,14 @@ class BacktestParams:
     initial_capital: float = _D["initial_capital"]
     stop_loss: float | None = _D["stop_loss"]
     take_profit: float | None = _D["take_profit"]
+    trailing_stop: float | None = _D["trailing_stop"]
+    trailing_atr: float | None = _D["trailing_atr"]
+    exit_rule: str = _D["exit_rule"]
     holding_period: int | None = _D["holding_period"]
     signal_type: str = _D["signal_type"]
     commission: float = _D["commission"]
+    commission_fixed: float = _D["commission_fixed"]
+    commission_min: float = _D["commission_min"]
     slippage_bps: float = _D["slippage_bps"]
     max_positions: int = _D["max_positions"]
     fractional_shares: bool = _D["fractional_shares"]
@@ -86,6 +96,7 @@ class BacktestResult:
     params: BacktestParams
     events: pd.DataFrame
     ruined_on: pd.Timestamp | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def skipped(self) -> dict[str, int]:
         """How many signals each rule skipped or cut, e.g. {'max_positions skip': 12}."""
@@ -132,41 +143,102 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
         kwargs["sizing"] = Sizing(method=kwargs.pop("position_sizing"))
     params = params or BacktestParams(**kwargs)
     entries, priority = signal_matrix(market, signals)
-    out = _simulate(market, entries, priority, params)
-    return _result(market, params, out)
+    bars, combo, shared = kernel_inputs(market, params)
+    out = k.simulate(bars, entries, priority, combo, shared)
+    return _result(market, params, out, signals.values if hasattr(signals, "matrix") else None)
 
 
-def exit_args(p: BacktestParams) -> tuple[float, float, int, int]:
-    """What a grid may vary per combination, as the kernel reads it: stop and target as fractions
-    (0 = off), holding bars (0 = off), max positions."""
-    stop, target = (p.stop_loss or 0.0) / 100.0, (p.take_profit or 0.0) / 100.0
-    return stop, target, int(p.holding_period or 0), int(p.max_positions)
+def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
+    """The exit rule's (bars x symbols) bool matrix; 0 x 0 when there is none."""
+    if not rule.strip():
+        return np.zeros((0, 0), bool)
+    from .filters import RuleError, scan
+
+    try:
+        return np.ascontiguousarray(scan(market, rule).matrix)
+    except RuleError as exc:
+        raise RuleError(f"Exit rule: {exc}") from None
 
 
-def portfolio_args(market: Market, p: BacktestParams) -> tuple:
-    """What every simulation of these settings on this market shares, in the kernels' order: direction,
-    costs, capital, share rounding, leverage, shrink, sizing method and inputs, risk limits."""
-    vol, atr = p.sizing.inputs(market)
-    return (
-        1 if p.signal_type == "long" else -1,
-        p.commission / 100.0,
-        p.slippage_bps / 10_000.0,
-        float(p.initial_capital),
-        bool(p.fractional_shares),
-        float(p.max_leverage) if p.allow_leverage else 1.0,
-        bool(p.shrink_unfunded),
-        METHODS[p.sizing.method],
-        vol,
-        atr,
-        *p.limits.kernel_args(market),
+def kernel_bars(market: Market) -> k.Bars:
+    last_valid = market.shape[0] - 1 - np.argmax(~np.isnan(market.close[::-1]), axis=0)
+    return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid.astype(np.int64))
+
+
+def exit_row(p: BacktestParams) -> tuple[float, ...]:
+    """What a grid may vary per combination, in `k.Combo`'s order: stop, target and trail as fractions
+    (0 = off), ATR trail multiple, holding bars (0 = off), max positions."""
+    return ((p.stop_loss or 0.0) / 100.0, (p.take_profit or 0.0) / 100.0, (p.trailing_stop or 0.0) / 100.0,
+            float(p.trailing_atr or 0.0), int(p.holding_period or 0), int(p.max_positions))  # fmt: skip
+
+
+def sizing_row(s: Sizing) -> np.ndarray:
+    """The sizing parameters in the kernel's slots (P_*), as fractions."""
+    row = np.zeros(k.N_SIZING_PARAMS)
+    row[k.P_RISK] = s.risk_pct / 100.0
+    row[k.P_KELLY_MULT] = s.kelly_multiplier
+    row[k.P_KELLY_CAP] = s.kelly_cap_pct / 100.0
+    row[k.P_KELLY_MIN_TRADES] = s.kelly_min_trades
+    row[k.P_VOL_TARGET] = s.vol_target_pct / 100.0
+    row[k.P_ATR_MULT] = s.atr_multiplier
+    row[k.P_AMOUNT] = s.fixed_amount
+    row[k.P_ATR_STOP] = 1.0 if s.atr_stop else 0.0
+    return row
+
+
+def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k.Shared]:
+    """The only place that turns settings into what the kernel reads: percent into fractions, "off" into
+    the kernel's sentinels (0, or an empty array), names into codes, and the per-bar inputs (volatility,
+    ATR, exit-rule signals, correlation windows) computed on the whole market."""
+    vol, atr = p.sizing.inputs(market, need_atr=bool(p.trailing_atr))
+    lim = p.limits
+    corr = (np.empty((0, 0)),) * 2
+    if lim.max_correlation is not None:
+        from .indicators import indicators_for
+
+        corr = indicators_for(market).memo(("correlation_inputs",), lambda: correlation_inputs(market.close))
+    shared = k.Shared(
+        direction=1 if p.signal_type == "long" else -1,
+        commission=p.commission / 100.0,
+        commission_fixed=float(p.commission_fixed),
+        commission_min=float(p.commission_min),
+        slippage=p.slippage_bps / 10_000.0,
+        initial_capital=float(p.initial_capital),
+        fractional_shares=bool(p.fractional_shares),
+        max_leverage=float(p.max_leverage) if p.allow_leverage else 1.0,
+        shrink_unfunded=bool(p.shrink_unfunded),
+        sizing_method=METHODS[p.sizing.method],
+        vol=vol,
+        atr=atr,
+        exit_signal=exit_rule_matrix(market, p.exit_rule),
+        ret_t=corr[0],
+        valid_t=corr[1],
+        sector_id=sector_ids(market),
+        max_position=(lim.max_position_pct or 0.0) / 100.0,
+        # Without a sector column there is nothing to group by: the sector limit is off.
+        max_sector=(lim.max_sector_pct or 0.0) / 100.0 if market.sectors is not None else 0.0,
+        max_corr=2.0 if lim.max_correlation is None else float(lim.max_correlation),
+        corr_window=int(lim.correlation_lookback),
+        max_volume=(lim.max_volume_pct or 0.0) / 100.0,
     )
+    row = exit_row(p)
+    combo = k.Combo(*row[:4], int(row[4]), int(row[5]), sizing_row(p.sizing))
+    return kernel_bars(market), combo, shared
 
 
-def _simulate(market: Market, entries: np.ndarray, priority: np.ndarray, p: BacktestParams) -> tuple:
-    return k.simulate(
-        market.open, market.high, market.low, market.close, entries, priority,
-        *exit_args(p), p.sizing.kernel_params(), *portfolio_args(market, p),
-    )  # fmt: skip
+def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tuple[Market, k.Bars, k.Shared]:
+    """Bars [start, stop) of the inputs, for an optimiser window: the per-bar inputs were computed on the
+    whole history (as the signals are), so volatility, ATR and correlations do not restart at the window."""
+    window = market.window(start, stop)
+    rows = slice(start, stop)
+    shared = shared._replace(
+        vol=shared.vol[rows] if shared.vol.size else shared.vol,
+        atr=shared.atr[rows] if shared.atr.size else shared.atr,
+        exit_signal=np.ascontiguousarray(shared.exit_signal[rows]) if shared.exit_signal.size else shared.exit_signal,
+        ret_t=np.ascontiguousarray(shared.ret_t[:, rows]) if shared.ret_t.size else shared.ret_t,
+        valid_t=np.ascontiguousarray(shared.valid_t[:, rows]) if shared.valid_t.size else shared.valid_t,
+    )
+    return window, kernel_bars(window), shared
 
 
 _BUY_HOLD: dict[str, np.ndarray] = {}
@@ -182,42 +254,44 @@ def _buy_hold_per_unit(market: Market) -> np.ndarray:
     return curve
 
 
-def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResult:
-    (sym, e_bar, x_bar, e_px, x_px, qty, pnl, fees, reason, equity, cash, long_v, short_v, n_open,
-     ev_bar, ev_sym, ev_rule, ev_value, ev_limit, ev_action, ruin_bar) = out  # fmt: skip
-    order = np.lexsort((sym, e_bar))
-    trades = (
-        pd.DataFrame(
-            {
-                "symbol": pd.Categorical.from_codes(sym, market.symbols),
-                "direction": params.signal_type,
-                "entry_date": market.dates[e_bar],
-                "entry_price": e_px,
-                "exit_date": market.dates[x_bar],
-                "exit_price": x_px,
-                "shares": qty,
-                "pnl": pnl,
-                "return_pct": pnl / (qty * e_px) * 100.0 if len(qty) else np.empty(0),
-                "fees": fees,
-                "bars_held": x_bar - e_bar + 1,
-                "exit_reason": pd.Categorical.from_codes(reason, list(EXIT_NAMES.values())),
-                "entry_bar": e_bar,
-                "exit_bar": x_bar,
-            }
-        )
-        .iloc[order]
-        .reset_index(drop=True)
+def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
+    records, event_records, curve, ruin_bar = out
+    records = records[np.lexsort((records["symbol"], records["entry_bar"]))]
+    e_bar, x_bar = records["entry_bar"], records["exit_bar"]
+    trades = pd.DataFrame(
+        {
+            "symbol": pd.Categorical.from_codes(records["symbol"], market.symbols),
+            "direction": params.signal_type,
+            "entry_date": market.dates[e_bar],
+            "entry_price": records["entry_price"],
+            "exit_date": market.dates[x_bar],
+            "exit_price": records["exit_price"],
+            "shares": records["shares"],
+            "pnl": records["pnl"],
+            "return_pct": records["pnl"] / (records["shares"] * records["entry_price"]) * 100.0,
+            "fees": records["fees"],
+            "bars_held": x_bar - e_bar + 1,
+            "exit_reason": pd.Categorical.from_codes(records["reason"], list(k.EXIT_NAMES)),
+            "mae_pct": records["mae_pct"],
+            "mfe_pct": records["mfe_pct"],
+            "entry_bar": e_bar,
+            "exit_bar": x_bar,
+        }
     )
+    for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
+        trades[f"at_signal: {name}"] = values[e_bar - 1, records["symbol"]] if len(e_bar) else np.empty(0)
+    equity = curve["equity"].copy()
+    long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
     bh = _buy_hold_per_unit(market) * params.initial_capital
     equity_df = pd.DataFrame(
         {
             "equity": equity,
-            "cash": cash,
+            "cash": curve["cash"].copy(),
             "long_value": long_v,
             "short_value": short_v,
             "gross_exposure_pct": np.divide(long_v + short_v, equity, out=np.zeros_like(equity), where=equity > 0)
             * 100,
-            "open_positions": n_open,
+            "open_positions": curve["open_positions"].copy(),
             "drawdown_pct": drawdown_pct(equity),
             "buy_hold_equity": bh,
         },
@@ -225,16 +299,18 @@ def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResul
     )
     events = pd.DataFrame(
         {
-            "date": market.dates[ev_bar],
-            "symbol": pd.Categorical.from_codes(ev_sym, market.symbols),
-            "rule": pd.Categorical.from_codes(ev_rule, list(RULE_NAMES.values())),
-            "value": ev_value,
-            "limit": ev_limit,
-            "action": pd.Categorical.from_codes(ev_action, list(ACTION_NAMES.values())),
+            "date": market.dates[event_records["bar"]],
+            "symbol": pd.Categorical.from_codes(event_records["symbol"], market.symbols),
+            "rule": pd.Categorical.from_codes(event_records["rule"], list(k.RULE_NAMES)),
+            "value": event_records["value"],
+            "limit": event_records["limit"],
+            "action": pd.Categorical.from_codes(event_records["action"], list(k.ACTION_NAMES)),
         }
     )
-    metrics = compute_metrics(equity, market.dates, trades, n_open, market.close, params.risk_free_pct)
-    metrics["signals_skipped"] = int((events["action"] == "skip").sum()) if len(events) else 0
+    metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
+                              params.risk_free_pct)  # fmt: skip
+    skips = int((events["action"] == "skip").sum()) if len(events) else 0
+    metrics["signals_skipped"] = skips
     return BacktestResult(
         trades=trades,
         equity=equity_df,
@@ -242,4 +318,19 @@ def _result(market: Market, params: BacktestParams, out: tuple) -> BacktestResul
         params=params,
         events=events,
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
+        warnings=_warnings(params, events, len(trades)),
     )
+
+
+def _warnings(params: BacktestParams, events: pd.DataFrame, n_trades: int) -> list[str]:
+    """What a reader of the numbers must know: sizing that skipped most signals."""
+    if events.empty:
+        return []
+    sized_out = int(((events["rule"] == "size_zero") & (events["action"] == "skip")).sum())
+    if sized_out <= n_trades:
+        return []
+    reasons = {"kelly": " (Kelly's fraction was <= 0: the trades so far had no edge)",
+               "fixed_fractional": " (fixed-fractional sizing needs a stop-loss)"}  # fmt: skip
+    why = reasons.get(params.sizing.method, "")
+    return [f"Sizing skipped {sized_out:,} signals{why}, more than the {n_trades:,} it traded: the result "
+            "reflects the sizing rule more than the entry rule."]  # fmt: skip

@@ -24,8 +24,8 @@ import pandas as pd
 from . import _kernels as k
 from .data import DataError, Market
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
+from .params import MAX_RULE_CHARS
 
-MAX_RULE_CHARS = 2_000
 MAX_DEPTH = 30  # brackets
 MAX_TREE_DEPTH = 60  # operators nested in one another (`not not not ...`, `- - - 1`)
 MAX_INDICATORS = 40  # distinct indicator calls in one rule
@@ -64,6 +64,13 @@ PRESETS = {
     "Gap up": "gap_pct() > 3",
     "Bollinger squeeze breakout": "prev(bb_width(20, 2)) < 10 and crosses_above(close, bb_upper(20, 2))",
     "MACD bullish cross": "crosses_above(macd(12, 26, 9), macd_signal(12, 26, 9))",
+}
+
+EXIT_PRESETS = {  # exit rules: true at a close exits at the next open
+    "RSI overbought": "rsi(14) > 70",
+    "Close below the 20-day average": "crosses_below(close, sma(20))",
+    "New 10-day low": "close < prev(low_n(10))",
+    "MACD bearish cross": "crosses_below(macd(12, 26, 9), macd_signal(12, 26, 9))",
 }
 
 _COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,

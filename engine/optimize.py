@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import _kernels as k
 from . import params as table
-from .backtest import BacktestParams, exit_args, portfolio_args, signal_matrix
+from .backtest import BacktestParams, exit_row, kernel_inputs, signal_matrix, sizing_row, window_inputs
 from .data import DataError, Market
 from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, PERIODS_PER_YEAR
@@ -332,19 +332,21 @@ def run_chunk(
         signals = scan(market, variant_rule)
     except RuleError as exc:
         raise RuleError(f"Grid point {first} makes the rule invalid: {exc}") from exc
+    params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
+    # Shared inputs (volatility, ATR, correlations, the exit rule) on the whole history, then cut to the window.
+    probe = next((p for p in params if p.trailing_atr), params[0])
+    bars_all, _, shared = kernel_inputs(market, probe)
     a, b = bars or (0, market.shape[0])
-    window = market if (a, b) == (0, market.shape[0]) else market.window(a, b)
+    window, kbars = market, bars_all
+    if (a, b) != (0, market.shape[0]):
+        window, kbars, shared = window_inputs(market, shared, a, b)
     entries, priority = signal_matrix(market, signals)
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
-    params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
-    exits = np.array([exit_args(p) for p in params], dtype=float)
-    sizing_rows = np.array([p.sizing.kernel_params() for p in params])
+    exits = np.array([exit_row(p) for p in params], dtype=float)
+    sizing_rows = np.array([sizing_row(p.sizing) for p in params])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
-    return k.simulate_grid(
-        window.open, window.high, window.low, window.close, entries, priority, exits, sizing_rows,
-        *portfolio_args(window, base), days / 365.25, base.risk_free_pct / 100 / PERIODS_PER_YEAR,
-        float(PERIODS_PER_YEAR),
-    )  # fmt: skip
+    return k.simulate_grid(kbars, entries, priority, exits, sizing_rows, shared, days / 365.25,
+                           base.risk_free_pct / 100 / PERIODS_PER_YEAR, float(PERIODS_PER_YEAR))  # fmt: skip
 
 
 def in_out_of_sample(

@@ -20,9 +20,10 @@ from typing import Any
 from . import _kernels as k
 from .data import DataError
 
-SIZING_METHODS = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
+SIZING_METHODS = k.SIZING_NAMES
 OBJECTIVE_METRICS = tuple(m for m in k.GRID_METRICS if m not in ("n_trades", "final_equity"))
 OPTIMIZE_MODES = ("split", "walk_forward", "all")
+MAX_RULE_CHARS = 2_000  # the longest rule (entry or exit) accepted anywhere
 
 
 class ParamError(DataError):
@@ -79,6 +80,8 @@ class Param:
             return "true or false"
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.kind is str:
+            return f"a rule of at most {_num(self.hi)} characters (empty: none)"
         unit = {"%": "%", "x": "x", "currency": "", "": ""}.get(self.unit, f" {self.unit}")
         span = f"{_num(self.lo)} to {_num(self.hi)}{unit}"
         return f"0 (off) or {span}" if self.off else span
@@ -91,6 +94,8 @@ class Param:
             raise self._error(value) from None
         if self.choices and out not in self.choices:
             raise self._error(value)
+        if self.kind is str and not self.choices and self.hi is not None and len(out) > self.hi:
+            raise ParamError(f"{self.label} must be {self.allowed()}, not {len(out):,} characters.")
         if self.kind in (int, float):
             if not math.isfinite(out):
                 raise self._error(value)
@@ -168,7 +173,19 @@ PARAMS: tuple[Param, ...] = (
           help="Percent below (long) or above (short) the entry fill.", grid=(2.0, 10.0, 2.0)),
     Param("take_profit", "tp", "Take-profit", float, 0.0, 0.1, 99.0, 0.5, "%", off=True,
           help="Percent above (long) or below (short) the entry fill.", grid=(5.0, 25.0, 5.0)),
+    Param("trailing_stop", "trail", "Trailing stop", float, 0.0, 0.1, 99.0, 0.5, "%", off=True,
+          help="Percent below the highest high since entry (long; above the lowest low, short), never below the "
+               "entry fill's level; the tighter of this and the stop-loss applies.", grid=(2.0, 10.0, 2.0)),
+    Param("trailing_atr", "tratr", "ATR trailing stop", float, 0.0, 0.5, 20.0, 0.5, "x ATR", off=True,
+          help="Trail k x ATR (sizing's ATR period, at the signal bar) behind the best price since entry.",
+          grid=(1.0, 4.0, 1.0)),
+    Param("exit_rule", "exit", "Exit rule", str, "", hi=MAX_RULE_CHARS,
+          help="A scanner rule; true at a close (from the entry bar on) exits at the next open, before stops."),
     Param("commission", "comm", "Commission", float, 0.0, 0.0, 5.0, 0.01, "%", help="Percent of traded value."),
+    Param("commission_fixed", "commfix", "Commission per order", float, 0.0, 0.0, 10_000.0, 1.0, "currency",
+          help="A fixed amount per order, added to the percent commission."),
+    Param("commission_min", "commmin", "Minimum commission", float, 0.0, 0.0, 10_000.0, 1.0, "currency",
+          help="Each order pays at least this much commission."),
     Param("slippage_bps", "slip", "Slippage", float, 0.0, 0.0, 500.0, 1.0, "bps",
           help="Moves every fill against the trader."),
     Param("fractional_shares", "frac", "Fractional shares", bool, True,
@@ -205,6 +222,9 @@ PARAMS: tuple[Param, ...] = (
           help="Cap on one new position's value as a percent of equity."),
     Param("limits.max_sector_pct", "lsec", "Max sector exposure", float, 0.0, 0.1, 1_000.0, 5.0, "%", off=True,
           help="Cap on one sector's open value as a percent of equity (needs a sector column)."),
+    Param("limits.max_volume_pct", "lvol", "Max volume share", float, 0.0, 0.01, 100.0, 1.0, "%", off=True,
+          help="An order may take at most this percent of the signal bar's volume; larger ones are cut (below "
+               "10% of their size: skipped)."),
     Param("limits.max_correlation", "lcorr", "Max correlation", float, 0.0, 0.01, 1.0, 0.05, off=True,
           help="Skip a signal whose returns correlate above this with an open position's."),
     Param("limits.correlation_lookback", "clb", "Correlation lookback", int, 60, 3, 504, 5, "bars"),

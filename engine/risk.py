@@ -2,7 +2,8 @@
 
 Limits apply when a position is opened (cut to fit, or skipped); later price moves are not trimmed.
 Every cut or skip is returned as an event: (date, symbol, rule, value, limit, action).
-Order at each entry: max positions, sizing, max position, max sector, cash/leverage, then correlation
+Order at each entry: max positions, sizing, max position, max sector, cash/leverage, max volume (a share of
+the signal bar's volume; an order cut below 10% of its size is skipped), then correlation
 (the costliest check, so it runs last; a correlation skip replaces the cuts recorded before it). The
 correlation is Pearson over the trailing window of 1-bar returns ending at the signal bar, on the bars
 where both symbols have a return; with fewer than 3 such bars it is unknown and does not skip.
@@ -15,21 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from . import _kernels as k
 from . import params as table
 from .data import Market
-
-RULE_NAMES = {
-    k.RULE_MAX_POSITIONS: "max_positions",
-    k.RULE_CASH: "cash",
-    k.RULE_MAX_POSITION: "max_position_pct",
-    k.RULE_MAX_SECTOR: "max_sector_pct",
-    k.RULE_MAX_CORR: "max_correlation",
-    k.RULE_SIZE: "size_zero",
-    k.RULE_NO_BAR: "no_bar",
-}
-ACTION_NAMES = {k.ACTION_SKIP: "skip", k.ACTION_CUT: "cut"}
-
 
 _D = table.defaults("limits")
 
@@ -42,6 +30,7 @@ class RiskLimits:
     max_sector_pct: float | None = _D["max_sector_pct"]
     max_correlation: float | None = _D["max_correlation"]
     correlation_lookback: int = _D["correlation_lookback"]
+    max_volume_pct: float | None = _D["max_volume_pct"]
 
     def __post_init__(self) -> None:
         table.normalise("limits", self)
@@ -58,29 +47,14 @@ class RiskLimits:
             out.append(f"position <= {self.max_position_pct:g}%")
         if self.max_sector_pct is not None:
             out.append(f"sector <= {self.max_sector_pct:g}%")
+        if self.max_volume_pct is not None:
+            out.append(f"volume <= {self.max_volume_pct:g}% of the bar's")
         if self.max_correlation is not None:
             out.append(f"correlation <= {self.max_correlation:g} over {self.correlation_lookback} bars")
         return out
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def kernel_args(self, market: Market) -> tuple:
-        sector_id = sector_ids(market)
-        corr_inputs = (np.empty((0, 0)),) * 2
-        if self.max_correlation is not None:
-            from .indicators import indicators_for
-
-            corr_inputs = indicators_for(market).memo(("correlation_inputs",), lambda: correlation_inputs(market.close))
-        return (
-            *corr_inputs,
-            sector_id,
-            (self.max_position_pct or 0.0) / 100.0,
-            # Without a sector column there is nothing to group by: the sector limit is off.
-            (self.max_sector_pct or 0.0) / 100.0 if market.sectors is not None else 0.0,
-            2.0 if self.max_correlation is None else float(self.max_correlation),
-            int(self.correlation_lookback),
-        )
 
 
 def correlation_inputs(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

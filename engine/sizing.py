@@ -15,14 +15,7 @@ from . import _kernels as k
 from . import params as table
 from .data import Market
 
-METHODS = {  # the order of params.SIZING_METHODS
-    "equal_weight": k.SIZE_EQUAL,
-    "fixed_fractional": k.SIZE_FIXED_FRACTIONAL,
-    "kelly": k.SIZE_KELLY,
-    "volatility_target": k.SIZE_VOL_TARGET,
-    "atr_risk": k.SIZE_ATR,
-    "fixed_amount": k.SIZE_FIXED_AMOUNT,
-}
+METHODS = {name: code for code, name in enumerate(k.SIZING_NAMES)}  # the kernel's codes
 
 DESCRIPTIONS = {
     "equal_weight": "equity / max positions",
@@ -59,21 +52,9 @@ class Sizing:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def kernel_params(self) -> np.ndarray:
-        p = np.zeros(k.N_SIZING_PARAMS)
-        p[k.P_RISK] = self.risk_pct / 100.0
-        p[k.P_KELLY_MULT] = self.kelly_multiplier
-        p[k.P_KELLY_CAP] = self.kelly_cap_pct / 100.0
-        p[k.P_KELLY_MIN_TRADES] = self.kelly_min_trades
-        p[k.P_VOL_TARGET] = self.vol_target_pct / 100.0
-        p[k.P_ATR_MULT] = self.atr_multiplier
-        p[k.P_AMOUNT] = self.fixed_amount
-        p[k.P_ATR_STOP] = 1.0 if self.atr_stop else 0.0
-        return p
-
-    def inputs(self, market: Market) -> tuple[np.ndarray, np.ndarray]:
-        """(annualised trailing vol as a fraction, ATR) arrays, memoised per dataset; empty (0 x 0) when the
-        method does not read them."""
+    def inputs(self, market: Market, need_atr: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(annualised trailing vol as a fraction, ATR) arrays, memoised per dataset; empty (0 x 0) when
+        nothing reads them (ATR: ATR sizing, or an ATR trailing stop when `need_atr`)."""
         from .indicators import indicators_for
 
         memo = indicators_for(market)
@@ -82,5 +63,5 @@ class Sizing:
         if self.method == "volatility_target":
             n = self.vol_lookback
             vol = memo.memo(("vol_fraction", n), lambda: memo.get("volatility", n) / 100)
-        rng = memo.get("atr", self.atr_period) if self.method == "atr_risk" else empty
+        rng = memo.get("atr", self.atr_period) if self.method == "atr_risk" or need_atr else empty
         return vol, rng
