@@ -112,7 +112,7 @@ def in_vs_out(merged: pd.DataFrame, z: str) -> go.Figure:
 
 
 def fan(bands: pd.DataFrame, samples: np.ndarray) -> go.Figure:
-    """Equity paths (start = 1) by trade number: a few samples, the 5-95 and 25-75 bands and the median."""
+    """Equity paths (start = 1) by step (trade or bar): a few samples, the 5-95 and 25-75 bands, the median."""
     fig = go.Figure()
     x = bands.index.to_numpy()
     for path in samples[:30]:
@@ -123,7 +123,7 @@ def fan(bands: pd.DataFrame, samples: np.ndarray) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=bands[hi], line={"width": 0}, showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=x, y=bands[lo], fill="tonexty", fillcolor=color, line={"width": 0}, name=name))
     fig.add_trace(go.Scatter(x=x, y=bands["p50"], name="median", line={"color": "#1f6feb", "width": 2}))
-    fig.update_layout(xaxis_title="trade", yaxis_title="equity (start = 1)")
+    fig.update_layout(xaxis_title=bands.index.name or "trade", yaxis_title="equity (start = 1)")
     return _layout(fig)
 
 

@@ -1,7 +1,9 @@
 """Performance metrics. Each is one function with its formula; edge cases return NaN (undefined) or 0.
 
-Conventions: `equity` is the per-bar portfolio value; returns are simple bar-to-bar returns; annualisation
-uses `periods_per_year` (252 trading days); percentages are in percent units (5.0 means 5%).
+Conventions: `equity` is the per-bar portfolio value; returns are simple bar-to-bar returns; percentages are
+in percent units (5.0 means 5%). One annualisation rule for every metric: `periods_per_year(dates)`, the
+bars per calendar year of the data (about 252 for US stocks, 365 for crypto), used by CAGR, volatility,
+Sharpe and Sortino alike and shown in the metrics table.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")  # run lists
-PERIODS_PER_YEAR = 252
+PERIODS_PER_YEAR = 252  # only when the dates span less than a week: too short to infer
 
 LABELS = {
     "total_return_pct": "Total return [%]",
@@ -33,7 +35,17 @@ LABELS = {
     "exposure_pct": "Exposure time [%]",
     "buy_hold_return_pct": "Buy & hold return [%]",
     "final_equity": "Final equity",
+    "periods_per_year": "Bars per year (annualisation)",
 }
+
+
+def periods_per_year(dates: pd.DatetimeIndex) -> float:
+    """Bars per calendar year of the data: (bars - 1) / (calendar days spanned / 365.25); PERIODS_PER_YEAR
+    when the dates span less than a week."""
+    if len(dates) < 2:
+        return float(PERIODS_PER_YEAR)
+    days = (dates[-1] - dates[0]).days
+    return (len(dates) - 1) / (days / 365.25) if days >= 7 else float(PERIODS_PER_YEAR)
 
 
 def bar_returns(equity: np.ndarray) -> np.ndarray:
@@ -51,7 +63,8 @@ def total_return_pct(equity: np.ndarray) -> float:
 
 
 def cagr_pct(equity: np.ndarray, dates: pd.DatetimeIndex) -> float:
-    """((E_last / E_first) ^ (1 / years) - 1) x 100, years = calendar days / 365.25."""
+    """((E_last / E_first) ^ (1 / years) - 1) x 100, years = calendar days / 365.25 (the same as
+    (bars - 1) / periods_per_year(dates))."""
     if len(equity) < 2 or equity[0] <= 0:
         return float("nan")
     years = (dates[-1] - dates[0]).days / 365.25
@@ -60,12 +73,12 @@ def cagr_pct(equity: np.ndarray, dates: pd.DatetimeIndex) -> float:
     return float(((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0)
 
 
-def volatility_pct(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def volatility_pct(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """std(r, ddof=1) x sqrt(periods_per_year) x 100."""
     return float(np.std(returns, ddof=1) * np.sqrt(periods_per_year) * 100.0) if len(returns) > 1 else float("nan")
 
 
-def sharpe_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def sharpe_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """mean(r - rf) / std(r - rf, ddof=1) x sqrt(periods_per_year); rf per bar = annual rf / periods."""
     if len(returns) < 2:
         return float("nan")
@@ -74,7 +87,7 @@ def sharpe_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_ye
     return float(np.mean(excess) / sd * np.sqrt(periods_per_year)) if sd > 0 else float("nan")
 
 
-def sortino_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def sortino_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """mean(r - rf) / sqrt(mean(min(r - rf, 0)^2)) x sqrt(periods_per_year)."""
     if len(returns) < 2:
         return float("nan")
@@ -97,7 +110,8 @@ def max_drawdown_pct(equity: np.ndarray) -> float:
 
 
 def max_drawdown_bars(equity: np.ndarray) -> int:
-    """Longest run of bars spent below a previous peak (from the peak to the bar it is regained)."""
+    """Longest run of consecutive bars below a previous peak: the bars after the peak up to, not including,
+    the bar that regains it (an unrecovered drawdown counts to the last bar)."""
     under = (drawdown_pct(equity) < 0).astype(np.int8)
     if not under.any():
         return 0
@@ -165,6 +179,7 @@ def compute_metrics(
 ) -> dict[str, float]:
     """All metrics for one backtest, keyed by the names in LABELS."""
     r = bar_returns(equity)
+    ppy = periods_per_year(dates)
     cagr = cagr_pct(equity, dates)
     mdd = max_drawdown_pct(equity)
     trade_ret = trades["return_pct"].to_numpy(dtype=float)
@@ -173,9 +188,9 @@ def compute_metrics(
     return {
         "total_return_pct": total_return_pct(equity),
         "cagr_pct": cagr,
-        "volatility_pct": volatility_pct(r),
-        "sharpe": sharpe_ratio(r, risk_free_pct),
-        "sortino": sortino_ratio(r, risk_free_pct),
+        "volatility_pct": volatility_pct(r, ppy),
+        "sharpe": sharpe_ratio(r, risk_free_pct, ppy),
+        "sortino": sortino_ratio(r, risk_free_pct, ppy),
         "calmar": calmar_ratio(cagr, mdd),
         "max_drawdown_pct": mdd,
         "max_drawdown_bars": max_drawdown_bars(equity),
@@ -191,4 +206,5 @@ def compute_metrics(
         "exposure_pct": exposure_pct(n_open),
         "buy_hold_return_pct": buy_hold_return_pct(close),
         "final_equity": float(equity[-1]) if len(equity) else float("nan"),
+        "periods_per_year": ppy,
     }

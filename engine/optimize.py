@@ -29,7 +29,7 @@ from . import params as table
 from .backtest import BacktestParams, exit_row, kernel_inputs, signal_matrix, sizing_row, window_inputs
 from .data import DataError, Market
 from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
-from .metrics import LABELS, PERIODS_PER_YEAR
+from .metrics import LABELS, periods_per_year
 
 log = logging.getLogger("engine.optimize")
 METRICS = k.GRID_METRICS
@@ -345,8 +345,9 @@ def run_chunk(
     exits = np.array([exit_row(p) for p in params], dtype=float)
     sizing_rows = np.array([sizing_row(p.sizing) for p in params])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
+    ppy = periods_per_year(window.dates)
     return k.simulate_grid(kbars, entries, priority, exits, sizing_rows, shared, days / 365.25,
-                           base.risk_free_pct / 100 / PERIODS_PER_YEAR, float(PERIODS_PER_YEAR))  # fmt: skip
+                           base.risk_free_pct / 100 / ppy, ppy)  # fmt: skip
 
 
 def in_out_of_sample(

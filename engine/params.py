@@ -49,6 +49,7 @@ class Param:
     help: str = ""
     grid: tuple[float, float, float] | None = None  # default (from, to, step) when varied in a grid; None: no grid key
     methods: tuple[str, ...] = ()  # sizing methods that read it (empty: always used)
+    off_word: str = "off"  # what 0 means where `off`, in labels and messages ("all" for trades per path)
 
     @property
     def group(self) -> str:
@@ -84,7 +85,7 @@ class Param:
             return f"a rule of at most {_num(self.hi)} characters (empty: none)"
         unit = {"%": "%", "x": "x", "currency": "", "": ""}.get(self.unit, f" {self.unit}")
         span = f"{_num(self.lo)} to {_num(self.hi)}{unit}"
-        return f"0 (off) or {span}" if self.off else span
+        return f"0 ({self.off_word}) or {span}" if self.off else span
 
     def check(self, value: Any) -> Any:
         """The value, converted to `kind`, or ParamError naming the parameter, the value and the range."""
@@ -129,7 +130,7 @@ class Param:
         if self.kind is bool:
             return "true" if value else "false"
         if self.off and not value:
-            return "0 (off)"
+            return f"0 ({self.off_word})"
         if self.kind in (int, float):
             return _num(value)
         return str(value)
@@ -237,11 +238,14 @@ PARAMS: tuple[Param, ...] = (
     Param("optimize.train_bars", "train", "Train bars", int, 504, 60, 5_000, 21, "bars"),
     Param("optimize.test_bars", "test", "Test bars", int, 126, 20, 2_000, 21, "bars"),
     # Monte Carlo page.
-    Param("montecarlo.method", "mcm", "Method", str, "bootstrap", choices=("bootstrap", "shuffle"),
-          help="bootstrap: draw trades with replacement; shuffle: same trades, random order."),
+    Param("montecarlo.method", "mcm", "Method", str, "bootstrap", choices=("bootstrap", "shuffle", "daily_blocks"),
+          help="bootstrap: draw trades with replacement; shuffle: same trades, random order; daily_blocks: "
+               "resample the daily portfolio returns in blocks (keeps overlapping positions together)."),
     Param("montecarlo.n_simulations", "mcn", "Simulations", int, 10_000, 100, 100_000, 1_000),
     Param("montecarlo.n_trades", "mct", "Trades per path", int, 0, 2, 100_000, 10, "trades", off=True,
-          help="0: as many as the backtest had."),
+          help="0: as many as the backtest had (bootstrap only).", off_word="all"),
+    Param("montecarlo.block_bars", "mcb", "Block length", int, 20, 1, 250, 5, "bars",
+          help="Consecutive bars per block, for daily_blocks."),
     Param("montecarlo.seed", "mcs", "Seed", int, 0, 0, 2**31 - 1, 1),
     Param("montecarlo.drawdown_pct", "mcdd", "Drawdown threshold", float, 20.0, 1.0, 100.0, 1.0, "%"),
 )  # fmt: skip

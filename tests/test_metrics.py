@@ -58,3 +58,24 @@ def test_buy_and_hold():
     assert mt.buy_hold_return_pct(close) == pytest.approx((0.2 + 0.5) / 2 * 100)
     eq = mt.buy_hold_equity(close, 1000.0)
     assert eq[-1] == pytest.approx(500 * 1.2 + 500 * 1.5)
+
+
+def test_one_annualisation_rule_inferred_from_the_dates():
+    from engine.metrics import periods_per_year
+
+    weekdays = pd.bdate_range("2020-01-01", "2022-12-31")
+    every_day = pd.date_range("2020-01-01", "2022-12-31")
+    assert periods_per_year(weekdays) == pytest.approx(261, abs=1)
+    assert periods_per_year(every_day) == pytest.approx(365.25, abs=0.5)
+    assert periods_per_year(every_day[:3]) == 252.0  # under a week: too short to infer
+    r = np.array([0.01, -0.02, 0.015, 0.0, 0.005])
+    assert mt.sharpe_ratio(r, 0.0, 365.25) == pytest.approx(np.mean(r) / np.std(r, ddof=1) * np.sqrt(365.25))
+
+
+def test_cagr_is_the_same_with_calendar_years_or_bars_per_year():
+    from engine.metrics import periods_per_year
+
+    dates = pd.bdate_range("2020-01-01", periods=600)
+    equity = np.linspace(100, 150, 600)
+    years = (len(dates) - 1) / periods_per_year(dates)
+    assert mt.cagr_pct(equity, dates) == pytest.approx(((150 / 100) ** (1 / years) - 1) * 100)

@@ -55,3 +55,32 @@ def test_too_few_trades_or_too_many_cells_are_clear_errors():
         monte_carlo(np.array([0.1]))
     with pytest.raises(DataError, match="over the limit"):
         monte_carlo(np.zeros(1000), n_simulations=100_000)
+
+
+def test_compounding_stops_at_ruin():
+    from engine.montecarlo import compound
+
+    paths = compound(np.array([[-1.5, -1.5, 0.5], [0.1, -1.0, 2.0], [0.1, 0.1, 0.1]]))
+    np.testing.assert_allclose(paths[0], [0.0, 0.0, 0.0])  # two -150% trades never multiply back to a gain
+    np.testing.assert_allclose(paths[1], [1.1, 0.0, 0.0])
+    np.testing.assert_allclose(paths[2], [1.1, 1.21, 1.331])
+    mc = monte_carlo(np.array([-1.5, -1.5]), n_simulations=200, seed=1)
+    assert (mc.final_return_pct == -100.0).all()
+
+
+def test_daily_blocks_resample_the_portfolio_returns_whose_own_order_is_the_backtest(sample):
+    from engine import backtest
+    from engine.filters import scan
+    from engine.montecarlo import block_indices, compound, daily_returns, simulate
+
+    result = backtest(sample, scan(sample, "rsi(14) < 35"))
+    r = daily_returns(result)
+    equity = result.equity["equity"].to_numpy()
+    np.testing.assert_allclose(compound(r) * equity[0], equity[1:], rtol=1e-12)  # unresampled = the backtest
+    idx = block_indices(np.random.default_rng(0), 10, 4, 3)
+    assert idx.shape == (3, 10) and idx.max() <= 9
+    assert all((np.diff(row[:4]) == 1).all() and (np.diff(row[4:8]) == 1).all() for row in idx)  # blocks of 4
+    mc = simulate(result, {"method": "daily_blocks", "n_simulations": 2000, "block_bars": 20, "seed": 3})
+    assert mc.step == "bar" and len(mc.bands) == len(r) + 1
+    own = result.metrics["total_return_pct"]
+    assert mc.summary().loc["p5", "final return %"] < own < mc.summary().loc["p95", "final return %"]
