@@ -209,14 +209,21 @@ def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positi
 
 @njit(cache=True, nogil=True)
 def _candidates(entries, priority, book, t, cand, cand_prio):
-    """Symbols with a signal at bar t-1 and no open position, highest priority first (then symbol order)."""
+    """Symbols with a signal at bar t-1 and no open position, highest priority first, then symbol order
+    (a stable insertion sort in place: few candidates per bar, no allocation). Returns their count in
+    `cand`. An empty (0 x 0) priority ranks all alike."""
     n = 0
+    ranked = priority.shape[0] > 0
     for s in range(entries.shape[1]):
         if entries[t - 1, s] and book[s]["shares"] == 0.0:
-            cand[n] = s
-            cand_prio[n] = -priority[t - 1, s]
+            p = priority[t - 1, s] if ranked else 0.0
+            i = n
+            while i > 0 and cand_prio[i - 1] < p:
+                cand[i], cand_prio[i] = cand[i - 1], cand_prio[i - 1]
+                i -= 1
+            cand[i], cand_prio[i] = s, p
             n += 1
-    return cand[:n][np.argsort(cand_prio[:n], kind="mergesort")]
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -452,7 +459,8 @@ def _enter_all(bars, entries, priority, t, combo, sh, book, shadow, open_list, n
     limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
     d = float(sh.direction)
     corr_on = sh.max_corr < 1.0
-    for s in _candidates(entries, priority, book, t, cand_buf, prio_buf):
+    for k in range(_candidates(entries, priority, book, t, cand_buf, prio_buf)):
+        s = cand_buf[k]
         o = bars.open[t, s]
         if np.isnan(o) or o <= 0.0:
             n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)

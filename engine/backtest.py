@@ -32,7 +32,7 @@ import pandas as pd
 from . import _kernels as k
 from . import params as table
 from .data import DataError, Market
-from .metrics import buy_hold_equity, compute_metrics, drawdown_pct
+from .metrics import buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .sizing import METHODS, Sizing
 
@@ -130,7 +130,7 @@ def signal_matrix(market: Market, signals) -> tuple[np.ndarray, np.ndarray]:
         if matrix.shape != shape:
             raise DataError(f"Signal matrix is {matrix.shape}, the data is {shape} (bars x symbols).")
         matrix = matrix.astype(bool)
-    prio = np.zeros(shape) if priority is None else np.nan_to_num(np.asarray(priority, float), nan=-np.inf)
+    prio = np.zeros((0, 0)) if priority is None else np.nan_to_num(np.asarray(priority, float), nan=-np.inf)
     return np.ascontiguousarray(matrix), np.ascontiguousarray(prio)
 
 
@@ -161,8 +161,9 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
 
 
 def kernel_bars(market: Market) -> k.Bars:
-    last_valid = market.shape[0] - 1 - np.argmax(~np.isnan(market.close[::-1]), axis=0)
-    return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid.astype(np.int64))
+    last_valid = _per_dataset(market, "last_valid", lambda: (market.shape[0] - 1 - np.argmax(
+        ~np.isnan(market.close[::-1]), axis=0)).astype(np.int64))  # fmt: skip
+    return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid)
 
 
 def exit_row(p: BacktestParams) -> tuple[float, ...]:
@@ -241,17 +242,11 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
     return window, kernel_bars(window), shared
 
 
-_BUY_HOLD: dict[str, np.ndarray] = {}
+def _per_dataset(market: Market, name: str, compute):
+    """A value that depends only on the data, computed once per dataset (in its indicator memo)."""
+    from .indicators import indicators_for
 
-
-def _buy_hold_per_unit(market: Market) -> np.ndarray:
-    """Equal-weight buy-and-hold curve for 1 unit of capital; depends only on the data, so kept per dataset."""
-    curve = _BUY_HOLD.get(market.fingerprint)
-    if curve is None:
-        if len(_BUY_HOLD) > 8:
-            _BUY_HOLD.clear()
-        curve = _BUY_HOLD[market.fingerprint] = buy_hold_equity(market.close, 1.0)
-    return curve
+    return indicators_for(market).memo((name,), compute)
 
 
 def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
@@ -282,7 +277,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         trades[f"at_signal: {name}"] = values[e_bar - 1, records["symbol"]] if len(e_bar) else np.empty(0)
     equity = curve["equity"].copy()
     long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
-    bh = _buy_hold_per_unit(market) * params.initial_capital
+    bh = _per_dataset(market, "buy_hold_per_unit", lambda: buy_hold_equity(market.close, 1.0)) * params.initial_capital
     equity_df = pd.DataFrame(
         {
             "equity": equity,
@@ -307,8 +302,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
             "action": pd.Categorical.from_codes(event_records["action"], list(k.ACTION_NAMES)),
         }
     )
+    buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
-                              params.risk_free_pct)  # fmt: skip
+                              params.risk_free_pct, buy_hold)  # fmt: skip
     skips = int((events["action"] == "skip").sum()) if len(events) else 0
     metrics["signals_skipped"] = skips
     return BacktestResult(

@@ -176,8 +176,10 @@ def compute_metrics(
     n_open: np.ndarray,
     close: np.ndarray,
     risk_free_pct: float = 0.0,
+    buy_hold_pct: float | None = None,
 ) -> dict[str, float]:
-    """All metrics for one backtest, keyed by the names in LABELS."""
+    """All metrics for one backtest, keyed by the names in LABELS (buy_hold_pct: buy_hold_return_pct(close),
+    when the caller has it already)."""
     r = bar_returns(equity)
     ppy = periods_per_year(dates)
     cagr = cagr_pct(equity, dates)
@@ -204,7 +206,7 @@ def compute_metrics(
         "worst_trade_pct": float(trade_ret.min()) if len(trade_ret) else float("nan"),
         "avg_bars_held": float(trades["bars_held"].mean()) if len(trades) else float("nan"),
         "exposure_pct": exposure_pct(n_open),
-        "buy_hold_return_pct": buy_hold_return_pct(close),
+        "buy_hold_return_pct": buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
         "final_equity": float(equity[-1]) if len(equity) else float("nan"),
         "periods_per_year": ppy,
     }
