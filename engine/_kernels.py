@@ -111,7 +111,7 @@ class Shared(NamedTuple):
 # --- steps ---------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _log(events, n, bar, sym, rule, value, limit, action):
     """Write one event; returns the new event count."""
     e = events[n]
@@ -119,7 +119,7 @@ def _log(events, n, bar, sym, rule, value, limit, action):
     return n + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _fee(notional, sh):
     """Commission of one order: percent of value plus a fixed amount, at least the minimum."""
     if notional <= 0.0:
@@ -127,7 +127,7 @@ def _fee(notional, sh):
     return max(notional * sh.commission + sh.commission_fixed, sh.commission_min)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _quantity(value, fill, sh):
     """Shares whose cost including commission is `value` (rounded down to whole shares unless fractional)."""
     qty = (value - sh.commission_fixed) / (fill * (1.0 + sh.commission))
@@ -175,7 +175,7 @@ def _masked_corr(xa, va, xb, vb, length):
     return cov / np.sqrt(var_a * var_b)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _kelly_fraction(params, kelly):
     """Kelly fraction from closed (and shadow) trades: w - (1 - w) / R, times the multiplier, capped; NaN
     until `min trades` have closed."""
@@ -190,7 +190,7 @@ def _kelly_fraction(params, kelly):
     return max(min(f * params[P_KELLY_MULT], params[P_KELLY_CAP]), 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positions, kelly):
     """Notional value to put in one new position; 0 means do not trade."""
     if method == SIZE_FIXED_FRACTIONAL:
@@ -207,7 +207,7 @@ def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positi
     return equity / max_positions
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _candidates(entries, priority, book, t, cand, cand_prio):
     """Symbols with a signal at bar t-1 and no open position, highest priority first, then symbol order
     (a stable insertion sort in place: few candidates per bar, no allocation). Returns their count in
@@ -226,7 +226,7 @@ def _candidates(entries, priority, book, t, cand, cand_prio):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
     """Apply the position, sector and cash/leverage limits to an order's value, logging each cut or skip.
     Returns (value, 0 = skipped, events count)."""
@@ -256,7 +256,7 @@ def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
     return value, n_events
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _volume_cap(qty, s, t, fill, bars, sh, events, n_events):
     """At most `max_volume` of the signal bar's volume (the fill bar's is unknown at its open); an order cut
     below MIN_FILL of its size is skipped. Returns (shares, events count)."""
@@ -291,7 +291,7 @@ def _corr_breach(s, t, n_open, open_list, sh, buf, buf_state):
     return np.nan
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _open(pos, t, fill, qty, fee, stop_frac, combo, atr_at_signal, d):
     """Set up a position (or a shadow trade) entered at bar t."""
     pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"] = qty, fill, t, fee
@@ -303,7 +303,7 @@ def _open(pos, t, fill, qty, fee, stop_frac, combo, atr_at_signal, d):
     pos["bars_held"] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _stop_level(pos, d):
     """(level, reason): the tighter of the fixed stop and the trailing stop (NaN: no stop)."""
     trail = np.nan
@@ -317,7 +317,7 @@ def _stop_level(pos, d):
     return trail, EXIT_TRAIL
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
     """(price, reason) of the exit on this bar, or (NaN, -1) to hold. One step for long (d = 1) and short
     (d = -1): "through" a level means d x (price - level) <= 0 for a stop, >= 0 for a target."""
@@ -341,7 +341,7 @@ def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
     return np.nan, -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _track(pos, o, h, lo, d, px, reason):
     """Update the trailing extreme and the excursions with this bar (only its open when it exits there)."""
     up, down = (o, o) if reason >= 0 and px == o else (h, lo)
@@ -354,7 +354,7 @@ def _track(pos, o, h, lo, d, px, reason):
         pos["extreme"] = favourable
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _close(pos, s, t, px, reason, sh, trades, n_trades):
     """Record the trade (exit fill after slippage and commission); returns (cash change, trade return, count)."""
     d = float(sh.direction)
@@ -378,7 +378,7 @@ def _close(pos, s, t, px, reason, sh, trades, n_trades):
     return d * qty * fill - fee, pnl / (qty * pos["entry_price"]), n_trades + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _learn(kelly, ret):
     """Kelly's statistics: closed trades, wins, sum of winning returns, sum of |losing returns|."""
     kelly[0] += 1.0
@@ -389,7 +389,7 @@ def _learn(kelly, ret):
         kelly[3] -= ret
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _exit_all(book, open_list, n_open, bars, t, combo, sh, trades, n_trades, kelly, shadow):
     """Step 2 for every open position (and every shadow trade): exit or hold. Returns (cash change, open
     count, trade count)."""
@@ -420,7 +420,7 @@ def _exit_all(book, open_list, n_open, bars, t, combo, sh, trades, n_trades, kel
     return cash_change, n_open, n_trades
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _step_position(pos, s, bars, t, d, combo, rule_exit):
     """One position on bar t: count the bar, find its exit, track excursions. (NaN, -1): hold (or no bar)."""
     c = bars.close[t, s]
@@ -433,7 +433,7 @@ def _step_position(pos, s, bars, t, d, combo, rule_exit):
     return px, reason
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _mark(book, open_list, n_open, bars, t, sh, sector_value):
     """Step 3: value open positions at the close (the last close where a symbol has no bar)."""
     long_v = short_v = 0.0
@@ -452,7 +452,7 @@ def _mark(book, open_list, n_open, bars, t, sh, sector_value):
     return long_v, short_v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _enter_all(bars, entries, priority, t, combo, sh, book, shadow, open_list, n_open, kelly, sector_value, buf,
                buf_state, cand_buf, prio_buf, events, n_events, cash, equity, gross):  # fmt: skip
     """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and

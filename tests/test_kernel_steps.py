@@ -20,18 +20,7 @@ from engine.data import market_from_frame
 from engine.filters import Signals
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat, signal_at
-
-ONE = dict(initial_capital=1000.0, max_positions=1, stop_loss=None, take_profit=None, holding_period=None)
-
-
-def run(bars, sig_bars, **kw):
-    m = bars_market({"AAA": bars})
-    return backtest(m, signal_at(m, AAA=sig_bars), **{**ONE, **kw})
-
-
-def only_trade(result):
-    assert len(result.trades) == 1
-    return result.trades.iloc[0]
+from tests.test_backtest_rules import ONE, only_trade, run
 
 
 def position(entry=100.0, bar=0, stop=np.nan, target=np.nan, trail=0.0, dist=0.0, extreme=None):
