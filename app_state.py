@@ -424,7 +424,7 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     if p.kind is int:
         return where.number_input(label, min_value=int(low), max_value=int(p.hi), step=int(p.step or 1), key=k,
                                   disabled=disabled, help=tip, persist_state=KEEP)  # fmt: skip
-    fmt = "%.0f" if p.unit == "currency" else "%.2f"
+    fmt = "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"  # cents where they matter
     return where.number_input(label, min_value=float(low), max_value=float(p.hi), step=float(p.step or 1), key=k,
                               disabled=disabled, help=tip, format=fmt, persist_state=KEEP)  # fmt: skip
 

@@ -147,6 +147,31 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
     page.context.close()
 
 
+def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_link(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest", timeout=60_000)
+    run = page.get_by_role("button", name="Run backtest")
+    run.wait_for(timeout=60_000)
+    page.get_by_role("combobox", name="Exit rule presets").click()  # fills the exit rule box, outside the form
+    page.get_by_role("option", name="RSI overbought").click()
+    settle(page)
+    assert page.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
+    edit(page, page.get_by_role("spinbutton", name="Trailing stop (%), 0 = off"), "7",
+         re.compile(r"[?&]trail=7(&|$)"), submit=run.click)  # fmt: skip
+    assert query(page)["exit"] == "rsi(14) > 70"
+    page.get_by_role("tab", name="Trades").click()
+    reasons = page.locator('[data-testid="stDataFrame"]').first
+    reasons.wait_for(timeout=30_000)
+    total = first_metric(page, "Total return")
+    teammate = new_page(browser)  # the link reproduces the run for someone else
+    teammate.goto(page.url, timeout=60_000)
+    assert first_metric(teammate, "Total return") == total
+    assert teammate.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
+    no_exception(teammate)
+    teammate.context.close()
+    page.context.close()
+
+
 def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server, browser):
     page = new_page(browser)
     page.goto(f"{server}/optimize", timeout=60_000)
