@@ -871,17 +871,39 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
     return out
 
 
+@njit(cache=True, nogil=True)
+def block_stats(equity, n_blocks):
+    """(n_blocks x 5): per block of bars, the count and the sums of r, r^2, r^3, r^4 of the bar returns
+    r_t = E_t / E_t-1 - 1 (t >= 1; 0 after ruin), for overfitting statistics over any union of blocks."""
+    out = np.zeros((n_blocks, 5))
+    n = len(equity) - 1
+    for t in range(1, n + 1):
+        r = equity[t] / equity[t - 1] - 1.0 if equity[t - 1] > 0.0 else 0.0
+        b = min((t - 1) * n_blocks // n, n_blocks - 1)
+        out[b, 0] += 1.0
+        out[b, 1] += r
+        out[b, 2] += r * r
+        out[b, 3] += r * r * r
+        out[b, 4] += r * r * r * r
+    return out
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_per_bar, periods_per_year):
+def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_per_bar, periods_per_year, n_blocks):
     """exits rows: (stop, target, trail, trail_atr, holding, max_positions) of one combination (`exit_row`);
-    sizing_stack rows: its sizing parameters. Returns (combinations x GRID_METRICS)."""
+    sizing_stack rows: its sizing parameters. Returns (combinations x GRID_METRICS) and, per combination,
+    its `block_stats` over n_blocks blocks of bars (combinations x n_blocks x 5)."""
     n_combo = exits.shape[0]
     out = np.empty((n_combo, len(GRID_METRICS)))
+    blocks = np.zeros((n_combo, n_blocks, 5))
     for c in prange(n_combo):
         e = exits[c]
         combo = Combo(e[0], e[1], e[2], e[3], int(e[4]), int(e[5]), sizing_stack[c])
         trades, _, curve, _ = simulate(bars, entries, priority, combo, sh)
         pnl = trades["pnl"]
         trade_ret = pnl / (trades["shares"] * trades["entry_price"])
-        out[c] = summary_metrics(curve["equity"], years, pnl, trade_ret, rf_per_bar, periods_per_year)
-    return out
+        equity = curve["equity"].copy()
+        out[c] = summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
+        if n_blocks > 0 and len(equity) > n_blocks:
+            blocks[c] = block_stats(equity, n_blocks)
+    return out, blocks

@@ -36,6 +36,7 @@ METRICS = k.GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
 MAX_COMBINATIONS = 100_000
 MAX_WINDOWS = 200
+N_BLOCKS = 16  # blocks of time for the probability of backtest overfitting (CSCV), as in the paper
 CELLS_PER_SECOND = 1.0e8  # symbol-bars simulated per second per combination, measured on 2 cores (conservative)
 
 
@@ -206,6 +207,31 @@ class OptimizeResult:
     seconds: float
     cancelled: bool = False
     failed: int = 0  # combinations lost with a cluster worker (the rest are kept)
+    blocks: np.ndarray | None = None  # per combination (row order), its bar-return sums per block of time
+
+    def overfitting(self) -> dict[str, Any]:
+        """How much the best combination's Sharpe owes to the search (engine/robustness.py): the deflated
+        Sharpe ratio of the best (Bailey and Lopez de Prado 2014) from the number of combinations tried and the
+        variance of their Sharpe ratios, its probabilistic Sharpe ratio against 0, and the probability of
+        backtest overfitting by CSCV over N_BLOCKS blocks of time (Bailey et al. 2015)."""
+        from . import robustness as rb
+
+        out = {"n_trials": len(self.table), "deflated_sharpe": math.nan, "pbo": math.nan, "psr": math.nan,
+               "sharpe_variance": math.nan, "expected_max_sharpe": math.nan, "n_blocks": N_BLOCKS}  # fmt: skip
+        best = self.best()
+        if best is None or self.blocks is None or len(self.table) != len(self.blocks):
+            out["verdict"] = rb.verdict(math.nan, math.nan)
+            return out
+        everything = np.ones(self.blocks.shape[1], bool)
+        sharpe = rb.block_sharpe(self.blocks, everything)
+        variance = float(np.nanvar(sharpe)) if np.isfinite(sharpe).sum() > 1 else math.nan
+        sr, skew, kurt, n = _moments_of(self.blocks[self.table.index.get_loc(best.name)])
+        out |= {"sharpe_variance": variance, "expected_max_sharpe": rb.expected_max_sharpe(len(self.table), variance),
+                "psr": rb.probabilistic_sharpe(sr, skew, kurt, n),
+                "deflated_sharpe": rb.deflated_sharpe(sr, skew, kurt, n, len(self.table), variance),
+                "pbo": rb.pbo_cscv(self.blocks)[0]}  # fmt: skip
+        out["verdict"] = rb.verdict(out["deflated_sharpe"], out["pbo"])
+        return out
 
     def ranked(self) -> pd.DataFrame:
         """Eligible combinations (enough trades, objective defined) first, best first."""
@@ -226,6 +252,20 @@ class OptimizeResult:
     @property
     def combos_per_second(self) -> float:
         return len(self.table) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _moments_of(blocks: np.ndarray) -> tuple[float, float, float, int]:
+    """(per-bar Sharpe, skewness, kurtosis, n) from one combination's block sums (count, sum r .. r^4)."""
+    n, s1, s2, s3, s4 = blocks.sum(axis=0)
+    if n < 2:
+        return math.nan, math.nan, math.nan, int(n)
+    mu = s1 / n
+    m2 = s2 / n - mu**2
+    if m2 <= 1e-300:
+        return math.nan, math.nan, math.nan, int(n)
+    m3 = s3 / n - 3 * mu * s2 / n + 2 * mu**3
+    m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
+    return mu / math.sqrt(m2), m3 / m2**1.5, m4 / m2**2, int(n)
 
 
 def apply_params(rule: str, base: BacktestParams, values: dict[str, float]) -> tuple[str, BacktestParams]:
@@ -272,13 +312,14 @@ def optimize(
     groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
     chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
     metrics = np.full((len(table), len(METRICS)), np.nan)
+    blocks = np.zeros((len(table), N_BLOCKS, 5))
     done, cancelled, failed = 0, False, 0
     for rows, values in _execute(market, rule, base, table, chunks, bars, scheduler):
         if values is None:
             failed += len(rows)
             cancelled = True
             continue
-        metrics[rows] = values
+        metrics[rows], blocks[rows] = values
         done += len(rows)
         if progress:
             progress(done, len(table))
@@ -287,8 +328,10 @@ def optimize(
             break
     table[list(METRICS)] = metrics
     if cancelled:
-        table = table[~np.isnan(metrics[:, METRICS.index("n_trades")])]
-    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed)
+        finished = ~np.isnan(metrics[:, METRICS.index("n_trades")])
+        table, blocks = table[finished], blocks[finished]
+    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed,
+                          blocks)  # fmt: skip
 
 
 def _execute(market, rule, base, table, chunks, bars, scheduler):
@@ -322,8 +365,9 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
 
 def run_chunk(
     market: Market, rule: str, base: BacktestParams, combos: pd.DataFrame, bars: tuple[int, int] | None
-) -> np.ndarray:
-    """Metrics (len(combos) x METRICS) for combinations that share one rule variant: one scan, one
+) -> tuple[np.ndarray, np.ndarray]:
+    """Metrics (len(combos) x METRICS) and block sums (len(combos) x N_BLOCKS x 5, see OptimizeResult.blocks)
+    for combinations that share one rule variant: one scan, one
     parallel Numba call. Signals come from the whole history (indicators never look ahead), trading
     from bars [start, stop) only."""
     first = combos.iloc[0].to_dict()
@@ -347,7 +391,7 @@ def run_chunk(
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
     return k.simulate_grid(kbars, entries, priority, exits, sizing_rows, shared, days / 365.25,
-                           base.risk_free_pct / 100 / ppy, ppy)  # fmt: skip
+                           base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # fmt: skip
 
 
 def in_out_of_sample(
@@ -426,7 +470,7 @@ def walk_forward(
             rows.append({**row, "note": f"no combination had {min_trades}+ trades in-sample"})
         else:
             one = pd.DataFrame([best], dtype=float)
-            oos = dict(zip(METRICS, run_chunk(market, rule, base, one, (b, c))[0], strict=True))
+            oos = dict(zip(METRICS, run_chunk(market, rule, base, one, (b, c))[0][0], strict=True))
             rows.append({**row, **best, f"{objective}_in_sample": ins.best()[objective],
                          **{f"{m}_oos": v for m, v in oos.items()}})  # fmt: skip
         if progress:
