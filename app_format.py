@@ -30,6 +30,11 @@ TRADE_COLUMNS = {
 }
 
 
+def share(value: float) -> str:
+    """A probability as a page shows it: 12.35%, or n/a."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2%}"
+
+
 def metric_text(name: str, value) -> str:
     """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -440,7 +440,8 @@ def _optimize_view(out: Any) -> dict[str, Any]:
     return {"mode": "split" if isinstance(out, tuple) else "all", "objective": result.objective,
             "best": None if best is None else clean(best.to_dict()), "best_params": result.best_params(),
             "combinations": len(result.table), "seconds": result.seconds, "cancelled": result.cancelled,
-            "failed": result.failed, "table": records(ranked, MAX_GRID_ROWS)}  # fmt: skip
+            "failed": result.failed, "overfitting": clean(result.overfitting()),
+            "table": records(ranked, MAX_GRID_ROWS)}  # fmt: skip
 
 
 @router.post("/montecarlo", status_code=202, tags=["jobs"])

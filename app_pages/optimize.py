@@ -131,6 +131,20 @@ if best is None:
 else:
     st.success("Best in-sample: " + ", ".join(f"{labels.get(k, k)} = {best[k]:g}" for k in keys) +
                f" → {OBJECTIVES[objective]} {best[objective]:,.2f}")  # fmt: skip
+    fit = result.overfitting()
+    c = st.columns(4)
+    c[0].metric("Deflated Sharpe", app_format.share(fit["deflated_sharpe"]),
+                help="Probability that the best Sharpe is above what the best of this many combinations would reach "
+                     "by luck (Bailey and Lopez de Prado 2014). Above 95%: likely real.")  # fmt: skip
+    c[1].metric("Probability of overfitting", app_format.share(fit["pbo"]),
+                help=f"How often the in-sample winner ranks below the median out of sample, over splits of "
+                     f"{fit['n_blocks']} blocks of time (CSCV, Bailey et al. 2015). Above 50%: overfit.")  # fmt: skip
+    c[2].metric("Probabilistic Sharpe", app_format.share(fit["psr"]),
+                help="Probability that the best combination's true Sharpe is above 0, from its length, skew and "
+                     "kurtosis, with no correction for the search.")  # fmt: skip
+    c[3].metric("Combinations tried", f"{fit['n_trials']:,}")
+    warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
+    (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
     if st.button("Use these in the Backtest page"):
         app_state.apply_best({k: float(best[k]) for k in keys})
         st.switch_page("app_pages/backtest.py")

@@ -1,5 +1,7 @@
-"""Command line: `python -m engine scan|backtest|warmup|params`. Backtest flags come from the parameter
-table (engine/params.py): `--stop-loss 5 --sizing.method kelly --limits.max-position-pct 10`; 0 = off."""
+"""Command line: `python -m engine scan|backtest|optimize|montecarlo|warmup|params`. Setting flags come from the
+parameter table (engine/params.py): `--stop-loss 5 --sizing.method kelly --limits.max-position-pct 10`
+(0 = off), `--optimize.mode walk_forward`, `--montecarlo.method daily_blocks`; a grid is written as in links:
+`--grid stop_loss:2:10:2,rule.1:25:35:5`."""
 
 from __future__ import annotations
 
@@ -18,19 +20,26 @@ from .metrics import LABELS
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("scan", "backtest"):
+    for name in ("scan", "backtest", "optimize", "montecarlo"):
         s = sub.add_parser(name)
         s.add_argument("--data", help="CSV or Parquet of daily bars (default: the bundled sample)")
         s.add_argument("--rule", help='scanner rule, e.g. "rsi(14) < 30 and close > sma(200)"')
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "scan":
+            continue
+        for param in table.backtest_params() + table.group(name if name != "backtest" else "-"):
+            default = f"0 ({param.off_word})" if param.off and not param.default else param.format(param.default)
+            s.add_argument(param.cli, dest=param.path, metavar=param.url.upper(),
+                           help=f"{param.label}: {param.allowed()} (default {default}). {param.help}")  # fmt: skip
     bt = sub.choices["backtest"]
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
-    for param in table.backtest_params():
-        default = "off" if param.off and not param.default else param.format(param.default)
-        bt.add_argument(param.cli, dest=param.path, metavar=param.url.upper(),
-                        help=f"{param.label}: {param.allowed()} (default {default}). {param.help}")  # fmt: skip
     bt.add_argument("--trades-csv", help="write the trades here")
     bt.add_argument("--equity-csv", help="write the equity curve here")
+    opt = sub.choices["optimize"]
+    opt.add_argument("--grid", required=True, help="key:from:to:step, comma-separated (grid keys: the table's "
+                     "rows marked (grid), or rule.<i>)")  # fmt: skip
+    opt.add_argument("--top", type=int, default=10, help="combinations to print, best first (default 10)")
+    opt.add_argument("--csv", help="write every combination here")
     sub.add_parser("warmup", help="compile the Numba kernels now (make does this after installing)")
     sub.add_parser("params", help="print the parameter table as Markdown (the README's table)")
     return p
@@ -52,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             print(table.markdown_table())
             return 0
         market = load_market(args.data) if args.data else load_sample()
+        if args.command == "optimize":
+            return _optimize(market, args)
+        if args.command == "montecarlo":
+            return _montecarlo(market, args)
         if args.command == "scan":
             if not args.rule:
                 raise DataError('scan needs --rule, e.g. --rule "rsi(14) < 30"')
@@ -64,20 +77,85 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _backtest(market, args) -> int:
-    import pandas as pd
-
-    from .safe_csv import to_safe_csv
-
+def _values(args, params: list) -> dict:
+    """The flags given, checked against the table (a bad one names its flag and the allowed range)."""
     values = {}
-    for param in table.backtest_params():
-        text = getattr(args, param.path)
+    for param in params:
+        text = getattr(args, param.path, None)
         if text is not None:
             try:
                 values[param.path] = param.parse(text)
             except table.ParamError as exc:
                 raise DataError(f"{param.cli}: {exc}") from None
-    params = params_from_values(values)
+    return values
+
+
+def _need_rule(args) -> str:
+    if not args.rule:
+        raise DataError(f'{args.command} needs --rule, e.g. --rule "rsi(14) < 30"')
+    return args.rule
+
+
+def _optimize(market, args) -> int:
+    import pandas as pd
+
+    from .optimize import grid_values, is_integral, parse_grid_spec, run_optimization
+    from .safe_csv import to_safe_csv
+
+    rule = _need_rule(args)
+    base = params_from_values(_values(args, table.backtest_params()))
+    settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("optimize")).items()}
+    spec = parse_grid_spec(args.grid)
+    grid = {k: grid_values(k, *span, integral=is_integral(rule, k)) for k, span in spec.items()}
+    out = run_optimization(market, rule, base, grid, settings)
+    if isinstance(out, tuple):  # split: the in-sample result, and every combination in and out of sample
+        result, ranked = out
+    elif isinstance(out, pd.DataFrame):  # walk-forward: one row per window
+        result, ranked = None, out
+    else:
+        result, ranked = out, out.ranked()
+    if args.csv:
+        to_safe_csv(ranked, args.csv, index=False)
+    fit = result.overfitting() if result is not None else None
+    if args.json:
+        top = json.loads(ranked.head(args.top).to_json(orient="records", date_format="iso"))
+        print(json.dumps({"best": None if result is None else result.best_params(), "top": top,
+                          "overfitting": None if fit is None else {k: _clean(v) for k, v in fit.items()}}))  # fmt: skip
+        return 0
+    print(ranked.head(args.top).to_string(index=False, float_format=lambda x: f"{x:,.2f}"))
+    if fit is not None:
+        print(f"\n{fit['n_trials']:,} combinations; deflated Sharpe {fit['deflated_sharpe']:.2%}, probability of "
+              f"overfitting {fit['pbo']:.2%}.\n{fit['verdict']}")  # fmt: skip
+    return 0
+
+
+def _montecarlo(market, args) -> int:
+    from .montecarlo import simulate
+
+    rule = _need_rule(args)
+    params = params_from_values(_values(args, table.backtest_params()))
+    settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("montecarlo")).items()}
+    result = backtest(market, scan(market, rule), params)
+    mc = simulate(result, settings)
+    threshold = settings.get("drawdown_pct", table.TABLE["montecarlo.drawdown_pct"].default)
+    figures = {"method": mc.method, "probability_of_loss": mc.probability_of_loss(),
+               "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),
+               "summary": mc.summary().to_dict(orient="index")}  # fmt: skip
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(mc.summary().to_string(float_format=lambda x: f"{x:,.2f}"))
+    print(f"\nP(loss) {figures['probability_of_loss']:.2%}; P(drawdown worse than {threshold:g}%) "
+          f"{figures['probability_of_drawdown_worse_than_threshold']:.2%} ({mc.method}).")  # fmt: skip
+    return 0
+
+
+def _backtest(market, args) -> int:
+    import pandas as pd
+
+    from .safe_csv import to_safe_csv
+
+    params = params_from_values(_values(args, table.backtest_params()))
     if bool(args.rule) == bool(args.signals):
         raise DataError("backtest needs exactly one of --rule or --signals.")
     signals = scan(market, args.rule) if args.rule else pd.read_csv(args.signals)

@@ -228,6 +228,8 @@ def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sam
     grid = {"stop_loss": [2.0, 4.0, 6.0, 8.0], "rule.1": [30.0, 35.0, 40.0]}
     ins, _ = in_out_of_sample(sample, RULE, params_from_values({}), grid, 0.7, min_trades=5)
     assert job["result"]["best_params"] == ins.best_params() and job["result"]["combinations"] == 12
+    fit = job["result"]["overfitting"]
+    assert fit["n_trials"] == 12 and set(fit) >= {"deflated_sharpe", "pbo", "n_trials", "verdict"}
     link = dict(parse_qsl(urlparse(job["result"]["link"]).query))
     assert link["grid"] == "stop_loss:2:8:2,rule.1:30:40:5" and link["mint"] == "5"
     again = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])

@@ -36,3 +36,29 @@ def test_signals_file_and_scan_and_errors(tmp_path, capsys):
     assert main(["backtest", "--data", str(tmp_path / "missing.csv"), "--rule", "close > 1"]) == 2
     assert main(["scan"]) == 2
     assert main(["backtest"]) == 2
+
+
+def test_optimize_prints_the_best_and_the_overfitting_figures(capsys, tmp_path):
+    from engine.__main__ import main
+
+    out_csv = tmp_path / "grid.csv"
+    code = main(["optimize", "--rule", "rsi(14) < 30", "--grid", "stop_loss:2:6:2,rule.1:25:35:5",
+                 "--optimize.mode", "all", "--optimize.min-trades", "5", "--json", "--csv", str(out_csv)])  # fmt: skip
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures["best"]) == {"stop_loss", "rule.1"} and figures["overfitting"]["n_trials"] == 9
+    assert len(out_csv.read_text().splitlines()) == 10
+    assert main(["optimize", "--rule", "rsi(14) < 30", "--grid", "nonsense:1:2:1"]) == 2
+    assert "grid key" in capsys.readouterr().err
+
+
+def test_montecarlo_takes_the_pages_settings(capsys):
+    from engine.__main__ import main
+
+    code = main(["montecarlo", "--rule", "rsi(14) < 30", "--montecarlo.method", "daily_blocks",
+                 "--montecarlo.n-simulations", "300", "--json"])  # fmt: skip
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["method"] == "daily_blocks" and 0 <= figures["probability_of_loss"] <= 1
+    assert main(["montecarlo", "--rule", "rsi(14) < 30", "--montecarlo.method", "magic"]) == 2
+    assert "Method must be one of" in capsys.readouterr().err
