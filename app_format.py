@@ -39,7 +39,8 @@ def metric_text(name: str, value) -> str:
     """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if isinstance(value, int | bool) or name in ("n_trades", "signals_skipped", "max_drawdown_bars"):
+    if isinstance(value, int | bool) or name in ("n_trades", "signals_skipped", "max_drawdown_bars",
+                                                  "max_win_streak", "max_loss_streak"):  # fmt: skip
         return f"{int(value):,}"
     if name.endswith("_pct"):
         return f"{value:,.2f}%"

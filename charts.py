@@ -40,11 +40,12 @@ def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None 
     return fig
 
 
-def equity(equity_df: pd.DataFrame) -> go.Figure:
-    """Equity vs equal-weight buy and hold, with the drawdown underneath."""
+def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
+    """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
     fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1)
-    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.buy_hold_equity, name="Buy & hold (equal weight)",
+    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.buy_hold_equity,
+                             name=f"Buy & hold ({benchmark or 'equal weight'})",
                              line={"color": "#999", "dash": "dot"}), 1, 1)  # fmt: skip
     fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.drawdown_pct, name="Drawdown %", fill="tozeroy",
                              line={"color": DOWN, "width": 1}), 2, 1)  # fmt: skip
@@ -154,3 +155,21 @@ def excursions(trades: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="MAE: worst excursion while held (%)")
     fig.update_yaxes(title_text="MFE: best excursion while held (%)")
     return _layout(fig, 380)
+
+
+def rolling_risk(equity_df: pd.DataFrame, window: int, periods_per_year: float) -> go.Figure:
+    """Rolling Sharpe ratio and annualised volatility over `window` bars, and gross exposure, one above the other."""
+    r = equity_df.equity.pct_change()
+    mean, sd = r.rolling(window).mean(), r.rolling(window).std()
+    sharpe = (mean / sd.where(sd > 0)) * np.sqrt(periods_per_year)
+    vol = sd * np.sqrt(periods_per_year) * 100
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        subplot_titles=(f"Rolling Sharpe ({window} bars)", f"Rolling volatility ({window} bars, %)",
+                                        "Gross exposure (% of equity)"))  # fmt: skip
+    fig.add_trace(go.Scatter(x=r.index, y=sharpe, name="Sharpe", line={"color": "#1f6feb"}), 1, 1)
+    fig.add_hline(y=0, line={"color": "#999", "width": 1}, row=1, col=1)
+    fig.add_trace(go.Scatter(x=r.index, y=vol, name="Volatility %", line={"color": "#8250df"}), 2, 1)
+    fig.add_trace(go.Scatter(x=r.index, y=equity_df.gross_exposure_pct, name="Exposure %", fill="tozeroy",
+                             line={"color": UP, "width": 1}), 3, 1)  # fmt: skip
+    fig.update_layout(showlegend=False, hovermode="x unified")
+    return _layout(fig, 620)

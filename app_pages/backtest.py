@@ -50,6 +50,12 @@ with st.form("bt_form"):
             param_widget(path, col)
     param_widget("exit_rule", help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
                  "exits at the next open, before that bar's stops and targets. Empty: no exit rule.")  # fmt: skip
+    bench_key = app_state.key("benchmark")
+    if st.session_state.get(bench_key) not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+        st.session_state[bench_key] = ""
+    st.selectbox("Benchmark", ["", *market.symbols], key=bench_key, persist_state=app_state.KEEP,
+                 format_func=lambda s: s or "Equal weight of all symbols",
+                 help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.")  # fmt: skip
     with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
         cols = st.columns(4)
         for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
@@ -108,11 +114,13 @@ if len(result.events):
     st.caption(f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
                "See **Skips and cuts**.")  # fmt: skip
 
-tab_eq, tab_trades, tab_months, tab_events, tab_all = st.tabs(
-    ["Equity", "Trades", "Monthly returns", f"Skips and cuts ({len(result.events):,})", "All metrics"]
+tab_eq, tab_risk, tab_trades, tab_months, tab_events, tab_all = st.tabs(
+    ["Equity", "Risk over time", "Trades", "Monthly returns", f"Skips and cuts ({len(result.events):,})", "All metrics"]
 )
 with tab_eq:
-    st.plotly_chart(charts.equity(result.equity), width="stretch")
+    st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
+with tab_risk:
+    st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"]), width="stretch")
 with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
     st.dataframe(trades, width="stretch", hide_index=True, height=300, column_config=app_format.TRADE_COLUMNS)

@@ -66,6 +66,7 @@ class BacktestParams:
     max_leverage: float = _D["max_leverage"]
     shrink_unfunded: bool = _D["shrink_unfunded"]
     risk_free_pct: float = _D["risk_free_pct"]
+    benchmark: str = _D["benchmark"]
     sizing: Sizing = field(default_factory=Sizing)
     limits: RiskLimits = field(default_factory=RiskLimits)
 
@@ -242,6 +243,18 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
     return window, kernel_bars(window), shared
 
 
+def benchmark_per_unit(market: Market, symbol: str = "") -> np.ndarray:
+    """Buy and hold of one unit of capital: of the benchmark symbol (from its first close; flat before it and
+    carried over days without a bar), or of every symbol at equal weight when none is named."""
+    if not symbol:
+        return _per_dataset(market, "buy_hold_per_unit", lambda: buy_hold_equity(market.close, 1.0))
+    try:
+        j = market.column(symbol.strip().upper())
+    except DataError as exc:
+        raise DataError(f"Benchmark: {exc}") from None
+    return _per_dataset(market, f"buy_hold_per_unit:{j}", lambda: buy_hold_equity(market.close[:, j : j + 1], 1.0))
+
+
 def _per_dataset(market: Market, name: str, compute):
     """A value that depends only on the data, computed once per dataset (in its indicator memo)."""
     from .indicators import indicators_for
@@ -277,7 +290,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         trades[f"at_signal: {name}"] = values[e_bar - 1, records["symbol"]] if len(e_bar) else np.empty(0)
     equity = curve["equity"].copy()
     long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
-    bh = _per_dataset(market, "buy_hold_per_unit", lambda: buy_hold_equity(market.close, 1.0)) * params.initial_capital
+    bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
     equity_df = pd.DataFrame(
         {
             "equity": equity,
@@ -304,7 +317,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
-                              params.risk_free_pct, buy_hold)  # fmt: skip
+                              params.risk_free_pct, buy_hold, bh)  # fmt: skip
     skips = int((events["action"] == "skip").sum()) if len(events) else 0
     metrics["signals_skipped"] = skips
     return BacktestResult(

@@ -36,6 +36,18 @@ LABELS = {
     "buy_hold_return_pct": "Buy & hold return [%]",
     "final_equity": "Final equity",
     "periods_per_year": "Bars per year (annualisation)",
+    "alpha_pct": "Alpha (ann.) [%]",
+    "beta": "Beta",
+    "information_ratio": "Information ratio",
+    "tracking_error_pct": "Tracking error (ann.) [%]",
+    "sqn": "SQN",
+    "omega": "Omega ratio",
+    "var_95_pct": "Daily VaR (95%) [%]",
+    "cvar_95_pct": "Daily CVaR (95%) [%]",
+    "tail_ratio": "Tail ratio",
+    "avg_drawdown_pct": "Avg drawdown [%]",
+    "max_win_streak": "Longest winning streak [trades]",
+    "max_loss_streak": "Longest losing streak [trades]",
 }
 
 
@@ -169,6 +181,92 @@ def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:
     return initial_capital / n * (filled / first).sum(axis=1)
 
 
+def alpha_beta(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR,
+               risk_free_pct: float = 0.0) -> tuple[float, float]:  # fmt: skip
+    """CAPM on excess bar returns: beta = cov(r - rf, b - rf) / var(b - rf); alpha = (mean(r - rf) - beta
+    mean(b - rf)) x periods_per_year x 100 (annualised, simple)."""
+    if len(returns) < 3:
+        return float("nan"), float("nan")
+    rf = risk_free_pct / 100.0 / periods_per_year
+    x, y = bench - rf, returns - rf
+    var = np.var(x, ddof=1)
+    if not var > 0:
+        return float("nan"), float("nan")
+    beta = float(np.cov(y, x, ddof=1)[0, 1] / var)
+    return float((y.mean() - beta * x.mean()) * periods_per_year * 100.0), beta
+
+
+def tracking_error_pct(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
+    """std(r - b, ddof=1) x sqrt(periods_per_year) x 100."""
+    return volatility_pct(returns - bench, periods_per_year)
+
+
+def information_ratio(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
+    """mean(r - b) / std(r - b, ddof=1) x sqrt(periods_per_year)."""
+    return sharpe_ratio(returns - bench, 0.0, periods_per_year)
+
+
+def sqn(trade_returns: np.ndarray) -> float:
+    """System quality number (Van Tharp): sqrt(n) x mean(R) / std(R, ddof=1) over trade returns R."""
+    if len(trade_returns) < 2:
+        return float("nan")
+    sd = np.std(trade_returns, ddof=1)
+    return float(np.sqrt(len(trade_returns)) * np.mean(trade_returns) / sd) if sd > 0 else float("nan")
+
+
+def omega_ratio(returns: np.ndarray, threshold: float = 0.0) -> float:
+    """sum(max(r - threshold, 0)) / sum(max(threshold - r, 0)); inf with no loss, NaN with no returns."""
+    gains = np.maximum(returns - threshold, 0.0).sum()
+    losses = np.maximum(threshold - returns, 0.0).sum()
+    if losses > 0:
+        return float(gains / losses)
+    return float("inf") if gains > 0 else float("nan")
+
+
+def value_at_risk_pct(returns: np.ndarray, level: float = 0.95) -> float:
+    """Historical VaR: the (1 - level) quantile of bar returns x 100 (a loss is negative)."""
+    return float(np.percentile(returns, (1 - level) * 100) * 100.0) if len(returns) else float("nan")
+
+
+def conditional_var_pct(returns: np.ndarray, level: float = 0.95) -> float:
+    """Expected shortfall: the mean of the bar returns at or below the VaR, x 100."""
+    if not len(returns):
+        return float("nan")
+    cut = np.percentile(returns, (1 - level) * 100)
+    return float(returns[returns <= cut].mean() * 100.0)
+
+
+def tail_ratio(returns: np.ndarray) -> float:
+    """|95th percentile| / |5th percentile| of bar returns: right tail against left."""
+    if not len(returns):
+        return float("nan")
+    low = abs(np.percentile(returns, 5))
+    return float(abs(np.percentile(returns, 95)) / low) if low > 0 else float("nan")
+
+
+def avg_drawdown_pct(equity: np.ndarray) -> float:
+    """Mean depth of the drawdown episodes (each from a peak until it is regained, or the last bar); 0 if none."""
+    dd = drawdown_pct(equity)
+    under = dd < 0
+    if not under.any():
+        return 0.0
+    edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return float(np.mean([dd[a:b].min() for a, b in zip(starts, ends, strict=True)]))
+
+
+def streaks(trade_pnl: np.ndarray) -> tuple[int, int]:
+    """(longest run of winning trades, longest run of losing trades), trades in exit order; 0 pnl breaks both."""
+    best = {1: 0, -1: 0}
+    run, sign = 0, 0
+    for p in np.sign(trade_pnl):
+        run = run + 1 if p == sign and p != 0 else (1 if p != 0 else 0)
+        sign = p
+        if p != 0:
+            best[int(p)] = max(best[int(p)], run)
+    return best[1], best[-1]
+
+
 def compute_metrics(
     equity: np.ndarray,
     dates: pd.DatetimeIndex,
@@ -177,6 +275,7 @@ def compute_metrics(
     close: np.ndarray,
     risk_free_pct: float = 0.0,
     buy_hold_pct: float | None = None,
+    benchmark: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics for one backtest, keyed by the names in LABELS (buy_hold_pct: buy_hold_return_pct(close),
     when the caller has it already)."""
@@ -209,4 +308,27 @@ def compute_metrics(
         "buy_hold_return_pct": buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
         "final_equity": float(equity[-1]) if len(equity) else float("nan"),
         "periods_per_year": ppy,
+        **_extended(r, equity, trades, ppy, risk_free_pct, benchmark),
+    }
+
+
+def _extended(r, equity, trades, ppy, risk_free_pct, benchmark) -> dict[str, float]:
+    """The benchmark-relative, tail and trade-sequence metrics (benchmark: its equity curve, one per bar)."""
+    bench = bar_returns(benchmark) if benchmark is not None and len(benchmark) == len(equity) else None
+    alpha, beta = alpha_beta(r, bench, ppy, risk_free_pct) if bench is not None else (float("nan"),) * 2
+    by_exit = trades.sort_values("exit_bar", kind="stable") if "exit_bar" in trades else trades
+    wins, losses = streaks(by_exit["pnl"].to_numpy(dtype=float))
+    return {
+        "alpha_pct": alpha,
+        "beta": beta,
+        "information_ratio": information_ratio(r, bench, ppy) if bench is not None else float("nan"),
+        "tracking_error_pct": tracking_error_pct(r, bench, ppy) if bench is not None else float("nan"),
+        "sqn": sqn(trades["return_pct"].to_numpy(dtype=float)),
+        "omega": omega_ratio(r),
+        "var_95_pct": value_at_risk_pct(r),
+        "cvar_95_pct": conditional_var_pct(r),
+        "tail_ratio": tail_ratio(r),
+        "avg_drawdown_pct": avg_drawdown_pct(equity),
+        "max_win_streak": wins,
+        "max_loss_streak": losses,
     }

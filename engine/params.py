@@ -50,6 +50,7 @@ class Param:
     grid: tuple[float, float, float] | None = None  # default (from, to, step) when varied in a grid; None: no grid key
     methods: tuple[str, ...] = ()  # sizing methods that read it (empty: always used)
     off_word: str = "off"  # what 0 means where `off`, in labels and messages ("all" for trades per path)
+    text: str = "rule"  # what free text (a str without choices) holds, for messages
 
     @property
     def group(self) -> str:
@@ -82,7 +83,7 @@ class Param:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.kind is str:
-            return f"a rule of at most {_num(self.hi)} characters (empty: none)"
+            return f"a {self.text} of at most {_num(self.hi)} characters (empty: none)"
         unit = {"%": "%", "x": "x", "currency": "", "": ""}.get(self.unit, f" {self.unit}")
         span = f"{_num(self.lo)} to {_num(self.hi)}{unit}"
         return f"0 ({self.off_word}) or {span}" if self.off else span
@@ -196,6 +197,8 @@ PARAMS: tuple[Param, ...] = (
           help="Gross exposure cap as a multiple of equity, when leverage is allowed."),
     Param("shrink_unfunded", "shrink", "Shrink unfunded trades", bool, False,
           help="On: a trade that does not fit is cut to what fits; off: skipped."),
+    Param("benchmark", "bench", "Benchmark", str, "", hi=40, text="symbol of the dataset",
+          help="The symbol alpha, beta and the buy-and-hold curve compare with; empty: equal weight of all."),
     Param("risk_free_pct", "rf", "Risk-free rate", float, 0.0, 0.0, 20.0, 0.25, "%",
           help="Annual rate subtracted in the Sharpe and Sortino ratios."),
     # Sizing: Sizing fields.

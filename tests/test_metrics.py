@@ -79,3 +79,43 @@ def test_cagr_is_the_same_with_calendar_years_or_bars_per_year():
     equity = np.linspace(100, 150, 600)
     years = (len(dates) - 1) / periods_per_year(dates)
     assert mt.cagr_pct(equity, dates) == pytest.approx(((150 / 100) ** (1 / years) - 1) * 100)
+
+
+def test_benchmark_tail_and_streak_metrics_by_hand():
+    r = np.array([0.02, -0.01, 0.03, -0.02, 0.01])
+    b = np.array([0.01, -0.02, 0.02, 0.0, 0.01])
+    beta = np.cov(r, b, ddof=1)[0, 1] / np.var(b, ddof=1)
+    alpha, got_beta = mt.alpha_beta(r, b, 252)
+    assert got_beta == pytest.approx(beta) and alpha == pytest.approx((r.mean() - beta * b.mean()) * 252 * 100)
+    d = r - b  # 0.01, 0.01, 0.01, -0.02, 0
+    assert mt.tracking_error_pct(r, b, 252) == pytest.approx(np.std(d, ddof=1) * np.sqrt(252) * 100)
+    assert mt.information_ratio(r, b, 252) == pytest.approx(d.mean() / np.std(d, ddof=1) * np.sqrt(252))
+    assert mt.omega_ratio(r) == pytest.approx(0.06 / 0.03)
+    assert mt.sqn(np.array([1.0, 2.0, 3.0])) == pytest.approx(np.sqrt(3) * 2 / 1)
+    x = np.arange(1, 101) / 1000 - 0.05  # -0.049 .. 0.05
+    assert mt.value_at_risk_pct(x) == pytest.approx(np.percentile(x, 5) * 100)
+    assert mt.conditional_var_pct(x) == pytest.approx(x[x <= np.percentile(x, 5)].mean() * 100)
+    assert mt.tail_ratio(x) == pytest.approx(abs(np.percentile(x, 95)) / abs(np.percentile(x, 5)))
+    # two drawdowns: 100 -> 90 (-10%), regained, then 120 -> 108 (-10%) -> 96 (-20%), not regained
+    equity = np.array([100, 90, 100, 120, 108, 96.0])
+    assert mt.avg_drawdown_pct(equity) == pytest.approx((-10 - 20) / 2)
+    assert mt.max_drawdown_bars(equity) == 2
+    assert mt.streaks(np.array([1, 2, -1, -1, -1, 0, 3, -2])) == (2, 3)
+
+
+def test_backtest_metrics_against_a_benchmark_symbol(sample):
+    from engine import backtest
+    from engine.filters import scan
+
+    r = backtest(sample, scan(sample, "rsi(14) < 30"), benchmark="AAPL")
+    aapl = sample.frame("AAPL").close
+    assert r.equity["buy_hold_equity"].iloc[-1] == pytest.approx(100_000 * aapl.iloc[-1] / aapl.iloc[0])
+    assert np.isfinite(r.metrics["beta"]) and np.isfinite(r.metrics["alpha_pct"])
+    with pytest.raises(mt_error(), match="Benchmark: Unknown symbol 'ZZZ'"):
+        backtest(sample, scan(sample, "rsi(14) < 30"), benchmark="ZZZ")
+
+
+def mt_error():
+    from engine import DataError
+
+    return DataError
