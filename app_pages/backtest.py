@@ -6,6 +6,7 @@ import streamlit as st
 import app_format
 import app_state
 import charts
+import report
 from app_state import param_widget
 from engine import DataError
 from engine import params as table
@@ -148,6 +149,10 @@ with tab_events:
                  column_config={"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")})  # fmt: skip
 with tab_all:
     st.dataframe(app_format.metrics_table(m), hide_index=True, width="stretch")
-d1, d2 = st.columns(2)
+d1, d2, d3 = st.columns(3)
 d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
 d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")
+rule_now = app_state.rule()
+d3.download_button("Download tear sheet (HTML)", lambda: report.tear_sheet(market, rule_now, result),
+                   "tear_sheet.html", "text/html", on_click="ignore",
+                   help="One file with every chart, table and figure; opens offline.")  # fmt: skip

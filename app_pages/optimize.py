@@ -7,12 +7,14 @@ import streamlit as st
 import app_format
 import app_state
 import charts
+import report
 from app_state import param_widget, value
-from engine import DataError
+from engine import DataError, backtest
 from engine import params as table
-from engine.filters import RuleError, rule_numbers
+from engine.filters import RuleError, rule_numbers, scan
 from engine.optimize import (
     OBJECTIVES,
+    apply_params,
     duration,
     estimate_work,
     grid_values,
@@ -145,6 +147,15 @@ else:
     c[3].metric("Combinations tried", f"{fit['n_trials']:,}")
     warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
     (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
+
+    def best_tear_sheet() -> str:
+        best_rule, params = apply_params(rule, base, {k: float(best[k]) for k in keys})
+        return report.tear_sheet(market, best_rule, backtest(market, scan(market, best_rule), params), fit,
+                                 title="Tear sheet of the best combination")  # fmt: skip
+
+    st.download_button("Download the best combination's tear sheet (HTML)", best_tear_sheet,
+                       "tear_sheet_best.html", "text/html", on_click="ignore",
+                       help="Its full backtest with the overfitting figures above.")  # fmt: skip
     if st.button("Use these in the Backtest page"):
         app_state.apply_best({k: float(best[k]) for k in keys})
         st.switch_page("app_pages/backtest.py")

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from . import params as table
 from .backtest import backtest, params_from_values
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
     bt.add_argument("--trades-csv", help="write the trades here")
     bt.add_argument("--equity-csv", help="write the equity curve here")
+    bt.add_argument("--report", help="write the HTML tear sheet here (one file; opens offline)")
     opt = sub.choices["optimize"]
     opt.add_argument("--grid", required=True, help="key:from:to:step, comma-separated (grid keys: the table's "
                      "rows marked (grid), or rule.<i>)")  # fmt: skip
@@ -164,6 +166,11 @@ def _backtest(market, args) -> int:
         to_safe_csv(result.trades, args.trades_csv, index=False)
     if args.equity_csv:
         to_safe_csv(result.equity, args.equity_csv)
+    if args.report:
+        from report import tear_sheet  # the app's charts, next to this package (run from the project folder)
+
+        rule = args.rule or f"signals from {args.signals}"
+        Path(args.report).write_text(tear_sheet(market, rule, result), encoding="utf-8")
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in result.metrics.items()}))
     else:

@@ -48,6 +48,7 @@ LABELS = {
     "avg_drawdown_pct": "Avg drawdown [%]",
     "max_win_streak": "Longest winning streak [trades]",
     "max_loss_streak": "Longest losing streak [trades]",
+    "psr_pct": "Probabilistic Sharpe (SR > 0) [%]",
 }
 
 
@@ -331,4 +332,13 @@ def _extended(r, equity, trades, ppy, risk_free_pct, benchmark) -> dict[str, flo
         "avg_drawdown_pct": avg_drawdown_pct(equity),
         "max_win_streak": wins,
         "max_loss_streak": losses,
+        "psr_pct": psr_pct(r),
     }
+
+
+def psr_pct(returns: np.ndarray) -> float:
+    """Probabilistic Sharpe ratio x 100: the probability that the true Sharpe is above 0, given the bar
+    returns' length, skewness and kurtosis (Bailey and Lopez de Prado 2012; engine/robustness.py)."""
+    from .robustness import moments, probabilistic_sharpe
+
+    return probabilistic_sharpe(*moments(returns)) * 100.0

@@ -312,3 +312,32 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
     shot(page, "backtest")
     page.context.close()
+
+
+def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(browser, tmp_path, sample):
+    from engine import backtest
+    from engine.backtest import BacktestParams
+    from engine.filters import scan
+    from engine.optimize import optimize
+    from report import tear_sheet
+
+    result = backtest(sample, scan(sample, "rsi(14) < 30"), BacktestParams(stop_loss=5, trailing_stop=8))
+    fit = optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2, 4, 6]}, min_trades=5).overfitting()
+    path = tmp_path / "tear_sheet.html"
+    path.write_text(tear_sheet(sample, "rsi(14) < 30", result, fit), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    for words in (sample.fingerprint, "rsi(14) &lt; 30", "Trailing stop", "Deflated Sharpe", "Probabilistic Sharpe",
+                  "mae_pct"):  # fmt: skip
+        assert words in text, words
+    context = browser.new_context(offline=True)  # no internet: plotly.js must be inline
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(path.as_uri())
+    page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
+    assert page.locator(".plotly-graph-div").count() == 4
+    assert page.locator(".plotly-graph-div .main-svg").count() >= 4
+    assert errors == []
+    page.screenshot(path=str(ARTIFACTS / "tear_sheet.png"), full_page=False)
+    context.close()

@@ -119,3 +119,14 @@ def mt_error():
     from engine import DataError
 
     return DataError
+
+
+def test_every_backtest_has_its_probabilistic_sharpe(sample):
+    from engine import backtest, robustness
+    from engine.filters import scan
+
+    r = backtest(sample, scan(sample, "rsi(14) < 30"))
+    returns = mt.bar_returns(r.equity["equity"].to_numpy())
+    sr, skew, kurt, n = robustness.moments(returns)
+    assert r.metrics["psr_pct"] == pytest.approx(robustness.probabilistic_sharpe(sr, skew, kurt, n) * 100)
+    assert 0 <= r.metrics["psr_pct"] <= 100

@@ -1,0 +1,123 @@
+"""The tear sheet: one self-contained HTML file (Plotly inline, no internet needed to open it) with the
+dataset, the rule, every parameter, the metrics, equity and drawdown, monthly returns, risk over time, the
+trade list with MAE/MFE, and the robustness figures. The Backtest and Optimize pages and the CLI
+(`python -m engine backtest ... --report report.html`) write it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+import charts
+from engine import Market
+from engine import params as table
+from engine.backtest import BacktestResult
+from engine.cache import ENGINE_VERSION
+from engine.metrics import LABELS
+
+MAX_TRADES = 2_000  # rows of the trade list in the file (all of them are in the CSV download)
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.25rem .5rem}
+th{background:#f6f8fa;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#656d76}.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5rem}.verdict{background:#fff8c5;
+padding:.6rem .8rem;border-radius:6px}code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
+"""
+
+
+def tear_sheet(market: Market, rule: str, result: BacktestResult, overfitting: dict | None = None,
+               title: str = "Backtest tear sheet") -> str:  # fmt: skip
+    """The HTML text of the tear sheet (write it with encoding='utf-8')."""
+    m, p = result.metrics, result.params
+    figures = [("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
+               ("Monthly returns (%)", charts.monthly_returns(result.equity)),
+               ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"]))]  # fmt: skip
+    if len(result.trades):
+        figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.trades)))
+    plots = "".join(f"<h2>{html.escape(name)}</h2>{_figure(fig, first=i == 0)}" for i, (name, fig) in
+                    enumerate(figures))  # fmt: skip
+    summary = market.summary()
+    sections = [
+        f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {dt.datetime.now():%Y-%m-%d %H:%M} by the "
+        f"stock scanner &amp; backtester, engine {html.escape(ENGINE_VERSION)}.</p>",
+        "<h2>Dataset and rule</h2>"
+        + _table(
+            [
+                ("Dataset", market.name),
+                ("Fingerprint", market.fingerprint),
+                ("Dates", f"{summary['first_date']} to {summary['last_date']} ({summary['calendar_days']:,} bars)"),
+                ("Symbols", f"{summary['symbols']:,}"),
+                ("Entry rule", rule),
+                ("Exit rule", p.exit_rule or "none"),
+            ]
+        ),  # fmt: skip
+        "<h2>Parameters</h2>" + _table(_parameters(result)),
+        "<h2>Robustness</h2>" + _robustness(m, overfitting),
+        "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), _metric(k, v)) for k, v in m.items()]),
+        plots,
+        f"<h2>Trades ({len(result.trades):,})</h2>" + _trades(result.trades),
+    ]
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")  # fmt: skip
+
+
+def _figure(fig: go.Figure, first: bool) -> str:
+    """A chart as HTML; the first one carries plotly.js inline (about 4.7 MB), the rest reuse it."""
+    return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _metric(name: str, value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int) or name in ("n_trades", "max_drawdown_bars", "max_win_streak", "max_loss_streak"):
+        return f"{int(value):,}"
+    return f"{value:,.2f}%" if name.endswith("_pct") else f"{value:,.2f}"
+
+
+def _parameters(result: BacktestResult) -> list[tuple[str, str]]:
+    p = result.params
+    rows = []
+    for param in table.backtest_params():
+        holder = getattr(p, param.group) if param.group else p
+        value = param.to_user(getattr(holder, param.name))
+        unit = "" if param.unit in ("", "currency") else f" {param.unit}"
+        rows.append((param.label, (param.shown(value) if value != "" else "none") + (unit if value else "")))
+    return rows
+
+
+def _robustness(m: dict, overfitting: dict | None) -> str:
+    rows = [("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct")))]
+    verdict = ""
+    if overfitting:
+        rows += [("Combinations tried", f"{overfitting['n_trials']:,}"),
+                 ("Deflated Sharpe of the best", _share(overfitting["deflated_sharpe"])),
+                 ("Probability of backtest overfitting (CSCV)", _share(overfitting["pbo"]))]  # fmt: skip
+        verdict = f"<p class='verdict'>{html.escape(overfitting['verdict'])}</p>"
+    else:
+        rows.append(("Selection bias", "one backtest: no search to correct for (see the Optimize page's report)"))
+    return _table(rows) + verdict
+
+
+def _share(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2%}"
+
+
+def _trades(trades: pd.DataFrame) -> str:
+    if trades.empty:
+        return "<p class='muted'>No trades.</p>"
+    shown = trades.drop(columns=["entry_bar", "exit_bar"], errors="ignore").head(MAX_TRADES).copy()
+    for col in ("entry_date", "exit_date"):
+        shown[col] = shown[col].dt.strftime("%Y-%m-%d")
+    note = f"<p class='muted'>The first {MAX_TRADES:,} of {len(trades):,}.</p>" if len(trades) > MAX_TRADES else ""
+    return note + shown.to_html(index=False, float_format=lambda x: f"{x:,.2f}", border=0, escape=True)
