@@ -173,3 +173,12 @@ def rolling_risk(equity_df: pd.DataFrame, window: int, periods_per_year: float) 
                              line={"color": UP, "width": 1}), 3, 1)  # fmt: skip
     fig.update_layout(showlegend=False, hovermode="x unified")
     return _layout(fig, 620)
+
+
+def null_histogram(random: np.ndarray, own: float) -> go.Figure:
+    """Sharpe ratios of random-entry strategies, with the strategy's own as a line."""
+    fig = go.Figure(go.Histogram(x=random[np.isfinite(random)], nbinsx=50, marker_color="#bbb", name="random entries"))
+    fig.add_vline(x=own, line={"color": "#1f6feb", "width": 3}, annotation_text="this rule")
+    fig.update_layout(xaxis_title="Sharpe ratio (equal-weight book of the trades)", yaxis_title="random strategies",
+                      bargap=0.02, showlegend=False)  # fmt: skip
+    return _layout(fig, 320)

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import charts
 from engine import Market
 from engine import params as table
-from engine.backtest import BacktestResult
+from engine.backtest import BacktestResult, random_entry_test
 from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
 
@@ -38,8 +38,12 @@ def tear_sheet(market: Market, rule: str, result: BacktestResult, overfitting: d
     figures = [("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
                ("Monthly returns (%)", charts.monthly_returns(result.equity)),
                ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"]))]  # fmt: skip
+    luck = random_entry_test(market, result)
     if len(result.trades):
         figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.trades)))
+    if len(luck["random"]):
+        figures.append(("Random-entry test: this rule's Sharpe among random strategies",
+                        charts.null_histogram(luck["random"], luck["sharpe"])))  # fmt: skip
     plots = "".join(f"<h2>{html.escape(name)}</h2>{_figure(fig, first=i == 0)}" for i, (name, fig) in
                     enumerate(figures))  # fmt: skip
     summary = market.summary()
@@ -58,7 +62,7 @@ def tear_sheet(market: Market, rule: str, result: BacktestResult, overfitting: d
             ]
         ),  # fmt: skip
         "<h2>Parameters</h2>" + _table(_parameters(result)),
-        "<h2>Robustness</h2>" + _robustness(m, overfitting),
+        "<h2>Robustness</h2>" + _robustness(m, overfitting, luck),
         "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), _metric(k, v)) for k, v in m.items()]),
         plots,
         f"<h2>Trades ({len(result.trades):,})</h2>" + _trades(result.trades),
@@ -96,8 +100,10 @@ def _parameters(result: BacktestResult) -> list[tuple[str, str]]:
     return rows
 
 
-def _robustness(m: dict, overfitting: dict | None) -> str:
-    rows = [("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct")))]
+def _robustness(m: dict, overfitting: dict | None, luck: dict) -> str:
+    rows = [("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct"))),
+            ("Random strategies at least as good (p-value)",
+             f"{_share(luck['p_value'])} of {len(luck['random']):,}")]  # fmt: skip
     verdict = ""
     if overfitting:
         rows += [("Combinations tried", f"{overfitting['n_trials']:,}"),

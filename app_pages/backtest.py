@@ -10,6 +10,7 @@ import report
 from app_state import param_widget
 from engine import DataError
 from engine import params as table
+from engine.backtest import random_entry_test
 from engine.filters import EXIT_PRESETS, RuleError
 from engine.metrics import LABELS
 from engine.safe_csv import to_safe_csv
@@ -115,9 +116,11 @@ if len(result.events):
     st.caption(f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
                "See **Skips and cuts**.")  # fmt: skip
 
-tab_eq, tab_risk, tab_trades, tab_months, tab_events, tab_all = st.tabs(
-    ["Equity", "Risk over time", "Trades", "Monthly returns", f"Skips and cuts ({len(result.events):,})", "All metrics"]
-)
+# Keyed, so a button inside a tab (or a new result) keeps the reader on that tab.
+tab_eq, tab_risk, tab_trades, tab_months, tab_luck, tab_events, tab_all = st.tabs(
+    ["Equity", "Risk over time", "Trades", "Monthly returns", "Luck or skill?", "Skips and cuts", "All metrics"],
+    key="w.backtest.tab", on_change="rerun",
+)  # fmt: skip
 with tab_eq:
     st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
 with tab_risk:
@@ -142,9 +145,33 @@ with tab_trades:
         st.plotly_chart(charts.excursions(trades), width="stretch")
 with tab_months:
     st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
+with tab_luck:
+    st.metric(
+        "Probabilistic Sharpe (true Sharpe > 0)",
+        app_format.metric_text("psr_pct", m["psr_pct"]),
+        help="From the length, skewness and kurtosis of the daily returns (Bailey and Lopez de Prado 2012).",
+    )
+    st.caption("The random-entry test: as many trades with the same holding times as this backtest, on random "
+               "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
+               "is the market's, not the rule's.")  # fmt: skip
+    luck_key, luck = st.session_state.get("result_key"), st.session_state.get("random_entry")
+    current = luck is not None and luck[0] == luck_key
+    # Once asked for, the test follows every new result.
+    if st.button("Run the random-entry test") or (st.session_state.get("w.luck") and not current):
+        with st.spinner("Drawing random strategies..."):
+            luck = (luck_key, random_entry_test(market, result))
+        st.session_state.random_entry, st.session_state["w.luck"] = luck, True
+    if luck is not None and luck[0] == luck_key:
+        test = luck[1]
+        share = app_format.share(test["p_value"])
+        (st.success if test["p_value"] < 0.05 else st.warning)(
+            f"{share} of {len(test['random']):,} random strategies did at least as well as this rule "
+            f"(p-value). {'Unlikely to be luck.' if test['p_value'] < 0.05 else 'It could be luck or the market.'}"
+        )
+        st.plotly_chart(charts.null_histogram(test["random"], test["sharpe"]), width="stretch")
 with tab_events:
-    st.caption("Every signal a limit skipped or cut: value and limit are % of equity (positions, sectors), "
-               "correlation, currency (cash) or open positions.")  # fmt: skip
+    st.caption(f"{len(result.events):,} signals a limit skipped or cut: value and limit are % of equity "
+               "(positions, sectors), correlation, currency (cash) or open positions.")  # fmt: skip
     st.dataframe(result.events, width="stretch", hide_index=True, height=300,
                  column_config={"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")})  # fmt: skip
 with tab_all:

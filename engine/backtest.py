@@ -343,3 +343,24 @@ def _warnings(params: BacktestParams, events: pd.DataFrame, n_trades: int) -> li
     why = reasons.get(params.sizing.method, "")
     return [f"Sizing skipped {sized_out:,} signals{why}, more than the {n_trades:,} it traded: the result "
             "reflects the sizing rule more than the entry rule."]  # fmt: skip
+
+
+NULL_CELLS = 20_000_000
+
+
+def random_entry_test(market: Market, result: BacktestResult, n_draws: int = 500, seed: int = 0) -> dict:
+    """Does the rule beat chance? Its trades against n_draws random strategies with as many trades and the
+    same holding times on random symbols and dates (engine/robustness.py): {'sharpe', 'random', 'p_value'}."""
+    from .metrics import periods_per_year
+    from .robustness import random_entry_null
+
+    t = result.trades
+    if len(t) < 2:
+        return {"sharpe": float("nan"), "random": np.empty(0), "p_value": float("nan")}
+    cells = len(t) * max(float(t["bars_held"].mean()), 1.0)
+    n_draws = int(max(50, min(n_draws, NULL_CELLS // cells)))  # bounded work: at most ~NULL_CELLS trade-bars
+    symbols = t["symbol"].cat.codes.to_numpy().astype(np.int64)
+    own, draws, p = random_entry_null(market.close, market.open, symbols, t["entry_bar"].to_numpy(np.int64),
+                                      t["bars_held"].to_numpy(np.int64), periods_per_year(market.dates), n_draws,
+                                      seed, 1 if result.params.signal_type == "long" else -1)  # fmt: skip
+    return {"sharpe": own, "random": draws, "p_value": p}

@@ -163,3 +163,58 @@ def verdict(deflated: float, pbo: float) -> str:
             parts.append(f"the in-sample winner mostly keeps its rank out of sample (PBO {pbo:.0%})")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:] if parts else "Not enough data to judge overfitting."
+
+
+def trade_day_returns(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray, entries: np.ndarray,
+                      holds: np.ndarray, n_bars: int, direction: int = 1) -> np.ndarray:  # fmt: skip
+    """Per-bar returns of an equal-weight book of trades: trade i holds symbol symbols[i] from the open of bar
+    entries[i] for holds[i] bars (close to close after the first bar); a bar's return is the mean over the
+    trades open on it (0 when none). The same yardstick for the strategy's trades and random ones."""
+    holds = np.maximum(holds.astype(np.int64), 1)
+    ends = np.minimum(entries + holds, n_bars)
+    lengths = ends - entries
+    trade = np.repeat(np.arange(len(entries)), lengths)
+    day = entries[trade] + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    sym = symbols[trade]
+    first = day == entries[trade]
+    prev = np.where(first, open_[day, sym], close[np.maximum(day - 1, 0), sym])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = close[day, sym] / prev - 1.0
+    r = np.where(np.isfinite(r), r * direction, 0.0)
+    total = np.bincount(day, weights=r, minlength=n_bars)
+    count = np.bincount(day, minlength=n_bars)
+    return np.divide(total, count, out=np.zeros(n_bars), where=count > 0)
+
+
+def random_entry_null(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray, entries: np.ndarray,
+                      holds: np.ndarray, periods_per_year: float, n_draws: int = 500, seed: int = 0,
+                      direction: int = 1) -> tuple[float, np.ndarray, float]:  # fmt: skip
+    """The random-entry benchmark: n_draws strategies with the same number of trades and the same holding
+    times as the strategy's, on random symbols and entry bars. Returns (the strategy's Sharpe on this
+    yardstick, the random strategies' Sharpes, p-value = share of them at least as good)."""
+    n_bars, n_sym = close.shape
+    filled_close = _ffill(close)
+    filled_open = np.where(np.isnan(open_), filled_close, open_)
+
+    def sharpe(r: np.ndarray) -> float:
+        sd = r.std(ddof=1)
+        return float(r.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else math.nan
+
+    own = sharpe(trade_day_returns(filled_close, filled_open, symbols, entries, holds, n_bars, direction))
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_draws)
+    for i in range(n_draws):
+        h = rng.permutation(holds)
+        start = (rng.random(len(h)) * np.maximum(n_bars - h, 1)).astype(np.int64)
+        draws[i] = sharpe(trade_day_returns(filled_close, filled_open, rng.integers(0, n_sym, len(h)), start, h,
+                                            n_bars, direction))  # fmt: skip
+    valid = draws[np.isfinite(draws)]
+    p_value = float((valid >= own).mean()) if len(valid) and math.isfinite(own) else math.nan
+    return own, draws, p_value
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN down each column (a symbol's last close carries over days it has no bar)."""
+    idx = np.where(np.isnan(x), 0, np.arange(len(x))[:, None])
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return x[idx, np.arange(x.shape[1])]

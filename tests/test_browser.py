@@ -314,6 +314,23 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     page.context.close()
 
 
+def test_the_random_entry_test_runs_and_follows_the_next_edit(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi(14)+%3C+30&sl=4", timeout=60_000)
+    first_metric(page, "# Trades")
+    page.get_by_role("tab", name="Luck or skill?").click()
+    page.get_by_role("button", name="Run the random-entry test").click()
+    verdict = page.get_by_text("random strategies did at least as well")
+    verdict.wait_for(timeout=60_000)
+    first = verdict.inner_text()
+    edit(page, page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"), "7", re.compile(r"[?&]sl=7(&|$)"),
+         submit=page.get_by_role("button", name="Run backtest").click)  # fmt: skip
+    verdict.wait_for(timeout=60_000)  # still on this tab, recomputed for the new result without another click
+    assert verdict.inner_text() != first or "p-value" in first
+    no_exception(page)
+    page.context.close()
+
+
 def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(browser, tmp_path, sample):
     from engine import backtest
     from engine.backtest import BacktestParams
@@ -327,7 +344,7 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     path.write_text(tear_sheet(sample, "rsi(14) < 30", result, fit), encoding="utf-8")
     text = path.read_text(encoding="utf-8")
     for words in (sample.fingerprint, "rsi(14) &lt; 30", "Trailing stop", "Deflated Sharpe", "Probabilistic Sharpe",
-                  "mae_pct"):  # fmt: skip
+                  "mae_pct", "Random strategies at least as good"):  # fmt: skip
         assert words in text, words
     context = browser.new_context(offline=True)  # no internet: plotly.js must be inline
     page = context.new_page()
@@ -336,7 +353,7 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(path.as_uri())
     page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
-    assert page.locator(".plotly-graph-div").count() == 4
+    assert page.locator(".plotly-graph-div").count() == 5
     assert page.locator(".plotly-graph-div .main-svg").count() >= 4
     assert errors == []
     page.screenshot(path=str(ARTIFACTS / "tear_sheet.png"), full_page=False)

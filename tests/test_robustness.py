@@ -96,3 +96,28 @@ def test_overfitting_of_a_result_without_a_best_says_so(sample):
     result = optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2, 4]}, min_trades=10_000)
     o = result.overfitting()
     assert math.isnan(o["pbo"]) and o["verdict"].startswith("Not enough data")
+
+
+def test_trade_day_returns_by_hand():
+    close = np.array([[10.0], [11.0], [12.1], [12.1]])
+    open_ = np.array([[10.0], [10.0], [11.0], [12.1]])
+    r = rb.trade_day_returns(close, open_, np.array([0]), np.array([1]), np.array([2]), 4)
+    np.testing.assert_allclose(r, [0.0, 0.1, 0.1, 0.0])  # 10 -> 11 at bar 1, 11 -> 12.1 at bar 2
+    short = rb.trade_day_returns(close, open_, np.array([0]), np.array([1]), np.array([2]), 4, direction=-1)
+    np.testing.assert_allclose(short, [0.0, -0.1, -0.1, 0.0])
+
+
+def test_random_entries_do_not_call_a_noise_rule_skilful_but_do_call_a_prescient_one():
+    from engine import backtest
+    from engine.backtest import random_entry_test
+    from engine.filters import scan
+
+    market = noise_market(20, 1200, seed=5)
+    result = backtest(market, scan(market, "rsi(14) < 35"), BacktestParams(holding_period=5))
+    test = random_entry_test(market, result, n_draws=300)
+    assert len(test["random"]) == 300 and test["p_value"] > 0.05
+    # Prescient entries: the bars before each 5-bar rise of more than 3% (look-ahead on purpose).
+    ahead = np.full(market.shape, False)
+    ahead[:-6] = market.close[6:] / market.open[1:-5] > 1.03
+    cheat = backtest(market, ahead, BacktestParams(holding_period=5, max_positions=20))
+    assert random_entry_test(market, cheat, n_draws=300)["p_value"] < 0.01
