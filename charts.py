@@ -182,3 +182,24 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     fig.update_layout(xaxis_title="Sharpe ratio (equal-weight book of the trades)", yaxis_title="random strategies",
                       bargap=0.02, showlegend=False)  # fmt: skip
     return _layout(fig, 320)
+
+
+def stitched_equity(oos_equity: pd.DataFrame, windows: pd.DataFrame) -> go.Figure:
+    """The walk-forward's out-of-sample equity, window after window, with each test window's start marked."""
+    fig = go.Figure(go.Scatter(x=oos_equity.index, y=oos_equity.equity, name="out-of-sample equity",
+                               line={"color": "#1f6feb"}))  # fmt: skip
+    for start in windows.get("test_start", []):
+        fig.add_vline(x=start, line={"color": "#d0d7de", "width": 1})
+    fig.update_layout(title="Stitched out-of-sample equity (a line per re-optimisation)", yaxis_title="equity")
+    return _layout(fig, 380)
+
+
+def chosen_parameters(windows: pd.DataFrame, keys: list[str]) -> go.Figure:
+    """The parameters each walk-forward window chose, one line per parameter: stable choices are a good sign."""
+    fig = make_subplots(rows=max(len(keys), 1), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=keys or ["no parameters"])  # fmt: skip
+    for i, key in enumerate(keys, start=1):
+        fig.add_trace(go.Scatter(x=windows["test_start"], y=windows[key], mode="lines+markers", name=key,
+                                 line={"shape": "hv"}), i, 1)  # fmt: skip
+    fig.update_layout(showlegend=False, title="Parameters chosen per window")
+    return _layout(fig, 140 + 160 * max(len(keys), 1))

@@ -45,6 +45,7 @@ from engine.metrics import KEY_METRICS
 from engine.montecarlo import settings_used, simulate
 from engine.optimize import (
     OptimizeResult,
+    WalkForwardResult,
     estimate_work,
     format_grid_spec,
     grid_values,
@@ -432,8 +433,9 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
 
 
 def _optimize_view(out: Any) -> dict[str, Any]:
-    if isinstance(out, pd.DataFrame):  # walk-forward: one row per window
-        return {"mode": "walk_forward", "windows": records(out)}
+    if isinstance(out, WalkForwardResult):
+        return {"mode": "walk_forward", "windows": records(out.windows), "efficiency": clean(out.efficiency),
+                "anchored": out.anchored, "oos_equity": records(out.oos_equity)}  # fmt: skip
     result: OptimizeResult = out[0] if isinstance(out, tuple) else out
     ranked = out[1] if isinstance(out, tuple) else result.ranked()
     best = result.best()

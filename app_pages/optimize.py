@@ -69,6 +69,7 @@ if mode == "split":
 elif mode == "walk_forward":
     param_widget("optimize.train_bars", c[3])
     param_widget("optimize.test_bars", c[3])
+    param_widget("optimize.anchored", c[3])
 work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"))
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
 n = work.combinations
@@ -112,12 +113,23 @@ if not ss.get("opt"):
     st.stop()
 mode, objective, keys, out = ss.opt
 if mode == "walk_forward":
-    st.subheader("Walk-forward: re-optimised on each training window, tested on the next")
-    st.dataframe(out, hide_index=True, width="stretch", column_config=app_format.grid_columns(out))
+    kind = "anchored" if out.anchored else "rolling"
+    st.subheader(f"Walk-forward ({kind} windows): re-optimised on each training window, tested on the next")
+    table_ = out.windows
     col = f"{objective}_oos"
-    if col in out:
-        st.metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{out[col].mean():,.2f}")
-        st.bar_chart(out.set_index("test_start")[col])
+    c = st.columns(3)
+    c[0].metric("Walk-forward efficiency", app_format.share(out.efficiency),
+                help="Out-of-sample annualised return of the stitched curve over the mean in-sample annualised "
+                     "return of the chosen parameters. Near 100%: the edge carried over; near 0 or below: it did "
+                     "not.")  # fmt: skip
+    if len(out.oos_equity) > 1:
+        total = out.oos_equity["equity"].iloc[-1] / out.oos_equity["equity"].iloc[0] - 1
+        c[1].metric("Stitched out-of-sample return", f"{total:,.2%}")
+    if col in table_:
+        c[2].metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{table_[col].mean():,.2f}")
+    st.plotly_chart(charts.stitched_equity(out.oos_equity, table_), width="stretch")
+    st.plotly_chart(charts.chosen_parameters(table_, [k for k in keys if k in table_]), width="stretch")
+    st.dataframe(table_, hide_index=True, width="stretch", column_config=app_format.grid_columns(table_))
     st.stop()
 
 result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())

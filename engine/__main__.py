@@ -99,9 +99,7 @@ def _need_rule(args) -> str:
 
 
 def _optimize(market, args) -> int:
-    import pandas as pd
-
-    from .optimize import grid_values, is_integral, parse_grid_spec, run_optimization
+    from .optimize import WalkForwardResult, grid_values, is_integral, parse_grid_spec, run_optimization
     from .safe_csv import to_safe_csv
 
     rule = _need_rule(args)
@@ -112,8 +110,8 @@ def _optimize(market, args) -> int:
     out = run_optimization(market, rule, base, grid, settings)
     if isinstance(out, tuple):  # split: the in-sample result, and every combination in and out of sample
         result, ranked = out
-    elif isinstance(out, pd.DataFrame):  # walk-forward: one row per window
-        result, ranked = None, out
+    elif isinstance(out, WalkForwardResult):  # one row per window
+        result, ranked = None, out.windows
     else:
         result, ranked = out, out.ranked()
     if args.csv:

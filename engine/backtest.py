@@ -364,3 +364,15 @@ def random_entry_test(market: Market, result: BacktestResult, n_draws: int = 500
                                       t["bars_held"].to_numpy(np.int64), periods_per_year(market.dates), n_draws,
                                       seed, 1 if result.params.signal_type == "long" else -1)  # fmt: skip
     return {"sharpe": own, "random": draws, "p_value": p}
+
+
+def window_backtest(market: Market, signals, params: BacktestParams, start: int, stop: int) -> BacktestResult:
+    """A backtest trading only bars [start, stop) with fresh capital, its signals and sizing inputs computed
+    on the whole history (as the optimiser's windows do), so nothing restarts at the window's edge."""
+    entries, priority = signal_matrix(market, signals)
+    _, combo, shared = kernel_inputs(market, params)
+    window, bars, shared = window_inputs(market, shared, start, stop)
+    rows = slice(start, stop)
+    prio = np.ascontiguousarray(priority[rows]) if priority.size else priority
+    out = k.simulate(bars, np.ascontiguousarray(entries[rows]), prio, combo, shared)
+    return _result(window, params, out, None)

@@ -34,11 +34,12 @@ def _allowed() -> dict[str, type]:
     from .backtest import BacktestParams, BacktestResult
     from .filters import Signals
     from .montecarlo import MonteCarloResult
-    from .optimize import OptimizeResult
+    from .optimize import OptimizeResult, WalkForwardResult
     from .risk import RiskLimits
     from .sizing import Sizing
 
-    classes = (BacktestParams, BacktestResult, MonteCarloResult, OptimizeResult, RiskLimits, Signals, Sizing)
+    classes = (BacktestParams, BacktestResult, MonteCarloResult, OptimizeResult, RiskLimits, Signals, Sizing,
+               WalkForwardResult)  # fmt: skip
     return {cls.__name__: cls for cls in classes}
 
 

@@ -421,8 +421,11 @@ def window_count(n_bars: int, train_bars: int, test_bars: int) -> int:
     return max(0, (n_bars - train_bars - test_bars) // test_bars + 1)
 
 
-def walk_forward_windows(n_bars: int, train_bars: int, test_bars: int) -> list[tuple[int, int, int]]:
-    """(train start, test start, test stop) for rolling windows: train on [a, b), test on [b, c), step c - b."""
+def walk_forward_windows(
+    n_bars: int, train_bars: int, test_bars: int, anchored: bool = False
+) -> list[tuple[int, int, int]]:
+    """(train start, test start, test stop): train on [a, b), test on [b, c), step c - b. Rolling windows keep
+    train_bars of history; anchored ones all start at bar 0 (the first has train_bars)."""
     if train_bars < 20 or test_bars < 5:
         raise DataError("Walk-forward needs at least 20 training bars and 5 test bars per window.")
     count = window_count(n_bars, train_bars, test_bars)
@@ -431,11 +434,27 @@ def walk_forward_windows(n_bars: int, train_bars: int, test_bars: int) -> list[t
     windows = []
     a = 0
     while a + train_bars + test_bars <= n_bars:
-        windows.append((a, a + train_bars, a + train_bars + test_bars))
+        windows.append((0 if anchored else a, a + train_bars, a + train_bars + test_bars))
         a += test_bars
     if not windows:
         raise DataError(f"{n_bars} bars are too few for {train_bars} training + {test_bars} test bars.")
     return windows
+
+
+@dataclass
+class WalkForwardResult:
+    """One row per window (dates, chosen parameters, in-sample objective, out-of-sample metrics), the
+    out-of-sample equity curve of the re-optimised parameters stitched window after window (each window's
+    returns compounded on the last), and the walk-forward efficiency: the stitched out-of-sample annualised
+    return over the mean in-sample annualised return of the chosen parameters (near 1: holds up; near 0 or
+    below: the in-sample edge did not carry over)."""
+
+    windows: pd.DataFrame
+    oos_equity: pd.DataFrame  # date -> equity (starts at the base's initial capital)
+    efficiency: float
+    anchored: bool
+    objective: str
+    keys: list[str]
 
 
 def walk_forward(
@@ -450,15 +469,15 @@ def walk_forward(
     progress: Callable[[int, int], None] | None = None,
     scheduler: str | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> pd.DataFrame:
-    """Re-optimise on each training window and test the winner on the next, unseen, window.
+    anchored: bool = False,
+) -> WalkForwardResult:
+    """Re-optimise on each training window and test the winner on the next, unseen, window."""
+    from .backtest import window_backtest
 
-    One row per window: dates, the chosen parameters, in-sample objective and out-of-sample metrics.
-    """
-    windows = walk_forward_windows(market.shape[0], train_bars, test_bars)
+    windows = walk_forward_windows(market.shape[0], train_bars, test_bars, anchored)
     check_grid(rule, grid)
     estimate_work(market, grid, "walk_forward", train_bars, test_bars).check()
-    rows = []
+    rows, curves, in_sample_cagr = [], [], []
     for i, (a, b, c) in enumerate(windows):
         if should_stop and should_stop():
             break
@@ -468,14 +487,40 @@ def walk_forward(
         row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
         if best is None:
             rows.append({**row, "note": f"no combination had {min_trades}+ trades in-sample"})
+            curves.append(pd.Series(1.0, index=market.dates[b:c]))  # flat: nothing traded in this window
         else:
-            one = pd.DataFrame([best], dtype=float)
-            oos = dict(zip(METRICS, run_chunk(market, rule, base, one, (b, c))[0][0], strict=True))
+            variant, params = apply_params(rule, base, best)
+            oos = window_backtest(market, scan(market, variant), params, b, c)
             rows.append({**row, **best, f"{objective}_in_sample": ins.best()[objective],
-                         **{f"{m}_oos": v for m, v in oos.items()}})  # fmt: skip
+                         **{f"{m}_oos": oos.metrics[m] for m in METRICS}})  # fmt: skip
+            curves.append(oos.equity["equity"] / params.initial_capital)
+            in_sample_cagr.append(ins.best()["cagr_pct"])
         if progress:
             progress(i + 1, len(windows))
-    return pd.DataFrame(rows)
+    oos_equity = _stitch(curves, base.initial_capital)
+    return WalkForwardResult(pd.DataFrame(rows), oos_equity, _efficiency(oos_equity, in_sample_cagr), anchored,
+                             objective, list(grid))  # fmt: skip
+
+
+def _stitch(curves: list[pd.Series], capital: float) -> pd.DataFrame:
+    """Window curves (each starting at 1) compounded one after another into one equity curve."""
+    level, parts = capital, []
+    for curve in curves:
+        parts.append(curve * level)
+        level = float(parts[-1].iloc[-1]) if len(curve) else level
+    series = pd.concat(parts) if parts else pd.Series(dtype=float)
+    return pd.DataFrame({"equity": series.to_numpy(float)}, index=pd.DatetimeIndex(series.index, name="date"))
+
+
+def _efficiency(oos_equity: pd.DataFrame, in_sample_cagr: list[float]) -> float:
+    """Stitched out-of-sample CAGR over the mean in-sample CAGR of the chosen parameters."""
+    from .metrics import cagr_pct
+
+    if len(oos_equity) < 2 or not in_sample_cagr:
+        return math.nan
+    ins = float(np.nanmean(in_sample_cagr))
+    oos = cagr_pct(oos_equity["equity"].to_numpy(), oos_equity.index)
+    return oos / ins if ins and math.isfinite(ins) and math.isfinite(oos) else math.nan
 
 
 def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -486,7 +531,7 @@ def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     if out["mode"] == "split":
         used["split"] = out["split"]
     elif out["mode"] == "walk_forward":
-        used |= {"train_bars": out["train_bars"], "test_bars": out["test_bars"]}
+        used |= {"train_bars": out["train_bars"], "test_bars": out["test_bars"], "anchored": out["anchored"]}
     return used
 
 
@@ -508,13 +553,14 @@ def run_optimization(
     s = settings_used(settings)
     common = {"objective": s["objective"], "min_trades": s["min_trades"], **kwargs}
     if s["mode"] == "walk_forward":
-        return walk_forward(market, rule, base, grid, s["train_bars"], s["test_bars"], **common)
+        return walk_forward(market, rule, base, grid, s["train_bars"], s["test_bars"], anchored=s["anchored"], **common)
     if s["mode"] == "split":
         return in_out_of_sample(market, rule, base, grid, s["split"], **common)
     return optimize(market, rule, base, grid, **common)
 
 
 __all__ = [
+    "WalkForwardResult",
     "optimization_key",
     "run_optimization",
     "OptimizeResult",

@@ -240,6 +240,8 @@ PARAMS: tuple[Param, ...] = (
     Param("optimize.split", "split", "In-sample share", float, 0.7, 0.5, 0.9, 0.05),
     Param("optimize.train_bars", "train", "Train bars", int, 504, 60, 5_000, 21, "bars"),
     Param("optimize.test_bars", "test", "Test bars", int, 126, 20, 2_000, 21, "bars"),
+    Param("optimize.anchored", "anch", "Anchored windows", bool, False,
+          help="On: every training window starts at the first bar (expanding); off: rolling windows."),
     # Monte Carlo page.
     Param("montecarlo.method", "mcm", "Method", str, "bootstrap", choices=("bootstrap", "shuffle", "daily_blocks"),
           help="bootstrap: draw trades with replacement; shuffle: same trades, random order; daily_blocks: "

@@ -241,6 +241,7 @@ def test_walk_forward_and_monte_carlo_jobs(client):
             "settings": {"mode": "walk_forward", "train_bars": 504, "test_bars": 252, "min_trades": 1}}  # fmt: skip
     job = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
     assert job["status"] == "done" and len(job["result"]["windows"]) == 8
+    assert len(job["result"]["oos_equity"]) == 8 * 252 and "efficiency" in job["result"]
     r = client.post("/api/montecarlo", json={"rule": RULE, "settings": {"n_simulations": 500, "seed": 3}})
     job = wait(client, r.json()["id"])
     assert job["status"] == "done", job["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -90,8 +91,8 @@ def test_in_sample_results_never_see_out_of_sample_bars():
     a = optimize(MARKET, RULE, BASE, GRID, bars=(0, cut), min_trades=0).table
     b = optimize(changed, RULE, BASE, GRID, bars=(0, cut), min_trades=0).table
     pd.testing.assert_frame_equal(a, b)
-    wf_a = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
-    wf_b = walk_forward(changed, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
+    wf_a = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0).windows
+    wf_b = walk_forward(changed, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0).windows
     before = wf_a["test_end"] < MARKET.dates[cut]
     assert before.sum() >= 1
     pd.testing.assert_frame_equal(wf_a[before], wf_b[before])
@@ -169,3 +170,31 @@ def test_a_lost_dask_worker_keeps_the_finished_chunks_and_a_gone_cluster_is_a_me
     pd.testing.assert_frame_equal(result.table, kept)
     with pytest.raises(DataError, match="does not answer"):
         optimize(MARKET, RULE, BASE, GRID, scheduler="tcp://127.0.0.1:9", min_trades=0)
+
+
+def test_walk_forward_stitches_the_out_of_sample_curve_and_measures_efficiency():
+    from engine.backtest import window_backtest
+
+    wf = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
+    windows = walk_forward_windows(MARKET.shape[0], 120, 40)
+    assert len(wf.windows) == len(windows) and not wf.anchored
+    assert len(wf.oos_equity) == sum(c - b for _, b, c in windows)  # every test bar once, in order
+    assert wf.oos_equity.index.is_monotonic_increasing and wf.oos_equity["equity"].iloc[0] > 0
+    # The stitched curve compounds each window's own out-of-sample backtest.
+    growth = 1.0
+    for (_, b, c), (_, row) in zip(windows, wf.windows.iterrows(), strict=True):
+        variant, params = apply_params(RULE, BASE, {k: row[k] for k in GRID})
+        eq = window_backtest(MARKET, scan(MARKET, variant), params, b, c).equity["equity"]
+        assert row["total_return_pct_oos"] == pytest.approx((eq.iloc[-1] / eq.iloc[0] - 1) * 100)
+        growth *= eq.iloc[-1] / params.initial_capital
+    assert wf.oos_equity["equity"].iloc[-1] == pytest.approx(BASE.initial_capital * growth)
+    assert math.isfinite(wf.efficiency) or math.isnan(wf.efficiency)
+
+
+def test_anchored_windows_all_start_at_the_first_bar():
+    rolling = walk_forward_windows(1000, 300, 100)
+    anchored = walk_forward_windows(1000, 300, 100, anchored=True)
+    assert [w[1:] for w in rolling] == [w[1:] for w in anchored]
+    assert {w[0] for w in anchored} == {0} and [w[0] for w in rolling] == [0, 100, 200, 300, 400, 500, 600]
+    wf = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0, anchored=True)
+    assert wf.anchored and (wf.windows["train_start"] == MARKET.dates[0]).all()
