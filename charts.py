@@ -81,14 +81,21 @@ def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
     return fig
 
 
-def grid_heatmap(table: pd.DataFrame, x: str, y: str, z: str, others: str = "best") -> go.Figure:
-    """Objective over two grid parameters; the other parameters at their best ('best') or averaged ('mean')."""
-    how = "max" if others == "best" else "mean"
-    grid = table.pivot_table(index=y, columns=x, values=z, aggfunc=how)
-    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[f"{v:g}" for v in grid.columns], y=[f"{v:g}" for v in grid.index],
-                               colorscale="RdYlGn", colorbar={"title": z}, texttemplate="%{z:.2f}",
-                               hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{z}=%{{z:.3f}}<extra></extra>"))  # fmt: skip
-    fig.update_layout(xaxis_title=x, yaxis_title=y, title=f"{z} ({'best' if how == 'max' else 'mean'} over others)")
+def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figure:
+    """A (y x x) grid of values (optimize.heatmap_cells, or its stability); click a cell to open it."""
+    xs, ys = [f"{v:g}" for v in cells.columns], [f"{v:g}" for v in cells.index]
+    values = cells.to_numpy()
+    fig = go.Figure(go.Heatmap(z=values, x=xs, y=ys, colorscale="RdYlGn", colorbar={"title": z},
+                               texttemplate="%{z:.2f}", hoverinfo="skip"))  # fmt: skip
+    # Streamlit reports clicks on scatter points, not on heatmap cells: a near-invisible marker per cell takes
+    # the clicks (and shows the hover text).
+    gx, gy = np.meshgrid(xs, ys)
+    hover = f"{x}=%{{x}}<br>{y}=%{{y}}<br>{z}=%{{customdata:.3f}}<extra></extra>"
+    marker = {"symbol": "square", "size": 36, "opacity": 0.01, "color": "#000"}
+    fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), customdata=values.ravel(), mode="markers",
+                             showlegend=False, marker=marker, hovertemplate=hover))  # fmt: skip
+    fig.update_layout(xaxis_title=x, yaxis_title=y, title=title, xaxis={"type": "category"},
+                      yaxis={"type": "category"}, clickmode="event+select")  # fmt: skip
     return _layout(fig)
 
 

@@ -12,15 +12,20 @@ from app_state import param_widget, value
 from engine import DataError, backtest
 from engine import params as table
 from engine.filters import RuleError, rule_numbers, scan
+from engine.metrics import LABELS
 from engine.optimize import (
+    METRICS,
     OBJECTIVES,
     apply_params,
+    cell_combination,
     duration,
     estimate_work,
     grid_values,
+    heatmap_cells,
     is_integral,
     optimization_key,
     run_optimization,
+    stability,
 )
 
 st.title("Optimize")
@@ -176,17 +181,49 @@ with tab_table:
     st.dataframe(ranked, width="stretch", height=360, column_config=app_format.grid_columns(ranked))
 with tab_map:
     if len(keys) >= 2:
-        c = st.columns(3)
+        c = st.columns(4)
         for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
             if ss.get(name) not in keys:
                 ss[name] = default
+        if ss.get("w.optimize.z") not in METRICS:
+            ss["w.optimize.z"] = objective
         x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP)
         y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP)
+        z = c[2].selectbox("Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP,
+                           format_func=lambda m: LABELS.get(m, m))  # fmt: skip
         ss.setdefault("w.optimize.others", "best")
-        others = c[2].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others",
-                          persist_state=app_state.KEEP)  # fmt: skip
+        others = c[3].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others",
+                            persist_state=app_state.KEEP)  # fmt: skip
+        fixed = {}
+        rest = [k for k in keys if k not in (x, y)]
+        if rest and x != y:
+            c = st.columns([1, 3])
+            third = c[0].selectbox("Slice at", rest, key="w.optimize.slice_key")
+            values = sorted(result.table[third].dropna().unique().tolist())
+            if ss.get("w.optimize.slice") not in values:
+                ss["w.optimize.slice"] = values[0]
+            fixed[third] = c[1].select_slider(f"{labels.get(third, third)}", values, key="w.optimize.slice",
+                                              format_func=lambda v: f"{v:g}")  # fmt: skip
+        view = st.radio("Colour by", ["value", "stability (3 x 3 neighbourhood mean)"], horizontal=True,
+                        key="w.optimize.view", help="Stability averages each cell with its neighbours: prefer a "
+                        "high plateau to a lone spike.")  # fmt: skip
         if x != y:
-            st.plotly_chart(charts.grid_heatmap(result.table, x, y, objective, others), width="stretch")
+            cells = heatmap_cells(result.table, x, y, z, fixed, others)
+            shown = stability(cells) if view.startswith("stability") else cells
+            where = ", ".join(f"{labels.get(k, k)} = {v:g}" for k, v in fixed.items())
+            title = f"{LABELS.get(z, z)}: {view.split(' (')[0]}" + (f" at {where}" if where else "")
+            event = st.plotly_chart(charts.grid_heatmap(shown, x, y, z, title), width="stretch", on_select="rerun",
+                                    selection_mode="points", key="w.optimize.map")  # fmt: skip
+            st.caption("Click a cell to open that combination's full backtest.")
+            points = event.selection.points if event and event.selection else []
+            if points:
+                picked = {x: float(points[0]["x"]), y: float(points[0]["y"]), **fixed}
+                combo = cell_combination(result.table, objective, keys, picked)
+                if combo is not None:
+                    app_state.apply_best(combo)
+                    ss.autorun = "backtest"
+                    del ss["w.optimize.map"]  # a click opens the backtest once, not again on the next visit
+                    st.switch_page("app_pages/backtest.py")
         if isinstance(out, tuple):
             st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")
     else:

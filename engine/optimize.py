@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -266,6 +267,43 @@ def _moments_of(blocks: np.ndarray) -> tuple[float, float, float, int]:
     m3 = s3 / n - 3 * mu * s2 / n + 2 * mu**3
     m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
     return mu / math.sqrt(m2), m3 / m2**1.5, m4 / m2**2, int(n)
+
+
+def heatmap_cells(table: pd.DataFrame, x: str, y: str, z: str, fixed: dict[str, float] | None = None,
+                  others: str = "best") -> pd.DataFrame:  # fmt: skip
+    """z over the (y rows x x columns) grid of two parameters, with `fixed` parameters held at a value (a
+    slice of the grid) and the rest at their best ('best') or averaged ('mean')."""
+    rows = table
+    for key, v in (fixed or {}).items():
+        rows = rows[np.isclose(rows[key], v)]
+    return rows.pivot_table(index=y, columns=x, values=z, aggfunc="max" if others == "best" else "mean")
+
+
+def stability(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's value averaged with its neighbours (the 3 x 3 block around it, missing cells left out): a
+    plateau keeps its height, a lone spike is pulled down to its surroundings."""
+    v = cells.to_numpy(float)
+    padded = np.pad(v, 1, constant_values=np.nan)
+    stack = np.stack([padded[1 + i : 1 + i + v.shape[0], 1 + j : 1 + j + v.shape[1]]
+                      for i in (-1, 0, 1) for j in (-1, 0, 1)])  # fmt: skip
+    with warnings.catch_warnings():  # an all-missing neighbourhood: NaN, as it should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.nanmean(stack, axis=0)
+    out[np.isnan(v)] = np.nan
+    return pd.DataFrame(out, index=cells.index, columns=cells.columns)
+
+
+def cell_combination(table: pd.DataFrame, objective: str, keys: list[str], picked: dict[str, float]) -> dict | None:
+    """The combination a heatmap cell stands for: the picked values, and for the other keys the values of the
+    best row (by the objective) among the rows with those picked values."""
+    rows = table
+    for key, v in picked.items():
+        rows = rows[np.isclose(rows[key], v)]
+    rows = rows[rows[objective].notna()]
+    if rows.empty:
+        return None
+    best = rows.loc[rows[objective].idxmax()]
+    return {key: float(best[key]) for key in keys}
 
 
 def apply_params(rule: str, base: BacktestParams, values: dict[str, float]) -> tuple[str, BacktestParams]:

@@ -331,6 +331,25 @@ def test_the_random_entry_test_runs_and_follows_the_next_edit(server, browser):
     page.context.close()
 
 
+def test_clicking_a_heatmap_cell_opens_that_combinations_backtest(server, browser):
+    page = new_page(browser)
+    grid = "stop_loss:2:6:2,take_profit:0:10:5,holding_period:10:20:10"
+    page.goto(f"{server}/optimize?rule=rsi(14)+%3C+35&mint=1&mode=all&grid={grid}", timeout=60_000)
+    page.get_by_text("Deflated Sharpe").first.wait_for(timeout=120_000)  # the link ran the grid
+    page.get_by_role("tab", name="Heatmap").click()
+    page.get_by_text("Slice at").wait_for(timeout=30_000)
+    heatmap = page.locator('[data-testid="stPlotlyChart"]').first
+    heatmap.wait_for(timeout=30_000)
+    box = page.locator(".nsewdrag").first.bounding_box()  # the plot area: 3 x 3 cells (stop x target)
+    page.mouse.click(box["x"] + box["width"] * 5 / 6, box["y"] + box["height"] / 6)  # top right: sl 6, tp 10
+    page.wait_for_url(re.compile(r"/backtest\?"), timeout=60_000)
+    first_metric(page, "Total return")
+    q = query(page)
+    assert q["sl"] == "6" and q["tp"] == "10" and q.get("hold", "20") in ("10", "20")
+    no_exception(page)
+    page.context.close()
+
+
 def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(browser, tmp_path, sample):
     from engine import backtest
     from engine.backtest import BacktestParams

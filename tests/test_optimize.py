@@ -198,3 +198,22 @@ def test_anchored_windows_all_start_at_the_first_bar():
     assert {w[0] for w in anchored} == {0} and [w[0] for w in rolling] == [0, 100, 200, 300, 400, 500, 600]
     wf = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0, anchored=True)
     assert wf.anchored and (wf.windows["train_start"] == MARKET.dates[0]).all()
+
+
+def test_heatmap_cells_slices_and_stability_by_hand():
+    from engine.optimize import cell_combination, heatmap_cells, stability
+
+    t = pd.DataFrame({"a": [1, 1, 2, 2, 1, 1, 2, 2.0], "b": [1, 2, 1, 2, 1, 2, 1, 2.0], "c": [0, 0, 0, 0, 1, 1, 1, 1.0],
+                      "sharpe": [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 5.0]})  # fmt: skip
+    at_c0 = heatmap_cells(t, "a", "b", "sharpe", {"c": 0})
+    assert at_c0.loc[2.0, 2.0] == 0.4 and at_c0.loc[1.0, 1.0] == 0.1  # rows: b, columns: a
+    best = heatmap_cells(t, "a", "b", "sharpe")
+    assert best.loc[2.0, 2.0] == 5.0
+    assert heatmap_cells(t, "a", "b", "sharpe", others="mean").loc[2.0, 2.0] == pytest.approx(2.7)
+    spike = pd.DataFrame([[0.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]])
+    assert stability(spike).iloc[1, 1] == pytest.approx(1.0)  # a lone spike is pulled down
+    assert stability(spike).iloc[0, 0] == pytest.approx(9.0 / 4)  # a corner averages its 4 cells
+    plateau = pd.DataFrame(np.full((3, 3), 2.0))
+    assert (stability(plateau) == 2.0).all().all()
+    assert cell_combination(t, "sharpe", ["a", "b", "c"], {"a": 2.0, "b": 2.0}) == {"a": 2.0, "b": 2.0, "c": 1.0}
+    assert cell_combination(t, "sharpe", ["a", "b", "c"], {"a": 9.0}) is None
