@@ -9,7 +9,8 @@ either side is served from the cache. Each backtest answer carries a dashboard l
 Access: when SCANNER_API_TOKEN is set, every request needs `Authorization: Bearer <token>`. The variable
 holds comma-separated `name:token` pairs (the name owns that caller's runs and datasets, as `user:<name>`)
 or one bare token. Without a named token the identity is the trusted proxy header SCANNER_USER_HEADER,
-as on the dashboard, else `api:anonymous`.
+as on the dashboard, else `api:anonymous`. An anonymous caller (a server with no access control) sees every
+stored dataset, and its uploads are listed for everyone on the Data page: there is no owner to keep them for.
 
 Errors are JSON `{"error": message}` with the messages the pages show: 422 for bad input (with `errors`
 naming each field), 404 for an unknown dataset or job, 413 for an oversized upload, 429 when too many jobs
@@ -62,6 +63,7 @@ from .models import BacktestRequest, MonteCarloRequest, OptimizeRequest, ScanReq
 
 log = logging.getLogger("scanner.api")
 MAX_ROWS = 10_000  # rows per page of /api/data/{id}/ohlcv as JSON (CSV and Parquet stream every row)
+ANONYMOUS = "api:anonymous"
 MAX_GRID_ROWS = 1_000  # combinations listed in an optimisation's result (best first); all of them: the dashboard
 
 
@@ -98,7 +100,7 @@ def user(request: Request) -> str:
     value = request.headers.get(header) if header else None
     if value and value.strip():
         return f"user:{value.strip().lower()[:200]}"
-    return "user:api" if tokens else "api:anonymous"
+    return "user:api" if tokens else ANONYMOUS
 
 
 User = Annotated[str, Depends(user)]
@@ -264,7 +266,7 @@ def upload_dataset(
                          date_format=date_format or None, intraday=intraday)  # fmt: skip
     store = dataset_store()
     info = store.put(market, owner=who)
-    if shared and info.owner == who:
+    if (shared or who == ANONYMOUS) and info.owner == who:
         store.set_shared(info.id, who, True)
     data_id = dataset_id(market)
     return {**_listing(market, data_id), "link": dashboard_link("data", {"data": data_id}),
@@ -273,8 +275,8 @@ def upload_dataset(
 
 @router.get("/data", tags=["data"])
 def list_datasets(who: User) -> dict[str, Any]:
-    """The built-in datasets, this user's and the shared ones, newest first."""
-    stored = [clean(vars(info)) for info in dataset_store().list(viewer=who)]
+    """The built-in datasets, this user's and the shared ones (all, for an anonymous caller), newest first."""
+    stored = [clean(vars(info)) for info in dataset_store().list(viewer=None if who == ANONYMOUS else who)]
     return {"datasets": [_listing(_builtin(name), name) for name in BUILTIN] + stored}
 
 

@@ -83,13 +83,24 @@ def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(clien
         np.testing.assert_allclose(frame["close"], expected["close"])
 
 
-def test_a_dataset_uploaded_through_the_api_is_the_dashboards_and_shared_when_asked(client):
-    info = upload(client, csv_bytes(seed=8), shared="true").json()
+def test_a_dataset_uploaded_through_the_api_is_on_the_dashboards_data_page_and_vice_versa(client, monkeypatch):
+    browser = "browser:" + "0" * 32
+    info = upload(client, csv_bytes(seed=8)).json()  # anonymous: listed for everyone
     market = dataset_store().get(info["id"])  # the store the dashboard's Data page reads
     assert market is not None and market.fingerprint.startswith(info["id"])
-    assert info["id"] in [i.id for i in dataset_store().list(viewer="browser:" + "0" * 32)]
-    private = upload(client, csv_bytes(seed=9)).json()
-    assert private["id"] not in [i.id for i in dataset_store().list(viewer="browser:" + "0" * 32)]
+    assert info["id"] in [i.id for i in dataset_store().list(viewer=browser)]
+    from engine import synthetic_market
+
+    mine = dataset_store().put(synthetic_market(3, 200, seed=4), owner=browser)  # uploaded on the Data page
+    assert mine.id in [d["id"] for d in client.get("/api/data").json()["datasets"]]
+    monkeypatch.setenv("SCANNER_USER_HEADER", "X-User")  # with identities, uploads are private unless shared
+    headers = {"X-User": "alice"}
+    private = client.post("/api/data", files={"file": ("p.csv", csv_bytes(seed=9), "text/csv")}, headers=headers)
+    shared = client.post("/api/data", files={"file": ("s.csv", csv_bytes(seed=10), "text/csv")}, headers=headers,
+                         data={"shared": "true"})  # fmt: skip
+    listed = [i.id for i in dataset_store().list(viewer=browser)]
+    assert private.json()["id"] not in listed and shared.json()["id"] in listed
+    assert mine.id not in [d["id"] for d in client.get("/api/data", headers=headers).json()["datasets"]]
 
 
 def test_bad_rows_are_named_and_can_be_left_out_with_a_report(client):
