@@ -117,7 +117,7 @@ def make_files(folder: Path, n: int, symbols: int) -> list[Path]:
     return files
 
 
-async def run(n: int, symbols: int) -> dict:
+async def run(n: int, symbols: int, waves: int = 1) -> dict:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +140,11 @@ async def run(n: int, symbols: int) -> dict:
                 t0 = time.perf_counter()
                 results = await asyncio.gather(*(one_session(browser, url, f) for f in files))
                 wall = time.perf_counter() - t0
+                after_waves = []
+                for _ in range(waves - 1):  # more waves: does what stays after a wave grow with the next?
+                    await asyncio.sleep(TTL + 40)  # sessions expire, the reaper frees them
+                    after_waves.append(round(rss_mb(proc.pid)))
+                    results += await asyncio.gather(*(one_session(browser, url, f) for f in files))
                 sampler.running = False
                 await browser.close()
             tail = []
@@ -164,7 +169,7 @@ async def run(n: int, symbols: int) -> dict:
         "session_max_s": round(float(latencies.max()), 1), "wall_s": round(wall, 1),
         "rss_before_mb": round(before), "rss_peak_mb": round(max(sampler.samples)), "rss_after_mb": round(after),
         "rss_after_over_before": round(after / before, 2), "rss_after_every_10s": tail,
-        "streamlit_sessions_after": sessions_left,
+        "streamlit_sessions_after": sessions_left, "rss_after_each_earlier_wave": after_waves,
     }  # fmt: skip
 
 
@@ -172,8 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--symbols", type=int, default=320, help="symbols per upload (320 x 2,520 bars ~ 50 MB)")
+    parser.add_argument("--waves", type=int, default=1, help="waves of sessions, each after the last has expired")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.sessions, args.symbols))
+    figures = asyncio.run(run(args.sessions, args.symbols, args.waves))
     for key, value in figures.items():
         print(f"{key:<22} {value}")
     print(json.dumps(figures))
