@@ -9,6 +9,7 @@ import app_format
 import app_state
 import charts
 from engine.metrics import LABELS
+from engine.optimize import WalkForwardResult
 
 PAGE_SIZE = 50
 st.title("Runs")
@@ -88,13 +89,16 @@ elif record.kind == "backtest":
     cols = st.columns(len(app_state.KEY_METRICS))
     for col, key in zip(cols, app_state.KEY_METRICS, strict=True):
         col.metric(LABELS[key], app_format.metric_text(key, m[key]))
-    st.plotly_chart(charts.equity(value.equity), width="stretch")
+    st.plotly_chart(charts.equity(value.equity, value.params.benchmark), width="stretch")
 elif record.kind == "montecarlo":
     left, right = st.columns([1, 2])
     left.dataframe(value.summary().style.format("{:,.2f}"), width="stretch")
     right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
 elif record.kind == "optimize":
-    table = value if isinstance(value, pd.DataFrame) else value[1] if isinstance(value, tuple) else value.ranked()
+    if isinstance(value, WalkForwardResult):
+        table = value.windows
+    else:
+        table = value[1] if isinstance(value, tuple) else value.ranked()
     st.dataframe(table, width="stretch", height=300, column_config=app_format.grid_columns(table))
 
 backtests = [r.id for r in runs if r.kind == "backtest"]
