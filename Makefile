@@ -43,6 +43,7 @@ test: $(VENV)/.installed system-deps lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_bare.py
 	$(BIN)/python benchmarks/bench_scanner.py
 	$(BIN)/python benchmarks/bench_optimize.py
 	$(BIN)/python benchmarks/bench_load.py
