@@ -373,3 +373,16 @@ def test_a_real_uvicorn_server_uploads_runs_and_matches_the_library(tmp_path):
         proc.wait(10)
         log.close()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_too_many_jobs_are_a_429_that_says_what_to_do(client, monkeypatch):
+    import api.jobs
+
+    monkeypatch.setattr(api.jobs, "MAX_ACTIVE_PER_USER", 1)
+    grid = {"stop_loss": [0.5, 20, 0.5], "take_profit": [1, 30, 1]}
+    body = {"data": "synthetic", "rule": RULE, "grid": grid, "settings": {"mode": "all"}}
+    first = client.post("/api/backtest/optimize", json=body).json()["id"]
+    r = client.post("/api/backtest/optimize", json=body)
+    assert r.status_code == 429 and "DELETE /api/jobs/" in r.json()["error"]
+    client.delete(f"/api/jobs/{first}")
+    assert wait(client, first)["status"] == "cancelled"
