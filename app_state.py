@@ -20,16 +20,15 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from engine import DataError, Market, backtest, load_market, load_sample, synthetic_market
+from engine import DataError, Market, backtest, load_market
 from engine import params as table
-from engine.backtest import params_from_values
+from engine.backtest import BacktestResult, params_from_values
 from engine.data import BadRowsError
 from engine.datasets import dataset_id, valid_id
-from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, scan, substitute_numbers
-from engine.metrics import KEY_METRICS
+from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
 from engine.optimize import OBJECTIVES, default_range, format_grid_spec, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
-from engine.stores import dataset_store, run_cache
+from engine.stores import builtin, cached_scan, dataset_store, run_cache
 
 log = logging.getLogger("scanner.app")
 if not log.handlers:  # one JSON line per script run on stderr: what load tests and operators read
@@ -173,12 +172,12 @@ def link() -> str:
 
 @st.cache_resource(show_spinner="Loading the sample data...")
 def _sample() -> Market:
-    return load_sample()
+    return builtin("sample")
 
 
 @st.cache_resource(show_spinner="Generating the synthetic universe...")
 def _synthetic() -> Market:
-    return synthetic_market(200, 2520, seed=7)
+    return builtin("synthetic")
 
 
 def market() -> Market | None:
@@ -267,7 +266,7 @@ def signals() -> Signals:
     memo = st.session_state.setdefault("_signals", {})
     if cache_key not in memo:
         memo.clear()
-        memo[cache_key], _ = run_cache().run("scan", data, text, {}, lambda: scan(data, text), record=False)
+        memo[cache_key] = cached_scan(data, text)
     return memo[cache_key]
 
 
@@ -338,7 +337,7 @@ def run_backtest():
     params = bt_params()
     data, signals_now = require_market(), signals()
     result = cached_run("backtest", params, lambda: backtest(data, signals_now, params),
-                        lambda r: {k: r.metrics[k] for k in KEY_METRICS})  # fmt: skip
+                        BacktestResult.key_metrics)  # fmt: skip
     st.session_state.result = result
     st.session_state.result_key = _result_key(params)
     return result

@@ -19,7 +19,6 @@ are queued; no traceback leaves the server.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import io
@@ -38,12 +37,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import engine
 from engine import params as table
-from engine.backtest import backtest, params_from_values
-from engine.data import BadRowsError, DataError, Market, load_market, load_sample, max_upload_bytes, too_big
+from engine.backtest import BacktestResult, backtest, params_from_values
+from engine.data import BadRowsError, DataError, Market, load_market, max_upload_bytes, too_big
 from engine.datasets import BUILTIN, dataset_id, describe, to_frame, valid_id
-from engine.filters import parse_rule, scan
-from engine.metrics import KEY_METRICS
-from engine.montecarlo import settings_used, simulate
+from engine.filters import parse_rule
+from engine.montecarlo import MonteCarloResult, settings_used, simulate
 from engine.optimize import (
     OptimizeResult,
     WalkForwardResult,
@@ -55,8 +53,7 @@ from engine.optimize import (
     run_optimization,
 )
 from engine.safe_csv import to_safe_csv
-from engine.stores import dataset_store, run_cache
-from engine.synthetic import synthetic_market
+from engine.stores import builtin, cached_scan, dataset_store, run_cache
 
 from .jobs import Busy, Job, Jobs
 from .models import BacktestRequest, MonteCarloRequest, OptimizeRequest, ScanRequest, values_by_path
@@ -109,15 +106,10 @@ User = Annotated[str, Depends(user)]
 # --- datasets and JSON ----------------------------------------------------------------------------------
 
 
-@functools.cache
-def _builtin(name: str) -> Market:
-    return load_sample() if name == "sample" else synthetic_market(200, 2520, seed=7)
-
-
 def open_dataset(data_id: str) -> Market:
     """A built-in dataset or a stored one; 404 with the dashboard's advice when the server does not have it."""
     if data_id in BUILTIN:
-        return _builtin(data_id)
+        return builtin(data_id)
     market = dataset_store().get(data_id) if valid_id(data_id) else None
     if market is None:
         shown = data_id[:40].replace("`", "'")
@@ -277,7 +269,7 @@ def upload_dataset(
 def list_datasets(who: User) -> dict[str, Any]:
     """The built-in datasets, this user's and the shared ones (all, for an anonymous caller), newest first."""
     stored = [clean(vars(info)) for info in dataset_store().list(viewer=None if who == ANONYMOUS else who)]
-    return {"datasets": [_listing(_builtin(name), name) for name in BUILTIN] + stored}
+    return {"datasets": [_listing(builtin(name), name) for name in BUILTIN] + stored}
 
 
 @router.get("/data/{data_id}", tags=["data"])
@@ -339,7 +331,7 @@ def get_bars(
 def run_scan(req: ScanRequest, who: User) -> dict[str, Any]:
     """Signals of a rule on a dataset, newest first."""
     market = open_dataset(req.data)
-    signals, _ = run_cache().run("scan", market, req.rule, {}, lambda: scan(market, req.rule), record=False)
+    signals = cached_scan(market, req.rule)
     return {"count": signals.count, "symbols_hit": signals.symbols_hit(),
             "signals": records(signals.table(market, req.limit))}  # fmt: skip
 
@@ -350,9 +342,7 @@ def _signals_rule(req: BacktestRequest) -> tuple[str, Any, Market]:
         raise DataError("Give exactly one of `rule` or `signals`.")
     market = open_dataset(req.data)
     if req.rule is not None:
-        rule = req.rule
-        signals, _ = run_cache().run("scan", market, rule, {}, lambda: scan(market, rule), record=False)
-        return rule, signals, market
+        return req.rule, cached_scan(market, req.rule), market
     frame = pd.DataFrame([s.model_dump() for s in req.signals], columns=["symbol", "date"])
     digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
     return f"({len(frame):,} signals from the API, sha256 {digest})", frame, market
@@ -368,13 +358,13 @@ def run_backtest(req: BacktestRequest, who: User) -> dict[str, Any]:
     rule, signals, market = _signals_rule(req)
     values = values_by_path(req.params)
     params = params_from_values(values)
-    query = table.link_query(_data_id(market, req.data), rule, values)
+    data_id = _data_id(market, req.data)
+    query = table.link_query(data_id, rule, values)
     by_rule = req.rule is not None
-    result, hit = run_cache().run(
-        "backtest", market, rule, params, lambda: backtest(market, signals, params),
-        lambda r: {k: r.metrics[k] for k in KEY_METRICS}, session=who, link=urlencode(query) if by_rule else "",
-    )  # fmt: skip
-    return {"data": _data_id(market, req.data), "rule": rule, "cache_hit": hit, "metrics": clean(result.metrics),
+    link = urlencode(query) if by_rule else ""
+    result, hit = run_cache().run("backtest", market, rule, params, lambda: backtest(market, signals, params),
+                                  BacktestResult.key_metrics, session=who, link=link)  # fmt: skip
+    return {"data": data_id, "rule": rule, "cache_hit": hit, "metrics": clean(result.metrics),
             "skipped": result.skipped(), "ruined_on": clean(result.ruined_on),
             "link": dashboard_link("backtest", query) if by_rule else None, "trades": records(result.trades),
             "equity": records(result.equity), "events": records(result.events)}  # fmt: skip
@@ -460,15 +450,12 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
 
     def work(job: Job) -> dict[str, Any]:
         rule = req.rule
-        signals, _ = run_cache().run("scan", market, rule, {}, lambda: scan(market, rule), record=False)
+        signals = cached_scan(market, rule)
         params = params_from_values(values)
         result, _ = run_cache().run("backtest", market, rule, params, lambda: backtest(market, signals, params),
-                                    lambda r: {k: r.metrics[k] for k in KEY_METRICS}, session=who,
-                                    link=urlencode(query))  # fmt: skip
+                                    BacktestResult.key_metrics, session=who, link=urlencode(query))  # fmt: skip
         mc, hit = run_cache().run("montecarlo", market, rule, settings_used(result, settings),
-                                  lambda: simulate(result, settings),
-                                  lambda r: {"p50_return_pct": float(r.summary().loc["p50", "final return %"]),
-                                             "p_loss": r.probability_of_loss()}, session=who,
+                                  lambda: simulate(result, settings), MonteCarloResult.key_figures, session=who,
                                   link=urlencode(query))  # fmt: skip
         threshold = settings["drawdown_pct"]
         return {"cache_hit": hit, "link": dashboard_link("montecarlo", query), "trades": len(result.trades),

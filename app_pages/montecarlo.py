@@ -7,7 +7,7 @@ import charts
 from app_state import param_widget
 from engine import DataError
 from engine import params as table
-from engine.montecarlo import settings_used, simulate, trade_returns
+from engine.montecarlo import MonteCarloResult, settings_used, simulate, trade_returns
 
 st.title("Monte Carlo")
 app_state.require_market()
@@ -41,10 +41,8 @@ if method != "daily_blocks" and int(result.equity["open_positions"].max()) > 1:
 settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
-        mc = app_state.cached_run(
-            "montecarlo", settings_used(result, settings), lambda: simulate(result, settings),
-            lambda r: {"p50_return_pct": float(r.summary().loc["p50", "final return %"]),
-                       "p_loss": r.probability_of_loss()})  # fmt: skip
+        mc = app_state.cached_run("montecarlo", settings_used(result, settings), lambda: simulate(result, settings),
+                                  MonteCarloResult.key_figures)  # fmt: skip
 except DataError as exc:
     st.error(str(exc))
     st.stop()

@@ -8,7 +8,7 @@ import streamlit as st
 import app_format
 import app_state
 import charts
-from engine.metrics import LABELS
+from engine.metrics import KEY_METRICS, LABELS
 from engine.optimize import WalkForwardResult
 
 PAGE_SIZE = 50
@@ -86,8 +86,8 @@ if value is None:
     st.warning("This run's result has left the cache (size limit); open its link to recompute it.")
 elif record.kind == "backtest":
     m = value.metrics
-    cols = st.columns(len(app_state.KEY_METRICS))
-    for col, key in zip(cols, app_state.KEY_METRICS, strict=True):
+    cols = st.columns(len(KEY_METRICS))
+    for col, key in zip(cols, KEY_METRICS, strict=True):
         col.metric(LABELS[key], app_format.metric_text(key, m[key]))
     st.plotly_chart(charts.equity(value.equity, value.params.benchmark), width="stretch")
 elif record.kind == "montecarlo":

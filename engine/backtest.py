@@ -32,7 +32,7 @@ import pandas as pd
 from . import _kernels as k
 from . import params as table
 from .data import DataError, Market
-from .metrics import buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
+from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .sizing import METHODS, Sizing
 
@@ -98,6 +98,10 @@ class BacktestResult:
     events: pd.DataFrame
     ruined_on: pd.Timestamp | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def key_metrics(self) -> dict[str, float]:
+        """The metrics run lists show (KEY_METRICS): what the run history records of a backtest."""
+        return {k: self.metrics[k] for k in KEY_METRICS}
 
     def skipped(self) -> dict[str, int]:
         """How many signals each rule skipped or cut, e.g. {'max_positions skip': 12}."""

@@ -60,6 +60,11 @@ class MonteCarloResult:
             index=[f"p{p}" for p in PERCENTILES],
         )
 
+    def key_figures(self) -> dict[str, float]:
+        """What the run history records of a simulation: the median final return and the chance of a loss."""
+        return {"p50_return_pct": float(self.summary().loc["p50", "final return %"]),
+                "p_loss": self.probability_of_loss()}  # fmt: skip
+
     def probability_of_loss(self) -> float:
         return float((self.final_return_pct < 0).mean())
 
@@ -130,7 +135,7 @@ def settings_used(result: BacktestResult, settings: dict[str, Any] | None = None
     s = {p.name: p.default for p in table.group("montecarlo")} | (settings or {})
     used = {"backtest": result.params, "method": s["method"], "n_sims": s["n_simulations"], "seed": s["seed"]}
     if s["method"] == "bootstrap":
-        used["n_trades"] = s["n_trades"] or len(trade_returns(result))
+        used["n_trades"] = s["n_trades"] or len(result.trades)
     elif s["method"] == "daily_blocks":
         used["block_bars"] = s["block_bars"]
     return used
