@@ -80,11 +80,16 @@ class BacktestRequest(BaseModel):
     params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
 
 
-class OptimizeRequest(BaseModel):
+class RuleRun(BaseModel):
+    """What every rule-based run names: the dataset, the entry rule and the backtest parameters."""
+
     model_config = _STRICT
     data: DatasetId = "sample"
     rule: Rule
     params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
+
+
+class OptimizeRequest(RuleRun):
     grid: dict[str, tuple[float, float, float]] = Field(
         ..., description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>.",
         examples=[{"stop_loss": [2, 10, 2], "take_profit": [5, 25, 5]}],
@@ -92,9 +97,5 @@ class OptimizeRequest(BaseModel):
     settings: OptimizeSettings = Field(default_factory=OptimizeSettings)  # type: ignore[valid-type]
 
 
-class MonteCarloRequest(BaseModel):
-    model_config = _STRICT
-    data: DatasetId = "sample"
-    rule: Rule
-    params: BacktestSettings = Field(default_factory=BacktestSettings)  # type: ignore[valid-type]
+class MonteCarloRequest(RuleRun):
     settings: MonteCarloSettings = Field(default_factory=MonteCarloSettings)  # type: ignore[valid-type]
