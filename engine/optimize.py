@@ -27,7 +27,15 @@ import pandas as pd
 
 from . import _kernels as k
 from . import params as table
-from .backtest import BacktestParams, exit_row, kernel_inputs, signal_matrix, sizing_row, window_inputs
+from .backtest import (
+    BacktestParams,
+    exit_row,
+    kernel_inputs,
+    signal_matrix,
+    sizing_row,
+    window_backtest,
+    window_inputs,
+)
 from .data import DataError, Market
 from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, periods_per_year
@@ -226,7 +234,7 @@ class OptimizeResult:
         everything = np.ones(self.blocks.shape[1], bool)
         sharpe = rb.block_sharpe(self.blocks, everything)
         variance = float(np.nanvar(sharpe)) if np.isfinite(sharpe).sum() > 1 else math.nan
-        sr, skew, kurt, n = _moments_of(self.blocks[self.table.index.get_loc(best.name)])
+        sr, skew, kurt, n = rb.moments_from_sums(self.blocks[self.table.index.get_loc(best.name)])
         out |= {"sharpe_variance": variance, "expected_max_sharpe": rb.expected_max_sharpe(len(self.table), variance),
                 "psr": rb.probabilistic_sharpe(sr, skew, kurt, n),
                 "deflated_sharpe": rb.deflated_sharpe(sr, skew, kurt, n, len(self.table), variance),
@@ -253,20 +261,6 @@ class OptimizeResult:
     @property
     def combos_per_second(self) -> float:
         return len(self.table) / self.seconds if self.seconds > 0 else float("nan")
-
-
-def _moments_of(blocks: np.ndarray) -> tuple[float, float, float, int]:
-    """(per-bar Sharpe, skewness, kurtosis, n) from one combination's block sums (count, sum r .. r^4)."""
-    n, s1, s2, s3, s4 = blocks.sum(axis=0)
-    if n < 2:
-        return math.nan, math.nan, math.nan, int(n)
-    mu = s1 / n
-    m2 = s2 / n - mu**2
-    if m2 <= 1e-300:
-        return math.nan, math.nan, math.nan, int(n)
-    m3 = s3 / n - 3 * mu * s2 / n + 2 * mu**3
-    m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
-    return mu / math.sqrt(m2), m3 / m2**1.5, m4 / m2**2, int(n)
 
 
 def heatmap_cells(table: pd.DataFrame, x: str, y: str, z: str, fixed: dict[str, float] | None = None,
@@ -510,8 +504,6 @@ def walk_forward(
     anchored: bool = False,
 ) -> WalkForwardResult:
     """Re-optimise on each training window and test the winner on the next, unseen, window."""
-    from .backtest import window_backtest
-
     windows = walk_forward_windows(market.shape[0], train_bars, test_bars, anchored)
     check_grid(rule, grid)
     estimate_work(market, grid, "walk_forward", train_bars, test_bars).check()

@@ -73,6 +73,20 @@ def moments(returns: np.ndarray) -> tuple[float, float, float, int]:
     return float(r.mean() / sd), float((z**3).mean()), float((z**4).mean()), n
 
 
+def moments_from_sums(blocks: np.ndarray) -> tuple[float, float, float, int]:
+    """`moments` from block sums (rows of count, sum r, r^2, r^3, r^4): the central moments from the raw ones."""
+    n, s1, s2, s3, s4 = blocks.sum(axis=0)
+    if n < 2:
+        return math.nan, math.nan, math.nan, int(n)
+    mu = s1 / n
+    m2 = s2 / n - mu**2
+    if m2 <= 1e-300:
+        return math.nan, math.nan, math.nan, int(n)
+    m3 = s3 / n - 3 * mu * s2 / n + 2 * mu**3
+    m4 = s4 / n - 4 * mu * s3 / n + 6 * mu**2 * s2 / n - 3 * mu**4
+    return mu / math.sqrt(m2), m3 / m2**1.5, m4 / m2**2, int(n)
+
+
 def probabilistic_sharpe(sharpe: float, skew: float, kurt: float, n: int, benchmark: float = 0.0) -> float:
     """PSR = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - skew SR + (kurt - 1) / 4 SR^2)), SR per bar."""
     if not all(map(math.isfinite, (sharpe, skew, kurt))) or n < 2:

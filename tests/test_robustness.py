@@ -11,7 +11,7 @@ import pytest
 from engine import BacktestParams
 from engine import robustness as rb
 from engine.data import market_from_frame
-from engine.optimize import N_BLOCKS, _moments_of, optimize
+from engine.optimize import N_BLOCKS, optimize
 
 
 def test_the_normal_quantile_inverts_the_cdf():
@@ -46,7 +46,7 @@ def test_moments_from_block_sums_equal_the_direct_ones():
     blocks = np.zeros((3, 5))
     for b, part in enumerate(np.array_split(r, 3)):
         blocks[b] = [len(part), part.sum(), (part**2).sum(), (part**3).sum(), (part**4).sum()]
-    assert _moments_of(blocks) == pytest.approx(rb.moments(r))
+    assert rb.moments_from_sums(blocks) == pytest.approx(rb.moments(r))
 
 
 def test_pbo_by_hand_on_two_strategies():
