@@ -310,8 +310,8 @@ def _identify() -> tuple[str, str]:
 
 def remember_browser() -> None:
     """Give a new browser its id cookie (a year; read back on reload by st.context.cookies)."""
+    value = user_id().removeprefix("browser:")  # decides the identity now: on a session's first run too
     if st.session_state.get("user_source") == "new browser":
-        value = user_id().removeprefix("browser:")
         st.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age=31536000; SameSite=Strict';</script>",
                 unsafe_allow_javascript=True)  # fmt: skip
 

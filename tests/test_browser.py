@@ -272,6 +272,23 @@ HOSTILE = {
 }  # fmt: skip
 
 
+def test_a_new_tab_of_the_same_browser_keeps_my_runs_after_one_link_run(server, browser):
+    """The identity cookie is written on a session's first run, so a run made by opening one link is still
+    mine in a new tab (a new session, not a reconnection)."""
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?sl=4.5", timeout=60_000)
+    first_metric(page, "Total return")
+    settle(page)
+    assert "scanner_uid" in [c["name"] for c in page.context.cookies()]
+    tab = page.context.new_page()
+    page.close()
+    tab.goto(f"{server}/runs", timeout=60_000)
+    tab.get_by_role("button", name="Delete this run").wait_for(timeout=60_000)
+    settle(tab)
+    assert tab.get_by_role("button", name="Delete this run").is_enabled()
+    tab.context.close()
+
+
 @pytest.mark.parametrize("path", ["", "scanner", "backtest", "optimize", "montecarlo", "runs"])
 def test_every_page_survives_hostile_link_values(server, browser, path):
     from urllib.parse import urlencode
