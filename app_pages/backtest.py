@@ -54,6 +54,8 @@ with st.form("bt_form"):
                  "exits at the next open, before that bar's stops and targets. Empty: no exit rule.")  # fmt: skip
     bench_key = app_state.key("benchmark")
     if st.session_state.get(bench_key) not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+        st.warning(f"The benchmark `{str(st.session_state[bench_key])[:40]}` is not a symbol of {market.name}; "
+                   "using equal weight of all symbols. Choose another under **Benchmark**.")  # fmt: skip
         st.session_state[bench_key] = ""
     st.selectbox("Benchmark", ["", *market.symbols], key=bench_key, persist_state=app_state.KEEP,
                  format_func=lambda s: s or "Equal weight of all symbols",
