@@ -251,21 +251,22 @@ def avg_drawdown_pct(equity: np.ndarray) -> float:
     under = dd < 0
     if not under.any():
         return 0.0
-    edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return float(np.mean([dd[a:b].min() for a, b in zip(starts, ends, strict=True)]))
+    starts = np.flatnonzero(np.diff(np.concatenate(([0], under.astype(np.int8)))) == 1)
+    # Each episode's minimum: reduceat over [start, next start), which holds the episode and the
+    # (non-negative) bars back at the peak after it.
+    return float(np.minimum.reduceat(dd, starts).mean())
 
 
 def streaks(trade_pnl: np.ndarray) -> tuple[int, int]:
     """(longest run of winning trades, longest run of losing trades), trades in exit order; 0 pnl breaks both."""
-    best = {1: 0, -1: 0}
-    run, sign = 0, 0
-    for p in np.sign(trade_pnl):
-        run = run + 1 if p == sign and p != 0 else (1 if p != 0 else 0)
-        sign = p
-        if p != 0:
-            best[int(p)] = max(best[int(p)], run)
-    return best[1], best[-1]
+    sign = np.sign(np.asarray(trade_pnl, dtype=float))
+    if not len(sign):
+        return 0, 0
+    starts = np.flatnonzero(np.concatenate(([True], sign[1:] != sign[:-1])))
+    lengths = np.diff(np.append(starts, len(sign)))
+    run_sign = sign[starts]
+    longest = [int(lengths[run_sign == want].max(initial=0)) for want in (1.0, -1.0)]
+    return longest[0], longest[1]
 
 
 def compute_metrics(

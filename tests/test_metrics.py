@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import metrics as mt
 
@@ -130,3 +132,36 @@ def test_every_backtest_has_its_probabilistic_sharpe(sample):
     sr, skew, kurt, n = robustness.moments(returns)
     assert r.metrics["psr_pct"] == pytest.approx(robustness.probabilistic_sharpe(sr, skew, kurt, n) * 100)
     assert 0 <= r.metrics["psr_pct"] <= 100
+
+
+def _streaks_by_loop(pnl):
+    best, run, prev = {1: 0, -1: 0}, 0, 0
+    for p in np.sign(pnl):
+        run = run + 1 if p == prev and p != 0 else int(p != 0)
+        prev = p
+        if p:
+            best[int(p)] = max(best[int(p)], run)
+    return best[1], best[-1]
+
+
+def _avg_drawdown_by_loop(equity):
+    dd, depths, depth = mt.drawdown_pct(equity), [], None
+    for x in dd:
+        if x < 0:
+            depth = x if depth is None else min(depth, x)
+        elif depth is not None:
+            depths.append(depth)
+            depth = None
+    depths += [] if depth is None else [depth]
+    return float(np.mean(depths)) if depths else 0.0
+
+
+@given(st.lists(st.integers(-2, 2), max_size=60))
+def test_streaks_equal_a_plain_loop(pnl):
+    assert mt.streaks(np.array(pnl, float)) == _streaks_by_loop(pnl)
+
+
+@given(st.lists(st.floats(50, 150), min_size=1, max_size=60))
+def test_avg_drawdown_equals_a_plain_loop(equity):
+    equity = np.array(equity)
+    assert mt.avg_drawdown_pct(equity) == pytest.approx(_avg_drawdown_by_loop(equity))
