@@ -415,18 +415,18 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
     d = float(sh.direction)
     cash_change = 0.0
     rule_on = sh.exit_signal.shape[0] > 0
-    i = 0
-    while i < n_open:
+    kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
+    for i in range(n_open):
         s = open_list[i]
         px, reason = _step_position(book[s], s, bars, t, d, combo, rule_on and t > 0 and sh.exit_signal[t - 1, s])
         if reason < 0:
-            i += 1
+            open_list[kept] = s
+            kept += 1
             continue
         change, ret, n_trades = _close(book[s], s, t, px, reason, sh, trades, n_trades)
         cash_change += change
         _learn(kelly, ret)
-        n_open -= 1
-        open_list[i] = open_list[n_open]
+    n_open = kept
     if sh.sizing_method == SIZE_KELLY:
         for s in range(shadow.shape[0]):
             pos = shadow[s]
@@ -527,7 +527,11 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
         gross += notional
         sector_value[sh.sector_id[s]] += notional
         _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d)
-        open_list[n_open] = s
+        i = n_open
+        while i > 0 and open_list[i - 1] > s:  # insert in symbol order
+            open_list[i] = open_list[i - 1]
+            i -= 1
+        open_list[i] = s
         n_open += 1
         if corr_on and work.corr_state[0] == t:  # the candidate's window is loaded: add it to the book
             book_x, book_v, cand_x, cand_v = work.corr_buf

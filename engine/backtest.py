@@ -25,6 +25,7 @@ Rules (see `_kernels` for the order of events inside a bar):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -266,32 +267,50 @@ def _per_dataset(market: Market, name: str, compute):
     return indicators_for(market).memo((name,), compute)
 
 
+_EXIT_DTYPE = pd.CategoricalDtype(k.EXIT_NAMES)
+_RULE_DTYPE = pd.CategoricalDtype(k.RULE_NAMES)
+_ACTION_DTYPE = pd.CategoricalDtype(k.ACTION_NAMES)
+
+
+@lru_cache(maxsize=16)
+def _symbol_dtype(symbols: tuple[str, ...]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(symbols)
+
+
+def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
 def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
+    """Kernel records into frames: trades in entry order (then symbol), equity per date, events, metrics."""
     records, event_records, curve, ruin_bar = out
-    records = records[np.lexsort((records["symbol"], records["entry_bar"]))]
-    e_bar, x_bar = records["entry_bar"], records["exit_bar"]
+    symbol_dtype = _symbol_dtype(tuple(market.symbols))
+    # One position per symbol at a time: (entry bar, symbol) is unique, so one integer key sorts the trades.
+    order = np.argsort(records["entry_bar"] * max(len(market.symbols), 1) + records["symbol"])
+    sym, e_bar, x_bar = records["symbol"][order], records["entry_bar"][order], records["exit_bar"][order]
+    entry_price, shares, pnl = records["entry_price"][order], records["shares"][order], records["pnl"][order]
     trades = pd.DataFrame(
         {
-            "symbol": pd.Categorical.from_codes(records["symbol"], market.symbols),
+            "symbol": _codes(sym, symbol_dtype),
             "direction": params.signal_type,
             "entry_date": market.dates[e_bar],
-            "entry_price": records["entry_price"],
+            "entry_price": entry_price,
             "exit_date": market.dates[x_bar],
-            "exit_price": records["exit_price"],
-            "shares": records["shares"],
-            "pnl": records["pnl"],
-            "return_pct": records["pnl"] / (records["shares"] * records["entry_price"]) * 100.0,
-            "fees": records["fees"],
+            "exit_price": records["exit_price"][order],
+            "shares": shares,
+            "pnl": pnl,
+            "return_pct": pnl / (shares * entry_price) * 100.0,
+            "fees": records["fees"][order],
             "bars_held": x_bar - e_bar + 1,
-            "exit_reason": pd.Categorical.from_codes(records["reason"], list(k.EXIT_NAMES)),
-            "mae_pct": records["mae_pct"],
-            "mfe_pct": records["mfe_pct"],
+            "exit_reason": _codes(records["reason"][order], _EXIT_DTYPE),
+            "mae_pct": records["mae_pct"][order],
+            "mfe_pct": records["mfe_pct"][order],
             "entry_bar": e_bar,
             "exit_bar": x_bar,
         }
     )
     for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
-        trades[f"at_signal: {name}"] = values[e_bar - 1, records["symbol"]] if len(e_bar) else np.empty(0)
+        trades[f"at_signal: {name}"] = values[e_bar - 1, sym] if len(e_bar) else np.empty(0)
     equity = curve["equity"].copy()
     long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
     bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
@@ -312,18 +331,19 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     events = pd.DataFrame(
         {
             "date": market.dates[event_records["bar"]],
-            "symbol": pd.Categorical.from_codes(event_records["symbol"], market.symbols),
-            "rule": pd.Categorical.from_codes(event_records["rule"], list(k.RULE_NAMES)),
+            "symbol": _codes(event_records["symbol"], symbol_dtype),
+            "rule": _codes(event_records["rule"], _RULE_DTYPE),
             "value": event_records["value"],
             "limit": event_records["limit"],
-            "action": pd.Categorical.from_codes(event_records["action"], list(k.ACTION_NAMES)),
+            "action": _codes(event_records["action"], _ACTION_DTYPE),
         }
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
                               params.risk_free_pct, buy_hold, bh)  # fmt: skip
-    skips = int((events["action"] == "skip").sum()) if len(events) else 0
-    metrics["signals_skipped"] = skips
+    skipped = event_records["action"] == k.ACTION_SKIP
+    metrics["signals_skipped"] = int(skipped.sum())
+    sized_out = int((skipped & (event_records["rule"] == k.RULE_SIZE)).sum())
     return BacktestResult(
         trades=trades,
         equity=equity_df,
@@ -331,15 +351,13 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         params=params,
         events=events,
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
-        warnings=_warnings(params, events, len(trades)),
+        warnings=_warnings(params, sized_out, len(trades)),
     )
 
 
-def _warnings(params: BacktestParams, events: pd.DataFrame, n_trades: int) -> list[str]:
-    """What a reader of the numbers must know: sizing that skipped most signals."""
-    if events.empty:
-        return []
-    sized_out = int(((events["rule"] == "size_zero") & (events["action"] == "skip")).sum())
+def _warnings(params: BacktestParams, sized_out: int, n_trades: int) -> list[str]:
+    """What a reader of the numbers must know: sizing that skipped most signals (sized_out: signals skipped
+    because sizing gave no position)."""
     if sized_out <= n_trades:
         return []
     reasons = {"kelly": " (Kelly's fraction was <= 0: the trades so far had no edge)",

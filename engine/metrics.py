@@ -318,8 +318,10 @@ def _extended(r, equity, trades, ppy, risk_free_pct, benchmark) -> dict[str, flo
     """The benchmark-relative, tail and trade-sequence metrics (benchmark: its equity curve, one per bar)."""
     bench = bar_returns(benchmark) if benchmark is not None and len(benchmark) == len(equity) else None
     alpha, beta = alpha_beta(r, bench, ppy, risk_free_pct) if bench is not None else (float("nan"),) * 2
-    by_exit = trades.sort_values("exit_bar", kind="stable") if "exit_bar" in trades else trades
-    wins, losses = streaks(by_exit["pnl"].to_numpy(dtype=float))
+    pnl = trades["pnl"].to_numpy(dtype=float)
+    wins, losses = streaks(
+        pnl[np.argsort(trades["exit_bar"].to_numpy(), kind="stable")] if "exit_bar" in trades else pnl
+    )
     return {
         "alpha_pct": alpha,
         "beta": beta,

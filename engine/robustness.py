@@ -70,7 +70,8 @@ def moments(returns: np.ndarray) -> tuple[float, float, float, int]:
     if sd == 0:
         return math.nan, math.nan, math.nan, n
     z = (r - r.mean()) / sd
-    return float(r.mean() / sd), float((z**3).mean()), float((z**4).mean()), n
+    z2 = z * z  # products, not z**3 and z**4: numpy's pow is ten times slower
+    return float(r.mean() / sd), float((z2 * z).mean()), float((z2 * z2).mean()), n
 
 
 def moments_from_sums(blocks: np.ndarray) -> tuple[float, float, float, int]:
