@@ -481,12 +481,12 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
     book, shadow, open_list, kelly, sector_value = work.book, work.shadow, work.open_list, work.kelly, work.sector_value
     for k in range(_candidates(entries, priority, book, t, work.cand, work.cand_prio)):
         s = work.cand[k]
+        if n_open >= combo.max_positions:  # first: most skips are this, and it needs no price (a cache miss)
+            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo.max_positions, ACTION_SKIP)
+            continue
         o = bars.open[t, s]
         if np.isnan(o) or o <= 0.0:
             n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)
-            continue
-        if n_open >= combo.max_positions:
-            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo.max_positions, ACTION_SKIP)
             continue
         first_event = n_events
         fill = o * (1.0 + d * sh.slippage)

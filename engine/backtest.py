@@ -25,7 +25,7 @@ Rules (see `_kernels` for the order of events inside a bar):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -88,6 +88,20 @@ def params_from_values(values: dict[str, object]) -> BacktestParams:
     return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
 
 
+_EXIT_DTYPE = pd.CategoricalDtype(k.EXIT_NAMES)
+_RULE_DTYPE = pd.CategoricalDtype(k.RULE_NAMES)
+_ACTION_DTYPE = pd.CategoricalDtype(k.ACTION_NAMES)
+
+
+@lru_cache(maxsize=16)
+def _symbol_dtype(symbols: tuple[str, ...]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(symbols)
+
+
+def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
 @dataclass
 class BacktestResult:
     """Trades, equity and metrics of one run, with the parameters that produced it."""
@@ -96,9 +110,25 @@ class BacktestResult:
     equity: pd.DataFrame
     metrics: dict[str, float]
     params: BacktestParams
-    events: pd.DataFrame
+    event_log: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # EVENT records, dates, symbols
     ruined_on: pd.Timestamp | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        """Every signal a limit skipped or cut: date, symbol, rule, value, limit, action. Built on first use:
+        a run can log several events a trade, and most callers (optimiser windows) never read them."""
+        records, dates, symbols = self.event_log
+        return pd.DataFrame(
+            {
+                "date": dates[records["bar"]],
+                "symbol": _codes(records["symbol"], _symbol_dtype(tuple(symbols))),
+                "rule": _codes(records["rule"], _RULE_DTYPE),
+                "value": records["value"],
+                "limit": records["limit"],
+                "action": _codes(records["action"], _ACTION_DTYPE),
+            }
+        )
 
     def key_metrics(self) -> dict[str, float]:
         """The metrics run lists show (KEY_METRICS): what the run history records of a backtest."""
@@ -220,7 +250,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k
         exit_signal=exit_rule_matrix(market, p.exit_rule),
         ret_t=corr[0],
         valid_t=corr[1],
-        sector_id=sector_ids(market),
+        sector_id=_per_dataset(market, "sector_ids", lambda: sector_ids(market)),
         max_position=(lim.max_position_pct or 0.0) / 100.0,
         # Without a sector column there is nothing to group by: the sector limit is off.
         max_sector=(lim.max_sector_pct or 0.0) / 100.0 if market.sectors is not None else 0.0,
@@ -267,24 +297,10 @@ def _per_dataset(market: Market, name: str, compute):
     return indicators_for(market).memo((name,), compute)
 
 
-_EXIT_DTYPE = pd.CategoricalDtype(k.EXIT_NAMES)
-_RULE_DTYPE = pd.CategoricalDtype(k.RULE_NAMES)
-_ACTION_DTYPE = pd.CategoricalDtype(k.ACTION_NAMES)
-
-
-@lru_cache(maxsize=16)
-def _symbol_dtype(symbols: tuple[str, ...]) -> pd.CategoricalDtype:
-    return pd.CategoricalDtype(symbols)
-
-
-def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes, dtype=dtype)
-
-
 def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
     """Kernel records into frames: trades in entry order (then symbol), equity per date, events, metrics."""
     records, event_records, curve, ruin_bar = out
-    symbol_dtype = _symbol_dtype(tuple(market.symbols))
+    symbol_dtype, dates = _symbol_dtype(tuple(market.symbols)), market.dates.to_numpy()
     # One position per symbol at a time: (entry bar, symbol) is unique, so one integer key sorts the trades.
     order = np.argsort(records["entry_bar"] * max(len(market.symbols), 1) + records["symbol"])
     sym, e_bar, x_bar = records["symbol"][order], records["entry_bar"][order], records["exit_bar"][order]
@@ -293,9 +309,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         {
             "symbol": _codes(sym, symbol_dtype),
             "direction": params.signal_type,
-            "entry_date": market.dates[e_bar],
+            "entry_date": dates[e_bar],
             "entry_price": entry_price,
-            "exit_date": market.dates[x_bar],
+            "exit_date": dates[x_bar],
             "exit_price": records["exit_price"][order],
             "shares": shares,
             "pnl": pnl,
@@ -328,16 +344,6 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         },
         index=pd.Index(market.dates, name="date"),
     )
-    events = pd.DataFrame(
-        {
-            "date": market.dates[event_records["bar"]],
-            "symbol": _codes(event_records["symbol"], symbol_dtype),
-            "rule": _codes(event_records["rule"], _RULE_DTYPE),
-            "value": event_records["value"],
-            "limit": event_records["limit"],
-            "action": _codes(event_records["action"], _ACTION_DTYPE),
-        }
-    )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
                               params.risk_free_pct, buy_hold, bh)  # fmt: skip
@@ -349,7 +355,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         equity=equity_df,
         metrics=metrics,
         params=params,
-        events=events,
+        event_log=(event_records.copy(), dates, np.array(market.symbols)),  # a copy: the records view a larger buffer
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
         warnings=_warnings(params, sized_out, len(trades)),
     )

@@ -147,7 +147,7 @@ def test_every_result_kind_round_trips_through_the_codec(sample):
     from engine.optimize import in_out_of_sample, walk_forward
 
     signals = scan(sample, "rsi(14) < 40 rank by volume")
-    result = backtest(sample, signals, stop_loss=4.0)
+    result = backtest(sample, signals, stop_loss=4.0, max_positions=2)  # some signals skipped: events
     mc = monte_carlo(trade_returns(result), 200, seed=1)
     grid = {"stop_loss": [2.0, 4.0]}
     ins, merged = in_out_of_sample(sample, "rsi(14) < 40", BacktestParams(), grid, min_trades=0)
@@ -158,7 +158,8 @@ def test_every_result_kind_round_trips_through_the_codec(sample):
     back = decode(encode(result, "k"), "k")
     pd.testing.assert_frame_equal(back.trades, result.trades)
     pd.testing.assert_frame_equal(back.equity, result.equity)
-    assert back.metrics == result.metrics and back.params == result.params
+    pd.testing.assert_frame_equal(back.events, result.events)  # built lazily from the stored records
+    assert len(result.events) and back.metrics == result.metrics and back.params == result.params
     wf_back = decode(encode(wf, "k"), "k")
     pd.testing.assert_frame_equal(wf_back.windows, wf.windows)
     pd.testing.assert_frame_equal(wf_back.oos_equity, wf.oos_equity)
