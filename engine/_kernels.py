@@ -24,7 +24,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir as llvmir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 # --- codes and their labels ---------------------------------------------------------------------------------
 EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
@@ -122,6 +125,30 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
+
+
+# --- prefetch: a hint, not a load ----------------------------------------------------------------------------------
+def prefetch(a, i, j):
+    """Ask the CPU to start loading a[i, j] into its caches, without waiting (a no-op in plain Python)."""
+
+
+@intrinsic
+def _llvm_prefetch(typingctx, a, i, j):
+    def codegen(context, builder, sig, args):
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], array, args[1:], wraparound=False)
+        byte_ptr, i32 = llvmir.IntType(8).as_pointer(), llvmir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=llvmir.FunctionType(llvmir.VoidType(),
+                                              [byte_ptr, i32, i32, i32]))  # fmt: skip
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), i32(0), i32(3), i32(1)])  # read, keep in all caches, data
+        return context.get_dummy_value()
+
+    return types.none(a, i, j), codegen
+
+
+@overload(prefetch, inline="always")
+def _prefetch_jit(a, i, j):
+    return lambda a, i, j: _llvm_prefetch(a, i, j)
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------
@@ -473,6 +500,24 @@ def _mark(work, n_open, bars, t, sh):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _prefetch_next_bar(bars, entries, open_list, n_open, t):
+    """Start loading what bar t+1 will read: the prices of the open positions and the opens of tomorrow's
+    entry candidates. Their rows are 4 of the market's arrays 8 x symbols bytes apart, and loads that wait
+    on memory were a third of the run; with the hint they arrive while this bar finishes."""
+    if t + 1 >= bars.close.shape[0]:
+        return
+    for i in range(n_open):
+        s = open_list[i]
+        prefetch(bars.open, t + 1, s)
+        prefetch(bars.high, t + 1, s)
+        prefetch(bars.low, t + 1, s)
+        prefetch(bars.close, t + 1, s)
+    for s in range(entries.shape[1]):
+        if entries[t, s]:
+            prefetch(bars.open, t + 1, s)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross):
     """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and
     limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
@@ -578,6 +623,7 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
         change, n_open, n_trades = _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades)
         cash += change
         long_v, short_v = _mark(work, n_open, bars, t, sh)
+        _prefetch_next_bar(bars, entries, open_list, n_open, t)
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
             ruin = t
