@@ -301,28 +301,31 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     """Kernel records into frames: trades in entry order (then symbol), equity per date, events, metrics."""
     records, event_records, curve, ruin_bar = out
     symbol_dtype, dates = _symbol_dtype(tuple(market.symbols)), market.dates.to_numpy()
-    # One position per symbol at a time: (entry bar, symbol) is unique, so one integer key sorts the trades.
+    # The kernel records trades in exit order (the order streaks need); the table lists them by entry. One
+    # position per symbol at a time: (entry bar, symbol) is unique, so one integer key sorts them.
+    pnl = records["pnl"]
+    by_exit = {"pnl": pnl, "return_pct": pnl / (records["shares"] * records["entry_price"]) * 100.0,
+               "bars_held": records["exit_bar"] - records["entry_bar"] + 1}  # fmt: skip
     order = np.argsort(records["entry_bar"] * max(len(market.symbols), 1) + records["symbol"])
-    sym, e_bar, x_bar = records["symbol"][order], records["entry_bar"][order], records["exit_bar"][order]
-    entry_price, shares, pnl = records["entry_price"][order], records["shares"][order], records["pnl"][order]
+    sym, e_bar = records["symbol"][order], records["entry_bar"][order]
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype),
             "direction": params.signal_type,
             "entry_date": dates[e_bar],
-            "entry_price": entry_price,
-            "exit_date": dates[x_bar],
+            "entry_price": records["entry_price"][order],
+            "exit_date": dates[records["exit_bar"][order]],
             "exit_price": records["exit_price"][order],
-            "shares": shares,
-            "pnl": pnl,
-            "return_pct": pnl / (shares * entry_price) * 100.0,
+            "shares": records["shares"][order],
+            "pnl": pnl[order],
+            "return_pct": by_exit["return_pct"][order],
             "fees": records["fees"][order],
-            "bars_held": x_bar - e_bar + 1,
+            "bars_held": by_exit["bars_held"][order],
             "exit_reason": _codes(records["reason"][order], _EXIT_DTYPE),
             "mae_pct": records["mae_pct"][order],
             "mfe_pct": records["mfe_pct"][order],
             "entry_bar": e_bar,
-            "exit_bar": x_bar,
+            "exit_bar": records["exit_bar"][order],
         }
     )
     for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
@@ -345,7 +348,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         index=pd.Index(market.dates, name="date"),
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
-    metrics = compute_metrics(equity, market.dates, trades, curve["open_positions"].copy(), market.close,
+    metrics = compute_metrics(equity, market.dates, by_exit, curve["open_positions"].copy(), market.close,
                               params.risk_free_pct, buy_hold, bh)  # fmt: skip
     skipped = event_records["action"] == k.ACTION_SKIP
     metrics["signals_skipped"] = int(skipped.sum())

@@ -8,6 +8,8 @@ Sharpe and Sortino alike and shown in the metrics table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -272,21 +274,23 @@ def streaks(trade_pnl: np.ndarray) -> tuple[int, int]:
 def compute_metrics(
     equity: np.ndarray,
     dates: pd.DatetimeIndex,
-    trades: pd.DataFrame,
+    trades: Mapping[str, np.ndarray],
     n_open: np.ndarray,
     close: np.ndarray,
     risk_free_pct: float = 0.0,
     buy_hold_pct: float | None = None,
     benchmark: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """All metrics for one backtest, keyed by the names in LABELS (buy_hold_pct: buy_hold_return_pct(close),
-    when the caller has it already)."""
+    """All metrics for one backtest, keyed by the names in LABELS. `trades`: columns pnl, return_pct and
+    bars_held, in exit order (for the streaks); buy_hold_pct: buy_hold_return_pct(close), when the caller
+    has it already."""
     r = bar_returns(equity)
     ppy = periods_per_year(dates)
     cagr = cagr_pct(equity, dates)
     mdd = max_drawdown_pct(equity)
-    trade_ret = trades["return_pct"].to_numpy(dtype=float)
-    pnl = trades["pnl"].to_numpy(dtype=float)
+    trade_ret = np.asarray(trades["return_pct"], dtype=float)
+    pnl = np.asarray(trades["pnl"], dtype=float)
+    bars_held = np.asarray(trades["bars_held"])
     wins, losses = trade_ret[trade_ret > 0], trade_ret[trade_ret <= 0]
     return {
         "total_return_pct": total_return_pct(equity),
@@ -297,7 +301,7 @@ def compute_metrics(
         "calmar": calmar_ratio(cagr, mdd),
         "max_drawdown_pct": mdd,
         "max_drawdown_bars": max_drawdown_bars(equity),
-        "n_trades": int(len(trades)),
+        "n_trades": len(pnl),
         "win_rate_pct": win_rate_pct(trade_ret),
         "profit_factor": profit_factor(pnl),
         "expectancy": expectancy(pnl),
@@ -305,29 +309,26 @@ def compute_metrics(
         "avg_loss_pct": float(losses.mean()) if len(losses) else float("nan"),
         "best_trade_pct": float(trade_ret.max()) if len(trade_ret) else float("nan"),
         "worst_trade_pct": float(trade_ret.min()) if len(trade_ret) else float("nan"),
-        "avg_bars_held": float(trades["bars_held"].mean()) if len(trades) else float("nan"),
+        "avg_bars_held": float(bars_held.mean()) if len(bars_held) else float("nan"),
         "exposure_pct": exposure_pct(n_open),
         "buy_hold_return_pct": buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
         "final_equity": float(equity[-1]) if len(equity) else float("nan"),
         "periods_per_year": ppy,
-        **_extended(r, equity, trades, ppy, risk_free_pct, benchmark),
+        **_extended(r, equity, trade_ret, pnl, ppy, risk_free_pct, benchmark),
     }
 
 
-def _extended(r, equity, trades, ppy, risk_free_pct, benchmark) -> dict[str, float]:
+def _extended(r, equity, trade_ret, pnl, ppy, risk_free_pct, benchmark) -> dict[str, float]:
     """The benchmark-relative, tail and trade-sequence metrics (benchmark: its equity curve, one per bar)."""
     bench = bar_returns(benchmark) if benchmark is not None and len(benchmark) == len(equity) else None
     alpha, beta = alpha_beta(r, bench, ppy, risk_free_pct) if bench is not None else (float("nan"),) * 2
-    pnl = trades["pnl"].to_numpy(dtype=float)
-    wins, losses = streaks(
-        pnl[np.argsort(trades["exit_bar"].to_numpy(), kind="stable")] if "exit_bar" in trades else pnl
-    )
+    wins, losses = streaks(pnl)
     return {
         "alpha_pct": alpha,
         "beta": beta,
         "information_ratio": information_ratio(r, bench, ppy) if bench is not None else float("nan"),
         "tracking_error_pct": tracking_error_pct(r, bench, ppy) if bench is not None else float("nan"),
-        "sqn": sqn(trades["return_pct"].to_numpy(dtype=float)),
+        "sqn": sqn(trade_ret),
         "omega": omega_ratio(r),
         "var_95_pct": value_at_risk_pct(r),
         "cvar_95_pct": conditional_var_pct(r),
