@@ -50,8 +50,9 @@ MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended 
 TRADE = np.dtype([("symbol", np.int64), ("entry_bar", np.int64), ("exit_bar", np.int64), ("entry_price", np.float64),
                   ("exit_price", np.float64), ("shares", np.float64), ("pnl", np.float64), ("fees", np.float64),
                   ("reason", np.int64), ("mae_pct", np.float64), ("mfe_pct", np.float64)])  # fmt: skip
-EVENT = np.dtype([("bar", np.int64), ("symbol", np.int64), ("rule", np.int64), ("value", np.float64),
-                  ("limit", np.float64), ("action", np.int64)])  # fmt: skip
+# 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
+EVENT = np.dtype([("value", np.float64), ("limit", np.float64), ("bar", np.int32), ("symbol", np.int32),
+                  ("rule", np.int8), ("action", np.int8)], align=True)  # fmt: skip
 CURVE = np.dtype([("equity", np.float64), ("cash", np.float64), ("long_value", np.float64),
                   ("short_value", np.float64), ("open_positions", np.int64)])  # fmt: skip
 # One open position (or, for Kelly, one shadow trade) per symbol.

@@ -195,7 +195,7 @@ def alpha_beta(returns: np.ndarray, bench: np.ndarray, periods_per_year: float =
     var = np.var(x, ddof=1)
     if not var > 0:
         return float("nan"), float("nan")
-    beta = float(np.cov(y, x, ddof=1)[0, 1] / var)
+    beta = float(((y - y.mean()) * (x - x.mean())).sum() / (len(x) - 1) / var)
     return float((y.mean() - beta * x.mean()) * periods_per_year * 100.0), beta
 
 
@@ -243,8 +243,8 @@ def tail_ratio(returns: np.ndarray) -> float:
     """|95th percentile| / |5th percentile| of bar returns: right tail against left."""
     if not len(returns):
         return float("nan")
-    low = abs(np.percentile(returns, 5))
-    return float(abs(np.percentile(returns, 95)) / low) if low > 0 else float("nan")
+    low, high = np.abs(np.percentile(returns, [5, 95]))
+    return float(high / low) if low > 0 else float("nan")
 
 
 def avg_drawdown_pct(equity: np.ndarray) -> float:
