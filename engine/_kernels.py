@@ -442,11 +442,10 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
     d = float(sh.direction)
     cash_change = 0.0
-    rule_on = sh.exit_signal.shape[0] > 0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
-        px, reason = _step_position(book[s], s, bars, t, d, combo, rule_on and t > 0 and sh.exit_signal[t - 1, s])
+        px, reason = _step_position(book[s], s, bars, t, d, combo, sh)
         if reason < 0:
             open_list[kept] = s
             kept += 1
@@ -459,7 +458,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
         for s in range(shadow.shape[0]):
             pos = shadow[s]
             if pos["shares"] > 0.0:
-                px, reason = _step_position(pos, s, bars, t, d, combo, rule_on and t > 0 and sh.exit_signal[t - 1, s])
+                px, reason = _step_position(pos, s, bars, t, d, combo, sh)
                 if reason >= 0:
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
@@ -468,13 +467,14 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _step_position(pos, s, bars, t, d, combo, rule_exit):
+def _step_position(pos, s, bars, t, d, combo, sh):
     """One position on bar t: count the bar, find its exit, track excursions. (NaN, -1): hold (or no bar)."""
     c = bars.close[t, s]
     if np.isnan(c):
         return np.nan, -1
     pos["bars_held"] += 1
     o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
+    rule_exit = sh.exit_signal.shape[0] > 0 and t > 0 and sh.exit_signal[t - 1, s]
     px, reason = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo.holding, bars.last_valid[s])
     _track(pos, o, h, lo, d, px, reason)
     return px, reason
@@ -503,8 +503,8 @@ def _mark(work, n_open, bars, t, sh):
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_next_bar(bars, entries, open_list, n_open, t):
     """Start loading what bar t+1 will read: the prices of the open positions and the opens of tomorrow's
-    entry candidates. Their rows are 4 of the market's arrays 8 x symbols bytes apart, and loads that wait
-    on memory were a third of the run; with the hint they arrive while this bar finishes."""
+    entry candidates, scattered over one row of each price array. Loads waiting on memory were a third of
+    the run; with the hint they arrive while this bar finishes."""
     if t + 1 >= bars.close.shape[0]:
         return
     for i in range(n_open):
@@ -597,7 +597,7 @@ def simulate(bars, entries, priority, combo, sh):
     counting the arrays inside the steps cost 40% of the time.
     """
     n_bars, n_sym = bars.close.shape
-    cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and three events (cuts, then a skip)
+    cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and four events (cuts, then a skip)
     trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
     rows, win = (min(combo.max_positions, n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
     work = Scratch(np.zeros(n_sym, POSITION), np.zeros(n_sym, POSITION), np.empty(n_sym, np.int64),
@@ -624,7 +624,6 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
         change, n_open, n_trades = _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades)
         cash += change
         long_v, short_v = _mark(work, n_open, bars, t, sh)
-        _prefetch_next_bar(bars, entries, open_list, n_open, t)
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
             ruin = t
@@ -632,6 +631,8 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
                 s = open_list[i]
                 _, _, n_trades = _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, n_trades)
             n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+        if ruin < 0:  # after ruin nothing is read again
+            _prefetch_next_bar(bars, entries, open_list, n_open, t)
         c = curve[t]
         c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
             equity,
