@@ -231,9 +231,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k
     lim = p.limits
     corr = (np.empty((0, 0)),) * 2
     if lim.max_correlation is not None:
-        from .indicators import indicators_for
-
-        corr = indicators_for(market).memo(("correlation_inputs",), lambda: correlation_inputs(market.close))
+        corr = _per_dataset(market, "correlation_inputs", lambda: correlation_inputs(market.close))
     shared = k.Shared(
         direction=1 if p.signal_type == "long" else -1,
         commission=p.commission / 100.0,
@@ -258,24 +256,28 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k
         corr_window=int(lim.correlation_lookback),
         max_volume=(lim.max_volume_pct or 0.0) / 100.0,
     )
-    row = exit_row(p)
-    combo = k.Combo(*row[:4], int(row[4]), int(row[5]), sizing_row(p.sizing))
-    return kernel_bars(market), combo, shared
+    return kernel_bars(market), k.Combo(*exit_row(p), sizing_row(p.sizing)), shared
 
 
 def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tuple[Market, k.Bars, k.Shared]:
     """Bars [start, stop) of the inputs, for an optimiser window: the per-bar inputs were computed on the
     whole history (as the signals are), so volatility, ATR and correlations do not restart at the window."""
     window = market.window(start, stop)
-    rows = slice(start, stop)
     shared = shared._replace(
-        vol=shared.vol[rows] if shared.vol.size else shared.vol,
-        atr=shared.atr[rows] if shared.atr.size else shared.atr,
-        exit_signal=np.ascontiguousarray(shared.exit_signal[rows]) if shared.exit_signal.size else shared.exit_signal,
-        ret_t=np.ascontiguousarray(shared.ret_t[:, rows]) if shared.ret_t.size else shared.ret_t,
-        valid_t=np.ascontiguousarray(shared.valid_t[:, rows]) if shared.valid_t.size else shared.valid_t,
+        vol=_bars_of(shared.vol, start, stop),
+        atr=_bars_of(shared.atr, start, stop),
+        exit_signal=_bars_of(shared.exit_signal, start, stop),
+        ret_t=_bars_of(shared.ret_t, start, stop, axis=1),  # (symbols x bars)
+        valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
     return window, kernel_bars(window), shared
+
+
+def _bars_of(a: np.ndarray, start: int, stop: int, axis: int = 0) -> np.ndarray:
+    """Bars [start, stop) of a per-bar kernel input, contiguous; an empty one (a feature that is off) as is."""
+    if not a.size:
+        return a
+    return np.ascontiguousarray(a[start:stop] if axis == 0 else a[:, start:stop])
 
 
 def benchmark_per_unit(market: Market, symbol: str = "") -> np.ndarray:
@@ -332,6 +334,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         trades[f"at_signal: {name}"] = values[e_bar - 1, sym] if len(e_bar) else np.empty(0)
     equity = curve["equity"].copy()
     long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
+    n_open = curve["open_positions"].copy()
     bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
     equity_df = pd.DataFrame(
         {
@@ -341,14 +344,14 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
             "short_value": short_v,
             "gross_exposure_pct": np.divide(long_v + short_v, equity, out=np.zeros_like(equity), where=equity > 0)
             * 100,
-            "open_positions": curve["open_positions"].copy(),
+            "open_positions": n_open,
             "drawdown_pct": drawdown_pct(equity),
             "buy_hold_equity": bh,
         },
         index=pd.Index(market.dates, name="date"),
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
-    metrics = compute_metrics(equity, market.dates, by_exit, curve["open_positions"].copy(), market.close,
+    metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close,
                               params.risk_free_pct, buy_hold, bh)  # fmt: skip
     skipped = event_records["action"] == k.ACTION_SKIP
     metrics["signals_skipped"] = int(skipped.sum())
@@ -403,7 +406,5 @@ def window_backtest(market: Market, signals, params: BacktestParams, start: int,
     entries, priority = signal_matrix(market, signals)
     _, combo, shared = kernel_inputs(market, params)
     window, bars, shared = window_inputs(market, shared, start, stop)
-    rows = slice(start, stop)
-    prio = np.ascontiguousarray(priority[rows]) if priority.size else priority
-    out = k.simulate(bars, np.ascontiguousarray(entries[rows]), prio, combo, shared)
+    out = k.simulate(bars, _bars_of(entries, start, stop), _bars_of(priority, start, stop), combo, shared)
     return _result(window, params, out, None)
