@@ -127,12 +127,14 @@ def max_drawdown_pct(equity: np.ndarray) -> float:
 def max_drawdown_bars(equity: np.ndarray) -> int:
     """Longest run of consecutive bars below a previous peak: the bars after the peak up to, not including,
     the bar that regains it (an unrecovered drawdown counts to the last bar)."""
-    under = (drawdown_pct(equity) < 0).astype(np.int8)
-    if not under.any():
-        return 0
-    edges = np.diff(np.concatenate(([0], under, [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return int((ends - starts).max())
+    starts, ends = _underwater(drawdown_pct(equity))
+    return int((ends - starts).max()) if len(starts) else 0
+
+
+def _underwater(dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the drawdown episodes: the runs of bars [start, end) below a previous peak."""
+    edges = np.diff(np.concatenate(([0], (dd < 0).astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def calmar_ratio(cagr: float, max_dd: float) -> float:
@@ -250,10 +252,9 @@ def tail_ratio(returns: np.ndarray) -> float:
 def avg_drawdown_pct(equity: np.ndarray) -> float:
     """Mean depth of the drawdown episodes (each from a peak until it is regained, or the last bar); 0 if none."""
     dd = drawdown_pct(equity)
-    under = dd < 0
-    if not under.any():
+    starts, _ = _underwater(dd)
+    if not len(starts):
         return 0.0
-    starts = np.flatnonzero(np.diff(np.concatenate(([0], under.astype(np.int8)))) == 1)
     # Each episode's minimum: reduceat over [start, next start), which holds the episode and the
     # (non-negative) bars back at the peak after it.
     return float(np.minimum.reduceat(dd, starts).mean())
