@@ -267,10 +267,15 @@ def heatmap_cells(table: pd.DataFrame, x: str, y: str, z: str, fixed: dict[str, 
                   others: str = "best") -> pd.DataFrame:  # fmt: skip
     """z over the (y rows x x columns) grid of two parameters, with `fixed` parameters held at a value (a
     slice of the grid) and the rest at their best ('best') or averaged ('mean')."""
-    rows = table
-    for key, v in (fixed or {}).items():
-        rows = rows[np.isclose(rows[key], v)]
-    return rows.pivot_table(index=y, columns=x, values=z, aggfunc="max" if others == "best" else "mean")
+    aggregate = "max" if others == "best" else "mean"
+    return _rows_at(table, fixed or {}).pivot_table(index=y, columns=x, values=z, aggfunc=aggregate)
+
+
+def _rows_at(table: pd.DataFrame, values: dict[str, float]) -> pd.DataFrame:
+    """The rows of a grid table whose parameters equal `values` (to float tolerance)."""
+    for key, v in values.items():
+        table = table[np.isclose(table[key], v)]
+    return table
 
 
 def stability(cells: pd.DataFrame) -> pd.DataFrame:
@@ -290,9 +295,7 @@ def stability(cells: pd.DataFrame) -> pd.DataFrame:
 def cell_combination(table: pd.DataFrame, objective: str, keys: list[str], picked: dict[str, float]) -> dict | None:
     """The combination a heatmap cell stands for: the picked values, and for the other keys the values of the
     best row (by the objective) among the rows with those picked values."""
-    rows = table
-    for key, v in picked.items():
-        rows = rows[np.isclose(rows[key], v)]
+    rows = _rows_at(table, picked)
     rows = rows[rows[objective].notna()]
     if rows.empty:
         return None
