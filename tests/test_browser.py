@@ -355,9 +355,11 @@ def test_clicking_a_heatmap_cell_opens_that_combinations_backtest(server, browse
     page.get_by_text("Deflated Sharpe").first.wait_for(timeout=120_000)  # the link ran the grid
     page.get_by_role("tab", name="Heatmap").click()
     page.get_by_text("Slice at").wait_for(timeout=30_000)
-    heatmap = page.locator('[data-testid="stPlotlyChart"]').first
-    heatmap.wait_for(timeout=30_000)
-    box = page.locator(".nsewdrag").first.bounding_box()  # the plot area: 3 x 3 cells (stop x target)
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
+    settle(page)
+    plot = page.locator(".nsewdrag").first  # the plot area: 3 x 3 cells (stop x target)
+    plot.scroll_into_view_if_needed()  # a mouse click does not scroll, and the heatmap can be below the fold
+    box = plot.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 5 / 6, box["y"] + box["height"] / 6)  # top right: sl 6, tp 10
     page.wait_for_url(re.compile(r"/backtest\?"), timeout=60_000)
     first_metric(page, "Total return")
