@@ -75,6 +75,16 @@ def grid_columns(frame: pd.DataFrame) -> dict:
     return config
 
 
+def hit_columns(frame: pd.DataFrame) -> dict:
+    """Column formats for the scanner's hits: dates without times, prices and indicator values with two
+    decimals and thousands separators (174.00, not 174 beside 174.49)."""
+    config = {"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")}
+    for col in frame.columns:
+        if pd.api.types.is_float_dtype(frame[col]):
+            config[col] = st.column_config.NumberColumn(str(col), format="%,.2f")
+    return config
+
+
 def safe_csv(frame: pd.DataFrame, **kwargs) -> str:
     """CSV text for a download button, with formula-looking cells escaped (engine.safe_csv)."""
     from engine.safe_csv import to_safe_csv

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_format
 import app_state
 import charts
 from app_state import KEEP
@@ -70,8 +71,7 @@ if not len(hits):
     st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
     st.stop()
 
-st.dataframe(hits.head(2000), width="stretch", hide_index=True, height=280,
-             column_config={"date": st.column_config.DateColumn("date")})  # fmt: skip
+st.dataframe(hits.head(2000), width="stretch", hide_index=True, height=280, column_config=app_format.hit_columns(hits))
 if len(hits) > 2000:
     st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 
