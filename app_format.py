@@ -75,14 +75,12 @@ def grid_columns(frame: pd.DataFrame) -> dict:
     return config
 
 
-def hit_columns(frame: pd.DataFrame) -> dict:
-    """Column formats for the scanner's hits: dates without times, prices and indicator values with two
-    decimals and thousands separators (174.00, not 174 beside 174.49)."""
-    config = {"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")}
-    for col in frame.columns:
-        if pd.api.types.is_float_dtype(frame[col]):
-            config[col] = st.column_config.NumberColumn(str(col), format="%,.2f")
-    return config
+def two_decimal_columns(frame: pd.DataFrame) -> dict:
+    """Column formats for a plain table (scanner hits, limit events): a date column without times, every float
+    column with two decimals and separators (174.00, not 174 beside 174.49)."""
+    config = {col: st.column_config.NumberColumn(str(col), format="%,.2f")
+              for col in frame.columns if pd.api.types.is_float_dtype(frame[col])}  # fmt: skip
+    return {"date": DATE, **config}
 
 
 def safe_csv(frame: pd.DataFrame, **kwargs) -> str:

@@ -175,7 +175,7 @@ with tab_events:
     st.caption(f"{len(result.events):,} signals a limit skipped or cut: value and limit are % of equity "
                "(positions, sectors), correlation, currency (cash) or open positions.")  # fmt: skip
     st.dataframe(result.events, width="stretch", hide_index=True, height=300,
-                 column_config={"date": st.column_config.DateColumn("date", format="YYYY-MM-DD")})  # fmt: skip
+                 column_config=app_format.two_decimal_columns(result.events))  # fmt: skip
 with tab_all:
     st.dataframe(app_format.metrics_table(m), hide_index=True, width="stretch")
 d1, d2, d3 = st.columns(3)

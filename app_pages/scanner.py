@@ -71,7 +71,9 @@ if not len(hits):
     st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
     st.stop()
 
-st.dataframe(hits.head(2000), width="stretch", hide_index=True, height=280, column_config=app_format.hit_columns(hits))
+st.dataframe(
+    hits.head(2000), width="stretch", hide_index=True, height=280, column_config=app_format.two_decimal_columns(hits)
+)
 if len(hits) > 2000:
     st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 

@@ -51,7 +51,7 @@ def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
 
     hits = pd.DataFrame({"date": pd.to_datetime(["2023-08-18"]), "symbol": ["AAPL"], "close": [174.0],
                          "rsi(14)": [28.7886], "volume": [1_000]})  # fmt: skip
-    config = app_format.hit_columns(hits)
+    config = app_format.two_decimal_columns(hits)
     assert config["date"]["type_config"]["format"] == "YYYY-MM-DD"
     assert config["close"]["type_config"]["format"] == config["rsi(14)"]["type_config"]["format"] == "%,.2f"
     assert "volume" not in config and "symbol" not in config  # integers and text keep their own look
