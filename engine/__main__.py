@@ -29,9 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "scan":
             continue
         for param in table.backtest_params() + table.group(name if name != "backtest" else "-"):
-            default = f"0 ({param.off_word})" if param.off and not param.default else param.format(param.default)
-            s.add_argument(param.cli, dest=param.path, metavar=param.url.upper(),
-                           help=f"{param.label}: {param.allowed()} (default {default}). {param.help}")  # fmt: skip
+            default = f"0 = {param.off_word}" if param.off and not param.default else param.format(param.default)
+            text = f"{param.label}: {param.allowed()} (default {default}). {param.help}".replace("%", "%%")
+            s.add_argument(param.cli, dest=param.path, metavar=param.url.upper(), help=text)  # argparse %-formats it
     bt = sub.choices["backtest"]
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
     bt.add_argument("--trades-csv", help="write the trades here")

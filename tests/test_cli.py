@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from engine.__main__ import main
 
@@ -62,3 +63,15 @@ def test_montecarlo_takes_the_pages_settings(capsys):
     assert figures["method"] == "daily_blocks" and 0 <= figures["probability_of_loss"] <= 1
     assert main(["montecarlo", "--rule", "rsi(14) < 30", "--montecarlo.method", "magic"]) == 2
     assert "Method must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["scan", "backtest", "optimize", "montecarlo", "warmup", "params"])
+def test_every_command_prints_its_help(command, capsys):
+    """A range such as "0.1 to 99%" once crashed `backtest --help`: argparse %-formats help text."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m engine {command}")
+    if command == "backtest":
+        assert "--stop-loss SL Stop-loss: 0 (off) or 0.1 to 99% (default 5)" in " ".join(out.split())
