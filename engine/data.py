@@ -424,10 +424,12 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
                                 convert_options=convert)  # fmt: skip
         if ragged:
             rows = pd.DataFrame({"line": [n for n, _ in ragged], "symbol": "", "date": "",
-                                 "reason": f"not {len(names)} fields like the header"})  # fmt: skip
+                                 "reason": f"field count is not the header's {len(names)}"})  # fmt: skip
             if opts.on_bad_rows == "raise":
+                _required_columns(names)  # a header without the columns is the news, not its ragged rows
                 examples = ", ".join(f"line {n} ({t!r})" for n, t in ragged[:_EXAMPLES])
-                message = (f"{len(ragged)} {_rows_have(len(ragged))} not {len(names)} fields like the header, "
+                message = (f"{len(ragged)} {'row does' if len(ragged) == 1 else 'rows do'} not have the header's "
+                           f"{len(names)} fields, "
                            f"e.g. {examples}. Fix these lines, or load without them.")  # fmt: skip
                 raise BadRowsError(message, rows) from None
             skipped.extend(n for n, _ in ragged)
@@ -474,6 +476,18 @@ def _map_columns(names: list[str]) -> dict[str, str]:
     return out
 
 
+def _required_columns(names: list[str]) -> dict[str, str]:
+    """_map_columns, or a DataError naming the required columns the header lacks."""
+    cols = _map_columns(names)
+    missing = [c for c in ("date", *PRICE_COLUMNS) if c not in cols]
+    if missing:
+        raise DataError(
+            f"Missing required column(s): {', '.join(missing)}. Found: {', '.join(names)}. "
+            "Expected symbol (or ticker), date, open, high, low, close and volume, in any case."
+        )
+    return cols
+
+
 # --- building the market ----------------------------------------------------------------------------------
 
 _REASONS = (
@@ -503,13 +517,7 @@ def _build(
 ) -> Market:
     """Validate the columns row by row, report or drop bad rows, pivot, then flag splits and outliers."""
     names = [str(n) for n in table.column_names]
-    cols = _map_columns(names)
-    missing = [c for c in ("date", *PRICE_COLUMNS) if c not in cols]
-    if missing:
-        raise DataError(
-            f"Missing required column(s): {', '.join(missing)}. Found: {', '.join(names)}. "
-            "Expected symbol (or ticker), date, open, high, low, close and volume, in any case."
-        )
+    cols = _required_columns(names)
     if table.num_rows == 0:
         raise DataError("The data has no rows: expected at least one bar.")
     blank = _blank_rows(table)

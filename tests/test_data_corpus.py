@@ -63,8 +63,12 @@ ERRORS = {
     "formula symbol": (HEAD + "=CMD|' /C CALC'!A0,2024-01-02,1,2,0.5,1,1\n", "a symbol with characters other than"),
     "ragged rows": (
         HEAD + "A,2024-01-02,1,2,0.5,1,1\nA,2024-01-03,1,2\n",
-        "1 row has not 7 fields like the header, e.g. line 3",
+        "1 row does not have the header's 7 fields, e.g. line 3",
     ),  # fmt: skip
+    "not a bars file, ragged": (
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon,,,:/usr/sbin\n",
+        r"Missing required column\(s\): date, open, high, low, close\. Found: root:x:0:0",
+    ),  # fmt: skip  # the header is the news, not its ragged rows
     "ambiguous dates": (
         HEAD + "A,03/04/2020,1,2,0.5,1,1\nA,05/06/2020,1,2,0.5,1,1\n",
         r"Dates such as '03/04/2020' can be read two ways \(2020-04-03 or 2020-03-04\)",
@@ -166,7 +170,7 @@ def test_dropping_bad_rows_loads_the_rest_and_reports_each_one():
     report = m.dropped_rows.sort_values("line").reset_index(drop=True)
     assert report.to_dict("records") == [
         {"line": 4, "symbol": "B", "date": "2024-01-02", "reason": "a zero or negative price"},
-        {"line": 6, "symbol": "", "date": "", "reason": "not 7 fields like the header"},
+        {"line": 6, "symbol": "", "date": "", "reason": "field count is not the header's 7"},
     ]
     assert any("Left out 2 bad rows" in w for w in m.warnings)
 
