@@ -4,6 +4,7 @@ journey against a real uvicorn process on 127.0.0.1."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.app import create_app
 from api.jobs import Busy, Jobs
@@ -209,6 +212,46 @@ def test_bad_rules_and_requests_get_the_pages_messages(client):
     assert r.status_code == 422 and "exactly one of" in r.json()["error"]
     r = client.post("/api/backtest/run", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["error"]
+
+
+_JUNK = st.one_of(
+    st.sampled_from([None, True, -1, 0, 1e308, float("nan"), float("inf"), "", "x" * 5000, [], {}, [1, 2], 2**63,
+                     "rsi(14) < 30", "__import__('os')", "sample", "../../etc/passwd", "stop_loss:0:1e9:1e-9",
+                     [1, 1e9, 1e-9], [5, 1, 1], {"method": "kelly"}, {"mode": "walk_forward"}]),
+    st.text(max_size=20), st.floats(), st.integers(),
+)  # fmt: skip
+_VALID = {  # a body each route accepts; the test spoils some of its fields
+    "/api/scan": {"data": "sample", "rule": RULE},
+    "/api/backtest/run": {"data": "sample", "rule": RULE,
+                          "params": {"stop_loss": 3, "sizing": {"method": "equal_weight"}}},
+    "/api/backtest/optimize": {"data": "sample", "rule": RULE, "grid": {"stop_loss": [2, 4, 2]},
+                               "settings": {"mode": "all", "min_trades": 1}},
+    "/api/montecarlo": {"data": "sample", "rule": RULE, "settings": {"n_simulations": 200, "seed": 1}},
+}  # fmt: skip
+_FIELDS = [("data",), ("rule",), ("params",), ("grid",), ("settings",), ("signals",), ("exit_rule",),
+           ("params", "stop_loss"), ("params", "holding_period"), ("params", "sizing"), ("params", "sizing", "method"),
+           ("params", "limits"), ("params", "nonsense"), ("grid", "stop_loss"), ("grid", "rule.1"),
+           ("settings", "mode"), ("settings", "n_simulations"), ("settings", "seed"), ("settings", "min_trades"),
+           ("settings", "objective"), ("settings", "method")]  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(list(_VALID)), spoil=st.lists(st.tuples(st.sampled_from(_FIELDS), _JUNK), max_size=3))
+def test_no_request_body_is_a_server_error(client, path, spoil):
+    """A valid body with up to three fields spoiled (NaN and Infinity sent as Python writes them): the answer is a
+    2xx or a 4xx that says why, never a 500."""
+    body = json.loads(json.dumps(_VALID[path]))
+    for field, junk in spoil:
+        node = body
+        for key in field[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else {}
+        node[field[-1]] = junk
+    r = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code < 500, (r.status_code, r.text[:500])
+    if r.status_code >= 400:
+        assert r.json()["error"] and "Traceback" not in r.text
+    elif r.status_code == 202:
+        assert wait(client, r.json()["id"])["status"] in ("done", "failed")
 
 
 def test_an_unexpected_error_is_a_plain_500_without_a_traceback(tmp_path, monkeypatch):
