@@ -9,9 +9,9 @@
 - `pbo_cscv`: Bailey, Borwein, Lopez de Prado and Zhu (2015), "The probability of backtest overfitting",
   J. of Computational Finance 20(4): combinatorially symmetric cross-validation over S blocks of time.
 
-Sharpe ratios here are per bar (not annualised), as in the papers. Moments come from `BlockStats`:
-per block of bars, the count and the sums of r, r^2, r^3, r^4 of a strategy's bar returns, so the Sharpe
-ratio, skewness and kurtosis of any union of blocks are exact without keeping the returns.
+Sharpe ratios here are per bar (not annualised), as in the papers. Moments come from block sums
+(`_kernels.block_stats`): per block of bars, the count and the sums of r, r^2, r^3, r^4 of a strategy's bar
+returns, so the Sharpe ratio, skewness and kurtosis of any union of blocks are exact without keeping the returns.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import itertools
 import math
 
 import numpy as np
+
+from .metrics import sharpe_ratio
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -159,7 +161,7 @@ def verdict(deflated: float, pbo: float) -> str:
     if math.isfinite(deflated):
         if deflated >= 0.95:
             parts.append(
-                f"the best Sharpe is very likely real skill after {''}correcting for the search "
+                "the best Sharpe is very likely real skill after correcting for the search "
                 f"(deflated Sharpe {deflated:.0%})"
             )
         elif deflated >= 0.5:
@@ -211,18 +213,15 @@ def random_entry_null(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray,
     filled_close = _ffill(close)
     filled_open = np.where(np.isnan(open_), filled_close, open_)
 
-    def sharpe(r: np.ndarray) -> float:
-        sd = r.std(ddof=1)
-        return float(r.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else math.nan
-
-    own = sharpe(trade_day_returns(filled_close, filled_open, symbols, entries, holds, n_bars, direction))
+    own = sharpe_ratio(trade_day_returns(filled_close, filled_open, symbols, entries, holds, n_bars, direction),
+                       0.0, periods_per_year)  # fmt: skip
     rng = np.random.default_rng(seed)
     draws = np.empty(n_draws)
     for i in range(n_draws):
         h = rng.permutation(holds)
         start = (rng.random(len(h)) * np.maximum(n_bars - h, 1)).astype(np.int64)
-        draws[i] = sharpe(trade_day_returns(filled_close, filled_open, rng.integers(0, n_sym, len(h)), start, h,
-                                            n_bars, direction))  # fmt: skip
+        r = trade_day_returns(filled_close, filled_open, rng.integers(0, n_sym, len(h)), start, h, n_bars, direction)
+        draws[i] = sharpe_ratio(r, 0.0, periods_per_year)
     valid = draws[np.isfinite(draws)]
     p_value = float((valid >= own).mean()) if len(valid) and math.isfinite(own) else math.nan
     return own, draws, p_value
