@@ -165,8 +165,10 @@ else:
     warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
     (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
 
+    chosen = result.best_params()
+
     def best_tear_sheet() -> str:
-        best_rule, params = apply_params(rule, base, {k: float(best[k]) for k in keys})
+        best_rule, params = apply_params(rule, base, chosen)
         return report.tear_sheet(market, best_rule, backtest(market, scan(market, best_rule), params), fit,
                                  title="Tear sheet of the best combination")  # fmt: skip
 
@@ -174,7 +176,7 @@ else:
                        "tear_sheet_best.html", "text/html", on_click="ignore",
                        help="Its full backtest with the overfitting figures above.")  # fmt: skip
     if st.button("Use these in the Backtest page"):
-        app_state.apply_best({k: float(best[k]) for k in keys})
+        app_state.apply_best(chosen)
         st.switch_page("app_pages/backtest.py")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import _kernels as k
 from . import params as table
+from . import robustness as rb
 from .backtest import (
     BacktestParams,
     exit_row,
@@ -38,7 +39,7 @@ from .backtest import (
 )
 from .data import DataError, Market
 from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
-from .metrics import LABELS, periods_per_year
+from .metrics import LABELS, cagr_pct, periods_per_year
 
 log = logging.getLogger("engine.optimize")
 METRICS = k.GRID_METRICS
@@ -223,8 +224,6 @@ class OptimizeResult:
         Sharpe ratio of the best (Bailey and Lopez de Prado 2014) from the number of combinations tried and the
         variance of their Sharpe ratios, its probabilistic Sharpe ratio against 0, and the probability of
         backtest overfitting by CSCV over N_BLOCKS blocks of time (Bailey et al. 2015)."""
-        from . import robustness as rb
-
         out = {"n_trials": len(self.table), "deflated_sharpe": math.nan, "pbo": math.nan, "psr": math.nan,
                "sharpe_variance": math.nan, "expected_max_sharpe": math.nan, "n_blocks": N_BLOCKS}  # fmt: skip
         best = self.best()
@@ -524,10 +523,11 @@ def walk_forward(
         else:
             variant, params = apply_params(rule, base, best)
             oos = window_backtest(market, scan(market, variant), params, b, c)
-            rows.append({**row, **best, f"{objective}_in_sample": ins.best()[objective],
+            top = ins.best()
+            rows.append({**row, **best, f"{objective}_in_sample": top[objective],
                          **{f"{m}_oos": oos.metrics[m] for m in METRICS}})  # fmt: skip
             curves.append(oos.equity["equity"] / params.initial_capital)
-            in_sample_cagr.append(ins.best()["cagr_pct"])
+            in_sample_cagr.append(top["cagr_pct"])
         if progress:
             progress(i + 1, len(windows))
     oos_equity = _stitch(curves, base.initial_capital)
@@ -547,8 +547,6 @@ def _stitch(curves: list[pd.Series], capital: float) -> pd.DataFrame:
 
 def _efficiency(oos_equity: pd.DataFrame, in_sample_cagr: list[float]) -> float:
     """Stitched out-of-sample CAGR over the mean in-sample CAGR of the chosen parameters."""
-    from .metrics import cagr_pct
-
     if len(oos_equity) < 2 or not in_sample_cagr:
         return math.nan
     ins = float(np.nanmean(in_sample_cagr))
