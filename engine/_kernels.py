@@ -24,10 +24,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir as llvmir
 from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
 
 # --- codes and their labels ---------------------------------------------------------------------------------
 EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
@@ -126,30 +123,6 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
-
-
-# --- prefetch: a hint, not a load ----------------------------------------------------------------------------------
-def prefetch(a, i, j):
-    """Ask the CPU to start loading a[i, j] into its caches, without waiting (a no-op in plain Python)."""
-
-
-@intrinsic
-def _llvm_prefetch(typingctx, a, i, j):
-    def codegen(context, builder, sig, args):
-        array = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], array, args[1:], wraparound=False)
-        byte_ptr, i32 = llvmir.IntType(8).as_pointer(), llvmir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=llvmir.FunctionType(llvmir.VoidType(),
-                                              [byte_ptr, i32, i32, i32]))  # fmt: skip
-        builder.call(fn, [builder.bitcast(ptr, byte_ptr), i32(0), i32(3), i32(1)])  # read, keep in all caches, data
-        return context.get_dummy_value()
-
-    return types.none(a, i, j), codegen
-
-
-@overload(prefetch, inline="always")
-def _prefetch_jit(a, i, j):
-    return lambda a, i, j: _llvm_prefetch(a, i, j)
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------
@@ -389,15 +362,17 @@ def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
 
 @njit(cache=True, nogil=True, inline="always")
 def _track(pos, o, h, lo, d, px, reason):
-    """Update the trailing extreme and the excursions with this bar (only its open when it exits there)."""
-    up, down = (o, o) if reason >= 0 and px == o else (h, lo)
-    favourable, adverse = (up, down) if d > 0 else (down, up)
-    if d * (favourable - pos["best"]) > 0.0:
-        pos["best"] = favourable
-    if d * (adverse - pos["worst"]) < 0.0:
-        pos["worst"] = adverse
-    if reason < 0 and d * (favourable - pos["extreme"]) > 0.0:
-        pos["extreme"] = favourable
+    """Update the trailing extreme and the excursions with this bar (only its open when it exits there).
+    Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict (this was 20% of a run)."""
+    at_open = reason >= 0 and px == o
+    up = o if at_open else h
+    down = o if at_open else lo
+    favourable = up if d > 0 else down
+    adverse = down if d > 0 else up
+    best, worst, extreme = pos["best"], pos["worst"], pos["extreme"]
+    pos["best"] = favourable if d * (favourable - best) > 0.0 else best
+    pos["worst"] = adverse if d * (adverse - worst) < 0.0 else worst
+    pos["extreme"] = favourable if reason < 0 and d * (favourable - extreme) > 0.0 else extreme
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -501,24 +476,6 @@ def _mark(work, n_open, bars, t, sh):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_next_bar(bars, entries, open_list, n_open, t):
-    """Start loading what bar t+1 will read: the prices of the open positions and the opens of tomorrow's
-    entry candidates, scattered over one row of each price array. Loads waiting on memory were a third of
-    the run; with the hint they arrive while this bar finishes."""
-    if t + 1 >= bars.close.shape[0]:
-        return
-    for i in range(n_open):
-        s = open_list[i]
-        prefetch(bars.open, t + 1, s)
-        prefetch(bars.high, t + 1, s)
-        prefetch(bars.low, t + 1, s)
-        prefetch(bars.close, t + 1, s)
-    for s in range(entries.shape[1]):
-        if entries[t, s]:
-            prefetch(bars.open, t + 1, s)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross):
     """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and
     limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
@@ -589,13 +546,8 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
 
 
 @njit(cache=True, nogil=True)
-def simulate(bars, entries, priority, combo, sh):
-    """Simulate one portfolio with shared cash (see the module docstring for the order of events).
-
-    Returns (trades: TRADE records, events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
-    Allocates everything here, then runs `_run`, which is compiled without Numba's runtime: reference
-    counting the arrays inside the steps cost 40% of the time.
-    """
+def _allocate(bars, entries, combo, sh):
+    """Every buffer one run writes: (trades, events, curve, Scratch), sized for the worst case."""
     n_bars, n_sym = bars.close.shape
     cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and four events (cuts, then a skip)
     trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
@@ -605,8 +557,21 @@ def simulate(bars, entries, priority, combo, sh):
                    np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
                    (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
                    np.array([-1, 0, 0]))  # fmt: skip
+    return trades, events, curve, work
+
+
+@njit(cache=True, nogil=True)
+def simulate(bars, entries, priority, combo, sh):
+    """Simulate one portfolio with shared cash (see the module docstring for the order of events).
+
+    Returns (trades: TRADE records, events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
+    Allocates here, then runs `_run`, which is compiled without Numba's runtime: reference counting the
+    arrays inside the steps cost 40% of the time. The records are copied out of the worst-case buffers
+    here (a memcpy; NumPy copies padded records field by field, 4x slower).
+    """
+    trades, events, curve, work = _allocate(bars, entries, combo, sh)
     n_trades, n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    return trades[:n_trades], events[:n_events], curve, ruin
+    return trades[:n_trades].copy(), events[:n_events].copy(), curve, ruin
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -631,8 +596,6 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
                 s = open_list[i]
                 _, _, n_trades = _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, n_trades)
             n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
-        if ruin < 0:  # after ruin nothing is read again
-            _prefetch_next_bar(bars, entries, open_list, n_open, t)
         c = curve[t]
         c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
             equity,
@@ -979,7 +942,9 @@ def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_pe
     for c in prange(n_combo):
         e = exits[c]
         combo = Combo(e[0], e[1], e[2], e[3], int(e[4]), int(e[5]), sizing_stack[c])
-        trades, _, curve, _ = simulate(bars, entries, priority, combo, sh)
+        trades, events, curve, work = _allocate(bars, entries, combo, sh)
+        n_trades, _, _ = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
+        trades = trades[:n_trades]
         pnl = trades["pnl"]
         trade_ret = pnl / (trades["shares"] * trades["entry_price"])
         equity = curve["equity"].copy()

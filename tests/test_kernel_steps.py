@@ -271,15 +271,3 @@ def test_the_grid_kernel_reduces_each_combination_to_the_single_backtests_metric
         assert row.n_trades == single["n_trades"]
         assert row.total_return_pct == pytest.approx(single["total_return_pct"])
         assert row.sharpe == pytest.approx(single["sharpe"], nan_ok=True)
-
-
-def test_prefetch_is_only_a_hint():
-    from numba import njit
-
-    @njit
-    def read_after_prefetch(a, i, j):
-        k.prefetch(a, i, j)
-        return a[i, j]
-
-    a = np.arange(12.0).reshape(3, 4)
-    assert read_after_prefetch(a, 2, 3) == 11.0 and k.prefetch(a, 0, 0) is None
