@@ -91,6 +91,7 @@ def params_from_values(values: dict[str, object]) -> BacktestParams:
 _EXIT_DTYPE = pd.CategoricalDtype(k.EXIT_NAMES)
 _RULE_DTYPE = pd.CategoricalDtype(k.RULE_NAMES)
 _ACTION_DTYPE = pd.CategoricalDtype(k.ACTION_NAMES)
+_DIRECTION_DTYPE = pd.CategoricalDtype(table.TABLE["signal_type"].choices)
 
 
 @lru_cache(maxsize=16)
@@ -165,7 +166,7 @@ def signal_matrix(market: Market, signals) -> tuple[np.ndarray, np.ndarray]:
         matrix = np.asarray(signals.to_numpy() if isinstance(signals, pd.DataFrame) else signals)
         if matrix.shape != shape:
             raise DataError(f"Signal matrix is {matrix.shape}, the data is {shape} (bars x symbols).")
-        matrix = matrix.astype(bool)
+        matrix = matrix.astype(bool, copy=False)  # read only: the kernel never writes it
     prio = np.zeros((0, 0)) if priority is None else np.nan_to_num(np.asarray(priority, float), nan=-np.inf)
     return np.ascontiguousarray(matrix), np.ascontiguousarray(prio)
 
@@ -309,26 +310,29 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     by_exit = {"pnl": pnl, "return_pct": pnl / (records["shares"] * records["entry_price"]) * 100.0,
                "bars_held": records["exit_bar"] - records["entry_bar"] + 1}  # fmt: skip
     order = np.argsort(records["entry_bar"] * max(len(market.symbols), 1) + records["symbol"])
-    sym, e_bar = records["symbol"][order], records["entry_bar"][order]
+    t = records[order]  # one gather of whole records; the columns below are views of it
+    sym, e_bar = t["symbol"], t["entry_bar"]
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype),
-            "direction": params.signal_type,
+            "direction": _codes(np.full(len(t), _DIRECTION_DTYPE.categories.get_loc(params.signal_type)),
+                                _DIRECTION_DTYPE),  # fmt: skip
             "entry_date": dates[e_bar],
-            "entry_price": records["entry_price"][order],
-            "exit_date": dates[records["exit_bar"][order]],
-            "exit_price": records["exit_price"][order],
-            "shares": records["shares"][order],
-            "pnl": pnl[order],
+            "entry_price": t["entry_price"],
+            "exit_date": dates[t["exit_bar"]],
+            "exit_price": t["exit_price"],
+            "shares": t["shares"],
+            "pnl": t["pnl"],
             "return_pct": by_exit["return_pct"][order],
-            "fees": records["fees"][order],
+            "fees": t["fees"],
             "bars_held": by_exit["bars_held"][order],
-            "exit_reason": _codes(records["reason"][order], _EXIT_DTYPE),
-            "mae_pct": records["mae_pct"][order],
-            "mfe_pct": records["mfe_pct"][order],
+            "exit_reason": _codes(t["reason"], _EXIT_DTYPE),
+            "mae_pct": t["mae_pct"],
+            "mfe_pct": t["mfe_pct"],
             "entry_bar": e_bar,
-            "exit_bar": records["exit_bar"][order],
-        }
+            "exit_bar": t["exit_bar"],
+        },
+        copy=False,  # the columns are new arrays (or views of one): no need to copy them again into blocks
     )
     for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
         trades[f"at_signal: {name}"] = values[e_bar - 1, sym] if len(e_bar) else np.empty(0)
@@ -349,19 +353,20 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
             "buy_hold_equity": bh,
         },
         index=pd.Index(market.dates, name="date"),
+        copy=False,
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close,
                               params.risk_free_pct, buy_hold, bh)  # fmt: skip
     skipped = event_records["action"] == k.ACTION_SKIP
-    metrics["signals_skipped"] = int(skipped.sum())
-    sized_out = int((skipped & (event_records["rule"] == k.RULE_SIZE)).sum())
+    metrics["signals_skipped"] = int(np.count_nonzero(skipped))
+    sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == k.RULE_SIZE)))
     return BacktestResult(
         trades=trades,
         equity=equity_df,
         metrics=metrics,
         params=params,
-        event_log=(event_records.copy(), dates, np.array(market.symbols)),  # a copy: the records view a larger buffer
+        event_log=(event_records, dates, np.array(market.symbols)),
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
         warnings=_warnings(params, sized_out, len(trades)),
     )
