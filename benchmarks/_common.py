@@ -23,3 +23,16 @@ def timed(fn, repeat: int = 7) -> tuple[float, float]:
         fn()
         runs.append(time.perf_counter() - t0)
     return first, statistics.median(runs)
+
+
+def interleaved(ours, theirs, repeat: int = 41) -> tuple[float, float]:
+    """Median seconds of each of two functions, called in turns after one warm-up call each: a shared
+    machine's speed drifts over seconds, and turns expose both sides to the same drift."""
+    ours(), theirs()
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, runs in ((ours, a), (theirs, b)):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+    return statistics.median(a), statistics.median(b)

@@ -20,7 +20,7 @@ import pandas as pd
 from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import timed  # noqa: E402
+from benchmarks._common import interleaved  # noqa: E402
 from engine import BacktestParams, backtest, synthetic_market  # noqa: E402
 from engine.filters import scan  # noqa: E402
 from engine.optimize import run_chunk  # noqa: E402  (the optimiser's unit of work: one scan, one parallel call)
@@ -92,8 +92,7 @@ def main() -> None:
     signals = np.random.default_rng(0).random(market.shape) < DENSITY
     args = (market.open, market.high, market.low, market.close, signals)
     costs = (20, 50, 0.0005, 0.0005, 100_000.0)
-    _, ours = timed(lambda: backtest(market, signals, **PARAMS))
-    _, loop = timed(lambda: bare(*args, 0.05, 0.10, *costs))
+    ours, loop = interleaved(lambda: backtest(market, signals, **PARAMS), lambda: bare(*args, 0.05, 0.10, *costs))
     curve, n_bare = bare(*args, 0.05, 0.10, *costs)
     n_ours = backtest(market, signals, **PARAMS).metrics["n_trades"]
 
@@ -105,9 +104,9 @@ def main() -> None:
     stops = combos.stop_loss.to_numpy() / 100
     targets = combos.take_profit.to_numpy() / 100
     dense = scan(market, rule).matrix
-    _, grid_ours = timed(lambda: run_chunk(market, rule, base, combos, None), repeat=3)
-    _, grid_bare = timed(lambda: bare_sweep(market.open, market.high, market.low, market.close, dense, stops,
-                                            targets, *costs), repeat=3)  # fmt: skip
+    grid_ours, grid_bare = interleaved(lambda: run_chunk(market, rule, base, combos, None),
+                                       lambda: bare_sweep(market.open, market.high, market.low, market.close, dense,
+                                                          stops, targets, *costs), repeat=9)  # fmt: skip
     figures = {
         "universe": f"{N_SYMBOLS}x{N_BARS}",
         "trades_ours": int(n_ours),
