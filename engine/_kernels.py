@@ -57,7 +57,7 @@ POSITION = np.dtype([("shares", np.float64), ("entry_price", np.float64), ("entr
                      ("entry_fee", np.float64), ("stop", np.float64), ("target", np.float64),
                      ("trail_frac", np.float64), ("trail_dist", np.float64), ("extreme", np.float64),
                      ("worst", np.float64), ("best", np.float64), ("bars_held", np.int64),
-                     ("mark", np.float64)])  # fmt: skip
+                     ("mark", np.float64), ("seq", np.int64)])  # fmt: skip
 
 
 class Bars(NamedTuple):
@@ -112,7 +112,9 @@ class Shared(NamedTuple):
 
 class Scratch(NamedTuple):
     """One run's working memory: the book of open positions (and Kelly's shadow trades) per symbol, the open
-    symbols, entry candidates, Kelly's statistics, value per sector, and the correlation limit's windows."""
+    symbols, entry candidates, Kelly's statistics, value per sector, the correlation limit's windows, and
+    the order trades closed in. A trade is written at its entry rank (`seq`), so the records come out in
+    entry order with no sort, and `exit_order` keeps the order they closed in (for the streaks)."""
 
     book: np.ndarray
     shadow: np.ndarray
@@ -123,6 +125,8 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
+    exit_order: np.ndarray  # trades' entry ranks in the order they closed
+    tally: np.ndarray  # positions entered, positions closed
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------
@@ -376,14 +380,17 @@ def _track(pos, o, h, lo, d, px, reason):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _close(pos, s, t, px, reason, sh, trades, n_trades):
-    """Record the trade (exit fill after slippage and commission); returns (cash change, trade return, count)."""
+def _close(pos, s, t, px, reason, sh, trades, work):
+    """Record the trade at its entry rank (exit fill after slippage and commission); returns (cash change,
+    trade return)."""
     d = float(sh.direction)
     fill = px * (1.0 - d * sh.slippage) if reason != EXIT_RUIN else px
     qty = pos["shares"]
     fee = _fee(qty * fill, sh) if reason != EXIT_RUIN else 0.0
     pnl = d * qty * (fill - pos["entry_price"]) - pos["entry_fee"] - fee
-    r = trades[n_trades]
+    r = trades[pos["seq"]]
+    work.exit_order[work.tally[1]] = pos["seq"]
+    work.tally[1] += 1
     r["symbol"], r["entry_bar"], r["exit_bar"], r["entry_price"], r["exit_price"] = (
         s,
         pos["entry_bar"],
@@ -396,7 +403,7 @@ def _close(pos, s, t, px, reason, sh, trades, n_trades):
     r["mfe_pct"] = d * (pos["best"] / pos["entry_price"] - 1.0) * 100.0
     pos["shares"] = 0.0
     pos["mark"] = np.nan
-    return d * qty * fill - fee, pnl / (qty * pos["entry_price"]), n_trades + 1
+    return d * qty * fill - fee, pnl / (qty * pos["entry_price"])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -411,9 +418,9 @@ def _learn(kelly, ret):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
+def _exit_all(work, n_open, bars, t, combo, sh, trades):
     """Step 2 for every open position (and every shadow trade): exit or hold. Returns (cash change, open
-    count, trade count)."""
+    count)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
     d = float(sh.direction)
     cash_change = 0.0
@@ -425,7 +432,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
             open_list[kept] = s
             kept += 1
             continue
-        change, ret, n_trades = _close(book[s], s, t, px, reason, sh, trades, n_trades)
+        change, ret = _close(book[s], s, t, px, reason, sh, trades, work)
         cash_change += change
         _learn(kelly, ret)
     n_open = kept
@@ -438,7 +445,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades):
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
                     pos["shares"] = 0.0
-    return cash_change, n_open, n_trades
+    return cash_change, n_open
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -530,6 +537,8 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
         gross += notional
         sector_value[sh.sector_id[s]] += notional
         _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d)
+        book[s]["seq"] = work.tally[0]
+        work.tally[0] += 1
         i = n_open
         while i > 0 and open_list[i - 1] > s:  # insert in symbol order
             open_list[i] = open_list[i - 1]
@@ -556,7 +565,7 @@ def _allocate(bars, entries, combo, sh):
                    np.empty(n_sym, np.int64), np.empty(n_sym), np.zeros(4),
                    np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
                    (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
-                   np.array([-1, 0, 0]))  # fmt: skip
+                   np.array([-1, 0, 0]), np.empty(cap, np.int64), np.zeros(2, np.int64))  # fmt: skip
     return trades, events, curve, work
 
 
@@ -564,21 +573,45 @@ def _allocate(bars, entries, combo, sh):
 def simulate(bars, entries, priority, combo, sh):
     """Simulate one portfolio with shared cash (see the module docstring for the order of events).
 
-    Returns (trades: TRADE records, events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
+    Returns (trades: TRADE records in entry order, exit_order: their indices in the order they closed,
+    events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
     Allocates here, then runs `_run`, which is compiled without Numba's runtime: reference counting the
     arrays inside the steps cost 40% of the time. The records are copied out of the worst-case buffers
     here (a memcpy; NumPy copies padded records field by field, 4x slower).
     """
     trades, events, curve, work = _allocate(bars, entries, combo, sh)
-    n_trades, n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    return trades[:n_trades].copy(), events[:n_events].copy(), curve, ruin
+    n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
+    trades, exit_order = _closed_trades(trades, work)
+    return trades.copy(), exit_order.copy(), events[:n_events].copy(), curve, ruin
+
+
+@njit(cache=True, nogil=True)
+def _closed_trades(trades, work):
+    """(the trades that closed, in entry order; their indices in exit order). Every position closes (by its
+    symbol's last bar at the latest), so this is the first `entered` records; it drops any that did not."""
+    entered, closed = work.tally[0], work.tally[1]
+    if closed == entered:
+        return trades[:entered], work.exit_order[:closed]
+    rank = np.full(entered, -1)
+    for i in range(closed):
+        rank[work.exit_order[i]] = 0
+    n = 0
+    for i in range(entered):
+        if rank[i] == 0:
+            rank[i] = n
+            trades[n] = trades[i]
+            n += 1
+    exit_order = np.empty(closed, np.int64)
+    for i in range(closed):
+        exit_order[i] = rank[work.exit_order[i]]
+    return trades[:n], exit_order
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
-    """The bar loop. No allocation here (no runtime): returns (trade count, event count, ruin bar or -1)."""
+    """The bar loop. No allocation here (no runtime): returns (event count, ruin bar or -1)."""
     book, open_list = work.book, work.open_list
-    n_open = n_trades = n_events = 0
+    n_open = n_events = 0
     cash = equity = sh.initial_capital
     gross = 0.0
     ruin = -1
@@ -586,7 +619,7 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
         if t > 0 and ruin < 0:
             cash, equity, gross, n_open, n_events = _enter_all(bars, entries, priority, t, combo, sh, work, n_open,
                                                                events, n_events, cash, equity, gross)  # fmt: skip
-        change, n_open, n_trades = _exit_all(work, n_open, bars, t, combo, sh, trades, n_trades)
+        change, n_open = _exit_all(work, n_open, bars, t, combo, sh, trades)
         cash += change
         long_v, short_v = _mark(work, n_open, bars, t, sh)
         equity, gross = cash + long_v - short_v, long_v + short_v
@@ -594,7 +627,7 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
             ruin = t
             for i in range(n_open):
                 s = open_list[i]
-                _, _, n_trades = _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, n_trades)
+                _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, work)
             n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
         c = curve[t]
         c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
@@ -604,7 +637,7 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
             short_v,
             n_open,
         )
-    return n_trades, n_events, ruin
+    return n_events, ruin
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -943,8 +976,8 @@ def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_pe
         e = exits[c]
         combo = Combo(e[0], e[1], e[2], e[3], int(e[4]), int(e[5]), sizing_stack[c])
         trades, events, curve, work = _allocate(bars, entries, combo, sh)
-        n_trades, _, _ = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-        trades = trades[:n_trades]
+        _run(bars, entries, priority, combo, sh, trades, events, curve, work)
+        trades, _ = _closed_trades(trades, work)
         pnl = trades["pnl"]
         trade_ret = pnl / (trades["shares"] * trades["entry_price"])
         equity = curve["equity"].copy()

@@ -301,17 +301,14 @@ def _per_dataset(market: Market, name: str, compute):
 
 
 def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
-    """Kernel records into frames: trades in entry order (then symbol), equity per date, events, metrics."""
-    records, event_records, curve, ruin_bar = out
-    symbol_dtype, dates = _symbol_dtype(tuple(market.symbols)), market.dates.to_numpy()
-    # The kernel records trades in exit order (the order streaks need); the table lists them by entry. One
-    # position per symbol at a time: (entry bar, symbol) is unique, so one integer key sorts them.
-    pnl = records["pnl"]
-    by_exit = {"pnl": pnl, "return_pct": pnl / (records["shares"] * records["entry_price"]) * 100.0,
-               "bars_held": records["exit_bar"] - records["entry_bar"] + 1}  # fmt: skip
-    order = np.argsort(records["entry_bar"] * max(len(market.symbols), 1) + records["symbol"])
-    t = records[order]  # one gather of whole records; the columns below are views of it
+    """Kernel records into frames: trades in the order they were entered (bar, then priority, then symbol),
+    equity per date, events, metrics."""
+    t, exit_order, event_records, curve, ruin_bar = out
+    symbol_dtype, dates = _symbol_dtype(market.symbols), market.dates.to_numpy()
     sym, e_bar = t["symbol"], t["entry_bar"]
+    return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
+    bars_held = t["exit_bar"] - e_bar + 1
+    by_exit = {"pnl": t["pnl"][exit_order], "return_pct": return_pct, "bars_held": bars_held}  # streaks: exit order
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype),
@@ -323,16 +320,16 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
             "exit_price": t["exit_price"],
             "shares": t["shares"],
             "pnl": t["pnl"],
-            "return_pct": by_exit["return_pct"][order],
+            "return_pct": return_pct,
             "fees": t["fees"],
-            "bars_held": by_exit["bars_held"][order],
+            "bars_held": bars_held,
             "exit_reason": _codes(t["reason"], _EXIT_DTYPE),
             "mae_pct": t["mae_pct"],
             "mfe_pct": t["mfe_pct"],
             "entry_bar": e_bar,
             "exit_bar": t["exit_bar"],
         },
-        copy=False,  # the columns are new arrays (or views of one): no need to copy them again into blocks
+        copy=False,  # the columns are new arrays or views of the kernel's records: no need to copy them again
     )
     for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
         trades[f"at_signal: {name}"] = values[e_bar - 1, sym] if len(e_bar) else np.empty(0)
