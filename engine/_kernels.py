@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, prange
 
 # --- codes and their labels ---------------------------------------------------------------------------------
 EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)

@@ -312,8 +312,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype),
-            "direction": _codes(np.full(len(t), _DIRECTION_DTYPE.categories.get_loc(params.signal_type)),
-                                _DIRECTION_DTYPE),  # fmt: skip
+            "direction": _codes(
+                np.full(len(t), _DIRECTION_DTYPE.categories.get_loc(params.signal_type)), _DIRECTION_DTYPE
+            ),  # fmt: skip
             "entry_date": dates[e_bar],
             "entry_price": t["entry_price"],
             "exit_date": dates[t["exit_bar"]],
