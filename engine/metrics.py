@@ -4,6 +4,10 @@ Conventions: `equity` is the per-bar portfolio value; returns are simple bar-to-
 in percent units (5.0 means 5%). One annualisation rule for every metric: `periods_per_year(dates)`, the
 bars per calendar year of the data (about 252 for US stocks, 365 for crypto), used by CAGR, volatility,
 Sharpe and Sortino alike and shown in the metrics table.
+
+The metrics on arrays are Numba functions (callable from Python as they are), and `compute_metrics` gets
+them all in one compiled call (`_array_metrics`): forty NumPy calls, each with its Python overhead, were
+a sixth of a backtest. They call only each other, so they live in this file (Numba's disk cache).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")  # run lists
 PERIODS_PER_YEAR = 252  # only when the dates span less than a week: too short to infer
@@ -63,107 +68,136 @@ def periods_per_year(dates: pd.DatetimeIndex) -> float:
     return (len(dates) - 1) / (days / 365.25) if days >= 7 else float(PERIODS_PER_YEAR)
 
 
+@njit(cache=True, nogil=True)
 def bar_returns(equity: np.ndarray) -> np.ndarray:
     """r_t = E_t / E_{t-1} - 1 for t >= 1 (a bar starting at zero equity has return 0)."""
-    e = np.asarray(equity, dtype=float)
-    prev = e[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(prev > 0, e[1:] / prev - 1.0, 0.0)
+    r = np.empty(max(len(equity) - 1, 0))
+    for t in range(1, len(equity)):
+        r[t - 1] = equity[t] / equity[t - 1] - 1.0 if equity[t - 1] > 0 else 0.0
     return r
 
 
+@njit(cache=True, nogil=True)
 def total_return_pct(equity: np.ndarray) -> float:
     """(E_last / E_first - 1) x 100."""
-    return float((equity[-1] / equity[0] - 1.0) * 100.0) if len(equity) and equity[0] > 0 else float("nan")
+    return (equity[-1] / equity[0] - 1.0) * 100.0 if len(equity) and equity[0] > 0 else np.nan
 
 
 def cagr_pct(equity: np.ndarray, dates: pd.DatetimeIndex) -> float:
     """((E_last / E_first) ^ (1 / years) - 1) x 100, years = calendar days / 365.25 (the same as
     (bars - 1) / periods_per_year(dates))."""
-    if len(equity) < 2 or equity[0] <= 0:
-        return float("nan")
-    years = (dates[-1] - dates[0]).days / 365.25
-    if years <= 0:
-        return float("nan")
-    return float(((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0)
+    return _cagr_pct(np.asarray(equity, float), _years(dates))
 
 
+def _years(dates: pd.DatetimeIndex) -> float:
+    return (dates[-1] - dates[0]).days / 365.25 if len(dates) >= 2 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _cagr_pct(equity: np.ndarray, years: float) -> float:
+    if len(equity) < 2 or equity[0] <= 0 or years <= 0:
+        return np.nan
+    return ((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0
+
+
+@njit(cache=True, nogil=True)
+def _std(x: np.ndarray) -> float:
+    """Sample standard deviation (ddof = 1)."""
+    mean = x.mean()
+    return np.sqrt(((x - mean) ** 2).sum() / (len(x) - 1))
+
+
+@njit(cache=True, nogil=True)
 def volatility_pct(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """std(r, ddof=1) x sqrt(periods_per_year) x 100."""
-    return float(np.std(returns, ddof=1) * np.sqrt(periods_per_year) * 100.0) if len(returns) > 1 else float("nan")
+    return _std(returns) * np.sqrt(periods_per_year) * 100.0 if len(returns) > 1 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def sharpe_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """mean(r - rf) / std(r - rf, ddof=1) x sqrt(periods_per_year); rf per bar = annual rf / periods."""
     if len(returns) < 2:
-        return float("nan")
+        return np.nan
     excess = returns - risk_free_pct / 100.0 / periods_per_year
-    sd = np.std(excess, ddof=1)
-    return float(np.mean(excess) / sd * np.sqrt(periods_per_year)) if sd > 0 else float("nan")
+    sd = _std(excess)
+    return excess.mean() / sd * np.sqrt(periods_per_year) if sd > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def sortino_ratio(returns: np.ndarray, risk_free_pct: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """mean(r - rf) / sqrt(mean(min(r - rf, 0)^2)) x sqrt(periods_per_year)."""
     if len(returns) < 2:
-        return float("nan")
+        return np.nan
     excess = returns - risk_free_pct / 100.0 / periods_per_year
-    downside = np.sqrt(np.mean(np.minimum(excess, 0.0) ** 2))
-    return float(np.mean(excess) / downside * np.sqrt(periods_per_year)) if downside > 0 else float("nan")
+    downside = np.sqrt((np.minimum(excess, 0.0) ** 2).mean())
+    return excess.mean() / downside * np.sqrt(periods_per_year) if downside > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def drawdown_pct(equity: np.ndarray) -> np.ndarray:
     """(E_t / max_{s<=t} E_s - 1) x 100, per bar (<= 0)."""
-    e = np.asarray(equity, dtype=float)
-    peak = np.maximum.accumulate(e)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(peak > 0, (e / peak - 1.0) * 100.0, 0.0)
+    dd = np.empty(len(equity))
+    peak = -np.inf
+    for t in range(len(equity)):
+        peak = max(peak, equity[t])
+        dd[t] = (equity[t] / peak - 1.0) * 100.0 if peak > 0 else 0.0
+    return dd
 
 
+@njit(cache=True, nogil=True)
 def max_drawdown_pct(equity: np.ndarray) -> float:
     """min_t drawdown_pct(E)_t (a negative number, or 0)."""
-    return float(drawdown_pct(equity).min()) if len(equity) else float("nan")
+    return drawdown_pct(equity).min() if len(equity) else np.nan
 
 
+@njit(cache=True, nogil=True)
 def max_drawdown_bars(equity: np.ndarray) -> int:
     """Longest run of consecutive bars below a previous peak: the bars after the peak up to, not including,
     the bar that regains it (an unrecovered drawdown counts to the last bar)."""
     starts, ends = _underwater(drawdown_pct(equity))
-    return int((ends - starts).max()) if len(starts) else 0
+    return (ends - starts).max() if len(starts) else 0
 
 
+@njit(cache=True, nogil=True)
 def _underwater(dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the drawdown episodes: the runs of bars [start, end) below a previous peak."""
-    edges = np.diff(np.concatenate(([0], (dd < 0).astype(np.int8), [0])))
+    below = np.append(np.append(0, (dd < 0).astype(np.int64)), 0)
+    edges = below[1:] - below[:-1]
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
+@njit(cache=True, nogil=True)
 def calmar_ratio(cagr: float, max_dd: float) -> float:
     """CAGR / |max drawdown| (both in %); NaN when there was no drawdown."""
-    return float(cagr / abs(max_dd)) if max_dd < 0 else float("nan")
+    return cagr / abs(max_dd) if max_dd < 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def win_rate_pct(trade_returns: np.ndarray) -> float:
     """Share of trades with return > 0, x 100."""
-    return float((trade_returns > 0).mean() * 100.0) if len(trade_returns) else float("nan")
+    return (trade_returns > 0).sum() / len(trade_returns) * 100.0 if len(trade_returns) else np.nan
 
 
+@njit(cache=True, nogil=True)
 def profit_factor(pnl: np.ndarray) -> float:
     """sum of winning pnl / |sum of losing pnl|; inf with wins and no losses, NaN with no trades."""
-    gains = pnl[pnl > 0].sum()
-    losses = -pnl[pnl < 0].sum()
+    gains = np.maximum(pnl, 0.0).sum()
+    losses = -np.minimum(pnl, 0.0).sum()
     if losses > 0:
-        return float(gains / losses)
-    return float("inf") if gains > 0 else float("nan")
+        return gains / losses
+    return np.inf if gains > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def expectancy(pnl: np.ndarray) -> float:
     """Mean pnl per trade, in currency."""
-    return float(pnl.mean()) if len(pnl) else float("nan")
+    return pnl.mean() if len(pnl) else np.nan
 
 
+@njit(cache=True, nogil=True)
 def exposure_pct(n_open: np.ndarray) -> float:
     """Share of bars with at least one open position, x 100."""
-    return float((np.asarray(n_open) > 0).mean() * 100.0) if len(n_open) else float("nan")
+    return (n_open > 0).sum() / len(n_open) * 100.0 if len(n_open) else np.nan
 
 
 def buy_hold_return_pct(close: np.ndarray) -> float:
@@ -186,90 +220,103 @@ def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:
     return initial_capital / n * (filled / first).sum(axis=1)
 
 
+@njit(cache=True, nogil=True)
 def alpha_beta(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR,
                risk_free_pct: float = 0.0) -> tuple[float, float]:  # fmt: skip
     """CAPM on excess bar returns: beta = cov(r - rf, b - rf) / var(b - rf); alpha = (mean(r - rf) - beta
     mean(b - rf)) x periods_per_year x 100 (annualised, simple)."""
     if len(returns) < 3:
-        return float("nan"), float("nan")
+        return np.nan, np.nan
     rf = risk_free_pct / 100.0 / periods_per_year
     x, y = bench - rf, returns - rf
-    var = np.var(x, ddof=1)
+    var = _std(x) ** 2
     if not var > 0:
-        return float("nan"), float("nan")
-    beta = float(((y - y.mean()) * (x - x.mean())).sum() / (len(x) - 1) / var)
-    return float((y.mean() - beta * x.mean()) * periods_per_year * 100.0), beta
+        return np.nan, np.nan
+    beta = ((y - y.mean()) * (x - x.mean())).sum() / (len(x) - 1) / var
+    return (y.mean() - beta * x.mean()) * periods_per_year * 100.0, beta
 
 
+@njit(cache=True, nogil=True)
 def tracking_error_pct(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """std(r - b, ddof=1) x sqrt(periods_per_year) x 100."""
     return volatility_pct(returns - bench, periods_per_year)
 
 
+@njit(cache=True, nogil=True)
 def information_ratio(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """mean(r - b) / std(r - b, ddof=1) x sqrt(periods_per_year)."""
     return sharpe_ratio(returns - bench, 0.0, periods_per_year)
 
 
+@njit(cache=True, nogil=True)
 def sqn(trade_returns: np.ndarray) -> float:
     """System quality number (Van Tharp): sqrt(n) x mean(R) / std(R, ddof=1) over trade returns R."""
     if len(trade_returns) < 2:
-        return float("nan")
-    sd = np.std(trade_returns, ddof=1)
-    return float(np.sqrt(len(trade_returns)) * np.mean(trade_returns) / sd) if sd > 0 else float("nan")
+        return np.nan
+    sd = _std(trade_returns)
+    return np.sqrt(len(trade_returns)) * trade_returns.mean() / sd if sd > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def omega_ratio(returns: np.ndarray, threshold: float = 0.0) -> float:
     """sum(max(r - threshold, 0)) / sum(max(threshold - r, 0)); inf with no loss, NaN with no returns."""
     gains = np.maximum(returns - threshold, 0.0).sum()
     losses = np.maximum(threshold - returns, 0.0).sum()
     if losses > 0:
-        return float(gains / losses)
-    return float("inf") if gains > 0 else float("nan")
+        return gains / losses
+    return np.inf if gains > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def value_at_risk_pct(returns: np.ndarray, level: float = 0.95) -> float:
     """Historical VaR: the (1 - level) quantile of bar returns x 100 (a loss is negative)."""
-    return float(np.percentile(returns, (1 - level) * 100) * 100.0) if len(returns) else float("nan")
+    return np.percentile(returns, (1 - level) * 100) * 100.0 if len(returns) else np.nan
 
 
+@njit(cache=True, nogil=True)
 def conditional_var_pct(returns: np.ndarray, level: float = 0.95) -> float:
     """Expected shortfall: the mean of the bar returns at or below the VaR, x 100."""
     if not len(returns):
-        return float("nan")
+        return np.nan
     cut = np.percentile(returns, (1 - level) * 100)
-    return float(returns[returns <= cut].mean() * 100.0)
+    return returns[returns <= cut].mean() * 100.0
 
 
+@njit(cache=True, nogil=True)
 def tail_ratio(returns: np.ndarray) -> float:
     """|95th percentile| / |5th percentile| of bar returns: right tail against left."""
     if not len(returns):
-        return float("nan")
-    low, high = np.abs(np.percentile(returns, [5, 95]))
-    return float(high / low) if low > 0 else float("nan")
+        return np.nan
+    low, high = abs(np.percentile(returns, 5.0)), abs(np.percentile(returns, 95.0))
+    return high / low if low > 0 else np.nan
 
 
+@njit(cache=True, nogil=True)
 def avg_drawdown_pct(equity: np.ndarray) -> float:
     """Mean depth of the drawdown episodes (each from a peak until it is regained, or the last bar); 0 if none."""
     dd = drawdown_pct(equity)
-    starts, _ = _underwater(dd)
+    starts, ends = _underwater(dd)
     if not len(starts):
         return 0.0
-    # Each episode's minimum: reduceat over [start, next start), which holds the episode and the
-    # (non-negative) bars back at the peak after it.
-    return float(np.minimum.reduceat(dd, starts).mean())
+    depth = 0.0
+    for i in range(len(starts)):
+        depth += dd[starts[i] : ends[i]].min()
+    return depth / len(starts)
 
 
+@njit(cache=True, nogil=True)
 def streaks(trade_pnl: np.ndarray) -> tuple[int, int]:
     """(longest run of winning trades, longest run of losing trades), trades in exit order; 0 pnl breaks both."""
-    sign = np.sign(np.asarray(trade_pnl, dtype=float))
-    if not len(sign):
-        return 0, 0
-    starts = np.flatnonzero(np.concatenate(([True], sign[1:] != sign[:-1])))
-    lengths = np.diff(np.append(starts, len(sign)))
-    run_sign = sign[starts]
-    longest = [int(lengths[run_sign == want].max(initial=0)) for want in (1.0, -1.0)]
-    return longest[0], longest[1]
+    best_win = best_loss = run = 0
+    prev = 0.0
+    for p in np.sign(trade_pnl):
+        run = run + 1 if p == prev and p != 0 else int(p != 0)
+        prev = p
+        if p > 0:
+            best_win = max(best_win, run)
+        elif p < 0:
+            best_loss = max(best_loss, run)
+    return best_win, best_loss
 
 
 def compute_metrics(
@@ -282,63 +329,58 @@ def compute_metrics(
     buy_hold_pct: float | None = None,
     benchmark: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """All metrics for one backtest, keyed by the names in LABELS. `trades`: columns pnl, return_pct and
-    bars_held, in exit order (for the streaks); buy_hold_pct: buy_hold_return_pct(close), when the caller
-    has it already."""
+    """All metrics for one backtest, keyed by the names in LABELS. `trades`: columns pnl (in exit order, for
+    the streaks), return_pct and bars_held; benchmark: its equity curve, one value per bar; buy_hold_pct:
+    buy_hold_return_pct(close), when the caller has it already."""
+    equity = np.asarray(equity, dtype=float)
     r = bar_returns(equity)
-    ppy = periods_per_year(dates)
-    cagr = cagr_pct(equity, dates)
-    mdd = max_drawdown_pct(equity)
-    trade_ret = np.asarray(trades["return_pct"], dtype=float)
     pnl = np.asarray(trades["pnl"], dtype=float)
-    bars_held = np.asarray(trades["bars_held"])
+    has_bench = benchmark is not None and len(benchmark) == len(equity)
+    bench = bar_returns(np.asarray(benchmark, dtype=float)) if has_bench else np.empty(0)
+    ppy = periods_per_year(dates)
+    values = _array_metrics(equity, r, np.asarray(trades["return_pct"], dtype=float), pnl,
+                            np.asarray(trades["bars_held"], dtype=float), np.asarray(n_open), bench, has_bench,
+                            _years(dates), ppy, float(risk_free_pct))  # fmt: skip
+    out: dict[str, float] = {}
+    for name, value in zip(_ARRAY_METRICS, values.tolist(), strict=True):
+        out[name] = int(value) if name in _COUNTS else value
+    out.update(n_trades=len(pnl), periods_per_year=ppy, psr_pct=psr_pct(r),
+               buy_hold_return_pct=buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct)  # fmt: skip
+    return {name: out[name] for name in LABELS}
+
+
+_ARRAY_METRICS = (
+    "total_return_pct", "cagr_pct", "volatility_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct",
+    "max_drawdown_bars", "win_rate_pct", "profit_factor", "expectancy", "avg_win_pct", "avg_loss_pct",
+    "best_trade_pct", "worst_trade_pct", "avg_bars_held", "exposure_pct", "final_equity", "alpha_pct", "beta",
+    "information_ratio", "tracking_error_pct", "sqn", "omega", "var_95_pct", "cvar_95_pct", "tail_ratio",
+    "avg_drawdown_pct", "max_win_streak", "max_loss_streak",
+)  # fmt: skip
+_COUNTS = ("max_drawdown_bars", "max_win_streak", "max_loss_streak")
+
+
+@njit(cache=True, nogil=True)
+def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_bench, years, ppy, rf_pct):
+    """The metrics named in _ARRAY_METRICS, in that order (bench: the benchmark's bar returns)."""
+    cagr = _cagr_pct(equity, years)
+    mdd = max_drawdown_pct(equity)
     wins, losses = trade_ret[trade_ret > 0], trade_ret[trade_ret <= 0]
-    return {
-        "total_return_pct": total_return_pct(equity),
-        "cagr_pct": cagr,
-        "volatility_pct": volatility_pct(r, ppy),
-        "sharpe": sharpe_ratio(r, risk_free_pct, ppy),
-        "sortino": sortino_ratio(r, risk_free_pct, ppy),
-        "calmar": calmar_ratio(cagr, mdd),
-        "max_drawdown_pct": mdd,
-        "max_drawdown_bars": max_drawdown_bars(equity),
-        "n_trades": len(pnl),
-        "win_rate_pct": win_rate_pct(trade_ret),
-        "profit_factor": profit_factor(pnl),
-        "expectancy": expectancy(pnl),
-        "avg_win_pct": float(wins.mean()) if len(wins) else float("nan"),
-        "avg_loss_pct": float(losses.mean()) if len(losses) else float("nan"),
-        "best_trade_pct": float(trade_ret.max()) if len(trade_ret) else float("nan"),
-        "worst_trade_pct": float(trade_ret.min()) if len(trade_ret) else float("nan"),
-        "avg_bars_held": float(bars_held.mean()) if len(bars_held) else float("nan"),
-        "exposure_pct": exposure_pct(n_open),
-        "buy_hold_return_pct": buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
-        "final_equity": float(equity[-1]) if len(equity) else float("nan"),
-        "periods_per_year": ppy,
-        **_extended(r, equity, trade_ret, pnl, ppy, risk_free_pct, benchmark),
-    }
-
-
-def _extended(r, equity, trade_ret, pnl, ppy, risk_free_pct, benchmark) -> dict[str, float]:
-    """The benchmark-relative, tail and trade-sequence metrics (benchmark: its equity curve, one per bar)."""
-    bench = bar_returns(benchmark) if benchmark is not None and len(benchmark) == len(equity) else None
-    alpha, beta = alpha_beta(r, bench, ppy, risk_free_pct) if bench is not None else (float("nan"),) * 2
-    wins, losses = streaks(pnl)
-    return {
-        "alpha_pct": alpha,
-        "beta": beta,
-        "information_ratio": information_ratio(r, bench, ppy) if bench is not None else float("nan"),
-        "tracking_error_pct": tracking_error_pct(r, bench, ppy) if bench is not None else float("nan"),
-        "sqn": sqn(trade_ret),
-        "omega": omega_ratio(r),
-        "var_95_pct": value_at_risk_pct(r),
-        "cvar_95_pct": conditional_var_pct(r),
-        "tail_ratio": tail_ratio(r),
-        "avg_drawdown_pct": avg_drawdown_pct(equity),
-        "max_win_streak": wins,
-        "max_loss_streak": losses,
-        "psr_pct": psr_pct(r),
-    }
+    alpha = beta = info = te = np.nan
+    if has_bench:
+        alpha, beta = alpha_beta(r, bench, ppy, rf_pct)
+        info, te = information_ratio(r, bench, ppy), tracking_error_pct(r, bench, ppy)
+    win_streak, loss_streak = streaks(pnl)
+    some = len(trade_ret) > 0
+    return np.array([
+        total_return_pct(equity), cagr, volatility_pct(r, ppy), sharpe_ratio(r, rf_pct, ppy),
+        sortino_ratio(r, rf_pct, ppy), calmar_ratio(cagr, mdd), mdd, float(max_drawdown_bars(equity)),
+        win_rate_pct(trade_ret), profit_factor(pnl), expectancy(pnl),
+        wins.mean() if len(wins) else np.nan, losses.mean() if len(losses) else np.nan,
+        trade_ret.max() if some else np.nan, trade_ret.min() if some else np.nan,
+        bars_held.mean() if some else np.nan, exposure_pct(n_open), equity[-1] if len(equity) else np.nan,
+        alpha, beta, info, te, sqn(trade_ret), omega_ratio(r), value_at_risk_pct(r), conditional_var_pct(r),
+        tail_ratio(r), avg_drawdown_pct(equity), float(win_streak), float(loss_streak),
+    ])  # fmt: skip
 
 
 def psr_pct(returns: np.ndarray) -> float:
