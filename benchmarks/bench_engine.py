@@ -27,10 +27,10 @@ def main() -> None:
     input_mb = sum(getattr(market, a).nbytes for a in ("open", "high", "low", "close", "volume")) / 1e6
     rss_before = peak_rss_mb()
 
-    first, warm = timed(lambda: backtest(market, signals, **PARAMS))
+    first, warm = timed(lambda: backtest(market, signals, **PARAMS), repeat=31)
     result = backtest(market, signals, **PARAMS)
     limited = dict(PARAMS, sizing=Sizing("volatility_target"), limits=RiskLimits.defaults())
-    first_lim, warm_lim = timed(lambda: backtest(market, signals, **limited))
+    first_lim, warm_lim = timed(lambda: backtest(market, signals, **limited), repeat=31)
     cells = N_SYMBOLS * N_BARS
     figures = {
         "universe": f"{N_SYMBOLS}x{N_BARS}",

@@ -12,7 +12,8 @@ integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py 
 2. exits for every open position: the exit rule (true at close[t-1]) at the open; a gap through the stop
    (the tighter of the fixed and trailing stop) or target at the open; the stop, then the target, touched
    inside the bar (stops first: conservative); the holding period, then end of data, at the close;
-3. mark to market at close[t]; equity <= 0 liquidates everything and stops the run (ruin).
+3. mark to market at close[t] (each position held, in the same pass as its step 2); equity <= 0 liquidates
+   everything and stops the run (ruin).
 
 Exit conventions: a long's trailing level on bar j is max(entry fill, highest high of bars e..j-1) x
 (1 - trail) (or minus k x ATR at the signal bar); a short's mirrors it with the lowest low. One step prices
@@ -419,11 +420,12 @@ def _learn(kelly, ret):
 
 @njit(cache=True, nogil=True, inline="always")
 def _exit_all(work, n_open, bars, t, combo, sh, trades):
-    """Step 2 for every open position (and every shadow trade): exit or hold. Returns (cash change, open
-    count)."""
+    """Steps 2 and 3 for every open position in one pass: exit, or hold and mark to market (and step 2 for
+    every shadow trade). Returns (cash change, open count, value of the positions held)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
     d = float(sh.direction)
-    cash_change = 0.0
+    cash_change = held = 0.0
+    work.sector_value[:] = 0.0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
@@ -431,6 +433,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades):
         if reason < 0:
             open_list[kept] = s
             kept += 1
+            held += _mark(book[s], s, bars.close[t, s], sh, work.sector_value)
             continue
         change, ret = _close(book[s], s, t, px, reason, sh, trades, work)
         cash_change += change
@@ -445,7 +448,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades):
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
                     pos["shares"] = 0.0
-    return cash_change, n_open
+    return cash_change, n_open, held
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -463,23 +466,14 @@ def _step_position(pos, s, bars, t, d, combo, sh):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mark(work, n_open, bars, t, sh):
-    """Step 3: value open positions at the close (the last close where a symbol has no bar)."""
-    book, open_list, sector_value = work.book, work.open_list, work.sector_value
-    long_v = short_v = 0.0
-    sector_value[:] = 0.0
-    for i in range(n_open):
-        s = open_list[i]
-        pos = book[s]
-        if not np.isnan(bars.close[t, s]):
-            pos["mark"] = bars.close[t, s]
-        v = pos["shares"] * pos["mark"]
-        sector_value[sh.sector_id[s]] += v
-        if sh.direction > 0:
-            long_v += v
-        else:
-            short_v += v
-    return long_v, short_v
+def _mark(pos, s, c, sh, sector_value):
+    """Step 3 for a position held through the bar: its value at the close (the last close where its symbol
+    has no bar), added to its sector's."""
+    if not np.isnan(c):
+        pos["mark"] = c
+    v = pos["shares"] * pos["mark"]
+    sector_value[sh.sector_id[s]] += v
+    return v
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -619,9 +613,9 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
         if t > 0 and ruin < 0:
             cash, equity, gross, n_open, n_events = _enter_all(bars, entries, priority, t, combo, sh, work, n_open,
                                                                events, n_events, cash, equity, gross)  # fmt: skip
-        change, n_open = _exit_all(work, n_open, bars, t, combo, sh, trades)
+        change, n_open, held = _exit_all(work, n_open, bars, t, combo, sh, trades)
         cash += change
-        long_v, short_v = _mark(work, n_open, bars, t, sh)
+        long_v, short_v = (held, 0.0) if sh.direction > 0 else (0.0, held)
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
             ruin = t
