@@ -99,8 +99,9 @@ def _symbol_dtype(symbols: tuple[str, ...]) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(symbols)
 
 
-def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes, dtype=dtype)
+def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype, validate: bool = True) -> pd.Categorical:
+    """Labels from integer codes; `validate=False` only for codes the kernel just wrote (not read from disk)."""
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=validate)
 
 
 @dataclass
@@ -311,7 +312,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     by_exit = {"pnl": t["pnl"][exit_order], "return_pct": return_pct, "bars_held": bars_held}  # streaks: exit order
     trades = pd.DataFrame(
         {
-            "symbol": _codes(sym, symbol_dtype),
+            "symbol": _codes(sym, symbol_dtype, validate=False),
             "direction": _codes(
                 np.full(len(t), _DIRECTION_DTYPE.categories.get_loc(params.signal_type)), _DIRECTION_DTYPE
             ),  # fmt: skip
@@ -324,7 +325,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
             "return_pct": return_pct,
             "fees": t["fees"],
             "bars_held": bars_held,
-            "exit_reason": _codes(t["reason"], _EXIT_DTYPE),
+            "exit_reason": _codes(t["reason"], _EXIT_DTYPE, validate=False),
             "mae_pct": t["mae_pct"],
             "mfe_pct": t["mfe_pct"],
             "entry_bar": e_bar,
