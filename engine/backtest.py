@@ -309,13 +309,12 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
     sym, e_bar = t["symbol"], t["entry_bar"]
     return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
     bars_held = t["exit_bar"] - e_bar + 1
+    direction = _DIRECTION_DTYPE.categories.get_loc(params.signal_type)
     by_exit = {"pnl": t["pnl"][exit_order], "return_pct": return_pct, "bars_held": bars_held}  # streaks: exit order
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype, validate=False),
-            "direction": _codes(
-                np.full(len(t), _DIRECTION_DTYPE.categories.get_loc(params.signal_type)), _DIRECTION_DTYPE
-            ),  # fmt: skip
+            "direction": _codes(np.full(len(t), direction), _DIRECTION_DTYPE, validate=False),
             "entry_date": dates[e_bar],
             "entry_price": t["entry_price"],
             "exit_date": dates[t["exit_bar"]],
