@@ -586,18 +586,16 @@ def _closed_trades(trades, work):
     entered, closed = work.tally[0], work.tally[1]
     if closed == entered:
         return trades[:entered], work.exit_order[:closed]
-    rank = np.full(entered, -1)
+    keep = np.zeros(entered, np.bool_)
     for i in range(closed):
-        rank[work.exit_order[i]] = 0
+        keep[work.exit_order[i]] = True
+    new_index = np.cumsum(keep) - 1
     n = 0
     for i in range(entered):
-        if rank[i] == 0:
-            rank[i] = n
+        if keep[i]:
             trades[n] = trades[i]
             n += 1
-    exit_order = np.empty(closed, np.int64)
-    for i in range(closed):
-        exit_order[i] = rank[work.exit_order[i]]
+    exit_order = new_index[work.exit_order[:closed]]
     return trades[:n], exit_order
 
 
