@@ -20,7 +20,6 @@ TRADE_COLUMNS = {
     "exit_date": st.column_config.DateColumn("exit date", format="YYYY-MM-DD"),
     "entry_price": st.column_config.NumberColumn("entry price", format=MONEY),
     "exit_price": st.column_config.NumberColumn("exit price", format=MONEY),
-    "shares": st.column_config.NumberColumn("shares", format="%,.4g"),
     "pnl": st.column_config.NumberColumn("pnl", format=MONEY),
     "return_pct": st.column_config.NumberColumn("return", format=PCT),
     "fees": st.column_config.NumberColumn("fees", format=MONEY),
@@ -28,6 +27,13 @@ TRADE_COLUMNS = {
     "mae_pct": st.column_config.NumberColumn("MAE", format=PCT, help="Worst excursion from the entry while held"),
     "mfe_pct": st.column_config.NumberColumn("MFE", format=PCT, help="Best excursion from the entry while held"),
 }
+
+
+def trade_columns(fractional_shares: bool) -> dict:
+    """TRADE_COLUMNS with the share count exact: whole shares as 1,234, fractional ones to 4 decimals (a
+    rounded count, 123,500 for 123,456, misstates the position)."""
+    shares = st.column_config.NumberColumn("shares", format="%,.4f" if fractional_shares else "%,d")
+    return {**TRADE_COLUMNS, "shares": shares}
 
 
 def share(value: float) -> str:

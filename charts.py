@@ -13,9 +13,11 @@ UP, DOWN = "#26a69a", "#ef5350"
 
 
 def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None = None,
-            markers: pd.DataFrame | None = None, lower: dict[str, np.ndarray] | None = None) -> go.Figure:  # fmt: skip
+            markers: pd.DataFrame | None = None, lower: dict[str, np.ndarray] | None = None,
+            focus: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> go.Figure:  # fmt: skip
     """Candlesticks + volume for one symbol; overlays on price, `lower` indicators in their own panel,
-    markers: rows with date, price, label, color, symbol (marker shape)."""
+    markers: rows with date, price, label, color, symbol (marker shape); `focus` (first, last date) opens
+    the chart on that span with context around it (zooming out shows the rest)."""
     bars = market.frame(symbol)
     j = market.column(symbol)
     keep = ~np.isnan(market.close[:, j])
@@ -37,7 +39,23 @@ def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None 
                                              "line": {"width": 1, "color": "#222"}}), 1, 1)  # fmt: skip
     fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_rangeslider_visible=False,
                       legend={"orientation": "h", "y": 1.04}, hovermode="x unified")  # fmt: skip
+    if focus is not None and len(bars):
+        _focus(fig, bars, *focus)
     return fig
+
+
+def _focus(fig: go.Figure, bars: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> None:
+    """Show bars first..last with twice their length (at least 20 bars) on each side, prices and volume
+    scaled to what is in view."""
+    i, j = bars.index.searchsorted(first), bars.index.searchsorted(last)
+    pad = max(20, 2 * (j - i))
+    view = bars.iloc[max(i - pad, 0) : min(j + pad, len(bars) - 1) + 1]
+    low, high = float(view.low.min()), float(view.high.max())
+    margin = (high - low) * 0.05 or high * 0.05
+    fig.update_xaxes(range=[view.index[0], view.index[-1]])
+    fig.update_yaxes(range=[low - margin, high + margin], row=1, col=1)
+    top = float(view.volume.max())
+    fig.update_yaxes(range=[0, top * 1.1 if top > 0 else 1.0], row=2, col=1)  # no volume (NaN or 0): any scale
 
 
 def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:

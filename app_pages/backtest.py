@@ -129,7 +129,8 @@ with tab_risk:
     st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"]), width="stretch")
 with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
-    st.dataframe(trades, width="stretch", hide_index=True, height=300, column_config=app_format.TRADE_COLUMNS)
+    st.dataframe(trades, width="stretch", hide_index=True, height=300,
+                 column_config=app_format.trade_columns(result.params.fractional_shares))  # fmt: skip
     if len(trades):
         pick = st.selectbox(
             "Show trade", range(len(trades)), key=f"trade_pick.{hash(st.session_state.result_key)}",  # per result
@@ -141,7 +142,8 @@ with tab_trades:
         markers = pd.DataFrame({"date": [t.entry_date, t.exit_date], "price": [t.entry_price, t.exit_price],
                                 "label": ["entry", f"exit: {t.exit_reason}"], "color": ["#2e7d32", "#c62828"],
                                 "shape": ["triangle-up", "x"]})  # fmt: skip
-        st.plotly_chart(charts.candles(market, t.symbol, markers=markers), width="stretch")
+        st.plotly_chart(charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)),
+                        width="stretch")  # fmt: skip
         st.caption(f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
                    "from the entry fill.")  # fmt: skip
         st.plotly_chart(charts.excursions(trades), width="stretch")

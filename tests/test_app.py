@@ -57,6 +57,14 @@ def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
     assert "volume" not in config and "symbol" not in config  # integers and text keep their own look
 
 
+def test_the_trade_list_shows_exact_share_counts():
+    import app_format
+
+    # "%,.4g" showed 123,456 shares as 123,500: a misstated position
+    assert app_format.trade_columns(False)["shares"]["type_config"]["format"] == "%,d"
+    assert app_format.trade_columns(True)["shares"]["type_config"]["format"] == "%,.4f"
+
+
 def test_scanner_shows_a_clear_error_for_a_bad_rule():
     at = fresh()
     at.switch_page("app_pages/scanner.py").run()

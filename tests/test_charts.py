@@ -1,0 +1,31 @@
+"""Chart behaviour a user relies on (figures are plain Plotly objects, so this reads their layout)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import charts
+from engine.data import market_from_frame
+from tests.conftest import bars_market, flat
+
+
+def test_a_trade_chart_opens_on_the_trade_with_context_around_it():
+    prices = flat(100, 50.0)
+    prices[60] = (50.0, 80.0, 20.0, 50.0)  # far outside the view: must not set its price scale
+    prices[10] = (50.0, 56.0, 45.0, 55.0)
+    m = bars_market({"AAA": prices})
+    dates = m.dates
+    fig = charts.candles(m, "AAA", focus=(dates[10], dates[14]))
+    first, last = (pd.Timestamp(x) for x in fig.layout.xaxis.range)
+    assert first == dates[0] and last == dates[14 + 20]  # 20 bars of context (clipped at the start)
+    assert fig.layout.yaxis.range == pytest.approx((45.0 - 0.55, 56.0 + 0.55))
+    assert charts.candles(m, "AAA").layout.xaxis.range is None  # without a focus: everything
+
+
+def test_a_focus_on_a_symbol_without_volume_still_draws():
+    rows = pd.DataFrame({"symbol": "AAA", "date": pd.bdate_range("2024-01-01", periods=30), "open": 10.0,
+                         "high": 11.0, "low": 9.0, "close": 10.0, "volume": 0.0})  # fmt: skip
+    m = market_from_frame(rows)
+    fig = charts.candles(m, "AAA", focus=(m.dates[5], m.dates[6]))
+    assert fig.layout.yaxis2.range == (0, 1.0)
