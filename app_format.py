@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.metrics import LABELS
+from engine.params import TABLE, Param
 
 MONEY = "%,.2f"
 PCT = "%,.2f%%"
@@ -63,21 +64,44 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     )
 
 
-def grid_columns(frame: pd.DataFrame) -> dict:
-    """Column formats for an optimisation table: percentages and ratios with two decimals."""
+def param_title(p: Param) -> str:
+    """A parameter's name with its unit, as widgets and table headers show it: "Stop-loss (%)"."""
+    return p.label + (f" ({p.unit})" if p.unit and p.unit not in ("currency", "positions", "trades") else "")
+
+
+_SAMPLES = {"_oos": " (out of sample)", "_in_sample": " (in sample)"}
+
+
+def column_title(col: str) -> str:
+    """A results table's header: the metric's or parameter's label (`sharpe_oos` -> "Sharpe ratio (out of
+    sample)", `stop_loss` -> "Stop-loss (%)"); other columns as they are."""
+    for suffix, words in _SAMPLES.items():
+        if col.endswith(suffix) and col.removesuffix(suffix) in LABELS:
+            return LABELS[col.removesuffix(suffix)] + words
+    if col in LABELS:
+        return LABELS[col]
+    return param_title(TABLE[col]) if col in TABLE else col
+
+
+def grid_columns(frame: pd.DataFrame, titles: dict[str, str] | None = None) -> dict:
+    """Column formats for an optimisation table: labels for headers (`titles` first, then `column_title`),
+    percentages and ratios with two decimals."""
     config = {}
     for col in frame.columns:
-        name = str(col).removesuffix("_oos")
+        title = (titles or {}).get(str(col)) or column_title(str(col))
+        name = str(col).removesuffix("_oos").removesuffix("_in_sample")
         if name.endswith("_pct"):
-            config[col] = st.column_config.NumberColumn(str(col), format=PCT)
+            config[col] = st.column_config.NumberColumn(title, format=PCT)
         elif name in ("n_trades",):
-            config[col] = st.column_config.NumberColumn(str(col), format="%,d")
+            config[col] = st.column_config.NumberColumn(title, format="%,d")
         elif name in ("final_equity", "expectancy"):
-            config[col] = st.column_config.NumberColumn(str(col), format=MONEY)
+            config[col] = st.column_config.NumberColumn(title, format=MONEY)
         elif pd.api.types.is_float_dtype(frame[col]) and name in LABELS:
-            config[col] = st.column_config.NumberColumn(str(col), format="%,.2f")
+            config[col] = st.column_config.NumberColumn(title, format="%,.2f")
         elif pd.api.types.is_datetime64_any_dtype(frame[col]):
-            config[col] = st.column_config.DateColumn(str(col), format="YYYY-MM-DD")
+            config[col] = st.column_config.DateColumn(title, format="YYYY-MM-DD")
+        elif title != col:
+            config[col] = st.column_config.Column(title)
     return config
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+import app_format
 from engine import DataError, Market, backtest, load_market
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
@@ -417,8 +418,7 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
         labels = CHOICE_LABELS.get(path, {})
         return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip, persist_state=KEEP,
                                format_func=lambda c: labels.get(c, c))  # fmt: skip
-    unit = f" ({p.unit})" if p.unit and p.unit not in ("currency", "positions", "trades") else ""
-    label = p.label + unit + (f", 0 = {p.off_word}" if p.off else "")
+    label = app_format.param_title(p) + (f", 0 = {p.off_word}" if p.off else "")
     low = 0 if p.off else p.lo
     if p.kind is int:
         return where.number_input(label, min_value=int(low), max_value=int(p.hi), step=int(p.step or 1), key=k,

@@ -40,8 +40,7 @@ except (DataError, RuleError) as exc:
 st.caption(f"Rule `{rule}` on {market.name}; every other setting comes from the Backtest page.")
 
 numbers = rule_numbers(rule)
-labels = {p.path: f"{p.label} ({p.unit})" if p.unit and p.unit != "currency" else p.label
-          for p in table.grid_keys().values()}  # fmt: skip
+labels = {p.path: app_format.param_title(p) for p in table.grid_keys().values()}
 labels |= {f"rule.{n.index}": f"rule: {n.context}" for n in numbers}
 choices = [p.path for p in table.grid_keys().values() if not p.methods or base.sizing.method in p.methods]
 choices += [f"rule.{n.index}" for n in numbers]
@@ -134,7 +133,7 @@ if mode == "walk_forward":
         c[2].metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{table_[col].mean():,.2f}")
     st.plotly_chart(charts.stitched_equity(out.oos_equity, table_), width="stretch")
     st.plotly_chart(charts.chosen_parameters(table_, [k for k in keys if k in table_]), width="stretch")
-    st.dataframe(table_, hide_index=True, width="stretch", column_config=app_format.grid_columns(table_))
+    st.dataframe(table_, hide_index=True, width="stretch", column_config=app_format.grid_columns(table_, labels))
     st.stop()
 
 result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
@@ -180,7 +179,8 @@ else:
         st.switch_page("app_pages/backtest.py")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:
-    st.dataframe(ranked, width="stretch", height=360, column_config=app_format.grid_columns(ranked))
+    st.dataframe(ranked, width="stretch", height=360, hide_index=True,
+                 column_config=app_format.grid_columns(ranked, labels))  # fmt: skip
 with tab_map:
     if len(keys) >= 2:
         c = st.columns(4)

@@ -292,3 +292,18 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
+
+
+def test_result_tables_are_headed_by_labels_not_field_names():
+    import pandas as pd
+
+    import app_format
+
+    assert app_format.column_title("total_return_pct") == "Total return [%]"
+    assert app_format.column_title("sharpe_oos") == "Sharpe ratio (out of sample)"
+    assert app_format.column_title("sharpe_in_sample") == "Sharpe ratio (in sample)"
+    assert app_format.column_title("stop_loss") == "Stop-loss (%)"
+    assert app_format.column_title("max_positions") == "Max positions"  # a count needs no unit
+    grid = pd.DataFrame({"stop_loss": [2.0], "rule.0": [30.0], "cagr_pct": [2.5], "n_trades": [10]})
+    config = app_format.grid_columns(grid, {"rule.0": "rule: rsi(14) < 30"})
+    assert [config[c]["label"] for c in grid] == ["Stop-loss (%)", "rule: rsi(14) < 30", "CAGR [%]", "# Trades"]
