@@ -58,7 +58,8 @@ table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor(
                        "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss", **r.metrics}
                       for r in runs])  # fmt: skip
 columns = app_format.grid_columns(table) | {
-    "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")
+    "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss"),
+    "seconds": st.column_config.NumberColumn("seconds", format="%.3f"),
 }
 st.dataframe(table, hide_index=True, width="stretch", height=260, column_config=columns)
 by_id = {r.id: r for r in runs}
@@ -99,7 +100,7 @@ elif record.kind == "optimize":
         table = value.windows
     else:
         table = value[1] if isinstance(value, tuple) else value.ranked()
-    st.dataframe(table, width="stretch", height=300, column_config=app_format.grid_columns(table))
+    st.dataframe(table, width="stretch", height=300, hide_index=True, column_config=app_format.grid_columns(table))
 
 backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")
