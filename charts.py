@@ -39,6 +39,8 @@ def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None 
                                              "line": {"width": 1, "color": "#222"}}), 1, 1)  # fmt: skip
     fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_rangeslider_visible=False,
                       legend={"orientation": "h", "y": 1.04}, hovermode="x unified")  # fmt: skip
+    if len(bars) and not (bars.index.day_of_week >= 5).any():  # no weekend bars (not crypto): no weekend gaps
+        fig.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}])
     if focus is not None and len(bars):
         _focus(fig, bars, *focus)
     return fig
