@@ -60,6 +60,21 @@ def _focus(fig: go.Figure, bars: pd.DataFrame, first: pd.Timestamp, last: pd.Tim
     fig.update_yaxes(range=[0, top * 1.1 if top > 0 else 1.0], row=2, col=1)  # no volume (NaN or 0): any scale
 
 
+def moves_with_price(values: np.ndarray, close: np.ndarray) -> bool:
+    """Whether an indicator belongs on the price panel (a moving average, a band, a channel) rather than in
+    its own (an oscillator): it is on the price's scale and its level follows the price. A scale test alone
+    put RSI (10-90) over a stock trading between 13 and 195."""
+    both = np.isfinite(values) & np.isfinite(close)
+    if both.sum() < 3:
+        return False
+    v, c = values[both], close[both]
+    if not 0.5 <= np.median(np.abs(v)) / np.median(np.abs(c)) <= 2.0:
+        return False
+    if np.std(v) == 0 or np.std(c) == 0:
+        return bool(np.allclose(v, c, rtol=0.5))
+    return bool(np.corrcoef(v, c)[0, 1] >= 0.9)
+
+
 def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
     """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])

@@ -1,6 +1,5 @@
 """Scanner page: presets, condition widgets or typed rules -> signals on every symbol, live."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -80,11 +79,9 @@ if len(hits) > 2000:
 hit_symbols = list(pd.unique(hits.symbol))
 symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{ss.data_id}")
 j = market.column(symbol)
-close_scale = np.nanmedian(market.close[:, j])
 overlays, lower = {}, {}
 for label, values in signals.values.items():
-    scale = np.nanmedian(np.abs(values[:, j])) if np.isfinite(values[:, j]).any() else np.nan
-    (overlays if 0.5 * close_scale <= scale <= 2 * close_scale else lower)[label] = values
+    (overlays if charts.moves_with_price(values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]
 markers = pd.DataFrame({"date": mine.date, "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,
                         "label": "signal", "color": "#ff9800", "shape": "triangle-up"})  # fmt: skip
