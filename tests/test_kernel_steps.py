@@ -71,6 +71,28 @@ def test_the_tighter_of_the_fixed_and_the_trailing_stop_applies():
     assert k._stop_level(short, -1.0) == (pytest.approx(94.5), k.EXIT_TRAIL)
 
 
+def test_the_tracking_step_moves_the_excursions_and_the_extreme_by_hand():
+    long_ = position(entry=100.0)
+    k._track(long_, 101.0, 104.0, 97.0, 1.0, np.nan, -1)  # held through the bar: its high and low count
+    assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 97.0, 104.0)
+    k._track(long_, 102.0, 103.0, 98.0, 1.0, np.nan, -1)  # inside the range: nothing moves
+    assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 97.0, 104.0)
+    k._track(long_, 95.0, 110.0, 90.0, 1.0, 95.0, k.EXIT_STOP)  # exit at the open: only the open counts
+    assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 95.0, 104.0)
+    short = position(entry=100.0)
+    k._track(short, 99.0, 103.0, 96.0, -1.0, np.nan, -1)  # a short's best is the low, its worst the high
+    assert (short["best"], short["worst"], short["extreme"]) == (96.0, 103.0, 96.0)
+
+
+def test_the_mark_step_values_a_held_position_at_the_close_or_its_last_close():
+    sh = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams())[2]
+    pos, sectors = position(entry=100.0), np.zeros(1)
+    pos["shares"], pos["mark"] = 10.0, 100.0
+    assert k._mark(pos, 0, 103.0, sh, sectors) == 1030.0 and pos["mark"] == 103.0
+    assert k._mark(pos, 0, np.nan, sh, sectors) == 1030.0  # no bar today: the last close
+    assert sectors[0] == 2060.0
+
+
 def test_fees_and_quantities_with_fixed_and_minimum_commission():
     sh = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams(commission=0.1, commission_fixed=2.0,
                                                                       commission_min=5.0))[2]  # fmt: skip
