@@ -62,10 +62,13 @@ LABELS = {
 def periods_per_year(dates: pd.DatetimeIndex) -> float:
     """Bars per calendar year of the data: (bars - 1) / (calendar days spanned / 365.25); PERIODS_PER_YEAR
     when the dates span less than a week."""
-    if len(dates) < 2:
-        return float(PERIODS_PER_YEAR)
-    days = (dates[-1] - dates[0]).days
+    days = _span_days(dates)
     return (len(dates) - 1) / (days / 365.25) if days >= 7 else float(PERIODS_PER_YEAR)
+
+
+def _span_days(dates: pd.DatetimeIndex) -> int:
+    """Calendar days from the first date to the last (0 with fewer than two)."""
+    return (dates[-1] - dates[0]).days if len(dates) >= 2 else 0
 
 
 @njit(cache=True, nogil=True)
@@ -90,7 +93,7 @@ def cagr_pct(equity: np.ndarray, dates: pd.DatetimeIndex) -> float:
 
 
 def _years(dates: pd.DatetimeIndex) -> float:
-    return (dates[-1] - dates[0]).days / 365.25 if len(dates) >= 2 else 0.0
+    return _span_days(dates) / 365.25
 
 
 @njit(cache=True, nogil=True)
