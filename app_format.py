@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from engine.filters import rule_numbers
 from engine.metrics import LABELS
 from engine.params import TABLE, Param
 
@@ -72,15 +73,27 @@ def param_title(p: Param) -> str:
 _SAMPLES = {"_oos": " (out of sample)", "_in_sample": " (in sample)"}
 
 
+def _metric_of(col: str) -> tuple[str, str]:
+    """(the metric a column holds, the sample it covers in words): `sharpe_oos` -> ("sharpe", " (out of
+    sample)"); a column without a sample suffix -> (col, "")."""
+    for suffix, words in _SAMPLES.items():
+        if col.endswith(suffix):
+            return col.removesuffix(suffix), words
+    return col, ""
+
+
 def column_title(col: str) -> str:
     """A results table's header: the metric's or parameter's label (`sharpe_oos` -> "Sharpe ratio (out of
     sample)", `stop_loss` -> "Stop-loss (%)"); other columns as they are."""
-    for suffix, words in _SAMPLES.items():
-        if col.endswith(suffix) and col.removesuffix(suffix) in LABELS:
-            return LABELS[col.removesuffix(suffix)] + words
-    if col in LABELS:
-        return LABELS[col]
+    name, words = _metric_of(col)
+    if name in LABELS:
+        return LABELS[name] + words
     return param_title(TABLE[col]) if col in TABLE else col
+
+
+def rule_number_titles(rule: str) -> dict[str, str]:
+    """Headers for a grid's rule-number columns: `rule.0` -> "rule: rsi(14) < 30"."""
+    return {f"rule.{n.index}": f"rule: {n.context}" for n in rule_numbers(rule)}
 
 
 def grid_columns(frame: pd.DataFrame, titles: dict[str, str] | None = None) -> dict:
@@ -89,7 +102,7 @@ def grid_columns(frame: pd.DataFrame, titles: dict[str, str] | None = None) -> d
     config = {}
     for col in frame.columns:
         title = (titles or {}).get(str(col)) or column_title(str(col))
-        name = str(col).removesuffix("_oos").removesuffix("_in_sample")
+        name, _ = _metric_of(str(col))
         if name.endswith("_pct"):
             config[col] = st.column_config.NumberColumn(title, format=PCT)
         elif name in ("n_trades",):

@@ -41,7 +41,7 @@ st.caption(f"Rule `{rule}` on {market.name}; every other setting comes from the 
 
 numbers = rule_numbers(rule)
 labels = {p.path: app_format.param_title(p) for p in table.grid_keys().values()}
-labels |= {f"rule.{n.index}": f"rule: {n.context}" for n in numbers}
+labels |= app_format.rule_number_titles(rule)
 choices = [p.path for p in table.grid_keys().values() if not p.methods or base.sizing.method in p.methods]
 choices += [f"rule.{n.index}" for n in numbers]
 kept = [k for k in ss.get("grid.keys", []) if k in choices]  # drop keys this rule or sizing method lacks

@@ -100,7 +100,8 @@ elif record.kind == "optimize":
         table = value.windows
     else:
         table = value[1] if isinstance(value, tuple) else value.ranked()
-    st.dataframe(table, width="stretch", height=300, hide_index=True, column_config=app_format.grid_columns(table))
+    st.dataframe(table, width="stretch", height=300, hide_index=True,
+                 column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)))  # fmt: skip
 
 backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")
