@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -396,3 +397,28 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     assert errors == []
     page.screenshot(path=str(ARTIFACTS / "tear_sheet.png"), full_page=False)
     context.close()
+
+
+PLOTLY_LAYOUTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
+    traces: p.data.map(t => ({type: t.type, name: t.name, yaxis: t.yaxis || 'y'})),
+    xrange: p.layout.xaxis && p.layout.xaxis.range}))"""
+
+
+def test_show_trade_opens_on_the_trade_and_the_scanner_puts_rsi_below_the_price(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi(14)+%3C+30&sl=4&tp=12&hold=15&side=long", timeout=60_000)
+    first_metric(page, "# Trades")
+    page.get_by_role("tab", name="Trades").click()
+    page.get_by_text("While held: worst excursion").wait_for(timeout=30_000)
+    settle(page)
+    candles = [p for p in page.evaluate(PLOTLY_LAYOUTS) if any(t["type"] == "candlestick" for t in p["traces"])]
+    first, last = (datetime.fromisoformat(str(x)[:10]) for x in candles[0]["xrange"])
+    assert (last - first).days < 200  # the trade and its context, not ten years of the symbol
+    page.goto(f"{server}/scanner?rule=rsi(14)+%3C+30+and+close+%3E+sma(200)", timeout=60_000)
+    page.get_by_text("Symbols hit").wait_for(timeout=60_000)
+    settle(page)
+    chart = next(p for p in page.evaluate(PLOTLY_LAYOUTS) if any(t["type"] == "candlestick" for t in p["traces"]))
+    axis = {t["name"]: t["yaxis"] for t in chart["traces"]}
+    assert axis["sma(200)"] == "y" and axis["rsi(14)"] not in ("y", "y2")  # the price panel, volume below it
+    no_exception(page)
+    page.context.close()
