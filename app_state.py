@@ -116,7 +116,7 @@ def _open_dataset(ss, data_id: str) -> None:
     elif data_id == "synthetic":
         market = _synthetic()
     elif valid_id(data_id):
-        market = dataset_store().get(data_id)
+        market = dataset_store().get(data_id, viewer=user_id())
     if market is None:
         ss.missing_data = data_id
         return
@@ -131,6 +131,9 @@ def missing_data_message() -> str | None:
     if not valid_id(missing):
         return (f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
                 "Load a dataset on the **Data** page.")  # fmt: skip
+    if dataset_store().exists(missing):
+        return (f"The dataset this link names (`{missing}`) is private to its owner; ask them to share it (Data "
+                "page, **List it for the team**), then open the link again. Nothing was run.")  # fmt: skip
     if dataset_store().directory is None:
         why = (" This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
                "session that loaded the data; cross-session links need SCANNER_CACHE_DIR.")  # fmt: skip
@@ -228,12 +231,35 @@ def exclude_symbols(symbols: list[str]) -> None:
 
 
 def _use_new(new: Market) -> None:
-    dataset_store().put(new, owner=user_id())
+    """Use a new dataset and store it for links; a broken store costs the links, never the data."""
+    try:
+        dataset_store().put(new, owner=user_id())
+        st.session_state.pop("store_warning", None)
+    except OSError as exc:
+        log.error("dataset store unusable: %r", exc)
+        st.session_state.store_warning = ("This dataset is loaded but not stored on the server (its storage is full "
+                                          "or unavailable): links to it work only in this session.")  # fmt: skip
     set_market(new, dataset_id(new))
 
 
+def store_warning() -> str | None:
+    """Why the current upload could not be stored on the server, or None."""
+    return st.session_state.get("store_warning")
+
+
+def private_by_identity() -> bool:
+    """Can this user's uploads be private? Only with a real identity (sign-in or a trusted proxy header)."""
+    user_id()
+    return st.session_state.get("user_source") in ("login", "header")
+
+
+def can_open(data_id: str) -> bool:
+    """Whether this user may open a dataset id (built-in, their own, shared or uploaded without identity)."""
+    return data_id in ("sample", "synthetic") or dataset_store().can_open(data_id, user_id())
+
+
 def open_stored(data_id: str) -> bool:
-    new = dataset_store().get(data_id)
+    new = dataset_store().get(data_id, viewer=user_id())
     if new is None:
         return False
     set_market(new, data_id)

@@ -6,11 +6,12 @@ A dataset uploaded here is on the dashboard's Data page (and one uploaded there 
 `engine.stores`; every run goes through the same run cache, so it is listed in Runs, and a repeat from
 either side is served from the cache. Each backtest answer carries a dashboard link that reproduces it.
 
-Access: when SCANNER_API_TOKEN is set, every request needs `Authorization: Bearer <token>`. The variable
-holds comma-separated `name:token` pairs (the name owns that caller's runs and datasets, as `user:<name>`)
-or one bare token. Without a named token the identity is the trusted proxy header SCANNER_USER_HEADER,
-as on the dashboard, else `api:anonymous`. An anonymous caller (a server with no access control) sees every
-stored dataset, and its uploads are listed for everyone on the Data page: there is no owner to keep them for.
+Access: when SCANNER_API_TOKEN is set, every request needs `Authorization: Bearer <token>`; the variable is
+checked at start-up and a malformed one stops the server (api/identity.py). The token's name owns the caller's
+runs and datasets (`user:<name>`); without tokens the identity is the trusted proxy header
+SCANNER_USER_HEADER, as on the dashboard, else `api:anonymous`. A dataset uploaded by an authenticated caller
+is private to them (404 for everyone else) until they share it (`shared=true`, or POST /api/data/{id}/share);
+an anonymous caller proves nothing, so its uploads are open to everyone.
 
 Errors are JSON `{"error": message}` with the messages the pages show: 422 for bad input (with `errors`
 naming each field), 404 for an unknown dataset or job, 413 for an oversized upload, 429 when too many jobs
@@ -20,7 +21,6 @@ are queued; no traceback leaves the server.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import logging
 import math
@@ -55,49 +55,27 @@ from engine.optimize import (
 from engine.safe_csv import to_safe_csv
 from engine.stores import builtin, cached_scan, dataset_store, run_cache
 
+from .identity import Identities, TokenError, from_environment
 from .jobs import Busy, Job, Jobs
 from .models import BacktestRequest, MonteCarloRequest, OptimizeRequest, ScanRequest, values_by_path
 
 log = logging.getLogger("scanner.api")
 MAX_ROWS = 10_000  # rows per page of /api/data/{id}/ohlcv as JSON (CSV and Parquet stream every row)
-ANONYMOUS = "api:anonymous"
 MAX_GRID_ROWS = 1_000  # combinations listed in an optimisation's result (best first); all of them: the dashboard
 
 
 # --- identity ---------------------------------------------------------------------------------------------
 
 
-def _tokens() -> list[tuple[str, str]]:
-    """(name, token) pairs from SCANNER_API_TOKEN; a bare token has the name ''."""
-    pairs = []
-    for item in os.environ.get("SCANNER_API_TOKEN", "").split(","):
-        name, sep, token = item.strip().rpartition(":")
-        if token:
-            pairs.append((name.strip() if sep else "", token))
-    return pairs
-
-
 def user(request: Request) -> str:
-    """Who makes this request: the token's name, else the proxy's header, else anonymous (401 without a valid
-    token when tokens are configured). Every token is compared in constant time."""
-    tokens = _tokens()
-    name = None
-    if tokens:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        given_bytes = given.strip().encode() if scheme.lower() == "bearer" else b""
-        for token_name, token in tokens:  # no early exit: the time taken does not depend on which matched
-            if hmac.compare_digest(given_bytes, token.encode()):
-                name = token_name
-        if name is None:
-            raise HTTPException(401, "A valid token is required: send the header 'Authorization: Bearer <token>'.",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        if name:
-            return f"user:{name.lower()}"
-    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
-    value = request.headers.get(header) if header else None
-    if value and value.strip():
-        return f"user:{value.strip().lower()[:200]}"
-    return "user:api" if tokens else ANONYMOUS
+    """Who makes this request (401 without a valid token when tokens are configured)."""
+    identities: Identities = request.app.state.identities
+    header = request.headers.get(identities.header) if identities.header else None
+    who = identities.who(request.headers.get("authorization", ""), header)
+    if who is None:
+        raise HTTPException(401, "A valid token is required: send the header 'Authorization: Bearer <token>'.",
+                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    return who
 
 
 User = Annotated[str, Depends(user)]
@@ -106,15 +84,17 @@ User = Annotated[str, Depends(user)]
 # --- datasets and JSON ----------------------------------------------------------------------------------
 
 
-def open_dataset(data_id: str) -> Market:
-    """A built-in dataset or a stored one; 404 with the dashboard's advice when the server does not have it."""
+def open_dataset(data_id: str, who: str) -> Market:
+    """A built-in dataset or a stored one the caller may open; 404 with the dashboard's advice otherwise. A
+    dataset private to another user is a 404 like an unknown one: its existence is not confirmed."""
     if data_id in BUILTIN:
         return builtin(data_id)
-    market = dataset_store().get(data_id) if valid_id(data_id) else None
+    market = dataset_store().get(data_id, viewer=who) if valid_id(data_id) else None
     if market is None:
         shown = data_id[:40].replace("`", "'")
-        raise HTTPException(404, f"The dataset `{shown}` is not on this server (unknown, deleted or evicted). Upload "
-                            "the file again with POST /api/data: the same file gets the same id.")  # fmt: skip
+        raise HTTPException(404, f"The dataset `{shown}` is not on this server (unknown, deleted, evicted, or "
+                            "private to another user). Upload the file again with POST /api/data: the same file "
+                            "gets the same id.")  # fmt: skip
     return market
 
 
@@ -142,8 +122,8 @@ def records(frame: pd.DataFrame, limit: int | None = None) -> list[dict[str, Any
     return [clean(dict(zip(columns, row, strict=True))) for row in zip(*columns.values(), strict=True)]
 
 
-def _listing(market: Market, data_id: str) -> dict[str, Any]:
-    info = dataset_store().info(data_id) if data_id not in BUILTIN else None
+def _listing(market: Market, data_id: str, who: str) -> dict[str, Any]:
+    info = dataset_store().info(data_id, viewer=who) if data_id not in BUILTIN else None
     listing = describe(market) if info is None else info
     out = {**vars(listing), "id": data_id}
     return clean(out)
@@ -168,6 +148,11 @@ def create_app() -> FastAPI:
 
     app = FastAPI(title="Stock scanner & backtester API", version=engine.__version__, lifespan=lifespan,
                   description=__doc__)  # fmt: skip
+    try:
+        app.state.identities = from_environment()
+    except TokenError as exc:  # fail closed: no server without the access control it was configured for
+        log.critical("the API does not start: %s", exc)
+        raise SystemExit(f"The API does not start: {exc}") from None
     app.state.jobs = Jobs()
     app.add_middleware(BodyLimit)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -257,40 +242,54 @@ def upload_dataset(
     market = load_market(buffer, name=buffer.name, on_bad_rows=on_bad_rows, prices=prices,
                          date_format=date_format or None, intraday=intraday)  # fmt: skip
     store = dataset_store()
-    info = store.put(market, owner=who)
-    if (shared or who == ANONYMOUS) and info.owner == who:
-        store.set_shared(info.id, who, True)
+    try:
+        info = store.put(market, owner=who)
+        if shared and not info.shared:
+            store.set_shared(info.id, who, True)
+    except OSError as exc:
+        log.error("dataset store unusable: %r", exc)
+        raise HTTPException(503, "The server cannot store datasets right now (its storage is full or unavailable); "
+                            "try again later.", headers={"Retry-After": "60"}) from None  # fmt: skip
     data_id = dataset_id(market)
-    return {**_listing(market, data_id), "link": dashboard_link("data", {"data": data_id}),
+    return {**_listing(market, data_id, who), "link": dashboard_link("data", {"data": data_id}),
             "issues": records(market.issues) if market.issues is not None else []}  # fmt: skip
 
 
 @router.get("/data", tags=["data"])
 def list_datasets(who: User) -> dict[str, Any]:
     """The built-in datasets, this user's and the shared ones (all, for an anonymous caller), newest first."""
-    stored = [clean(vars(info)) for info in dataset_store().list(viewer=None if who == ANONYMOUS else who)]
-    return {"datasets": [_listing(builtin(name), name) for name in BUILTIN] + stored}
+    stored = [clean(vars(info)) for info in dataset_store().list(viewer=who)]
+    return {"datasets": [_listing(builtin(name), name, who) for name in BUILTIN] + stored}
 
 
 @router.get("/data/{data_id}", tags=["data"])
 def get_dataset(data_id: str, who: User) -> dict[str, Any]:
     """Summary, warnings and the rows the load left out (at most 1,000 listed)."""
-    market = open_dataset(data_id)
+    market = open_dataset(data_id, who)
     dropped = market.dropped_rows
-    return {**_listing(market, data_id), **market.summary(),
+    return {**_listing(market, data_id, who), **market.summary(),
             "dropped": [] if dropped is None else records(dropped, 1000)}  # fmt: skip
 
 
 @router.delete("/data/{data_id}", tags=["data"])
 def delete_dataset(data_id: str, who: User) -> dict[str, Any]:
-    """Delete a dataset you uploaded (runs on it stay in the history)."""
-    info = dataset_store().info(data_id) if valid_id(data_id) else None
-    if info is None:
-        open_dataset(data_id)  # the 404
+    """Delete your listing of a dataset (the bars stay while another user's listing uses them; runs on it stay
+    in the history)."""
+    if data_id in BUILTIN:
         raise HTTPException(403, "Built-in datasets cannot be deleted.")
+    open_dataset(data_id, who)  # the 404 for what the caller cannot open
     if not dataset_store().delete(data_id, who):
         raise HTTPException(403, "Only the user who uploaded a dataset can delete it.")
     return {"deleted": data_id}
+
+
+@router.post("/data/{data_id}/share", tags=["data"])
+def share_dataset(data_id: str, who: User, shared: Annotated[bool, Query()] = True) -> dict[str, Any]:
+    """List your dataset for the team (`shared=false`: make it private again). Only an uploader can."""
+    open_dataset(data_id, who)
+    if not dataset_store().set_shared(data_id, who, shared):
+        raise HTTPException(403, "Only the user who uploaded a dataset can share it.")
+    return _listing(open_dataset(data_id, who), data_id, who)
 
 
 @router.get("/data/{data_id}/ohlcv", tags=["data"])
@@ -306,7 +305,7 @@ def get_bars(
 ) -> Any:
     """The bars in normalised long format (symbol, date, open, high, low, close, volume[, sector]). JSON is
     paginated (limit, offset, next_offset); CSV and Parquet hold every matching row."""
-    market = open_dataset(data_id)
+    market = open_dataset(data_id, who)
     wanted = None if not symbols else [s.strip().upper() for s in symbols.split(",") if s.strip()]
     frame = to_frame(market, wanted, start, end)
     if format == "json":
@@ -330,17 +329,17 @@ def get_bars(
 @router.post("/scan", tags=["scan"])
 def run_scan(req: ScanRequest, who: User) -> dict[str, Any]:
     """Signals of a rule on a dataset, newest first."""
-    market = open_dataset(req.data)
+    market = open_dataset(req.data, who)
     signals = cached_scan(market, req.rule)
     return {"count": signals.count, "symbols_hit": signals.symbols_hit(),
             "signals": records(signals.table(market, req.limit))}  # fmt: skip
 
 
-def _signals_rule(req: BacktestRequest) -> tuple[str, Any, Market]:
+def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:
     """(the rule text the run is keyed and listed by, the signals, the market)."""
     if (req.rule is None) == (req.signals is None):
         raise DataError("Give exactly one of `rule` or `signals`.")
-    market = open_dataset(req.data)
+    market = open_dataset(req.data, who)
     if req.rule is not None:
         return req.rule, cached_scan(market, req.rule), market
     frame = pd.DataFrame([s.model_dump() for s in req.signals], columns=["symbol", "date"])
@@ -355,7 +354,7 @@ def _data_id(market: Market, requested: str) -> str:
 @router.post("/backtest/run", tags=["backtest"])
 def run_backtest(req: BacktestRequest, who: User) -> dict[str, Any]:
     """Backtest a rule (or a signal list) with the parameters; served from the run cache on repeat."""
-    rule, signals, market = _signals_rule(req)
+    rule, signals, market = _signals_rule(req, who)
     values = values_by_path(req.params)
     params = params_from_values(values)
     data_id = _data_id(market, req.data)
@@ -390,7 +389,7 @@ class Cancelled(Exception):
 def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONResponse:
     """Start a grid optimisation (mode, objective, split or windows from `settings`) as a job; 202 with its id.
     The grid and the work are checked first (422 with the limit when too big)."""
-    market = open_dataset(req.data)
+    market = open_dataset(req.data, who)
     parse_rule(req.rule)
     grid = {name: grid_values(name, *span, integral=is_integral(req.rule, name)) for name, span in req.grid.items()}
     settings = req.settings.model_dump()
@@ -441,7 +440,7 @@ def _optimize_view(out: Any) -> dict[str, Any]:
 @router.post("/montecarlo", status_code=202, tags=["jobs"])
 def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSONResponse:
     """Start a Monte Carlo of the rule's backtest trades as a job; 202 with its id."""
-    market = open_dataset(req.data)
+    market = open_dataset(req.data, who)
     parse_rule(req.rule)
     values = values_by_path(req.params)
     settings = req.settings.model_dump()

@@ -77,8 +77,13 @@ with right:
         ss["_upload_error"] = None
         st.rerun()
 
+if app_state.store_warning():
+    st.warning(app_state.store_warning(), icon=":material/cloud_off:")
 store = app_state.dataset_store()
 stored = store.list(viewer=app_state.user_id())
+if not app_state.private_by_identity():
+    st.caption("No sign-in is configured on this server, so nothing is private here: uploads are listed for "
+               "everyone on it.")  # fmt: skip
 if store.directory is None:
     st.caption("Datasets are not stored (SCANNER_CACHE_DIR is empty): a link works only within this session; "
                "cross-session links need SCANNER_CACHE_DIR.")  # fmt: skip

@@ -39,18 +39,22 @@ if pages > 1:
 runs = cache.runs(owner, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 
 
-listed: dict[str, bool] = {}  # dataset id -> listed for the team; each listing is read once per page run
+openable: dict[str, bool] = {}  # dataset id -> may this user open it; each is looked up once per page run
+
+
+def can_open(r) -> bool:
+    """Whether this user may open the run's dataset: their own run, a built-in, or one shared with them."""
+    if r.session == me or r.link.startswith(("data=sample", "data=synthetic")):
+        return True
+    ds_id = r.fingerprint[:16]
+    if ds_id not in openable:
+        openable[ds_id] = app_state.can_open(ds_id)
+    return openable[ds_id]
 
 
 def data_name(r) -> str:
-    """Another user's dataset name shows only when the dataset is shared (or built in)."""
-    if r.session == me or r.link.startswith(("data=sample", "data=synthetic")):
-        return r.data
-    ds_id = r.fingerprint[:16]
-    if ds_id not in listed:
-        info = app_state.dataset_store().info(ds_id)
-        listed[ds_id] = info is not None and info.shared
-    return r.data if listed[ds_id] else "(private dataset)"
+    """Another user's dataset name shows only when this user may open the dataset."""
+    return r.data if can_open(r) else "(private dataset)"
 
 
 table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind,
@@ -78,12 +82,16 @@ if c[0].button("Delete this run", key="runs_delete", disabled=not mine,
                help=None if mine else "Only the user who made a run can delete it."):  # fmt: skip
     cache.delete_run(pick, me)
     st.rerun()
-if record.link:  # the page that made the run, with every setting and the dataset id
+private = not can_open(record)
+if record.link and not private:  # the page that made the run, with every setting and the dataset id
     c[1].link_button("Open as a link", f"./{record.kind}?{record.link}")
-value = cache.get(record.key)
+value = None if private else cache.get(record.key)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)
-if value is None:
+if private:
+    st.info("This run's dataset is private to its owner: its trades and charts are not shown. Ask them to share "
+            "the dataset (Data page) to open the run.")  # fmt: skip
+elif value is None:
     st.warning("This run's result has left the cache (size limit); open its link to recompute it.")
 elif record.kind == "backtest":
     m = value.metrics
@@ -103,7 +111,7 @@ elif record.kind == "optimize":
     st.dataframe(table, width="stretch", height=300, hide_index=True,
                  column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)))  # fmt: skip
 
-backtests = [r.id for r in runs if r.kind == "backtest"]
+backtests = [r.id for r in runs if r.kind == "backtest" and can_open(r)]
 st.subheader("Compare backtests")
 chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], format_func=label, key="runs_cmp")
 results = {label(i): cache.get(by_id[i].key) for i in chosen}

@@ -2,10 +2,15 @@
 
 A run's key hashes what decides its outcome: the dataset's content fingerprint (never its file name), the
 rule, the parameters and the engine version (a hash of the engine's source, so any code change misses).
-Results are files written by `codec.encode` (JSON, NPY without pickle, Parquet; checksummed and bound to
-their key), size-limited, least recently used evicted first; a damaged, planted or swapped file is a miss.
-The history is a SQLite table of JSON fields, kept by count and age. A directory that cannot be written
-(read-only, full, deleted) turns the cache off with a reason (`RunCache.disabled`) instead of failing runs.
+Results are files written by `codec.encode` (JSON, NPY without pickle, Parquet; authenticated by a keyed MAC
+under a per-install secret and bound to their key), size-limited, least recently used evicted first; a
+damaged, planted, forged or swapped file is a miss. The history is a SQLite table of JSON fields, kept by
+count and age; a lock held by another program (a backup, an `sqlite3` shell) is waited for.
+
+Passing faults pass: a failed write is retried with backoff; a directory that cannot be used (read-only,
+full, deleted) turns the disk off with a reason (`RunCache.disabled`) instead of failing runs, and it is
+tried again every SCANNER_CACHE_RETRY_S seconds (default 60), so caching comes back by itself. History rows
+of the runs made meanwhile wait in memory (at most PENDING_MAX) and are written when it does.
 
     cache = RunCache("~/.cache/scanner")
     result, hit = cache.run("backtest", market, rule, params, lambda: backtest(market, signals, params))
@@ -17,10 +22,12 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from logging.handlers import RotatingFileHandler
@@ -30,9 +37,41 @@ from typing import Any
 from . import __version__
 from .codec import CodecError, decode, encode
 from .data import Market
+from .files import remove_stale_temporaries, write_atomically
 
 log = logging.getLogger("engine.runs")
 DISK_ERRORS = (OSError, sqlite3.Error)
+PENDING_MAX = 1_000  # history rows kept in memory while the disk is down
+WRITE_BACKOFF_S = (0.05, 0.25, 1.0)  # waits between the tries of a failed write
+
+
+def retry_s() -> float:
+    """How long the disk stays off after a fault before it is tried again: SCANNER_CACHE_RETRY_S (60)."""
+    return float(os.environ.get("SCANNER_CACHE_RETRY_S", "60"))
+
+
+def busy_timeout_s() -> float:
+    """How long a write waits for a lock on the history: SCANNER_HISTORY_BUSY_S (default 30)."""
+    return float(os.environ.get("SCANNER_HISTORY_BUSY_S", "30"))
+
+
+def install_secret(directory: Path) -> bytes:
+    """The key of the cache's MACs: SCANNER_CACHE_KEY, else `secret.key` in the cache directory, created on first
+    start with mode 0600 (the first of several processes to start creates it; the others read it)."""
+    given = os.environ.get("SCANNER_CACHE_KEY", "")
+    if given:
+        return given.encode()
+    path = directory / "secret.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes().strip()
+        if len(secret) < 32:
+            raise OSError("the cache secret file is too short (damaged?)") from None
+        return secret
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
 
 
 def _engine_version() -> str:
@@ -88,12 +127,15 @@ def history_limits() -> tuple[int, float]:
 
 
 class ResultStore:
-    """Result files under one directory, `<key>.res`, at most `size_limit` bytes (LRU by modification time)."""
+    """Result files under one directory, `<key>.res`, at most `size_limit` bytes (LRU by modification time),
+    each authenticated with the install's secret."""
 
-    def __init__(self, directory: Path, size_limit: int) -> None:
+    def __init__(self, directory: Path, size_limit: int, secret: bytes) -> None:
         self.directory = directory
         self.size_limit = size_limit
+        self.secret = secret
         self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.directory)
         self._lock = threading.Lock()
         self._total = sum(p.stat().st_size for p in self.directory.glob("*.res"))
 
@@ -107,7 +149,7 @@ class ResultStore:
         except FileNotFoundError:
             return None
         try:
-            value = decode(blob, key)
+            value = decode(blob, key, self.secret)
         except CodecError as exc:
             log.warning(json.dumps({"event": "bad_entry", "key": key[:16], "error": str(exc)[:200]}))
             path.unlink(missing_ok=True)
@@ -117,15 +159,13 @@ class ResultStore:
 
     def put(self, key: str, value: Any) -> None:
         try:
-            blob = encode(value, key)
+            blob = encode(value, key, self.secret)
         except CodecError as exc:  # a type the codec does not store: the run just is not cached
             log.warning(json.dumps({"event": "not_stored", "key": key[:16], "error": str(exc)[:200]}))
             return
         if len(blob) > self.size_limit:
             return  # larger than the whole cache: not worth keeping
-        tmp = self.directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_bytes(blob)
-        os.replace(tmp, self.path(key))
+        write_atomically(self.path(key), blob)
         with self._lock:
             self._total += len(blob)
             if self._total > self.size_limit:
@@ -162,7 +202,7 @@ class History:
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"the cache directory {self.path.parent} is gone")
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
@@ -207,34 +247,62 @@ def _record(row: tuple) -> RunRecord:
 
 class RunCache:
     """Results on disk keyed by run_key, plus the run history. directory=None keeps nothing (compute only).
-    `disabled` holds why caching turned itself off (the directory could not be written), else None."""
+    `disabled` says why the disk is off for now (no path: users read it), else None."""
 
     def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048) -> None:
         self.directory = Path(directory).expanduser() if directory else None
+        self.size_limit = int(size_limit_mb * 1e6)
         self.computed = 0  # how many runs were computed rather than read (observable in tests)
         self.disabled: str | None = None
         self._results: ResultStore | None = None
         self._history: History | None = None
-        if self.directory is None:
-            return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._results = ResultStore(self.directory / "results", int(size_limit_mb * 1e6))
-            self._history = History(self.directory / "history.sqlite")
-            _attach_log_file(self.directory / "runs.log")
-        except DISK_ERRORS as exc:
-            self._turn_off(exc)
+        self._retry_at = 0.0
+        self._pending: deque[RunRecord] = deque(maxlen=PENDING_MAX)
+        self._reopen = threading.Lock()
+        if self.directory is not None:
+            self._open()
 
     @property
     def active(self) -> bool:
         return self.directory is not None and self.disabled is None
 
+    def _open(self) -> None:
+        """(Re)open the directory: results, history, log; then write the history rows that waited."""
+        assert self.directory is not None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._results = ResultStore(self.directory / "results", self.size_limit, install_secret(self.directory))
+            self._history = History(self.directory / "history.sqlite")
+            _attach_log_file(self.directory / "runs.log")
+            while self._pending:
+                self._history.add(self._pending[0])
+                self._pending.popleft()
+        except DISK_ERRORS as exc:
+            self._turn_off(exc)
+            return
+        if self.disabled is not None:
+            log.warning(json.dumps({"event": "cache_on", "after": self.disabled}))
+        self.disabled = None
+
     def _turn_off(self, exc: BaseException) -> None:
-        """Stop using the disk (and say why, once): runs go on, uncached."""
+        """Stop using the disk for a while (and say why, once): runs go on, uncached, and their history waits."""
         if self.disabled is None:
-            self.disabled = f"the cache directory {self.directory} cannot be used ({exc.__class__.__name__}: {exc})"
-            log.error(json.dumps({"event": "cache_off", "reason": self.disabled}))
+            self.disabled = (f"the cache directory cannot be used for now ({exc.__class__.__name__}: full, "
+                             "read-only, locked or missing); it is tried again every minute")  # fmt: skip
+            log.error(json.dumps({"event": "cache_off", "directory": str(self.directory), "error": repr(exc)}))
         self._results = self._history = None
+        self._retry_at = time.monotonic() + retry_s()
+
+    def _usable(self) -> bool:
+        """Is the disk on? After a fault, retried once the wait is over."""
+        if self.directory is None:
+            return False
+        if self.disabled is not None and time.monotonic() >= self._retry_at and self._reopen.acquire(blocking=False):
+            try:
+                self._open()
+            finally:
+                self._reopen.release()
+        return self.disabled is None
 
     def run(
         self,
@@ -258,27 +326,28 @@ class RunCache:
             log.info(json.dumps({"event": "start", "kind": kind, "key": key[:16], "data": market.name}))
             result = compute()
             self.computed += 1
-            self._safely(lambda: self._results and self._results.put(key, result))
+            self._write(lambda store: store._results and store._results.put(key, result))
         seconds = time.perf_counter() - start
         metrics = canonical(summarise(result))
         if record:
             entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds,
                               hit, session, link)  # fmt: skip
-            self._safely(lambda: self._history and self._history.add(entry))
+            if not self._write(lambda store: store._history and store._history.add(entry)):
+                self._pending.append(entry)  # written when the disk is back
         log.info(json.dumps({"event": "finish", "kind": kind, "key": key[:16], "cache": "hit" if hit else "miss",
                              "seconds": round(seconds, 4), **metrics}, default=str))  # fmt: skip
         return result, hit
 
     def get(self, key: str) -> Any | None:
         """The cached result, or None when absent, unreadable (then removed) or the cache is off."""
-        return self._safely(lambda: self._results.get(key) if self._results else None)
+        return self._read(lambda: self._results.get(key) if self._results else None)
 
     def runs(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """The run history, newest first; only one user's runs when `session` is given."""
-        return self._safely(lambda: self._history.list(session, limit, offset) if self._history else []) or []
+        return self._read(lambda: self._history.list(session, limit, offset) if self._history else []) or []
 
     def count(self, session: str | None = None) -> int:
-        return self._safely(lambda: self._history.count(session) if self._history else 0) or 0
+        return self._read(lambda: self._history.count(session) if self._history else 0) or 0
 
     def delete_run(self, run_id: str, user: str) -> bool:
         """Forget a run its owner made; False (nothing deleted) for anyone else."""
@@ -289,14 +358,32 @@ class RunCache:
             self._history.delete(run_id)
             return True
 
-        return bool(self._safely(delete))
+        return bool(self._read(delete))
 
-    def _safely(self, action: Callable[[], Any]) -> Any:
+    def _read(self, action: Callable[[], Any]) -> Any:
+        if not self._usable():
+            return None
         try:
             return action()
         except DISK_ERRORS as exc:
             self._turn_off(exc)
             return None
+
+    def _write(self, action: Callable[[RunCache], Any]) -> bool:
+        """Try a write, again with backoff when it fails; True when it was done."""
+        for wait in (*WRITE_BACKOFF_S, None):
+            if not self._usable():
+                return False
+            try:
+                action(self)
+                return True
+            except DISK_ERRORS as exc:
+                if wait is None:
+                    self._turn_off(exc)
+                    return False
+                log.warning(json.dumps({"event": "write_retry", "error": repr(exc)[:200], "wait": wait}))
+                time.sleep(wait)
+        return False
 
 
 def _attach_log_file(path: Path) -> None:

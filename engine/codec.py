@@ -3,17 +3,19 @@
 A value is a tree of JSON (None, bool, numbers, text, lists, dicts), NumPy arrays (saved without pickle),
 DataFrames (Parquet), timestamps, and the engine's own result classes from an allow-list, rebuilt field by
 field through their constructors. The container is a zip of `tree.json` plus one member per array or frame,
-preceded by a magic word and the SHA-256 of the rest, and `tree.json` names the cache key it was written
-for: a planted, swapped or truncated entry fails `decode` with CodecError, and the caller recomputes.
+preceded by a magic word and an HMAC-SHA256 of the cache key and the rest under a secret of the install: an
+entry forged in this very format, planted, swapped between keys or truncated fails `decode` with CodecError,
+and the caller recomputes. A checksum anyone can recompute would not stop a forgery; the secret does.
 
-    blob = encode(result, key)
-    decode(blob, key)  -> an equal result
+    blob = encode(result, key, secret)
+    decode(blob, key, secret)  -> an equal result
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import io
 import json
 import math
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MAGIC = b"SCANNER-RESULT-1\n"
+MAGIC = b"SCANNER-RESULT-2\n"
 
 
 class CodecError(ValueError):
@@ -43,8 +45,13 @@ def _allowed() -> dict[str, type]:
     return {cls.__name__: cls for cls in classes}
 
 
-def encode(value: Any, key: str) -> bytes:
-    """Bytes for `value`, bound to `key`; raises CodecError for a type outside the allow-list."""
+def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
+    return hmac.new(secret, key.encode() + b"\0" + payload, hashlib.sha256).hexdigest().encode()
+
+
+def encode(value: Any, key: str, secret: bytes) -> bytes:
+    """Bytes for `value`, bound to `key` and authenticated with `secret`; CodecError for a type outside the
+    allow-list."""
     members: dict[str, bytes] = {}
     tree = {"key": key, "value": _to_tree(value, members)}
     buf = io.BytesIO()
@@ -53,17 +60,18 @@ def encode(value: Any, key: str) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     payload = buf.getvalue()
-    return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    return MAGIC + _mac(secret, key, payload) + b"\n" + payload
 
 
-def decode(blob: bytes, key: str) -> Any:
-    """The value `encode(value, key)` stored; CodecError unless the bytes are intact and written for `key`."""
+def decode(blob: bytes, key: str, secret: bytes) -> Any:
+    """The value `encode(value, key, secret)` stored; CodecError unless the bytes are intact, written for `key`
+    and authenticated with `secret`."""
     head = len(MAGIC) + 65
     if not blob.startswith(MAGIC) or len(blob) < head:
         raise CodecError("not a result entry")
     digest, payload = blob[len(MAGIC) : head - 1], blob[head:]
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise CodecError("checksum mismatch")
+    if not hmac.compare_digest(_mac(secret, key, payload), digest):
+        raise CodecError("not authenticated (forged, damaged, or written under another secret)")
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as zf:
             tree = json.loads(zf.read("tree.json"))

@@ -3,17 +3,21 @@
 Each dataset is data-only files under the store's directory: `<id>.parquet` (the bars in long format),
 `<id>.json` (name, owner, size, dates, fingerprint, warnings) and, when the load left bad rows out,
 `<id>.dropped.parquet` (line, symbol, date, reason of each). The id is a prefix of the content
-fingerprint, so the same bars uploaded twice are stored once and a renamed file keeps its id. A read checks
+fingerprint, so the same bars uploaded twice are stored once and a renamed file keeps its id; each uploader
+has a listing of their own (name, sharing), and a private dataset opens for its owner only. A read checks
 the bars against the fingerprint; a damaged or swapped file is dropped, never trusted. The store is bounded
 in bytes: the oldest datasets are evicted first.
 
     store = DatasetStore("~/.cache/stock-scanner/datasets")
-    info = store.put(market, owner="alice")
-    store.get(info.id).fingerprint == market.fingerprint
+    info = store.put(market, owner="user:alice")
+    store.get(info.id, viewer="user:alice").fingerprint == market.fingerprint
+    store.get(info.id, viewer="user:bob") is None     # until alice shares it: store.set_shared(...)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, Market, market_from_frame
+from .files import remove_stale_temporaries, temporary, write_atomically
 
 log = logging.getLogger("engine.datasets")
 ID_CHARS = 16
@@ -58,7 +63,7 @@ class DatasetInfo:
     last_date: str
     bytes: int
     owner: str = ""
-    shared: bool = False  # listed for everyone; a link opens a dataset either way
+    shared: bool = False  # listed for the team and open to it (a private dataset opens for its owner only)
     created: float = field(default_factory=time.time)
     warnings: tuple[str, ...] = ()
     dropped_rows: int = 0  # rows the load left out (bad rows), listed in <id>.dropped.parquet
@@ -93,60 +98,97 @@ def _date(text: str, what: str) -> pd.Timestamp:
         raise DataError(f"The {what} date {str(text)[:40]!r} is not a date; use YYYY-MM-DD.") from None
 
 
+def authenticated(owner: str) -> bool:
+    """Is this identity authenticated (sign-in, proxy header, API token)? Only such an owner's data can be
+    private: a browser cookie or an anonymous API caller proves nothing, so what they upload is shared."""
+    return owner.startswith("user:")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One uploader's entry for a stored dataset: their file name, and whether they list it for the team."""
+
+    owner: str
+    name: str
+    shared: bool
+    created: float
+
+
 class DatasetStore:
-    """Datasets on disk by id; directory=None stores nothing (links then work only within a session)."""
+    """Datasets on disk by id; directory=None stores nothing (links then work only within a session).
+
+    The bars are stored once per content; each uploader has a listing of their own (name, sharing) in
+    `<id>.json`. A dataset is open to a viewer who has a listing, to everyone when some listing is shared or
+    owned by an unauthenticated identity, and to nobody else: a private dataset is indistinguishable from an
+    unknown one. Deleting a listing keeps the bars while another listing uses them."""
 
     def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048) -> None:
         self.directory = Path(directory).expanduser() if directory else None
         self.size_limit = int(size_limit_mb * 1e6)
         # Datasets in use, shared by the sessions that opened them; freed when the last of them ends.
         self._memo: weakref.WeakValueDictionary[str, Market] = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                remove_stale_temporaries(self.directory)
+            except OSError as exc:  # a broken store degrades (put raises, reads find nothing); it never stops a page
+                log.error("dataset store %s unusable: %r", self.directory.name, exc)
 
     def put(self, market: Market, owner: str = "") -> DatasetInfo:
-        """Store the dataset (once per content) and return its listing; the first uploader owns it."""
+        """Store the bars (once per content) and the owner's listing; returns the owner's view of it.
+        OSError when the directory cannot be written (the caller keeps the dataset in memory)."""
         ds_id = dataset_id(market)
-        existing = self.info(ds_id)
-        if existing is not None or self.directory is None:
-            return existing or describe(market, 0, owner)
-        parquet = self.directory / f"{ds_id}.parquet"
-        tmp = parquet.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        to_frame(market).to_parquet(tmp, index=False, compression="zstd")
-        os.replace(tmp, parquet)
-        if market.dropped_rows is not None and len(market.dropped_rows):
-            market.dropped_rows.astype(str).to_parquet(tmp, index=False)
-            os.replace(tmp, self.directory / f"{ds_id}.dropped.parquet")
-        info = describe(market, parquet.stat().st_size, owner)
-        _write_json(self.directory / f"{ds_id}.json", asdict(info))
+        if self.directory is None:
+            return describe(market, 0, owner)
+        listing = Listing(owner, market.name, not authenticated(owner), time.time())
+        with self._exclusive():
+            facts = self._facts(ds_id)
+            if facts is None:
+                facts = self._write_bars(market)
+            listings = {entry.owner: entry for entry in facts[1]}
+            if owner in listings:  # the same user again: keep their sharing, take the new name
+                listing = replace(listing, shared=listings[owner].shared, created=listings[owner].created)
+            listings[owner] = listing
+            self._write_facts(facts[0], listings.values())
         self._remember(ds_id, market)
         self._evict(keep=ds_id)
-        return info
+        return _view(facts[0], listing)
 
-    def info(self, ds_id: str) -> DatasetInfo | None:
-        if self.directory is None or not _ID.match(ds_id):
+    def info(self, ds_id: str, viewer: str | None = None) -> DatasetInfo | None:
+        """The dataset's listing as `viewer` sees it (their own, else a shared or public one), or None when
+        it is unknown or private to others. viewer=None: unrestricted (the server's own bookkeeping)."""
+        facts = self._facts(ds_id)
+        if facts is None:
             return None
-        try:
-            raw = json.loads((self.directory / f"{ds_id}.json").read_text())
-            raw["warnings"] = tuple(raw.get("warnings", ()))
-            info = DatasetInfo(**raw)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("unreadable dataset listing %s: %r", ds_id, exc)
-            return None
-        return info if info.id == ds_id and info.fingerprint.startswith(ds_id) else None
+        info, listings = facts
+        seen = _visible(listings, viewer)
+        return None if seen is None else _view(info, seen)
 
-    def get(self, ds_id: str) -> Market | None:
-        """The dataset, or None when it is unknown, evicted or damaged (a damaged one is removed)."""
-        with self._lock:
-            market = self._memo.get(ds_id)
-        if market is not None:
-            return market
-        info = self.info(ds_id)
+    def can_open(self, ds_id: str, viewer: str | None) -> bool:
+        return self.info(ds_id, viewer) is not None
+
+    def exists(self, ds_id: str) -> bool:
+        """Whether the server has the dataset at all (never shown to a user who cannot open it)."""
+        return self._facts(ds_id) is not None
+
+    def get(self, ds_id: str, viewer: str | None = None) -> Market | None:
+        """The dataset under the viewer's listing name, or None when it is unknown, evicted, damaged (a
+        damaged one is removed) or private to another user."""
+        info = self.info(ds_id, viewer)
         if info is None:
             return None
+        with self._lock:
+            market = self._memo.get(ds_id)
+        if market is None:
+            market = self._read(ds_id, info)
+            if market is None:
+                return None
+            self._remember(ds_id, market)
+        return market if market.name == info.name else replace(market, name=info.name)
+
+    def _read(self, ds_id: str, info: DatasetInfo) -> Market | None:
+        assert self.directory is not None
         try:
             frame = pd.read_parquet(self.directory / f"{ds_id}.parquet")
             market = market_from_frame(frame, name=info.name)
@@ -157,10 +199,8 @@ class DatasetStore:
             log.warning("dataset %s does not match its fingerprint; removed", ds_id)
             self._remove(ds_id)
             return None
-        market = replace(market, warnings=info.warnings, fingerprint=info.fingerprint,
-                         dropped_rows=self.dropped_rows(ds_id) if info.dropped_rows else None)  # fmt: skip
-        self._remember(ds_id, market)
-        return market
+        return replace(market, warnings=info.warnings, fingerprint=info.fingerprint,
+                       dropped_rows=self.dropped_rows(ds_id) if info.dropped_rows else None)  # fmt: skip
 
     def dropped_rows(self, ds_id: str) -> pd.DataFrame | None:
         """The rows the load of this dataset left out (line, symbol, date, reason), or None."""
@@ -168,40 +208,96 @@ class DatasetStore:
         if info is None or not info.dropped_rows:
             return None
         try:
-            return pd.read_parquet(self.directory / f"{ds_id}.dropped.parquet")
+            return pd.read_parquet(self.directory / f"{ds_id}.dropped.parquet")  # type: ignore[operator]
         except (OSError, ValueError) as exc:
             log.warning("unreadable dropped rows of %s: %r", ds_id, exc)
             return None
 
     def list(self, viewer: str | None = None) -> list[DatasetInfo]:
-        """Stored datasets, newest first; with a viewer, only theirs and the shared ones."""
+        """Stored datasets the viewer can open (each once, under their own listing if they have one), newest
+        first; viewer=None: every dataset."""
         if self.directory is None:
             return []
-        infos = [self.info(p.stem) for p in self.directory.glob("*.json")]
-        infos = [i for i in infos if i is not None and (viewer is None or i.shared or i.owner == viewer)]
-        return sorted(infos, key=lambda i: i.created, reverse=True)
+        infos = [self.info(p.stem, viewer) for p in self.directory.glob("*.json")]
+        return sorted((i for i in infos if i is not None), key=lambda i: i.created, reverse=True)
 
     def set_shared(self, ds_id: str, user: str, shared: bool) -> bool:
-        """List (or stop listing) a dataset for the whole team; only its owner can."""
-        info = self.info(ds_id)
-        if info is None or info.owner != user:
-            return False
-        _write_json(self.directory / f"{ds_id}.json", asdict(replace(info, shared=shared)))
-        return True
+        """List (or stop listing) your listing of a dataset for the whole team; False if you have none."""
+        return self._change_listing(ds_id, user, lambda entry: replace(entry, shared=shared))
 
     def delete(self, ds_id: str, user: str) -> bool:
-        """Delete a dataset its owner uploaded; False (nothing deleted) for anyone else."""
-        info = self.info(ds_id)
-        if info is None or info.owner != user:
+        """Delete your listing; the bars go with the last listing. False (nothing deleted) if you have none."""
+        return self._change_listing(ds_id, user, lambda entry: None)
+
+    def _change_listing(self, ds_id: str, user: str, change) -> bool:
+        if self.directory is None:
             return False
-        self._remove(ds_id)
+        with self._exclusive():
+            facts = self._facts(ds_id)
+            if facts is None or user not in {entry.owner for entry in facts[1]}:
+                return False
+            listings = [e for e in (change(e) if e.owner == user else e for e in facts[1]) if e is not None]
+            if listings:
+                self._write_facts(facts[0], listings)
+            else:
+                self._remove(ds_id)
         return True
+
+    # --- files ------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One writer of listings at a time, across threads and processes (the API and the dashboard)."""
+        assert self.directory is not None
+        with self._lock, open(self.directory / ".listings.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _facts(self, ds_id: str) -> tuple[DatasetInfo, tuple[Listing, ...]] | None:
+        """(what the bars are, every listing) from `<id>.json`, or None when unknown or unreadable."""
+        if self.directory is None or not _ID.match(ds_id):
+            return None
+        try:
+            raw = json.loads((self.directory / f"{ds_id}.json").read_text())
+            listings = tuple(Listing(**entry) for entry in raw.pop("listings", None) or [])
+            raw["warnings"] = tuple(raw.get("warnings", ()))
+            info = DatasetInfo(**raw)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("unreadable dataset listing %s: %r", ds_id, exc)
+            return None
+        if info.id != ds_id or not info.fingerprint.startswith(ds_id):
+            return None
+        if not listings:  # written before listings: the first uploader's
+            listings = (Listing(info.owner, info.name, info.shared, info.created),)
+        return info, listings
+
+    def _write_bars(self, market: Market) -> tuple[DatasetInfo, tuple[Listing, ...]]:
+        assert self.directory is not None
+        ds_id = dataset_id(market)
+        parquet = self.directory / f"{ds_id}.parquet"
+        tmp = temporary(parquet)
+        to_frame(market).to_parquet(tmp, index=False, compression="zstd")
+        os.replace(tmp, parquet)
+        if market.dropped_rows is not None and len(market.dropped_rows):
+            market.dropped_rows.astype(str).to_parquet(tmp, index=False)
+            os.replace(tmp, self.directory / f"{ds_id}.dropped.parquet")
+        return describe(market, parquet.stat().st_size), ()
+
+    def _write_facts(self, info: DatasetInfo, listings) -> None:
+        assert self.directory is not None
+        _write_json(self.directory / f"{info.id}.json", {**asdict(info), "listings": [asdict(e) for e in listings]})
 
     def _remember(self, ds_id: str, market: Market) -> None:
         with self._lock:
             self._memo[ds_id] = market
 
     def _remove(self, ds_id: str) -> None:
+        assert self.directory is not None
         with self._lock:
             self._memo.pop(ds_id, None)
         for suffix in (".parquet", ".json", ".dropped.parquet"):
@@ -217,6 +313,19 @@ class DatasetStore:
             if info.id != keep:
                 self._remove(info.id)
                 total -= info.bytes
+
+
+def _visible(listings: tuple[Listing, ...], viewer: str | None) -> Listing | None:
+    """The listing a viewer sees: their own, else the first shared or public one; None: not theirs to open."""
+    if viewer is None:
+        return listings[0]
+    own = [e for e in listings if e.owner == viewer]
+    open_to_all = [e for e in listings if e.shared or not authenticated(e.owner)]
+    return (own or open_to_all or [None])[0]
+
+
+def _view(info: DatasetInfo, listing: Listing) -> DatasetInfo:
+    return replace(info, name=listing.name, owner=listing.owner, shared=listing.shared, created=listing.created)
 
 
 def describe(market: Market, size: int = 0, owner: str = "") -> DatasetInfo:
@@ -238,6 +347,4 @@ def describe(market: Market, size: int = 0, owner: str = "") -> DatasetInfo:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload).encode())

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
+from api.identity import from_environment
 from api.jobs import Busy, Jobs
 from engine import backtest, load_market, synthetic_market
 from engine import params as table
@@ -42,6 +43,11 @@ def client(tmp_path, monkeypatch):
     monkeypatch.delenv("SCANNER_API_TOKEN", raising=False)
     with TestClient(create_app(), raise_server_exceptions=False) as c:
         yield c
+
+
+def restart(client) -> None:
+    """The identity settings are read at start-up: after changing them, start the app's identities anew."""
+    client.app.state.identities = from_environment()
 
 
 def csv_bytes(n_symbols: int = 4, n_bars: int = 300, seed: int = 5) -> bytes:
@@ -97,13 +103,16 @@ def test_a_dataset_uploaded_through_the_api_is_on_the_dashboards_data_page_and_v
     mine = dataset_store().put(synthetic_market(3, 200, seed=4), owner=browser)  # uploaded on the Data page
     assert mine.id in [d["id"] for d in client.get("/api/data").json()["datasets"]]
     monkeypatch.setenv("SCANNER_USER_HEADER", "X-User")  # with identities, uploads are private unless shared
+    restart(client)
     headers = {"X-User": "alice"}
     private = client.post("/api/data", files={"file": ("p.csv", csv_bytes(seed=9), "text/csv")}, headers=headers)
     shared = client.post("/api/data", files={"file": ("s.csv", csv_bytes(seed=10), "text/csv")}, headers=headers,
                          data={"shared": "true"})  # fmt: skip
     listed = [i.id for i in dataset_store().list(viewer=browser)]
     assert private.json()["id"] not in listed and shared.json()["id"] in listed
-    assert mine.id not in [d["id"] for d in client.get("/api/data", headers=headers).json()["datasets"]]
+    # a browser cookie proves nothing, so what it uploads is open to all; alice's private upload is not
+    assert mine.id in [d["id"] for d in client.get("/api/data", headers=headers).json()["datasets"]]
+    assert client.get(f"/api/data/{private.json()['id']}").status_code == 404  # anonymous
 
 
 def test_bad_rows_are_named_and_can_be_left_out_with_a_report(client):
@@ -136,13 +145,95 @@ def test_unknown_and_malformed_dataset_ids_are_404_with_advice(client):
 
 def test_only_the_owner_deletes_a_dataset(client, monkeypatch):
     monkeypatch.setenv("SCANNER_USER_HEADER", "X-Forwarded-Email")
-    data_id = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")},
+    restart(client)
+    data_id = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")}, data={"shared": "true"},
                           headers={"X-Forwarded-Email": "alice@x.org"}).json()["id"]  # fmt: skip
     r = client.delete(f"/api/data/{data_id}", headers={"X-Forwarded-Email": "bob@x.org"})
-    assert r.status_code == 403
+    assert r.status_code == 403  # shared, so bob may see it; not his to delete
     assert client.delete("/api/data/sample").status_code == 403
     assert client.delete(f"/api/data/{data_id}", headers={"X-Forwarded-Email": "alice@x.org"}).status_code == 200
     assert client.get(f"/api/data/{data_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("alice:", "entry 1 of 1 (name 'alice') has an empty token"),
+        (":", "has no name"),
+        (",", "entry 1 of 2 has an empty token"),
+        (" ", "empty token"),
+        ("", "empty token"),
+        ("alice:short", "5 characters; at least 16"),
+        ("alice:same-token-0123456789,bob:same-token-0123456789", "entry 2 of 2 (name 'bob') repeats the token"),
+        ("alice:token-a-0123456789,alice:token-b-0123456789", "a name is given twice"),
+    ],
+)
+def test_a_malformed_token_setting_stops_the_api_naming_the_entry_never_the_token(monkeypatch, value, words):
+    monkeypatch.setenv("SCANNER_API_TOKEN", value)
+    with pytest.raises(SystemExit) as stopped:
+        create_app()
+    assert words in str(stopped.value) and "0123456789" not in str(stopped.value)
+
+
+def test_uvicorn_refuses_to_start_with_an_empty_token_and_logs_the_identity_sources(tmp_path):
+    env = {**os.environ, "SCANNER_CACHE_DIR": str(tmp_path), "SCANNER_API_TOKEN": "alice:"}
+    run = subprocess.run([sys.executable, "-m", "uvicorn", "api.app:app", "--port", "0"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode != 0 and "empty token" in run.stderr and "Application startup complete" not in run.stderr
+    env["SCANNER_API_TOKEN"] = "alice:token-a-0123456789,bob:token-b-0123456789"
+    run = subprocess.run([sys.executable, "-c", "import api.app"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0 and "2 API token(s) for alice, bob" in run.stderr and "token-a" not in run.stderr
+
+
+ALICE_TOKEN, BOB_TOKEN = "alice-token-0123456789", "bob-token-0123456789ab"
+
+
+@pytest.fixture
+def two_users(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_API_TOKEN", f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}")
+    restart(client)
+    return {"Authorization": f"Bearer {ALICE_TOKEN}"}, {"Authorization": f"Bearer {BOB_TOKEN}"}
+
+
+def test_a_private_dataset_is_a_404_for_everyone_but_its_owner_until_shared(client, two_users):
+    alice, bob = two_users
+    r = client.post("/api/data", files={"file": ("alice_secret_positions.csv", csv_bytes(seed=21), "text/csv")},
+                    headers=alice)  # fmt: skip
+    data_id = r.json()["id"]
+    assert r.status_code == 201 and r.json()["shared"] is False and r.json()["owner"] == "user:alice"
+    attempts = [
+        ("get", f"/api/data/{data_id}", None),
+        ("get", f"/api/data/{data_id}/ohlcv", None),
+        ("get", f"/api/data/{data_id}/ohlcv?format=csv", None),
+        ("post", "/api/scan", {"data": data_id, "rule": RULE}),
+        ("post", "/api/backtest/run", {"data": data_id, "rule": RULE}),
+        ("post", "/api/backtest/optimize", {"data": data_id, "rule": RULE, "grid": {"stop_loss": [2, 4, 2]}}),
+        ("post", "/api/montecarlo", {"data": data_id, "rule": RULE}),
+        ("delete", f"/api/data/{data_id}", None),
+        ("post", f"/api/data/{data_id}/share", None),
+    ]
+    for method, path, body in attempts:
+        got = client.request(method, path, json=body, headers=bob)
+        assert got.status_code == 404, (path, got.status_code)
+        assert "alice" not in got.text and "secret" not in got.text  # nothing confirms it exists
+    assert data_id not in [d["id"] for d in client.get("/api/data", headers=bob).json()["datasets"]]
+    assert client.post("/api/backtest/run", json={"data": data_id, "rule": RULE}, headers=alice).status_code == 200
+    assert client.post(f"/api/data/{data_id}/share", headers=alice).json()["shared"] is True
+    assert client.post("/api/backtest/run", json={"data": data_id, "rule": RULE}, headers=bob).status_code == 200
+
+
+def test_identical_bytes_from_a_second_user_get_their_own_listing(client, two_users):
+    alice, bob = two_users
+    content = csv_bytes(seed=22)
+    a = client.post("/api/data", files={"file": ("alice_secret_positions.csv", content, "text/csv")}, headers=alice)
+    b = client.post("/api/data", files={"file": ("bob.csv", content, "text/csv")}, headers=bob)
+    assert a.json()["id"] == b.json()["id"]
+    assert (b.json()["name"], b.json()["owner"]) == ("bob.csv", "user:bob") and "alice" not in b.text
+    assert [d["name"] for d in client.get("/api/data", headers=bob).json()["datasets"][2:]] == ["bob.csv"]
+    assert client.delete(f"/api/data/{a.json()['id']}", headers=alice).status_code == 200
+    assert client.get(f"/api/data/{b.json()['id']}", headers=bob).json()["name"] == "bob.csv"  # still his
+    assert client.delete(f"/api/data/{b.json()['id']}", headers=bob).status_code == 200
 
 
 # --- scan and backtest ----------------------------------------------------------------------------------
@@ -314,6 +405,7 @@ def test_oversized_grids_are_refused_before_any_job_starts(client):
 
 def test_a_running_job_can_be_cancelled_and_other_users_cannot_see_it(client, monkeypatch):
     monkeypatch.setenv("SCANNER_USER_HEADER", "X-User")
+    restart(client)
     alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
     grid = {"stop_loss": [0.5, 20, 0.5], "take_profit": [1, 30, 1]}  # 1,200 combinations: seconds of work
     body = {"data": "synthetic", "rule": RULE, "grid": grid, "settings": {"mode": "all"}}
@@ -343,16 +435,18 @@ def test_the_job_queue_is_bounded_per_user():
 
 
 def test_a_token_is_required_when_set_and_its_name_owns_the_runs(client, monkeypatch):
-    monkeypatch.setenv("SCANNER_API_TOKEN", "alice:s3cret-a,bob:s3cret-b")
+    monkeypatch.setenv("SCANNER_API_TOKEN", "alice:s3cret-a-0123456789,bob:s3cret-b-0123456789")
+    restart(client)
     assert client.get("/api/data").status_code == 401
     assert client.get("/api/data", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/api/data", headers={"Authorization": "Basic s3cret-a"}).status_code == 401
-    alice = {"Authorization": "Bearer s3cret-a"}
+    assert client.get("/api/data", headers={"Authorization": "Basic s3cret-a-0123456789"}).status_code == 401
+    alice = {"Authorization": "Bearer s3cret-a-0123456789"}
     assert client.post("/api/backtest/run", json={"rule": RULE}, headers=alice).status_code == 200
     assert run_cache().count(session="user:alice") == 1 and run_cache().count(session="user:bob") == 0
-    monkeypatch.setenv("SCANNER_API_TOKEN", "one-shared-token")
+    monkeypatch.setenv("SCANNER_API_TOKEN", "one-shared-token-0123456789")
+    restart(client)
     r = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")},
-                    headers={"Authorization": "Bearer one-shared-token"})  # fmt: skip
+                    headers={"Authorization": "Bearer one-shared-token-0123456789"})  # fmt: skip
     assert r.status_code == 201 and r.json()["owner"] == "user:api"
 
 
@@ -372,13 +466,17 @@ def test_a_real_uvicorn_server_uploads_runs_and_matches_the_library(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "SCANNER_CACHE_DIR": str(tmp_path / "cache"), "SCANNER_API_TOKEN": "tester:tok"}
+    env = {
+        **os.environ,
+        "SCANNER_CACHE_DIR": str(tmp_path / "cache"),
+        "SCANNER_API_TOKEN": "tester:tok-0123456789abcdef",
+    }
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port",
                              str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok"}, timeout=120) as http:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-0123456789abcdef"}, timeout=120) as http:
             for _ in range(100):
                 try:
                     http.get("/api/params")

@@ -13,9 +13,12 @@ from engine import params as table
 APP = "../app.py"
 
 
-def fresh(query: dict | None = None, page: str | None = None) -> AppTest:
-    """A new session; with `page`, the session opens on that page (as a link to it does)."""
+def fresh(query: dict | None = None, page: str | None = None, user: str | None = None) -> AppTest:
+    """A new session; with `page`, the session opens on that page (as a link to it does); with `user`, signed in
+    as that e-mail address (st.login), a real identity."""
     at = AppTest.from_file(APP, default_timeout=120)
+    if user:
+        at.user = {"is_logged_in": True, "email": user}
     for key, value in (query or {}).items():
         at.query_params[key] = value
     if page:
@@ -248,8 +251,10 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     csv = b"symbol,date,open,high,low,close,volume\n" + b"".join(
         b"ZZZ,2024-%02d-%02d,10,11,9,%d,100\n" % (1 + d // 28, 1 + d % 28, 9 + d % 3) for d in range(200)
     )
-    alice, bob = fresh(), fresh()
+    alice, bob = fresh(user="alice@x.org"), fresh(user="bob@x.org")
     alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
+    assert not any("nothing is private" in c.value for c in alice.caption)  # signed in: private by default
+    data_id = alice.session_state["data_id"]
     alice.switch_page("app_pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9").run()
     alice.switch_page("app_pages/backtest.py").run()
@@ -261,9 +266,49 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     table = bob.dataframe[0].value
     assert table["by"].tolist() == ["teammate"] and table["data"].tolist() == ["(private dataset)"]
     assert bob.button(key="runs_delete").disabled
+    assert not bob.get("link_button") and data_id not in str(bob)  # no link, no id, no result
+    assert any("private to its owner" in i.value for i in bob.info)
     alice.switch_page("app_pages/runs.py").run()
     assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
-    assert not alice.button(key="runs_delete").disabled
+    assert not alice.button(key="runs_delete").disabled and alice.get("link_button")
+
+
+def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(cache_dir):
+    csv = b"symbol,date,open,high,low,close,volume\n" + b"".join(
+        b"ZZZ,2024-%02d-%02d,10,11,9,%d,100\n" % (1 + d // 28, 1 + d % 28, 9 + d % 3) for d in range(200)
+    )
+    alice = fresh(user="alice@x.org")
+    alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
+    data_id = alice.session_state["data_id"]
+    bob = fresh({"data": data_id, "rule": "close > 9"}, page="backtest", user="bob@x.org")
+    assert not bob.exception and bob.session_state["market"] is None and bob.session_state["result"] is None
+    assert any("private to its owner; ask them to share it" in e.value for e in bob.error)
+    assert "alice-secret-book" not in str(bob) and "ZZZ" not in str(bob)
+    alice.button(key="stored_share").click().run()  # alice lists it for the team
+    bob = fresh({"data": data_id, "rule": "close > 9"}, page="backtest", user="bob@x.org")
+    assert bob.session_state["market"].symbols == ("ZZZ",)
+
+
+def test_without_sign_in_the_data_page_says_nothing_is_private(cache_dir):
+    at = fresh()
+    assert any("nothing is private" in c.value for c in at.caption)
+
+
+def test_an_upload_on_a_broken_store_still_loads_with_one_warning(tmp_path, monkeypatch):
+    csv = b"symbol,date,open,high,low,close,volume\nZZZ,2024-01-02,1,2,0.5,1.5,10\nZZZ,2024-01-03,1.5,2,1,1.8,12\n"
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "ro"))
+    at = fresh()
+    (tmp_path / "ro" / "datasets").chmod(0o500)  # read-only (root ignores modes: deleted below as well)
+    shutil.rmtree(tmp_path / "ro" / "datasets")
+    (tmp_path / "ro" / "datasets").write_text("a file where the store should be")
+    at.file_uploader(key="upload").upload("mine.csv", csv, "text/csv").run()
+    assert not at.exception and at.session_state["market"].symbols == ("ZZZ",)
+    assert [w.value for w in at.warning if "not stored on the server" in w.value] == [
+        "This dataset is loaded but not stored on the server (its storage is full or unavailable): links to it "
+        "work only in this session."
+    ]
+    assert str(tmp_path) not in str(at)  # no server path in what users see
 
 
 def test_the_team_view_can_be_switched_off(cache_dir, monkeypatch):

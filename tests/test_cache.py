@@ -3,6 +3,7 @@ damage is a miss, and a directory that cannot be written turns caching off inste
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -153,18 +154,18 @@ def test_every_result_kind_round_trips_through_the_codec(sample):
     ins, merged = in_out_of_sample(sample, "rsi(14) < 40", BacktestParams(), grid, min_trades=0)
     wf = walk_forward(sample, "rsi(14) < 40", BacktestParams(), grid, 500, 250, min_trades=0)
     for value in (result, mc, (ins, merged), wf, signals):
-        back = decode(encode(value, "k"), "k")
+        back = decode(encode(value, "k", b"s"), "k", b"s")
         assert type(back) is type(value)
-    back = decode(encode(result, "k"), "k")
+    back = decode(encode(result, "k", b"s"), "k", b"s")
     pd.testing.assert_frame_equal(back.trades, result.trades)
     pd.testing.assert_frame_equal(back.equity, result.equity)
     pd.testing.assert_frame_equal(back.events, result.events)  # built lazily from the stored records
     assert len(result.events) and back.metrics == result.metrics and back.params == result.params
-    wf_back = decode(encode(wf, "k"), "k")
+    wf_back = decode(encode(wf, "k", b"s"), "k", b"s")
     pd.testing.assert_frame_equal(wf_back.windows, wf.windows)
     pd.testing.assert_frame_equal(wf_back.oos_equity, wf.oos_equity)
     assert wf_back.efficiency == wf.efficiency or (np.isnan(wf_back.efficiency) and np.isnan(wf.efficiency))
-    np.testing.assert_array_equal(decode(encode(signals, "k"), "k").matrix, signals.matrix)
+    np.testing.assert_array_equal(decode(encode(signals, "k", b"s"), "k", b"s").matrix, signals.matrix)
 
 
 def test_an_unwritable_or_deleted_directory_turns_caching_off_and_runs_go_on(tmp_path):
@@ -192,3 +193,99 @@ def test_history_is_kept_by_count_and_age(tmp_path, monkeypatch):
     monkeypatch.setenv("SCANNER_HISTORY_DAYS", "0")
     cache.run("backtest", m, "r", {"i": 9}, lambda: backtest(m, m.close > 0))
     assert cache.count() <= 1
+
+
+def test_a_forged_entry_in_the_codecs_own_format_is_a_miss(tmp_path):
+    """An attacker who can write the directory but not read the secret re-encodes a result with a better
+    total return: without the install's secret its MAC is wrong, so the run is recomputed."""
+    from dataclasses import replace
+
+    from engine.codec import decode, encode
+
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    real, _ = cache.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    secret_file = tmp_path / "cache" / "secret.key"
+    assert secret_file.stat().st_mode & 0o777 == 0o600 and len(secret_file.read_bytes()) >= 32
+    path = tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', {})}.res"
+    key = path.stem
+    stored = decode(path.read_bytes(), key, secret_file.read_bytes().strip())
+    forged = replace(stored, metrics={**stored.metrics, "total_return_pct": 9999.0})
+    for secret in (b"a guess", b"", hashlib.sha256(b"").hexdigest().encode()):
+        path.write_bytes(encode(forged, key, secret))
+        result, hit = RunCache(tmp_path / "cache").run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+        assert not hit and result.metrics["total_return_pct"] == real.metrics["total_return_pct"] != 9999.0
+    assert len(calls) == 4
+
+
+def test_the_secret_can_be_given_and_then_another_install_reads_nothing(tmp_path, monkeypatch):
+    m, calls = market_from(CSV), []
+    monkeypatch.setenv("SCANNER_CACHE_KEY", "key-one-" * 4)
+    RunCache(tmp_path / "cache").run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    assert not (tmp_path / "cache" / "secret.key").exists()
+    assert RunCache(tmp_path / "cache").run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))[1]
+    monkeypatch.setenv("SCANNER_CACHE_KEY", "key-two-" * 4)
+    assert not RunCache(tmp_path / "cache").run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))[1]
+
+
+def test_a_twelve_second_lock_on_the_history_is_waited_for_and_every_run_is_recorded_and_hit(tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    cache.run("backtest", m, "r", {"i": 0}, lambda: counted_backtest(calls)(m, {}))
+    locked = threading.Event()
+
+    def backup_holding_the_lock() -> None:  # like `sqlite3 history.sqlite` with BEGIN EXCLUSIVE for 12 s
+        db = sqlite3.connect(tmp_path / "cache" / "history.sqlite", isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(12)
+        db.execute("COMMIT")
+        db.close()
+
+    holder = threading.Thread(target=backup_holding_the_lock)
+    holder.start()
+    locked.wait()
+    started = time.monotonic()
+    for i in (1, 2):
+        _, hit = cache.run("backtest", m, "r", {"i": i}, lambda: counted_backtest(calls)(m, {}))
+        assert not hit
+    holder.join()
+    assert time.monotonic() - started >= 10  # waited for the lock instead of failing
+    assert cache.disabled is None and cache.count() == 3
+    for i in (0, 1, 2):
+        assert cache.run("backtest", m, "r", {"i": i}, lambda: counted_backtest(calls)(m, {}))[1]
+    assert len(calls) == 3 and cache.count() == 6
+
+
+def test_caching_comes_back_by_itself_when_the_directory_works_again(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("SCANNER_CACHE_RETRY_S", "0.3")
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    cache.run("backtest", m, "r", {"i": 0}, lambda: counted_backtest(calls)(m, {}))
+    shutil.rmtree(tmp_path / "cache")
+    (tmp_path / "cache").write_text("a full disk, a lost mount: the directory cannot be used")
+    _, hit = cache.run("backtest", m, "r", {"i": 1}, lambda: counted_backtest(calls)(m, {}))
+    assert not hit and cache.disabled and str(tmp_path) not in cache.disabled  # no server path for users
+    (tmp_path / "cache").unlink()  # the fault passes
+    time.sleep(0.4)
+    cache.run("backtest", m, "r", {"i": 2}, lambda: counted_backtest(calls)(m, {}))
+    assert cache.disabled is None
+    assert [r.params["i"] for r in cache.runs()] == [2, 1]  # the run made while it was off is recorded too
+    assert cache.run("backtest", m, "r", {"i": 2}, lambda: counted_backtest(calls)(m, {}))[1]
+
+
+def test_temporary_files_left_by_a_killed_write_are_removed_at_start(tmp_path):
+    import time
+
+    RunCache(tmp_path / "cache")
+    stale = tmp_path / "cache" / "results" / ".abc.res.1.2.tmp"
+    stale.write_bytes(b"half an entry")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    RunCache(tmp_path / "cache")
+    assert not stale.exists()

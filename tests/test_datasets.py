@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,13 +49,60 @@ def test_the_store_is_bounded_oldest_first_and_only_owners_delete(tmp_path):
     markets = [synthetic_market(20, 500, seed=s) for s in range(3)]
     probe = DatasetStore(tmp_path / "probe").put(markets[0])
     store = DatasetStore(tmp_path / "store", size_limit_mb=2.5 * probe.bytes / 1e6)
-    ids = [store.put(m, owner="alice").id for m in markets]
+    ids = [store.put(m, owner="user:alice").id for m in markets]
     assert [i.id for i in store.list()] == ids[:0:-1]  # the oldest was evicted to fit
-    assert store.delete(ids[2], "bob") is False and store.get(ids[2]) is not None
-    assert store.delete(ids[2], "alice") is True and store.get(ids[2]) is None
-    assert store.list(viewer="carol") == []  # private until shared (a link still opens it)
-    assert store.set_shared(ids[1], "carol", True) is False and store.set_shared(ids[1], "alice", True)
-    assert [i.id for i in DatasetStore(tmp_path / "store").list(viewer="carol")] == [ids[1]]
+    assert store.delete(ids[2], "user:bob") is False and store.get(ids[2]) is not None
+    assert store.delete(ids[2], "user:alice") is True and store.get(ids[2]) is None
+    assert store.list(viewer="user:carol") == []  # private until shared
+    assert store.set_shared(ids[1], "user:carol", True) is False and store.set_shared(ids[1], "user:alice", True)
+    assert [i.id for i in DatasetStore(tmp_path / "store").list(viewer="user:carol")] == [ids[1]]
+
+
+def test_a_private_dataset_opens_for_its_owner_only_until_shared(tmp_path, sample):
+    store = DatasetStore(tmp_path)
+    info = store.put(sample, owner="user:alice")
+    assert not info.shared and store.get(info.id, viewer="user:alice") is not None
+    for stranger in ("user:bob", "browser:" + "0" * 32, "api:anonymous"):
+        assert store.get(info.id, viewer=stranger) is None and store.info(info.id, viewer=stranger) is None
+        assert store.list(viewer=stranger) == []
+    store._memo.clear()
+    assert DatasetStore(tmp_path).get(info.id, viewer="user:bob") is None  # from disk too
+    assert store.set_shared(info.id, "user:alice", True)
+    assert store.get(info.id, viewer="user:bob").fingerprint == sample.fingerprint
+
+
+def test_without_real_identities_nothing_is_private(tmp_path, sample):
+    """A browser cookie or an anonymous API caller proves nothing: what they upload is open to all."""
+    store = DatasetStore(tmp_path)
+    info = store.put(sample, owner="browser:" + "a" * 32)
+    assert info.shared and store.get(info.id, viewer="user:bob") is not None
+
+
+def test_identical_bytes_are_stored_once_with_one_listing_per_uploader(tmp_path, sample):
+    store = DatasetStore(tmp_path)
+    alice = store.put(replace(sample, name="alice_secret_positions.csv"), owner="user:alice")
+    bob = store.put(replace(sample, name="bobs_prices.csv"), owner="user:bob")
+    assert alice.id == bob.id and len(list(tmp_path.glob("*.parquet"))) == 1
+    assert (bob.name, bob.owner, bob.shared) == ("bobs_prices.csv", "user:bob", False)  # never alice's listing
+    assert [i.name for i in store.list(viewer="user:bob")] == ["bobs_prices.csv"]
+    assert store.get(bob.id, viewer="user:bob").name == "bobs_prices.csv"
+    assert store.set_shared(bob.id, "user:bob", True)
+    assert store.info(alice.id, viewer="user:alice").shared is False  # bob's sharing is bob's listing only
+    assert store.delete(alice.id, "user:alice")  # her listing goes, the bytes stay for bob
+    assert store.get(bob.id, viewer="user:bob") is not None and store.info(bob.id, "user:alice").owner == "user:bob"
+    assert store.delete(bob.id, "user:bob") and not list(tmp_path.glob("*.parquet"))
+
+
+def test_temporary_files_left_by_a_crash_are_removed_by_age(tmp_path, sample):
+    import os
+    import time
+
+    stale, fresh = tmp_path / "x.123.456.tmp", tmp_path / "y.123.456.tmp"
+    stale.write_bytes(b"half a parquet")
+    fresh.write_bytes(b"a write under way")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    DatasetStore(tmp_path)
+    assert not stale.exists() and fresh.exists()
 
 
 def test_without_a_directory_nothing_is_stored(sample):
