@@ -34,6 +34,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import engine
 from engine import params as table
@@ -156,7 +157,7 @@ def create_app() -> FastAPI:
     app.state.jobs = Jobs()
     app.add_middleware(BodyLimit)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's own 404 and 405 too
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(router)
@@ -177,8 +178,15 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     return _error(422, f"{first['field']}: {first['message']}" if first["field"] else first["message"], errors=errors)
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail
+    path = request.url.path[:80]
+    if exc.status_code == 404 and message == "Not Found":  # the framework's own: no such route
+        message = f"There is no endpoint {path}: the endpoints are listed at /docs."
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {path}" + (f"; use {allowed}." if allowed else ".")
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _data_error(request: Request, exc: DataError) -> JSONResponse:
@@ -192,9 +200,15 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "An unexpected error stopped the request (it has been logged).")
 
 
+def max_json_bytes() -> int:
+    """The body limit of a JSON request: SCANNER_MAX_JSON_MB (default 4), far below the upload limit."""
+    return int(float(os.environ.get("SCANNER_MAX_JSON_MB", "4")) * 2**20)
+
+
 class BodyLimit:
-    """413 before reading a body larger than the upload limit (SCANNER_MAX_UPLOAD_MB plus 1 MB for the form),
-    by its Content-Length or, when it is streamed, as soon as the bytes received pass the limit."""
+    """413 before reading a body over its limit: a JSON request's (SCANNER_MAX_JSON_MB), else the upload limit
+    (SCANNER_MAX_UPLOAD_MB plus 1 MB for the form); by its Content-Length or, when it is streamed, as soon as
+    the bytes received pass it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -202,10 +216,12 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = max_upload_bytes() + 2**20
-        length = dict(scope.get("headers", [])).get(b"content-length", b"")
+        headers = dict(scope.get("headers", []))
+        is_json = not headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        limit = max_json_bytes() if is_json else max_upload_bytes() + 2**20
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            response = _error(413, str(too_big(int(length), limit - 2**20)))
+            response = _error(413, self._message(int(length), limit, is_json))
             return await response(scope, receive, send)
         received = 0
 
@@ -214,10 +230,18 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise HTTPException(413, str(too_big(received, limit - 2**20)))
+                raise HTTPException(413, self._message(received, limit, is_json))
             return message
 
         await self.app(scope, limited, send)
+
+    @staticmethod
+    def _message(size: int, limit: int, is_json: bool) -> str:
+        if not is_json:
+            return str(too_big(size, limit - 2**20))
+        return (f"The request body is {size / 2**20:,.1f} MB, over the {limit / 2**20:,.1f} MB limit of a JSON "
+                "request (SCANNER_MAX_JSON_MB). Send a rule instead of a long signal list, or upload the data "
+                "with POST /api/data.")  # fmt: skip
 
 
 router = APIRouter(prefix="/api")
@@ -342,6 +366,9 @@ def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:
     market = open_dataset(req.data, who)
     if req.rule is not None:
         return req.rule, cached_scan(market, req.rule), market
+    if len(req.signals) > market.close.size:
+        raise DataError(f"{len(req.signals):,} signals are more than the dataset's {market.close.size:,} bars "
+                        "(symbols x dates); send each (symbol, date) once.")  # fmt: skip
     frame = pd.DataFrame([s.model_dump() for s in req.signals], columns=["symbol", "date"])
     digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
     return f"({len(frame):,} signals from the API, sha256 {digest})", frame, market
@@ -469,9 +496,14 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
 @router.get("/jobs/{job_id}", tags=["jobs"])
 def get_job(job_id: str, request: Request, who: User) -> dict[str, Any]:
     """A job's status, progress (done of total) and, once done, its result."""
-    job = request.app.state.jobs.get(job_id, who)
+    jobs: Jobs = request.app.state.jobs
+    job = jobs.get(job_id, who)
+    if job is None and jobs.expired(job_id, who):
+        raise HTTPException(404, f"Job {job_id[:40]!r} has expired: finished jobs are kept for "
+                            f"{jobs.ttl / 60:,.0f} minutes, at most {jobs.kept:,} per user. Submit it again (a "
+                            "repeat is served from the run cache).")  # fmt: skip
     if job is None:
-        raise HTTPException(404, f"No job {job_id[:40]!r} of yours (finished jobs are kept for an hour).")
+        raise HTTPException(404, f"No job {job_id[:40]!r} of yours.")
     return job.view()
 
 

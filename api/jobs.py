@@ -1,16 +1,20 @@
 """Long work (grids, Monte Carlo) as jobs on a small thread pool, so a request never waits for it and the
 server's event loop never runs it. The kernels release the GIL (`nogil=True`), so jobs and requests run
 side by side. Jobs live in memory: queued or running ones are bounded per user and in all; finished ones
-are kept for SCANNER_API_JOB_TTL seconds (default 3600) for their owner to fetch.
+are kept for their owner to fetch for SCANNER_API_JOB_TTL seconds (default 3600), at most
+SCANNER_API_JOBS_KEPT (default 50) per user and SCANNER_API_JOBS_MB (default 256) of results in all, oldest
+first out. A timer expires them even when nothing is submitted; an expired job's id answers "expired".
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +25,8 @@ from engine.data import DataError
 log = logging.getLogger("scanner.api")
 MAX_ACTIVE_PER_USER = 4
 MAX_ACTIVE = 32
+EXPIRED_REMEMBERED = 10_000  # ids of expired jobs kept to answer "expired" rather than "unknown"
+SWEEP_S = 30.0
 
 
 class Busy(Exception):
@@ -40,6 +46,7 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    size: int = 0  # bytes of the result as JSON, counted against the byte budget
 
     @property
     def active(self) -> bool:
@@ -55,12 +62,19 @@ class Job:
 class Jobs:
     """Submit work as a job; look it up, or cancel it, by id and owner (another user's job is not found)."""
 
-    def __init__(self, workers: int | None = None, ttl: float | None = None) -> None:
-        self.workers = workers or int(os.environ.get("SCANNER_API_WORKERS", "2"))
-        self.ttl = float(os.environ.get("SCANNER_API_JOB_TTL", "3600")) if ttl is None else ttl
+    def __init__(self, workers: int | None = None, ttl: float | None = None, kept: int | None = None,
+                 kept_bytes: int | None = None, sweep_s: float = SWEEP_S) -> None:  # fmt: skip
+        env = os.environ.get
+        self.workers = workers or int(env("SCANNER_API_WORKERS", "2"))
+        self.ttl = float(env("SCANNER_API_JOB_TTL", "3600")) if ttl is None else ttl
+        self.kept = int(env("SCANNER_API_JOBS_KEPT", "50")) if kept is None else kept
+        self.kept_bytes = int(float(env("SCANNER_API_JOBS_MB", "256")) * 2**20) if kept_bytes is None else kept_bytes
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="api-job")
         self._jobs: dict[str, Job] = {}
+        self._expired: OrderedDict[str, str] = OrderedDict()  # id -> owner
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._sweep, args=(sweep_s,), name="api-job-expiry", daemon=True).start()
 
     def submit(self, owner: str, kind: str, work: Callable[[Job], Any]) -> Job:
         """Queue work(job) -> JSON-able result; the work reports progress on job.done/total and stops early
@@ -85,6 +99,11 @@ class Jobs:
             job = self._jobs.get(job_id)
         return job if job is not None and job.owner == owner else None
 
+    def expired(self, job_id: str, owner: str) -> bool:
+        """Was this the owner's job, now expired (kept too long, or over the count or byte limit)?"""
+        with self._lock:
+            return self._expired.get(job_id) == owner
+
     def cancel(self, job_id: str, owner: str) -> Job | None:
         job = self.get(job_id, owner)
         if job is not None and job.active:
@@ -94,6 +113,7 @@ class Jobs:
         return job
 
     def shutdown(self) -> None:
+        self._stop.set()
         for job in list(self._jobs.values()):
             job.cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -105,6 +125,7 @@ class Jobs:
         try:
             result = work(job)
             job.result = result
+            job.size = len(json.dumps(result, default=str))
             if job.total == 0:  # served from the cache: nothing was counted
                 job.done = job.total = 1
             job.status = "cancelled" if job.cancel.is_set() else "done"
@@ -114,8 +135,33 @@ class Jobs:
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.status, job.error = "failed", "An unexpected error stopped the job (it has been logged)."
         job.finished = time.time()
+        with self._lock:
+            self._forget_expired()
+
+    def _sweep(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            with self._lock:
+                self._forget_expired()
 
     def _forget_expired(self) -> None:
+        """Drop finished jobs past the TTL, past the per-user count and past the byte budget, oldest first."""
         now = time.time()
-        for job_id in [j.id for j in self._jobs.values() if j.finished and now - j.finished > self.ttl]:
-            del self._jobs[job_id]
+        finished = sorted((j for j in self._jobs.values() if j.finished is not None), key=lambda j: j.finished or 0)
+        per_user: dict[str, int] = {}
+        for job in reversed(finished):  # newest first: the first `kept` of each user stay
+            per_user[job.owner] = per_user.get(job.owner, 0) + 1
+            if per_user[job.owner] > self.kept or now - (job.finished or now) > self.ttl:
+                self._expire(job)
+        total = sum(j.size for j in finished if j.id in self._jobs)
+        for job in finished:
+            if total <= self.kept_bytes:
+                break
+            if job.id in self._jobs:
+                self._expire(job)
+                total -= job.size
+
+    def _expire(self, job: Job) -> None:
+        del self._jobs[job.id]
+        self._expired[job.id] = job.owner
+        while len(self._expired) > EXPIRED_REMEMBERED:
+            self._expired.popitem(last=False)

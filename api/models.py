@@ -4,6 +4,7 @@ pages show ("Stop-loss must be 0 (off) or 0.1 to 99 %, not 150.")."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
@@ -25,8 +26,21 @@ def _field(p: table.Param) -> tuple[Any, Any]:
         schema["maximum"] = p.hi
     unit = f" ({p.unit})" if p.unit else ""
     text = f"{p.label}{unit}: {p.allowed()}." + (f" {p.help}" if p.help else "")
-    kind = Annotated[p.kind, BeforeValidator(p.check)]
+    kind = Annotated[p.kind, BeforeValidator(_json_typed(p))]
     return kind, Field(p.default, description=text, json_schema_extra=schema)
+
+
+def _json_typed(p: table.Param):
+    """The table's check, after JSON's own types: `true` or `"5"` is not a number, `5` is not text or a flag."""
+    wanted = {bool: (bool,), int: (int, float), float: (int, float), str: (str,)}[p.kind]
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) != (p.kind is bool) or not isinstance(value, wanted):
+            kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[p.kind]
+            raise ValueError(f"{p.label} must be {kind} ({p.allowed()}), not {json.dumps(value)[:40]}.")
+        return p.check(value)
+
+    return check
 
 
 def _model(name: str, group: str, **extra: Any) -> type[BaseModel]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,6 +286,10 @@ def test_a_backtest_of_a_signal_list_equals_the_library(client, sample):
         ({"rule": RULE, "params": {"stop_los": 5}}, "params.stop_los", "Extra inputs are not permitted"),
         ({"rule": RULE, "params": {"limits": {"max_correlation": 2}}}, "params.limits.max_correlation", "0.01 to 1"),
         ({"rule": "x" * 5000}, "rule", "at most"),
+        ({"rule": RULE, "params": {"stop_loss": True}}, "params.stop_loss", "Stop-loss must be a number"),
+        ({"rule": RULE, "params": {"stop_loss": "5"}}, "params.stop_loss", 'not "5"'),
+        ({"rule": RULE, "params": {"max_positions": False}}, "params.max_positions", "must be a whole number"),
+        ({"rule": RULE, "params": {"sizing": {"method": 1}}}, "params.sizing.method", "must be text"),
     ],
 )
 def test_bad_parameters_are_422_naming_the_field_and_the_allowed_range(client, body, field, words):
@@ -429,6 +434,89 @@ def test_the_job_queue_is_bounded_per_user():
     finally:
         gate.set()
         jobs.shutdown()
+
+
+def test_finished_jobs_are_capped_per_user_and_in_bytes_and_expire_on_a_timer(client, monkeypatch):
+    def finished(jobs, owner, work):  # a user looping quick (cache-hit) jobs, one after another
+        job = jobs.submit(owner, "test", work)
+        while job.active or job.finished is None:
+            time.sleep(0.002)
+        return job
+
+    jobs = Jobs(workers=2, kept=50, kept_bytes=10**9)
+    try:
+        bob = finished(jobs, "bob", lambda job: {"n": 2})
+        done = [finished(jobs, "alice", lambda job: {"n": 1}) for _ in range(150)]
+        with jobs._lock:
+            jobs._forget_expired()
+        kept = [j for j in done if jobs.get(j.id, "alice") is not None]
+        assert len(kept) == 50 and jobs.get(bob.id, "bob") is not None  # alice's loop does not evict bob
+        assert jobs.expired(done[0].id, "alice") and not jobs.expired(done[0].id, "bob")
+    finally:
+        jobs.shutdown()
+    by_bytes = Jobs(workers=1, kept_bytes=3_000)
+    try:
+        big = [finished(by_bytes, "alice", lambda job: {"x": "y" * 1_000}) for _ in range(4)]
+        with by_bytes._lock:
+            by_bytes._forget_expired()
+        assert [by_bytes.get(j.id, "alice") is not None for j in big] == [False, False, True, True]
+    finally:
+        by_bytes.shutdown()
+    timed = Jobs(workers=1, ttl=0.2, sweep_s=0.1)
+    try:
+        job = timed.submit("alice", "test", lambda job: 1)
+        time.sleep(0.8)  # nothing else is submitted: the timer expires it
+        assert timed.get(job.id, "alice") is None and timed.expired(job.id, "alice")
+    finally:
+        timed.shutdown()
+    # through the API: an expired job is a 404 that says so
+    client.app.state.jobs.ttl = 0
+    job_id = client.post("/api/montecarlo", json={"rule": RULE}).json()["id"]
+    for _ in range(300):
+        r = client.get(f"/api/jobs/{job_id}")
+        if r.status_code == 404:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 404 and "has expired" in r.json()["error"]
+
+
+def test_json_bodies_have_their_own_limit_and_signals_are_bounded_by_the_data(client, monkeypatch):
+    monkeypatch.setenv("SCANNER_MAX_JSON_MB", "0.5")
+    signals = [{"symbol": "AAPL", "date": "2020-01-02"}] * 20_000  # ~0.9 MB
+    r = client.post("/api/backtest/run", json={"signals": signals})
+    assert r.status_code == 413 and "limit of a JSON request (SCANNER_MAX_JSON_MB)" in r.json()["error"]
+    monkeypatch.setenv("SCANNER_MAX_JSON_MB", "4")
+    tiny = csv_bytes(2, 50)
+    data_id = upload(client, tiny).json()["id"]
+    r = client.post("/api/backtest/run", json={"data": data_id, "signals": signals[:5_000]})
+    assert r.status_code == 422 and "more than the dataset's 100 bars" in r.json()["error"]
+    assert upload(client, csv_bytes(3, 60)).status_code == 201  # uploads keep the upload limit
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "words"),
+    [
+        ("get", "/api/nothing-here", 404, "There is no endpoint /api/nothing-here"),
+        ("put", "/api/scan", 405, "PUT is not allowed on /api/scan; use POST"),
+        ("get", "/nope", 404, "/docs"),
+    ],
+)
+def test_the_frameworks_own_errors_are_json_error_messages_too(client, method, path, status, words):
+    r = client.request(method, path)
+    assert r.status_code == status and words in r.json()["error"] and "detail" not in r.json()
+
+
+def test_an_api_upload_on_a_broken_store_is_a_503_with_a_message(client, tmp_path):
+    store_dir = tmp_path / "cache" / "datasets"
+    shutil.rmtree(store_dir, ignore_errors=True)
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    store_dir.write_text("a file where the store should be: a full or lost disk")
+    r = upload(client, csv_bytes(seed=30))
+    assert r.status_code == 503 and "cannot store datasets right now" in r.json()["error"]
+    assert r.headers["retry-after"] and str(tmp_path) not in r.text
+    store_dir.unlink()
+    store_dir.mkdir()
+    assert upload(client, csv_bytes(seed=30)).status_code == 201  # the store works again at once
 
 
 # --- access ---------------------------------------------------------------------------------------------
