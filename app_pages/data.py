@@ -43,7 +43,7 @@ options = {
 
 left, mid, right = st.columns([3, 1, 1])
 with left:
-    uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "txt", "tsv", "parquet", "pq"],
+    uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
                                 key="upload")  # fmt: skip
     attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
     if uploaded is None:  # an error belongs to the file that caused it, not to a later visit

@@ -20,6 +20,7 @@ import io
 import os
 import re
 import unicodedata
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -250,7 +251,7 @@ def load_market(
         if filename.lower().endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":
             table, numbering, ragged = _read_parquet(raw, filename), _Numbering("row", 1), None
         else:
-            table, numbering, ragged = _read_csv(_decompress(raw, filename), filename, opts)
+            table, numbering, ragged = _read_csv(_decompress(_unzip(raw, filename), filename), filename, opts)
         return _build(table, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
     except DataError:
         raise
@@ -343,6 +344,30 @@ def _decompress(raw: bytes, filename: str) -> bytes:
     return out.getvalue()
 
 
+def _unzip(raw: bytes, filename: str) -> bytes:
+    """The one CSV inside a zip archive, read within the same limits as gzip; anything else says to unzip."""
+    if raw[:4] != b"PK\x03\x04":
+        return raw
+    shown = Path(filename).name
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+            if len(members) != 1 or not members[0].filename.lower().endswith((".csv", ".txt", ".tsv")):
+                names = ", ".join(m.filename for m in members[:3]) + (", ..." if len(members) > 3 else "")
+                raise DataError(f"{shown} is a zip archive of {len(members)} files ({names[:120]}): unzip it and "
+                                "upload the CSV or Parquet file itself (one archive can hold one CSV).")  # fmt: skip
+            limit = min(max_decompressed_bytes(), MAX_EXPANSION * len(raw))
+            with archive.open(members[0]) as stream:
+                out = stream.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise DataError(f"{shown} is not a readable zip archive ({str(exc)[:100]}): unzip it and upload the CSV "
+                        "itself.") from None  # fmt: skip
+    if len(out) > limit:
+        raise DataError(f"{shown} expands to over {_human(limit)} when unzipped: upload the CSV uncompressed or "
+                        "as Parquet.")  # fmt: skip
+    return out
+
+
 def _read_parquet(raw: bytes, filename: str) -> pa.Table:
     import pyarrow.parquet as pq
 
@@ -391,6 +416,8 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
     """The CSV as a table of strings, how its rows are numbered, and the ragged lines left out (if any)."""
     if text[:3] == b"\xef\xbb\xbf":
         text = text[3:]
+    if b"\r" in text[:65536] and b"\n" not in text[:65536]:  # old Mac line endings (CR only)
+        text = text.replace(b"\r", b"\n")
     head = text[:4096]
     if head.count(b"\x00") > len(head) // 20 or (head[:1] == b"\x00" and b"\n" not in head):
         raise DataError(f"{Path(filename).name} is binary, not a CSV or Parquet file.")
@@ -502,9 +529,11 @@ _REASONS = (
     "open or close outside [low, high]",
     "a negative volume",
     "a duplicate (symbol, date)",
+    "a date in the other day/month order than the rest of the file (the file mixes both: fix these rows, "
+    "or choose the date format)",
 )
 (R_NO_SYMBOL, R_BAD_SYMBOL, R_BAD_DATE, R_NON_NUMERIC, R_SOME_EMPTY, R_INFINITE, R_NONPOSITIVE, R_HIGH_LOW,
- R_OUTSIDE, R_NEG_VOLUME, R_DUPLICATE) = range(1, len(_REASONS) + 1)  # fmt: skip
+ R_OUTSIDE, R_NEG_VOLUME, R_DUPLICATE, R_OTHER_ORDER) = range(1, len(_REASONS) + 1)  # fmt: skip
 
 
 def _build(
@@ -662,9 +691,12 @@ def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarra
         indices, nulls = _codes(encoded)
         texts = [str(s).strip() for s in encoded.dictionary.to_pylist()]
         parsed = np.append(parse_date_texts(texts, date_format), np.datetime64("NaT", "ns"))
+        in_other_order = _in_other_order(texts, parsed[:-1]) if date_format is None else np.zeros(len(texts), bool)
+        other = np.append(in_other_order, False)
         idx = np.where(nulls, len(texts), indices)
         when = parsed[idx]
         raw = np.array([*texts, ""], dtype=object)[idx]
+        _flag(reason, other[idx], R_OTHER_ORDER)
     bad = np.isnat(when)
     _flag(reason, bad, R_BAD_DATE)
     if raw is not None:
@@ -715,6 +747,18 @@ def parse_date_texts(texts: list[str], date_format: str | None = None) -> np.nda
                                 "say whether the day or the month comes first. Choose the date format "
                                 "(date_format='dayfirst' or 'monthfirst'; on the Data page: Date format).")  # fmt: skip
     out[rest] = _in_range(best)
+    return out
+
+
+def _in_other_order(texts: list[str], parsed: np.ndarray) -> np.ndarray:
+    """Which unparsed texts are dates in a day/month order: the file chose the other order for the rest, so
+    these would be read in a second order. They are named, never read mixed."""
+    out = np.zeros(len(texts), bool)
+    unparsed = np.flatnonzero(np.isnat(parsed))
+    if len(unparsed):
+        candidates = pd.Series([texts[i] for i in unparsed], dtype=object)
+        for fmt in (*_DAY_FIRST, *_MONTH_FIRST):
+            out[unparsed] |= pd.to_datetime(candidates, format=fmt, errors="coerce").notna().to_numpy()
     return out
 
 

@@ -615,3 +615,18 @@ def test_too_many_jobs_are_a_429_that_says_what_to_do(client, monkeypatch):
     assert r.status_code == 429 and "DELETE /api/jobs/" in r.json()["error"]
     client.delete(f"/api/jobs/{first}")
     assert wait(client, first)["status"] == "cancelled"
+
+
+def test_old_mac_and_zip_uploads_are_read_or_refused_with_a_message_never_a_500(client):
+    import zipfile
+
+    content = csv_bytes(2, 60)
+    assert upload(client, content.replace(b"\n", b"\r"), "oldmac.csv").status_code == 201
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bars.csv", content)
+    assert upload(client, buf.getvalue(), "bars.zip").status_code == 201
+    with zipfile.ZipFile(buf, "a") as z:
+        z.writestr("more.csv", content)
+    r = upload(client, buf.getvalue(), "bars.zip")
+    assert r.status_code == 422 and "unzip it" in r.json()["error"]

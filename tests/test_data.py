@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from engine import DataError, load_market
-from engine.data import market_from_frame
+from engine.data import BadRowsError, market_from_frame
 from engine.synthetic import synthetic_frame, synthetic_market
 
 GOOD = "Ticker,DATE,Open,High,Low,Close,Volume\nbbb,2024-01-02,10,11,9,10.5,100\naaa,2024-01-02,5,6,4,5.5,50\n" \
@@ -144,3 +144,46 @@ def test_synthetic_market_is_deterministic_and_realistic():
     assert synthetic_market(20, 300, seed=6).fingerprint != a.fingerprint
     assert (a.high >= a.low)[~np.isnan(a.close)].all()
     assert len(set(a.sectors)) > 1
+
+
+TWO_BARS = b"symbol,date,open,high,low,close,volume\nA,2020-01-02,1,2,0.5,1.5,10\nA,2020-01-03,1.5,2,1,1.8,12\n"
+
+
+def test_old_mac_line_endings_are_read():
+    market = load_market(io.BytesIO(TWO_BARS.replace(b"\n", b"\r")), name="oldmac.csv")
+    assert market.symbols == ("A",) and len(market.dates) == 2 and market.close[-1, 0] == 1.8
+
+
+def test_a_zip_with_one_csv_is_read_and_any_other_zip_says_to_unzip_it():
+    import zipfile
+
+    def archive(**members: bytes) -> io.BytesIO:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in members.items():
+                z.writestr(name.replace("_", "."), data)
+        buf.seek(0)
+        buf.name = "prices.zip"
+        return buf
+
+    assert load_market(archive(prices_csv=TWO_BARS)).close[-1, 0] == 1.8
+    with pytest.raises(DataError, match=r"zip archive of 2 files .*unzip it"):
+        load_market(archive(a_csv=TWO_BARS, b_csv=TWO_BARS))
+    with pytest.raises(DataError, match="unzip it"):
+        load_market(archive(notes_pdf=b"%PDF"))
+    bomb = archive(big_csv=TWO_BARS + b"A,2020-01-06,1,2,0.5,1.5,10\n" * 2_000_000)  # 56 MB of rows in ~100 KB
+    with pytest.raises(DataError, match="when unzipped"):
+        load_market(bomb)
+
+
+def test_a_file_with_both_day_month_orders_is_refused_with_the_rows_named_never_read_mixed():
+    csv = (
+        TWO_BARS.split(b"\n")[0]
+        + b"\n"
+        + b"".join(b"A,%s,1,2,0.5,1.5,10\n" % d for d in (b"03/04/2020", b"04/03/2020", b"13/03/2020", b"03/25/2020"))
+    )
+    with pytest.raises(BadRowsError, match=r"other day/month order .* line 5 \(A 03/25/2020\)"):
+        load_market(io.BytesIO(csv), name="mixed.csv")
+    dayfirst = load_market(io.BytesIO(csv), name="mixed.csv", date_format="dayfirst", on_bad_rows="drop")
+    assert [str(d.date()) for d in dayfirst.dates] == ["2020-03-04", "2020-03-13", "2020-04-03"]  # one order
+    assert dayfirst.dropped_rows.line.tolist() == [5]
