@@ -7,6 +7,7 @@ import streamlit as st
 
 import app_reaper
 import app_state
+from engine.budget import WAIT_NOTICE
 from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
@@ -41,7 +42,13 @@ if problems:
             st.session_state.link_problems = []
             st.rerun()
 started = time.perf_counter()
+waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken
+notice = WAIT_NOTICE.set(lambda ahead: waiting.info(
+    f"Queued behind {ahead:,} run{'s' if ahead != 1 else ''}: the server's memory is in use. This run starts by "
+    "itself as soon as there is room.", icon=":material/hourglass_top:"))  # fmt: skip
 try:
     page.run()
 finally:  # also after st.stop() and st.rerun(): every script run is timed in the server's log
+    WAIT_NOTICE.reset(notice)
+    waiting.empty()
     app_state.log_script(page.url_path or "data", time.perf_counter() - started)

@@ -24,12 +24,14 @@ import app_format
 from engine import DataError, Market, backtest, load_market
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
+from engine.budget import backtest_bytes, upload_bytes
 from engine.data import BadRowsError
 from engine.datasets import dataset_id, valid_id
 from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
+from engine.filters import indicator_series as indicator_series_of
 from engine.optimize import OBJECTIVES, default_range, format_grid_spec, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
-from engine.stores import builtin, cached_scan, dataset_store, run_cache
+from engine.stores import builtin, cached_scan, dataset_store, reserved, run_cache
 
 log = logging.getLogger("scanner.app")
 if not log.handlers:  # one JSON line per script run on stderr: what load tests and operators read
@@ -212,7 +214,11 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     st.session_state.bad_rows = 0
     try:
         uploaded.seek(0)
-        new = load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, **options)
+        head = uploaded.read(2)
+        uploaded.seek(0)
+        need = upload_bytes(getattr(uploaded, "size", 0) or 0, compressed=head in (b"\x1f\x8b", b"PK"))
+        new = reserved("upload", need, lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows,
+                                                           **options))()  # fmt: skip
     except BadRowsError as exc:
         st.session_state.bad_rows = len(exc.rows)
         return str(exc)
@@ -297,6 +303,11 @@ def signals() -> Signals:
     return memo[cache_key]
 
 
+def indicator_series() -> dict:
+    """Each indicator of the current rule as (bars x symbols) arrays, for the Scanner chart."""
+    return indicator_series_of(require_market(), rule())
+
+
 # --- backtest -------------------------------------------------------------------------------------------
 
 
@@ -348,10 +359,11 @@ def user_label() -> str:
     return uid.removeprefix("user:") if source in ("login", "header") else "this browser"
 
 
-def cached_run(kind: str, params, compute, summarise=lambda r: {}):
-    """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss."""
-    value_, hit = run_cache().run(kind, require_market(), rule(), params, compute, summarise, session=user_id(),
-                                  link=link())  # fmt: skip
+def cached_run(kind: str, params, compute, summarise=lambda r: {}, need: int = 0):
+    """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss.
+    A run that is computed first reserves `need` bytes of the server's memory budget (waiting its turn)."""
+    value_, hit = run_cache().run(kind, require_market(), rule(), params, reserved(kind, need, compute), summarise,
+                                  session=user_id(), link=link())  # fmt: skip
     if run_cache().disabled and not st.session_state.get("_cache_warned"):
         st.session_state._cache_warned = True
         st.warning(f"Caching is off: {run_cache().disabled}. Everything still works, without the cache and history.")
@@ -363,8 +375,8 @@ def run_backtest():
     """Run (or fetch from the cache) and remember a backtest of the current settings."""
     params = bt_params()
     data, signals_now = require_market(), signals()
-    result = cached_run("backtest", params, lambda: backtest(data, signals_now, params),
-                        BacktestResult.key_metrics)  # fmt: skip
+    result = cached_run("backtest", params, lambda: backtest(data, signals_now, params), BacktestResult.key_metrics,
+                        need=backtest_bytes(data.close.nbytes))  # fmt: skip
     st.session_state.result = result
     st.session_state.result_key = _result_key(params)
     return result

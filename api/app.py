@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import engine
 from engine import params as table
 from engine.backtest import BacktestResult, backtest, params_from_values
+from engine.budget import ServerBusy, backtest_bytes, montecarlo_bytes, upload_bytes
 from engine.data import BadRowsError, DataError, Market, load_market, max_upload_bytes, too_big
 from engine.datasets import BUILTIN, dataset_id, describe, to_frame, valid_id
 from engine.filters import parse_rule
@@ -54,7 +55,7 @@ from engine.optimize import (
     run_optimization,
 )
 from engine.safe_csv import to_safe_csv
-from engine.stores import builtin, cached_scan, dataset_store, run_cache
+from engine.stores import builtin, cached_scan, dataset_store, reserved, run_cache
 
 from .identity import Identities, TokenError, from_environment
 from .jobs import Busy, Job, Jobs
@@ -159,6 +160,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's own 404 and 405 too
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(ServerBusy, _busy)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(router)
     return app
@@ -193,6 +195,12 @@ async def _data_error(request: Request, exc: DataError) -> JSONResponse:
     if isinstance(exc, BadRowsError):
         return _error(422, str(exc), bad_rows=len(exc.rows), rows=records(exc.rows, 100))
     return _error(422, str(exc))
+
+
+async def _busy(request: Request, exc: ServerBusy) -> JSONResponse:
+    response = _error(503, str(exc), queued_behind=exc.queued_behind)
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -263,8 +271,10 @@ def upload_dataset(
         raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
     buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
     buffer.name = os.path.basename(file.filename or "upload.csv")
-    market = load_market(buffer, name=buffer.name, on_bad_rows=on_bad_rows, prices=prices,
-                         date_format=date_format or None, intraday=intraday)  # fmt: skip
+    need = upload_bytes(len(buffer.getvalue()), compressed=buffer.getvalue()[:2] in (b"\x1f\x8b", b"PK"))
+    market = reserved("upload", need, lambda: load_market(buffer, name=buffer.name, on_bad_rows=on_bad_rows,
+                                                          prices=prices, date_format=date_format or None,
+                                                          intraday=intraday))()  # fmt: skip
     store = dataset_store()
     try:
         info = store.put(market, owner=who)
@@ -388,8 +398,9 @@ def run_backtest(req: BacktestRequest, who: User) -> dict[str, Any]:
     query = table.link_query(data_id, rule, values)
     by_rule = req.rule is not None
     link = urlencode(query) if by_rule else ""
-    result, hit = run_cache().run("backtest", market, rule, params, lambda: backtest(market, signals, params),
-                                  BacktestResult.key_metrics, session=who, link=link)  # fmt: skip
+    compute = reserved("backtest", backtest_bytes(market.close.nbytes), lambda: backtest(market, signals, params))
+    result, hit = run_cache().run("backtest", market, rule, params, compute, BacktestResult.key_metrics, session=who,
+                                  link=link)  # fmt: skip
     return {"data": data_id, "rule": rule, "cache_hit": hit, "metrics": clean(result.metrics),
             "skipped": result.skipped(), "ruined_on": clean(result.ruined_on),
             "link": dashboard_link("backtest", query) if by_rule else None, "trades": records(result.trades),
@@ -440,6 +451,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
             return out
 
         summary = {"combinations": math.prod(map(len, grid.values())), "mode": settings["mode"]}
+        compute = reserved("optimisation", 2 * backtest_bytes(market.close.nbytes), compute)
         try:
             out, hit = run_cache().run("optimize", market, req.rule, optimization_key(base, grid, settings), compute,
                                        lambda r: summary, session=who, link=urlencode(query))  # fmt: skip
@@ -478,11 +490,13 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
         rule = req.rule
         signals = cached_scan(market, rule)
         params = params_from_values(values)
-        result, _ = run_cache().run("backtest", market, rule, params, lambda: backtest(market, signals, params),
-                                    BacktestResult.key_metrics, session=who, link=urlencode(query))  # fmt: skip
+        run = reserved("backtest", backtest_bytes(market.close.nbytes), lambda: backtest(market, signals, params))
+        result, _ = run_cache().run("backtest", market, rule, params, run, BacktestResult.key_metrics, session=who,
+                                    link=urlencode(query))  # fmt: skip
+        need = montecarlo_bytes(settings["n_simulations"], len(result.trades))
         mc, hit = run_cache().run("montecarlo", market, rule, settings_used(result, settings),
-                                  lambda: simulate(result, settings), MonteCarloResult.key_figures, session=who,
-                                  link=urlencode(query))  # fmt: skip
+                                  reserved("Monte Carlo", need, lambda: simulate(result, settings)),
+                                  MonteCarloResult.key_figures, session=who, link=urlencode(query))  # fmt: skip
         threshold = settings["drawdown_pct"]
         return {"cache_hit": hit, "link": dashboard_link("montecarlo", query), "trades": len(result.trades),
                 "summary": clean(mc.summary().to_dict(orient="index")),

@@ -7,6 +7,7 @@ import charts
 from app_state import param_widget
 from engine import DataError
 from engine import params as table
+from engine.budget import montecarlo_bytes
 from engine.montecarlo import MonteCarloResult, settings_used, simulate, trade_returns
 
 st.title("Monte Carlo")
@@ -42,7 +43,8 @@ settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
         mc = app_state.cached_run("montecarlo", settings_used(result, settings), lambda: simulate(result, settings),
-                                  MonteCarloResult.key_figures)  # fmt: skip
+                                  MonteCarloResult.key_figures,
+                                  need=montecarlo_bytes(settings["n_simulations"], len(result.trades)))  # fmt: skip
 except DataError as exc:
     st.error(str(exc))
     st.stop()

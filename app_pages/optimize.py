@@ -11,6 +11,7 @@ import report
 from app_state import param_widget, value
 from engine import DataError, backtest
 from engine import params as table
+from engine.budget import backtest_bytes
 from engine.filters import RuleError, rule_numbers, scan
 from engine.metrics import LABELS
 from engine.optimize import (
@@ -106,7 +107,13 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
     try:
         compute = lambda: run_optimization(market, rule, base, grid, settings, progress=progress,  # noqa: E731
                                            scheduler=scheduler)  # fmt: skip
-        out = app_state.cached_run("optimize", params, compute, lambda r: {"combinations": n, "mode": mode})
+        out = app_state.cached_run(
+            "optimize",
+            params,
+            compute,
+            lambda r: {"combinations": n, "mode": mode},
+            need=2 * backtest_bytes(market.close.nbytes),
+        )
         ss.opt = (mode, objective, list(grid), out)
         bar.progress(1.0, text="Done" + (" (from the cache)" if ss.get("optimize_cache_hit") else ""))
     except (DataError, RuleError) as exc:

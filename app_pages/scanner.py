@@ -80,7 +80,7 @@ hit_symbols = list(pd.unique(hits.symbol))
 symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{ss.data_id}")
 j = market.column(symbol)
 overlays, lower = {}, {}
-for label, values in signals.values.items():
+for label, values in app_state.indicator_series().items():
     (overlays if charts.moves_with_price(values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]
 markers = pd.DataFrame({"date": mine.date, "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,

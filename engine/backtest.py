@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ import pandas as pd
 from . import _kernels as k
 from . import params as table
 from .data import DataError, Market
+from .filters import Signals
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .sizing import METHODS, Sizing
@@ -151,6 +153,10 @@ def signal_matrix(market: Market, signals) -> tuple[np.ndarray, np.ndarray]:
     priority = getattr(signals, "priority", None)
     if hasattr(signals, "matrix"):
         signals = signals.matrix
+        if priority is not None and np.ndim(priority) == 1:  # a scan's priority: one number per hit
+            dense = np.full(shape, np.nan)
+            dense[signals] = priority  # a boolean mask assigns in row order, as the scan took them
+            priority = dense
     if isinstance(signals, pd.DataFrame) and {"symbol", "date"} <= {str(c).lower() for c in signals.columns}:
         table = signals.rename(columns=str.lower)
         cols = pd.Index(market.symbols).get_indexer(table["symbol"].astype(str).str.upper())
@@ -183,7 +189,7 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
     entries, priority = signal_matrix(market, signals)
     bars, combo, shared = kernel_inputs(market, params)
     out = k.simulate(bars, entries, priority, combo, shared)
-    return _result(market, params, out, signals.values if hasattr(signals, "matrix") else None)
+    return _result(market, params, out, signals)
 
 
 def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
@@ -301,7 +307,7 @@ def _per_dataset(market: Market, name: str, compute):
     return indicators_for(market).memo((name,), compute)
 
 
-def _result(market: Market, params: BacktestParams, out: tuple, indicator_values: dict | None) -> BacktestResult:
+def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = None) -> BacktestResult:
     """Kernel records into frames: trades in the order they were entered (bar, then priority, then symbol),
     equity per date, events, metrics."""
     t, exit_order, event_records, curve, ruin_bar = out
@@ -332,8 +338,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, indicator_values
         },
         copy=False,  # the columns are new arrays or views of the kernel's records: no need to copy them again
     )
-    for name, values in (indicator_values or {}).items():  # each entry-rule indicator at the signal bar
-        trades[f"at_signal: {name}"] = values[e_bar - 1, sym] if len(e_bar) else np.empty(0)
+    at_signal = signals.values(market, e_bar - 1, sym) if isinstance(signals, Signals) else {}
+    for name, values in at_signal.items():  # each entry-rule indicator at the signal bar
+        trades[f"at_signal: {name}"] = values
     equity = curve["equity"].copy()
     long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
     n_open = curve["open_positions"].copy()

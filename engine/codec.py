@@ -1,6 +1,7 @@
 """Results as data-only bytes: nothing read back from disk can run code.
 
-A value is a tree of JSON (None, bool, numbers, text, lists, dicts), NumPy arrays (saved without pickle),
+A value is a tree of JSON (None, bool, numbers, text, lists, dicts), NumPy arrays (saved without pickle; bool
+arrays such as signal matrices bit-packed),
 DataFrames (Parquet), timestamps, and the engine's own result classes from an allow-list, rebuilt field by
 field through their constructors. The container is a zip of `tree.json` plus one member per array or frame,
 preceded by a magic word and an HMAC-SHA256 of the cache key and the rest under a secret of the install: an
@@ -97,6 +98,12 @@ def _to_tree(value: Any, members: dict[str, bytes]) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise CodecError("object arrays are not stored")
+        if value.dtype == bool:  # signal matrices: one bit per cell, not a byte
+            name = f"b{len(members)}.npy"
+            buf = io.BytesIO()
+            np.save(buf, np.packbits(value, axis=None), allow_pickle=False)
+            members[name] = buf.getvalue()
+            return {"$bits": name, "shape": list(value.shape)}
         name = f"a{len(members)}.npy"
         buf = io.BytesIO()
         np.save(buf, value, allow_pickle=False)
@@ -125,6 +132,10 @@ def _from_tree(node: Any, zf: zipfile.ZipFile, allowed: dict[str, type]) -> Any:
         return float(node["$float"])
     if "$ts" in node:
         return pd.Timestamp(node["$ts"])
+    if "$bits" in node:
+        shape = tuple(int(n) for n in node["shape"])
+        packed = np.load(io.BytesIO(zf.read(node["$bits"])), allow_pickle=False)
+        return np.unpackbits(packed, count=math.prod(shape)).astype(bool).reshape(shape)
     if "$array" in node:
         return np.load(io.BytesIO(zf.read(node["$array"])), allow_pickle=False)
     if "$frame" in node:

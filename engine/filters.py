@@ -16,12 +16,13 @@ import io
 import os
 import re
 import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import _kernels as k
+from .budget import scan_bytes
 from .data import DataError, Market
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
 from .params import MAX_RULE_CHARS
@@ -84,12 +85,14 @@ class RuleError(DataError):
 
 @dataclass
 class Signals:
-    """Entry signals: a bool (bars x symbols) matrix for the engine, plus what produced it."""
+    """Entry signals: a bool (bars x symbols) matrix for the engine, the rule that produced it, and `priority`,
+    one number per hit in the order of np.nonzero(matrix) (row by row), not a dense array. The indicator values
+    are not kept: they come back from the dataset's memo where shown, so a scan stays a bit matrix to keep
+    and to cache, however many indicators its rule uses."""
 
     matrix: np.ndarray
     rule: str
     priority: np.ndarray | None = None
-    values: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -98,17 +101,32 @@ class Signals:
     def symbols_hit(self) -> int:
         return int(self.matrix.any(axis=0).sum())
 
+    def values(self, market: Market, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+        """Each indicator of the rule at the given cells, by its text (e.g. 'rsi(14)'); {} for a rule that is
+        not a scanner rule (signals made by hand or loaded from a table)."""
+        try:
+            series = indicator_series(market, self.rule)
+        except DataError:
+            return {}
+        return {label: np.broadcast_to(v, market.shape)[rows, cols] for label, v in series.items()}
+
     def table(self, market: Market, limit: int | None = None) -> pd.DataFrame:
         """Tidy hits, newest first: symbol, date, close and each indicator the rule used."""
-        rows, cols = np.nonzero(self.matrix)
+        per_bar = np.count_nonzero(self.matrix, axis=1)
+        first = 0
+        if limit is not None:  # only the bars that hold the newest `limit` hits are searched
+            from_end = np.cumsum(per_bar[::-1])
+            first = len(per_bar) - int(np.searchsorted(from_end, limit)) - 1 if len(per_bar) else 0
+            first = max(first, 0)
+        rows, cols = np.nonzero(self.matrix[first:])
+        at = int(per_bar[:first].sum()) + np.arange(len(rows))  # each hit's place in `priority`
+        rows = rows + first
         order = np.lexsort((cols, -rows))[:limit]
-        rows, cols = rows[order], cols[order]
+        rows, cols, at = rows[order], cols[order], at[order]
         out = {"date": market.dates[rows], "symbol": np.array(market.symbols, dtype=object)[cols],
-               "close": market.close[rows, cols]}  # fmt: skip
-        for label, arr in self.values.items():
-            out[label] = arr[rows, cols]
+               "close": market.close[rows, cols], **self.values(market, rows, cols)}  # fmt: skip
         if self.priority is not None:
-            out["rank_score"] = self.priority[rows, cols]
+            out["rank_score"] = self.priority[at]
         return pd.DataFrame(out)
 
 
@@ -201,10 +219,22 @@ def indicator_calls(tree: ast.AST) -> set[str]:
     return {ast.dump(n) for n in calls if n.func.id in CATALOGUE}
 
 
+def indicator_names(rule: str) -> list[str]:
+    """The indicator of each distinct call in a rule and its ranking (e.g. ['rsi', 'sma', 'sma'] for
+    'rsi(14) < 30 and sma(50) > sma(200)'), for memory estimates; RuleError for a bad rule."""
+    rule_text, rank_by, _ = split_rank(rule)
+    trees = [parse_rule(rule_text), *([parse_rule(rank_by)] if rank_by else [])]
+    return _names_of(set().union(*(indicator_calls(t) for t in trees)))
+
+
+def _names_of(calls: set[str]) -> list[str]:
+    return sorted(re.search(r"id='(\w+)'", c).group(1) for c in calls)  # type: ignore[union-attr]
+
+
 def check_budget(market: Market, *trees: ast.AST) -> None:
     """Refuse a rule whose distinct indicators would need more memory than the limit, before computing any."""
     calls = set().union(*(indicator_calls(t) for t in trees))
-    need = (len(calls) + 4) * market.close.nbytes  # each indicator array, plus the rule's intermediate arrays
+    need = scan_bytes(market.close.nbytes, _names_of(calls))
     if len(calls) > MAX_INDICATORS or need > rule_memory_limit():
         limit_mb = rule_memory_limit() / 2**20
         raise RuleError(f"The rule uses {len(calls)} different indicators, which need about {need / 2**20:,.0f} MB on "
@@ -414,14 +444,27 @@ def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool
         rank_by, descending = inline_rank, inline_desc
     check_budget(market, parse_rule(rule_text), *([parse_rule(rank_by)] if rank_by else []))
     memo = indicators_for(market)
-    matrix, used = evaluate(market, rule_text, memo)
+    matrix, _ = evaluate(market, rule_text, memo)
     priority = None
     if rank_by:
         tree = parse_rule(rank_by)
         ev = _Evaluator(memo, rank_by)
-        value = np.broadcast_to(ev.eval(tree), market.shape).astype(float)
+        value = np.broadcast_to(ev.eval(tree), market.shape)[matrix].astype(float)  # at the hits, row by row
         priority = value if descending else -value
-    return Signals(matrix=matrix, rule=rule.strip(), priority=priority, values=used)
+    return Signals(matrix=matrix, rule=rule.strip(), priority=priority)
+
+
+def indicator_series(market: Market, rule: str) -> dict[str, np.ndarray]:
+    """Each indicator the rule uses, as a (bars x symbols) array (for charts: a scan keeps values at hits only);
+    computed through the dataset's memo, so a rule just scanned costs nothing more."""
+    rule_text = split_rank(rule)[0]
+    tree = parse_rule(rule_text)
+    check_budget(market, tree)
+    ev = _Evaluator(indicators_for(market), " ".join(rule_text.strip().splitlines()))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CATALOGUE:
+            ev.eval(node)
+    return ev.used
 
 
 @dataclass(frozen=True)

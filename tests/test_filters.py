@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine import synthetic_market
@@ -60,8 +61,18 @@ def test_indicator_values_are_reported_with_hits(tiny):
 
 def test_rank_by_sets_priority(tiny):
     s = scan(tiny, "close > 0 rank by close asc")
-    assert s.priority[0, tiny.column("AAA")] == -10.0
-    assert scan(tiny, "close > 0", rank_by="close").priority[0, tiny.column("BBB")] == 5.0
+    first = s.table(tiny).sort_values(["date", "symbol"]).iloc[:2]
+    assert first.rank_score.tolist() == [-10.0, -5.0] and first.symbol.tolist() == ["AAA", "BBB"]
+    s = scan(tiny, "close > 0", rank_by="close")
+    assert s.priority[tiny.column("BBB")] == 5.0  # the hits of bar 0 come first, by symbol
+    assert s.priority.shape == (s.count,)  # one number per hit, not a dense array
+
+
+def test_the_newest_hits_table_is_the_tail_of_the_full_table(tiny):
+    s = scan(tiny, "close > 4 and sma(2) > 0 rank by close")
+    full = s.table(tiny)
+    for limit in (1, 2, 3, len(full), len(full) + 5):
+        pd.testing.assert_frame_equal(s.table(tiny, limit), full.head(limit))
 
 
 def test_structured_conditions_compile_to_the_same_rule(tiny):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
 import weakref
+from pathlib import Path
+
+import pytest
 
 from engine import synthetic_market
+from engine.budget import MemoryBudget, ServerBusy
+from engine.data import DataError
 from engine.datasets import DatasetStore
 from engine.filters import scan
 from engine.indicators import _LIVE, indicators_for
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_datasets_memo_and_arrays_are_freed_with_its_last_holder():
@@ -41,3 +55,78 @@ def test_the_dataset_store_shares_a_dataset_only_while_someone_holds_it(tmp_path
     del first
     gc.collect()
     assert held() is None and store.get(info.id) is not None  # read again from disk when needed
+
+
+@pytest.mark.parametrize("n", [1, 5, 10, 20, 40])
+def test_a_scan_requests_peak_memory_stays_within_its_estimate(n):
+    """The whole request (scan, response, cache write) in a fresh process, 300 symbols x 2,520 bars."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "scan_peak.py"), str(n), "300", "2520"],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    measured = json.loads(run.stdout.strip().splitlines()[-1])
+    assert measured["peak"] <= 1.5 * measured["estimate"], measured
+    assert measured["estimate"] <= 4 * measured["peak"] + 4 * measured["array"], measured  # not a blind guess
+
+
+def test_work_waits_its_turn_for_memory_then_runs_and_work_larger_than_the_budget_is_refused():
+    budget = MemoryBudget(100, max_wait_s=10)
+    order, told = [], []
+    first = budget.reserve(80, "scan")
+    first.__enter__()
+
+    def second() -> None:
+        with budget.reserve(50, "backtest", on_wait=told.append):
+            order.append("second")
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    time.sleep(0.3)
+    assert order == [] and told == [1]  # queued behind the one run holding 80 of 100
+    order.append("first done")
+    first.__exit__(None, None, None)
+    waiter.join(5)
+    assert order == ["first done", "second"] and budget.used == 0 and budget.running == 0
+    too_big = pytest.raises(DataError, match=r"more than the server's whole memory budget .*SCANNER_SERVER_MB")
+    with too_big, budget.reserve(101, "scan"):
+        pass
+
+
+def test_a_full_queue_or_a_long_wait_is_refused_with_when_to_retry():
+    budget = MemoryBudget(100, max_queue=1, max_wait_s=0.3)
+    with budget.reserve(100, "grid"):
+        with (
+            pytest.raises(ServerBusy, match="would wait more than 0 s behind 1 runs") as busy,
+            budget.reserve(10, "scan"),
+        ):
+            pass
+        assert busy.value.retry_after_s >= 5 and busy.value.queued_behind >= 1
+        blocker = threading.Thread(target=lambda: _quietly(budget, 10, 2.0))
+        blocker.start()
+        time.sleep(0.1)
+        with pytest.raises(ServerBusy, match="already waiting"), budget.reserve(10, "scan", max_wait_s=5):
+            pass
+        blocker.join()
+    assert budget.used == 0 and not budget._queue
+
+
+def _quietly(budget: MemoryBudget, nbytes: int, wait_s: float) -> None:
+    with contextlib.suppress(ServerBusy), budget.reserve(nbytes, "scan", max_wait_s=wait_s):
+        pass
+
+
+def test_the_api_answers_503_with_retry_after_when_the_memory_budget_is_taken(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from engine.stores import server_budget
+
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SCANNER_SERVER_MB", "64")
+    monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "0.5")
+    with TestClient(create_app()) as client, server_budget().reserve(64 * 2**20, "grid"):
+        r = client.post("/api/scan", json={"data": "sample", "rule": "rsi(17) < 31"})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 5
+        assert "server is busy" in r.json()["error"] and r.json()["queued_behind"] >= 1
+    with TestClient(create_app()) as client:  # the memory is free again: the same request runs
+        assert client.post("/api/scan", json={"data": "sample", "rule": "rsi(17) < 31"}).status_code == 200
