@@ -24,7 +24,7 @@ system-deps:
 # MALLOC_ARENA_MAX=2: fewer glibc heaps for the server's threads, so memory freed after sessions end goes
 # back to the system instead of staying fragmented across per-thread arenas (see README, Hosting).
 run: $(VENV)/.installed
-	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
+	MALLOC_ARENA_MAX=2 $(BIN)/python app.py --server.port $(PORT)  # the launcher: kernels compile from the start
 
 # The HTTP API (same dataset store and run cache as the app); docs at http://127.0.0.1:8000/docs
 api: $(VENV)/.installed

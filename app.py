@@ -1,6 +1,7 @@
 """Streamlit entry: navigation, shared state and the sidebar. Pages live in app_pages/ (not pages/, so that
 st.navigation handles every URL, deep links on a fresh server included)."""
 
+import sys
 import time
 
 import streamlit as st
@@ -9,6 +10,13 @@ import app_reaper
 import app_state
 from engine.budget import WAIT_NOTICE
 from engine.warmup import warm_up_in_background
+
+if __name__ == "__main__" and not st.runtime.exists():  # `python app.py [flags]`: launch the server itself
+    from streamlit.web import cli
+
+    warm_up_in_background()  # the kernels compile from the server's start, not from its first visitor
+    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
+    sys.exit(cli.main())
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
 warm_up_in_background()
@@ -46,6 +54,8 @@ waiting = st.empty()  # "queued behind N runs" while the server's memory budget 
 notice = WAIT_NOTICE.set(lambda ahead: waiting.info(
     f"Queued behind {ahead:,} run{'s' if ahead != 1 else ''}: the server's memory is in use. This run starts by "
     "itself as soon as there is room.", icon=":material/hourglass_top:"))  # fmt: skip
+if (page.url_path or "data") not in ("data", "runs"):
+    app_state.wait_for_engine()
 try:
     page.run()
 finally:  # also after st.stop() and st.rerun(): every script run is timed in the server's log

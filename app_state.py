@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +22,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 import app_format
-from engine import DataError, Market, backtest, load_market
+from engine import DataError, Market, backtest, load_market, warmup
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
@@ -143,6 +144,20 @@ def missing_data_message() -> str | None:
         why = " It may have been deleted or evicted (storage limit)."
     return (f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
             "the **Data** page: the same file gets the same id, so the link works again.")  # fmt: skip
+
+
+def wait_for_engine() -> None:
+    """After an install the kernels compile once (about a minute): say so, with progress, until they are ready."""
+    state = warmup.progress()
+    if state.ready:
+        return
+    bar = st.progress(0.0)
+    while not state.ready:
+        step = f"step {state.done + 1} of {state.total}" if state.total else "starting"
+        text = f"Preparing the engine (first run after install, about {state.seconds_left():,.0f} s): {step}."
+        bar.progress(state.done / max(state.total, 1), text=text)
+        time.sleep(0.5)
+    bar.empty()
 
 
 def log_script(page: str, seconds: float) -> None:

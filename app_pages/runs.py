@@ -59,7 +59,8 @@ def data_name(r) -> str:
 
 table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind,
                        "by": "you" if r.session == me else "teammate", "data": data_name(r), "rule": r.rule,
-                       "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss", **r.metrics}
+                       "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss",
+                       **(r.metrics if can_open(r) else {})}
                       for r in runs])  # fmt: skip
 columns = app_format.grid_columns(table) | {
     "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss"),

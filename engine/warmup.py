@@ -1,21 +1,60 @@
-"""Compile every Numba kernel once (Numba caches the machine code on disk), so that a user's first
-backtest after an install or a server start returns at once instead of waiting ~13 s for compilation.
+"""Compile every Numba kernel once (Numba caches the machine code on disk), so that a user's first backtest
+after an install or a server start returns at once instead of waiting for compilation.
 
-`make run`/`make test` call `python -m engine warmup` after installing; the app also starts
-`warm_up_in_background()` when the server starts.
+`make run`/`make test` call `python -m engine warmup` after installing. The dashboard's launcher
+(`python -m serve`, what `make run` starts) begins `warm_up_in_background()` when the server starts, not when
+the first visitor arrives; a page that needs the engine before it is ready shows `progress()` meanwhile.
+From an empty cache the compile takes about a minute on 2 cores; from a warm disk cache, a second or two.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+log = logging.getLogger("engine.warmup")
+
+COLD_SECONDS = 70.0  # compile time from an empty cache on this project's 2-core machines (README, Hosting)
+
+
+@dataclass
+class Progress:
+    """Where the warm-up stands: steps done of total, and since when."""
+
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Nothing to wait for: finished, or never started (then each kernel compiles when first used)."""
+        return self.started is None or self.finished is not None
+
+    def seconds_left(self) -> float:
+        """A guess of the time left: the pace so far, or the cold compile time before any step is done."""
+        if self.ready or self.started is None:
+            return 0.0
+        elapsed = time.monotonic() - self.started
+        if self.done == 0:
+            return max(COLD_SECONDS - elapsed, 5.0)
+        return max(elapsed / self.done * (self.total - self.done), 1.0)
+
+
+_progress = Progress()
 _started = threading.Event()
 
 
-def warm_up() -> float:
-    """Run a scan with every indicator, backtests with each sizing method and limits, and a small grid on a
-    tiny synthetic market; returns the seconds it took."""
+def progress() -> Progress:
+    return _progress
+
+
+def _steps() -> list[Callable[[], object]]:
+    """Each kernel family on a tiny synthetic market: indicators, a scan, backtests with each sizing method
+    and limits, a short backtest, a small grid."""
     from .backtest import BacktestParams, backtest
     from .filters import scan
     from .indicators import CATALOGUE, indicators_for
@@ -24,17 +63,41 @@ def warm_up() -> float:
     from .sizing import METHODS, Sizing
     from .synthetic import synthetic_market
 
-    start = time.perf_counter()
     market = synthetic_market(4, 300, seed=1)
     memo = indicators_for(market)
-    for name, spec in CATALOGUE.items():
-        memo.get(name, *(p.default for p in spec.params))
-    signals = scan(market, "crosses_above(close, sma(20)) or rsi(14) < 40 rank by relative_volume(20)")
-    for method in METHODS:
-        backtest(market, signals, BacktestParams(sizing=Sizing(method=method)))
-    backtest(market, signals, BacktestParams(signal_type="short", limits=RiskLimits.defaults()))
-    optimize(market, "rsi(14) < 40", BacktestParams(), {"stop_loss": [2, 4]}, min_trades=0)
-    return time.perf_counter() - start
+    signals: list = []
+    steps: list[Callable[[], object]] = [
+        (lambda name=name, spec=spec: memo.get(name, *(p.default for p in spec.params)))
+        for name, spec in CATALOGUE.items()
+    ]
+    rule = "crosses_above(close, sma(20)) or rsi(14) < 40 rank by relative_volume(20)"
+    steps.append(lambda: signals.append(scan(market, rule)))
+    steps += [
+        (lambda method=method: backtest(market, signals[0], BacktestParams(sizing=Sizing(method=method))))
+        for method in METHODS
+    ]
+    steps.append(
+        lambda: backtest(market, signals[0], BacktestParams(signal_type="short", limits=RiskLimits.defaults()))
+    )
+    steps.append(lambda: optimize(market, "rsi(14) < 40", BacktestParams(), {"stop_loss": [2, 4]}, min_trades=0))
+    return steps
+
+
+def warm_up() -> float:
+    """Run every step, counting them in progress(); returns the seconds it took."""
+    _progress.started = _progress.started or time.monotonic()
+    start = time.perf_counter()
+    try:
+        steps = _steps()
+        _progress.total = len(steps)
+        for step in steps:
+            step()
+            _progress.done += 1
+    finally:  # a failed step must not leave pages waiting: the kernels then compile when first used
+        _progress.finished = time.monotonic()
+    seconds = time.perf_counter() - start
+    log.warning("engine ready: kernels compiled or loaded from the cache in %.1f s", seconds)
+    return seconds
 
 
 def warm_up_in_background() -> None:
@@ -42,4 +105,5 @@ def warm_up_in_background() -> None:
     if _started.is_set():
         return
     _started.set()
+    _progress.started = time.monotonic()
     threading.Thread(target=warm_up, name="numba-warm-up", daemon=True).start()

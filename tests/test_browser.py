@@ -1,7 +1,8 @@
-"""End to end in a real browser, where widget-state bugs live: `streamlit run` on a free port with its own
-cache directory, driven by Playwright in Debian's Chromium. AppTest does not recreate widgets the way a
-browser session does, so every interactive journey (edit and rerun, links in a fresh browser context,
-uploads, reloads, hostile links) is checked here."""
+"""End to end in a real browser, where widget-state bugs live: the app's own launcher (`python app.py`, what
+`make run` starts) on a free port with its own cache directory and a trusted identity header, driven by
+Playwright in Debian's Chromium. AppTest does not recreate widgets the way a browser session does, so every
+interactive journey (edit and rerun, links in a fresh browser context, uploads, reloads, hostile links, two
+signed-in users) is checked here."""
 
 from __future__ import annotations
 
@@ -44,10 +45,12 @@ def server(tmp_path_factory):
     port = free_port()
     cache = tmp_path_factory.mktemp("cache")
     log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    SERVER_LOG.append(Path(log.name))
+    env = {**os.environ, "SCANNER_CACHE_DIR": str(cache), "SCANNER_USER_HEADER": IDENTITY_HEADER}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SCANNER_CACHE_DIR": str(cache)},
+        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -78,9 +81,15 @@ def browser():
         b.close()
 
 
-def new_page(browser):
-    """A page in a fresh browser context: a teammate with no cookies and no session."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+SERVER_LOG: list[Path] = []
+IDENTITY_HEADER = "X-Forwarded-User"  # as an authenticating proxy in front of the server would set it
+
+
+def new_page(browser, user: str | None = None):
+    """A page in a fresh browser context: a teammate with no cookies and no session; with `user`, signed in
+    through the trusted proxy header (a real identity)."""
+    headers = {IDENTITY_HEADER: user} if user else None
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers=headers)
     return context.new_page()
 
 
@@ -116,6 +125,16 @@ def shot(page, name: str) -> None:
 
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_server_prepares_the_engine_before_its_first_visitor(server):
+    """The launcher starts compiling (or loading) the kernels when the server starts: the log says the engine
+    is ready before any page has run (the health check is no visitor)."""
+    deadline = time.time() + 120
+    while "engine ready" not in SERVER_LOG[0].read_text() and time.time() < deadline:
+        time.sleep(0.5)
+    text = SERVER_LOG[0].read_text()
+    assert "engine ready" in text and '"event": "script"' not in text
 
 
 def test_deep_link_to_backtest_is_the_first_request_and_reproduces_the_run(server, browser):
@@ -263,6 +282,39 @@ def test_a_reload_keeps_my_runs_and_a_teammate_cannot_delete_them(server, browse
     settle(teammate)
     assert teammate.get_by_role("button", name="Delete this run").is_disabled()
     for p in (page, teammate):
+        p.context.close()
+
+
+def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users(server, browser, tmp_path):
+    csv = tmp_path / "alice_secret_positions.csv"
+    to_frame(synthetic_market(3, 300, seed=12)).to_csv(csv, index=False)
+    alice = new_page(browser, user="alice@example.org")
+    alice.goto(f"{server}/", timeout=60_000)
+    alice.locator('input[type="file"]').set_input_files(str(csv))
+    alice.get_by_role("heading", name="alice_secret_positions.csv").wait_for(timeout=60_000)
+    settle(alice)
+    data_id = query(alice)["data"]
+    assert "nothing is private" not in alice.content()
+    alice.goto(f"{server}/backtest?data={data_id}&rule=rsi%2814%29+%3C+45", timeout=60_000)  # a link runs at once
+    first_metric(alice, "Total return")
+    settle(alice)
+    link = alice.url
+    bob = new_page(browser, user="bob@example.org")
+    bob.goto(link, timeout=60_000)
+    bob.get_by_text("private to its owner; ask them to share it").first.wait_for(timeout=60_000)
+    settle(bob)
+    assert bob.locator('[data-testid="stMetric"]').count() == 0 and "alice_secret" not in bob.content()
+    bob.goto(f"{server}/runs", timeout=60_000)
+    bob.get_by_text("Show the team's runs").first.click()
+    bob.get_by_text("(private dataset)").first.wait_for(state="attached", timeout=60_000)  # a grid cell
+    settle(bob)
+    content = bob.content()
+    assert "alice_secret" not in content and data_id not in content
+    assert bob.get_by_role("link", name="Open as a link").count() == 0
+    shot(bob, "team_view_private_run")
+    alice.goto(f"{server}/runs", timeout=60_000)
+    alice.get_by_role("link", name="Open as a link").wait_for(timeout=60_000)  # her own run: a link
+    for p in (alice, bob):
         p.context.close()
 
 
