@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run api test lint bench bench-vectorbt load-test clean system-deps
+.PHONY: run api test lint bench bench-vectorbt load-test load-test-api clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-vectorbt:
 
 load-test: $(VENV)/.installed system-deps
 	MALLOC_ARENA_MAX=2 $(BIN)/python benchmarks/load_test.py --sessions 10
+
+# 20 concurrent API clients for 30 s against uvicorn on 127.0.0.1: latency percentiles, errors, RSS.
+load-test-api: $(VENV)/.installed
+	$(BIN)/python benchmarks/load_test_api.py --clients 20 --seconds 30
 
 clean:
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache .coverage .venv-bench
