@@ -379,9 +379,12 @@ def cached_run(kind: str, params, compute, summarise=lambda r: {}, need: int = 0
     A run that is computed first reserves `need` bytes of the server's memory budget (waiting its turn)."""
     value_, hit = run_cache().run(kind, require_market(), rule(), params, reserved(kind, need, compute), summarise,
                                   session=user_id(), link=link())  # fmt: skip
-    if run_cache().disabled and not st.session_state.get("_cache_warned"):
+    off = run_cache().disabled
+    if not off:
+        st.session_state._cache_warned = False  # the warning goes when caching is back, and returns if it fails again
+    elif not st.session_state.get("_cache_warned"):
         st.session_state._cache_warned = True
-        st.warning(f"Caching is off: {run_cache().disabled}. Everything still works, without the cache and history.")
+        st.warning(f"Caching is off: {off}. Everything still works, without the cache and history.")
     st.session_state[f"{kind}_cache_hit"] = hit
     return value_
 

@@ -188,7 +188,7 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
     params = params or BacktestParams(**kwargs)
     entries, priority = signal_matrix(market, signals)
     bars, combo, shared = kernel_inputs(market, params)
-    out = k.simulate(bars, entries, priority, combo, shared)
+    out = k.simulate(*map(read_only, (bars, entries, priority, combo, shared)))
     return _result(market, params, out, signals)
 
 
@@ -279,6 +279,22 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
         valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
     return window, kernel_bars(window), shared
+
+
+def read_only(value: Any) -> Any:
+    """An array as a read-only view, or a kernel record with every array in it read-only. Every kernel call
+    passes its arrays this way, so Numba compiles one specialisation per kernel: writable and read-only
+    arrays (memoised indicators are read-only) are different types to it, and each mix compiled anew (a
+    third more compile time after an install, for no speed)."""
+    if isinstance(value, np.ndarray):
+        if not value.flags.writeable:
+            return value
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(read_only(v) for v in value))
+    return value
 
 
 def _bars_of(a: np.ndarray, start: int, stop: int, axis: int = 0) -> np.ndarray:
@@ -416,5 +432,6 @@ def window_backtest(market: Market, signals, params: BacktestParams, start: int,
     entries, priority = signal_matrix(market, signals)
     _, combo, shared = kernel_inputs(market, params)
     window, bars, shared = window_inputs(market, shared, start, stop)
-    out = k.simulate(bars, _bars_of(entries, start, stop), _bars_of(priority, start, stop), combo, shared)
+    inputs = (bars, _bars_of(entries, start, stop), _bars_of(priority, start, stop), combo, shared)
+    out = k.simulate(*map(read_only, inputs))
     return _result(window, params, out, None)

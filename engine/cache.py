@@ -253,7 +253,7 @@ class RunCache:
         self.directory = Path(directory).expanduser() if directory else None
         self.size_limit = int(size_limit_mb * 1e6)
         self.computed = 0  # how many runs were computed rather than read (observable in tests)
-        self.disabled: str | None = None
+        self._off: str | None = None  # why the disk is off for now
         self._results: ResultStore | None = None
         self._history: History | None = None
         self._retry_at = 0.0
@@ -265,6 +265,12 @@ class RunCache:
     @property
     def active(self) -> bool:
         return self.directory is not None and self.disabled is None
+
+    @property
+    def disabled(self) -> str | None:
+        """Why the disk is off for now (checked again once the retry wait is over), else None."""
+        self._usable()
+        return self._off
 
     def _open(self) -> None:
         """(Re)open the directory: results, history, log; then write the history rows that waited."""
@@ -280,14 +286,14 @@ class RunCache:
         except DISK_ERRORS as exc:
             self._turn_off(exc)
             return
-        if self.disabled is not None:
-            log.warning(json.dumps({"event": "cache_on", "after": self.disabled}))
-        self.disabled = None
+        if self._off is not None:
+            log.warning(json.dumps({"event": "cache_on", "after": self._off}))
+        self._off = None
 
     def _turn_off(self, exc: BaseException) -> None:
         """Stop using the disk for a while (and say why, once): runs go on, uncached, and their history waits."""
-        if self.disabled is None:
-            self.disabled = (f"the cache directory cannot be used for now ({exc.__class__.__name__}: full, "
+        if self._off is None:
+            self._off = (f"the cache directory cannot be used for now ({exc.__class__.__name__}: full, "
                              "read-only, locked or missing); it is tried again every minute")  # fmt: skip
             log.error(json.dumps({"event": "cache_off", "directory": str(self.directory), "error": repr(exc)}))
         self._results = self._history = None
@@ -297,12 +303,12 @@ class RunCache:
         """Is the disk on? After a fault, retried once the wait is over."""
         if self.directory is None:
             return False
-        if self.disabled is not None and time.monotonic() >= self._retry_at and self._reopen.acquire(blocking=False):
+        if self._off is not None and time.monotonic() >= self._retry_at and self._reopen.acquire(blocking=False):
             try:
                 self._open()
             finally:
                 self._reopen.release()
-        return self.disabled is None
+        return self._off is None
 
     def run(
         self,

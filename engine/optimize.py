@@ -32,6 +32,7 @@ from .backtest import (
     BacktestParams,
     exit_row,
     kernel_inputs,
+    read_only,
     signal_matrix,
     sizing_row,
     window_backtest,
@@ -424,8 +425,8 @@ def run_chunk(
     sizing_rows = np.array([sizing_row(p.sizing) for p in params])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
-    return k.simulate_grid(kbars, entries, priority, exits, sizing_rows, shared, days / 365.25,
-                           base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # fmt: skip
+    inputs = map(read_only, (kbars, entries, priority, exits, sizing_rows, shared))
+    return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)
 
 
 def in_out_of_sample(

@@ -4,7 +4,7 @@ after an install or a server start returns at once instead of waiting for compil
 `make run`/`make test` call `python -m engine warmup` after installing. The dashboard's launcher
 (`python -m serve`, what `make run` starts) begins `warm_up_in_background()` when the server starts, not when
 the first visitor arrives; a page that needs the engine before it is ready shows `progress()` meanwhile.
-From an empty cache the compile takes about a minute on 2 cores; from a warm disk cache, a second or two.
+From an empty cache the compile takes about 30 s on 2 cores; from a warm disk cache, a second or two.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("engine.warmup")
 
-COLD_SECONDS = 70.0  # compile time from an empty cache on this project's 2-core machines (README, Hosting)
+COLD_SECONDS = 35.0  # compile time from an empty cache on this project's 2-core machines (README, Hosting)
 
 
 @dataclass
