@@ -15,6 +15,7 @@ if __name__ == "__main__" and not st.runtime.exists():  # `python app.py [flags]
     from streamlit.web import cli
 
     warm_up_in_background()  # the kernels compile from the server's start, not from its first visitor
+    app_state.log_identity_sources()
     sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
     sys.exit(cli.main())
 

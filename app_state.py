@@ -345,6 +345,15 @@ def user_id() -> str:
     return ss.user_id
 
 
+def log_identity_sources() -> None:
+    """One line at start: which identities the dashboard trusts (operators see at once if nothing is private)."""
+    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
+    sources = ["sign-in (st.login) where [auth] is configured in .streamlit/secrets.toml"]
+    sources.append(f"the proxy header {header!r}" if header else "no proxy header (SCANNER_USER_HEADER unset)")
+    sources.append("else a browser cookie: such users' uploads are not private")
+    log.warning("dashboard identity from " + "; ".join(sources))
+
+
 def _identify() -> tuple[str, str]:
     try:
         if st.user.is_logged_in:

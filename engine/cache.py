@@ -136,6 +136,7 @@ class ResultStore:
         self.secret = secret
         self.directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.directory)
+        self._tidied = time.monotonic()
         self._lock = threading.Lock()
         self._total = sum(p.stat().st_size for p in self.directory.glob("*.res"))
 
@@ -166,6 +167,9 @@ class ResultStore:
         if len(blob) > self.size_limit:
             return  # larger than the whole cache: not worth keeping
         write_atomically(self.path(key), blob)
+        if time.monotonic() - self._tidied > 3600:  # what crashed writes left, by age, once an hour
+            self._tidied = time.monotonic()
+            remove_stale_temporaries(self.directory)
         with self._lock:
             self._total += len(blob)
             if self._total > self.size_limit:

@@ -128,6 +128,7 @@ class DatasetStore:
         # Datasets in use, shared by the sessions that opened them; freed when the last of them ends.
         self._memo: weakref.WeakValueDictionary[str, Market] = weakref.WeakValueDictionary()
         self._lock = threading.RLock()
+        self._tidied = time.monotonic()
         if self.directory is not None:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -142,6 +143,8 @@ class DatasetStore:
         if self.directory is None:
             return describe(market, 0, owner)
         listing = Listing(owner, market.name, not authenticated(owner), time.time())
+        self.directory.mkdir(parents=True, exist_ok=True)  # a deleted store comes back with the next upload
+        self._tidy()
         with self._exclusive():
             facts = self._facts(ds_id)
             if facts is None:
@@ -244,6 +247,13 @@ class DatasetStore:
         return True
 
     # --- files ------------------------------------------------------------------------------------------
+
+    def _tidy(self) -> None:
+        """Remove what crashed writes left, at most once an hour (and when the store opens)."""
+        now = time.monotonic()
+        if now - self._tidied > 3600 and self.directory is not None:
+            self._tidied = now
+            remove_stale_temporaries(self.directory)
 
     @contextlib.contextmanager
     def _exclusive(self):

@@ -352,3 +352,27 @@ def test_result_tables_are_headed_by_labels_not_field_names():
     grid = pd.DataFrame({"stop_loss": [2.0], "rule.1": [30.0], "cagr_pct": [2.5], "n_trades": [10]})
     config = app_format.grid_columns(grid, app_format.rule_number_titles("rsi(14) < 30"))
     assert [config[c]["label"] for c in grid] == ["Stop-loss (%)", "rule: rsi(14) < ⟨30⟩", "CAGR [%]", "# Trades"]
+
+
+def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy(cache_dir, monkeypatch):
+    import threading
+    import time
+
+    from engine.stores import server_budget
+
+    monkeypatch.setenv("SCANNER_SERVER_MB", "32")
+    monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "20")
+    at = fresh(page="backtest")
+    hold = server_budget().reserve(32 * 2**20, "grid")
+    hold.__enter__()
+    threading.Thread(target=lambda: (time.sleep(1.5), hold.__exit__(None, None, None))).start()
+    started = time.monotonic()
+    at.get("form_submit_button")[0].click().run()
+    assert time.monotonic() - started >= 1.0  # it waited its turn ...
+    assert not at.exception and at.session_state["result"] is not None  # ... then ran
+    monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "0.3")
+    at = fresh(page="backtest")
+    with server_budget().reserve(32 * 2**20, "grid"):
+        at.number_input(key="p.sl").set_value(3.5)
+        at.get("form_submit_button")[0].click().run()
+    assert not at.exception and any("The server is busy" in e.value for e in at.error)
