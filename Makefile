@@ -12,6 +12,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .   # engine, api and app importable from any folder
 	$(BIN)/python -m engine warmup   # compile the Numba kernels now, not on the first click
 	touch $@
 
@@ -24,7 +25,7 @@ system-deps:
 # MALLOC_ARENA_MAX=2: fewer glibc heaps for the server's threads, so memory freed after sessions end goes
 # back to the system instead of staying fragmented across per-thread arenas (see README, Hosting).
 run: $(VENV)/.installed
-	MALLOC_ARENA_MAX=2 $(BIN)/python app.py --server.port $(PORT)  # the launcher: kernels compile from the start
+	MALLOC_ARENA_MAX=2 $(BIN)/python -m app --server.port $(PORT)  # the launcher: kernels compile from the start
 
 # The HTTP API (same dataset store and run cache as the app); docs at http://127.0.0.1:8000/docs
 api: $(VENV)/.installed

@@ -35,7 +35,7 @@ def start_server(cache_dir: str, log_path: Path) -> tuple[subprocess.Popen, str]
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SCANNER_CACHE_DIR": cache_dir}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.disconnectedSessionTTL", str(TTL)],
                             cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -165,7 +165,7 @@ def _backtest(market, args) -> int:
     if args.equity_csv:
         to_safe_csv(result.equity, args.equity_csv)
     if args.report:
-        from report import tear_sheet  # the app's charts, next to this package (run from the project folder)
+        from .plots.report import tear_sheet
 
         rule = args.rule or f"signals from {args.signals}"
         Path(args.report).write_text(tear_sheet(market, rule, result), encoding="utf-8")

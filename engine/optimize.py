@@ -377,7 +377,12 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
         for rows in chunks:
             yield rows, run_chunk(market, rule, base, table.iloc[rows], bars)
         return
-    from dask.distributed import Client, as_completed
+    try:  # dask is the optional extra `dask`: only a cluster grid needs it
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        advice = "pip install 'scanner-backtester[dask]', or unset it to run in this process"
+        raise DataError(f"SCANNER_DASK_SCHEDULER names a Dask cluster ({scheduler}), but dask is not installed "
+                        f"here: {advice}.") from None  # fmt: skip
 
     try:
         client = Client(scheduler, timeout=10)

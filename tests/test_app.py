@@ -7,10 +7,10 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app_state
+from app import state as app_state
 from engine import params as table
 
-APP = "../app.py"
+APP = "../app/main.py"
 
 
 def fresh(query: dict | None = None, page: str | None = None, user: str | None = None) -> AppTest:
@@ -22,7 +22,7 @@ def fresh(query: dict | None = None, page: str | None = None, user: str | None =
     for key, value in (query or {}).items():
         at.query_params[key] = value
     if page:
-        at.switch_page(f"app_pages/{page}.py")
+        at.switch_page(f"../pages/{page}.py")
     return at.run()
 
 
@@ -39,7 +39,7 @@ def test_data_page_loads_the_sample():
 
 def test_scanner_preset_finds_signals():
     at = fresh()
-    at.switch_page("app_pages/scanner.py").run()
+    at.switch_page("../pages/scanner.py").run()
     at.selectbox(key="w.scanner.preset").set_value("Golden cross").run()
     assert not at.exception
     assert at.text_area(key="rule_text").value == "crosses_above(sma(50), sma(200))"
@@ -50,7 +50,7 @@ def test_scanner_preset_finds_signals():
 def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
     import pandas as pd
 
-    import app_format
+    from app import formatting as app_format
 
     hits = pd.DataFrame({"date": pd.to_datetime(["2023-08-18"]), "symbol": ["AAPL"], "close": [174.0],
                          "rsi(14)": [28.7886], "volume": [1_000]})  # fmt: skip
@@ -61,7 +61,7 @@ def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
 
 
 def test_the_trade_list_shows_exact_share_counts():
-    import app_format
+    from app import formatting as app_format
 
     # "%,.4g" showed 123,456 shares as 123,500: a misstated position
     assert app_format.trade_columns(False)["shares"]["type_config"]["format"] == "%,d"
@@ -70,7 +70,7 @@ def test_the_trade_list_shows_exact_share_counts():
 
 def test_scanner_shows_a_clear_error_for_a_bad_rule():
     at = fresh()
-    at.switch_page("app_pages/scanner.py").run()
+    at.switch_page("../pages/scanner.py").run()
     at.text_area(key="rule_text").set_value("__import__('os')").run()
     assert not at.exception
     assert "Unknown function '__import__'" in at.error[0].value
@@ -78,7 +78,7 @@ def test_scanner_shows_a_clear_error_for_a_bad_rule():
 
 def test_backtest_runs_and_shows_metrics():
     at = fresh()
-    at.switch_page("app_pages/backtest.py").run()
+    at.switch_page("../pages/backtest.py").run()
     assert "press **Run backtest**" in at.info[0].value
     at.get("form_submit_button")[0].click().run()
     assert not at.exception
@@ -148,12 +148,12 @@ def cache_dir(tmp_path, monkeypatch):
 
 def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     at = fresh()
-    at.switch_page("app_pages/backtest.py").run()
+    at.switch_page("../pages/backtest.py").run()
     at.get("form_submit_button")[0].click().run()
     assert at.session_state["backtest_cache_hit"] is False
     at.get("form_submit_button")[0].click().run()
     assert at.session_state["backtest_cache_hit"] is True
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
     assert runs["kind"].tolist() == ["backtest", "backtest"] and runs["cache"].tolist() == ["hit", "miss"]
@@ -165,13 +165,13 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     csv = b"symbol,date,open,high,low,close,volume\nZZZ,2024-01-02,1,2,0.5,1.5,10\nZZZ,2024-01-03,1.5,2,1,1.8,12\n"
     alice, bob = fresh(), fresh()
     alice.file_uploader(key="upload").upload("mine.csv", csv, "text/csv").run()
-    alice.switch_page("app_pages/backtest.py").run()
+    alice.switch_page("../pages/backtest.py").run()
     bob.run()
     assert bob.session_state["market"].symbols != alice.session_state["market"].symbols
     assert metrics(bob)["Symbols"] == "6"
-    bob.switch_page("app_pages/backtest.py").run()
+    bob.switch_page("../pages/backtest.py").run()
     bob.get("form_submit_button")[0].click().run()
-    alice.switch_page("app_pages/runs.py").run()
+    alice.switch_page("../pages/runs.py").run()
     assert not alice.exception and "No runs yet" in alice.info[0].value
     alice.toggle(key="w.runs.everyone").set_value(True).run()
     assert len(alice.dataframe[0].value) == 1  # the team view lists Bob's run, never his data
@@ -190,7 +190,7 @@ def test_an_oversized_upload_is_refused_clearly(monkeypatch):
 
 def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     at = fresh({"rule": "rsi(14) < 35"})
-    at.switch_page("app_pages/optimize.py").run()
+    at.switch_page("../pages/optimize.py").run()
     assert not at.exception and "**4 combinations**" not in str(at.markdown)
     at.multiselect(key="grid.keys").set_value(["stop_loss", "rule.1"]).run()
     at.number_input(key="grid.stop_loss.hi").set_value(4.0).run()  # 2, 4
@@ -213,15 +213,15 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
 
 def test_monte_carlo_resamples_the_last_backtest(cache_dir):
     at = fresh()
-    at.switch_page("app_pages/montecarlo.py").run()
+    at.switch_page("../pages/montecarlo.py").run()
     assert "Run a backtest first" in at.info[0].value
-    at.switch_page("app_pages/backtest.py").run()
+    at.switch_page("../pages/backtest.py").run()
     at.get("form_submit_button")[0].click().run()
-    at.switch_page("app_pages/montecarlo.py").run()
+    at.switch_page("../pages/montecarlo.py").run()
     assert not at.exception
     shown = metrics(at)
     assert shown["Probability of a loss"].endswith("%") and "Median final return" in shown
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("../pages/runs.py").run()
     assert not at.exception
     assert at.dataframe[0].value["kind"].tolist() == ["montecarlo", "backtest"]
     assert at.dataframe[1].value.index.tolist() == ["p5", "p25", "p50", "p75", "p95"]  # the reopened summary
@@ -255,12 +255,12 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
     assert not any("nothing is private" in c.value for c in alice.caption)  # signed in: private by default
     data_id = alice.session_state["data_id"]
-    alice.switch_page("app_pages/scanner.py").run()
+    alice.switch_page("../pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9").run()
-    alice.switch_page("app_pages/backtest.py").run()
+    alice.switch_page("../pages/backtest.py").run()
     alice.get("form_submit_button")[0].click().run()
     assert not alice.exception and alice.session_state["result"] is not None
-    bob.switch_page("app_pages/runs.py").run()
+    bob.switch_page("../pages/runs.py").run()
     assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
     bob.toggle(key="w.runs.everyone").set_value(True).run()
     table = bob.dataframe[0].value
@@ -268,7 +268,7 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     assert bob.button(key="runs_delete").disabled
     assert not bob.get("link_button") and data_id not in str(bob)  # no link, no id, no result
     assert any("private to its owner" in i.value for i in bob.info)
-    alice.switch_page("app_pages/runs.py").run()
+    alice.switch_page("../pages/runs.py").run()
     assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
     assert not alice.button(key="runs_delete").disabled and alice.get("link_button")
 
@@ -325,7 +325,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     at.get("form_submit_button")[0].click().run()
     assert not at.exception and at.session_state["result"] is not None
     assert any("Caching is off" in w.value for w in at.warning)
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("../pages/runs.py").run()
     assert not at.exception and "Caching and run history are off" in at.warning[0].value
 
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "live"))
@@ -335,14 +335,14 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     at.number_input(key="p.sl").set_value(3.0)
     at.get("form_submit_button")[0].click().run()
     assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("../pages/runs.py").run()
     assert not at.exception
 
 
 def test_result_tables_are_headed_by_labels_not_field_names():
     import pandas as pd
 
-    import app_format
+    from app import formatting as app_format
 
     assert app_format.column_title("total_return_pct") == "Total return [%]"
     assert app_format.column_title("sharpe_oos") == "Sharpe ratio (out of sample)"

@@ -1,4 +1,4 @@
-"""End to end in a real browser, where widget-state bugs live: the app's own launcher (`python app.py`, what
+"""End to end in a real browser, where widget-state bugs live: the app's own launcher (`python -m app`, what
 `make run` starts) on a free port with its own cache directory and a trusted identity header, driven by
 Playwright in Debian's Chromium. AppTest does not recreate widgets the way a browser session does, so every
 interactive journey (edit and rerun, links in a fresh browser context, uploads, reloads, hostile links, two
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     SERVER_LOG.append(Path(log.name))
     env = {**os.environ, "SCANNER_CACHE_DIR": str(cache), "SCANNER_USER_HEADER": IDENTITY_HEADER}
     proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "app", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
@@ -427,7 +427,7 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     from engine.backtest import BacktestParams
     from engine.filters import scan
     from engine.optimize import optimize
-    from report import tear_sheet
+    from engine.plots.report import tear_sheet
 
     result = backtest(sample, scan(sample, "rsi(14) < 30"), BacktestParams(stop_loss=5, trailing_stop=8))
     fit = optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2, 4, 6]}, min_trades=5).overfitting()

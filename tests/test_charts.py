@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import charts
 from engine.data import market_from_frame
+from engine.plots import charts
 from tests.conftest import bars_market, flat
 
 

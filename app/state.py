@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-import app_format
+from app import formatting as app_format
 from engine import DataError, Market, backtest, load_market, warmup
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
@@ -210,7 +210,7 @@ def require_market() -> Market:
     m = market()
     if m is None:
         st.error(missing_data_message() or "No dataset is loaded: load one on the **Data** page.")
-        st.page_link("app_pages/data.py", label="Go to the Data page →", icon=":material/database:")
+        st.page_link("../pages/data.py", label="Go to the Data page →", icon=":material/database:")
         st.stop()
     return m
 

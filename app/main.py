@@ -1,35 +1,28 @@
-"""Streamlit entry: navigation, shared state and the sidebar. Pages live in app_pages/ (not pages/, so that
-st.navigation handles every URL, deep links on a fresh server included)."""
+"""Streamlit entry script: navigation, shared state and the sidebar. Start it with `python -m app` (or
+`streamlit run app/main.py`). The pages live in the top-level `pages/` folder: beside `app/`, not inside it,
+so Streamlit's old folder router stays off and st.navigation handles every URL, deep links on a fresh server
+included."""
 
-import sys
 import time
 
 import streamlit as st
 
-import app_reaper
-import app_state
+from app import reaper as app_reaper
+from app import state as app_state
 from engine.budget import WAIT_NOTICE
 from engine.warmup import warm_up_in_background
-
-if __name__ == "__main__" and not st.runtime.exists():  # `python app.py [flags]`: launch the server itself
-    from streamlit.web import cli
-
-    warm_up_in_background()  # the kernels compile from the server's start, not from its first visitor
-    app_state.log_identity_sources()
-    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
-    sys.exit(cli.main())
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
 warm_up_in_background()
 app_reaper.start()
 
 pages = [
-    st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
-    st.Page("app_pages/scanner.py", title="Scanner", icon=":material/search:", url_path="scanner"),
-    st.Page("app_pages/backtest.py", title="Backtest", icon=":material/monitoring:", url_path="backtest"),
-    st.Page("app_pages/optimize.py", title="Optimize", icon=":material/tune:", url_path="optimize"),
-    st.Page("app_pages/montecarlo.py", title="Monte Carlo", icon=":material/casino:", url_path="montecarlo"),
-    st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("../pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
+    st.Page("../pages/scanner.py", title="Scanner", icon=":material/search:", url_path="scanner"),
+    st.Page("../pages/backtest.py", title="Backtest", icon=":material/monitoring:", url_path="backtest"),
+    st.Page("../pages/optimize.py", title="Optimize", icon=":material/tune:", url_path="optimize"),
+    st.Page("../pages/montecarlo.py", title="Monte Carlo", icon=":material/casino:", url_path="montecarlo"),
+    st.Page("../pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
 app_state.init(page.url_path or "data")

@@ -13,12 +13,13 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-import charts
 from engine import Market
 from engine import params as table
 from engine.backtest import BacktestResult, random_entry_test
 from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
+
+from . import charts
 
 MAX_TRADES = 2_000  # rows of the trade list in the file (all of them are in the CSV download)
 _CSS = """

@@ -5,11 +5,11 @@ import os
 import pandas as pd
 import streamlit as st
 
-import app_format
-import app_state
-import charts
+from app import formatting as app_format
+from app import state as app_state
 from engine.metrics import KEY_METRICS, LABELS
 from engine.optimize import WalkForwardResult
+from engine.plots import charts
 
 PAGE_SIZE = 50
 st.title("Runs")

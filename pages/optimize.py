@@ -4,11 +4,9 @@ import os
 
 import streamlit as st
 
-import app_format
-import app_state
-import charts
-import report
-from app_state import param_widget, value
+from app import formatting as app_format
+from app import state as app_state
+from app.state import param_widget, value
 from engine import DataError, backtest
 from engine import params as table
 from engine.budget import backtest_bytes
@@ -28,6 +26,7 @@ from engine.optimize import (
     run_optimization,
     stability,
 )
+from engine.plots import charts, report
 
 st.title("Optimize")
 ss = st.session_state
@@ -183,7 +182,7 @@ else:
                        help="Its full backtest with the overfitting figures above.")  # fmt: skip
     if st.button("Use these in the Backtest page"):
         app_state.apply_best(chosen)
-        st.switch_page("app_pages/backtest.py")
+        st.switch_page("../pages/backtest.py")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:
     st.dataframe(ranked, width="stretch", height=360, hide_index=True,
@@ -232,7 +231,7 @@ with tab_map:
                     app_state.apply_best(combo)
                     ss.autorun = "backtest"
                     del ss["w.optimize.map"]  # a click opens the backtest once, not again on the next visit
-                    st.switch_page("app_pages/backtest.py")
+                    st.switch_page("../pages/backtest.py")
         if isinstance(out, tuple):
             st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")
     else:

@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-import app_state
-import charts
-from app_state import param_widget
+from app import state as app_state
+from app.state import param_widget
 from engine import DataError
 from engine import params as table
 from engine.budget import montecarlo_bytes
 from engine.montecarlo import MonteCarloResult, settings_used, simulate, trade_returns
+from engine.plots import charts
 
 st.title("Monte Carlo")
 app_state.require_market()
@@ -22,7 +22,7 @@ if result is None and app_state.autorun("montecarlo"):
         st.stop()
 if result is None:
     st.info("Run a backtest first: Monte Carlo resamples its trades.")
-    st.page_link("app_pages/backtest.py", label="Go to the Backtest page →", icon=":material/monitoring:")
+    st.page_link("../pages/backtest.py", label="Go to the Backtest page →", icon=":material/monitoring:")
     st.stop()
 returns = trade_returns(result)
 st.caption(f"{len(returns):,} trades and {len(result.equity):,} daily returns from the last backtest of "

@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-import app_format
-import app_state
-import charts
-from app_state import KEEP
+from app import formatting as app_format
+from app import state as app_state
+from app.state import KEEP
 from engine.filters import PRESETS, Condition, RuleError, available, conditions_to_rule
+from engine.plots import charts
 
 st.title("Scanner")
 ss = st.session_state
@@ -64,7 +64,7 @@ cols = st.columns(4)
 cols[0].metric("Signals", f"{signals.count:,}")
 cols[1].metric("Symbols hit", f"{signals.symbols_hit()} / {len(market.symbols)}")
 cols[2].metric("Latest signal", hits.date.iloc[0].date().isoformat() if len(hits) else "—")
-cols[3].page_link("app_pages/backtest.py", label="Backtest these signals →", icon=":material/monitoring:")
+cols[3].page_link("../pages/backtest.py", label="Backtest these signals →", icon=":material/monitoring:")
 
 if not len(hits):
     st.info("No bar matches this rule. Loosen a threshold, or try a preset.")

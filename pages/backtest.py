@@ -3,16 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-import app_format
-import app_state
-import charts
-import report
-from app_state import param_widget
+from app import formatting as app_format
+from app import state as app_state
+from app.state import param_widget
 from engine import DataError
 from engine import params as table
 from engine.backtest import random_entry_test
 from engine.filters import EXIT_PRESETS, RuleError
 from engine.metrics import LABELS
+from engine.plots import charts, report
 from engine.safe_csv import to_safe_csv
 
 st.title("Backtest")
@@ -21,12 +20,12 @@ try:
     signals = app_state.signals()
 except RuleError as exc:
     st.error(f"The scanner rule cannot run: {exc}")
-    st.page_link("app_pages/scanner.py", label="Fix the rule on the Scanner page →", icon=":material/search:")
+    st.page_link("../pages/scanner.py", label="Fix the rule on the Scanner page →", icon=":material/search:")
     st.stop()
 st.caption(f"Signals: **{signals.count:,}** from `{app_state.rule()}` on {market.name}.")
 if signals.count == 0:
     st.warning("The scanner's rule has no signals on this dataset, so there is nothing to backtest.")
-    st.page_link("app_pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
+    st.page_link("../pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
     st.stop()
 
 # Outside the form so that choosing a method shows that method's inputs at once.

@@ -4,10 +4,10 @@ summary, quality report (bad rows, splits, outliers) and a chart."""
 import pandas as pd
 import streamlit as st
 
-import app_format
-import app_state
-import charts
-from app_state import KEEP
+from app import formatting as app_format
+from app import state as app_state
+from app.state import KEEP
+from engine.plots import charts
 
 st.title("Data")
 st.caption(

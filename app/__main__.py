@@ -1,0 +1,18 @@
+"""`python -m app [Streamlit flags]`: start the dashboard server (what `make run` does).
+
+It starts compiling (or loading) the Numba kernels as the server starts, not when its first visitor arrives,
+logs which identities the dashboard trusts, then hands over to Streamlit with `app/main.py` as the script.
+"""
+
+import sys
+from pathlib import Path
+
+from streamlit.web import cli
+
+from app.state import log_identity_sources
+from engine.warmup import warm_up_in_background
+
+warm_up_in_background()
+log_identity_sources()
+sys.argv = ["streamlit", "run", str(Path(__file__).with_name("main.py")), *sys.argv[1:]]
+sys.exit(cli.main())
