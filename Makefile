@@ -1,4 +1,4 @@
-# Two commands: `make run` starts the app, `make test` runs lint and the test suite.
+# Two commands: `make run` starts the app, `make test` runs lint, types (mypy) and the test suite.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -34,6 +34,7 @@ api: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The second run traces the Numba kernels and metrics as plain Python (NUMBA_DISABLE_JIT=1) so their coverage counts.
 test: $(VENV)/.installed system-deps lint

@@ -157,10 +157,11 @@ def create_app() -> FastAPI:
         raise SystemExit(f"The API does not start: {exc}") from None
     app.state.jobs = Jobs()
     app.add_middleware(BodyLimit)
-    app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's own 404 and 405 too
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(ServerBusy, _busy)
+    # Starlette types a handler as taking any Exception; each of these takes its own class.
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # FastAPI's 404, 405
+    app.add_exception_handler(DataError, _data_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ServerBusy, _busy)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(router)
     return app
@@ -376,6 +377,7 @@ def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:
     market = open_dataset(req.data, who)
     if req.rule is not None:
         return req.rule, cached_scan(market, req.rule), market
+    assert req.signals is not None  # exactly one of the two was given
     if len(req.signals) > market.close.size:
         raise DataError(f"{len(req.signals):,} signals are more than the dataset's {market.close.size:,} bars "
                         "(symbols x dates); send each (symbol, date) once.")  # fmt: skip
@@ -430,7 +432,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     market = open_dataset(req.data, who)
     parse_rule(req.rule)
     grid = {name: grid_values(name, *span, integral=is_integral(req.rule, name)) for name, span in req.grid.items()}
-    settings = req.settings.model_dump()
+    settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"]).check()
     values = values_by_path(req.params)
     base = params_from_values(values)
@@ -439,7 +441,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     query["grid"] = format_grid_spec(req.grid)
     scheduler = os.environ.get("SCANNER_DASK_SCHEDULER") or None
 
-    def work(job: Job) -> dict[str, Any]:
+    def work(job: Job) -> dict[str, Any] | None:
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
 
@@ -482,7 +484,7 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
     market = open_dataset(req.data, who)
     parse_rule(req.rule)
     values = values_by_path(req.params)
-    settings = req.settings.model_dump()
+    settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     query = table.link_query(_data_id(market, req.data), req.rule, values | {f"montecarlo.{k}": v
                                                                            for k, v in settings.items()})  # fmt: skip
 

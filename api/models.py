@@ -26,7 +26,7 @@ def _field(p: table.Param) -> tuple[Any, Any]:
         schema["maximum"] = p.hi
     unit = f" ({p.unit})" if p.unit else ""
     text = f"{p.label}{unit}: {p.allowed()}." + (f" {p.help}" if p.help else "")
-    kind = Annotated[p.kind, BeforeValidator(_json_typed(p))]
+    kind = Annotated[p.kind, BeforeValidator(_json_typed(p))]  # type: ignore[name-defined]  # the row's type
     return kind, Field(p.default, description=text, json_schema_extra=schema)
 
 
@@ -45,7 +45,7 @@ def _json_typed(p: table.Param):
 
 def _model(name: str, group: str, **extra: Any) -> type[BaseModel]:
     fields = {p.name: _field(p) for p in table.group(group)}
-    return create_model(name, __config__=_STRICT, **fields, **extra)
+    return create_model(name, __config__=_STRICT, **fields, **extra)  # type: ignore[call-overload]
 
 
 SizingSettings = _model("SizingSettings", "sizing")

@@ -599,7 +599,7 @@ def _closed_trades(trades, work):
     return trades[:n], exit_order
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
     """The bar loop. No allocation here (no runtime): returns (event count, ruin bar or -1)."""
     book, open_list = work.book, work.open_list

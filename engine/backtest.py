@@ -264,7 +264,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k
         corr_window=int(lim.correlation_lookback),
         max_volume=(lim.max_volume_pct or 0.0) / 100.0,
     )
-    return kernel_bars(market), k.Combo(*exit_row(p), sizing_row(p.sizing)), shared
+    return kernel_bars(market), k.Combo._make((*exit_row(p), sizing_row(p.sizing))), shared
 
 
 def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tuple[Market, k.Bars, k.Shared]:

@@ -86,7 +86,7 @@ ENGINE_VERSION = _engine_version()
 
 def canonical(value: Any) -> Any:
     """Parameters as plain JSON-able data with a stable order (dataclasses, tuples, numpy scalars)."""
-    if is_dataclass(value):
+    if is_dataclass(value) and not isinstance(value, type):
         return canonical(asdict(value))
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
@@ -336,13 +336,13 @@ class RunCache:
             log.info(json.dumps({"event": "start", "kind": kind, "key": key[:16], "data": market.name}))
             result = compute()
             self.computed += 1
-            self._write(lambda store: store._results and store._results.put(key, result))
+            self._write(lambda: self._results.put(key, result) if self._results else None)
         seconds = time.perf_counter() - start
         metrics = canonical(summarise(result))
         if record:
             entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds,
                               hit, session, link)  # fmt: skip
-            if not self._write(lambda store: store._history and store._history.add(entry)):
+            if not self._write(lambda: self._history.add(entry) if self._history else None):
                 self._pending.append(entry)  # written when the disk is back
         log.info(json.dumps({"event": "finish", "kind": kind, "key": key[:16], "cache": "hit" if hit else "miss",
                              "seconds": round(seconds, 4), **metrics}, default=str))  # fmt: skip
@@ -379,13 +379,13 @@ class RunCache:
             self._turn_off(exc)
             return None
 
-    def _write(self, action: Callable[[RunCache], Any]) -> bool:
+    def _write(self, action: Callable[[], None]) -> bool:
         """Try a write, again with backoff when it fails; True when it was done."""
         for wait in (*WRITE_BACKOFF_S, None):
             if not self._usable():
                 return False
             try:
-                action(self)
+                action()
                 return True
             except DISK_ERRORS as exc:
                 if wait is None:

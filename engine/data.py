@@ -143,7 +143,7 @@ class Market:
         issues = None if self.issues is None else self.issues[~self.issues.symbol.isin(drop)].reset_index(drop=True)
         note = f"Excluded {len(self.symbols) - len(keep)} symbols: {', '.join(sorted(drop & set(self.symbols))[:10])}."
         return Market(
-            tuple(self.symbols[j] for j in keep), self.dates[present], **arrays,
+            tuple(self.symbols[j] for j in keep), self.dates[present], **arrays,  # type: ignore[arg-type]
             sectors=None if self.sectors is None else tuple(self.sectors[j] for j in keep),
             warnings=(*_without_flags(self.warnings, issues), note), name=self.name,
             dropped_rows=self.dropped_rows, issues=issues,
@@ -440,9 +440,10 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
         ragged: list[tuple[int, str]] = []
 
         def handler(row) -> str:
-            (skipped if not row.text.strip() else ragged).append(
-                row.number if not row.text.strip() else (row.number, row.text[:60])
-            )
+            if row.text.strip():
+                ragged.append((row.number, row.text[:60]))
+            else:
+                skipped.append(row.number)
             return "skip"
 
         table = pa_csv.read_csv(io.BytesIO(text), read_options=pa_csv.ReadOptions(**read, use_threads=False),
@@ -625,7 +626,7 @@ def _build(
     return _flag_and_adjust(market, opts, report)
 
 
-def _flag(reason: np.ndarray, mask: np.ndarray, code: int) -> None:
+def _flag(reason: np.ndarray, mask: np.ndarray | np.bool_, code: int) -> None:
     """Record a reason on rows that have none yet (the first problem found is the one reported)."""
     reason[(reason == 0) & np.asarray(mask, bool)] = code
 
@@ -936,7 +937,7 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
         sectors=tuple(sectors[s] for s in symbols) if sectors else None,
         warnings=tuple(warnings),
         name=name,
-        **arrays,
+        **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume by name
     )
 
 
@@ -957,7 +958,7 @@ def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.Data
     for ratio in SPLIT_RATIOS:
         rows, cols = np.nonzero(np.abs(overnight / ratio - 1.0) < tolerance)
         for i, j in zip(rows, cols, strict=True):
-            if _level_holds(market.close[:, j], i, ratio):
+            if _level_holds(market.close[:, j], int(i), ratio):
                 found.append((market.symbols[j], market.dates[i], ratio, i, j))
     frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)

@@ -331,7 +331,7 @@ def _visible(listings: tuple[Listing, ...], viewer: str | None) -> Listing | Non
         return listings[0]
     own = [e for e in listings if e.owner == viewer]
     open_to_all = [e for e in listings if e.shared or not authenticated(e.owner)]
-    return (own or open_to_all or [None])[0]
+    return next(iter(own or open_to_all), None)
 
 
 def _view(info: DatasetInfo, listing: Listing) -> DatasetInfo:

@@ -17,6 +17,7 @@ import os
 import re
 import tokenize
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -215,8 +216,11 @@ def _tree_depth(tree: ast.AST) -> int:
 
 def indicator_calls(tree: ast.AST) -> set[str]:
     """The distinct indicator calls in a checked tree, e.g. {'sma(50)', 'rsi(14)'}."""
-    calls = (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
-    return {ast.dump(n) for n in calls if n.func.id in CATALOGUE}
+    return {
+        ast.dump(n)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in CATALOGUE
+    }
 
 
 def indicator_names(rule: str) -> list[str]:
@@ -252,7 +256,7 @@ class _Checker(ast.NodeVisitor):
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, node: ast.AST, what: str) -> None:
+    def fail(self, node: ast.AST, what: str) -> NoReturn:
         col = getattr(node, "col_offset", 0)
         raise RuleError(f"{what} (column {col + 1}).\n{_caret(self.source, col)}\nAvailable: {available()}.")
 
@@ -264,14 +268,14 @@ class _Checker(ast.NodeVisitor):
             self.fail(node, f"{token!r} is not allowed in a rule")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             exp = node.right
-            if not (
-                isinstance(exp, ast.Constant) and type(exp.value) in (int, float) and abs(exp.value) <= MAX_EXPONENT
-            ):
+            power = _literal(exp)
+            if power is None or not abs(power) <= MAX_EXPONENT:
                 self.fail(node, f"Exponents must be a number between -{MAX_EXPONENT} and {MAX_EXPONENT}")
         super().generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if type(node.value) not in (int, float) or not abs(node.value) <= 1e15:  # NaN, inf and huge ints fail
+        value = _literal(node)
+        if value is None or not abs(value) <= 1e15:  # NaN, inf and huge ints fail
             self.fail(node, f"{node.value!r} is not allowed: only ordinary numbers")
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -299,7 +303,7 @@ class _Checker(ast.NodeVisitor):
                 else:
                     value = _literal(arg)
                     ok = value is not None and (p.kind == "float" or float(value).is_integer())
-                    if not ok or not 0 < value <= 5000:
+                    if not ok or value is None or not 0 < value <= 5000:
                         self.fail(
                             arg,
                             f"{name}'s {p.name} must be a positive {_KIND_WORD[p.kind]} up to 5000",
@@ -327,7 +331,8 @@ def _count(low: int, high: int) -> str:
 
 
 def _literal(node: ast.AST) -> float | None:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    """A plain number written in the rule (not a bool, text or anything else), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return node.value
     return None
 

@@ -18,7 +18,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,7 +88,7 @@ def duration(seconds: float) -> str:
 
 
 def estimate_work(
-    market: Market, grid: dict[str, Sequence[float]], mode: str = "all", train_bars: int = 0, test_bars: int = 0
+    market: Market, grid: Mapping[str, Sequence[float]], mode: str = "all", train_bars: int = 0, test_bars: int = 0
 ) -> WorkEstimate:
     """The work of optimise ('all'), in/out-of-sample ('split': every combination on all bars, in two parts)
     or walk-forward ('walk_forward': each training window for every combination, plus each test window)."""
@@ -103,12 +103,12 @@ def estimate_work(
     return WorkEstimate(n, windows, cells, cells / CELLS_PER_SECOND)
 
 
-def grid_size(grid: dict[str, Sequence[float]]) -> int:
+def grid_size(grid: Mapping[str, Sequence[float]]) -> int:
     """How many combinations the grid has (shown before running); a Python int, so it cannot overflow."""
     return math.prod(len(v) for v in grid.values())
 
 
-def check_grid(rule: str, grid: dict[str, Sequence[float]]) -> None:
+def check_grid(rule: str, grid: Mapping[str, Sequence[float]]) -> None:
     """Clear errors for unknown keys, empty ranges and oversized grids, before anything runs."""
     n_numbers = len(rule_numbers(rule))
     problems = []
@@ -139,7 +139,9 @@ def default_range(rule: str, name: str) -> tuple[float, float, float]:
     """A grid key's default (from, to, step): the table's, or for rule.<i> half to one and a half times
     the number written in the rule."""
     if name in table.grid_keys():
-        return table.grid_keys()[name].grid
+        grid = table.grid_keys()[name].grid
+        assert grid is not None  # a grid key has a grid range by definition
+        return grid
     number = _rule_number(rule, name)
     v = float(number.text)
     return v * 0.5, v * 1.5, max(abs(v) * 0.25, 0.1 if "." in number.text else 1.0)
@@ -225,8 +227,8 @@ class OptimizeResult:
         Sharpe ratio of the best (Bailey and Lopez de Prado 2014) from the number of combinations tried and the
         variance of their Sharpe ratios, its probabilistic Sharpe ratio against 0, and the probability of
         backtest overfitting by CSCV over N_BLOCKS blocks of time (Bailey et al. 2015)."""
-        out = {"n_trials": len(self.table), "deflated_sharpe": math.nan, "pbo": math.nan, "psr": math.nan,
-               "sharpe_variance": math.nan, "expected_max_sharpe": math.nan, "n_blocks": N_BLOCKS}  # fmt: skip
+        unknown = dict.fromkeys(("deflated_sharpe", "pbo", "psr", "sharpe_variance", "expected_max_sharpe"), math.nan)
+        out: dict[str, Any] = {"n_trials": len(self.table), **unknown, "n_blocks": N_BLOCKS}
         best = self.best()
         if best is None or self.blocks is None or len(self.table) != len(self.blocks):
             out["verdict"] = rb.verdict(math.nan, math.nan)
@@ -320,7 +322,7 @@ def optimize(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: dict[str, Sequence[float]],
+    grid: Mapping[str, Sequence[float]],
     objective: str = "sharpe",
     min_trades: int = 10,
     bars: tuple[int, int] | None = None,
@@ -431,11 +433,11 @@ def run_chunk(
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
     inputs = map(read_only, (kbars, entries, priority, exits, sizing_rows, shared))
-    return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)
+    return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # type: ignore[call-arg]
 
 
 def in_out_of_sample(
-    market: Market, rule: str, base: BacktestParams, grid: dict, split: float = 0.7, **kwargs
+    market: Market, rule: str, base: BacktestParams, grid: Mapping[str, Sequence[float]], split: float = 0.7, **kwargs
 ) -> tuple[OptimizeResult, pd.DataFrame]:
     """Optimise on the first `split` of the bars, then run every combination on the rest.
 
@@ -501,7 +503,7 @@ def walk_forward(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: dict,
+    grid: Mapping[str, Sequence[float]],
     train_bars: int,
     test_bars: int,
     objective: str = "sharpe",
@@ -530,6 +532,7 @@ def walk_forward(
             variant, params = apply_params(rule, base, best)
             oos = window_backtest(market, scan(market, variant), params, b, c)
             top = ins.best()
+            assert top is not None  # `best` came from it
             rows.append({**row, **best, f"{objective}_in_sample": top[objective],
                          **{f"{m}_oos": oos.metrics[m] for m in METRICS}})  # fmt: skip
             curves.append(oos.equity["equity"] / params.initial_capital)
@@ -572,7 +575,7 @@ def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     return used
 
 
-def optimization_key(base: BacktestParams, grid: dict[str, Sequence[float]], settings: dict[str, Any]) -> dict:
+def optimization_key(base: BacktestParams, grid: Mapping[str, Sequence[float]], settings: dict[str, Any]) -> dict:
     """What the run cache keys an optimisation on (besides data and rule): the same for the page and the API."""
     return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **settings_used(settings)}
 
@@ -581,7 +584,7 @@ def run_optimization(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: dict[str, Sequence[float]],
+    grid: Mapping[str, Sequence[float]],
     settings: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:

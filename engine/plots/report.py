@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -77,7 +78,7 @@ def _figure(fig: go.Figure, first: bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
 
 
-def _table(rows: list[tuple[str, object]]) -> str:
+def _table(rows: Sequence[tuple[str, object]]) -> str:
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 
@@ -86,7 +87,7 @@ def _metric(name: str, value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, int) or name in ("n_trades", "max_drawdown_bars", "max_win_streak", "max_loss_streak"):
-        return f"{int(value):,}"
+        return f"{int(value):,}"  # type: ignore[call-overload]  # a count: an int or a whole float
     return f"{value:,.2f}%" if name.endswith("_pct") else f"{value:,.2f}"
 
 
