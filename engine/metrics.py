@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from .stats import moments, probabilistic_sharpe
+
 KEY_METRICS = ("total_return_pct", "cagr_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "n_trades")  # run lists
 PERIODS_PER_YEAR = 252  # only when the dates span less than a week: too short to infer
 
@@ -388,7 +390,5 @@ def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_benc
 
 def psr_pct(returns: np.ndarray) -> float:
     """Probabilistic Sharpe ratio x 100: the probability that the true Sharpe is above 0, given the bar
-    returns' length, skewness and kurtosis (Bailey and Lopez de Prado 2012; engine/robustness.py)."""
-    from .robustness import moments, probabilistic_sharpe
-
+    returns' length, skewness and kurtosis (Bailey and Lopez de Prado 2012; engine/stats.py)."""
     return probabilistic_sharpe(*moments(returns)) * 100.0

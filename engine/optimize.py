@@ -28,6 +28,7 @@ import pandas as pd
 from . import _kernels as k
 from . import params as table
 from . import robustness as rb
+from . import stats
 from .backtest import (
     BacktestParams,
     exit_row,
@@ -236,9 +237,9 @@ class OptimizeResult:
         everything = np.ones(self.blocks.shape[1], bool)
         sharpe = rb.block_sharpe(self.blocks, everything)
         variance = float(np.nanvar(sharpe)) if np.isfinite(sharpe).sum() > 1 else math.nan
-        sr, skew, kurt, n = rb.moments_from_sums(self.blocks[self.table.index.get_loc(best.name)])
+        sr, skew, kurt, n = stats.moments_from_sums(self.blocks[self.table.index.get_loc(best.name)])
         out |= {"sharpe_variance": variance, "expected_max_sharpe": rb.expected_max_sharpe(len(self.table), variance),
-                "psr": rb.probabilistic_sharpe(sr, skew, kurt, n),
+                "psr": stats.probabilistic_sharpe(sr, skew, kurt, n),
                 "deflated_sharpe": rb.deflated_sharpe(sr, skew, kurt, n, len(self.table), variance),
                 "pbo": rb.pbo_cscv(self.blocks)[0]}  # fmt: skip
         out["verdict"] = rb.verdict(out["deflated_sharpe"], out["pbo"])

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import metrics as mt
+from engine import stats
 
 EQ = np.array([100.0, 110.0, 99.0, 120.0])
 
@@ -124,13 +125,13 @@ def mt_error():
 
 
 def test_every_backtest_has_its_probabilistic_sharpe(sample):
-    from engine import backtest, robustness
+    from engine import backtest
     from engine.filters import scan
 
     r = backtest(sample, scan(sample, "rsi(14) < 30"))
     returns = mt.bar_returns(r.equity["equity"].to_numpy())
-    sr, skew, kurt, n = robustness.moments(returns)
-    assert r.metrics["psr_pct"] == pytest.approx(robustness.probabilistic_sharpe(sr, skew, kurt, n) * 100)
+    sr, skew, kurt, n = stats.moments(returns)
+    assert r.metrics["psr_pct"] == pytest.approx(stats.probabilistic_sharpe(sr, skew, kurt, n) * 100)
     assert 0 <= r.metrics["psr_pct"] <= 100
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import BacktestParams
+from engine import BacktestParams, stats
 from engine import robustness as rb
 from engine.data import market_from_frame
 from engine.optimize import N_BLOCKS, optimize
@@ -16,29 +16,29 @@ from engine.optimize import N_BLOCKS, optimize
 
 def test_the_normal_quantile_inverts_the_cdf():
     for p in (1e-6, 0.01, 0.025, 0.3, 0.5, 0.9, 0.975, 0.999999):
-        assert rb._norm_cdf(rb._norm_ppf(p)) == pytest.approx(p, rel=1e-9)
-    assert rb._norm_ppf(0.975) == pytest.approx(1.959963984540054, rel=1e-12)
+        assert stats.norm_cdf(stats.norm_ppf(p)) == pytest.approx(p, rel=1e-9)
+    assert stats.norm_ppf(0.975) == pytest.approx(1.959963984540054, rel=1e-12)
 
 
 def test_probabilistic_sharpe_by_hand():
     # SR 0.1 per bar, normal returns (skew 0, kurt 3), n = 101: z = 0.1 x 10 / sqrt(1 + 0.5 x 0.01)
     z = 0.1 * 10 / math.sqrt(1 + 2 / 4 * 0.01)
-    assert rb.probabilistic_sharpe(0.1, 0.0, 3.0, 101) == pytest.approx(rb._norm_cdf(z))
-    assert rb.probabilistic_sharpe(0.0, 0.0, 3.0, 101) == pytest.approx(0.5)
+    assert stats.probabilistic_sharpe(0.1, 0.0, 3.0, 101) == pytest.approx(stats.norm_cdf(z))
+    assert stats.probabilistic_sharpe(0.0, 0.0, 3.0, 101) == pytest.approx(0.5)
     # negative skew and fat tails make the same Sharpe less certain
-    assert rb.probabilistic_sharpe(0.1, -1.0, 8.0, 101) < rb.probabilistic_sharpe(0.1, 0.0, 3.0, 101)
+    assert stats.probabilistic_sharpe(0.1, -1.0, 8.0, 101) < stats.probabilistic_sharpe(0.1, 0.0, 3.0, 101)
 
 
 def test_deflated_sharpe_by_hand():
     v, n_trials = 0.0025, 100
-    expected = math.sqrt(v) * ((1 - rb.EULER_GAMMA) * rb._norm_ppf(0.99) + rb.EULER_GAMMA *
-                               rb._norm_ppf(1 - 1 / (100 * math.e)))  # fmt: skip
+    expected = math.sqrt(v) * ((1 - rb.EULER_GAMMA) * stats.norm_ppf(0.99) + rb.EULER_GAMMA *
+                               stats.norm_ppf(1 - 1 / (100 * math.e)))  # fmt: skip
     assert rb.expected_max_sharpe(n_trials, v) == pytest.approx(expected)
     # 0.05 x (0.4228 x 2.3263 + 0.5772 x 2.6816) = 0.05 x 2.5314: ~2.5 standard deviations for 100 trials
     assert expected == pytest.approx(0.12657, abs=1e-4)
     dsr = rb.deflated_sharpe(0.15, 0.0, 3.0, 1000, n_trials, v)
-    assert dsr == pytest.approx(rb.probabilistic_sharpe(0.15, 0.0, 3.0, 1000, expected))
-    assert rb.deflated_sharpe(0.15, 0.0, 3.0, 1000, 1, v) == rb.probabilistic_sharpe(0.15, 0.0, 3.0, 1000)
+    assert dsr == pytest.approx(stats.probabilistic_sharpe(0.15, 0.0, 3.0, 1000, expected))
+    assert rb.deflated_sharpe(0.15, 0.0, 3.0, 1000, 1, v) == stats.probabilistic_sharpe(0.15, 0.0, 3.0, 1000)
 
 
 def test_moments_from_block_sums_equal_the_direct_ones():
@@ -46,7 +46,7 @@ def test_moments_from_block_sums_equal_the_direct_ones():
     blocks = np.zeros((3, 5))
     for b, part in enumerate(np.array_split(r, 3)):
         blocks[b] = [len(part), part.sum(), (part**2).sum(), (part**3).sum(), (part**4).sum()]
-    assert rb.moments_from_sums(blocks) == pytest.approx(rb.moments(r))
+    assert stats.moments_from_sums(blocks) == pytest.approx(stats.moments(r))
 
 
 def test_pbo_by_hand_on_two_strategies():
