@@ -75,8 +75,11 @@ def user(request: Request) -> str:
     header = request.headers.get(identities.header) if identities.header else None
     who = identities.who(request.headers.get("authorization", ""), header)
     if who is None:
-        raise HTTPException(401, "A valid token is required: send the header 'Authorization: Bearer <token>'.",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401,
+            "A valid token is required: send the header 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return who
 
 
@@ -94,9 +97,12 @@ def open_dataset(data_id: str, who: str) -> Market:
     market = dataset_store().get(data_id, viewer=who) if valid_id(data_id) else None
     if market is None:
         shown = data_id[:40].replace("`", "'")
-        raise HTTPException(404, f"The dataset `{shown}` is not on this server (unknown, deleted, evicted, or "
-                            "private to another user). Upload the file again with POST /api/data: the same file "
-                            "gets the same id.")  # fmt: skip
+        raise HTTPException(
+            404,
+            f"The dataset `{shown}` is not on this server (unknown, deleted, evicted, or "
+            "private to another user). Upload the file again with POST /api/data: the same file "
+            "gets the same id.",
+        )
     return market
 
 
@@ -148,8 +154,9 @@ def create_app() -> FastAPI:
         yield
         app.state.jobs.shutdown()
 
-    app = FastAPI(title="Stock scanner & backtester API", version=engine.__version__, lifespan=lifespan,
-                  description=__doc__)  # fmt: skip
+    app = FastAPI(
+        title="Stock scanner & backtester API", version=engine.__version__, lifespan=lifespan, description=__doc__
+    )
     try:
         app.state.identities = from_environment()
     except TokenError as exc:  # fail closed: no server without the access control it was configured for
@@ -248,9 +255,11 @@ class BodyLimit:
     def _message(size: int, limit: int, is_json: bool) -> str:
         if not is_json:
             return str(too_big(size, limit - 2**20))
-        return (f"The request body is {size / 2**20:,.1f} MB, over the {limit / 2**20:,.1f} MB limit of a JSON "
-                "request (SCANNER_MAX_JSON_MB). Send a rule instead of a long signal list, or upload the data "
-                "with POST /api/data.")  # fmt: skip
+        return (
+            f"The request body is {size / 2**20:,.1f} MB, over the {limit / 2**20:,.1f} MB limit of a JSON "
+            "request (SCANNER_MAX_JSON_MB). Send a rule instead of a long signal list, or upload the data "
+            "with POST /api/data."
+        )
 
 
 router = APIRouter(prefix="/api")
@@ -273,9 +282,18 @@ def upload_dataset(
     buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
     buffer.name = os.path.basename(file.filename or "upload.csv")
     need = upload_bytes(len(buffer.getvalue()), compressed=buffer.getvalue()[:2] in (b"\x1f\x8b", b"PK"))
-    market = reserved("upload", need, lambda: load_market(buffer, name=buffer.name, on_bad_rows=on_bad_rows,
-                                                          prices=prices, date_format=date_format or None,
-                                                          intraday=intraday))()  # fmt: skip
+    market = reserved(
+        "upload",
+        need,
+        lambda: load_market(
+            buffer,
+            name=buffer.name,
+            on_bad_rows=on_bad_rows,
+            prices=prices,
+            date_format=date_format or None,
+            intraday=intraday,
+        ),
+    )()
     store = dataset_store()
     try:
         info = store.put(market, owner=who)
@@ -283,11 +301,17 @@ def upload_dataset(
             store.set_shared(info.id, who, True)
     except OSError as exc:
         log.error("dataset store unusable: %r", exc)
-        raise HTTPException(503, "The server cannot store datasets right now (its storage is full or unavailable); "
-                            "try again later.", headers={"Retry-After": "60"}) from None  # fmt: skip
+        raise HTTPException(
+            503,
+            "The server cannot store datasets right now (its storage is full or unavailable); try again later.",
+            headers={"Retry-After": "60"},
+        ) from None
     data_id = dataset_id(market)
-    return {**_listing(market, data_id, who), "link": dashboard_link("data", {"data": data_id}),
-            "issues": records(market.issues) if market.issues is not None else []}  # fmt: skip
+    return {
+        **_listing(market, data_id, who),
+        "link": dashboard_link("data", {"data": data_id}),
+        "issues": records(market.issues) if market.issues is not None else [],
+    }
 
 
 @router.get("/data", tags=["data"])
@@ -302,8 +326,11 @@ def get_dataset(data_id: str, who: User) -> dict[str, Any]:
     """Summary, warnings and the rows the load left out (at most 1,000 listed)."""
     market = open_dataset(data_id, who)
     dropped = market.dropped_rows
-    return {**_listing(market, data_id, who), **market.summary(),
-            "dropped": [] if dropped is None else records(dropped, 1000)}  # fmt: skip
+    return {
+        **_listing(market, data_id, who),
+        **market.summary(),
+        "dropped": [] if dropped is None else records(dropped, 1000),
+    }
 
 
 @router.delete("/data/{data_id}", tags=["data"])
@@ -346,8 +373,7 @@ def get_bars(
     if format == "json":
         page = frame.iloc[offset : offset + limit]
         following = offset + limit if offset + limit < len(frame) else None
-        return {"total": len(frame), "offset": offset, "limit": limit, "next_offset": following,
-                "rows": records(page)}  # fmt: skip
+        return {"total": len(frame), "offset": offset, "limit": limit, "next_offset": following, "rows": records(page)}
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
     name = f"{data_id}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -366,8 +392,11 @@ def run_scan(req: ScanRequest, who: User) -> dict[str, Any]:
     """Signals of a rule on a dataset, newest first."""
     market = open_dataset(req.data, who)
     signals = cached_scan(market, req.rule)
-    return {"count": signals.count, "symbols_hit": signals.symbols_hit(),
-            "signals": records(signals.table(market, req.limit))}  # fmt: skip
+    return {
+        "count": signals.count,
+        "symbols_hit": signals.symbols_hit(),
+        "signals": records(signals.table(market, req.limit)),
+    }
 
 
 def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:
@@ -379,8 +408,10 @@ def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:
         return req.rule, cached_scan(market, req.rule), market
     assert req.signals is not None  # exactly one of the two was given
     if len(req.signals) > market.close.size:
-        raise DataError(f"{len(req.signals):,} signals are more than the dataset's {market.close.size:,} bars "
-                        "(symbols x dates); send each (symbol, date) once.")  # fmt: skip
+        raise DataError(
+            f"{len(req.signals):,} signals are more than the dataset's {market.close.size:,} bars "
+            "(symbols x dates); send each (symbol, date) once."
+        )
     frame = pd.DataFrame([s.model_dump() for s in req.signals], columns=["symbol", "date"])
     digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
     return f"({len(frame):,} signals from the API, sha256 {digest})", frame, market
@@ -401,12 +432,21 @@ def run_backtest(req: BacktestRequest, who: User) -> dict[str, Any]:
     by_rule = req.rule is not None
     link = urlencode(query) if by_rule else ""
     compute = reserved("backtest", backtest_bytes(market.close.nbytes), lambda: backtest(market, signals, params))
-    result, hit = run_cache().run("backtest", market, rule, params, compute, BacktestResult.key_metrics, session=who,
-                                  link=link)  # fmt: skip
-    return {"data": data_id, "rule": rule, "cache_hit": hit, "metrics": clean(result.metrics),
-            "skipped": result.skipped(), "ruined_on": clean(result.ruined_on),
-            "link": dashboard_link("backtest", query) if by_rule else None, "trades": records(result.trades),
-            "equity": records(result.equity), "events": records(result.events)}  # fmt: skip
+    result, hit = run_cache().run(
+        "backtest", market, rule, params, compute, BacktestResult.key_metrics, session=who, link=link
+    )
+    return {
+        "data": data_id,
+        "rule": rule,
+        "cache_hit": hit,
+        "metrics": clean(result.metrics),
+        "skipped": result.skipped(),
+        "ruined_on": clean(result.ruined_on),
+        "link": dashboard_link("backtest", query) if by_rule else None,
+        "trades": records(result.trades),
+        "equity": records(result.equity),
+        "events": records(result.events),
+    }
 
 
 def _accepted(job: Job) -> JSONResponse:
@@ -446,8 +486,16 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
             job.done, job.total = done, total
 
         def compute() -> Any:
-            out = run_optimization(market, req.rule, base, grid, settings, progress=progress,
-                                   should_stop=job.cancel.is_set, scheduler=scheduler)  # fmt: skip
+            out = run_optimization(
+                market,
+                req.rule,
+                base,
+                grid,
+                settings,
+                progress=progress,
+                should_stop=job.cancel.is_set,
+                scheduler=scheduler,
+            )
             if job.cancel.is_set():
                 raise Cancelled
             return out
@@ -455,8 +503,16 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
         summary = {"combinations": math.prod(map(len, grid.values())), "mode": settings["mode"]}
         compute = reserved("optimisation", 2 * backtest_bytes(market.close.nbytes), compute)
         try:
-            out, hit = run_cache().run("optimize", market, req.rule, optimization_key(base, grid, settings), compute,
-                                       lambda r: summary, session=who, link=urlencode(query))  # fmt: skip
+            out, hit = run_cache().run(
+                "optimize",
+                market,
+                req.rule,
+                optimization_key(base, grid, settings),
+                compute,
+                lambda r: summary,
+                session=who,
+                link=urlencode(query),
+            )
         except Cancelled:
             return None
         return {"cache_hit": hit, "link": dashboard_link("optimize", query), **_optimize_view(out)}
@@ -466,16 +522,28 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
 
 def _optimize_view(out: Any) -> dict[str, Any]:
     if isinstance(out, WalkForwardResult):
-        return {"mode": "walk_forward", "windows": records(out.windows), "efficiency": clean(out.efficiency),
-                "anchored": out.anchored, "oos_equity": records(out.oos_equity)}  # fmt: skip
+        return {
+            "mode": "walk_forward",
+            "windows": records(out.windows),
+            "efficiency": clean(out.efficiency),
+            "anchored": out.anchored,
+            "oos_equity": records(out.oos_equity),
+        }
     result: OptimizeResult = out[0] if isinstance(out, tuple) else out
     ranked = out[1] if isinstance(out, tuple) else result.ranked()
     best = result.best()
-    return {"mode": "split" if isinstance(out, tuple) else "all", "objective": result.objective,
-            "best": None if best is None else clean(best.to_dict()), "best_params": result.best_params(),
-            "combinations": len(result.table), "seconds": result.seconds, "cancelled": result.cancelled,
-            "failed": result.failed, "overfitting": clean(result.overfitting()),
-            "table": records(ranked, MAX_GRID_ROWS)}  # fmt: skip
+    return {
+        "mode": "split" if isinstance(out, tuple) else "all",
+        "objective": result.objective,
+        "best": None if best is None else clean(best.to_dict()),
+        "best_params": result.best_params(),
+        "combinations": len(result.table),
+        "seconds": result.seconds,
+        "cancelled": result.cancelled,
+        "failed": result.failed,
+        "overfitting": clean(result.overfitting()),
+        "table": records(ranked, MAX_GRID_ROWS),
+    }
 
 
 @router.post("/montecarlo", status_code=202, tags=["jobs"])
@@ -485,26 +553,39 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
     parse_rule(req.rule)
     values = values_by_path(req.params)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
-    query = table.link_query(_data_id(market, req.data), req.rule, values | {f"montecarlo.{k}": v
-                                                                           for k, v in settings.items()})  # fmt: skip
+    query = table.link_query(
+        _data_id(market, req.data), req.rule, values | {f"montecarlo.{k}": v for k, v in settings.items()}
+    )
 
     def work(job: Job) -> dict[str, Any]:
         rule = req.rule
         signals = cached_scan(market, rule)
         params = params_from_values(values)
         run = reserved("backtest", backtest_bytes(market.close.nbytes), lambda: backtest(market, signals, params))
-        result, _ = run_cache().run("backtest", market, rule, params, run, BacktestResult.key_metrics, session=who,
-                                    link=urlencode(query))  # fmt: skip
+        result, _ = run_cache().run(
+            "backtest", market, rule, params, run, BacktestResult.key_metrics, session=who, link=urlencode(query)
+        )
         need = montecarlo_bytes(settings["n_simulations"], len(result.trades))
-        mc, hit = run_cache().run("montecarlo", market, rule, settings_used(result, settings),
-                                  reserved("Monte Carlo", need, lambda: simulate(result, settings)),
-                                  MonteCarloResult.key_figures, session=who, link=urlencode(query))  # fmt: skip
+        mc, hit = run_cache().run(
+            "montecarlo",
+            market,
+            rule,
+            settings_used(result, settings),
+            reserved("Monte Carlo", need, lambda: simulate(result, settings)),
+            MonteCarloResult.key_figures,
+            session=who,
+            link=urlencode(query),
+        )
         threshold = settings["drawdown_pct"]
-        return {"cache_hit": hit, "link": dashboard_link("montecarlo", query), "trades": len(result.trades),
-                "summary": clean(mc.summary().to_dict(orient="index")),
-                "probability_of_loss": mc.probability_of_loss(),
-                "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),
-                "bands": records(mc.bands)}  # fmt: skip
+        return {
+            "cache_hit": hit,
+            "link": dashboard_link("montecarlo", query),
+            "trades": len(result.trades),
+            "summary": clean(mc.summary().to_dict(orient="index")),
+            "probability_of_loss": mc.probability_of_loss(),
+            "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),
+            "bands": records(mc.bands),
+        }
 
     return _submit(request, who, "montecarlo", work)
 
@@ -515,9 +596,12 @@ def get_job(job_id: str, request: Request, who: User) -> dict[str, Any]:
     jobs: Jobs = request.app.state.jobs
     job = jobs.get(job_id, who)
     if job is None and jobs.expired(job_id, who):
-        raise HTTPException(404, f"Job {job_id[:40]!r} has expired: finished jobs are kept for "
-                            f"{jobs.ttl / 60:,.0f} minutes, at most {jobs.kept:,} per user. Submit it again (a "
-                            "repeat is served from the run cache).")  # fmt: skip
+        raise HTTPException(
+            404,
+            f"Job {job_id[:40]!r} has expired: finished jobs are kept for "
+            f"{jobs.ttl / 60:,.0f} minutes, at most {jobs.kept:,} per user. Submit it again (a "
+            "repeat is served from the run cache).",
+        )
     if job is None:
         raise HTTPException(404, f"No job {job_id[:40]!r} of yours.")
     return job.view()
@@ -535,9 +619,25 @@ def cancel_job(job_id: str, request: Request, who: User) -> dict[str, Any]:
 @router.get("/params", tags=["reference"])
 def parameters() -> list[dict[str, Any]]:
     """The parameter table: path, URL key, label, unit, default, range, whether 0 is off, grid range."""
-    return [clean({"path": p.path, "url": p.url, "label": p.label, "unit": p.unit, "default": p.default,
-                   "min": p.lo, "max": p.hi, "off": p.off, "choices": list(p.choices), "allowed": p.allowed(),
-                   "grid": p.grid, "help": p.help}) for p in table.PARAMS]  # fmt: skip
+    return [
+        clean(
+            {
+                "path": p.path,
+                "url": p.url,
+                "label": p.label,
+                "unit": p.unit,
+                "default": p.default,
+                "min": p.lo,
+                "max": p.hi,
+                "off": p.off,
+                "choices": list(p.choices),
+                "allowed": p.allowed(),
+                "grid": p.grid,
+                "help": p.help,
+            }
+        )
+        for p in table.PARAMS
+    ]
 
 
 app = create_app()

@@ -54,16 +54,29 @@ class Job:
 
     def view(self) -> dict[str, Any]:
         """What GET /api/jobs/{id} returns."""
-        return {"id": self.id, "kind": self.kind, "status": self.status,
-                "progress": {"done": self.done, "total": self.total}, "result": self.result, "error": self.error,
-                "created": self.created, "finished": self.finished}  # fmt: skip
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "progress": {"done": self.done, "total": self.total},
+            "result": self.result,
+            "error": self.error,
+            "created": self.created,
+            "finished": self.finished,
+        }
 
 
 class Jobs:
     """Submit work as a job; look it up, or cancel it, by id and owner (another user's job is not found)."""
 
-    def __init__(self, workers: int | None = None, ttl: float | None = None, kept: int | None = None,
-                 kept_bytes: int | None = None, sweep_s: float = SWEEP_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workers: int | None = None,
+        ttl: float | None = None,
+        kept: int | None = None,
+        kept_bytes: int | None = None,
+        sweep_s: float = SWEEP_S,
+    ) -> None:
         env = os.environ.get
         self.workers = workers or int(env("SCANNER_API_WORKERS", "2"))
         self.ttl = float(env("SCANNER_API_JOB_TTL", "3600")) if ttl is None else ttl
@@ -84,11 +97,15 @@ class Jobs:
             active = [j for j in self._jobs.values() if j.active]
             mine = sum(j.owner == owner for j in active)
             if mine >= MAX_ACTIVE_PER_USER:
-                raise Busy(f"You have {mine} jobs queued or running (the limit is {MAX_ACTIVE_PER_USER}); wait "
-                           "for one to finish or cancel one with DELETE /api/jobs/{id}.")  # fmt: skip
+                raise Busy(
+                    f"You have {mine} jobs queued or running (the limit is {MAX_ACTIVE_PER_USER}); wait "
+                    "for one to finish or cancel one with DELETE /api/jobs/{id}."
+                )
             if len(active) >= MAX_ACTIVE:
-                raise Busy(f"The server has {len(active)} jobs queued or running (the limit is {MAX_ACTIVE}); "
-                           "try again in a minute.")  # fmt: skip
+                raise Busy(
+                    f"The server has {len(active)} jobs queued or running (the limit is {MAX_ACTIVE}); "
+                    "try again in a minute."
+                )
             job = Job(uuid.uuid4().hex, owner, kind)
             self._jobs[job.id] = job
         self._pool.submit(self._run, job, work)

@@ -105,9 +105,10 @@ class RuleRun(BaseModel):
 
 class OptimizeRequest(RuleRun):
     grid: dict[str, tuple[float, float, float]] = Field(
-        ..., description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>.",
+        ...,
+        description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>.",
         examples=[{"stop_loss": [2, 10, 2], "take_profit": [5, 25, 5]}],
-    )  # fmt: skip
+    )
     settings: OptimizeSettings = Field(default_factory=OptimizeSettings)  # type: ignore[valid-type]
 
 

@@ -47,8 +47,13 @@ def metric_text(name: str, value) -> str:
     """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if isinstance(value, int | bool) or name in ("n_trades", "signals_skipped", "max_drawdown_bars",
-                                                  "max_win_streak", "max_loss_streak"):  # fmt: skip
+    if isinstance(value, int | bool) or name in (
+        "n_trades",
+        "signals_skipped",
+        "max_drawdown_bars",
+        "max_win_streak",
+        "max_loss_streak",
+    ):
         return f"{int(value):,}"
     if name.endswith("_pct"):
         return f"{value:,.2f}%"
@@ -121,8 +126,11 @@ def grid_columns(frame: pd.DataFrame, titles: dict[str, str] | None = None) -> d
 def two_decimal_columns(frame: pd.DataFrame) -> dict:
     """Column formats for a plain table (scanner hits, limit events): a date column without times, every float
     column with two decimals and separators (174.00, not 174 beside 174.49)."""
-    config = {col: st.column_config.NumberColumn(str(col), format="%,.2f")
-              for col in frame.columns if pd.api.types.is_float_dtype(frame[col])}  # fmt: skip
+    config = {
+        col: st.column_config.NumberColumn(str(col), format="%,.2f")
+        for col in frame.columns
+        if pd.api.types.is_float_dtype(frame[col])
+    }
     return {"date": DATE, **config}
 
 

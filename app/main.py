@@ -32,8 +32,10 @@ market = app_state.market()
 if market is None:
     st.sidebar.caption("**Dataset:** none loaded")
 else:
-    st.sidebar.caption(f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
-                       f"id `{st.session_state.data_id}`")  # fmt: skip
+    st.sidebar.caption(
+        f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
+        f"id `{st.session_state.data_id}`"
+    )
 st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
 problems = st.session_state.get("link_problems")
 if problems:
@@ -45,9 +47,13 @@ if problems:
             st.rerun()
 started = time.perf_counter()
 waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken
-notice = WAIT_NOTICE.set(lambda ahead: waiting.info(
-    f"Queued behind {ahead:,} run{'s' if ahead != 1 else ''}: the server's memory is in use. This run starts by "
-    "itself as soon as there is room.", icon=":material/hourglass_top:"))  # fmt: skip
+notice = WAIT_NOTICE.set(
+    lambda ahead: waiting.info(
+        f"Queued behind {ahead:,} run{'s' if ahead != 1 else ''}: the server's memory is in use. This run starts by "
+        "itself as soon as there is room.",
+        icon=":material/hourglass_top:",
+    )
+)
 if (page.url_path or "data") not in ("data", "runs"):
     app_state.wait_for_engine()
 try:

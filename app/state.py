@@ -80,12 +80,16 @@ def _start(ss, query: dict[str, str], page_path: str) -> None:
             try:
                 ss[key(p.path)] = p.parse(query[p.url])
             except table.ParamError as exc:
-                problems.append(f"The link's `{p.url}={_short(query[p.url])}` was ignored: {exc} "
-                                f"Using the default, {p.shown(p.default)}.")  # fmt: skip
+                problems.append(
+                    f"The link's `{p.url}={_short(query[p.url])}` was ignored: {exc} "
+                    f"Using the default, {p.shown(p.default)}."
+                )
     rule = query.get("rule", DEFAULT_RULE)
     if len(rule) > MAX_RULE_CHARS:
-        problems.append(f"The link's rule is {len(rule):,} characters long, over the {MAX_RULE_CHARS:,} limit; "
-                        "using the default rule.")  # fmt: skip
+        problems.append(
+            f"The link's rule is {len(rule):,} characters long, over the {MAX_RULE_CHARS:,} limit; "
+            "using the default rule."
+        )
         rule = DEFAULT_RULE
     ss.rule = rule
     ss["grid.keys"] = list(DEFAULT_GRID)
@@ -132,18 +136,26 @@ def missing_data_message() -> str | None:
     if missing is None:
         return None
     if not valid_id(missing):
-        return (f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
-                "Load a dataset on the **Data** page.")  # fmt: skip
+        return (
+            f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
+            "Load a dataset on the **Data** page."
+        )
     if dataset_store().exists(missing):
-        return (f"The dataset this link names (`{missing}`) is private to its owner; ask them to share it (Data "
-                "page, **List it for the team**), then open the link again. Nothing was run.")  # fmt: skip
+        return (
+            f"The dataset this link names (`{missing}`) is private to its owner; ask them to share it (Data "
+            "page, **List it for the team**), then open the link again. Nothing was run."
+        )
     if dataset_store().directory is None:
-        why = (" This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
-               "session that loaded the data; cross-session links need SCANNER_CACHE_DIR.")  # fmt: skip
+        why = (
+            " This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
+            "session that loaded the data; cross-session links need SCANNER_CACHE_DIR."
+        )
     else:
         why = " It may have been deleted or evicted (storage limit)."
-    return (f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
-            "the **Data** page: the same file gets the same id, so the link works again.")  # fmt: skip
+    return (
+        f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
+        "the **Data** page: the same file gets the same id, so the link works again."
+    )
 
 
 def wait_for_engine() -> None:
@@ -232,8 +244,9 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
         head = uploaded.read(2)
         uploaded.seek(0)
         need = upload_bytes(getattr(uploaded, "size", 0) or 0, compressed=head in (b"\x1f\x8b", b"PK"))
-        new = reserved("upload", need, lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows,
-                                                           **options))()  # fmt: skip
+        new = reserved(
+            "upload", need, lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, **options)
+        )()
     except BadRowsError as exc:
         st.session_state.bad_rows = len(exc.rows)
         return str(exc)
@@ -258,8 +271,10 @@ def _use_new(new: Market) -> None:
         st.session_state.pop("store_warning", None)
     except OSError as exc:
         log.error("dataset store unusable: %r", exc)
-        st.session_state.store_warning = ("This dataset is loaded but not stored on the server (its storage is full "
-                                          "or unavailable): links to it work only in this session.")  # fmt: skip
+        st.session_state.store_warning = (
+            "This dataset is loaded but not stored on the server (its storage is full "
+            "or unavailable): links to it work only in this session."
+        )
     set_market(new, dataset_id(new))
 
 
@@ -374,8 +389,10 @@ def remember_browser() -> None:
     """Give a new browser its id cookie (a year; read back on reload by st.context.cookies)."""
     value = user_id().removeprefix("browser:")  # decides the identity now: on a session's first run too
     if st.session_state.get("user_source") == "new browser":
-        st.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age=31536000; SameSite=Strict';</script>",
-                unsafe_allow_javascript=True)  # fmt: skip
+        st.html(
+            f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age=31536000; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True,
+        )
 
 
 def user_label() -> str:
@@ -386,8 +403,9 @@ def user_label() -> str:
 def cached_run(kind: str, params, compute, summarise=lambda r: {}, need: int = 0):
     """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss.
     A run that is computed first reserves `need` bytes of the server's memory budget (waiting its turn)."""
-    value_, hit = run_cache().run(kind, require_market(), rule(), params, reserved(kind, need, compute), summarise,
-                                  session=user_id(), link=link())  # fmt: skip
+    value_, hit = run_cache().run(
+        kind, require_market(), rule(), params, reserved(kind, need, compute), summarise, session=user_id(), link=link()
+    )
     off = run_cache().disabled
     if not off:
         st.session_state._cache_warned = False  # the warning goes when caching is back, and returns if it fails again
@@ -402,8 +420,13 @@ def run_backtest():
     """Run (or fetch from the cache) and remember a backtest of the current settings."""
     params = bt_params()
     data, signals_now = require_market(), signals()
-    result = cached_run("backtest", params, lambda: backtest(data, signals_now, params), BacktestResult.key_metrics,
-                        need=backtest_bytes(data.close.nbytes))  # fmt: skip
+    result = cached_run(
+        "backtest",
+        params,
+        lambda: backtest(data, signals_now, params),
+        BacktestResult.key_metrics,
+        need=backtest_bytes(data.close.nbytes),
+    )
     st.session_state.result = result
     st.session_state.result_key = _result_key(params)
     return result
@@ -477,20 +500,45 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     if p.kind is bool:
         return where.checkbox(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP)
     if p.kind is str and not p.choices:  # free text: a rule
-        return where.text_input(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi),
-                                placeholder="none")  # fmt: skip
+        return where.text_input(
+            p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi), placeholder="none"
+        )
     if p.choices:
         labels = CHOICE_LABELS.get(path, {})
-        return where.selectbox(p.label, p.choices, key=k, disabled=disabled, help=tip, persist_state=KEEP,
-                               format_func=lambda c: labels.get(c, c))  # fmt: skip
+        return where.selectbox(
+            p.label,
+            p.choices,
+            key=k,
+            disabled=disabled,
+            help=tip,
+            persist_state=KEEP,
+            format_func=lambda c: labels.get(c, c),
+        )
     label = app_format.param_title(p) + (f", 0 = {p.off_word}" if p.off else "")
     low = 0 if p.off else p.lo
     if p.kind is int:
-        return where.number_input(label, min_value=int(low), max_value=int(p.hi), step=int(p.step or 1), key=k,
-                                  disabled=disabled, help=tip, persist_state=KEEP)  # fmt: skip
+        return where.number_input(
+            label,
+            min_value=int(low),
+            max_value=int(p.hi),
+            step=int(p.step or 1),
+            key=k,
+            disabled=disabled,
+            help=tip,
+            persist_state=KEEP,
+        )
     fmt = "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"  # cents where they matter
-    return where.number_input(label, min_value=float(low), max_value=float(p.hi), step=float(p.step or 1), key=k,
-                              disabled=disabled, help=tip, format=fmt, persist_state=KEEP)  # fmt: skip
+    return where.number_input(
+        label,
+        min_value=float(low),
+        max_value=float(p.hi),
+        step=float(p.step or 1),
+        key=k,
+        disabled=disabled,
+        help=tip,
+        format=fmt,
+        persist_state=KEEP,
+    )
 
 
 CHOICE_LABELS: dict[str, dict[str, str]] = {

@@ -98,15 +98,18 @@ def main() -> None:
 
     # The grid: 16 combinations of one rule, our optimiser's chunk vs the bare sweep on the same signals.
     base = BacktestParams(**PARAMS)
-    combos = pd.DataFrame([(s, t) for s in GRID["stop_loss"] for t in GRID["take_profit"]],
-                          columns=list(GRID), dtype=float)  # fmt: skip
+    combos = pd.DataFrame(
+        [(s, t) for s in GRID["stop_loss"] for t in GRID["take_profit"]], columns=list(GRID), dtype=float
+    )
     rule = "rsi(14) < 35"
     stops = combos.stop_loss.to_numpy() / 100
     targets = combos.take_profit.to_numpy() / 100
     dense = scan(market, rule).matrix
-    grid_ours, grid_bare = interleaved(lambda: run_chunk(market, rule, base, combos, None),
-                                       lambda: bare_sweep(market.open, market.high, market.low, market.close, dense,
-                                                          stops, targets, *costs), repeat=9)  # fmt: skip
+    grid_ours, grid_bare = interleaved(
+        lambda: run_chunk(market, rule, base, combos, None),
+        lambda: bare_sweep(market.open, market.high, market.low, market.close, dense, stops, targets, *costs),
+        repeat=9,
+    )
     figures = {
         "universe": f"{N_SYMBOLS}x{N_BARS}",
         "trades_ours": int(n_ours),

@@ -65,8 +65,11 @@ def _vectorbt(market, signals, our_warm: float) -> dict:
     kw = dict(open=market.open, high=market.high, low=market.low, sl_stop=0.05, tp_stop=0.10, fees=0.0005)
     kw.update(slippage=0.0005, init_cash=100_000, cash_sharing=True, group_by=True, size=0.02, size_type="percent")
     first, warm = timed(lambda: vbt.Portfolio.from_signals(close, entries, **kw), repeat=3)
-    return {"vectorbt_first_s": round(first, 2), "vectorbt_warm_ms": round(warm * 1e3, 1),
-            "speedup_vs_vectorbt_x": round(warm / our_warm, 1)}  # fmt: skip
+    return {
+        "vectorbt_first_s": round(first, 2),
+        "vectorbt_warm_ms": round(warm * 1e3, 1),
+        "speedup_vs_vectorbt_x": round(warm / our_warm, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ print(seconds, (peak - base) / 1024, outcome, sep="|")
 
 
 def measure(path: Path) -> tuple[float, float, str]:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))], capture_output=True,
-                         text=True, check=True, env={"SCANNER_MAX_DECOMPRESSED_MB": "100000"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"SCANNER_MAX_DECOMPRESSED_MB": "100000"},
+    )
     seconds, peak_mb, outcome = out.stdout.strip().splitlines()[-1].split("|")
     return float(seconds), float(peak_mb), outcome
 
@@ -57,20 +62,33 @@ def main() -> None:
         to_frame(synthetic_market(args.csv_symbols, 2520, seed=1)).to_csv(csv, index=False)
         size_mb = csv.stat().st_size / 2**20
         seconds, peak, outcome = measure(csv)
-        figures["csv"] = {"mb": round(size_mb, 1), "seconds": round(seconds, 2), "peak_rss_mb": round(peak),
-                          "peak_over_size": round(peak / size_mb, 2), "outcome": outcome}  # fmt: skip
+        figures["csv"] = {
+            "mb": round(size_mb, 1),
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(peak),
+            "peak_over_size": round(peak / size_mb, 2),
+            "outcome": outcome,
+        }
 
         parquet = Path(tmp) / "big.parquet"
         to_frame(synthetic_market(args.symbols, args.bars, seed=2)).to_parquet(parquet, index=False)
         seconds, peak, outcome = measure(parquet)
-        figures["parquet"] = {"rows_m": round(args.symbols * args.bars / 1e6, 1), "seconds": round(seconds, 2),
-                              "peak_rss_mb": round(peak), "outcome": outcome}  # fmt: skip
+        figures["parquet"] = {
+            "rows_m": round(args.symbols * args.bars / 1e6, 1),
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(peak),
+            "outcome": outcome,
+        }
 
         bomb = Path(tmp) / "bomb.csv.gz"
         bomb.write_bytes(gzip.compress(b"symbol,date,open,high,low,close\n" + b"0" * 400_000_000, compresslevel=9))
         seconds, peak, outcome = measure(bomb)
-        figures["gzip_bomb"] = {"compressed_mb": round(bomb.stat().st_size / 2**20, 2), "seconds": round(seconds, 2),
-                                "peak_rss_mb": round(peak), "outcome": outcome}  # fmt: skip
+        figures["gzip_bomb"] = {
+            "compressed_mb": round(bomb.stat().st_size / 2**20, 2),
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(peak),
+            "outcome": outcome,
+        }
 
     for name, f in figures.items():
         print(f"{name:<10} " + "  ".join(f"{k}={v}" for k, v in f.items()))

@@ -99,16 +99,32 @@ def vectorbt_grid(market) -> dict:
         ex = np.concatenate([np.roll(entries, h, axis=0) for _, _, h in combos[:k]], axis=1)
         sl = np.repeat([c[0] / 100 for c in combos[:k]], n)
         tp = np.repeat([c[1] / 100 for c in combos[:k]], n)
-        pf = vbt.Portfolio.from_signals(close, ent, ex, sl_stop=sl, tp_stop=tp, size=0.1, size_type="percent",
-                                        fees=0.0005, slippage=0.0005, init_cash=100_000, cash_sharing=True,
-                                        group_by=np.repeat(np.arange(k), n), freq="1D")  # fmt: skip
+        pf = vbt.Portfolio.from_signals(
+            close,
+            ent,
+            ex,
+            sl_stop=sl,
+            tp_stop=tp,
+            size=0.1,
+            size_type="percent",
+            fees=0.0005,
+            slippage=0.0005,
+            init_cash=100_000,
+            cash_sharing=True,
+            group_by=np.repeat(np.arange(k), n),
+            freq="1D",
+        )
         return pf.sharpe_ratio()
 
     run(2)  # compile
     seconds, mem, sharpe = measure(lambda: run(len(combos)))
-    return {"vectorbt_version": vbt.__version__, "vectorbt_combos_per_s": round(len(combos) / seconds, 1),
-            "vectorbt_seconds": round(seconds, 2), "vectorbt_rss_growth_mb": round(mem, 1),
-            "vectorbt_sharpe_columns": int(len(sharpe))}  # fmt: skip
+    return {
+        "vectorbt_version": vbt.__version__,
+        "vectorbt_combos_per_s": round(len(combos) / seconds, 1),
+        "vectorbt_seconds": round(seconds, 2),
+        "vectorbt_rss_growth_mb": round(mem, 1),
+        "vectorbt_sharpe_columns": int(len(sharpe)),
+    }
 
 
 if __name__ == "__main__":

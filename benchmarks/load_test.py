@@ -35,9 +35,23 @@ def start_server(cache_dir: str, log_path: Path) -> tuple[subprocess.Popen, str]
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SCANNER_CACHE_DIR": cache_dir}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.disconnectedSessionTTL", str(TTL)],
-                            cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.disconnectedSessionTTL",
+            str(TTL),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -93,8 +107,11 @@ async def one_session(browser, url: str, csv: Path | None) -> tuple[float, str |
 def _session_metrics(url: str) -> dict[str, int]:
     """Streamlit's own counters (/_stcore/metrics): sessions still active, connects and disconnects."""
     text = urllib.request.urlopen(url + "/_stcore/metrics", timeout=5).read().decode()
-    wanted = {"active_sessions": "active", 'session_events_total{type="connect"}': "connects",
-              'session_events_total{type="disconnect"}': "disconnects"}  # fmt: skip
+    wanted = {
+        "active_sessions": "active",
+        'session_events_total{type="connect"}': "connects",
+        'session_events_total{type="disconnect"}': "disconnects",
+    }
     out = {}
     for line in text.splitlines():
         name, _, value = line.rpartition(" ")
@@ -128,8 +145,9 @@ async def run(n: int, symbols: int, waves: int = 1) -> dict:
         proc, url = start_server(str(Path(tmp) / "cache"), log_path)
         try:
             async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                  "--disable-background-networking"])  # fmt: skip
+                browser = await p.chromium.launch(
+                    executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+                )
                 # Warm the server on the same journey (upload, Parquet store, backtest, cache write), so the
                 # baseline includes every code path's one-time cost and "after" shows only what leaked.
                 await one_session(browser, url, warm)
@@ -156,21 +174,34 @@ async def run(n: int, symbols: int, waves: int = 1) -> dict:
         finally:
             proc.terminate()
             proc.wait(10)
-        scripts = [json.loads(line)["seconds"] for line in log_path.read_text().splitlines()
-                   if line.startswith('{"event": "script"')]  # fmt: skip
+        scripts = [
+            json.loads(line)["seconds"]
+            for line in log_path.read_text().splitlines()
+            if line.startswith('{"event": "script"')
+        ]
         tracebacks = log_path.read_text().count("Traceback")
     latencies = np.array([r[0] for r in results])
     errors = [r[1] for r in results if r[1]]
     return {
-        "sessions": n, "upload_mb_each": round(upload_mb, 1), "errors": len(errors), "error_samples": errors[:3],
-        "server_tracebacks": tracebacks, "script_runs": len(scripts),
-        "script_p50_s": round(float(np.percentile(scripts, 50)), 3), "script_p95_s": round(float(np.percentile(
-            scripts, 95)), 3), "session_p50_s": round(float(np.percentile(latencies, 50)), 1),
-        "session_max_s": round(float(latencies.max()), 1), "wall_s": round(wall, 1),
-        "rss_before_mb": round(before), "rss_peak_mb": round(max(sampler.samples)), "rss_after_mb": round(after),
-        "rss_after_over_before": round(after / before, 2), "rss_after_every_10s": tail,
-        "streamlit_sessions_after": sessions_left, "rss_after_each_earlier_wave": after_waves,
-    }  # fmt: skip
+        "sessions": n,
+        "upload_mb_each": round(upload_mb, 1),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "server_tracebacks": tracebacks,
+        "script_runs": len(scripts),
+        "script_p50_s": round(float(np.percentile(scripts, 50)), 3),
+        "script_p95_s": round(float(np.percentile(scripts, 95)), 3),
+        "session_p50_s": round(float(np.percentile(latencies, 50)), 1),
+        "session_max_s": round(float(latencies.max()), 1),
+        "wall_s": round(wall, 1),
+        "rss_before_mb": round(before),
+        "rss_peak_mb": round(max(sampler.samples)),
+        "rss_after_mb": round(after),
+        "rss_after_over_before": round(after / before, 2),
+        "rss_after_every_10s": tail,
+        "streamlit_sessions_after": sessions_left,
+        "rss_after_each_earlier_wave": after_waves,
+    }
 
 
 def main() -> None:

@@ -40,8 +40,12 @@ def start(cache: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "SCANNER_CACHE_DIR": cache, "MALLOC_ARENA_MAX": "2",
-           "SCANNER_API_TOKEN": ",".join(f"{n}:{t}" for n, t in TOKENS.items())}  # fmt: skip
+    env = {
+        **os.environ,
+        "SCANNER_CACHE_DIR": cache,
+        "MALLOC_ARENA_MAX": "2",
+        "SCANNER_API_TOKEN": ",".join(f"{n}:{t}" for n, t in TOKENS.items()),
+    }
     command = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -94,14 +98,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         proc, url = start(cache)
         try:
-            httpx.post(url + "/api/scan", json={"data": "synthetic", "rule": "close > 0"},
-                       headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=120)  # fmt: skip
+            httpx.post(
+                url + "/api/scan",
+                json={"data": "synthetic", "rule": "close > 0"},
+                headers={"Authorization": f"Bearer {TOKENS['alice']}"},
+                timeout=120,
+            )
             before = rss_mb(proc.pid)
             timings: dict[str, list[float]] = defaultdict(list)
             errors: list[str] = []
             until = time.monotonic() + args.seconds
-            threads = [threading.Thread(target=client_loop, args=(url, "alice" if i % 2 else "bob", until, i, timings,
-                                                                  errors)) for i in range(args.clients)]  # fmt: skip
+            threads = [
+                threading.Thread(target=client_loop, args=(url, "alice" if i % 2 else "bob", until, i, timings, errors))
+                for i in range(args.clients)
+            ]
             for t in threads:
                 t.start()
             peak = before
@@ -114,17 +124,25 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
     total = sum(len(v) for v in timings.values())
-    report = {"clients": args.clients, "seconds": args.seconds, "requests": total,
-              "requests_per_s": round(total / args.seconds, 1), "errors": len(errors),
-              "rss_mb": {"before": round(before), "peak": round(peak), "after": round(after)},
-              "latency_s": {k: {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 95, 99)}
-                            for k, v in sorted(timings.items())}}  # fmt: skip
+    report = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "requests": total,
+        "requests_per_s": round(total / args.seconds, 1),
+        "errors": len(errors),
+        "rss_mb": {"before": round(before), "peak": round(peak), "after": round(after)},
+        "latency_s": {
+            k: {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 95, 99)} for k, v in sorted(timings.items())
+        },
+    }
     for kind, figures in report["latency_s"].items():
         print(
             f"{kind:>10}: {len(timings[kind]):5,} requests, " + ", ".join(f"{q} {s:.3f} s" for q, s in figures.items())
         )
-    print(f"{total:,} requests in {args.seconds:.0f} s ({report['requests_per_s']}/s), {len(errors)} errors; RSS "
-          f"{before:,.0f} -> {peak:,.0f} -> {after:,.0f} MB")  # fmt: skip
+    print(
+        f"{total:,} requests in {args.seconds:.0f} s ({report['requests_per_s']}/s), {len(errors)} errors; RSS "
+        f"{before:,.0f} -> {peak:,.0f} -> {after:,.0f} MB"
+    )
     for e in errors[:10]:
         print("  error:", e)
     print(json.dumps(report))

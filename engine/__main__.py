@@ -38,8 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--equity-csv", help="write the equity curve here")
     bt.add_argument("--report", help="write the HTML tear sheet here (one file; opens offline)")
     opt = sub.choices["optimize"]
-    opt.add_argument("--grid", required=True, help="key:from:to:step, comma-separated (grid keys: the table's "
-                     "rows marked (grid), or rule.<i>)")  # fmt: skip
+    opt.add_argument(
+        "--grid",
+        required=True,
+        help="key:from:to:step, comma-separated (grid keys: the table's rows marked (grid), or rule.<i>)",
+    )
     opt.add_argument("--top", type=int, default=10, help="combinations to print, best first (default 10)")
     opt.add_argument("--csv", help="write every combination here")
     sub.add_parser("warmup", help="compile the Numba kernels now (make does this after installing)")
@@ -119,13 +122,22 @@ def _optimize(market, args) -> int:
     fit = result.overfitting() if result is not None else None
     if args.json:
         top = json.loads(ranked.head(args.top).to_json(orient="records", date_format="iso"))
-        print(json.dumps({"best": None if result is None else result.best_params(), "top": top,
-                          "overfitting": None if fit is None else {k: _clean(v) for k, v in fit.items()}}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "best": None if result is None else result.best_params(),
+                    "top": top,
+                    "overfitting": None if fit is None else {k: _clean(v) for k, v in fit.items()},
+                }
+            )
+        )
         return 0
     print(ranked.head(args.top).to_string(index=False, float_format=lambda x: f"{x:,.2f}"))
     if fit is not None:
-        print(f"\n{fit['n_trials']:,} combinations; deflated Sharpe {fit['deflated_sharpe']:.2%}, probability of "
-              f"overfitting {fit['pbo']:.2%}.\n{fit['verdict']}")  # fmt: skip
+        print(
+            f"\n{fit['n_trials']:,} combinations; deflated Sharpe {fit['deflated_sharpe']:.2%}, probability of "
+            f"overfitting {fit['pbo']:.2%}.\n{fit['verdict']}"
+        )
     return 0
 
 
@@ -138,15 +150,20 @@ def _montecarlo(market, args) -> int:
     result = backtest(market, scan(market, rule), params)
     mc = simulate(result, settings)
     threshold = settings.get("drawdown_pct", table.TABLE["montecarlo.drawdown_pct"].default)
-    figures = {"method": mc.method, "probability_of_loss": mc.probability_of_loss(),
-               "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),
-               "summary": mc.summary().to_dict(orient="index")}  # fmt: skip
+    figures = {
+        "method": mc.method,
+        "probability_of_loss": mc.probability_of_loss(),
+        "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),
+        "summary": mc.summary().to_dict(orient="index"),
+    }
     if args.json:
         print(json.dumps(figures))
         return 0
     print(mc.summary().to_string(float_format=lambda x: f"{x:,.2f}"))
-    print(f"\nP(loss) {figures['probability_of_loss']:.2%}; P(drawdown worse than {threshold:g}%) "
-          f"{figures['probability_of_drawdown_worse_than_threshold']:.2%} ({mc.method}).")  # fmt: skip
+    print(
+        f"\nP(loss) {figures['probability_of_loss']:.2%}; P(drawdown worse than {threshold:g}%) "
+        f"{figures['probability_of_drawdown_worse_than_threshold']:.2%} ({mc.method})."
+    )
     return 0
 
 

@@ -36,29 +36,86 @@ SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target"
 P_RISK, P_KELLY_MULT, P_KELLY_CAP, P_KELLY_MIN_TRADES, P_VOL_TARGET, P_ATR_MULT, P_AMOUNT, P_ATR_STOP = range(8)
 N_SIZING_PARAMS = 8
 # Why a signal was skipped or cut.
-(RULE_MAX_POSITIONS, RULE_CASH, RULE_MAX_POSITION, RULE_MAX_SECTOR, RULE_MAX_CORR, RULE_SIZE, RULE_NO_BAR,
- RULE_MAX_VOLUME) = range(8)  # fmt: skip
-RULE_NAMES = ("max_positions", "cash", "max_position_pct", "max_sector_pct", "max_correlation", "size_zero",
-              "no_bar", "max_volume_pct")  # fmt: skip
+(
+    RULE_MAX_POSITIONS,
+    RULE_CASH,
+    RULE_MAX_POSITION,
+    RULE_MAX_SECTOR,
+    RULE_MAX_CORR,
+    RULE_SIZE,
+    RULE_NO_BAR,
+    RULE_MAX_VOLUME,
+) = range(8)
+RULE_NAMES = (
+    "max_positions",
+    "cash",
+    "max_position_pct",
+    "max_sector_pct",
+    "max_correlation",
+    "size_zero",
+    "no_bar",
+    "max_volume_pct",
+)
 ACTION_SKIP, ACTION_CUT = range(2)
 ACTION_NAMES = ("skip", "cut")
 MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended size is skipped
 
 # --- record layouts --------------------------------------------------------------------------------------------
-TRADE = np.dtype([("symbol", np.int64), ("entry_bar", np.int64), ("exit_bar", np.int64), ("entry_price", np.float64),
-                  ("exit_price", np.float64), ("shares", np.float64), ("pnl", np.float64), ("fees", np.float64),
-                  ("reason", np.int64), ("mae_pct", np.float64), ("mfe_pct", np.float64)])  # fmt: skip
+TRADE = np.dtype(
+    [
+        ("symbol", np.int64),
+        ("entry_bar", np.int64),
+        ("exit_bar", np.int64),
+        ("entry_price", np.float64),
+        ("exit_price", np.float64),
+        ("shares", np.float64),
+        ("pnl", np.float64),
+        ("fees", np.float64),
+        ("reason", np.int64),
+        ("mae_pct", np.float64),
+        ("mfe_pct", np.float64),
+    ]
+)
 # 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
-EVENT = np.dtype([("value", np.float64), ("limit", np.float64), ("bar", np.int32), ("symbol", np.int32),
-                  ("rule", np.int8), ("action", np.int8)], align=True)  # fmt: skip
-CURVE = np.dtype([("equity", np.float64), ("cash", np.float64), ("long_value", np.float64),
-                  ("short_value", np.float64), ("open_positions", np.int64)])  # fmt: skip
+EVENT = np.dtype(
+    [
+        ("value", np.float64),
+        ("limit", np.float64),
+        ("bar", np.int32),
+        ("symbol", np.int32),
+        ("rule", np.int8),
+        ("action", np.int8),
+    ],
+    align=True,
+)
+CURVE = np.dtype(
+    [
+        ("equity", np.float64),
+        ("cash", np.float64),
+        ("long_value", np.float64),
+        ("short_value", np.float64),
+        ("open_positions", np.int64),
+    ]
+)
 # One open position (or, for Kelly, one shadow trade) per symbol.
-POSITION = np.dtype([("shares", np.float64), ("entry_price", np.float64), ("entry_bar", np.int64),
-                     ("entry_fee", np.float64), ("stop", np.float64), ("target", np.float64),
-                     ("trail_frac", np.float64), ("trail_dist", np.float64), ("extreme", np.float64),
-                     ("worst", np.float64), ("best", np.float64), ("bars_held", np.int64),
-                     ("mark", np.float64), ("seq", np.int64)])  # fmt: skip
+POSITION = np.dtype(
+    [
+        ("shares", np.float64),
+        ("entry_price", np.float64),
+        ("entry_bar", np.int64),
+        ("entry_fee", np.float64),
+        ("stop", np.float64),
+        ("target", np.float64),
+        ("trail_frac", np.float64),
+        ("trail_dist", np.float64),
+        ("extreme", np.float64),
+        ("worst", np.float64),
+        ("best", np.float64),
+        ("bars_held", np.int64),
+        ("mark", np.float64),
+        ("seq", np.int64),
+    ]
+)
 
 
 class Bars(NamedTuple):
@@ -254,14 +311,23 @@ def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
     """Apply the position, sector and cash/leverage limits to an order's value, logging each cut or skip.
     Returns (value, 0 = skipped, events count)."""
     if sh.max_position > 0.0 and value > sh.max_position * equity:
-        n_events = _log(events, n_events, t, s, RULE_MAX_POSITION, value / equity * 100.0, sh.max_position * 100.0,
-                        ACTION_CUT)  # fmt: skip
+        n_events = _log(
+            events, n_events, t, s, RULE_MAX_POSITION, value / equity * 100.0, sh.max_position * 100.0, ACTION_CUT
+        )
         value = sh.max_position * equity
     if sh.max_sector > 0.0:
         room = sh.max_sector * equity - sector_value[sh.sector_id[s]]
         if value > room:
-            n_events = _log(events, n_events, t, s, RULE_MAX_SECTOR, (sector_value[sh.sector_id[s]] + value) / equity
-                            * 100.0, sh.max_sector * 100.0, ACTION_CUT if room > 0.0 else ACTION_SKIP)  # fmt: skip
+            n_events = _log(
+                events,
+                n_events,
+                t,
+                s,
+                RULE_MAX_SECTOR,
+                (sector_value[sh.sector_id[s]] + value) / equity * 100.0,
+                sh.max_sector * 100.0,
+                ACTION_CUT if room > 0.0 else ACTION_SKIP,
+            )
             if room <= 0.0:
                 return 0.0, n_events
             value = room
@@ -291,8 +357,16 @@ def _volume_cap(qty, s, t, fill, bars, sh, events, n_events):
     if not (qty > allowed):
         return qty, n_events
     skip = not (allowed >= MIN_FILL * qty) or allowed <= 0.0
-    n_events = _log(events, n_events, t, s, RULE_MAX_VOLUME, qty * fill, max(allowed, 0.0) * fill,
-                    ACTION_SKIP if skip else ACTION_CUT)  # fmt: skip
+    n_events = _log(
+        events,
+        n_events,
+        t,
+        s,
+        RULE_MAX_VOLUME,
+        qty * fill,
+        max(allowed, 0.0) * fill,
+        ACTION_SKIP if skip else ACTION_CUT,
+    )
     return (0.0 if skip else allowed), n_events
 
 
@@ -499,8 +573,9 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
         stop_frac = combo.stop
         if sh.sizing_method == SIZE_ATR and combo.sizing[P_ATR_STOP] > 0.0 and atr_s > 0.0:
             stop_frac = combo.sizing[P_ATR_MULT] * atr_s / fill
-        value = _target_value(sh.sizing_method, combo.sizing, equity, fill, stop_frac, vol_s, atr_s,
-                              combo.max_positions, kelly)  # fmt: skip
+        value = _target_value(
+            sh.sizing_method, combo.sizing, equity, fill, stop_frac, vol_s, atr_s, combo.max_positions, kelly
+        )
         if not (value > 0.0):
             n_events = _log(events, n_events, t, s, RULE_SIZE, 0.0, 0.0, ACTION_SKIP)
             if (
@@ -555,11 +630,19 @@ def _allocate(bars, entries, combo, sh):
     cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and four events (cuts, then a skip)
     trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
     rows, win = (min(combo.max_positions, n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
-    work = Scratch(np.zeros(n_sym, POSITION), np.zeros(n_sym, POSITION), np.empty(n_sym, np.int64),
-                   np.empty(n_sym, np.int64), np.empty(n_sym), np.zeros(4),
-                   np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
-                   (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
-                   np.array([-1, 0, 0]), np.empty(cap, np.int64), np.zeros(2, np.int64))  # fmt: skip
+    work = Scratch(
+        np.zeros(n_sym, POSITION),
+        np.zeros(n_sym, POSITION),
+        np.empty(n_sym, np.int64),
+        np.empty(n_sym, np.int64),
+        np.empty(n_sym),
+        np.zeros(4),
+        np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
+        (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
+        np.array([-1, 0, 0]),
+        np.empty(cap, np.int64),
+        np.zeros(2, np.int64),
+    )
     return trades, events, curve, work
 
 
@@ -609,8 +692,9 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
     ruin = -1
     for t in range(bars.close.shape[0]):
         if t > 0 and ruin < 0:
-            cash, equity, gross, n_open, n_events = _enter_all(bars, entries, priority, t, combo, sh, work, n_open,
-                                                               events, n_events, cash, equity, gross)  # fmt: skip
+            cash, equity, gross, n_open, n_events = _enter_all(
+                bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
+            )
         change, n_open, held = _exit_all(work, n_open, bars, t, combo, sh, trades)
         cash += change
         long_v, short_v = (held, 0.0) if sh.direction > 0 else (0.0, held)
@@ -882,9 +966,18 @@ def adx(high, low, close, n):
 # ---------------------------------------------------------------------------------------------------
 
 GRID_METRICS = (
-    "total_return_pct", "cagr_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct", "n_trades",
-    "win_rate_pct", "profit_factor", "expectancy", "final_equity",
-)  # fmt: skip
+    "total_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown_pct",
+    "n_trades",
+    "win_rate_pct",
+    "profit_factor",
+    "expectancy",
+    "final_equity",
+)
 
 
 @njit(cache=True, nogil=True)

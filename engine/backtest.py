@@ -205,16 +205,25 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
 
 
 def kernel_bars(market: Market) -> k.Bars:
-    last_valid = _per_dataset(market, "last_valid", lambda: (market.shape[0] - 1 - np.argmax(
-        ~np.isnan(market.close[::-1]), axis=0)).astype(np.int64))  # fmt: skip
+    last_valid = _per_dataset(
+        market,
+        "last_valid",
+        lambda: (market.shape[0] - 1 - np.argmax(~np.isnan(market.close[::-1]), axis=0)).astype(np.int64),
+    )
     return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid)
 
 
 def exit_row(p: BacktestParams) -> tuple[float, ...]:
     """What a grid may vary per combination, in `k.Combo`'s order: stop, target and trail as fractions
     (0 = off), ATR trail multiple, holding bars (0 = off), max positions."""
-    return ((p.stop_loss or 0.0) / 100.0, (p.take_profit or 0.0) / 100.0, (p.trailing_stop or 0.0) / 100.0,
-            float(p.trailing_atr or 0.0), int(p.holding_period or 0), int(p.max_positions))  # fmt: skip
+    return (
+        (p.stop_loss or 0.0) / 100.0,
+        (p.take_profit or 0.0) / 100.0,
+        (p.trailing_stop or 0.0) / 100.0,
+        float(p.trailing_atr or 0.0),
+        int(p.holding_period or 0),
+        int(p.max_positions),
+    )
 
 
 def sizing_row(s: Sizing) -> np.ndarray:
@@ -377,8 +386,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         copy=False,
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
-    metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close,
-                              params.risk_free_pct, buy_hold, bh)  # fmt: skip
+    metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close, params.risk_free_pct, buy_hold, bh)
     skipped = event_records["action"] == k.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == k.RULE_SIZE)))
@@ -398,11 +406,15 @@ def _warnings(params: BacktestParams, sized_out: int, n_trades: int) -> list[str
     because sizing gave no position)."""
     if sized_out <= n_trades:
         return []
-    reasons = {"kelly": " (Kelly's fraction was <= 0: the trades so far had no edge)",
-               "fixed_fractional": " (fixed-fractional sizing needs a stop-loss)"}  # fmt: skip
+    reasons = {
+        "kelly": " (Kelly's fraction was <= 0: the trades so far had no edge)",
+        "fixed_fractional": " (fixed-fractional sizing needs a stop-loss)",
+    }
     why = reasons.get(params.sizing.method, "")
-    return [f"Sizing skipped {sized_out:,} signals{why}, more than the {n_trades:,} it traded: the result "
-            "reflects the sizing rule more than the entry rule."]  # fmt: skip
+    return [
+        f"Sizing skipped {sized_out:,} signals{why}, more than the {n_trades:,} it traded: the result "
+        "reflects the sizing rule more than the entry rule."
+    ]
 
 
 NULL_CELLS = 20_000_000
@@ -420,9 +432,17 @@ def random_entry_test(market: Market, result: BacktestResult, n_draws: int = 500
     cells = len(t) * max(float(t["bars_held"].mean()), 1.0)
     n_draws = int(max(50, min(n_draws, NULL_CELLS // cells)))  # bounded work: at most ~NULL_CELLS trade-bars
     symbols = t["symbol"].cat.codes.to_numpy().astype(np.int64)
-    own, draws, p = random_entry_null(market.close, market.open, symbols, t["entry_bar"].to_numpy(np.int64),
-                                      t["bars_held"].to_numpy(np.int64), periods_per_year(market.dates), n_draws,
-                                      seed, 1 if result.params.signal_type == "long" else -1)  # fmt: skip
+    own, draws, p = random_entry_null(
+        market.close,
+        market.open,
+        symbols,
+        t["entry_bar"].to_numpy(np.int64),
+        t["bars_held"].to_numpy(np.int64),
+        periods_per_year(market.dates),
+        n_draws,
+        seed,
+        1 if result.params.signal_type == "long" else -1,
+    )
     return {"sharpe": own, "random": draws, "p_value": p}
 
 

@@ -71,14 +71,17 @@ class MemoryBudget:
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
-    def reserve(self, nbytes: int, what: str, on_wait: Callable[[int], None] | None = None,
-                max_wait_s: float | None = None) -> Iterator[None]:  # fmt: skip
+    def reserve(
+        self, nbytes: int, what: str, on_wait: Callable[[int], None] | None = None, max_wait_s: float | None = None
+    ) -> Iterator[None]:
         """Hold `nbytes` of the budget while the block runs (waiting for room first, if need be)."""
         nbytes = max(int(nbytes), 0)
         if nbytes > self.total:
-            raise DataError(f"This {what} needs about {nbytes / MB:,.0f} MB, more than the server's whole memory "
-                            f"budget of {self.total / MB:,.0f} MB (SCANNER_SERVER_MB). Use fewer symbols or dates, "
-                            "fewer different indicators, or run it with the Python library or the CLI.")  # fmt: skip
+            raise DataError(
+                f"This {what} needs about {nbytes / MB:,.0f} MB, more than the server's whole memory "
+                f"budget of {self.total / MB:,.0f} MB (SCANNER_SERVER_MB). Use fewer symbols or dates, "
+                "fewer different indicators, or run it with the Python library or the CLI."
+            )
         self._wait_for_room(_Ticket(next(self._numbers), nbytes, what), on_wait or WAIT_NOTICE.get(), max_wait_s)
         try:
             yield
@@ -118,17 +121,31 @@ class MemoryBudget:
     def _busy(self, ticket: _Ticket, why: str) -> ServerBusy:
         ahead = self.running + len(self._queue)
         retry = max(5, min(300, int(10 * max(ahead, 1))))
-        return ServerBusy(f"The server is busy: this {ticket.what} needs about {ticket.nbytes / MB:,.0f} MB of its "
-                          f"{self.total / MB:,.0f} MB memory budget, and {why}. Try again in about {retry} s.",
-                          retry, ahead)  # fmt: skip
+        return ServerBusy(
+            f"The server is busy: this {ticket.what} needs about {ticket.nbytes / MB:,.0f} MB of its "
+            f"{self.total / MB:,.0f} MB memory budget, and {why}. Try again in about {retry} s.",
+            retry,
+            ahead,
+        )
 
 
 # --- estimates (calibrated by tests/test_memory.py: the measured peak stays within 1.5x) ------------------
 
 # Arrays an indicator kernel holds while it computes, beyond the one it returns (measured on 500 x 2,520).
-_WORK_ARRAYS = {"rsi": 6.2, "stoch_k": 6.2, "stoch_d": 6.2, "macd": 4.2, "macd_signal": 4.2, "macd_hist": 4.2,
-                "bb_upper": 4.0, "bb_middle": 4.0, "bb_lower": 4.0, "bb_pct_b": 4.0, "bb_width": 4.0,
-                "volatility": 2.0}  # fmt: skip
+_WORK_ARRAYS = {
+    "rsi": 6.2,
+    "stoch_k": 6.2,
+    "stoch_d": 6.2,
+    "macd": 4.2,
+    "macd_signal": 4.2,
+    "macd_hist": 4.2,
+    "bb_upper": 4.0,
+    "bb_middle": 4.0,
+    "bb_lower": 4.0,
+    "bb_pct_b": 4.0,
+    "bb_width": 4.0,
+    "volatility": 2.0,
+}
 
 
 def scan_bytes(cells_bytes: int, indicator_names: list[str]) -> int:

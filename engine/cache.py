@@ -190,16 +190,31 @@ class ResultStore:
 class History:
     """The run history in SQLite (JSON fields; WAL, so several processes can share it), kept by count and age."""
 
-    COLUMNS = ("id", "key", "kind", "data", "fingerprint", "rule", "params", "metrics", "seconds", "cache_hit",
-               "session", "link", "created")  # fmt: skip
+    COLUMNS = (
+        "id",
+        "key",
+        "kind",
+        "data",
+        "fingerprint",
+        "rule",
+        "params",
+        "metrics",
+        "seconds",
+        "cache_hit",
+        "session",
+        "link",
+        "created",
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, key TEXT, kind TEXT, data TEXT, "
-                       "fingerprint TEXT, rule TEXT, params TEXT, metrics TEXT, seconds REAL, cache_hit INTEGER, "
-                       "session TEXT, link TEXT, created REAL)")  # fmt: skip
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, key TEXT, kind TEXT, data TEXT, "
+                "fingerprint TEXT, rule TEXT, params TEXT, metrics TEXT, seconds REAL, cache_hit INTEGER, "
+                "session TEXT, link TEXT, created REAL)"
+            )
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session, created)")
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created)")
 
@@ -211,8 +226,21 @@ class History:
         return db
 
     def add(self, r: RunRecord) -> None:
-        row = (r.id, r.key, r.kind, r.data, r.fingerprint, r.rule, json.dumps(r.params, default=str),
-               json.dumps(r.metrics, default=str), r.seconds, int(r.cache_hit), r.session, r.link, r.when)  # fmt: skip
+        row = (
+            r.id,
+            r.key,
+            r.kind,
+            r.data,
+            r.fingerprint,
+            r.rule,
+            json.dumps(r.params, default=str),
+            json.dumps(r.metrics, default=str),
+            r.seconds,
+            int(r.cache_hit),
+            r.session,
+            r.link,
+            r.when,
+        )
         keep, days = history_limits()
         with self._lock, self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(self.COLUMNS))})", row)
@@ -222,8 +250,10 @@ class History:
     def list(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
         where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
         with self._connect() as db:
-            rows = db.execute(f"SELECT {', '.join(self.COLUMNS)} FROM runs {where} ORDER BY created DESC "
-                              "LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()  # fmt: skip
+            rows = db.execute(
+                f"SELECT {', '.join(self.COLUMNS)} FROM runs {where} ORDER BY created DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
         return [_record(row) for row in rows]
 
     def count(self, session: str | None = None) -> int:
@@ -243,10 +273,21 @@ class History:
 
 def _record(row: tuple) -> RunRecord:
     v = dict(zip(History.COLUMNS, row, strict=True))
-    return RunRecord(key=v["key"], kind=v["kind"], data=v["data"], fingerprint=v["fingerprint"], rule=v["rule"],
-                     params=json.loads(v["params"]), metrics=json.loads(v["metrics"]), seconds=v["seconds"],
-                     cache_hit=bool(v["cache_hit"]), session=v["session"], link=v["link"], when=v["created"],
-                     id=v["id"])  # fmt: skip
+    return RunRecord(
+        key=v["key"],
+        kind=v["kind"],
+        data=v["data"],
+        fingerprint=v["fingerprint"],
+        rule=v["rule"],
+        params=json.loads(v["params"]),
+        metrics=json.loads(v["metrics"]),
+        seconds=v["seconds"],
+        cache_hit=bool(v["cache_hit"]),
+        session=v["session"],
+        link=v["link"],
+        when=v["created"],
+        id=v["id"],
+    )
 
 
 class RunCache:
@@ -297,8 +338,10 @@ class RunCache:
     def _turn_off(self, exc: BaseException) -> None:
         """Stop using the disk for a while (and say why, once): runs go on, uncached, and their history waits."""
         if self._off is None:
-            self._off = (f"the cache directory cannot be used for now ({exc.__class__.__name__}: full, "
-                             "read-only, locked or missing); it is tried again every minute")  # fmt: skip
+            self._off = (
+                f"the cache directory cannot be used for now ({exc.__class__.__name__}: full, "
+                "read-only, locked or missing); it is tried again every minute"
+            )
             log.error(json.dumps({"event": "cache_off", "directory": str(self.directory), "error": repr(exc)}))
         self._results = self._history = None
         self._retry_at = time.monotonic() + retry_s()
@@ -340,12 +383,34 @@ class RunCache:
         seconds = time.perf_counter() - start
         metrics = canonical(summarise(result))
         if record:
-            entry = RunRecord(key, kind, market.name, market.fingerprint, rule, canonical(params), metrics, seconds,
-                              hit, session, link)  # fmt: skip
+            entry = RunRecord(
+                key,
+                kind,
+                market.name,
+                market.fingerprint,
+                rule,
+                canonical(params),
+                metrics,
+                seconds,
+                hit,
+                session,
+                link,
+            )
             if not self._write(lambda: self._history.add(entry) if self._history else None):
                 self._pending.append(entry)  # written when the disk is back
-        log.info(json.dumps({"event": "finish", "kind": kind, "key": key[:16], "cache": "hit" if hit else "miss",
-                             "seconds": round(seconds, 4), **metrics}, default=str))  # fmt: skip
+        log.info(
+            json.dumps(
+                {
+                    "event": "finish",
+                    "kind": kind,
+                    "key": key[:16],
+                    "cache": "hit" if hit else "miss",
+                    "seconds": round(seconds, 4),
+                    **metrics,
+                },
+                default=str,
+            )
+        )
         return result, hit
 
     def get(self, key: str) -> Any | None:

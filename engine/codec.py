@@ -41,8 +41,16 @@ def _allowed() -> dict[str, type]:
     from .risk import RiskLimits
     from .sizing import Sizing
 
-    classes = (BacktestParams, BacktestResult, MonteCarloResult, OptimizeResult, RiskLimits, Signals, Sizing,
-               WalkForwardResult)  # fmt: skip
+    classes = (
+        BacktestParams,
+        BacktestResult,
+        MonteCarloResult,
+        OptimizeResult,
+        RiskLimits,
+        Signals,
+        Sizing,
+        WalkForwardResult,
+    )
     return {cls.__name__: cls for cls in classes}
 
 

@@ -126,8 +126,14 @@ class Market:
     def window(self, start: int, stop: int) -> Market:
         """Bars [start, stop) only: the market as a backtest of that period sees it (views, no copies)."""
         arrays = {a: getattr(self, a)[start:stop] for a in ("open", "high", "low", "close", "volume")}
-        return Market(self.symbols, self.dates[start:stop], **arrays, sectors=self.sectors, name=self.name,
-                      fingerprint=f"{self.fingerprint}[{start}:{stop}]")  # fmt: skip
+        return Market(
+            self.symbols,
+            self.dates[start:stop],
+            **arrays,
+            sectors=self.sectors,
+            name=self.name,
+            fingerprint=f"{self.fingerprint}[{start}:{stop}]",
+        )
 
     def without(self, symbols) -> Market:
         """The market without these symbols (e.g. the ones flagged for outliers); a new dataset identity."""
@@ -143,11 +149,15 @@ class Market:
         issues = None if self.issues is None else self.issues[~self.issues.symbol.isin(drop)].reset_index(drop=True)
         note = f"Excluded {len(self.symbols) - len(keep)} symbols: {', '.join(sorted(drop & set(self.symbols))[:10])}."
         return Market(
-            tuple(self.symbols[j] for j in keep), self.dates[present], **arrays,  # type: ignore[arg-type]
+            tuple(self.symbols[j] for j in keep),
+            self.dates[present],
+            **arrays,  # type: ignore[arg-type]
             sectors=None if self.sectors is None else tuple(self.sectors[j] for j in keep),
-            warnings=(*_without_flags(self.warnings, issues), note), name=self.name,
-            dropped_rows=self.dropped_rows, issues=issues,
-        )  # fmt: skip
+            warnings=(*_without_flags(self.warnings, issues), note),
+            name=self.name,
+            dropped_rows=self.dropped_rows,
+            issues=issues,
+        )
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, without the dates it has no bar on."""
@@ -257,8 +267,10 @@ def load_market(
         raise
     except (pa.ArrowException, ValueError, TypeError, OverflowError, MemoryError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"Could not read {Path(filename).name} ({first}). Expected a CSV with a header row "
-                        "(symbol,date,open,high,low,close,volume) or a Parquet file.") from None  # fmt: skip
+        raise DataError(
+            f"Could not read {Path(filename).name} ({first}). Expected a CSV with a header row "
+            "(symbol,date,open,high,low,close,volume) or a Parquet file."
+        ) from None
     finally:
         pa.default_memory_pool().release_unused()  # Arrow's buffers go back to the system, not its pool
 
@@ -333,14 +345,19 @@ def _decompress(raw: bytes, filename: str) -> bytes:
             while chunk := stream.read(8 * 1024 * 1024):
                 out.write(chunk)
                 if out.tell() > limit:
-                    why = (f"more than {MAX_EXPANSION}:1, which real price files never do"
-                           if limit < max_decompressed_bytes() else
-                           f"over the {_human(limit)} limit (SCANNER_MAX_DECOMPRESSED_MB)")  # fmt: skip
-                    raise DataError(f"{Path(filename).name} expands to over {_human(out.tell())} when "
-                                    f"decompressed: {why}. Upload the file uncompressed or as Parquet.")  # fmt: skip
+                    why = (
+                        f"more than {MAX_EXPANSION}:1, which real price files never do"
+                        if limit < max_decompressed_bytes()
+                        else f"over the {_human(limit)} limit (SCANNER_MAX_DECOMPRESSED_MB)"
+                    )
+                    raise DataError(
+                        f"{Path(filename).name} expands to over {_human(out.tell())} when "
+                        f"decompressed: {why}. Upload the file uncompressed or as Parquet."
+                    )
     except (EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{Path(filename).name} is not a complete gzip file ({exc}). Compress it again or "
-                        "upload it uncompressed.") from None  # fmt: skip
+        raise DataError(
+            f"{Path(filename).name} is not a complete gzip file ({exc}). Compress it again or upload it uncompressed."
+        ) from None
     return out.getvalue()
 
 
@@ -354,17 +371,21 @@ def _unzip(raw: bytes, filename: str) -> bytes:
             members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
             if len(members) != 1 or not members[0].filename.lower().endswith((".csv", ".txt", ".tsv")):
                 names = ", ".join(m.filename for m in members[:3]) + (", ..." if len(members) > 3 else "")
-                raise DataError(f"{shown} is a zip archive of {len(members)} files ({names[:120]}): unzip it and "
-                                "upload the CSV or Parquet file itself (one archive can hold one CSV).")  # fmt: skip
+                raise DataError(
+                    f"{shown} is a zip archive of {len(members)} files ({names[:120]}): unzip it and "
+                    "upload the CSV or Parquet file itself (one archive can hold one CSV)."
+                )
             limit = min(max_decompressed_bytes(), MAX_EXPANSION * len(raw))
             with archive.open(members[0]) as stream:
                 out = stream.read(limit + 1)
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
-        raise DataError(f"{shown} is not a readable zip archive ({str(exc)[:100]}): unzip it and upload the CSV "
-                        "itself.") from None  # fmt: skip
+        raise DataError(
+            f"{shown} is not a readable zip archive ({str(exc)[:100]}): unzip it and upload the CSV itself."
+        ) from None
     if len(out) > limit:
-        raise DataError(f"{shown} expands to over {_human(limit)} when unzipped: upload the CSV uncompressed or "
-                        "as Parquet.")  # fmt: skip
+        raise DataError(
+            f"{shown} expands to over {_human(limit)} when unzipped: upload the CSV uncompressed or as Parquet."
+        )
     return out
 
 
@@ -374,8 +395,10 @@ def _read_parquet(raw: bytes, filename: str) -> pa.Table:
     try:
         return pq.read_table(io.BytesIO(raw))
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(f"{Path(filename).name} is not a readable Parquet file ({str(exc)[:160]}). "
-                        "It may be truncated: export it again.") from None  # fmt: skip
+        raise DataError(
+            f"{Path(filename).name} is not a readable Parquet file ({str(exc)[:160]}). "
+            "It may be truncated: export it again."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -425,15 +448,22 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
     first_line = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
     names = next(csv.reader([first_line], delimiter=delimiter), [])
     internal = [f"c{i}" for i in range(len(names))]
-    convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(internal, pa.string()), strings_can_be_null=True,
-                                    null_values=_NULLS, quoted_strings_can_be_null=True)  # fmt: skip
+    convert = pa_csv.ConvertOptions(
+        column_types=dict.fromkeys(internal, pa.string()),
+        strings_can_be_null=True,
+        null_values=_NULLS,
+        quoted_strings_can_be_null=True,
+    )
     read = dict(column_names=internal, skip_rows=1)
     skipped: list[int] = []
     dropped = None
     try:
-        table = pa_csv.read_csv(io.BytesIO(text), read_options=pa_csv.ReadOptions(**read),
-                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False),
-                                convert_options=convert)  # fmt: skip
+        table = pa_csv.read_csv(
+            io.BytesIO(text),
+            read_options=pa_csv.ReadOptions(**read),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False),
+            convert_options=convert,
+        )
     except pa.ArrowInvalid as exc:
         if "columns" not in str(exc):
             raise DataError(f"Could not read {Path(filename).name} as CSV: {str(exc)[:200]}") from None
@@ -446,26 +476,43 @@ def _read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, 
                 skipped.append(row.number)
             return "skip"
 
-        table = pa_csv.read_csv(io.BytesIO(text), read_options=pa_csv.ReadOptions(**read, use_threads=False),
-                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler,
-                                                                  ignore_empty_lines=False),
-                                convert_options=convert)  # fmt: skip
+        table = pa_csv.read_csv(
+            io.BytesIO(text),
+            read_options=pa_csv.ReadOptions(**read, use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=handler, ignore_empty_lines=False
+            ),
+            convert_options=convert,
+        )
         if ragged:
-            rows = pd.DataFrame({"line": [n for n, _ in ragged], "symbol": "", "date": "",
-                                 "reason": f"field count is not the header's {len(names)}"})  # fmt: skip
+            rows = pd.DataFrame(
+                {
+                    "line": [n for n, _ in ragged],
+                    "symbol": "",
+                    "date": "",
+                    "reason": f"field count is not the header's {len(names)}",
+                }
+            )
             if opts.on_bad_rows == "raise":
                 _required_columns(names)  # a header without the columns is the news, not its ragged rows
                 examples = ", ".join(f"line {n} ({t!r})" for n, t in ragged[:_EXAMPLES])
-                message = (f"{len(ragged)} {'row does' if len(ragged) == 1 else 'rows do'} not have the header's "
-                           f"{len(names)} fields, "
-                           f"e.g. {examples}. Fix these lines, or load without them.")  # fmt: skip
+                message = (
+                    f"{len(ragged)} {'row does' if len(ragged) == 1 else 'rows do'} not have the header's "
+                    f"{len(names)} fields, "
+                    f"e.g. {examples}. Fix these lines, or load without them."
+                )
                 raise BadRowsError(message, rows) from None
             skipped.extend(n for n, _ in ragged)
             dropped = rows
     table = table.rename_columns(names)
     if decimal == ",":
-        table = pa.table([pc.replace_substring(col, ",", ".") if n.strip().lower() in _NUMERIC_NAMES else col
-                          for n, col in zip(names, table.columns, strict=True)], names=names)  # fmt: skip
+        table = pa.table(
+            [
+                pc.replace_substring(col, ",", ".") if n.strip().lower() in _NUMERIC_NAMES else col
+                for n, col in zip(names, table.columns, strict=True)
+            ],
+            names=names,
+        )
     return table, _Numbering("line", 2, np.array(sorted(skipped), np.int64)), dropped
 
 
@@ -481,8 +528,10 @@ def _check_header(names: list[str]) -> None:
     for i, n in enumerate(names):
         key = _norm(n)
         if key in seen:
-            raise DataError(f"Column {n.strip()!r} appears twice (columns {seen[key] + 1} and {i + 1}). Keep one "
-                            "column of each name.")  # fmt: skip
+            raise DataError(
+                f"Column {n.strip()!r} appears twice (columns {seen[key] + 1} and {i + 1}). Keep one "
+                "column of each name."
+            )
         seen[key] = i
 
 
@@ -533,8 +582,20 @@ _REASONS = (
     "a date in the other day/month order than the rest of the file (the file mixes both: fix these rows, "
     "or choose the date format)",
 )
-(R_NO_SYMBOL, R_BAD_SYMBOL, R_BAD_DATE, R_NON_NUMERIC, R_SOME_EMPTY, R_INFINITE, R_NONPOSITIVE, R_HIGH_LOW,
- R_OUTSIDE, R_NEG_VOLUME, R_DUPLICATE, R_OTHER_ORDER) = range(1, len(_REASONS) + 1)  # fmt: skip
+(
+    R_NO_SYMBOL,
+    R_BAD_SYMBOL,
+    R_BAD_DATE,
+    R_NON_NUMERIC,
+    R_SOME_EMPTY,
+    R_INFINITE,
+    R_NONPOSITIVE,
+    R_HIGH_LOW,
+    R_OUTSIDE,
+    R_NEG_VOLUME,
+    R_DUPLICATE,
+    R_OTHER_ORDER,
+) = range(1, len(_REASONS) + 1)
 
 
 def _build(
@@ -552,8 +613,9 @@ def _build(
         raise DataError("The data has no rows: expected at least one bar.")
     blank = _blank_rows(table)
     if blank.any():  # empty lines in a CSV: not rows at all
-        numbering = replace(numbering, skipped=np.sort(np.concatenate(
-            [numbering.skipped, numbering.numbers(np.flatnonzero(blank))])))  # fmt: skip
+        numbering = replace(
+            numbering, skipped=np.sort(np.concatenate([numbering.skipped, numbering.numbers(np.flatnonzero(blank))]))
+        )
         table = table.filter(pa.array(~blank))
         if table.num_rows == 0:
             raise DataError("The data has no rows: expected at least one bar.")
@@ -588,8 +650,7 @@ def _build(
         _flag(reason, (o > h + tol) | (o < lo - tol) | (c > h + tol) | (c < lo - tol), R_OUTSIDE)
         _flag(reason, v < 0, R_NEG_VOLUME)
 
-    report = _report(reason > 0, reason, detail, sym_codes, symbols, when.astype("datetime64[D]"), raw_dates,
-                     numbering)  # fmt: skip
+    report = _report(reason > 0, reason, detail, sym_codes, symbols, when.astype("datetime64[D]"), raw_dates, numbering)
     ok = (reason == 0) & ~all_empty
     n_empty = int(all_empty.sum())
     if ok.any():
@@ -600,8 +661,9 @@ def _build(
     dup = _duplicates(day, sym_codes, ok)
     if dup.any():
         reason[dup] = R_DUPLICATE
-        report = pd.concat([report, _report(dup, reason, detail, sym_codes, symbols, day, raw_dates, numbering)],
-                           ignore_index=True)  # fmt: skip
+        report = pd.concat(
+            [report, _report(dup, reason, detail, sym_codes, symbols, day, raw_dates, numbering)], ignore_index=True
+        )
     ok &= ~dup
     if ragged is not None:
         report = pd.concat([ragged, report], ignore_index=True)
@@ -609,8 +671,11 @@ def _build(
         raise BadRowsError(_bad_rows_message(report, numbering.word), report)
     if len(report):
         counts = report.reason.value_counts()
-        warnings.append(f"Left out {len(report):,} bad rows: " + ", ".join(f"{k} ({v:,})" for k, v in counts.items())
-                        + ". See the dropped rows report.")  # fmt: skip
+        warnings.append(
+            f"Left out {len(report):,} bad rows: "
+            + ", ".join(f"{k} ({v:,})" for k, v in counts.items())
+            + ". See the dropped rows report."
+        )
     if n_empty:
         warnings.append(f"{n_empty} rows have no prices and were treated as missing bars.")
     if not ok.any():
@@ -618,11 +683,14 @@ def _build(
     if opts.prices == "adjusted":
         values = _adjusted(values, ok)
     elif "adj_close" in values and not np.isnan(values["adj_close"][ok]).all():
-        warnings.append("The file has an adj_close column; prices are as in the file. Choose adjusted prices to "
-                        "use it (splits and dividends).")  # fmt: skip
+        warnings.append(
+            "The file has an adj_close column; prices are as in the file. Choose adjusted prices to "
+            "use it (splits and dividends)."
+        )
     sectors = _sectors(sector, sym_codes, symbols, ok) if sector is not None else None
-    market = _pivot(day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in (*PRICE_COLUMNS, "volume")},
-                    sectors, warnings, name)  # fmt: skip
+    market = _pivot(
+        day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in (*PRICE_COLUMNS, "volume")}, sectors, warnings, name
+    )
     return _flag_and_adjust(market, opts, report)
 
 
@@ -663,8 +731,9 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     indices, nulls = _codes(encoded)
     raw = encoded.dictionary.to_pylist()
     normal = [unicodedata.normalize("NFKC", s).strip().upper() for s in raw]
-    state = np.array([0 if s == "" or s in ("NAN", "NONE") else 2 if not _SYMBOL_OK.match(s) else 1 for s in normal]
-                     + [0], np.int8)  # fmt: skip
+    state = np.array(
+        [0 if s == "" or s in ("NAN", "NONE") else 2 if not _SYMBOL_OK.match(s) else 1 for s in normal] + [0], np.int8
+    )
     safe_idx = np.where(nulls, len(raw), indices)
     row_state = state[safe_idx]
     _flag(reason, row_state == 0, R_NO_SYMBOL)
@@ -744,9 +813,11 @@ def parse_date_texts(texts: list[str], date_format: str | None = None) -> np.nda
             if differ.any():
                 example = texts_rest[differ].iloc[0]
                 a, b = first[differ].iloc[0].date(), results[fmt][differ].iloc[0].date()
-                raise DataError(f"Dates such as {example!r} can be read two ways ({a} or {b}): the file does not "
-                                "say whether the day or the month comes first. Choose the date format "
-                                "(date_format='dayfirst' or 'monthfirst'; on the Data page: Date format).")  # fmt: skip
+                raise DataError(
+                    f"Dates such as {example!r} can be read two ways ({a} or {b}): the file does not "
+                    "say whether the day or the month comes first. Choose the date format "
+                    "(date_format='dayfirst' or 'monthfirst'; on the Data page: Date format)."
+                )
     out[rest] = _in_range(best)
     return out
 
@@ -805,9 +876,11 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
         return day.astype("datetime64[ns]"), values, sym_codes, ok, sector, False
     (s, d), count = per_day.idxmax(), int(per_day.max())
     if opts.intraday != "daily":
-        raise DataError(f"This looks like intraday data: {symbols[s]} has {count} bars on {pd.Timestamp(d).date()}. "
-                        "The app uses daily bars: load a daily file, or choose to resample intraday bars to "
-                        "daily (intraday='daily'; on the Data page: Intraday bars).")  # fmt: skip
+        raise DataError(
+            f"This looks like intraday data: {symbols[s]} has {count} bars on {pd.Timestamp(d).date()}. "
+            "The app uses daily bars: load a daily file, or choose to resample intraday bars to "
+            "daily (intraday='daily'; on the Data page: Intraday bars)."
+        )
     frame = pd.DataFrame({k: v[idx] for k, v in values.items()}).assign(s=key.s, d=key.d, t=key.t)
     if sector is not None:
         frame["sector"] = sector[0][idx]
@@ -817,8 +890,14 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
     daily = frame.groupby(["s", "d"], sort=False).agg(agg).reset_index()
     m = len(daily)
     out_values = {k: daily[k].to_numpy(float) for k in values}
-    return (daily.d.to_numpy("datetime64[ns]"), out_values, daily.s.to_numpy(np.int64), np.ones(m, bool),
-            (daily.sector.to_numpy(np.int64), sector[1]) if sector is not None else None, True)  # fmt: skip
+    return (
+        daily.d.to_numpy("datetime64[ns]"),
+        out_values,
+        daily.s.to_numpy(np.int64),
+        np.ones(m, bool),
+        (daily.sector.to_numpy(np.int64), sector[1]) if sector is not None else None,
+        True,
+    )
 
 
 def _duplicates(day: np.ndarray, sym: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -841,8 +920,11 @@ def _report(bad, reason, detail, sym_codes, symbols, day, raw_dates, numbering) 
         return pd.DataFrame(columns=["line", "symbol", "date", "reason"])
     r = reason[idx]
     symbol_ok = (r != R_NO_SYMBOL) & (r != R_BAD_SYMBOL)
-    sym = np.where(symbol_ok, np.array(symbols, dtype=object)[np.minimum(sym_codes[idx], len(symbols) - 1)],
-                   np.where(r == R_BAD_SYMBOL, detail[idx], ""))  # fmt: skip
+    sym = np.where(
+        symbol_ok,
+        np.array(symbols, dtype=object)[np.minimum(sym_codes[idx], len(symbols) - 1)],
+        np.where(r == R_BAD_SYMBOL, detail[idx], ""),
+    )
     dates = pd.DatetimeIndex(day[idx]).strftime("%Y-%m-%d").to_numpy(object)
     if raw_dates is not None:
         dates = np.where(pd.isna(day[idx]), raw_dates[idx], dates)
@@ -877,14 +959,18 @@ def _bad_rows_message(report: pd.DataFrame, word: str) -> str:
 def _adjusted(values: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
     """OHLC scaled by adj_close / close (splits and dividends), close replaced by adj_close."""
     if "adj_close" not in values:
-        raise DataError("Adjusted prices need an adj_close column, and this file has none. Load the prices as "
-                        "they are, or back-adjust the detected splits.")  # fmt: skip
+        raise DataError(
+            "Adjusted prices need an adj_close column, and this file has none. Load the prices as "
+            "they are, or back-adjust the detected splits."
+        )
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = values["adj_close"] / values["close"]
     bad = ok & ~(np.isfinite(factor) & (factor > 0))
     if bad.any():
-        raise DataError(f"{int(bad.sum()):,} rows have no usable adj_close, so adjusted prices cannot be computed "
-                        "for them. Load the prices as they are instead.")  # fmt: skip
+        raise DataError(
+            f"{int(bad.sum()):,} rows have no usable adj_close, so adjusted prices cannot be computed "
+            "for them. Load the prices as they are instead."
+        )
     out = dict(values)
     for key in ("open", "high", "low"):
         out[key] = values[key] * factor
@@ -985,8 +1071,9 @@ def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.Data
     pct = (move - 1.0) * 100.0
     with np.errstate(invalid="ignore"):
         rows, cols = np.nonzero(np.abs(pct) > threshold_pct)
-    frame = pd.DataFrame({"symbol": [market.symbols[j] for j in cols], "date": market.dates[rows],
-                          "move_pct": pct[rows, cols]})  # fmt: skip
+    frame = pd.DataFrame(
+        {"symbol": [market.symbols[j] for j in cols], "date": market.dates[rows], "move_pct": pct[rows, cols]}
+    )
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
@@ -997,13 +1084,17 @@ def _issue_warnings(issues: pd.DataFrame | None) -> list[str]:
     splits = issues[issues.kind == "split"]
     if len(splits):
         listed = ", ".join(f"{r.symbol} {r.date.date()} ({_ratio_text(r.value)})" for r in splits.head(10).itertuples())
-        out.append(f"Likely splits ({len(splits)}): {listed}{' ...' if len(splits) > 10 else ''}. Prices before "
-                   "them are not comparable: choose adjusted prices or back-adjust the detected splits.")  # fmt: skip
+        out.append(
+            f"Likely splits ({len(splits)}): {listed}{' ...' if len(splits) > 10 else ''}. Prices before "
+            "them are not comparable: choose adjusted prices or back-adjust the detected splits."
+        )
     moves = issues[issues.kind == "outlier"]
     if len(moves):
         listed = ", ".join(f"{r.symbol} {r.date.date()} ({r.value:+,.0f}%)" for r in moves.head(10).itertuples())
-        out.append(f"One-day moves beyond the outlier threshold ({len(moves)} on {moves.symbol.nunique()} symbols): "
-                   f"{listed}{' ...' if len(moves) > 10 else ''}. Check them, or exclude these symbols.")  # fmt: skip
+        out.append(
+            f"One-day moves beyond the outlier threshold ({len(moves)} on {moves.symbol.nunique()} symbols): "
+            f"{listed}{' ...' if len(moves) > 10 else ''}. Check them, or exclude these symbols."
+        )
     return out
 
 
@@ -1021,14 +1112,31 @@ def _flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) -
         factor = np.ones(market.shape)
         for row in splits.itertuples():
             factor[: row.bar, row.col] /= row.ratio
-        market = Market(market.symbols, market.dates, market.open * factor, market.high * factor,
-                        market.low * factor, market.close * factor, market.volume / factor, market.sectors,
-                        (*market.warnings, f"Back-adjusted {len(splits)} detected splits."), market.name)  # fmt: skip
+        market = Market(
+            market.symbols,
+            market.dates,
+            market.open * factor,
+            market.high * factor,
+            market.low * factor,
+            market.close * factor,
+            market.volume / factor,
+            market.sectors,
+            (*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
+            market.name,
+        )
         splits = splits.iloc[0:0]
     outliers = detect_outliers(market, opts.outlier_pct, splits)
-    issues = pd.concat([
-        splits.assign(kind="split").rename(columns={"ratio": "value"})[["kind", "symbol", "date", "value"]],
-        outliers.assign(kind="outlier").rename(columns={"move_pct": "value"})[["kind", "symbol", "date", "value"]],
-    ], ignore_index=True)  # fmt: skip
-    return replace(market, warnings=(*market.warnings, *_issue_warnings(issues)), fingerprint=market.fingerprint,
-                   dropped_rows=dropped if len(dropped) else None, issues=issues)  # fmt: skip
+    issues = pd.concat(
+        [
+            splits.assign(kind="split").rename(columns={"ratio": "value"})[["kind", "symbol", "date", "value"]],
+            outliers.assign(kind="outlier").rename(columns={"move_pct": "value"})[["kind", "symbol", "date", "value"]],
+        ],
+        ignore_index=True,
+    )
+    return replace(
+        market,
+        warnings=(*market.warnings, *_issue_warnings(issues)),
+        fingerprint=market.fingerprint,
+        dropped_rows=dropped if len(dropped) else None,
+        issues=issues,
+    )

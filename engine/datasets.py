@@ -69,8 +69,9 @@ class DatasetInfo:
     dropped_rows: int = 0  # rows the load left out (bad rows), listed in <id>.dropped.parquet
 
 
-def to_frame(market: Market, symbols: Sequence[str] | None = None, start: str | None = None,
-             end: str | None = None) -> pd.DataFrame:  # fmt: skip
+def to_frame(
+    market: Market, symbols: Sequence[str] | None = None, start: str | None = None, end: str | None = None
+) -> pd.DataFrame:
     """The bars in long format (one row per symbol and date with a bar): what the loader reads back.
     Optionally only some symbols (unknown ones are a DataError) and dates from `start` to `end` inclusive."""
     cols = np.arange(len(market.symbols)) if symbols is None else np.array([market.column(s) for s in symbols], int)
@@ -202,8 +203,12 @@ class DatasetStore:
             log.warning("dataset %s does not match its fingerprint; removed", ds_id)
             self._remove(ds_id)
             return None
-        return replace(market, warnings=info.warnings, fingerprint=info.fingerprint,
-                       dropped_rows=self.dropped_rows(ds_id) if info.dropped_rows else None)  # fmt: skip
+        return replace(
+            market,
+            warnings=info.warnings,
+            fingerprint=info.fingerprint,
+            dropped_rows=self.dropped_rows(ds_id) if info.dropped_rows else None,
+        )
 
     def dropped_rows(self, ds_id: str) -> pd.DataFrame | None:
         """The rows the load of this dataset left out (line, symbol, date, reason), or None."""

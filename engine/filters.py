@@ -44,8 +44,10 @@ def check_length(text: str) -> None:
     if not isinstance(text, str):
         raise RuleError("The rule must be text.")
     if len(text) > MAX_RULE_CHARS:
-        raise RuleError(f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}. "
-                        "Shorten it (e.g. remove repeated spaces or conditions).")  # fmt: skip
+        raise RuleError(
+            f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}. "
+            "Shorten it (e.g. remove repeated spaces or conditions)."
+        )
 
 
 FUNCTIONS = {
@@ -75,8 +77,14 @@ EXIT_PRESETS = {  # exit rules: true at a close exits at the next open
     "MACD bearish cross": "crosses_below(macd(12, 26, 9), macd_signal(12, 26, 9))",
 }
 
-_COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
-            ast.Eq: np.equal, ast.NotEq: np.not_equal}  # fmt: skip
+_COMPARE = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
 _ARITH = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
 
 
@@ -124,8 +132,12 @@ class Signals:
         rows = rows + first
         order = np.lexsort((cols, -rows))[:limit]
         rows, cols, at = rows[order], cols[order], at[order]
-        out = {"date": market.dates[rows], "symbol": np.array(market.symbols, dtype=object)[cols],
-               "close": market.close[rows, cols], **self.values(market, rows, cols)}  # fmt: skip
+        out = {
+            "date": market.dates[rows],
+            "symbol": np.array(market.symbols, dtype=object)[cols],
+            "close": market.close[rows, cols],
+            **self.values(market, rows, cols),
+        }
         if self.priority is not None:
             out["rank_score"] = self.priority[at]
         return pd.DataFrame(out)
@@ -198,8 +210,10 @@ def parse_rule(text: str) -> ast.Expression:
         raise RuleError("The rule is too deeply nested or malformed to parse.") from None
     depth = _tree_depth(tree)
     if depth > MAX_TREE_DEPTH:
-        raise RuleError(f"The rule nests operators {depth} deep (e.g. 'not not not ...'); the limit is "
-                        f"{MAX_TREE_DEPTH}. Simplify it.")  # fmt: skip
+        raise RuleError(
+            f"The rule nests operators {depth} deep (e.g. 'not not not ...'); the limit is "
+            f"{MAX_TREE_DEPTH}. Simplify it."
+        )
     _Checker(source).visit(tree)
     return tree
 
@@ -241,9 +255,11 @@ def check_budget(market: Market, *trees: ast.AST) -> None:
     need = scan_bytes(market.close.nbytes, _names_of(calls))
     if len(calls) > MAX_INDICATORS or need > rule_memory_limit():
         limit_mb = rule_memory_limit() / 2**20
-        raise RuleError(f"The rule uses {len(calls)} different indicators, which need about {need / 2**20:,.0f} MB on "
-                        f"this dataset; the limits are {MAX_INDICATORS} indicators and {limit_mb:,.0f} MB "
-                        "(SCANNER_RULE_MB). Use fewer different windows.")  # fmt: skip
+        raise RuleError(
+            f"The rule uses {len(calls)} different indicators, which need about {need / 2**20:,.0f} MB on "
+            f"this dataset; the limits are {MAX_INDICATORS} indicators and {limit_mb:,.0f} MB "
+            "(SCANNER_RULE_MB). Use fewer different windows."
+        )
 
 
 def _caret(source: str, col: int) -> str:
@@ -261,8 +277,21 @@ class _Checker(ast.NodeVisitor):
         raise RuleError(f"{what} (column {col + 1}).\n{_caret(self.source, col)}\nAvailable: {available()}.")
 
     def generic_visit(self, node: ast.AST) -> None:
-        allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
-                   ast.BinOp, ast.Compare, ast.Load, *_COMPARE, *_ARITH)  # fmt: skip
+        allowed = (
+            ast.Expression,
+            ast.BoolOp,
+            ast.And,
+            ast.Or,
+            ast.UnaryOp,
+            ast.Not,
+            ast.USub,
+            ast.UAdd,
+            ast.BinOp,
+            ast.Compare,
+            ast.Load,
+            *_COMPARE,
+            *_ARITH,
+        )
         if not isinstance(node, allowed):
             token = ast.get_source_segment(self.source, node) or type(node).__name__
             self.fail(node, f"{token!r} is not allowed in a rule")
@@ -309,8 +338,15 @@ class _Checker(ast.NodeVisitor):
                             f"{name}'s {p.name} must be a positive {_KIND_WORD[p.kind]} up to 5000",
                         )
         elif name in FUNCTIONS:
-            want = {"crosses_above": (2, 2), "crosses_below": (2, 2), "between": (3, 3), "prev": (1, 2),
-                    "abs": (1, 1), "min": (2, 2), "max": (2, 2)}[name]  # fmt: skip
+            want = {
+                "crosses_above": (2, 2),
+                "crosses_below": (2, 2),
+                "between": (3, 3),
+                "prev": (1, 2),
+                "abs": (1, 1),
+                "min": (2, 2),
+                "max": (2, 2),
+            }[name]
             if not want[0] <= len(node.args) <= want[1]:
                 self.fail(node, f"{FUNCTIONS[name]} takes {_count(*want)} arguments, got {len(node.args)}")
             if name == "prev" and len(node.args) == 2:

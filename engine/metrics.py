@@ -226,8 +226,9 @@ def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def alpha_beta(returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR,
-               risk_free_pct: float = 0.0) -> tuple[float, float]:  # fmt: skip
+def alpha_beta(
+    returns: np.ndarray, bench: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR, risk_free_pct: float = 0.0
+) -> tuple[float, float]:
     """CAPM on excess bar returns: beta = cov(r - rf, b - rf) / var(b - rf); alpha = (mean(r - rf) - beta
     mean(b - rf)) x periods_per_year x 100 (annualised, simple)."""
     if len(returns) < 3:
@@ -343,24 +344,63 @@ def compute_metrics(
     has_bench = benchmark is not None and len(benchmark) == len(equity)
     bench = bar_returns(np.asarray(benchmark, dtype=float)) if has_bench else np.empty(0)
     ppy = periods_per_year(dates)
-    values = _array_metrics(equity, r, np.asarray(trades["return_pct"], dtype=float), pnl,
-                            np.asarray(trades["bars_held"], dtype=float), np.asarray(n_open), bench, has_bench,
-                            _years(dates), ppy, float(risk_free_pct))  # fmt: skip
+    values = _array_metrics(
+        equity,
+        r,
+        np.asarray(trades["return_pct"], dtype=float),
+        pnl,
+        np.asarray(trades["bars_held"], dtype=float),
+        np.asarray(n_open),
+        bench,
+        has_bench,
+        _years(dates),
+        ppy,
+        float(risk_free_pct),
+    )
     out: dict[str, float] = {}
     for name, value in zip(_ARRAY_METRICS, values.tolist(), strict=True):
         out[name] = int(value) if name in _COUNTS else value
-    out.update(n_trades=len(pnl), periods_per_year=ppy, psr_pct=psr_pct(r),
-               buy_hold_return_pct=buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct)  # fmt: skip
+    out.update(
+        n_trades=len(pnl),
+        periods_per_year=ppy,
+        psr_pct=psr_pct(r),
+        buy_hold_return_pct=buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
+    )
     return {name: out[name] for name in LABELS}
 
 
 _ARRAY_METRICS = (
-    "total_return_pct", "cagr_pct", "volatility_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct",
-    "max_drawdown_bars", "win_rate_pct", "profit_factor", "expectancy", "avg_win_pct", "avg_loss_pct",
-    "best_trade_pct", "worst_trade_pct", "avg_bars_held", "exposure_pct", "final_equity", "alpha_pct", "beta",
-    "information_ratio", "tracking_error_pct", "sqn", "omega", "var_95_pct", "cvar_95_pct", "tail_ratio",
-    "avg_drawdown_pct", "max_win_streak", "max_loss_streak",
-)  # fmt: skip
+    "total_return_pct",
+    "cagr_pct",
+    "volatility_pct",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown_pct",
+    "max_drawdown_bars",
+    "win_rate_pct",
+    "profit_factor",
+    "expectancy",
+    "avg_win_pct",
+    "avg_loss_pct",
+    "best_trade_pct",
+    "worst_trade_pct",
+    "avg_bars_held",
+    "exposure_pct",
+    "final_equity",
+    "alpha_pct",
+    "beta",
+    "information_ratio",
+    "tracking_error_pct",
+    "sqn",
+    "omega",
+    "var_95_pct",
+    "cvar_95_pct",
+    "tail_ratio",
+    "avg_drawdown_pct",
+    "max_win_streak",
+    "max_loss_streak",
+)
 _COUNTS = ("max_drawdown_bars", "max_win_streak", "max_loss_streak")
 
 
@@ -376,16 +416,40 @@ def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_benc
         info, te = information_ratio(r, bench, ppy), tracking_error_pct(r, bench, ppy)
     win_streak, loss_streak = streaks(pnl)
     some = len(trade_ret) > 0
-    return np.array([
-        total_return_pct(equity), cagr, volatility_pct(r, ppy), sharpe_ratio(r, rf_pct, ppy),
-        sortino_ratio(r, rf_pct, ppy), calmar_ratio(cagr, mdd), mdd, float(max_drawdown_bars(equity)),
-        win_rate_pct(trade_ret), profit_factor(pnl), expectancy(pnl),
-        wins.mean() if len(wins) else np.nan, losses.mean() if len(losses) else np.nan,
-        trade_ret.max() if some else np.nan, trade_ret.min() if some else np.nan,
-        bars_held.mean() if some else np.nan, exposure_pct(n_open), equity[-1] if len(equity) else np.nan,
-        alpha, beta, info, te, sqn(trade_ret), omega_ratio(r), value_at_risk_pct(r), conditional_var_pct(r),
-        tail_ratio(r), avg_drawdown_pct(equity), float(win_streak), float(loss_streak),
-    ])  # fmt: skip
+    return np.array(
+        [
+            total_return_pct(equity),
+            cagr,
+            volatility_pct(r, ppy),
+            sharpe_ratio(r, rf_pct, ppy),
+            sortino_ratio(r, rf_pct, ppy),
+            calmar_ratio(cagr, mdd),
+            mdd,
+            float(max_drawdown_bars(equity)),
+            win_rate_pct(trade_ret),
+            profit_factor(pnl),
+            expectancy(pnl),
+            wins.mean() if len(wins) else np.nan,
+            losses.mean() if len(losses) else np.nan,
+            trade_ret.max() if some else np.nan,
+            trade_ret.min() if some else np.nan,
+            bars_held.mean() if some else np.nan,
+            exposure_pct(n_open),
+            equity[-1] if len(equity) else np.nan,
+            alpha,
+            beta,
+            info,
+            te,
+            sqn(trade_ret),
+            omega_ratio(r),
+            value_at_risk_pct(r),
+            conditional_var_pct(r),
+            tail_ratio(r),
+            avg_drawdown_pct(equity),
+            float(win_streak),
+            float(loss_streak),
+        ]
+    )
 
 
 def psr_pct(returns: np.ndarray) -> float:

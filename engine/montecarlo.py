@@ -62,8 +62,10 @@ class MonteCarloResult:
 
     def key_figures(self) -> dict[str, float]:
         """What the run history records of a simulation: the median final return and the chance of a loss."""
-        return {"p50_return_pct": float(self.summary().loc["p50", "final return %"]),
-                "p_loss": self.probability_of_loss()}  # fmt: skip
+        return {
+            "p50_return_pct": float(self.summary().loc["p50", "final return %"]),
+            "p_loss": self.probability_of_loss(),
+        }
 
     def probability_of_loss(self) -> float:
         return float((self.final_return_pct < 0).mean())
@@ -90,8 +92,10 @@ def monte_carlo(
         raise DataError(f"Unknown Monte Carlo method {method!r}; choose one of {', '.join(METHODS)}.")
     n_trades = len(r) if method != "bootstrap" else int(n_trades or len(r))
     if n_simulations < 1 or n_simulations * n_trades > MAX_CELLS:
-        raise DataError(f"{n_simulations:,} simulations x {n_trades:,} steps is over the limit of "
-                        f"{MAX_CELLS:,}; use fewer simulations.")  # fmt: skip
+        raise DataError(
+            f"{n_simulations:,} simulations x {n_trades:,} steps is over the limit of "
+            f"{MAX_CELLS:,}; use fewer simulations."
+        )
     rng = np.random.default_rng(seed)
     if method == "bootstrap":
         draws = r[rng.integers(0, len(r), size=(n_simulations, n_trades))]
@@ -107,8 +111,15 @@ def monte_carlo(
     band_frame = pd.DataFrame(np.vstack([start, bands]), columns=[f"p{p}" for p in PERCENTILES])
     band_frame.index.name = "bar" if method == "daily_blocks" else "trade"
     samples = np.hstack([np.ones((min(n_samples, n_simulations), 1)), paths[:n_samples]])
-    return MonteCarloResult((paths[:, -1] - 1.0) * 100.0, np.minimum(max_dd, 0.0), band_frame, samples, method, seed,
-                            "bar" if method == "daily_blocks" else "trade")  # fmt: skip
+    return MonteCarloResult(
+        (paths[:, -1] - 1.0) * 100.0,
+        np.minimum(max_dd, 0.0),
+        band_frame,
+        samples,
+        method,
+        seed,
+        "bar" if method == "daily_blocks" else "trade",
+    )
 
 
 def compound(returns: np.ndarray) -> np.ndarray:
@@ -145,5 +156,6 @@ def simulate(result: BacktestResult, settings: dict[str, Any] | None = None) -> 
     """Monte Carlo of a backtest with the table's settings (see `settings_used`)."""
     s = settings_used(result, settings)
     returns = daily_returns(result) if s["method"] == "daily_blocks" else trade_returns(result)
-    return monte_carlo(returns, s["n_sims"], s.get("n_trades"), s["method"], s["seed"],
-                       block_bars=s.get("block_bars", 20))  # fmt: skip
+    return monte_carlo(
+        returns, s["n_sims"], s.get("n_trades"), s["method"], s["seed"], block_bars=s.get("block_bars", 20)
+    )

@@ -69,15 +69,20 @@ class WorkEstimate:
     def check(self) -> None:
         """DataError, with the limit and how to stay under it, when the work is over the budget."""
         if self.combinations > MAX_COMBINATIONS:
-            raise DataError(f"{self.combinations:,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer "
-                            "values (a larger step).")  # fmt: skip
+            raise DataError(
+                f"{self.combinations:,} combinations is over the {MAX_COMBINATIONS:,} limit; use fewer "
+                "values (a larger step)."
+            )
         if self.windows > MAX_WINDOWS:
-            raise DataError(f"{self.windows:,} walk-forward windows is over the {MAX_WINDOWS} limit; use longer "
-                            "test windows.")  # fmt: skip
+            raise DataError(
+                f"{self.windows:,} walk-forward windows is over the {MAX_WINDOWS} limit; use longer test windows."
+            )
         if self.cells > work_limit():
-            raise DataError(f"This optimisation would simulate {self.cells:,.0f} symbol-bars (about "
-                            f"{duration(self.seconds)}), over the {work_limit():,.0f} limit (SCANNER_GRID_WORK). Use "
-                            "fewer values, fewer walk-forward windows or fewer symbols.")  # fmt: skip
+            raise DataError(
+                f"This optimisation would simulate {self.cells:,.0f} symbol-bars (about "
+                f"{duration(self.seconds)}), over the {work_limit():,.0f} limit (SCANNER_GRID_WORK). Use "
+                "fewer values, fewer walk-forward windows or fewer symbols."
+            )
 
 
 def duration(seconds: float) -> str:
@@ -175,8 +180,10 @@ def grid_values(name: str, start: float, stop: float, step: float, integral: boo
         raise DataError(f"{name}: 'to' ({stop:g}) is below 'from' ({start:g}).")
     count = math.floor((stop - start) / step + 0.5) + 1
     if count > MAX_COMBINATIONS:
-        raise DataError(f"{name}: {start:g} to {stop:g} in steps of {step:g} is {count:,} values, over the "
-                        f"{MAX_COMBINATIONS:,} limit; use a larger step or a narrower range.")  # fmt: skip
+        raise DataError(
+            f"{name}: {start:g} to {stop:g} in steps of {step:g} is {count:,} values, over the "
+            f"{MAX_COMBINATIONS:,} limit; use a larger step or a narrower range."
+        )
     values = np.round(start + step * np.arange(count), 6)
     values = values[values <= stop + step * 1e-9]
     if integral:
@@ -194,8 +201,9 @@ def parse_grid_spec(text: str) -> dict[str, tuple[float, float, float]]:
         name = fields[0]
         valid_name = name in table.grid_keys() or (name.startswith("rule.") and name[5:].isdigit() and len(name) < 9)
         if len(fields) != 4 or not valid_name:
-            raise DataError(f"{part[:40]!r} is not key:from:to:step with a grid key "
-                            f"({', '.join(table.grid_keys())} or rule.<i>).")  # fmt: skip
+            raise DataError(
+                f"{part[:40]!r} is not key:from:to:step with a grid key ({', '.join(table.grid_keys())} or rule.<i>)."
+            )
         try:
             lo, hi, step = (float(x) for x in fields[1:])
         except ValueError:
@@ -238,10 +246,13 @@ class OptimizeResult:
         sharpe = rb.block_sharpe(self.blocks, everything)
         variance = float(np.nanvar(sharpe)) if np.isfinite(sharpe).sum() > 1 else math.nan
         sr, skew, kurt, n = stats.moments_from_sums(self.blocks[self.table.index.get_loc(best.name)])
-        out |= {"sharpe_variance": variance, "expected_max_sharpe": rb.expected_max_sharpe(len(self.table), variance),
-                "psr": stats.probabilistic_sharpe(sr, skew, kurt, n),
-                "deflated_sharpe": rb.deflated_sharpe(sr, skew, kurt, n, len(self.table), variance),
-                "pbo": rb.pbo_cscv(self.blocks)[0]}  # fmt: skip
+        out |= {
+            "sharpe_variance": variance,
+            "expected_max_sharpe": rb.expected_max_sharpe(len(self.table), variance),
+            "psr": stats.probabilistic_sharpe(sr, skew, kurt, n),
+            "deflated_sharpe": rb.deflated_sharpe(sr, skew, kurt, n, len(self.table), variance),
+            "pbo": rb.pbo_cscv(self.blocks)[0],
+        }
         out["verdict"] = rb.verdict(out["deflated_sharpe"], out["pbo"])
         return out
 
@@ -266,8 +277,9 @@ class OptimizeResult:
         return len(self.table) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def heatmap_cells(table: pd.DataFrame, x: str, y: str, z: str, fixed: dict[str, float] | None = None,
-                  others: str = "best") -> pd.DataFrame:  # fmt: skip
+def heatmap_cells(
+    table: pd.DataFrame, x: str, y: str, z: str, fixed: dict[str, float] | None = None, others: str = "best"
+) -> pd.DataFrame:
     """z over the (y rows x x columns) grid of two parameters, with `fixed` parameters held at a value (a
     slice of the grid) and the rest at their best ('best') or averaged ('mean')."""
     aggregate = "max" if others == "best" else "mean"
@@ -286,8 +298,9 @@ def stability(cells: pd.DataFrame) -> pd.DataFrame:
     plateau keeps its height, a lone spike is pulled down to its surroundings."""
     v = cells.to_numpy(float)
     padded = np.pad(v, 1, constant_values=np.nan)
-    stack = np.stack([padded[1 + i : 1 + i + v.shape[0], 1 + j : 1 + j + v.shape[1]]
-                      for i in (-1, 0, 1) for j in (-1, 0, 1)])  # fmt: skip
+    stack = np.stack(
+        [padded[1 + i : 1 + i + v.shape[0], 1 + j : 1 + j + v.shape[1]] for i in (-1, 0, 1) for j in (-1, 0, 1)]
+    )
     with warnings.catch_warnings():  # an all-missing neighbourhood: NaN, as it should be
         warnings.simplefilter("ignore", RuntimeWarning)
         out = np.nanmean(stack, axis=0)
@@ -368,8 +381,7 @@ def optimize(
     if cancelled:
         finished = ~np.isnan(metrics[:, METRICS.index("n_trades")])
         table, blocks = table[finished], blocks[finished]
-    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed,
-                          blocks)  # fmt: skip
+    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed, blocks)
 
 
 def _execute(market, rule, base, table, chunks, bars, scheduler):
@@ -384,18 +396,23 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
         from dask.distributed import Client, as_completed
     except ImportError:
         advice = "pip install 'scanner-backtester[dask]', or unset it to run in this process"
-        raise DataError(f"SCANNER_DASK_SCHEDULER names a Dask cluster ({scheduler}), but dask is not installed "
-                        f"here: {advice}.") from None  # fmt: skip
+        raise DataError(
+            f"SCANNER_DASK_SCHEDULER names a Dask cluster ({scheduler}), but dask is not installed here: {advice}."
+        ) from None
 
     try:
         client = Client(scheduler, timeout=10)
     except (OSError, TimeoutError) as exc:
-        raise DataError(f"The Dask cluster at {scheduler} does not answer ({exc.__class__.__name__}). Start it, or "
-                        "unset SCANNER_DASK_SCHEDULER to run in this process.") from None  # fmt: skip
+        raise DataError(
+            f"The Dask cluster at {scheduler} does not answer ({exc.__class__.__name__}). Start it, or "
+            "unset SCANNER_DASK_SCHEDULER to run in this process."
+        ) from None
     with client:
         remote_market = client.scatter(market, broadcast=True)
-        futures = {client.submit(run_chunk, remote_market, rule, base, table.iloc[rows], bars, pure=False,
-                                 retries=2): rows for rows in chunks}  # fmt: skip
+        futures = {
+            client.submit(run_chunk, remote_market, rule, base, table.iloc[rows], bars, pure=False, retries=2): rows
+            for rows in chunks
+        }
         for future in as_completed(futures, raise_errors=False):
             try:
                 yield futures[future], future.result()
@@ -447,8 +464,17 @@ def in_out_of_sample(
     """
     cut = split_bar(market, split)
     ins = optimize(market, rule, base, grid, bars=(0, cut), **kwargs)
-    oos = optimize(market, rule, base, grid, bars=(cut, market.shape[0]), objective=ins.objective,
-                   min_trades=0, scheduler=kwargs.get("scheduler"), should_stop=kwargs.get("should_stop"))  # fmt: skip
+    oos = optimize(
+        market,
+        rule,
+        base,
+        grid,
+        bars=(cut, market.shape[0]),
+        objective=ins.objective,
+        min_trades=0,
+        scheduler=kwargs.get("scheduler"),
+        should_stop=kwargs.get("should_stop"),
+    )
     merged = ins.ranked().join(oos.table[list(METRICS)].add_suffix("_oos"))
     return ins, merged
 
@@ -522,8 +548,9 @@ def walk_forward(
     for i, (a, b, c) in enumerate(windows):
         if should_stop and should_stop():
             break
-        ins = optimize(market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler,
-                       should_stop=should_stop)  # fmt: skip
+        ins = optimize(
+            market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler, should_stop=should_stop
+        )
         best = ins.best_params()
         row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
         if best is None:
@@ -534,15 +561,22 @@ def walk_forward(
             oos = window_backtest(market, scan(market, variant), params, b, c)
             top = ins.best()
             assert top is not None  # `best` came from it
-            rows.append({**row, **best, f"{objective}_in_sample": top[objective],
-                         **{f"{m}_oos": oos.metrics[m] for m in METRICS}})  # fmt: skip
+            rows.append(
+                {
+                    **row,
+                    **best,
+                    f"{objective}_in_sample": top[objective],
+                    **{f"{m}_oos": oos.metrics[m] for m in METRICS},
+                }
+            )
             curves.append(oos.equity["equity"] / params.initial_capital)
             in_sample_cagr.append(top["cagr_pct"])
         if progress:
             progress(i + 1, len(windows))
     oos_equity = _stitch(curves, base.initial_capital)
-    return WalkForwardResult(pd.DataFrame(rows), oos_equity, _efficiency(oos_equity, in_sample_cagr), anchored,
-                             objective, list(grid))  # fmt: skip
+    return WalkForwardResult(
+        pd.DataFrame(rows), oos_equity, _efficiency(oos_equity, in_sample_cagr), anchored, objective, list(grid)
+    )
 
 
 def _stitch(curves: list[pd.Series], capital: float) -> pd.DataFrame:

@@ -32,8 +32,9 @@ def expected_max_sharpe(n_trials: int, variance: float) -> float:
     sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))."""
     if n_trials < 2 or not variance > 0:
         return 0.0
-    return math.sqrt(variance) * ((1 - EULER_GAMMA) * norm_ppf(1 - 1 / n_trials)
-                                  + EULER_GAMMA * norm_ppf(1 - 1 / (n_trials * math.e)))  # fmt: skip
+    return math.sqrt(variance) * (
+        (1 - EULER_GAMMA) * norm_ppf(1 - 1 / n_trials) + EULER_GAMMA * norm_ppf(1 - 1 / (n_trials * math.e))
+    )
 
 
 def deflated_sharpe(sharpe: float, skew: float, kurt: float, n: int, n_trials: int, variance: float) -> float:
@@ -109,8 +110,15 @@ def verdict(deflated: float, pbo: float) -> str:
     return text[0].upper() + text[1:] if parts else "Not enough data to judge overfitting."
 
 
-def trade_day_returns(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray, entries: np.ndarray,
-                      holds: np.ndarray, n_bars: int, direction: int = 1) -> np.ndarray:  # fmt: skip
+def trade_day_returns(
+    close: np.ndarray,
+    open_: np.ndarray,
+    symbols: np.ndarray,
+    entries: np.ndarray,
+    holds: np.ndarray,
+    n_bars: int,
+    direction: int = 1,
+) -> np.ndarray:
     """Per-bar returns of an equal-weight book of trades: trade i holds symbol symbols[i] from the open of bar
     entries[i] for holds[i] bars (close to close after the first bar); a bar's return is the mean over the
     trades open on it (0 when none). The same yardstick for the strategy's trades and random ones."""
@@ -130,9 +138,17 @@ def trade_day_returns(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray,
     return np.divide(total, count, out=np.zeros(n_bars), where=count > 0)
 
 
-def random_entry_null(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray, entries: np.ndarray,
-                      holds: np.ndarray, periods_per_year: float, n_draws: int = 500, seed: int = 0,
-                      direction: int = 1) -> tuple[float, np.ndarray, float]:  # fmt: skip
+def random_entry_null(
+    close: np.ndarray,
+    open_: np.ndarray,
+    symbols: np.ndarray,
+    entries: np.ndarray,
+    holds: np.ndarray,
+    periods_per_year: float,
+    n_draws: int = 500,
+    seed: int = 0,
+    direction: int = 1,
+) -> tuple[float, np.ndarray, float]:
     """The random-entry benchmark: n_draws strategies with the same number of trades and the same holding
     times as the strategy's, on random symbols and entry bars. Returns (the strategy's Sharpe on this
     yardstick, the random strategies' Sharpes, p-value = share of them at least as good)."""
@@ -140,8 +156,9 @@ def random_entry_null(close: np.ndarray, open_: np.ndarray, symbols: np.ndarray,
     filled_close = _ffill(close)
     filled_open = np.where(np.isnan(open_), filled_close, open_)
 
-    own = sharpe_ratio(trade_day_returns(filled_close, filled_open, symbols, entries, holds, n_bars, direction),
-                       0.0, periods_per_year)  # fmt: skip
+    own = sharpe_ratio(
+        trade_day_returns(filled_close, filled_open, symbols, entries, holds, n_bars, direction), 0.0, periods_per_year
+    )
     rng = np.random.default_rng(seed)
     draws = np.empty(n_draws)
     for i in range(n_draws):

@@ -41,31 +41,49 @@ def use_exit_preset() -> None:
         st.session_state[app_state.key("exit_rule")] = EXIT_PRESETS[choice]
 
 
-st.selectbox("Exit rule presets", ["Choose a preset...", *EXIT_PRESETS], key="w.backtest.exit_preset",
-             on_change=use_exit_preset, help="Fills the exit rule below; edit it there.")  # fmt: skip
+st.selectbox(
+    "Exit rule presets",
+    ["Choose a preset...", *EXIT_PRESETS],
+    key="w.backtest.exit_preset",
+    on_change=use_exit_preset,
+    help="Fills the exit rule below; edit it there.",
+)
 with st.form("bt_form"):
-    for row in (("initial_capital", "signal_type", "max_positions", "holding_period"),
-                ("stop_loss", "take_profit", "trailing_stop", "trailing_atr"),
-                ("commission", "commission_fixed", "commission_min", "slippage_bps")):  # fmt: skip
+    for row in (
+        ("initial_capital", "signal_type", "max_positions", "holding_period"),
+        ("stop_loss", "take_profit", "trailing_stop", "trailing_atr"),
+        ("commission", "commission_fixed", "commission_min", "slippage_bps"),
+    ):
         for col, path in zip(st.columns(4), row, strict=True):
             param_widget(path, col)
-    param_widget("exit_rule", help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
-                 "exits at the next open, before that bar's stops and targets. Empty: no exit rule.")  # fmt: skip
+    param_widget(
+        "exit_rule",
+        help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
+        "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
+    )
     bench_key = app_state.key("benchmark")
     if st.session_state.get(bench_key) not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
-        st.warning(f"The benchmark `{str(st.session_state[bench_key])[:40]}` is not a symbol of {market.name}; "
-                   "using equal weight of all symbols. Choose another under **Benchmark**.")  # fmt: skip
+        st.warning(
+            f"The benchmark `{str(st.session_state[bench_key])[:40]}` is not a symbol of {market.name}; "
+            "using equal weight of all symbols. Choose another under **Benchmark**."
+        )
         st.session_state[bench_key] = ""
-    st.selectbox("Benchmark", ["", *market.symbols], key=bench_key, persist_state=app_state.KEEP,
-                 format_func=lambda s: s or "Equal weight of all symbols",
-                 help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.")  # fmt: skip
+    st.selectbox(
+        "Benchmark",
+        ["", *market.symbols],
+        key=bench_key,
+        persist_state=app_state.KEEP,
+        format_func=lambda s: s or "Equal weight of all symbols",
+        help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
+    )
     with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
         cols = st.columns(4)
         for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
             param_widget(p.path, cols[i % 4])
         cols = st.columns(4)
-        for col, path in zip(cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"),
-                             strict=True):  # fmt: skip
+        for col, path in zip(
+            cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True
+        ):
             param_widget(path, col)
     with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
         no_sectors = market.sectors is None
@@ -97,16 +115,26 @@ if result is None:
     st.stop()
 
 m = result.metrics
-cards = ["total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct", "win_rate_pct", "profit_factor",
-         "n_trades"]  # fmt: skip
+cards = [
+    "total_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "max_drawdown_pct",
+    "win_rate_pct",
+    "profit_factor",
+    "n_trades",
+]
 for i, metric in enumerate(cards):
     if i % 4 == 0:
         cols = st.columns(4)
     cols[i % 4].metric(LABELS[metric], app_format.metric_text(metric, m[metric]))
 p = result.params
-st.caption(f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
-           f"{p.sizing.method.replace('_', ' ')} sizing · risk limits: "
-           f"{', '.join(p.limits.active()) or 'none'}.")  # fmt: skip
+st.caption(
+    f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
+    f"{p.sizing.method.replace('_', ' ')} sizing · risk limits: "
+    f"{', '.join(p.limits.active()) or 'none'}."
+)
 for text in result.warnings:
     st.warning(text)
 if result.ruined_on is not None:
@@ -114,37 +142,58 @@ if result.ruined_on is not None:
 if len(result.events):
     reasons = ", ".join(f"{k} ({n:,})" for k, n in result.skipped().items())
     cuts = int((result.events["action"] == "cut").sum())
-    st.caption(f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
-               "See **Skips and cuts**.")  # fmt: skip
+    st.caption(
+        f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
+        "See **Skips and cuts**."
+    )
 
 # Keyed, so a button inside a tab (or a new result) keeps the reader on that tab.
 tab_eq, tab_risk, tab_trades, tab_months, tab_luck, tab_events, tab_all = st.tabs(
     ["Equity", "Risk over time", "Trades", "Monthly returns", "Luck or skill?", "Skips and cuts", "All metrics"],
-    key="w.backtest.tab", on_change="rerun",
-)  # fmt: skip
+    key="w.backtest.tab",
+    on_change="rerun",
+)
 with tab_eq:
     st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
 with tab_risk:
     st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"]), width="stretch")
 with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
-    st.dataframe(trades, width="stretch", hide_index=True, height=300,
-                 column_config=app_format.trade_columns(result.params.fractional_shares))  # fmt: skip
+    st.dataframe(
+        trades,
+        width="stretch",
+        hide_index=True,
+        height=300,
+        column_config=app_format.trade_columns(result.params.fractional_shares),
+    )
     if len(trades):
         pick = st.selectbox(
-            "Show trade", range(len(trades)), key=f"trade_pick.{hash(st.session_state.result_key)}",  # per result
-            format_func=lambda i: (f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → "
-                                   f"{trades.exit_date[i].date()} ({trades.return_pct[i]:+.2f}%, "
-                                   f"{trades.exit_reason[i]})"),
-        )  # fmt: skip
+            "Show trade",
+            range(len(trades)),
+            key=f"trade_pick.{hash(st.session_state.result_key)}",  # per result
+            format_func=lambda i: (
+                f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → "
+                f"{trades.exit_date[i].date()} ({trades.return_pct[i]:+.2f}%, "
+                f"{trades.exit_reason[i]})"
+            ),
+        )
         t = trades.iloc[pick]
-        markers = pd.DataFrame({"date": [t.entry_date, t.exit_date], "price": [t.entry_price, t.exit_price],
-                                "label": ["entry", f"exit: {t.exit_reason}"], "color": ["#2e7d32", "#c62828"],
-                                "shape": ["triangle-up", "x"]})  # fmt: skip
-        st.plotly_chart(charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)),
-                        width="stretch")  # fmt: skip
-        st.caption(f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
-                   "from the entry fill.")  # fmt: skip
+        markers = pd.DataFrame(
+            {
+                "date": [t.entry_date, t.exit_date],
+                "price": [t.entry_price, t.exit_price],
+                "label": ["entry", f"exit: {t.exit_reason}"],
+                "color": ["#2e7d32", "#c62828"],
+                "shape": ["triangle-up", "x"],
+            }
+        )
+        st.plotly_chart(
+            charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)), width="stretch"
+        )
+        st.caption(
+            f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
+            "from the entry fill."
+        )
         st.plotly_chart(charts.excursions(trades), width="stretch")
 with tab_months:
     st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
@@ -154,9 +203,11 @@ with tab_luck:
         app_format.metric_text("psr_pct", m["psr_pct"]),
         help="From the length, skewness and kurtosis of the daily returns (Bailey and Lopez de Prado 2012).",
     )
-    st.caption("The random-entry test: as many trades with the same holding times as this backtest, on random "
-               "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
-               "is the market's, not the rule's.")  # fmt: skip
+    st.caption(
+        "The random-entry test: as many trades with the same holding times as this backtest, on random "
+        "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
+        "is the market's, not the rule's."
+    )
     luck_key, luck = st.session_state.get("result_key"), st.session_state.get("random_entry")
     current = luck is not None and luck[0] == luck_key
     # Once asked for, the test follows every new result.
@@ -173,16 +224,28 @@ with tab_luck:
         )
         st.plotly_chart(charts.null_histogram(test["random"], test["sharpe"]), width="stretch")
 with tab_events:
-    st.caption(f"{len(result.events):,} signals a limit skipped or cut: value and limit are % of equity "
-               "(positions, sectors), correlation, currency (cash) or open positions.")  # fmt: skip
-    st.dataframe(result.events, width="stretch", hide_index=True, height=300,
-                 column_config=app_format.two_decimal_columns(result.events))  # fmt: skip
+    st.caption(
+        f"{len(result.events):,} signals a limit skipped or cut: value and limit are % of equity "
+        "(positions, sectors), correlation, currency (cash) or open positions."
+    )
+    st.dataframe(
+        result.events,
+        width="stretch",
+        hide_index=True,
+        height=300,
+        column_config=app_format.two_decimal_columns(result.events),
+    )
 with tab_all:
     st.dataframe(app_format.metrics_table(m), hide_index=True, width="stretch")
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
 d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")
 rule_now = app_state.rule()
-d3.download_button("Download tear sheet (HTML)", lambda: report.tear_sheet(market, rule_now, result),
-                   "tear_sheet.html", "text/html", on_click="ignore",
-                   help="One file with every chart, table and figure; opens offline.")  # fmt: skip
+d3.download_button(
+    "Download tear sheet (HTML)",
+    lambda: report.tear_sheet(market, rule_now, result),
+    "tear_sheet.html",
+    "text/html",
+    on_click="ignore",
+    help="One file with every chart, table and figure; opens offline.",
+)

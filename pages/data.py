@@ -19,8 +19,11 @@ missing = app_state.missing_data_message()
 if missing:
     st.error(missing)
 
-PRICES = {"raw": "As in the file", "adjusted": "Adjusted by adj_close (splits and dividends)",
-          "split_adjusted": "Back-adjust the detected splits"}  # fmt: skip
+PRICES = {
+    "raw": "As in the file",
+    "adjusted": "Adjusted by adj_close (splits and dividends)",
+    "split_adjusted": "Back-adjust the detected splits",
+}
 DATES = {"auto": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"}
 INTRADAY = {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"}
 for name, default in (("prices", "raw"), ("date_format", "auto"), ("intraday", "refuse"), ("outlier_pct", 50.0)):
@@ -29,10 +32,16 @@ with st.expander("How to read the file: prices, dates, intraday bars, outliers")
     c = st.columns(4)
     c[0].selectbox("Prices", list(PRICES), format_func=PRICES.get, key="w.data.prices", persist_state=KEEP)
     c[1].selectbox("Date format", list(DATES), format_func=DATES.get, key="w.data.date_format", persist_state=KEEP)
-    c[2].selectbox("Intraday bars", list(INTRADAY), format_func=INTRADAY.get, key="w.data.intraday",
-                   persist_state=KEEP)  # fmt: skip
-    c[3].number_input("Outlier threshold (%)", 1.0, 10_000.0, step=10.0, key="w.data.outlier_pct", persist_state=KEEP,
-                      help="One-day moves beyond this are flagged.")  # fmt: skip
+    c[2].selectbox("Intraday bars", list(INTRADAY), format_func=INTRADAY.get, key="w.data.intraday", persist_state=KEEP)
+    c[3].number_input(
+        "Outlier threshold (%)",
+        1.0,
+        10_000.0,
+        step=10.0,
+        key="w.data.outlier_pct",
+        persist_state=KEEP,
+        help="One-day moves beyond this are flagged.",
+    )
 date_format = None if ss["w.data.date_format"] == "auto" else ss["w.data.date_format"]
 options = {
     "prices": ss["w.data.prices"],
@@ -43,8 +52,9 @@ options = {
 
 left, mid, right = st.columns([3, 1, 1])
 with left:
-    uploaded = st.file_uploader("Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
-                                key="upload")  # fmt: skip
+    uploaded = st.file_uploader(
+        "Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"], key="upload"
+    )
     attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
     if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
         ss["_upload_error"], ss["_loaded_upload"] = None, None
@@ -82,21 +92,43 @@ if app_state.store_warning():
 store = app_state.dataset_store()
 stored = store.list(viewer=app_state.user_id())
 if not app_state.private_by_identity():
-    st.caption("No sign-in is configured on this server, so nothing is private here: uploads are listed for "
-               "everyone on it.")  # fmt: skip
+    st.caption(
+        "No sign-in is configured on this server, so nothing is private here: uploads are listed for everyone on it."
+    )
 if store.directory is None:
-    st.caption("Datasets are not stored (SCANNER_CACHE_DIR is empty): a link works only within this session; "
-               "cross-session links need SCANNER_CACHE_DIR.")  # fmt: skip
+    st.caption(
+        "Datasets are not stored (SCANNER_CACHE_DIR is empty): a link works only within this session; "
+        "cross-session links need SCANNER_CACHE_DIR."
+    )
 elif stored:
     with st.expander(f"Stored datasets ({len(stored):,}): pick one, or delete your own"):
-        table = pd.DataFrame([{"id": i.id, "name": i.name, "symbols": i.symbols, "bars": i.bars, "from": i.first_date,
-                               "to": i.last_date, "size MB": i.bytes / 1e6, "yours": i.owner == app_state.user_id(),
-                               "listed": i.shared,
-                               "stored": pd.Timestamp(i.created, unit="s").floor("s")} for i in stored])  # fmt: skip
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"size MB": st.column_config.NumberColumn(format="%,.2f"),
-                                    "symbols": st.column_config.NumberColumn(format="%,d"),
-                                    "bars": st.column_config.NumberColumn(format="%,d")})  # fmt: skip
+        table = pd.DataFrame(
+            [
+                {
+                    "id": i.id,
+                    "name": i.name,
+                    "symbols": i.symbols,
+                    "bars": i.bars,
+                    "from": i.first_date,
+                    "to": i.last_date,
+                    "size MB": i.bytes / 1e6,
+                    "yours": i.owner == app_state.user_id(),
+                    "listed": i.shared,
+                    "stored": pd.Timestamp(i.created, unit="s").floor("s"),
+                }
+                for i in stored
+            ]
+        )
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "size MB": st.column_config.NumberColumn(format="%,.2f"),
+                "symbols": st.column_config.NumberColumn(format="%,d"),
+                "bars": st.column_config.NumberColumn(format="%,d"),
+            },
+        )
         names = {i.id: f"{i.name} · {i.symbols:,} symbols · {i.first_date} to {i.last_date} · {i.id}" for i in stored}
         pick = st.selectbox("Dataset", list(names), format_func=names.get, key="stored_pick")
         c = st.columns([1, 1, 4])
@@ -106,8 +138,12 @@ elif stored:
             st.error("That dataset could not be read (deleted or damaged); upload it again.")
         info = next(i for i in stored if i.id == pick)
         mine = info.owner == app_state.user_id()
-        if c[1].button("Delete", key="stored_delete", disabled=not mine,
-                       help=None if mine else "Only the user who uploaded a dataset can delete it."):  # fmt: skip
+        if c[1].button(
+            "Delete",
+            key="stored_delete",
+            disabled=not mine,
+            help=None if mine else "Only the user who uploaded a dataset can delete it.",
+        ):
             store.delete(pick, app_state.user_id())
             st.rerun()
         share = "Stop listing it for the team" if info.shared else "List it for the team"
@@ -137,13 +173,26 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
         st.success("No gaps, no empty bars, no bad rows, no likely splits or outliers: every check passed.")
     if dropped is not None:
         report = app_format.safe_csv(dropped, index=False)
-        st.download_button(f"Download the {len(dropped):,} dropped rows (CSV)", report, "dropped_rows.csv", "text/csv",
-                           key="dropped_download")  # fmt: skip
+        st.download_button(
+            f"Download the {len(dropped):,} dropped rows (CSV)",
+            report,
+            "dropped_rows.csv",
+            "text/csv",
+            key="dropped_download",
+        )
     if len(issues):
-        shown = issues.assign(value=[f"{v:+,.1f}%" if k == "outlier" else f"x{v:g}" for k, v in
-                                     zip(issues.kind, issues.value, strict=True)])  # fmt: skip
-        st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 300),
-                     column_config={"date": app_format.DATE})  # fmt: skip
+        shown = issues.assign(
+            value=[
+                f"{v:+,.1f}%" if k == "outlier" else f"x{v:g}" for k, v in zip(issues.kind, issues.value, strict=True)
+            ]
+        )
+        st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            height=min(38 + 35 * len(shown), 300),
+            column_config={"date": app_format.DATE},
+        )
         flagged = sorted(set(issues[issues.kind == "outlier"].symbol))
         if flagged and st.button(f"Exclude the {len(flagged):,} symbols with outliers", key="exclude_outliers"):
             app_state.exclude_symbols(flagged)

@@ -25,8 +25,10 @@ if result is None:
     st.page_link("../pages/backtest.py", label="Go to the Backtest page →", icon=":material/monitoring:")
     st.stop()
 returns = trade_returns(result)
-st.caption(f"{len(returns):,} trades and {len(result.equity):,} daily returns from the last backtest of "
-           f"`{app_state.rule()}` on {app_state.market().name}.")  # fmt: skip
+st.caption(
+    f"{len(returns):,} trades and {len(result.equity):,} daily returns from the last backtest of "
+    f"`{app_state.rule()}` on {app_state.market().name}."
+)
 
 c = st.columns(6)
 method = param_widget("montecarlo.method", c[0])
@@ -36,15 +38,22 @@ param_widget("montecarlo.block_bars", c[3], disabled=method != "daily_blocks")
 param_widget("montecarlo.seed", c[4])
 threshold = param_widget("montecarlo.drawdown_pct", c[5])
 if method != "daily_blocks" and int(result.equity["open_positions"].max()) > 1:
-    st.info("This backtest held several positions at once. The trade methods compound its trades one after "
-            "another, so their median is not the backtest's own return; **daily_blocks** resamples the daily "
-            "portfolio returns instead and is centred on it.", icon=":material/info:")  # fmt: skip
+    st.info(
+        "This backtest held several positions at once. The trade methods compound its trades one after "
+        "another, so their median is not the backtest's own return; **daily_blocks** resamples the daily "
+        "portfolio returns instead and is centred on it.",
+        icon=":material/info:",
+    )
 settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
-        mc = app_state.cached_run("montecarlo", settings_used(result, settings), lambda: simulate(result, settings),
-                                  MonteCarloResult.key_figures,
-                                  need=montecarlo_bytes(settings["n_simulations"], len(result.trades)))  # fmt: skip
+        mc = app_state.cached_run(
+            "montecarlo",
+            settings_used(result, settings),
+            lambda: simulate(result, settings),
+            MonteCarloResult.key_figures,
+            need=montecarlo_bytes(settings["n_simulations"], len(result.trades)),
+        )
 except DataError as exc:
     st.error(str(exc))
     st.stop()

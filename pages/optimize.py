@@ -47,8 +47,9 @@ choices += [f"rule.{n.index}" for n in numbers]
 kept = [k for k in ss.get("grid.keys", []) if k in choices]  # drop keys this rule or sizing method lacks
 if kept != ss.get("grid.keys"):
     ss["grid.keys"] = kept
-st.multiselect("Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c),
-               persist_state=app_state.KEEP)  # fmt: skip
+st.multiselect(
+    "Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c), persist_state=app_state.KEEP
+)
 
 grid, problems = {}, []
 for name in ss["grid.keys"]:
@@ -57,8 +58,7 @@ for name in ss["grid.keys"]:
     c[0].markdown(f"**{labels.get(name, name)}**")
     lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
     hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
-    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g",
-                           persist_state=app_state.KEEP)  # fmt: skip
+    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP)
     try:
         grid[name] = grid_values(name, lo, hi, step, integral=is_integral(rule, name))
     except DataError as exc:
@@ -77,8 +77,10 @@ elif mode == "walk_forward":
 work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"))
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
 n = work.combinations
-st.markdown(f"**{n:,} combinations**{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
-            f"about {duration(work.seconds)}")  # fmt: skip
+st.markdown(
+    f"**{n:,} combinations**{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
+    f"about {duration(work.seconds)}"
+)
 try:
     work.check()
 except DataError as exc:
@@ -104,8 +106,15 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
     settings = {p.name: value(p.path) for p in table.group("optimize")}
     params = optimization_key(base, grid, settings)
     try:
-        compute = lambda: run_optimization(market, rule, base, grid, settings, progress=progress,  # noqa: E731
-                                           scheduler=scheduler)  # fmt: skip
+        compute = lambda: run_optimization(
+            market,
+            rule,
+            base,
+            grid,
+            settings,
+            progress=progress,  # noqa: E731
+            scheduler=scheduler,
+        )
         out = app_state.cached_run(
             "optimize",
             params,
@@ -128,10 +137,13 @@ if mode == "walk_forward":
     table_ = out.windows
     col = f"{objective}_oos"
     c = st.columns(3)
-    c[0].metric("Walk-forward efficiency", app_format.share(out.efficiency),
-                help="Out-of-sample annualised return of the stitched curve over the mean in-sample annualised "
-                     "return of the chosen parameters. Near 100%: the edge carried over; near 0 or below: it did "
-                     "not.")  # fmt: skip
+    c[0].metric(
+        "Walk-forward efficiency",
+        app_format.share(out.efficiency),
+        help="Out-of-sample annualised return of the stitched curve over the mean in-sample annualised "
+        "return of the chosen parameters. Near 100%: the edge carried over; near 0 or below: it did "
+        "not.",
+    )
     if len(out.oos_equity) > 1:
         total = out.oos_equity["equity"].iloc[-1] / out.oos_equity["equity"].iloc[0] - 1
         c[1].metric("Stitched out-of-sample return", f"{total:,.2%}")
@@ -145,27 +157,41 @@ if mode == "walk_forward":
 result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
 best = result.best()
 if result.failed:
-    st.warning(f"{result.failed:,} combinations were lost with a cluster worker; the {len(result.table):,} that "
-               "finished are shown. Run again to fill them in.")  # fmt: skip
+    st.warning(
+        f"{result.failed:,} combinations were lost with a cluster worker; the {len(result.table):,} that "
+        "finished are shown. Run again to fill them in."
+    )
 elif result.cancelled:
     st.warning(f"Cancelled: {len(result.table):,} combinations finished.")
 st.caption(f"{len(result.table):,} combinations in {result.seconds:,.2f} s ({result.combos_per_second:,.0f}/s).")
 if best is None:
     st.warning(f"No combination had {result.min_trades}+ trades; lower **Min trades** or widen the grid.")
 else:
-    st.success("Best in-sample: " + ", ".join(f"{labels.get(k, k)} = {best[k]:g}" for k in keys) +
-               f" → {OBJECTIVES[objective]} {best[objective]:,.2f}")  # fmt: skip
+    st.success(
+        "Best in-sample: "
+        + ", ".join(f"{labels.get(k, k)} = {best[k]:g}" for k in keys)
+        + f" → {OBJECTIVES[objective]} {best[objective]:,.2f}"
+    )
     fit = result.overfitting()
     c = st.columns(4)
-    c[0].metric("Deflated Sharpe", app_format.share(fit["deflated_sharpe"]),
-                help="Probability that the best Sharpe is above what the best of this many combinations would reach "
-                     "by luck (Bailey and Lopez de Prado 2014). Above 95%: likely real.")  # fmt: skip
-    c[1].metric("Probability of overfitting", app_format.share(fit["pbo"]),
-                help=f"How often the in-sample winner ranks below the median out of sample, over splits of "
-                     f"{fit['n_blocks']} blocks of time (CSCV, Bailey et al. 2015). Above 50%: overfit.")  # fmt: skip
-    c[2].metric("Probabilistic Sharpe", app_format.share(fit["psr"]),
-                help="Probability that the best combination's true Sharpe is above 0, from its length, skew and "
-                     "kurtosis, with no correction for the search.")  # fmt: skip
+    c[0].metric(
+        "Deflated Sharpe",
+        app_format.share(fit["deflated_sharpe"]),
+        help="Probability that the best Sharpe is above what the best of this many combinations would reach "
+        "by luck (Bailey and Lopez de Prado 2014). Above 95%: likely real.",
+    )
+    c[1].metric(
+        "Probability of overfitting",
+        app_format.share(fit["pbo"]),
+        help=f"How often the in-sample winner ranks below the median out of sample, over splits of "
+        f"{fit['n_blocks']} blocks of time (CSCV, Bailey et al. 2015). Above 50%: overfit.",
+    )
+    c[2].metric(
+        "Probabilistic Sharpe",
+        app_format.share(fit["psr"]),
+        help="Probability that the best combination's true Sharpe is above 0, from its length, skew and "
+        "kurtosis, with no correction for the search.",
+    )
     c[3].metric("Combinations tried", f"{fit['n_trials']:,}")
     warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
     (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
@@ -174,19 +200,30 @@ else:
 
     def best_tear_sheet() -> str:
         best_rule, params = apply_params(rule, base, chosen)
-        return report.tear_sheet(market, best_rule, backtest(market, scan(market, best_rule), params), fit,
-                                 title="Tear sheet of the best combination")  # fmt: skip
+        return report.tear_sheet(
+            market,
+            best_rule,
+            backtest(market, scan(market, best_rule), params),
+            fit,
+            title="Tear sheet of the best combination",
+        )
 
-    st.download_button("Download the best combination's tear sheet (HTML)", best_tear_sheet,
-                       "tear_sheet_best.html", "text/html", on_click="ignore",
-                       help="Its full backtest with the overfitting figures above.")  # fmt: skip
+    st.download_button(
+        "Download the best combination's tear sheet (HTML)",
+        best_tear_sheet,
+        "tear_sheet_best.html",
+        "text/html",
+        on_click="ignore",
+        help="Its full backtest with the overfitting figures above.",
+    )
     if st.button("Use these in the Backtest page"):
         app_state.apply_best(chosen)
         st.switch_page("../pages/backtest.py")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:
-    st.dataframe(ranked, width="stretch", height=360, hide_index=True,
-                 column_config=app_format.grid_columns(ranked, labels))  # fmt: skip
+    st.dataframe(
+        ranked, width="stretch", height=360, hide_index=True, column_config=app_format.grid_columns(ranked, labels)
+    )
 with tab_map:
     if len(keys) >= 2:
         c = st.columns(4)
@@ -197,11 +234,13 @@ with tab_map:
             ss["w.optimize.z"] = objective
         x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP)
         y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP)
-        z = c[2].selectbox("Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP,
-                           format_func=lambda m: LABELS.get(m, m))  # fmt: skip
+        z = c[2].selectbox(
+            "Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP, format_func=lambda m: LABELS.get(m, m)
+        )
         ss.setdefault("w.optimize.others", "best")
-        others = c[3].radio("Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others",
-                            persist_state=app_state.KEEP)  # fmt: skip
+        others = c[3].radio(
+            "Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others", persist_state=app_state.KEEP
+        )
         fixed = {}
         rest = [k for k in keys if k not in (x, y)]
         if rest and x != y:
@@ -210,18 +249,28 @@ with tab_map:
             values = sorted(result.table[third].dropna().unique().tolist())
             if ss.get("w.optimize.slice") not in values:
                 ss["w.optimize.slice"] = values[0]
-            fixed[third] = c[1].select_slider(f"{labels.get(third, third)}", values, key="w.optimize.slice",
-                                              format_func=lambda v: f"{v:g}")  # fmt: skip
-        view = st.radio("Colour by", ["value", "stability (3 x 3 neighbourhood mean)"], horizontal=True,
-                        key="w.optimize.view", help="Stability averages each cell with its neighbours: prefer a "
-                        "high plateau to a lone spike.")  # fmt: skip
+            fixed[third] = c[1].select_slider(
+                f"{labels.get(third, third)}", values, key="w.optimize.slice", format_func=lambda v: f"{v:g}"
+            )
+        view = st.radio(
+            "Colour by",
+            ["value", "stability (3 x 3 neighbourhood mean)"],
+            horizontal=True,
+            key="w.optimize.view",
+            help="Stability averages each cell with its neighbours: prefer a high plateau to a lone spike.",
+        )
         if x != y:
             cells = heatmap_cells(result.table, x, y, z, fixed, others)
             shown = stability(cells) if view.startswith("stability") else cells
             where = ", ".join(f"{labels.get(k, k)} = {v:g}" for k, v in fixed.items())
             title = f"{LABELS.get(z, z)}: {view.split(' (')[0]}" + (f" at {where}" if where else "")
-            event = st.plotly_chart(charts.grid_heatmap(shown, x, y, z, title), width="stretch", on_select="rerun",
-                                    selection_mode="points", key="w.optimize.map")  # fmt: skip
+            event = st.plotly_chart(
+                charts.grid_heatmap(shown, x, y, z, title),
+                width="stretch",
+                on_select="rerun",
+                selection_mode="points",
+                key="w.optimize.map",
+            )
             st.caption("Click a cell to open that combination's full backtest.")
             points = event.selection.points if event and event.selection else []
             if points:
@@ -238,5 +287,4 @@ with tab_map:
         st.info("Vary two or more parameters for a heatmap.")
 with tab_sens:
     st.plotly_chart(charts.sensitivity(result.table, keys, objective), width="stretch")
-st.download_button("Download all combinations (CSV)", app_format.safe_csv(ranked, index=False), "grid.csv",
-                   "text/csv")  # fmt: skip
+st.download_button("Download all combinations (CSV)", app_format.safe_csv(ranked, index=False), "grid.csv", "text/csv")

@@ -25,8 +25,9 @@ team_view = os.environ.get("SCANNER_TEAM_VIEW", "1") != "0"
 everyone = False
 if team_view:
     st.session_state.setdefault("w.runs.everyone", False)
-    everyone = st.toggle("Show the team's runs (read-only unless yours)", key="w.runs.everyone",
-                         persist_state=app_state.KEEP)  # fmt: skip
+    everyone = st.toggle(
+        "Show the team's runs (read-only unless yours)", key="w.runs.everyone", persist_state=app_state.KEEP
+    )
 owner = None if everyone else me
 total = cache.count(owner)
 if not total:
@@ -57,11 +58,22 @@ def data_name(r) -> str:
     return r.data if can_open(r) else "(private dataset)"
 
 
-table = pd.DataFrame([{"id": r.id, "when": pd.Timestamp(r.when, unit="s").floor("s"), "kind": r.kind,
-                       "by": "you" if r.session == me else "teammate", "data": data_name(r), "rule": r.rule,
-                       "seconds": round(r.seconds, 3), "cache": "hit" if r.cache_hit else "miss",
-                       **(r.metrics if can_open(r) else {})}
-                      for r in runs])  # fmt: skip
+table = pd.DataFrame(
+    [
+        {
+            "id": r.id,
+            "when": pd.Timestamp(r.when, unit="s").floor("s"),
+            "kind": r.kind,
+            "by": "you" if r.session == me else "teammate",
+            "data": data_name(r),
+            "rule": r.rule,
+            "seconds": round(r.seconds, 3),
+            "cache": "hit" if r.cache_hit else "miss",
+            **(r.metrics if can_open(r) else {}),
+        }
+        for r in runs
+    ]
+)
 columns = app_format.grid_columns(table) | {
     "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss"),
     "seconds": st.column_config.NumberColumn("seconds", format="%.3f"),
@@ -79,8 +91,12 @@ pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pi
 record = by_id[pick]
 c = st.columns([1, 1, 4])
 mine = record.session == me
-if c[0].button("Delete this run", key="runs_delete", disabled=not mine,
-               help=None if mine else "Only the user who made a run can delete it."):  # fmt: skip
+if c[0].button(
+    "Delete this run",
+    key="runs_delete",
+    disabled=not mine,
+    help=None if mine else "Only the user who made a run can delete it.",
+):
     cache.delete_run(pick, me)
     st.rerun()
 private = not can_open(record)
@@ -90,8 +106,10 @@ value = None if private else cache.get(record.key)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)
 if private:
-    st.info("This run's dataset is private to its owner: its trades and charts are not shown. Ask them to share "
-            "the dataset (Data page) to open the run.")  # fmt: skip
+    st.info(
+        "This run's dataset is private to its owner: its trades and charts are not shown. Ask them to share "
+        "the dataset (Data page) to open the run."
+    )
 elif value is None:
     st.warning("This run's result has left the cache (size limit); open its link to recompute it.")
 elif record.kind == "backtest":
@@ -109,8 +127,13 @@ elif record.kind == "optimize":
         table = value.windows
     else:
         table = value[1] if isinstance(value, tuple) else value.ranked()
-    st.dataframe(table, width="stretch", height=300, hide_index=True,
-                 column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)))  # fmt: skip
+    st.dataframe(
+        table,
+        width="stretch",
+        height=300,
+        hide_index=True,
+        column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)),
+    )
 
 backtests = [r.id for r in runs if r.kind == "backtest" and can_open(r)]
 st.subheader("Compare backtests")
@@ -118,6 +141,13 @@ chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], fo
 results = {label(i): cache.get(by_id[i].key) for i in chosen}
 results = {k: v for k, v in results.items() if v is not None}
 if len(results) >= 2:
-    st.dataframe(pd.DataFrame({k: {LABELS.get(m, m): app_format.metric_text(m, v) for m, v in r.metrics.items()}
-                               for k, r in results.items()}), width="stretch")  # fmt: skip
+    st.dataframe(
+        pd.DataFrame(
+            {
+                k: {LABELS.get(m, m): app_format.metric_text(m, v) for m, v in r.metrics.items()}
+                for k, r in results.items()
+            }
+        ),
+        width="stretch",
+    )
     st.plotly_chart(charts.equity_overlay({k: r.equity.equity for k, r in results.items()}), width="stretch")

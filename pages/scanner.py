@@ -30,16 +30,22 @@ with left:
     st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset, persist_state=KEEP)
     with st.expander("Build from conditions"):
         conds = []
-        for i, (left_text, op, right_text) in enumerate([("rsi(14)", "<", "30"), ("close", ">", "sma(200)"),
-                                                         ("", ">", "")]):  # fmt: skip
+        for i, (left_text, op, right_text) in enumerate(
+            [("rsi(14)", "<", "30"), ("close", ">", "sma(200)"), ("", ">", "")]
+        ):
             k = f"w.scanner.cond{i}"
             ss.setdefault(f"{k}.left", left_text)
             ss.setdefault(f"{k}.op", op)
             ss.setdefault(f"{k}.right", right_text)
             a, b, c = st.columns([3, 2, 2])
             lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed", persist_state=KEEP)
-            op = b.selectbox("Op", ["<", "<=", ">", ">=", "crosses_above", "crosses_below"], key=f"{k}.op",
-                             label_visibility="collapsed", persist_state=KEEP)  # fmt: skip
+            op = b.selectbox(
+                "Op",
+                ["<", "<=", ">", ">=", "crosses_above", "crosses_below"],
+                key=f"{k}.op",
+                label_visibility="collapsed",
+                persist_state=KEEP,
+            )
             rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed", persist_state=KEEP)
             if lhs.strip() and rhs.strip():
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
@@ -48,8 +54,13 @@ with left:
         if st.button("Use these conditions", disabled=not conds):
             _apply(conditions_to_rule(conds, join))
 with right:
-    st.text_area("Rule", key="rule_text", height=90, on_change=lambda: app_state.set_rule(ss.rule_text),
-                 help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc")  # fmt: skip
+    st.text_area(
+        "Rule",
+        key="rule_text",
+        height=90,
+        on_change=lambda: app_state.set_rule(ss.rule_text),
+        help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc",
+    )
     st.caption(f"Available — {available()}.")
 
 market = app_state.require_market()
@@ -83,6 +94,13 @@ overlays, lower = {}, {}
 for label, values in app_state.indicator_series().items():
     (overlays if charts.moves_with_price(values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]
-markers = pd.DataFrame({"date": mine.date, "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,
-                        "label": "signal", "color": "#ff9800", "shape": "triangle-up"})  # fmt: skip
+markers = pd.DataFrame(
+    {
+        "date": mine.date,
+        "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,
+        "label": "signal",
+        "color": "#ff9800",
+        "shape": "triangle-up",
+    }
+)
 st.plotly_chart(charts.candles(market, symbol, overlays, markers, lower or None), width="stretch")

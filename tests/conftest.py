@@ -20,8 +20,15 @@ def bars_market(bars: dict[str, list[tuple[float, float, float, float]]], sector
         for i, (o, h, lo, c) in enumerate(seq):
             if o is None:
                 continue
-            row = {"symbol": sym, "date": pd.Timestamp("2024-01-01") + pd.offsets.BDay(i),
-                   "open": o, "high": h, "low": lo, "close": c, "volume": 1000.0}  # fmt: skip
+            row = {
+                "symbol": sym,
+                "date": pd.Timestamp("2024-01-01") + pd.offsets.BDay(i),
+                "open": o,
+                "high": h,
+                "low": lo,
+                "close": c,
+                "volume": 1000.0,
+            }
             if sectors:
                 row["sector"] = sectors[sym]
             rows.append(row)

@@ -107,8 +107,9 @@ def test_a_dataset_uploaded_through_the_api_is_on_the_dashboards_data_page_and_v
     restart(client)
     headers = {"X-User": "alice"}
     private = client.post("/api/data", files={"file": ("p.csv", csv_bytes(seed=9), "text/csv")}, headers=headers)
-    shared = client.post("/api/data", files={"file": ("s.csv", csv_bytes(seed=10), "text/csv")}, headers=headers,
-                         data={"shared": "true"})  # fmt: skip
+    shared = client.post(
+        "/api/data", files={"file": ("s.csv", csv_bytes(seed=10), "text/csv")}, headers=headers, data={"shared": "true"}
+    )
     listed = [i.id for i in dataset_store().list(viewer=browser)]
     assert private.json()["id"] not in listed and shared.json()["id"] in listed
     # a browser cookie proves nothing, so what it uploads is open to all; alice's private upload is not
@@ -147,8 +148,12 @@ def test_unknown_and_malformed_dataset_ids_are_404_with_advice(client):
 def test_only_the_owner_deletes_a_dataset(client, monkeypatch):
     monkeypatch.setenv("SCANNER_USER_HEADER", "X-Forwarded-Email")
     restart(client)
-    data_id = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")}, data={"shared": "true"},
-                          headers={"X-Forwarded-Email": "alice@x.org"}).json()["id"]  # fmt: skip
+    data_id = client.post(
+        "/api/data",
+        files={"file": ("a.csv", csv_bytes(), "text/csv")},
+        data={"shared": "true"},
+        headers={"X-Forwarded-Email": "alice@x.org"},
+    ).json()["id"]
     r = client.delete(f"/api/data/{data_id}", headers={"X-Forwarded-Email": "bob@x.org"})
     assert r.status_code == 403  # shared, so bob may see it; not his to delete
     assert client.delete("/api/data/sample").status_code == 403
@@ -178,12 +183,19 @@ def test_a_malformed_token_setting_stops_the_api_naming_the_entry_never_the_toke
 
 def test_uvicorn_refuses_to_start_with_an_empty_token_and_logs_the_identity_sources(tmp_path):
     env = {**os.environ, "SCANNER_CACHE_DIR": str(tmp_path), "SCANNER_API_TOKEN": "alice:"}
-    run = subprocess.run([sys.executable, "-m", "uvicorn", "api.app:app", "--port", "0"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "api.app:app", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0 and "empty token" in run.stderr and "Application startup complete" not in run.stderr
     env["SCANNER_API_TOKEN"] = "alice:token-a-0123456789,bob:token-b-0123456789"
-    run = subprocess.run([sys.executable, "-c", "import api.app"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", "import api.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0 and "2 API token(s) for alice, bob" in run.stderr and "token-a" not in run.stderr
 
 
@@ -199,8 +211,9 @@ def two_users(client, monkeypatch):
 
 def test_a_private_dataset_is_a_404_for_everyone_but_its_owner_until_shared(client, two_users):
     alice, bob = two_users
-    r = client.post("/api/data", files={"file": ("alice_secret_positions.csv", csv_bytes(seed=21), "text/csv")},
-                    headers=alice)  # fmt: skip
+    r = client.post(
+        "/api/data", files={"file": ("alice_secret_positions.csv", csv_bytes(seed=21), "text/csv")}, headers=alice
+    )
     data_id = r.json()["id"]
     assert r.status_code == 201 and r.json()["shared"] is False and r.json()["owner"] == "user:alice"
     attempts = [
@@ -311,24 +324,74 @@ def test_bad_rules_and_requests_get_the_pages_messages(client):
 
 
 _JUNK = st.one_of(
-    st.sampled_from([None, True, -1, 0, 1e308, float("nan"), float("inf"), "", "x" * 5000, [], {}, [1, 2], 2**63,
-                     "rsi(14) < 30", "__import__('os')", "sample", "../../etc/passwd", "stop_loss:0:1e9:1e-9",
-                     [1, 1e9, 1e-9], [5, 1, 1], {"method": "kelly"}, {"mode": "walk_forward"}]),
-    st.text(max_size=20), st.floats(), st.integers(),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            None,
+            True,
+            -1,
+            0,
+            1e308,
+            float("nan"),
+            float("inf"),
+            "",
+            "x" * 5000,
+            [],
+            {},
+            [1, 2],
+            2**63,
+            "rsi(14) < 30",
+            "__import__('os')",
+            "sample",
+            "../../etc/passwd",
+            "stop_loss:0:1e9:1e-9",
+            [1, 1e9, 1e-9],
+            [5, 1, 1],
+            {"method": "kelly"},
+            {"mode": "walk_forward"},
+        ]
+    ),
+    st.text(max_size=20),
+    st.floats(),
+    st.integers(),
+)
 _VALID = {  # a body each route accepts; the test spoils some of its fields
     "/api/scan": {"data": "sample", "rule": RULE},
-    "/api/backtest/run": {"data": "sample", "rule": RULE,
-                          "params": {"stop_loss": 3, "sizing": {"method": "equal_weight"}}},
-    "/api/backtest/optimize": {"data": "sample", "rule": RULE, "grid": {"stop_loss": [2, 4, 2]},
-                               "settings": {"mode": "all", "min_trades": 1}},
+    "/api/backtest/run": {
+        "data": "sample",
+        "rule": RULE,
+        "params": {"stop_loss": 3, "sizing": {"method": "equal_weight"}},
+    },
+    "/api/backtest/optimize": {
+        "data": "sample",
+        "rule": RULE,
+        "grid": {"stop_loss": [2, 4, 2]},
+        "settings": {"mode": "all", "min_trades": 1},
+    },
     "/api/montecarlo": {"data": "sample", "rule": RULE, "settings": {"n_simulations": 200, "seed": 1}},
-}  # fmt: skip
-_FIELDS = [("data",), ("rule",), ("params",), ("grid",), ("settings",), ("signals",), ("exit_rule",),
-           ("params", "stop_loss"), ("params", "holding_period"), ("params", "sizing"), ("params", "sizing", "method"),
-           ("params", "limits"), ("params", "nonsense"), ("grid", "stop_loss"), ("grid", "rule.1"),
-           ("settings", "mode"), ("settings", "n_simulations"), ("settings", "seed"), ("settings", "min_trades"),
-           ("settings", "objective"), ("settings", "method")]  # fmt: skip
+}
+_FIELDS = [
+    ("data",),
+    ("rule",),
+    ("params",),
+    ("grid",),
+    ("settings",),
+    ("signals",),
+    ("exit_rule",),
+    ("params", "stop_loss"),
+    ("params", "holding_period"),
+    ("params", "sizing"),
+    ("params", "sizing", "method"),
+    ("params", "limits"),
+    ("params", "nonsense"),
+    ("grid", "stop_loss"),
+    ("grid", "rule.1"),
+    ("settings", "mode"),
+    ("settings", "n_simulations"),
+    ("settings", "seed"),
+    ("settings", "min_trades"),
+    ("settings", "objective"),
+    ("settings", "method"),
+]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -368,8 +431,11 @@ def test_an_unexpected_error_is_a_plain_500_without_a_traceback(tmp_path, monkey
 
 
 def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sample):
-    body = {"rule": RULE, "grid": {"stop_loss": [2, 8, 2], "rule.1": [30, 40, 5]},
-            "settings": {"mode": "split", "split": 0.7, "min_trades": 5}}  # fmt: skip
+    body = {
+        "rule": RULE,
+        "grid": {"stop_loss": [2, 8, 2], "rule.1": [30, 40, 5]},
+        "settings": {"mode": "split", "split": 0.7, "min_trades": 5},
+    }
     r = client.post("/api/backtest/optimize", json=body)
     assert r.status_code == 202 and r.headers["location"] == f"/api/jobs/{r.json()['id']}"
     job = wait(client, r.json()["id"])
@@ -387,8 +453,11 @@ def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sam
 
 
 def test_walk_forward_and_monte_carlo_jobs(client):
-    body = {"rule": RULE, "grid": {"stop_loss": [2, 6, 4]},
-            "settings": {"mode": "walk_forward", "train_bars": 504, "test_bars": 252, "min_trades": 1}}  # fmt: skip
+    body = {
+        "rule": RULE,
+        "grid": {"stop_loss": [2, 6, 4]},
+        "settings": {"mode": "walk_forward", "train_bars": 504, "test_bars": 252, "min_trades": 1},
+    }
     job = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
     assert job["status"] == "done" and len(job["result"]["windows"]) == 8
     assert len(job["result"]["oos_equity"]) == 8 * 252 and "efficiency" in job["result"]
@@ -533,8 +602,11 @@ def test_a_token_is_required_when_set_and_its_name_owns_the_runs(client, monkeyp
     assert run_cache().count(session="user:alice") == 1 and run_cache().count(session="user:bob") == 0
     monkeypatch.setenv("SCANNER_API_TOKEN", "one-shared-token-0123456789")
     restart(client)
-    r = client.post("/api/data", files={"file": ("a.csv", csv_bytes(), "text/csv")},
-                    headers={"Authorization": "Bearer one-shared-token-0123456789"})  # fmt: skip
+    r = client.post(
+        "/api/data",
+        files={"file": ("a.csv", csv_bytes(), "text/csv")},
+        headers={"Authorization": "Bearer one-shared-token-0123456789"},
+    )
     assert r.status_code == 201 and r.json()["owner"] == "user:api"
 
 
@@ -560,8 +632,13 @@ def test_a_real_uvicorn_server_uploads_runs_and_matches_the_library(tmp_path):
         "SCANNER_API_TOKEN": "tester:tok-0123456789abcdef",
     }
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port",
-                             str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-0123456789abcdef"}, timeout=120) as http:
@@ -584,8 +661,10 @@ def test_a_real_uvicorn_server_uploads_runs_and_matches_the_library(tmp_path):
                 assert out["metrics"][key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
             # A long grid (200 symbols x 2,520 bars x 400 combinations) runs as a job; the server keeps answering.
             grid = {"stop_loss": [0.5, 20, 0.5], "take_profit": [1, 10, 1]}
-            job = http.post("/api/backtest/optimize", json={"data": "synthetic", "rule": RULE, "grid": grid,
-                                                            "settings": {"mode": "all"}}).json()  # fmt: skip
+            job = http.post(
+                "/api/backtest/optimize",
+                json={"data": "synthetic", "rule": RULE, "grid": grid, "settings": {"mode": "all"}},
+            ).json()
             polls = 0
             slowest = 0.0
             for _ in range(600):

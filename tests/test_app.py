@@ -52,8 +52,15 @@ def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
 
     from app import formatting as app_format
 
-    hits = pd.DataFrame({"date": pd.to_datetime(["2023-08-18"]), "symbol": ["AAPL"], "close": [174.0],
-                         "rsi(14)": [28.7886], "volume": [1_000]})  # fmt: skip
+    hits = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2023-08-18"]),
+            "symbol": ["AAPL"],
+            "close": [174.0],
+            "rsi(14)": [28.7886],
+            "volume": [1_000],
+        }
+    )
     config = app_format.two_decimal_columns(hits)
     assert config["date"]["type_config"]["format"] == "YYYY-MM-DD"
     assert config["close"]["type_config"]["format"] == config["rsi(14)"]["type_config"]["format"] == "%,.2f"
@@ -105,8 +112,10 @@ def test_good_upload_replaces_the_dataset():
 
 
 def test_query_params_restore_the_scan_and_backtest():
-    at = fresh({"rule": "gap_pct() > 4", "sl": "3.0", "tp": "0.0", "hold": "7", "side": "short", "maxpos": "3"},
-               page="backtest")  # fmt: skip
+    at = fresh(
+        {"rule": "gap_pct() > 4", "sl": "3.0", "tp": "0.0", "hold": "7", "side": "short", "maxpos": "3"},
+        page="backtest",
+    )
     assert not at.exception
     result = at.session_state["result"]
     assert result.params.stop_loss == 3.0 and result.params.take_profit is None
@@ -125,8 +134,18 @@ def test_bad_query_params_are_ignored_with_a_notice(bad):
 
 
 def test_sizing_and_limits_come_from_the_link_and_the_form():
-    at = fresh({"rule": "rsi(14) < 40", "size": "volatility_target", "vt": "15.0", "lpos": "0", "lcorr": "0.5",
-                "lev": "true", "maxlev": "1.5"}, page="backtest")  # fmt: skip
+    at = fresh(
+        {
+            "rule": "rsi(14) < 40",
+            "size": "volatility_target",
+            "vt": "15.0",
+            "lpos": "0",
+            "lcorr": "0.5",
+            "lev": "true",
+            "maxlev": "1.5",
+        },
+        page="backtest",
+    )
     assert not at.exception
     p = at.session_state["result"].params
     assert (p.sizing.method, p.sizing.vol_target_pct) == ("volatility_target", 15.0)
@@ -228,11 +247,13 @@ def test_monte_carlo_resamples_the_last_backtest(cache_dir):
 
 
 def test_load_without_the_bad_rows_then_download_the_report_and_exclude_outliers():
-    csv = (b"symbol,date,open,high,low,close,volume\n"
-           + b"".join(b"AAA,2024-01-%02d,10,11,9,10.5,100\n" % d for d in range(2, 12))
-           + b"BBB,2024-01-02,0,0,0,0,0\n"
-           + b"".join(b"BBB,2024-01-%02d,10,11,9,10,100\n" % d for d in range(3, 8))
-           + b"BBB,2024-01-08,25,26,24,25,100\nBBB,2024-01-09,25,26,24,25,100\n")  # fmt: skip
+    csv = (
+        b"symbol,date,open,high,low,close,volume\n"
+        + b"".join(b"AAA,2024-01-%02d,10,11,9,10.5,100\n" % d for d in range(2, 12))
+        + b"BBB,2024-01-02,0,0,0,0,0\n"
+        + b"".join(b"BBB,2024-01-%02d,10,11,9,10,100\n" % d for d in range(3, 8))
+        + b"BBB,2024-01-08,25,26,24,25,100\nBBB,2024-01-09,25,26,24,25,100\n"
+    )
     at = fresh()
     at.file_uploader(key="upload").upload("messy.csv", csv, "text/csv").run()
     assert not at.exception and "1 row has a zero or negative price, e.g. line 12 (BBB 2024-01-02)" in at.error[0].value

@@ -77,8 +77,15 @@ def test_with_limits_on_no_entry_breaks_a_limit(method, density, seed, signal_ty
     and no new position correlates above 0.7 with one held before it (checked with pandas)."""
     sig = np.random.default_rng(seed).random(BASE.shape) < density
     limits = RiskLimits(max_position_pct=10.0, max_sector_pct=30.0, max_correlation=0.7, correlation_lookback=20)
-    r = backtest(BASE, sig, sizing=Sizing(method, fixed_amount=40_000, kelly_min_trades=5), limits=limits,
-                 max_positions=20, signal_type=signal_type, stop_loss=3.0)  # fmt: skip
+    r = backtest(
+        BASE,
+        sig,
+        sizing=Sizing(method, fixed_amount=40_000, kelly_min_trades=5),
+        limits=limits,
+        max_positions=20,
+        signal_type=signal_type,
+        stop_loss=3.0,
+    )
     trades = r.trades.assign(col=[BASE.column(s) for s in r.trades.symbol])
     eq = r.equity.equity.to_numpy()
     sectors = np.array(BASE.sectors)

@@ -26,8 +26,13 @@ from engine.datasets import to_frame
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -48,10 +53,24 @@ def server(tmp_path_factory):
     SERVER_LOG.append(Path(log.name))
     env = {**os.environ, "SCANNER_CACHE_DIR": str(cache), "SCANNER_USER_HEADER": IDENTITY_HEADER}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -154,8 +173,10 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
     run = page.get_by_role("button", name="Run backtest")
     run.wait_for(timeout=60_000)
     seen = set()
-    for field, values, key in (("Stop-loss (%), 0 = off", ["4", "3", "2", "6", "7"], "sl"),
-                               ("Max positions", ["3", "4", "2", "5", "6"], "maxpos")):  # fmt: skip
+    for field, values, key in (
+        ("Stop-loss (%), 0 = off", ["4", "3", "2", "6", "7"], "sl"),
+        ("Max positions", ["3", "4", "2", "5", "6"], "maxpos"),
+    ):
         box = page.get_by_role("spinbutton", name=field)
         for v in values:
             edit(page, box, v, re.compile(rf"[?&]{key}={v}(&|$)"), submit=run.click)
@@ -176,8 +197,13 @@ def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_l
     page.get_by_role("option", name="RSI overbought").click()
     settle(page)
     assert page.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
-    edit(page, page.get_by_role("spinbutton", name="Trailing stop (%), 0 = off"), "7",
-         re.compile(r"[?&]trail=7(&|$)"), submit=run.click)  # fmt: skip
+    edit(
+        page,
+        page.get_by_role("spinbutton", name="Trailing stop (%), 0 = off"),
+        "7",
+        re.compile(r"[?&]trail=7(&|$)"),
+        submit=run.click,
+    )
     assert query(page)["exit"] == "rsi(14) > 70"
     page.get_by_role("tab", name="Trades").click()
     reasons = page.locator('[data-testid="stDataFrame"]').first
@@ -319,10 +345,21 @@ def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users
 
 
 HOSTILE = {
-    "capital": "-100000", "sl": "1e308", "hold": "-5", "maxpos": "1000000000", "lcorr": "2", "slip": "nan",
-    "tp": "inf", "size": "martingale", "mcn": "-1", "obj": "__import__", "split": "NaN", "grid": "stop_loss:0:1e7:1e-6",
-    "mint": "1e400", "lev": "maybe",
-}  # fmt: skip
+    "capital": "-100000",
+    "sl": "1e308",
+    "hold": "-5",
+    "maxpos": "1000000000",
+    "lcorr": "2",
+    "slip": "nan",
+    "tp": "inf",
+    "size": "martingale",
+    "mcn": "-1",
+    "obj": "__import__",
+    "split": "NaN",
+    "grid": "stop_loss:0:1e7:1e-6",
+    "mint": "1e400",
+    "lev": "maybe",
+}
 
 
 def test_a_new_tab_of_the_same_browser_keeps_my_runs_after_one_link_run(server, browser):
@@ -393,8 +430,13 @@ def test_the_random_entry_test_runs_and_follows_the_next_edit(server, browser):
     verdict = page.get_by_text("random strategies did at least as well")
     verdict.wait_for(timeout=60_000)
     first = verdict.inner_text()
-    edit(page, page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"), "7", re.compile(r"[?&]sl=7(&|$)"),
-         submit=page.get_by_role("button", name="Run backtest").click)  # fmt: skip
+    edit(
+        page,
+        page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"),
+        "7",
+        re.compile(r"[?&]sl=7(&|$)"),
+        submit=page.get_by_role("button", name="Run backtest").click,
+    )
     verdict.wait_for(timeout=60_000)  # still on this tab, recomputed for the new result without another click
     assert verdict.inner_text() != first or "p-value" in first
     no_exception(page)
@@ -434,8 +476,15 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     path = tmp_path / "tear_sheet.html"
     path.write_text(tear_sheet(sample, "rsi(14) < 30", result, fit), encoding="utf-8")
     text = path.read_text(encoding="utf-8")
-    for words in (sample.fingerprint, "rsi(14) &lt; 30", "Trailing stop", "Deflated Sharpe", "Probabilistic Sharpe",
-                  "mae_pct", "Random strategies at least as good"):  # fmt: skip
+    for words in (
+        sample.fingerprint,
+        "rsi(14) &lt; 30",
+        "Trailing stop",
+        "Deflated Sharpe",
+        "Probabilistic Sharpe",
+        "mae_pct",
+        "Random strategies at least as good",
+    ):
         assert words in text, words
     context = browser.new_context(offline=True)  # no internet: plotly.js must be inline
     page = context.new_page()

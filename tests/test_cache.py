@@ -133,8 +133,10 @@ def test_an_entry_copied_over_another_is_a_miss_not_the_wrong_result(tmp_path):
     engine = counted_backtest(calls)
     cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
     cache.run("backtest", m, "r", {"stop_loss": 4.0}, lambda: engine(m, {"stop_loss": 4.0}))
-    a, b = (tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', p)}.res"
-            for p in ({"stop_loss": 2.0}, {"stop_loss": 4.0}))  # fmt: skip
+    a, b = (
+        tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', p)}.res"
+        for p in ({"stop_loss": 2.0}, {"stop_loss": 4.0})
+    )
     a.write_bytes(b.read_bytes())
     result, hit = cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
     assert not hit and result.params.stop_loss == 2.0

@@ -24,8 +24,17 @@ def test_a_trade_chart_opens_on_the_trade_with_context_around_it():
 
 
 def test_a_focus_on_a_symbol_without_volume_still_draws():
-    rows = pd.DataFrame({"symbol": "AAA", "date": pd.bdate_range("2024-01-01", periods=30), "open": 10.0,
-                         "high": 11.0, "low": 9.0, "close": 10.0, "volume": 0.0})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "symbol": "AAA",
+            "date": pd.bdate_range("2024-01-01", periods=30),
+            "open": 10.0,
+            "high": 11.0,
+            "low": 9.0,
+            "close": 10.0,
+            "volume": 0.0,
+        }
+    )
     m = market_from_frame(rows)
     fig = charts.candles(m, "AAA", focus=(m.dates[5], m.dates[6]))
     assert fig.layout.yaxis2.range == (0, 1.0)
@@ -34,8 +43,17 @@ def test_a_focus_on_a_symbol_without_volume_still_draws():
 def test_candles_skip_weekends_only_where_the_data_has_none():
     weekdays = bars_market({"AAA": flat(10)})  # business days
     assert charts.candles(weekdays, "AAA").layout.xaxis.rangebreaks[0].bounds == ("sat", "mon")
-    rows = pd.DataFrame({"symbol": "BTC", "date": pd.date_range("2024-01-01", periods=10), "open": 10.0,
-                         "high": 11.0, "low": 9.0, "close": 10.0, "volume": 5.0})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "symbol": "BTC",
+            "date": pd.date_range("2024-01-01", periods=10),
+            "open": 10.0,
+            "high": 11.0,
+            "low": 9.0,
+            "close": 10.0,
+            "volume": 5.0,
+        }
+    )
     assert not charts.candles(market_from_frame(rows), "BTC").layout.xaxis.rangebreaks  # crypto trades every day
 
 

@@ -14,10 +14,27 @@ from engine.__main__ import main
 
 def test_backtest_with_a_rule_prints_json_metrics(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "engine", "backtest", "--rule", "rsi(14) < 30", "--stop-loss", "5",
-         "--take-profit", "10", "--holding-period", "20", "--json", "--trades-csv", str(tmp_path / "t.csv")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "backtest",
+            "--rule",
+            "rsi(14) < 30",
+            "--stop-loss",
+            "5",
+            "--take-profit",
+            "10",
+            "--holding-period",
+            "20",
+            "--json",
+            "--trades-csv",
+            str(tmp_path / "t.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     metrics = json.loads(out.stdout)
     trades = pd.read_csv(tmp_path / "t.csv")
     assert metrics["n_trades"] == len(trades) > 0
@@ -43,8 +60,22 @@ def test_optimize_prints_the_best_and_the_overfitting_figures(capsys, tmp_path):
     from engine.__main__ import main
 
     out_csv = tmp_path / "grid.csv"
-    code = main(["optimize", "--rule", "rsi(14) < 30", "--grid", "stop_loss:2:6:2,rule.1:25:35:5",
-                 "--optimize.mode", "all", "--optimize.min-trades", "5", "--json", "--csv", str(out_csv)])  # fmt: skip
+    code = main(
+        [
+            "optimize",
+            "--rule",
+            "rsi(14) < 30",
+            "--grid",
+            "stop_loss:2:6:2,rule.1:25:35:5",
+            "--optimize.mode",
+            "all",
+            "--optimize.min-trades",
+            "5",
+            "--json",
+            "--csv",
+            str(out_csv),
+        ]
+    )
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(figures["best"]) == {"stop_loss", "rule.1"} and figures["overfitting"]["n_trials"] == 9
@@ -56,8 +87,18 @@ def test_optimize_prints_the_best_and_the_overfitting_figures(capsys, tmp_path):
 def test_montecarlo_takes_the_pages_settings(capsys):
     from engine.__main__ import main
 
-    code = main(["montecarlo", "--rule", "rsi(14) < 30", "--montecarlo.method", "daily_blocks",
-                 "--montecarlo.n-simulations", "300", "--json"])  # fmt: skip
+    code = main(
+        [
+            "montecarlo",
+            "--rule",
+            "rsi(14) < 30",
+            "--montecarlo.method",
+            "daily_blocks",
+            "--montecarlo.n-simulations",
+            "300",
+            "--json",
+        ]
+    )
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["method"] == "daily_blocks" and 0 <= figures["probability_of_loss"] <= 1

@@ -12,8 +12,10 @@ from engine import DataError, load_market
 from engine.data import BadRowsError, market_from_frame
 from engine.synthetic import synthetic_frame, synthetic_market
 
-GOOD = "Ticker,DATE,Open,High,Low,Close,Volume\nbbb,2024-01-02,10,11,9,10.5,100\naaa,2024-01-02,5,6,4,5.5,50\n" \
-       "aaa,2024-01-03,5.5,6,5,5.8,60\n"  # fmt: skip
+GOOD = (
+    "Ticker,DATE,Open,High,Low,Close,Volume\nbbb,2024-01-02,10,11,9,10.5,100\naaa,2024-01-02,5,6,4,5.5,50\n"
+    "aaa,2024-01-03,5.5,6,5,5.8,60\n"
+)
 
 
 def load_text(text: str, name: str = "prices.csv", **kw):
@@ -105,8 +107,10 @@ def test_missing_file_and_empty_frame():
 
 
 def test_nan_bars_and_gaps_are_warnings_not_errors():
-    text = ("symbol,date,open,high,low,close\nA,2024-01-02,1,2,0.5,1\nA,2024-01-03,,,,\nB,2024-01-02,1,2,0.5,1\n"
-            "B,2024-01-03,1,2,0.5,1\nA,2024-01-04,1,2,0.5,1\nB,2024-01-04,1,2,0.5,1\n")  # fmt: skip
+    text = (
+        "symbol,date,open,high,low,close\nA,2024-01-02,1,2,0.5,1\nA,2024-01-03,,,,\nB,2024-01-02,1,2,0.5,1\n"
+        "B,2024-01-03,1,2,0.5,1\nA,2024-01-04,1,2,0.5,1\nB,2024-01-04,1,2,0.5,1\n"
+    )
     m = load_text(text)
     joined = " ".join(m.warnings)
     assert "1 rows have no prices" in joined and "1 symbols have 1 missing bars" in joined
@@ -132,8 +136,12 @@ def test_real_messy_data_names_its_problems():
         market_from_frame(frame)
     assert "open or close outside [low, high]" in str(err.value)
     clean = frame[(frame[["open", "high", "low", "close"]] > 0).all(axis=1)]
-    clean = clean[(clean.close <= clean.high) & (clean.close >= clean.low) & (clean.open <= clean.high)
-                  & (clean.open >= clean.low)]  # fmt: skip
+    clean = clean[
+        (clean.close <= clean.high)
+        & (clean.close >= clean.low)
+        & (clean.open <= clean.high)
+        & (clean.open >= clean.low)
+    ]
     m = market_from_frame(clean)
     assert len(m.symbols) == 257 and any("missing bars" in w for w in m.warnings)
 

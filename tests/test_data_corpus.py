@@ -38,7 +38,7 @@ ERRORS = {
     "duplicate column": (
         "symbol,date,open,high,low,close,Close\nA,2024-01-02,1,2,0.5,1,1\n",
         "Column 'Close' appears twice",
-    ),  # fmt: skip
+    ),
     "unparseable date": (
         HEAD + "A,not-a-date,1,2,0.5,1,1\n",
         r"a date that could not be parsed \(or is outside 1677-2262\), e.g. line 2 \(A not-a-date\)",
@@ -64,7 +64,7 @@ ERRORS = {
     "ragged rows": (
         HEAD + "A,2024-01-02,1,2,0.5,1,1\nA,2024-01-03,1,2\n",
         "1 row does not have the header's 7 fields, e.g. line 3",
-    ),  # fmt: skip
+    ),
     "not a bars file, ragged": (
         "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon,,,:/usr/sbin\n",
         r"Missing required column\(s\): date, open, high, low, close\. Found: root:x:0:0",
@@ -72,11 +72,11 @@ ERRORS = {
     "ambiguous dates": (
         HEAD + "A,03/04/2020,1,2,0.5,1,1\nA,05/06/2020,1,2,0.5,1,1\n",
         r"Dates such as '03/04/2020' can be read two ways \(2020-04-03 or 2020-03-04\)",
-    ),  # fmt: skip
+    ),
     "hourly bars": (
         HEAD + "A,2024-01-02 09:30,1,2,0.5,1,1\nA,2024-01-02 10:30,1,2,0.5,1,1\n",
         "This looks like intraday data: A has 2 bars on 2024-01-02",
-    ),  # fmt: skip
+    ),
     "every row bad, dropped": (HEAD + "A,2024-01-02,0,2,0,1,1\n", "No valid rows are left"),
 }
 
@@ -136,8 +136,9 @@ def test_timezone_aware_and_mixed_offset_timestamps_become_exchange_dates():
     text = HEAD + "A,2013-03-08 00:00:00-05:00,1,2,0.5,1,1\nA,2013-03-11 00:00:00-04:00,1,2,0.5,1,1\n"
     assert list(load_text(text).dates.strftime("%Y-%m-%d")) == ["2013-03-08", "2013-03-11"]
     manila = pd.to_datetime(["2024-01-02", "2024-01-03"]).tz_localize("Asia/Manila")
-    frame = pd.DataFrame({"symbol": "A", "date": manila, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0,
-                          "volume": 1.0})  # fmt: skip
+    frame = pd.DataFrame(
+        {"symbol": "A", "date": manila, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0, "volume": 1.0}
+    )
     buf = io.BytesIO()
     frame.to_parquet(buf)
     assert list(load_bytes(buf.getvalue(), "p.parquet").dates.strftime("%Y-%m-%d")) == ["2024-01-02", "2024-01-03"]
@@ -153,8 +154,9 @@ def test_day_month_order_is_detected_from_all_values_or_chosen():
 
 
 def test_intraday_bars_can_be_resampled_to_daily():
-    text = HEAD + ("A,2024-01-02 09:30,10,12,9,11,100\nA,2024-01-02 10:30,11,13,10,12,50\n"
-                   "A,2024-01-03 09:30,12,12,8,9,70\n")  # fmt: skip
+    text = HEAD + (
+        "A,2024-01-02 09:30,10,12,9,11,100\nA,2024-01-02 10:30,11,13,10,12,50\nA,2024-01-03 09:30,12,12,8,9,70\n"
+    )
     m = load_text(text, intraday="daily")
     assert [m.open[0, 0], m.high[0, 0], m.low[0, 0], m.close[0, 0], m.volume[0, 0]] == [10, 13, 9, 12, 150]
     assert m.close[1, 0] == 9 and len(m.dates) == 2
@@ -216,7 +218,10 @@ def test_splits_and_outliers_in_unadjusted_real_data():
     m = load_market(path)
     splits = m.issues[m.issues.kind == "split"]
     assert [(r.symbol, str(r.date.date()), r.value) for r in splits.itertuples()] == [
-        ("AAPL", "2000-06-21", 2.0), ("AAPL", "2005-02-28", 2.0), ("MSFT", "2003-02-18", 2.0)]  # fmt: skip
+        ("AAPL", "2000-06-21", 2.0),
+        ("AAPL", "2005-02-28", 2.0),
+        ("MSFT", "2003-02-18", 2.0),
+    ]
     outliers = m.issues[m.issues.kind == "outlier"]
     assert [(r.symbol, str(r.date.date())) for r in outliers.itertuples()] == [("AAPL", "2000-09-29")]  # a crash
     assert any(w.startswith("Likely splits (3)") for w in m.warnings)
@@ -237,8 +242,10 @@ def test_pse_loads_without_its_bad_rows_counted_by_reason():
         load_market(path)
     assert len(err.value.rows) == 72
     m = load_market(path, on_bad_rows="drop")
-    assert m.dropped_rows.reason.value_counts().to_dict() == {"a zero or negative price": 37,
-                                                             "open or close outside [low, high]": 35}  # fmt: skip
+    assert m.dropped_rows.reason.value_counts().to_dict() == {
+        "a zero or negative price": 37,
+        "open or close outside [low, high]": 35,
+    }
     assert len(m.symbols) == 257
     cosco = m.issues[(m.issues.symbol == "COSCO") & (m.issues.kind == "outlier")]
     assert (cosco.value > 10_000).any()  # the +10,000% day is flagged

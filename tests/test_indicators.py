@@ -38,8 +38,9 @@ def test_oscillators_match_talib(cols):
     same(ind.rsi(m.close, 14)[:, j], talib.RSI(c, 14))
     for ours, ref in zip(ind.macd(m.close, 12, 26, 9), talib.MACD(c, 12, 26, 9), strict=True):
         same(ours[:, j], ref)
-    for ours, ref in zip(ind.stochastic(m.high, m.low, m.close, 14, 3, 3), talib.STOCH(h, lo, c, 14, 3, 0, 3, 0),
-                         strict=True):  # fmt: skip
+    for ours, ref in zip(
+        ind.stochastic(m.high, m.low, m.close, 14, 3, 3), talib.STOCH(h, lo, c, 14, 3, 0, 3, 0), strict=True
+    ):
         same(ours[:, j], ref)
     same(ind.roc(m.close, 10)[:, j], talib.ROC(c, 10))
 
@@ -81,8 +82,11 @@ def test_no_lookahead_value_at_t_ignores_later_bars(sample, t, seed, name):
     from engine.data import Market
 
     rng = np.random.default_rng(seed)
-    m = Market(sample.symbols, sample.dates[:300], *(getattr(sample, a)[:300].copy()
-               for a in ("open", "high", "low", "close", "volume")))  # fmt: skip
+    m = Market(
+        sample.symbols,
+        sample.dates[:300],
+        *(getattr(sample, a)[:300].copy() for a in ("open", "high", "low", "close", "volume")),
+    )
     scale = rng.uniform(0.5, 2.0, (300 - t - 1, m.shape[1]))
     arrays = {a: getattr(m, a).copy() for a in ("open", "high", "low", "close", "volume")}
     for a in arrays:

@@ -94,8 +94,9 @@ def test_the_mark_step_values_a_held_position_at_the_close_or_its_last_close():
 
 
 def test_fees_and_quantities_with_fixed_and_minimum_commission():
-    sh = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams(commission=0.1, commission_fixed=2.0,
-                                                                      commission_min=5.0))[2]  # fmt: skip
+    sh = kernel_inputs(
+        bars_market({"AAA": flat(3)}), BacktestParams(commission=0.1, commission_fixed=2.0, commission_min=5.0)
+    )[2]
     assert k._fee(10_000.0, sh) == pytest.approx(12.0)  # 0.1% of 10,000 + 2
     assert k._fee(1_000.0, sh) == pytest.approx(5.0)  # 1 + 2 < 5: the minimum
     assert k._fee(0.0, sh) == 0.0
@@ -153,8 +154,7 @@ def test_with_a_fixed_stop_too_the_tighter_level_applies_and_names_the_exit():
 
 def test_an_atr_trailing_stop_trails_k_atr_at_the_signal_bar():
     # true ranges of 2 on every bar before the signal: ATR(2) = 2 at bar 2; k = 1.5 -> distance 3
-    bars = [(100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 100, 105),
-            (105, 105, 102, 103)]  # fmt: skip
+    bars = [(100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 100, 105), (105, 105, 102, 103)]
     t = only_trade(run(bars, [2], trailing_atr=1.5, sizing=Sizing(atr_period=2)))
     assert (t.exit_reason, t.exit_bar, t.exit_price) == ("trailing_stop", 4, pytest.approx(103.0))
 
@@ -188,8 +188,17 @@ def test_fixed_and_minimum_commission_are_paid_on_each_order():
 
 def test_the_volume_cap_by_the_signal_bars_volume():
     def market(volume):
-        frame = pd.DataFrame({"symbol": "AAA", "date": pd.bdate_range("2024-01-01", periods=3), "open": 100.0,
-                              "high": 100.0, "low": 100.0, "close": 100.0, "volume": volume})  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "symbol": "AAA",
+                "date": pd.bdate_range("2024-01-01", periods=3),
+                "open": 100.0,
+                "high": 100.0,
+                "low": 100.0,
+                "close": 100.0,
+                "volume": volume,
+            }
+        )
         return market_from_frame(frame)
 
     from engine.risk import RiskLimits

@@ -61,8 +61,14 @@ def test_the_dataset_store_shares_a_dataset_only_while_someone_holds_it(tmp_path
 def test_a_scan_requests_peak_memory_stays_within_its_estimate(n):
     """The whole request (scan, response, cache write) in a fresh process, 300 symbols x 2,520 bars."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "scan_peak.py"), str(n), "300", "2520"],
-                         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "helpers" / "scan_peak.py"), str(n), "300", "2520"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     measured = json.loads(run.stdout.strip().splitlines()[-1])
     assert measured["peak"] <= 1.5 * measured["estimate"], measured

@@ -45,8 +45,9 @@ def test_shuffle_keeps_the_final_return_and_varies_the_drawdown():
 
 def test_trade_returns_are_pnl_over_equity_before_entry():
     m = bars_market({"AAA": flat(2) + [(110,) * 4] * 2, "BBB": flat(4)})
-    r = backtest(m, signal_at(m, AAA=[0], BBB=[0]), initial_capital=1000.0, max_positions=2, stop_loss=None,
-                 holding_period=2)  # fmt: skip
+    r = backtest(
+        m, signal_at(m, AAA=[0], BBB=[0]), initial_capital=1000.0, max_positions=2, stop_loss=None, holding_period=2
+    )
     np.testing.assert_allclose(trade_returns(r), [0.05, 0.0])  # 500 in AAA gains 50 = 5% of 1,000
 
 

@@ -43,10 +43,14 @@ def brute_force(market: Market, grid: dict, base=BASE, bars=None) -> pd.DataFram
 
 @pytest.mark.parametrize(
     "base",
-    [BASE, BacktestParams(max_positions=3, signal_type="short", sizing=Sizing("volatility_target"),
-                          limits=RiskLimits.defaults())],
+    [
+        BASE,
+        BacktestParams(
+            max_positions=3, signal_type="short", sizing=Sizing("volatility_target"), limits=RiskLimits.defaults()
+        ),
+    ],
     ids=["long equal weight", "short vol target with limits"],
-)  # fmt: skip
+)
 def test_every_grid_row_and_the_best_equal_a_loop_of_single_backtests(base):
     result, loop = brute_force(MARKET, GRID, base)
     assert len(result.table) == grid_size(GRID) == 16
@@ -106,8 +110,15 @@ def test_in_and_out_of_sample_table_has_both_sides():
 
 def test_cancel_returns_the_finished_part():
     seen = []
-    result = optimize(MARKET, RULE, BASE, GRID, chunk_size=4, progress=lambda d, t: seen.append((d, t)),
-                      should_stop=lambda: len(seen) >= 2)  # fmt: skip
+    result = optimize(
+        MARKET,
+        RULE,
+        BASE,
+        GRID,
+        chunk_size=4,
+        progress=lambda d, t: seen.append((d, t)),
+        should_stop=lambda: len(seen) >= 2,
+    )
     assert result.cancelled and len(result.table) == 8 and seen == [(4, 16), (8, 16)]
 
 
@@ -117,16 +128,21 @@ def test_bad_grids_are_clear_errors():
     with pytest.raises(DataError, match="unknown grid parameter 'rule.5'"):
         optimize(MARKET, RULE, BASE, {"rule.5": [1]})
     with pytest.raises(DataError, match="over the 100,000 limit"):
-        optimize(MARKET, RULE, BASE, {"stop_loss": list(range(1, 99)), "take_profit": list(range(1, 99)),
-                                      "holding_period": list(range(1, 30))})  # fmt: skip
+        optimize(
+            MARKET,
+            RULE,
+            BASE,
+            {"stop_loss": list(range(1, 99)), "take_profit": list(range(1, 99)), "holding_period": list(range(1, 30))},
+        )
     with pytest.raises(DataError, match="Unknown objective"):
         optimize(MARKET, RULE, BASE, {"stop_loss": [1]}, objective="luck")
 
 
 def test_a_dask_cluster_gives_the_same_table(monkeypatch):
     distributed = pytest.importorskip("distributed")
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get(
-        "PYTHONPATH", ""))  # fmt: skip
+    monkeypatch.setenv(
+        "PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
         remote = optimize(MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=3, min_trades=0)
     local = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
@@ -148,8 +164,9 @@ def test_oversized_work_is_refused_before_anything_runs(sample, monkeypatch):
 
 def test_a_lost_dask_worker_keeps_the_finished_chunks_and_a_gone_cluster_is_a_message(monkeypatch):
     distributed = pytest.importorskip("distributed")
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get(
-        "PYTHONPATH", ""))  # fmt: skip
+    monkeypatch.setenv(
+        "PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
         killed = []
 
@@ -161,8 +178,9 @@ def test_a_lost_dask_worker_keeps_the_finished_chunks_and_a_gone_cluster_is_a_me
                     with contextlib.suppress(Exception):  # the worker dies mid-call: that is the point
                         client.run(os._exit, 1, workers=[worker])  # a crash, as kill -9 would do
 
-        result = optimize(MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=1, min_trades=0,
-                          progress=kill_a_worker)  # fmt: skip
+        result = optimize(
+            MARKET, RULE, BASE, GRID, scheduler=c.scheduler_address, chunk_size=1, min_trades=0, progress=kill_a_worker
+        )
     local = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
     assert len(result.table) + result.failed == len(local.table)  # retried elsewhere, or counted as lost
     assert len(result.table) >= len(local.table) // 2
@@ -203,8 +221,14 @@ def test_anchored_windows_all_start_at_the_first_bar():
 def test_heatmap_cells_slices_and_stability_by_hand():
     from engine.optimize import cell_combination, heatmap_cells, stability
 
-    t = pd.DataFrame({"a": [1, 1, 2, 2, 1, 1, 2, 2.0], "b": [1, 2, 1, 2, 1, 2, 1, 2.0], "c": [0, 0, 0, 0, 1, 1, 1, 1.0],
-                      "sharpe": [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 5.0]})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "a": [1, 1, 2, 2, 1, 1, 2, 2.0],
+            "b": [1, 2, 1, 2, 1, 2, 1, 2.0],
+            "c": [0, 0, 0, 0, 1, 1, 1, 1.0],
+            "sharpe": [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 5.0],
+        }
+    )
     at_c0 = heatmap_cells(t, "a", "b", "sharpe", {"c": 0})
     assert at_c0.loc[2.0, 2.0] == 0.4 and at_c0.loc[1.0, 1.0] == 0.1  # rows: b, columns: a
     best = heatmap_cells(t, "a", "b", "sharpe")

@@ -71,8 +71,13 @@ def test_parsing_any_link_text_gives_a_value_in_range_or_one_clear_error(text):
 
 
 def test_the_library_rejects_nan_and_infinities_and_names_the_field():
-    for field, bad in (("slippage_bps", math.nan), ("initial_capital", math.inf), ("stop_loss", 1e308),
-                       ("max_positions", 10**9), ("holding_period", -5)):  # fmt: skip
+    for field, bad in (
+        ("slippage_bps", math.nan),
+        ("initial_capital", math.inf),
+        ("stop_loss", 1e308),
+        ("max_positions", 10**9),
+        ("holding_period", -5),
+    ):
         with pytest.raises(DataError, match=f"^{field}: "):
             BacktestParams(**{field: bad})
     with pytest.raises(DataError, match="limits.max_correlation: Max correlation must be 0 \\(off\\) or 0.01 to 1"):
@@ -87,8 +92,21 @@ def test_the_cli_has_a_flag_for_every_backtest_parameter_and_rejects_nan(capsys)
         assert getattr(ns, p.path) == p.format(p.default)
     assert main(["backtest", "--rule", "rsi(14) < 30", "--slippage-bps", "nan"]) == 2
     assert "--slippage-bps: Slippage must be 0 to 500 bps, not nan" in capsys.readouterr().err
-    assert main(["backtest", "--rule", "rsi(14) < 30", "--sizing.method", "kelly", "--limits.max-position-pct", "10",
-                 "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "backtest",
+                "--rule",
+                "rsi(14) < 30",
+                "--sizing.method",
+                "kelly",
+                "--limits.max-position-pct",
+                "10",
+                "--json",
+            ]
+        )
+        == 0
+    )
 
 
 def test_grid_keys_come_from_the_table_and_values_are_checked_against_it():

@@ -31,8 +31,9 @@ def test_probabilistic_sharpe_by_hand():
 
 def test_deflated_sharpe_by_hand():
     v, n_trials = 0.0025, 100
-    expected = math.sqrt(v) * ((1 - rb.EULER_GAMMA) * stats.norm_ppf(0.99) + rb.EULER_GAMMA *
-                               stats.norm_ppf(1 - 1 / (100 * math.e)))  # fmt: skip
+    expected = math.sqrt(v) * (
+        (1 - rb.EULER_GAMMA) * stats.norm_ppf(0.99) + rb.EULER_GAMMA * stats.norm_ppf(1 - 1 / (100 * math.e))
+    )
     assert rb.expected_max_sharpe(n_trials, v) == pytest.approx(expected)
     # 0.05 x (0.4228 x 2.3263 + 0.5772 x 2.6816) = 0.05 x 2.5314: ~2.5 standard deviations for 100 trials
     assert expected == pytest.approx(0.12657, abs=1e-4)
@@ -72,19 +73,30 @@ def noise_market(n_symbols: int, n_bars: int, seed: int):
     close = 100 * np.exp(np.cumsum(log_r, axis=0))
     open_ = np.vstack([close[:1], close[:-1]])
     dates = pd.bdate_range("2015-01-01", periods=n_bars)
-    frame = pd.DataFrame({"symbol": np.tile([f"N{j}" for j in range(n_symbols)], n_bars),
-                          "date": np.repeat(dates, n_symbols), "open": open_.ravel(),
-                          "high": np.maximum(open_, close).ravel() * 1.002,
-                          "low": np.minimum(open_, close).ravel() * 0.998, "close": close.ravel(),
-                          "volume": 1e6})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "symbol": np.tile([f"N{j}" for j in range(n_symbols)], n_bars),
+            "date": np.repeat(dates, n_symbols),
+            "open": open_.ravel(),
+            "high": np.maximum(open_, close).ravel() * 1.002,
+            "low": np.minimum(open_, close).ravel() * 0.998,
+            "close": close.ravel(),
+            "volume": 1e6,
+        }
+    )
     return market_from_frame(frame)
 
 
 def test_on_pure_noise_the_grid_looks_overfit():
     market = noise_market(30, 1500, seed=11)
     grid = {"rule.0": [5, 10, 15, 20, 25, 30], "rule.1": [20, 30, 40, 50, 60, 70, 80]}
-    result = optimize(market, "rsi(14) < 30", BacktestParams(max_positions=5), {"rule.1": grid["rule.1"],
-                      "holding_period": [3, 5, 10, 20, 40]}, min_trades=5)  # fmt: skip
+    result = optimize(
+        market,
+        "rsi(14) < 30",
+        BacktestParams(max_positions=5),
+        {"rule.1": grid["rule.1"], "holding_period": [3, 5, 10, 20, 40]},
+        min_trades=5,
+    )
     o = result.overfitting()
     assert o["n_trials"] == 35 and o["n_blocks"] == N_BLOCKS
     assert o["pbo"] >= 0.35, o

@@ -105,8 +105,11 @@ def test_unknown_method_is_a_clear_error():
 def two(sizing_amount, signal_type="long", **kw):
     m = bars_market({"AAA": flat(4), "BBB": flat(4)})
     sizing = Sizing("fixed_amount", fixed_amount=sizing_amount)
-    return backtest(m, signal_at(m, AAA=[0], BBB=[0]), **{**BASE, "max_positions": 2, "sizing": sizing,
-                                                         "signal_type": signal_type, **kw})  # fmt: skip
+    return backtest(
+        m,
+        signal_at(m, AAA=[0], BBB=[0]),
+        **{**BASE, "max_positions": 2, "sizing": sizing, "signal_type": signal_type, **kw},
+    )
 
 
 @pytest.mark.parametrize("side", ["long", "short"])
@@ -148,8 +151,9 @@ def test_max_position_cuts_the_size_and_records_the_cut():
 def test_max_sector_cuts_then_skips_and_spares_other_sectors():
     syms = ("AAA", "BBB", "CCC", "DDD")
     m = bars_market({s: flat(4) for s in syms}, sectors={"AAA": "Tech", "BBB": "Tech", "CCC": "Tech", "DDD": "Oil"})
-    r = backtest(m, signal_at(m, **{s: [0] for s in syms}), **BASE, max_positions=5,
-                 limits=RiskLimits(max_sector_pct=30.0))  # fmt: skip
+    r = backtest(
+        m, signal_at(m, **{s: [0] for s in syms}), **BASE, max_positions=5, limits=RiskLimits(max_sector_pct=30.0)
+    )
     value = dict(zip(r.trades.symbol, r.trades.shares * r.trades.entry_price, strict=True))
     assert value == pytest.approx({"AAA": 200.0, "BBB": 100.0, "DDD": 200.0})
     assert r.events[["symbol", "rule", "action"]].astype(str).values.tolist() == [
@@ -170,8 +174,9 @@ def test_max_correlation_skips_a_twin_and_keeps_a_hedge():
     mirror = [100.0]
     for a, b in zip(path, path[1:], strict=False):
         mirror.append(mirror[-1] * (1 - (b / a - 1)))
-    m = bars_market({"AAA": [(p,) * 4 for p in path], "BBB": [(p,) * 4 for p in twin],
-                     "CCC": [(p,) * 4 for p in mirror]})  # fmt: skip
+    m = bars_market(
+        {"AAA": [(p,) * 4 for p in path], "BBB": [(p,) * 4 for p in twin], "CCC": [(p,) * 4 for p in mirror]}
+    )
     sig = signal_at(m, AAA=[5], BBB=[5], CCC=[5])
     r = backtest(m, sig, **BASE, max_positions=3, limits=RiskLimits(max_correlation=0.7, correlation_lookback=5))
     assert sorted(r.trades.symbol) == ["AAA", "CCC"]

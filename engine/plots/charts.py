@@ -12,9 +12,14 @@ from engine import Market
 UP, DOWN = "#26a69a", "#ef5350"
 
 
-def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None = None,
-            markers: pd.DataFrame | None = None, lower: dict[str, np.ndarray] | None = None,
-            focus: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> go.Figure:  # fmt: skip
+def candles(
+    market: Market,
+    symbol: str,
+    overlays: dict[str, np.ndarray] | None = None,
+    markers: pd.DataFrame | None = None,
+    lower: dict[str, np.ndarray] | None = None,
+    focus: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> go.Figure:
     """Candlesticks + volume for one symbol; overlays on price, `lower` indicators in their own panel,
     markers: rows with date, price, label, color, symbol (marker shape); `focus` (first, last date) opens
     the chart on that span with context around it (zooming out shows the rest)."""
@@ -24,8 +29,20 @@ def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None 
     rows = 3 if lower else 2
     heights = [0.6, 0.2, 0.2] if lower else [0.75, 0.25]
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights)
-    fig.add_trace(go.Candlestick(x=bars.index, open=bars.open, high=bars.high, low=bars.low, close=bars.close,
-                                 name=symbol, increasing_line_color=UP, decreasing_line_color=DOWN), 1, 1)  # fmt: skip
+    fig.add_trace(
+        go.Candlestick(
+            x=bars.index,
+            open=bars.open,
+            high=bars.high,
+            low=bars.low,
+            close=bars.close,
+            name=symbol,
+            increasing_line_color=UP,
+            decreasing_line_color=DOWN,
+        ),
+        1,
+        1,
+    )
     for label, values in (overlays or {}).items():
         fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 1, 1)
     colors = np.where(bars.close >= bars.open, UP, DOWN)
@@ -34,11 +51,24 @@ def candles(market: Market, symbol: str, overlays: dict[str, np.ndarray] | None 
         fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 3, 1)
     if markers is not None and len(markers):
         for (label, color, shape), grp in markers.groupby(["label", "color", "shape"], sort=False):
-            fig.add_trace(go.Scatter(x=grp.date, y=grp.price, mode="markers", name=label,
-                                     marker={"color": color, "size": 11, "symbol": shape,
-                                             "line": {"width": 1, "color": "#222"}}), 1, 1)  # fmt: skip
-    fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_rangeslider_visible=False,
-                      legend={"orientation": "h", "y": 1.04}, hovermode="x unified")  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=grp.date,
+                    y=grp.price,
+                    mode="markers",
+                    name=label,
+                    marker={"color": color, "size": 11, "symbol": shape, "line": {"width": 1, "color": "#222"}},
+                ),
+                1,
+                1,
+            )
+    fig.update_layout(
+        height=560,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_rangeslider_visible=False,
+        legend={"orientation": "h", "y": 1.04},
+        hovermode="x unified",
+    )
     if len(bars) and not (bars.index.day_of_week >= 5).any():  # no weekend bars (not crypto): no weekend gaps
         fig.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}])
     if focus is not None and len(bars):
@@ -79,15 +109,35 @@ def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
     """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
     fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1)
-    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.buy_hold_equity,
-                             name=f"Buy & hold ({benchmark or 'equal weight'})",
-                             line={"color": "#999", "dash": "dot"}), 1, 1)  # fmt: skip
-    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.drawdown_pct, name="Drawdown %", fill="tozeroy",
-                             line={"color": DOWN, "width": 1}), 2, 1)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=equity_df.index,
+            y=equity_df.buy_hold_equity,
+            name=f"Buy & hold ({benchmark or 'equal weight'})",
+            line={"color": "#999", "dash": "dot"},
+        ),
+        1,
+        1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=equity_df.index,
+            y=equity_df.drawdown_pct,
+            name="Drawdown %",
+            fill="tozeroy",
+            line={"color": DOWN, "width": 1},
+        ),
+        2,
+        1,
+    )
     fig.update_yaxes(title_text="Equity (log scale)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
-    fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.06},
-                      hovermode="x unified")  # fmt: skip
+    fig.update_layout(
+        height=480,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.06},
+        hovermode="x unified",
+    )
     return fig
 
 
@@ -101,11 +151,23 @@ def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
     months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
     text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
-    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=months, y=[str(y) for y in grid.index], text=text.to_numpy(),
-                               texttemplate="%{text}", colorscale="RdYlGn", zmid=0, zmin=-limit, zmax=limit,
-                               colorbar={"title": "%"}))  # fmt: skip
-    fig.update_layout(height=60 + 28 * len(grid), margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      yaxis={"autorange": "reversed"})  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=months,
+            y=[str(y) for y in grid.index],
+            text=text.to_numpy(),
+            texttemplate="%{text}",
+            colorscale="RdYlGn",
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorbar={"title": "%"},
+        )
+    )
+    fig.update_layout(
+        height=60 + 28 * len(grid), margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"autorange": "reversed"}
+    )
     return fig
 
 
@@ -120,17 +182,35 @@ def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.
     """A (y x x) grid of values (optimize.heatmap_cells, or its stability); click a cell to open it."""
     xs, ys = [f"{v:g}" for v in cells.columns], [f"{v:g}" for v in cells.index]
     values = cells.to_numpy()
-    fig = go.Figure(go.Heatmap(z=values, x=xs, y=ys, colorscale="RdYlGn", colorbar={"title": z},
-                               texttemplate="%{z:.2f}", hoverinfo="skip"))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=values, x=xs, y=ys, colorscale="RdYlGn", colorbar={"title": z}, texttemplate="%{z:.2f}", hoverinfo="skip"
+        )
+    )
     # Streamlit reports clicks on scatter points, not on heatmap cells: a near-invisible marker per cell takes
     # the clicks (and shows the hover text).
     gx, gy = np.meshgrid(xs, ys)
     hover = f"{x}=%{{x}}<br>{y}=%{{y}}<br>{z}=%{{customdata:.3f}}<extra></extra>"
     marker = {"symbol": "square", "size": 36, "opacity": 0.01, "color": "#000"}
-    fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), customdata=values.ravel(), mode="markers",
-                             showlegend=False, marker=marker, hovertemplate=hover))  # fmt: skip
-    fig.update_layout(xaxis_title=x, yaxis_title=y, title=title, xaxis={"type": "category"},
-                      yaxis={"type": "category"}, clickmode="event+select")  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=gx.ravel(),
+            y=gy.ravel(),
+            customdata=values.ravel(),
+            mode="markers",
+            showlegend=False,
+            marker=marker,
+            hovertemplate=hover,
+        )
+    )
+    fig.update_layout(
+        xaxis_title=x,
+        yaxis_title=y,
+        title=title,
+        xaxis={"type": "category"},
+        yaxis={"type": "category"},
+        clickmode="event+select",
+    )
     return _layout(fig)
 
 
@@ -141,8 +221,18 @@ def sensitivity(table: pd.DataFrame, keys: list[str], z: str) -> go.Figure:
         g = table.groupby(key)[z]
         for stat, dash in (("max", None), ("mean", "dot")):
             s = g.agg(stat)
-            fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), name=f"{stat}", mode="lines+markers",
-                                     line={"dash": dash, "color": "#1f6feb"}, showlegend=i == 1), 1, i)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=s.index,
+                    y=s.to_numpy(),
+                    name=f"{stat}",
+                    mode="lines+markers",
+                    line={"dash": dash, "color": "#1f6feb"},
+                    showlegend=i == 1,
+                ),
+                1,
+                i,
+            )
     fig.update_yaxes(title_text=z, col=1)
     return _layout(fig, 340)
 
@@ -159,10 +249,15 @@ def fan(bands: pd.DataFrame, samples: np.ndarray) -> go.Figure:
     fig = go.Figure()
     x = bands.index.to_numpy()
     for path in samples[:30]:
-        fig.add_trace(go.Scatter(x=x, y=path, mode="lines", line={"width": 0.5, "color": "#bbb"}, showlegend=False,
-                                 hoverinfo="skip"))  # fmt: skip
-    for lo, hi, color, name in (("p5", "p95", "rgba(31,111,235,0.15)", "5-95%"),
-                                ("p25", "p75", "rgba(31,111,235,0.3)", "25-75%")):  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=path, mode="lines", line={"width": 0.5, "color": "#bbb"}, showlegend=False, hoverinfo="skip"
+            )
+        )
+    for lo, hi, color, name in (
+        ("p5", "p95", "rgba(31,111,235,0.15)", "5-95%"),
+        ("p25", "p75", "rgba(31,111,235,0.3)", "25-75%"),
+    ):
         fig.add_trace(go.Scatter(x=x, y=bands[hi], line={"width": 0}, showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=x, y=bands[lo], fill="tonexty", fillcolor=color, line={"width": 0}, name=name))
     fig.add_trace(go.Scatter(x=x, y=bands["p50"], name="median", line={"color": "#1f6feb", "width": 2}))
@@ -191,9 +286,17 @@ def excursions(trades: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for name, win, color in (("winners", True, UP), ("losers", False, DOWN)):
         t = trades[(trades.pnl > 0) == win]
-        fig.add_trace(go.Scatter(x=t.mae_pct, y=t.mfe_pct, mode="markers", name=name, marker={"color": color},
-                                 text=t.symbol.astype(str) + " " + t.entry_date.dt.strftime("%Y-%m-%d"),
-                                 hovertemplate="%{text}<br>MAE %{x:.2f}%<br>MFE %{y:.2f}%<extra></extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=t.mae_pct,
+                y=t.mfe_pct,
+                mode="markers",
+                name=name,
+                marker={"color": color},
+                text=t.symbol.astype(str) + " " + t.entry_date.dt.strftime("%Y-%m-%d"),
+                hovertemplate="%{text}<br>MAE %{x:.2f}%<br>MFE %{y:.2f}%<extra></extra>",
+            )
+        )
     fig.update_xaxes(title_text="MAE: worst excursion while held (%)")
     fig.update_yaxes(title_text="MFE: best excursion while held (%)")
     return _layout(fig, 380)
@@ -205,14 +308,27 @@ def rolling_risk(equity_df: pd.DataFrame, window: int, periods_per_year: float) 
     mean, sd = r.rolling(window).mean(), r.rolling(window).std()
     sharpe = (mean / sd.where(sd > 0)) * np.sqrt(periods_per_year)
     vol = sd * np.sqrt(periods_per_year) * 100
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=(f"Rolling Sharpe ({window} bars)", f"Rolling volatility ({window} bars, %)",
-                                        "Gross exposure (% of equity)"))  # fmt: skip
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.05,
+        subplot_titles=(
+            f"Rolling Sharpe ({window} bars)",
+            f"Rolling volatility ({window} bars, %)",
+            "Gross exposure (% of equity)",
+        ),
+    )
     fig.add_trace(go.Scatter(x=r.index, y=sharpe, name="Sharpe", line={"color": "#1f6feb"}), 1, 1)
     fig.add_hline(y=0, line={"color": "#999", "width": 1}, row=1, col=1)
     fig.add_trace(go.Scatter(x=r.index, y=vol, name="Volatility %", line={"color": "#8250df"}), 2, 1)
-    fig.add_trace(go.Scatter(x=r.index, y=equity_df.gross_exposure_pct, name="Exposure %", fill="tozeroy",
-                             line={"color": UP, "width": 1}), 3, 1)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=r.index, y=equity_df.gross_exposure_pct, name="Exposure %", fill="tozeroy", line={"color": UP, "width": 1}
+        ),
+        3,
+        1,
+    )
     fig.update_layout(showlegend=False, hovermode="x unified")
     return _layout(fig, 620)
 
@@ -221,15 +337,20 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     """Sharpe ratios of random-entry strategies, with the strategy's own as a line."""
     fig = go.Figure(go.Histogram(x=random[np.isfinite(random)], nbinsx=50, marker_color="#bbb", name="random entries"))
     fig.add_vline(x=own, line={"color": "#1f6feb", "width": 3}, annotation_text="this rule")
-    fig.update_layout(xaxis_title="Sharpe ratio (equal-weight book of the trades)", yaxis_title="random strategies",
-                      bargap=0.02, showlegend=False)  # fmt: skip
+    fig.update_layout(
+        xaxis_title="Sharpe ratio (equal-weight book of the trades)",
+        yaxis_title="random strategies",
+        bargap=0.02,
+        showlegend=False,
+    )
     return _layout(fig, 320)
 
 
 def stitched_equity(oos_equity: pd.DataFrame, windows: pd.DataFrame) -> go.Figure:
     """The walk-forward's out-of-sample equity, window after window, with each test window's start marked."""
-    fig = go.Figure(go.Scatter(x=oos_equity.index, y=oos_equity.equity, name="out-of-sample equity",
-                               line={"color": "#1f6feb"}))  # fmt: skip
+    fig = go.Figure(
+        go.Scatter(x=oos_equity.index, y=oos_equity.equity, name="out-of-sample equity", line={"color": "#1f6feb"})
+    )
     for start in windows.get("test_start", []):
         fig.add_vline(x=start, line={"color": "#d0d7de", "width": 1})
     fig.update_layout(title="Stitched out-of-sample equity (a line per re-optimisation)", yaxis_title="equity")
@@ -238,10 +359,18 @@ def stitched_equity(oos_equity: pd.DataFrame, windows: pd.DataFrame) -> go.Figur
 
 def chosen_parameters(windows: pd.DataFrame, keys: list[str]) -> go.Figure:
     """The parameters each walk-forward window chose, one line per parameter: stable choices are a good sign."""
-    fig = make_subplots(rows=max(len(keys), 1), cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=keys or ["no parameters"])  # fmt: skip
+    fig = make_subplots(
+        rows=max(len(keys), 1),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        subplot_titles=keys or ["no parameters"],
+    )
     for i, key in enumerate(keys, start=1):
-        fig.add_trace(go.Scatter(x=windows["test_start"], y=windows[key], mode="lines+markers", name=key,
-                                 line={"shape": "hv"}), i, 1)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=windows["test_start"], y=windows[key], mode="lines+markers", name=key, line={"shape": "hv"}),
+            i,
+            1,
+        )
     fig.update_layout(showlegend=False, title="Parameters chosen per window")
     return _layout(fig, 140 + 160 * max(len(keys), 1))

@@ -33,21 +33,33 @@ padding:.6rem .8rem;border-radius:6px}code{background:#f6f8fa;padding:.1rem .3re
 """
 
 
-def tear_sheet(market: Market, rule: str, result: BacktestResult, overfitting: dict | None = None,
-               title: str = "Backtest tear sheet") -> str:  # fmt: skip
+def tear_sheet(
+    market: Market,
+    rule: str,
+    result: BacktestResult,
+    overfitting: dict | None = None,
+    title: str = "Backtest tear sheet",
+) -> str:
     """The HTML text of the tear sheet (write it with encoding='utf-8')."""
     m, p = result.metrics, result.params
-    figures = [("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
-               ("Monthly returns (%)", charts.monthly_returns(result.equity)),
-               ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"]))]  # fmt: skip
+    figures = [
+        ("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
+        ("Monthly returns (%)", charts.monthly_returns(result.equity)),
+        ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"])),
+    ]
     luck = random_entry_test(market, result)
     if len(result.trades):
         figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.trades)))
     if len(luck["random"]):
-        figures.append(("Random-entry test: this rule's Sharpe among random strategies",
-                        charts.null_histogram(luck["random"], luck["sharpe"])))  # fmt: skip
-    plots = "".join(f"<h2>{html.escape(name)}</h2>{_figure(fig, first=i == 0)}" for i, (name, fig) in
-                    enumerate(figures))  # fmt: skip
+        figures.append(
+            (
+                "Random-entry test: this rule's Sharpe among random strategies",
+                charts.null_histogram(luck["random"], luck["sharpe"]),
+            )
+        )
+    plots = "".join(
+        f"<h2>{html.escape(name)}</h2>{_figure(fig, first=i == 0)}" for i, (name, fig) in enumerate(figures)
+    )
     summary = market.summary()
     sections = [
         f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {dt.datetime.now():%Y-%m-%d %H:%M} by the "
@@ -62,15 +74,17 @@ def tear_sheet(market: Market, rule: str, result: BacktestResult, overfitting: d
                 ("Entry rule", rule),
                 ("Exit rule", p.exit_rule or "none"),
             ]
-        ),  # fmt: skip
+        ),
         "<h2>Parameters</h2>" + _table(_parameters(result)),
         "<h2>Robustness</h2>" + _robustness(m, overfitting, luck),
         "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), _metric(k, v)) for k, v in m.items()]),
         plots,
         f"<h2>Trades ({len(result.trades):,})</h2>" + _trades(result.trades),
     ]
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")  # fmt: skip
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
+    )
 
 
 def _figure(fig: go.Figure, first: bool) -> str:
@@ -103,14 +117,17 @@ def _parameters(result: BacktestResult) -> list[tuple[str, str]]:
 
 
 def _robustness(m: dict, overfitting: dict | None, luck: dict) -> str:
-    rows = [("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct"))),
-            ("Random strategies at least as good (p-value)",
-             f"{_share(luck['p_value'])} of {len(luck['random']):,}")]  # fmt: skip
+    rows = [
+        ("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct"))),
+        ("Random strategies at least as good (p-value)", f"{_share(luck['p_value'])} of {len(luck['random']):,}"),
+    ]
     verdict = ""
     if overfitting:
-        rows += [("Combinations tried", f"{overfitting['n_trials']:,}"),
-                 ("Deflated Sharpe of the best", _share(overfitting["deflated_sharpe"])),
-                 ("Probability of backtest overfitting (CSCV)", _share(overfitting["pbo"]))]  # fmt: skip
+        rows += [
+            ("Combinations tried", f"{overfitting['n_trials']:,}"),
+            ("Deflated Sharpe of the best", _share(overfitting["deflated_sharpe"])),
+            ("Probability of backtest overfitting (CSCV)", _share(overfitting["pbo"])),
+        ]
         verdict = f"<p class='verdict'>{html.escape(overfitting['verdict'])}</p>"
     else:
         rows.append(("Selection bias", "one backtest: no search to correct for (see the Optimize page's report)"))

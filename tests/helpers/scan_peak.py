@@ -26,8 +26,20 @@ from engine.budget import scan_bytes  # noqa: E402
 from engine.filters import indicator_names, scan  # noqa: E402
 from engine.synthetic import synthetic_market  # noqa: E402
 
-KINDS = ("sma({})", "rsi({})", "ema({})", "stoch_k({})", "atr({})", "bb_upper({})", "roc({})", "macd({}, 40)",
-         "volatility({})", "wma({})", "adx({})", "relative_volume({})")  # fmt: skip
+KINDS = (
+    "sma({})",
+    "rsi({})",
+    "ema({})",
+    "stoch_k({})",
+    "atr({})",
+    "bb_upper({})",
+    "roc({})",
+    "macd({}, 40)",
+    "volatility({})",
+    "wma({})",
+    "adx({})",
+    "relative_volume({})",
+)
 
 
 def rule(n: int) -> str:
