@@ -148,7 +148,7 @@ class Jobs:
             job.status = "cancelled" if job.cancel.is_set() else "done"
         except DataError as exc:
             job.status, job.error = "failed", str(exc)
-        except Exception:  # noqa: BLE001 - a bug fails the job with a plain message; the traceback stays in the log
+        except Exception:  # a bug fails the job with a plain message; the traceback stays in the log
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.status, job.error = "failed", "An unexpected error stopped the job (it has been logged)."
         job.finished = time.time()

@@ -52,7 +52,7 @@ def _loop(every_seconds: float) -> None:
         time.sleep(every_seconds)
         try:
             reap()
-        except Exception as exc:  # noqa: BLE001 - Streamlit's internals moved: stop, say why, never crash
+        except Exception as exc:  # Streamlit's internals moved: stop, say why, never crash
             log.warning("session reaper stopped: %r", exc)
             return
 

@@ -252,7 +252,7 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
         return str(exc)
     except DataError as exc:
         return str(exc)
-    except Exception:  # noqa: BLE001 - a loader bug must not take the page down; it is logged for us
+    except Exception:  # a loader bug must not take the page down; it is logged for us
         log.exception("unexpected error loading %s", uploaded.name)
         return "An unexpected error stopped the load (it has been logged). Try exporting the file again as CSV."
     _use_new(new)
@@ -373,7 +373,7 @@ def _identify() -> tuple[str, str]:
     try:
         if st.user.is_logged_in:
             return f"user:{st.user.get('email') or st.user.get('sub')}", "login"
-    except Exception:  # noqa: BLE001 - no authentication configured
+    except Exception:  # no authentication configured
         pass
     header = os.environ.get("SCANNER_USER_HEADER", "").strip()
     value = st.context.headers.get(header) if header else None

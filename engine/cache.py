@@ -474,5 +474,5 @@ def _attach_log_file(path: Path) -> None:
 class _QuietFileHandler(RotatingFileHandler):
     """A log file that cannot be written (directory gone, disk full) costs the log line, never the run."""
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+    def handleError(self, record: logging.LogRecord) -> None:  # logging's name
         pass

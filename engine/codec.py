@@ -89,7 +89,7 @@ def decode(blob: bytes, key: str, secret: bytes) -> Any:
             return _from_tree(tree["value"], zf, _allowed())
     except CodecError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any malformed member: not a valid entry
+    except Exception as exc:  # any malformed member: not a valid entry
         raise CodecError(f"unreadable entry: {exc!r}"[:200]) from None
 
 

@@ -418,7 +418,7 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
                 yield futures[future], future.result()
             except RuleError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a lost worker or cluster: keep what finished
+            except Exception as exc:  # a lost worker or cluster: keep what finished
                 log.warning("grid chunk failed on %s: %r", scheduler, exc)
                 yield futures[future], None
 

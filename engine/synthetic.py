@@ -46,7 +46,7 @@ def synthetic_frame(
     t_idx, s_idx = np.nonzero(present)
     width = len(str(n_symbols - 1))
     names = np.array([f"S{j:0{width}d}" for j in range(n_symbols)])
-    rnd = lambda a: np.round(a[t_idx, s_idx], 4)  # noqa: E731
+    rnd = lambda a: np.round(a[t_idx, s_idx], 4)
     frame = pd.DataFrame(
         {
             "symbol": names[s_idx],

@@ -112,7 +112,7 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
             base,
             grid,
             settings,
-            progress=progress,  # noqa: E731
+            progress=progress,
             scheduler=scheduler,
         )
         out = app_state.cached_run(

@@ -79,7 +79,7 @@ def test_a_corrupt_entry_is_recomputed_not_a_crash(cache, tmp_path):
 
 def test_history_lists_filters_and_deletes_runs_and_the_log_says_hit_or_miss(cache, tmp_path):
     m = market_from(CSV)
-    summarise = lambda r: {"total_return_pct": r.metrics["total_return_pct"]}  # noqa: E731
+    summarise = lambda r: {"total_return_pct": r.metrics["total_return_pct"]}
     for session in ("alice", "bob", "alice"):
         cache.run("backtest", m, "r", {"sl": 1}, lambda: backtest(m, m.close > 0), summarise, session=session)
     runs = cache.runs()
