@@ -45,12 +45,10 @@ from engine.datasets import BUILTIN, dataset_id, describe, to_frame, valid_id
 from engine.filters import parse_rule
 from engine.montecarlo import MonteCarloResult, settings_used, simulate
 from engine.optimize import (
-    OptimizeResult,
-    WalkForwardResult,
+    OptimizationRun,
     estimate_work,
     format_grid_spec,
-    grid_values,
-    is_integral,
+    grid_from_spec,
     optimization_key,
     run_optimization,
 )
@@ -471,7 +469,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     The grid and the work are checked first (422 with the limit when too big)."""
     market = open_dataset(req.data, who)
     parse_rule(req.rule)
-    grid = {name: grid_values(name, *span, integral=is_integral(req.rule, name)) for name, span in req.grid.items()}
+    grid = grid_from_spec(req.rule, req.grid)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"]).check()
     values = values_by_path(req.params)
@@ -520,29 +518,27 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     return _submit(request, who, "optimize", work)
 
 
-def _optimize_view(out: Any) -> dict[str, Any]:
-    if isinstance(out, WalkForwardResult):
+def _optimize_view(out: OptimizationRun) -> dict[str, Any]:
+    if out.grid is None:  # walk-forward: one row per window
         return {
-            "mode": "walk_forward",
-            "windows": records(out.windows),
+            "mode": out.mode,
+            "windows": records(out.ranked),
             "efficiency": clean(out.efficiency),
             "anchored": out.anchored,
-            "oos_equity": records(out.oos_equity),
+            "oos_equity": records(out.oos_equity) if out.oos_equity is not None else [],
         }
-    result: OptimizeResult = out[0] if isinstance(out, tuple) else out
-    ranked = out[1] if isinstance(out, tuple) else result.ranked()
-    best = result.best()
+    result, best = out.grid, out.grid.best()
     return {
-        "mode": "split" if isinstance(out, tuple) else "all",
-        "objective": result.objective,
+        "mode": out.mode,
+        "objective": out.objective,
         "best": None if best is None else clean(best.to_dict()),
-        "best_params": result.best_params(),
+        "best_params": out.best_params(),
         "combinations": len(result.table),
         "seconds": result.seconds,
         "cancelled": result.cancelled,
         "failed": result.failed,
-        "overfitting": clean(result.overfitting()),
-        "table": records(ranked, MAX_GRID_ROWS),
+        "overfitting": clean(out.overfitting()),
+        "table": records(out.ranked, MAX_GRID_ROWS),
     }
 
 

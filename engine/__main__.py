@@ -102,30 +102,23 @@ def _need_rule(args) -> str:
 
 
 def _optimize(market, args) -> int:
-    from .optimize import WalkForwardResult, grid_values, is_integral, parse_grid_spec, run_optimization
+    from .optimize import grid_from_spec, parse_grid_spec, run_optimization
     from .safe_csv import to_safe_csv
 
     rule = _need_rule(args)
     base = params_from_values(_values(args, table.backtest_params()))
     settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("optimize")).items()}
-    spec = parse_grid_spec(args.grid)
-    grid = {k: grid_values(k, *span, integral=is_integral(rule, k)) for k, span in spec.items()}
-    out = run_optimization(market, rule, base, grid, settings)
-    if isinstance(out, tuple):  # split: the in-sample result, and every combination in and out of sample
-        result, ranked = out
-    elif isinstance(out, WalkForwardResult):  # one row per window
-        result, ranked = None, out.windows
-    else:
-        result, ranked = out, out.ranked()
+    out = run_optimization(market, rule, base, grid_from_spec(rule, parse_grid_spec(args.grid)), settings)
+    ranked = out.ranked  # every combination (with *_oos in split mode), or one row per walk-forward window
     if args.csv:
         to_safe_csv(ranked, args.csv, index=False)
-    fit = result.overfitting() if result is not None else None
+    fit = out.overfitting()
     if args.json:
         top = json.loads(ranked.head(args.top).to_json(orient="records", date_format="iso"))
         print(
             json.dumps(
                 {
-                    "best": None if result is None else result.best_params(),
+                    "best": None if out.grid is None else out.best_params(),
                     "top": top,
                     "overfitting": None if fit is None else {k: _clean(v) for k, v in fit.items()},
                 }

@@ -37,11 +37,12 @@ def _allowed() -> dict[str, type]:
     from .backtest import BacktestParams, BacktestResult
     from .filters import Signals
     from .montecarlo import MonteCarloResult
-    from .optimize import OptimizeResult, WalkForwardResult
+    from .optimize import OptimizationRun, OptimizeResult, WalkForwardResult
     from .risk import RiskLimits
     from .sizing import Sizing
 
     classes = (
+        OptimizationRun,
         BacktestParams,
         BacktestResult,
         MonteCarloResult,

@@ -337,6 +337,7 @@ def optimize(
     rule: str,
     base: BacktestParams,
     grid: Mapping[str, Sequence[float]],
+    *,
     objective: str = "sharpe",
     min_trades: int = 10,
     bars: tuple[int, int] | None = None,
@@ -455,7 +456,13 @@ def run_chunk(
 
 
 def in_out_of_sample(
-    market: Market, rule: str, base: BacktestParams, grid: Mapping[str, Sequence[float]], split: float = 0.7, **kwargs
+    market: Market,
+    rule: str,
+    base: BacktestParams,
+    grid: Mapping[str, Sequence[float]],
+    *,
+    split: float = 0.7,
+    **kwargs,
 ) -> tuple[OptimizeResult, pd.DataFrame]:
     """Optimise on the first `split` of the bars, then run every combination on the rest.
 
@@ -531,6 +538,7 @@ def walk_forward(
     rule: str,
     base: BacktestParams,
     grid: Mapping[str, Sequence[float]],
+    *,
     train_bars: int,
     test_bars: int,
     objective: str = "sharpe",
@@ -549,7 +557,15 @@ def walk_forward(
         if should_stop and should_stop():
             break
         ins = optimize(
-            market, rule, base, grid, objective, min_trades, bars=(a, b), scheduler=scheduler, should_stop=should_stop
+            market,
+            rule,
+            base,
+            grid,
+            objective=objective,
+            min_trades=min_trades,
+            bars=(a, b),
+            scheduler=scheduler,
+            should_stop=should_stop,
         )
         best = ins.best_params()
         row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
@@ -615,6 +631,43 @@ def optimization_key(base: BacktestParams, grid: Mapping[str, Sequence[float]], 
     return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **settings_used(settings)}
 
 
+@dataclass
+class OptimizationRun:
+    """What `run_optimization` answers in every mode ('all', 'split' or 'walk_forward'), so that no face
+    branches on a type: `ranked` is the table to show, best first (every combination; in 'split' with its
+    out-of-sample metrics; in 'walk_forward' one row per window), `grid` the whole grid on the (in-sample)
+    bars with its overfitting figures, and the walk-forward's stitched out-of-sample equity and efficiency."""
+
+    mode: str
+    objective: str
+    keys: list[str]
+    ranked: pd.DataFrame
+    grid: OptimizeResult | None = None  # 'all' and 'split'
+    oos_equity: pd.DataFrame | None = None  # 'walk_forward'
+    efficiency: float = math.nan  # 'walk_forward'
+    anchored: bool = False
+
+    def best_params(self) -> dict[str, float] | None:
+        """The best combination's grid values (None when none had enough trades); in a walk-forward, those
+        chosen for the latest window."""
+        if self.grid is not None:
+            return self.grid.best_params()
+        chosen = self.ranked.dropna(subset=[k for k in self.keys if k in self.ranked])
+        if chosen.empty or not all(k in chosen for k in self.keys):
+            return None
+        return {k: float(chosen[k].iloc[-1]) for k in self.keys}
+
+    def overfitting(self) -> dict[str, Any] | None:
+        """The grid's deflated Sharpe, PBO and verdict; None for a walk-forward (each window has its own)."""
+        return None if self.grid is None else self.grid.overfitting()
+
+
+def grid_from_spec(rule: str, spec: Mapping[str, tuple[float, float, float]]) -> dict[str, list[float]]:
+    """A grid from its spec, key -> (from, to, step), as links, the CLI and the API write it: each key's values,
+    whole numbers where the rule's number is one."""
+    return {name: grid_values(name, *span, integral=is_integral(rule, name)) for name, span in spec.items()}
+
+
 def run_optimization(
     market: Market,
     rule: str,
@@ -622,20 +675,43 @@ def run_optimization(
     grid: Mapping[str, Sequence[float]],
     settings: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> Any:
+) -> OptimizationRun:
     """The optimisation the settings' mode asks for: `optimize` (mode 'all'), `in_out_of_sample` ('split')
-    or `walk_forward`; kwargs (progress, should_stop, scheduler) pass through."""
+    or `walk_forward`, as one OptimizationRun; kwargs (progress, should_stop, scheduler) pass through."""
     s = settings_used(settings)
     common = {"objective": s["objective"], "min_trades": s["min_trades"], **kwargs}
+    keys = list(grid)
     if s["mode"] == "walk_forward":
-        return walk_forward(market, rule, base, grid, s["train_bars"], s["test_bars"], anchored=s["anchored"], **common)
+        wf = walk_forward(
+            market,
+            rule,
+            base,
+            grid,
+            train_bars=s["train_bars"],
+            test_bars=s["test_bars"],
+            anchored=s["anchored"],
+            **common,
+        )
+        return OptimizationRun(
+            "walk_forward",
+            wf.objective,
+            keys,
+            wf.windows,
+            oos_equity=wf.oos_equity,
+            efficiency=wf.efficiency,
+            anchored=wf.anchored,
+        )
     if s["mode"] == "split":
-        return in_out_of_sample(market, rule, base, grid, s["split"], **common)
-    return optimize(market, rule, base, grid, **common)
+        ins, merged = in_out_of_sample(market, rule, base, grid, split=s["split"], **common)
+        return OptimizationRun("split", ins.objective, keys, merged, grid=ins)
+    result = optimize(market, rule, base, grid, **common)
+    return OptimizationRun("all", result.objective, keys, result.ranked(), grid=result)
 
 
 __all__ = [
+    "OptimizationRun",
     "WalkForwardResult",
+    "grid_from_spec",
     "optimization_key",
     "run_optimization",
     "OptimizeResult",

@@ -122,7 +122,7 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
             lambda r: {"combinations": n, "mode": mode},
             need=2 * backtest_bytes(market.close.nbytes),
         )
-        ss.opt = (mode, objective, list(grid), out)
+        ss.opt = out
         bar.progress(1.0, text="Done" + (" (from the cache)" if ss.get("optimize_cache_hit") else ""))
     except (DataError, RuleError) as exc:
         st.error(str(exc))
@@ -130,11 +130,12 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
 
 if not ss.get("opt"):
     st.stop()
-mode, objective, keys, out = ss.opt
-if mode == "walk_forward":
+out = ss.opt
+objective, keys = out.objective, out.keys
+if out.grid is None:  # walk-forward
     kind = "anchored" if out.anchored else "rolling"
     st.subheader(f"Walk-forward ({kind} windows): re-optimised on each training window, tested on the next")
-    table_ = out.windows
+    table_ = out.ranked
     col = f"{objective}_oos"
     c = st.columns(3)
     c[0].metric(
@@ -154,7 +155,7 @@ if mode == "walk_forward":
     st.dataframe(table_, hide_index=True, width="stretch", column_config=app_format.grid_columns(table_, labels))
     st.stop()
 
-result, ranked = (out[0], out[1]) if isinstance(out, tuple) else (out, out.ranked())
+result, ranked = out.grid, out.ranked
 best = result.best()
 if result.failed:
     st.warning(
@@ -281,7 +282,7 @@ with tab_map:
                     ss.autorun = "backtest"
                     del ss["w.optimize.map"]  # a click opens the backtest once, not again on the next visit
                     st.switch_page("../pages/backtest.py")
-        if isinstance(out, tuple):
+        if out.mode == "split":
             st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")
     else:
         st.info("Vary two or more parameters for a heatmap.")

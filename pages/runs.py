@@ -8,7 +8,6 @@ import streamlit as st
 from app import formatting as app_format
 from app import state as app_state
 from engine.metrics import KEY_METRICS, LABELS
-from engine.optimize import WalkForwardResult
 from engine.plots import charts
 
 PAGE_SIZE = 50
@@ -123,10 +122,7 @@ elif record.kind == "montecarlo":
     left.dataframe(value.summary().style.format("{:,.2f}"), width="stretch")
     right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
 elif record.kind == "optimize":
-    if isinstance(value, WalkForwardResult):
-        table = value.windows
-    else:
-        table = value[1] if isinstance(value, tuple) else value.ranked()
+    table = value.ranked
     st.dataframe(
         table,
         width="stretch",

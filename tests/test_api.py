@@ -442,7 +442,7 @@ def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sam
     assert job["status"] == "done", job["error"]
     assert job["progress"]["done"] == job["progress"]["total"] > 0
     grid = {"stop_loss": [2.0, 4.0, 6.0, 8.0], "rule.1": [30.0, 35.0, 40.0]}
-    ins, _ = in_out_of_sample(sample, RULE, params_from_values({}), grid, 0.7, min_trades=5)
+    ins, _ = in_out_of_sample(sample, RULE, params_from_values({}), grid, split=0.7, min_trades=5)
     assert job["result"]["best_params"] == ins.best_params() and job["result"]["combinations"] == 12
     fit = job["result"]["overfitting"]
     assert fit["n_trials"] == 12 and set(fit) >= {"deflated_sharpe", "pbo", "n_trials", "verdict"}

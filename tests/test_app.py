@@ -221,8 +221,9 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     at.number_input(key="p.mint").set_value(1).run()
     at.button[0].click().run()
     assert not at.exception
-    result, merged = at.session_state["opt"][3]
-    assert len(merged) == 6 and "sharpe_oos" in merged
+    run = at.session_state["opt"]
+    result, merged = run.grid, run.ranked
+    assert run.mode == "split" and len(merged) == 6 and "sharpe_oos" in merged
     assert any("Best in-sample" in s.value for s in at.success)
     best = result.best()
     at.button[1].click().run()

@@ -154,7 +154,7 @@ def test_every_result_kind_round_trips_through_the_codec(sample):
     mc = monte_carlo(trade_returns(result), 200, seed=1)
     grid = {"stop_loss": [2.0, 4.0]}
     ins, merged = in_out_of_sample(sample, "rsi(14) < 40", BacktestParams(), grid, min_trades=0)
-    wf = walk_forward(sample, "rsi(14) < 40", BacktestParams(), grid, 500, 250, min_trades=0)
+    wf = walk_forward(sample, "rsi(14) < 40", BacktestParams(), grid, train_bars=500, test_bars=250, min_trades=0)
     for value in (result, mc, (ins, merged), wf, signals):
         back = decode(encode(value, "k", b"s"), "k", b"s")
         assert type(back) is type(value)

@@ -16,10 +16,13 @@ from engine.data import Market
 from engine.filters import scan
 from engine.optimize import (
     METRICS,
+    OptimizationRun,
     apply_params,
+    grid_from_spec,
     grid_size,
     in_out_of_sample,
     optimize,
+    run_optimization,
     walk_forward,
     walk_forward_windows,
 )
@@ -156,7 +159,7 @@ def test_oversized_work_is_refused_before_anything_runs(sample, monkeypatch):
     with pytest.raises(DataError, match="18,446,744,073,709,551,616 combinations is over the 100,000 limit"):
         estimate_work(sample, huge).check()
     with pytest.raises(DataError, match="527 walk-forward windows is over the 200 limit"):
-        walk_forward(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2.0, 4.0]}, 60, 5)
+        walk_forward(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2.0, 4.0]}, train_bars=60, test_bars=5)
     monkeypatch.setenv("SCANNER_GRID_WORK", "1e4")
     with pytest.raises(DataError, match=r"would simulate 80,970 symbol-bars .* over the 10,000 limit"):
         optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2.0, 4.0, 6.0, 8.0, 10.0]}, min_trades=0)
@@ -241,3 +244,28 @@ def test_heatmap_cells_slices_and_stability_by_hand():
     assert (stability(plateau) == 2.0).all().all()
     assert cell_combination(t, "sharpe", ["a", "b", "c"], {"a": 2.0, "b": 2.0}) == {"a": 2.0, "b": 2.0, "c": 1.0}
     assert cell_combination(t, "sharpe", ["a", "b", "c"], {"a": 9.0}) is None
+
+
+@pytest.mark.parametrize("mode", ["all", "split", "walk_forward"])
+def test_run_optimization_answers_one_type_in_every_mode(mode):
+    settings = {"mode": mode, "min_trades": 0, "train_bars": 120, "test_bars": 40}
+    run = run_optimization(MARKET, RULE, BASE, GRID, settings)
+    assert isinstance(run, OptimizationRun) and run.mode == mode and run.keys == list(GRID)
+    if mode == "walk_forward":
+        expected = walk_forward(MARKET, RULE, BASE, GRID, train_bars=120, test_bars=40, min_trades=0)
+        pd.testing.assert_frame_equal(run.ranked, expected.windows)
+        assert run.grid is None and run.overfitting() is None and run.efficiency == expected.efficiency
+        assert run.best_params() == {k: float(expected.windows[k].dropna().iloc[-1]) for k in GRID}
+    elif mode == "split":
+        ins, merged = in_out_of_sample(MARKET, RULE, BASE, GRID, min_trades=0)
+        pd.testing.assert_frame_equal(run.ranked, merged)
+        assert run.best_params() == ins.best_params() and run.overfitting() == ins.overfitting()
+    else:
+        result = optimize(MARKET, RULE, BASE, GRID, min_trades=0)
+        pd.testing.assert_frame_equal(run.ranked, result.ranked())
+        assert run.best_params() == result.best_params()
+
+
+def test_one_grid_builder_for_every_face():
+    grid = grid_from_spec("rsi(14) < 30", {"stop_loss": (2, 6, 2), "rule.0": (10, 14, 2)})
+    assert grid == {"stop_loss": [2.0, 4.0, 6.0], "rule.0": [10, 12, 14]}
