@@ -1,0 +1,61 @@
+"""What every route depends on: who the caller is (checked on the router, so no route can forget it), the
+dataset they name (404 unless they may open it) and the dashboard link that reproduces a run."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, HTTPException, Request
+
+from engine.data import Market
+from engine.datasets import BUILTIN, dataset_id, valid_id
+from engine.stores import builtin, dataset_store
+
+from .identity import Identities
+
+
+def user(request: Request) -> str:
+    """Who makes this request (401 without a valid token when tokens are configured)."""
+    identities: Identities = request.app.state.identities
+    header = request.headers.get(identities.header) if identities.header else None
+    who = identities.who(request.headers.get("authorization", ""), header)
+    if who is None:
+        raise HTTPException(
+            401,
+            "A valid token is required: send the header 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return who
+
+
+User = Annotated[str, Depends(user)]
+
+
+def open_dataset(data_id: str, who: str) -> Market:
+    """A built-in dataset or a stored one the caller may open; 404 with the dashboard's advice otherwise. A
+    dataset private to another user is a 404 like an unknown one: its existence is not confirmed."""
+    if data_id in BUILTIN:
+        return builtin(data_id)
+    market = dataset_store().get(data_id, viewer=who) if valid_id(data_id) else None
+    if market is None:
+        shown = data_id[:40].replace("`", "'")
+        raise HTTPException(
+            404,
+            f"The dataset `{shown}` is not on this server (unknown, deleted, evicted, or "
+            "private to another user). Upload the file again with POST /api/data: the same file "
+            "gets the same id.",
+        )
+    return market
+
+
+def data_id_of(market: Market, requested: str) -> str:
+    """The id a link names the dataset by: a built-in's name, else its content id."""
+    return requested if requested in BUILTIN else dataset_id(market)
+
+
+def dashboard_link(page: str, query: dict[str, str]) -> str:
+    """A dashboard URL that opens `page` with this state (SCANNER_DASHBOARD_URL, default 127.0.0.1:8501)."""
+    base = os.environ.get("SCANNER_DASHBOARD_URL", "http://127.0.0.1:8501").rstrip("/")
+    return f"{base}/{page}?{urlencode(query)}"

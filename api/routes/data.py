@@ -1,0 +1,153 @@
+"""/api/data: upload, list, describe, share and delete datasets, and read their bars."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import Response, StreamingResponse
+
+from engine.budget import upload_bytes
+from engine.data import Market, load_market, max_upload_bytes, too_big
+from engine.datasets import BUILTIN, dataset_id, describe, to_frame
+from engine.safe_csv import to_safe_csv
+from engine.stores import builtin, dataset_store, reserved
+
+from ..deps import User, dashboard_link, open_dataset, user
+from ..serialize import clean, records
+
+log = logging.getLogger("scanner.api")
+MAX_ROWS = 10_000  # rows per page of /api/data/{id}/ohlcv as JSON (CSV and Parquet stream every row)
+router = APIRouter(prefix="/api", tags=["data"], dependencies=[Depends(user)])
+
+
+def _listing(market: Market, data_id: str, who: str) -> dict[str, Any]:
+    info = dataset_store().info(data_id, viewer=who) if data_id not in BUILTIN else None
+    listing = describe(market) if info is None else info
+    out = {**vars(listing), "id": data_id}
+    return clean(out)
+
+
+@router.post("/data", status_code=201, tags=["data"])
+def upload_dataset(
+    who: User,
+    file: Annotated[UploadFile, File(description="CSV (optionally gzip) or Parquet of daily bars")],
+    on_bad_rows: Annotated[Literal["raise", "drop"], Form()] = "raise",
+    prices: Annotated[Literal["raw", "adjusted", "split_adjusted"], Form()] = "raw",
+    date_format: Annotated[str | None, Form(max_length=40)] = None,
+    intraday: Annotated[Literal["refuse", "daily"], Form()] = "refuse",
+    shared: Annotated[bool, Form(description="List it for the whole team on the Data page")] = False,
+) -> dict[str, Any]:
+    """Load a file with the Data page's loader and limits and store it; returns its id and listing. Bad rows
+    are a 422 naming them; send on_bad_rows=drop to load without them (they are listed here afterwards)."""
+    if file.size is not None and file.size > max_upload_bytes():
+        raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
+    buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
+    buffer.name = os.path.basename(file.filename or "upload.csv")
+    need = upload_bytes(len(buffer.getvalue()), compressed=buffer.getvalue()[:2] in (b"\x1f\x8b", b"PK"))
+    market = reserved(
+        "upload",
+        need,
+        lambda: load_market(
+            buffer,
+            name=buffer.name,
+            on_bad_rows=on_bad_rows,
+            prices=prices,
+            date_format=date_format or None,
+            intraday=intraday,
+        ),
+    )()
+    store = dataset_store()
+    try:
+        info = store.put(market, owner=who)
+        if shared and not info.shared:
+            store.set_shared(info.id, who, True)
+    except OSError as exc:
+        log.error("dataset store unusable: %r", exc)
+        raise HTTPException(
+            503,
+            "The server cannot store datasets right now (its storage is full or unavailable); try again later.",
+            headers={"Retry-After": "60"},
+        ) from None
+    data_id = dataset_id(market)
+    return {
+        **_listing(market, data_id, who),
+        "link": dashboard_link("data", {"data": data_id}),
+        "issues": records(market.issues) if market.issues is not None else [],
+    }
+
+
+@router.get("/data", tags=["data"])
+def list_datasets(who: User) -> dict[str, Any]:
+    """The built-in datasets, this user's and the shared ones (all, for an anonymous caller), newest first."""
+    stored = [clean(vars(info)) for info in dataset_store().list(viewer=who)]
+    return {"datasets": [_listing(builtin(name), name, who) for name in BUILTIN] + stored}
+
+
+@router.get("/data/{data_id}", tags=["data"])
+def get_dataset(data_id: str, who: User) -> dict[str, Any]:
+    """Summary, warnings and the rows the load left out (at most 1,000 listed)."""
+    market = open_dataset(data_id, who)
+    dropped = market.dropped_rows
+    return {
+        **_listing(market, data_id, who),
+        **market.summary(),
+        "dropped": [] if dropped is None else records(dropped, 1000),
+    }
+
+
+@router.delete("/data/{data_id}", tags=["data"])
+def delete_dataset(data_id: str, who: User) -> dict[str, Any]:
+    """Delete your listing of a dataset (the bars stay while another user's listing uses them; runs on it stay
+    in the history)."""
+    if data_id in BUILTIN:
+        raise HTTPException(403, "Built-in datasets cannot be deleted.")
+    open_dataset(data_id, who)  # the 404 for what the caller cannot open
+    if not dataset_store().delete(data_id, who):
+        raise HTTPException(403, "Only the user who uploaded a dataset can delete it.")
+    return {"deleted": data_id}
+
+
+@router.post("/data/{data_id}/share", tags=["data"])
+def share_dataset(data_id: str, who: User, shared: Annotated[bool, Query()] = True) -> dict[str, Any]:
+    """List your dataset for the team (`shared=false`: make it private again). Only an uploader can."""
+    open_dataset(data_id, who)
+    if not dataset_store().set_shared(data_id, who, shared):
+        raise HTTPException(403, "Only the user who uploaded a dataset can share it.")
+    return _listing(open_dataset(data_id, who), data_id, who)
+
+
+@router.get("/data/{data_id}/ohlcv", tags=["data"])
+def get_bars(
+    data_id: str,
+    who: User,
+    symbols: Annotated[str | None, Query(description="Comma-separated, e.g. AAPL,MSFT (default all)")] = None,
+    start: Annotated[str | None, Query(description="First date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, Query(description="Last date, YYYY-MM-DD")] = None,
+    format: Annotated[Literal["json", "csv", "parquet"], Query()] = "json",
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    """The bars in normalised long format (symbol, date, open, high, low, close, volume[, sector]). JSON is
+    paginated (limit, offset, next_offset); CSV and Parquet hold every matching row."""
+    market = open_dataset(data_id, who)
+    wanted = None if not symbols else [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    frame = to_frame(market, wanted, start, end)
+    if format == "json":
+        page = frame.iloc[offset : offset + limit]
+        following = offset + limit if offset + limit < len(frame) else None
+        return {"total": len(frame), "offset": offset, "limit": limit, "next_offset": following, "rows": records(page)}
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    name = f"{data_id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "parquet":
+        out = io.BytesIO()
+        frame.to_parquet(out, index=False, compression="zstd")
+        return Response(out.getvalue(), media_type="application/vnd.apache.parquet", headers=headers)
+    text = io.StringIO()
+    to_safe_csv(frame, text, index=False)
+    text.seek(0)
+    return StreamingResponse(iter(lambda: text.read(1 << 20), ""), media_type="text/csv", headers=headers)
