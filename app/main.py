@@ -34,16 +34,16 @@ if market is None:
 else:
     st.sidebar.caption(
         f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
-        f"id `{st.session_state.data_id}`"
+        f"id `{app_state.data_id()}`"
     )
 st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
-problems = st.session_state.get("link_problems")
+problems = app_state.link_problems()
 if problems:
     with st.container(border=True):
         for text in problems:
             st.warning(text, icon=":material/link_off:")
         if st.button("Dismiss", key="dismiss_link_problems"):
-            st.session_state.link_problems = []
+            app_state.dismiss_link_problems()
             st.rerun()
 started = time.perf_counter()
 waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken

@@ -30,7 +30,7 @@ from engine.data import BadRowsError
 from engine.datasets import dataset_id, valid_id
 from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
 from engine.filters import indicator_series as indicator_series_of
-from engine.optimize import OBJECTIVES, default_range, format_grid_spec, parse_grid_spec
+from engine.optimize import OBJECTIVES, OptimizationRun, default_range, format_grid_spec, parse_grid_spec
 from engine.sizing import DESCRIPTIONS
 from engine.stores import builtin, cached_scan, dataset_store, reserved, run_cache
 
@@ -53,6 +53,11 @@ def key(path: str) -> str:
 
 def value(path: str) -> Any:
     return st.session_state[key(path)]
+
+
+def set_value(path: str, value_: Any) -> None:
+    """Set a table parameter's value (its widget shows it on the next run)."""
+    st.session_state[key(path)] = value_
 
 
 def values() -> dict[str, Any]:
@@ -466,7 +471,119 @@ def apply_best(best: dict[str, float]) -> None:
     st.session_state.result = None
 
 
+# --- what pages share, by name ----------------------------------------------------------------------------
+
+
+def result() -> BacktestResult | None:
+    """The last backtest shown (None before the first, or after the data changed)."""
+    return st.session_state.get("result")
+
+
+def result_id() -> int:
+    """A number per backtest result: widgets that belong to one result (the trade picker) are keyed by it."""
+    return hash(st.session_state.get("result_key"))
+
+
+def optimization() -> OptimizationRun | None:
+    return st.session_state.get("opt")
+
+
+def set_optimization(run: OptimizationRun) -> None:
+    st.session_state.opt = run
+
+
+def cache_hit(kind: str) -> bool:
+    """Was the last run of this kind ('backtest', 'optimize', 'montecarlo') served from the cache?"""
+    return bool(st.session_state.get(f"{kind}_cache_hit"))
+
+
+def luck_test() -> dict | None:
+    """The random-entry test of the current result, once run (it follows every new result after that)."""
+    held = st.session_state.get("random_entry")
+    return held[1] if held is not None and held[0] == st.session_state.get("result_key") else None
+
+
+def luck_test_wanted() -> bool:
+    return bool(st.session_state.get("w.luck")) and luck_test() is None
+
+
+def set_luck_test(test: dict) -> None:
+    st.session_state.random_entry = (st.session_state.get("result_key"), test)
+    st.session_state["w.luck"] = True
+
+
+def upload_error() -> str | None:
+    return st.session_state.get("_upload_error")
+
+
+def set_upload_error(text: str | None) -> None:
+    st.session_state["_upload_error"] = text
+
+
+def upload_is_new(attempt: tuple | None) -> bool:
+    """Is this (file, options) not the one loaded last? Remembers it: each file and option set loads once."""
+    if attempt is None:
+        st.session_state["_upload_error"] = st.session_state["_loaded_upload"] = None
+        return False
+    if st.session_state.get("_loaded_upload") == attempt:
+        return False
+    st.session_state["_loaded_upload"] = attempt
+    return True
+
+
+def bad_rows() -> int:
+    """How many rows the last refused upload could leave out (0: none to offer)."""
+    return int(st.session_state.get("bad_rows") or 0)
+
+
+def data_id() -> str | None:
+    return st.session_state.get("data_id")
+
+
+def link_problems() -> list[str]:
+    return st.session_state.get("link_problems") or []
+
+
+def dismiss_link_problems() -> None:
+    st.session_state.link_problems = []
+
+
+def open_next(page: str) -> None:
+    """The next visit to `page` runs at once, as a link to it would (a heatmap click opens its backtest)."""
+    st.session_state.autorun = page
+
+
+# --- widgets a page owns ----------------------------------------------------------------------------------
+# A page's own widgets keep their keys (w.<page>.<name>); pages read, seed and reset them only through here.
+
+
+def widget(key: str, default: Any = None) -> Any:
+    return st.session_state.get(key, default)
+
+
+def seed_widget(key: str, default: Any) -> Any:
+    """Give a widget its first value (never overwrites a user's); returns the current one."""
+    return st.session_state.setdefault(key, default)
+
+
+def set_widget(key: str, value_: Any) -> None:
+    st.session_state[key] = value_
+
+
+def forget_widget(key: str) -> None:
+    st.session_state.pop(key, None)
+
+
 # --- the optimiser's grid -------------------------------------------------------------------------------
+
+
+def grid_keys() -> list[str]:
+    """The parameters the Optimize page varies (grid keys and rule.<i>)."""
+    return list(st.session_state.get("grid.keys", []))
+
+
+def set_grid_keys(keys: list[str]) -> None:
+    st.session_state["grid.keys"] = list(keys)
 
 
 def grid_range(name: str) -> tuple[float, float, float]:

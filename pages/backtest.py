@@ -36,9 +36,9 @@ active = [p.label.lower() for p in table.group("limits") if p.off and app_state.
 
 
 def use_exit_preset() -> None:
-    choice = st.session_state["w.backtest.exit_preset"]
+    choice = app_state.widget("w.backtest.exit_preset")
     if choice in EXIT_PRESETS:
-        st.session_state[app_state.key("exit_rule")] = EXIT_PRESETS[choice]
+        app_state.set_value("exit_rule", EXIT_PRESETS[choice])
 
 
 st.selectbox(
@@ -62,12 +62,12 @@ with st.form("bt_form"):
         "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
     bench_key = app_state.key("benchmark")
-    if st.session_state.get(bench_key) not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+    if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
         st.warning(
-            f"The benchmark `{str(st.session_state[bench_key])[:40]}` is not a symbol of {market.name}; "
+            f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
             "using equal weight of all symbols. Choose another under **Benchmark**."
         )
-        st.session_state[bench_key] = ""
+        app_state.set_value("benchmark", "")
     st.selectbox(
         "Benchmark",
         ["", *market.symbols],
@@ -100,7 +100,7 @@ with st.form("bt_form"):
         st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
     submitted = st.form_submit_button("Run backtest", type="primary")
 
-result = st.session_state.result
+result = app_state.result()
 if submitted or app_state.autorun("backtest"):
     try:
         with st.spinner("Running the backtest..."):
@@ -170,7 +170,7 @@ with tab_trades:
         pick = st.selectbox(
             "Show trade",
             range(len(trades)),
-            key=f"trade_pick.{hash(st.session_state.result_key)}",  # per result
+            key=f"trade_pick.{app_state.result_id()}",  # per result
             format_func=lambda i: (
                 f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → "
                 f"{trades.exit_date[i].date()} ({trades.return_pct[i]:+.2f}%, "
@@ -208,15 +208,12 @@ with tab_luck:
         "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
         "is the market's, not the rule's."
     )
-    luck_key, luck = st.session_state.get("result_key"), st.session_state.get("random_entry")
-    current = luck is not None and luck[0] == luck_key
     # Once asked for, the test follows every new result.
-    if st.button("Run the random-entry test") or (st.session_state.get("w.luck") and not current):
+    if st.button("Run the random-entry test") or app_state.luck_test_wanted():
         with st.spinner("Drawing random strategies..."):
-            luck = (luck_key, random_entry_test(market, result))
-        st.session_state.random_entry, st.session_state["w.luck"] = luck, True
-    if luck is not None and luck[0] == luck_key:
-        test = luck[1]
+            app_state.set_luck_test(random_entry_test(market, result))
+    test = app_state.luck_test()
+    if test is not None:
         share = app_format.share(test["p_value"])
         (st.success if test["p_value"] < 0.05 else st.warning)(
             f"{share} of {len(test['random']):,} random strategies did at least as well as this rule "

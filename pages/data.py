@@ -14,7 +14,6 @@ st.caption(
     "One dataset drives every page. Upload daily OHLCV bars for many symbols (CSV or Parquet, long format:"
     " symbol, date, open, high, low, close, volume; any column case; optional sector and adj_close)."
 )
-ss = st.session_state
 missing = app_state.missing_data_message()
 if missing:
     st.error(missing)
@@ -27,7 +26,7 @@ PRICES = {
 DATES = {"auto": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"}
 INTRADAY = {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"}
 for name, default in (("prices", "raw"), ("date_format", "auto"), ("intraday", "refuse"), ("outlier_pct", 50.0)):
-    ss.setdefault(f"w.data.{name}", default)
+    app_state.seed_widget(f"w.data.{name}", default)
 with st.expander("How to read the file: prices, dates, intraday bars, outliers"):
     c = st.columns(4)
     c[0].selectbox("Prices", list(PRICES), format_func=PRICES.get, key="w.data.prices", persist_state=KEEP)
@@ -42,12 +41,12 @@ with st.expander("How to read the file: prices, dates, intraday bars, outliers")
         persist_state=KEEP,
         help="One-day moves beyond this are flagged.",
     )
-date_format = None if ss["w.data.date_format"] == "auto" else ss["w.data.date_format"]
+date_format = app_state.widget("w.data.date_format")
 options = {
-    "prices": ss["w.data.prices"],
-    "date_format": date_format,
-    "intraday": ss["w.data.intraday"],
-    "outlier_pct": ss["w.data.outlier_pct"],
+    "prices": app_state.widget("w.data.prices"),
+    "date_format": None if date_format == "auto" else date_format,
+    "intraday": app_state.widget("w.data.intraday"),
+    "outlier_pct": app_state.widget("w.data.outlier_pct"),
 }
 
 left, mid, right = st.columns([3, 1, 1])
@@ -56,35 +55,36 @@ with left:
         "Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"], key="upload"
     )
     attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
-    if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
-        ss["_upload_error"], ss["_loaded_upload"] = None, None
-    if uploaded is not None and ss.get("_loaded_upload") != attempt:
-        ss["_loaded_upload"] = attempt
+    # an error belongs to the file that caused it, not to a later visit (no file: no error)
+    if uploaded is not None and app_state.upload_is_new(attempt):
         with st.spinner(f"Loading {uploaded.name}..."):
             error = app_state.load_upload(uploaded, **options)
-        ss["_upload_error"] = error and f"Could not load {uploaded.name}: {error}"
+        app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
         if not error:
             st.rerun()  # the sidebar and the link name the new dataset at once
-    if ss.get("_upload_error"):
+    elif uploaded is None:
+        app_state.upload_is_new(None)
+    if app_state.upload_error():
         keep = " The previous dataset is still loaded." if app_state.market() is not None else ""
-        st.error(ss["_upload_error"] + keep)
-        can_drop = uploaded is not None and ss.get("bad_rows")
-        if can_drop and st.button(f"Load without these {ss.bad_rows:,} rows", type="primary", key="load_without"):
+        st.error(f"{app_state.upload_error()}{keep}")
+        can_drop = uploaded is not None and app_state.bad_rows()
+        rows = app_state.bad_rows()
+        if can_drop and st.button(f"Load without these {rows:,} rows", type="primary", key="load_without"):
             with st.spinner(f"Loading {uploaded.name} without its bad rows..."):
                 error = app_state.load_upload(uploaded, on_bad_rows="drop", **options)
-            ss["_upload_error"] = error and f"Could not load {uploaded.name}: {error}"
+            app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
             st.rerun()
 with mid:
     st.write("")
     if st.button("Use the real sample", help="AAPL, AMZN, GOOG, META, NFLX, NVDA 2013-2023 (MIT, historical)"):
         app_state.use_sample()
-        ss["_upload_error"] = None
+        app_state.set_upload_error(None)
         st.rerun()
 with right:
     st.write("")
     if st.button("Synthetic universe", help="200 seeded synthetic symbols x 2,520 bars with sectors"):
         app_state.use_synthetic()
-        ss["_upload_error"] = None
+        app_state.set_upload_error(None)
         st.rerun()
 
 if app_state.store_warning():
@@ -162,7 +162,7 @@ cols[1].metric("From", summary["first_date"])
 cols[2].metric("To", summary["last_date"])
 cols[3].metric("Bars", f"{summary['bars']:,}")
 cols[4].metric("Missing bars", f"{summary['missing_bars']:,}")
-st.caption(f"Dataset id `{ss.data_id}`: links carry it, so a teammate on this server opens the same data.")
+st.caption(f"Dataset id `{app_state.data_id()}`: links carry it, so a teammate on this server opens the same data.")
 
 issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
 dropped = market.dropped_rows
@@ -198,5 +198,5 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
             app_state.exclude_symbols(flagged)
             st.rerun()
 
-symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{ss.data_id}")  # a new list: a new widget
+symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{app_state.data_id()}")  # a new list: a new widget
 st.plotly_chart(charts.candles(market, symbol), width="stretch")

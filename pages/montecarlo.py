@@ -12,7 +12,7 @@ from engine.plots import charts
 
 st.title("Monte Carlo")
 app_state.require_market()
-result = st.session_state.get("result")
+result = app_state.result()
 if result is None and app_state.autorun("montecarlo"):
     try:  # a link to this page: run the backtest it names first, as its sender had
         with st.spinner("Running the backtest..."):

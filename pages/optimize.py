@@ -29,7 +29,6 @@ from engine.optimize import (
 from engine.plots import charts, report
 
 st.title("Optimize")
-ss = st.session_state
 market, rule = app_state.require_market(), app_state.rule()
 try:
     base = app_state.bt_params()
@@ -44,15 +43,15 @@ labels = {p.path: app_format.param_title(p) for p in table.grid_keys().values()}
 labels |= app_format.rule_number_titles(rule)
 choices = [p.path for p in table.grid_keys().values() if not p.methods or base.sizing.method in p.methods]
 choices += [f"rule.{n.index}" for n in numbers]
-kept = [k for k in ss.get("grid.keys", []) if k in choices]  # drop keys this rule or sizing method lacks
-if kept != ss.get("grid.keys"):
-    ss["grid.keys"] = kept
+kept = [k for k in app_state.grid_keys() if k in choices]  # drop keys this rule or sizing method lacks
+if kept != app_state.grid_keys():
+    app_state.set_grid_keys(kept)
 st.multiselect(
     "Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c), persist_state=app_state.KEEP
 )
 
 grid, problems = {}, []
-for name in ss["grid.keys"]:
+for name in app_state.grid_keys():
     app_state.grid_range(name)  # initialises from, to and step in the state
     c = st.columns([3, 1, 1, 1])
     c[0].markdown(f"**{labels.get(name, name)}**")
@@ -122,15 +121,15 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
             lambda r: {"combinations": n, "mode": mode},
             need=2 * backtest_bytes(market.close.nbytes),
         )
-        ss.opt = out
-        bar.progress(1.0, text="Done" + (" (from the cache)" if ss.get("optimize_cache_hit") else ""))
+        app_state.set_optimization(out)
+        bar.progress(1.0, text="Done" + (" (from the cache)" if app_state.cache_hit("optimize") else ""))
     except (DataError, RuleError) as exc:
         st.error(str(exc))
         st.stop()
 
-if not ss.get("opt"):
+out = app_state.optimization()
+if out is None:
     st.stop()
-out = ss.opt
 objective, keys = out.objective, out.keys
 if out.grid is None:  # walk-forward
     kind = "anchored" if out.anchored else "rolling"
@@ -229,16 +228,16 @@ with tab_map:
     if len(keys) >= 2:
         c = st.columns(4)
         for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
-            if ss.get(name) not in keys:
-                ss[name] = default
-        if ss.get("w.optimize.z") not in METRICS:
-            ss["w.optimize.z"] = objective
+            if app_state.widget(name) not in keys:
+                app_state.set_widget(name, default)
+        if app_state.widget("w.optimize.z") not in METRICS:
+            app_state.set_widget("w.optimize.z", objective)
         x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP)
         y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP)
         z = c[2].selectbox(
             "Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP, format_func=lambda m: LABELS.get(m, m)
         )
-        ss.setdefault("w.optimize.others", "best")
+        app_state.seed_widget("w.optimize.others", "best")
         others = c[3].radio(
             "Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others", persist_state=app_state.KEEP
         )
@@ -248,8 +247,8 @@ with tab_map:
             c = st.columns([1, 3])
             third = c[0].selectbox("Slice at", rest, key="w.optimize.slice_key")
             values = sorted(result.table[third].dropna().unique().tolist())
-            if ss.get("w.optimize.slice") not in values:
-                ss["w.optimize.slice"] = values[0]
+            if app_state.widget("w.optimize.slice") not in values:
+                app_state.set_widget("w.optimize.slice", values[0])
             fixed[third] = c[1].select_slider(
                 f"{labels.get(third, third)}", values, key="w.optimize.slice", format_func=lambda v: f"{v:g}"
             )
@@ -279,8 +278,8 @@ with tab_map:
                 combo = cell_combination(result.table, objective, keys, picked)
                 if combo is not None:
                     app_state.apply_best(combo)
-                    ss.autorun = "backtest"
-                    del ss["w.optimize.map"]  # a click opens the backtest once, not again on the next visit
+                    app_state.open_next("backtest")
+                    app_state.forget_widget("w.optimize.map")  # a click opens the backtest once, not on every visit
                     st.switch_page("../pages/backtest.py")
         if out.mode == "split":
             st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")

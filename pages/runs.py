@@ -23,7 +23,7 @@ me = app_state.user_id()
 team_view = os.environ.get("SCANNER_TEAM_VIEW", "1") != "0"
 everyone = False
 if team_view:
-    st.session_state.setdefault("w.runs.everyone", False)
+    app_state.seed_widget("w.runs.everyone", False)
     everyone = st.toggle(
         "Show the team's runs (read-only unless yours)", key="w.runs.everyone", persist_state=app_state.KEEP
     )

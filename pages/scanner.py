@@ -10,23 +10,22 @@ from engine.filters import PRESETS, Condition, RuleError, available, conditions_
 from engine.plots import charts
 
 st.title("Scanner")
-ss = st.session_state
-ss.setdefault("rule_text", app_state.rule())
+app_state.seed_widget("rule_text", app_state.rule())
 
 
 def _apply(text: str) -> None:
-    ss.rule_text = text
+    app_state.set_widget("rule_text", text)
     app_state.set_rule(text)
 
 
 def _on_preset() -> None:
-    if ss["w.scanner.preset"] in PRESETS:
-        _apply(PRESETS[ss["w.scanner.preset"]])
+    if app_state.widget("w.scanner.preset") in PRESETS:
+        _apply(PRESETS[app_state.widget("w.scanner.preset")])
 
 
 left, right = st.columns([1, 2])
 with left:
-    ss.setdefault("w.scanner.preset", "(custom)")
+    app_state.seed_widget("w.scanner.preset", "(custom)")
     st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset, persist_state=KEEP)
     with st.expander("Build from conditions"):
         conds = []
@@ -34,9 +33,9 @@ with left:
             [("rsi(14)", "<", "30"), ("close", ">", "sma(200)"), ("", ">", "")]
         ):
             k = f"w.scanner.cond{i}"
-            ss.setdefault(f"{k}.left", left_text)
-            ss.setdefault(f"{k}.op", op)
-            ss.setdefault(f"{k}.right", right_text)
+            app_state.seed_widget(f"{k}.left", left_text)
+            app_state.seed_widget(f"{k}.op", op)
+            app_state.seed_widget(f"{k}.right", right_text)
             a, b, c = st.columns([3, 2, 2])
             lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed", persist_state=KEEP)
             op = b.selectbox(
@@ -49,7 +48,7 @@ with left:
             rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed", persist_state=KEEP)
             if lhs.strip() and rhs.strip():
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
-        ss.setdefault("w.scanner.join", "and")
+        app_state.seed_widget("w.scanner.join", "and")
         join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join", persist_state=KEEP)
         if st.button("Use these conditions", disabled=not conds):
             _apply(conditions_to_rule(conds, join))
@@ -58,7 +57,7 @@ with right:
         "Rule",
         key="rule_text",
         height=90,
-        on_change=lambda: app_state.set_rule(ss.rule_text),
+        on_change=lambda: app_state.set_rule(app_state.widget("rule_text")),
         help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc",
     )
     st.caption(f"Available — {available()}.")
@@ -88,7 +87,7 @@ if len(hits) > 2000:
     st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 
 hit_symbols = list(pd.unique(hits.symbol))
-symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{ss.data_id}")
+symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{app_state.data_id()}")
 j = market.column(symbol)
 overlays, lower = {}, {}
 for label, values in app_state.indicator_series().items():

@@ -28,3 +28,12 @@ def test_no_engine_module_imports_a_face_not_even_inside_a_function():
 def test_the_package_docstring_runs_as_written():
     failures, tried = doctest.testmod(engine, verbose=False)
     assert tried >= 5 and failures == 0
+
+
+def test_pages_talk_to_the_state_module_never_to_session_state():
+    offenders = []
+    for path in [*sorted((ROOT / "pages").glob("*.py")), ROOT / "app" / "main.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "session_state":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
