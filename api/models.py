@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from engine import params as table
-from engine.filters import MAX_RULE_CHARS
+from engine.rules import MAX_RULE_CHARS
 
 _STRICT = ConfigDict(extra="forbid")  # a misspelt field is an error naming it, never silently ignored
 

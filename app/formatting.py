@@ -9,9 +9,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from engine.filters import rule_numbers
 from engine.metrics import LABELS
 from engine.params import TABLE, Param
+from engine.rules import rule_numbers
 
 MONEY = "%,.2f"
 PCT = "%,.2f%%"

@@ -28,9 +28,9 @@ from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
 from engine.data import BadRowsError
 from engine.datasets import dataset_id, valid_id
-from engine.filters import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
-from engine.filters import indicator_series as indicator_series_of
 from engine.optimize import OBJECTIVES, OptimizationRun, default_range, format_grid_spec, parse_grid_spec
+from engine.rules import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
+from engine.rules import indicator_series as indicator_series_of
 from engine.sizing import DESCRIPTIONS
 from engine.stores import builtin, cached_scan, dataset_store, reserved, run_cache
 

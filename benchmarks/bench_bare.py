@@ -22,8 +22,8 @@ from numba import njit, prange
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import interleaved  # noqa: E402
 from engine import BacktestParams, backtest, synthetic_market  # noqa: E402
-from engine.filters import scan  # noqa: E402
 from engine.optimize import run_chunk  # noqa: E402  (the optimiser's unit of work: one scan, one parallel call)
+from engine.rules import scan  # noqa: E402
 
 N_SYMBOLS, N_BARS, DENSITY = 500, 2520, 0.05
 PARAMS = dict(stop_loss=5.0, take_profit=10.0, holding_period=20, max_positions=50, commission=0.05, slippage_bps=5)

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine import BacktestParams, synthetic_market  # noqa: E402
-from engine.filters import scan  # noqa: E402
 from engine.optimize import optimize  # noqa: E402
+from engine.rules import scan  # noqa: E402
 
 N_SYMBOLS, N_BARS = 50, 2520
 RULE = "rsi(14) < 35"

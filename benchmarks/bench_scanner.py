@@ -12,8 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import peak_rss_mb, timed  # noqa: E402
 from engine import synthetic_market  # noqa: E402
-from engine.filters import evaluate  # noqa: E402
 from engine.indicators import Indicators  # noqa: E402
+from engine.rules import evaluate  # noqa: E402
 
 RULE = "rsi(14) < 35 and close > sma(200) and relative_volume(20) > 1.5 and macd_hist() > 0 and atr_pct(14) < 5"
 

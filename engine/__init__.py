@@ -17,10 +17,10 @@ True
 
 from .backtest import BacktestParams, BacktestResult, backtest
 from .data import DataError, Market, load_market, load_sample
-from .filters import scan
 from .montecarlo import monte_carlo
 from .optimize import optimize
 from .risk import RiskLimits
+from .rules import scan
 from .sizing import Sizing
 from .synthetic import synthetic_market
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from . import params as table
 from .backtest import backtest, params_from_values
 from .data import DataError, load_market, load_sample
-from .filters import scan
 from .metrics import LABELS
+from .rules import scan
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,9 +34,9 @@ import pandas as pd
 from . import _kernels as k
 from . import params as table
 from .data import DataError, Market
-from .filters import Signals
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
 from .risk import RiskLimits, correlation_inputs, sector_ids
+from .rules import Signals
 from .sizing import METHODS, Sizing
 
 EXIT_NAMES = k.EXIT_NAMES
@@ -196,7 +196,7 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
     """The exit rule's (bars x symbols) bool matrix; 0 x 0 when there is none."""
     if not rule.strip():
         return np.zeros((0, 0), bool)
-    from .filters import RuleError, scan
+    from .rules import RuleError, scan
 
     try:
         return np.ascontiguousarray(scan(market, rule).matrix)

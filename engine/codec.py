@@ -35,10 +35,10 @@ class CodecError(ValueError):
 
 def _allowed() -> dict[str, type]:
     from .backtest import BacktestParams, BacktestResult
-    from .filters import Signals
     from .montecarlo import MonteCarloResult
     from .optimize import OptimizationRun, OptimizeResult, WalkForwardResult
     from .risk import RiskLimits
+    from .rules import Signals
     from .sizing import Sizing
 
     classes = (

@@ -2,7 +2,7 @@
 
 Grid keys: the parameters with a grid range in the one parameter table (`params.grid_keys()`: stop_loss,
 take_profit, holding_period, max_positions, sizing.<field>), 0 switching an exit off as everywhere, and
-numbers in the rule as `rule.<i>` (see `filters.rule_numbers`: in 'rsi(14) < 30', rule.0 is 14, rule.1 30).
+numbers in the rule as `rule.<i>` (see `rules.rule_numbers`: in 'rsi(14) < 30', rule.0 is 14, rule.1 30).
 
 Combinations that share a rule share one scan (indicators are memoised per dataset); each chunk of
 combinations runs in one Numba call, in parallel threads (`_kernels.simulate_grid`), reduced to metrics
@@ -40,8 +40,8 @@ from .backtest import (
     window_inputs,
 )
 from .data import DataError, Market
-from .filters import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 from .metrics import LABELS, cagr_pct, periods_per_year
+from .rules import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 
 log = logging.getLogger("engine.optimize")
 METRICS = k.GRID_METRICS

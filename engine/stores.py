@@ -18,7 +18,7 @@ from .budget import MemoryBudget, scan_bytes, server_budget_bytes
 from .cache import RunCache
 from .data import Market
 from .datasets import DatasetStore
-from .filters import Signals, indicator_names, scan
+from .rules import Signals, indicator_names, scan
 
 T = TypeVar("T")
 

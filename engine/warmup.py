@@ -57,10 +57,10 @@ def _steps() -> list[Callable[[], object]]:
     """Each kernel family on a tiny synthetic market: indicators, a scan, backtests with each sizing method
     and limits, a short backtest, a small grid."""
     from .backtest import BacktestParams, backtest
-    from .filters import scan
     from .indicators import CATALOGUE, indicators_for
     from .optimize import optimize
     from .risk import RiskLimits
+    from .rules import scan
     from .sizing import METHODS, Sizing
     from .synthetic import synthetic_market
 

@@ -9,9 +9,9 @@ from app.state import param_widget
 from engine import DataError
 from engine import params as table
 from engine.backtest import random_entry_test
-from engine.filters import EXIT_PRESETS, RuleError
 from engine.metrics import LABELS
 from engine.plots import charts, report
+from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
 
 st.title("Backtest")

@@ -10,7 +10,6 @@ from app.state import param_widget, value
 from engine import DataError, backtest
 from engine import params as table
 from engine.budget import backtest_bytes
-from engine.filters import RuleError, rule_numbers, scan
 from engine.metrics import LABELS
 from engine.optimize import (
     METRICS,
@@ -27,6 +26,7 @@ from engine.optimize import (
     stability,
 )
 from engine.plots import charts, report
+from engine.rules import RuleError, rule_numbers, scan
 
 st.title("Optimize")
 market, rule = app_state.require_market(), app_state.rule()

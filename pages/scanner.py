@@ -6,8 +6,8 @@ import streamlit as st
 from app import formatting as app_format
 from app import state as app_state
 from app.state import KEEP
-from engine.filters import PRESETS, Condition, RuleError, available, conditions_to_rule
 from engine.plots import charts
+from engine.rules import PRESETS, Condition, RuleError, available, conditions_to_rule
 
 st.title("Scanner")
 app_state.seed_widget("rule_text", app_state.rule())

@@ -30,8 +30,8 @@ from engine import backtest, load_market, synthetic_market
 from engine import params as table
 from engine.backtest import params_from_values
 from engine.datasets import to_frame
-from engine.filters import scan
 from engine.optimize import in_out_of_sample
+from engine.rules import scan
 from engine.stores import dataset_store, run_cache
 
 ROOT = Path(__file__).resolve().parents[1]

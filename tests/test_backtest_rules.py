@@ -106,7 +106,7 @@ def test_max_positions_and_cash_skip_are_counted():
 
 
 def test_priority_decides_which_signal_gets_the_cash():
-    from engine.filters import Signals
+    from engine.rules import Signals
 
     m = bars_market({s: flat(4) for s in ("AAA", "BBB")})
     prio = np.zeros(m.shape)

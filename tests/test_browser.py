@@ -467,9 +467,9 @@ def test_clicking_a_heatmap_cell_opens_that_combinations_backtest(server, browse
 def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(browser, tmp_path, sample):
     from engine import backtest
     from engine.backtest import BacktestParams
-    from engine.filters import scan
     from engine.optimize import optimize
     from engine.plots.report import tear_sheet
+    from engine.rules import scan
 
     result = backtest(sample, scan(sample, "rsi(14) < 30"), BacktestParams(stop_loss=5, trailing_stop=8))
     fit = optimize(sample, "rsi(14) < 30", BacktestParams(), {"stop_loss": [2, 4, 6]}, min_trades=5).overfitting()

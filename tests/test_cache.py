@@ -145,9 +145,9 @@ def test_an_entry_copied_over_another_is_a_miss_not_the_wrong_result(tmp_path):
 def test_every_result_kind_round_trips_through_the_codec(sample):
     from engine import BacktestParams
     from engine.codec import decode, encode
-    from engine.filters import scan
     from engine.montecarlo import monte_carlo, trade_returns
     from engine.optimize import in_out_of_sample, walk_forward
+    from engine.rules import scan
 
     signals = scan(sample, "rsi(14) < 40 rank by volume")
     result = backtest(sample, signals, stop_loss=4.0, max_positions=2)  # some signals skipped: events

@@ -58,7 +58,7 @@ def test_candles_skip_weekends_only_where_the_data_has_none():
 
 
 def test_moving_averages_go_on_the_price_panel_and_oscillators_below(sample):
-    from engine.filters import indicator_series
+    from engine.rules import indicator_series
 
     j = sample.column("AAPL")  # 13 to 195 over the sample: RSI's 10-90 is on the same scale
     values = indicator_series(sample, "rsi(14) < 30 and close > sma(200) and atr(14) > 0 and bb_upper(20) > 0")

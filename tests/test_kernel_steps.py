@@ -17,7 +17,7 @@ from engine import _kernels as k
 from engine import backtest
 from engine.backtest import BacktestParams, kernel_inputs
 from engine.data import market_from_frame
-from engine.filters import Signals
+from engine.rules import Signals
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat, signal_at
 from tests.test_backtest_rules import ONE, only_trade, run
@@ -232,7 +232,7 @@ def test_an_exit_at_the_open_counts_only_that_open_in_the_excursions():
 
 
 def test_trades_carry_each_entry_rule_indicator_at_the_signal_bar(sample):
-    from engine.filters import scan
+    from engine.rules import scan
 
     signals = scan(sample, "rsi(14) < 30")
     r = backtest(sample, signals)
@@ -294,7 +294,7 @@ def test_the_grid_kernel_reduces_each_combination_to_the_single_backtests_metric
     m = bars_market({"AAA": bars, "BBB": [(o * 2, h * 2, lo * 2, c * 2) for o, h, lo, c in bars]})
     grid = {"stop_loss": [0.0, 3.0], "trailing_stop": [0.0, 5.0]}
     result = optimize(m, "close > open", BacktestParams(max_positions=2), grid, min_trades=0)
-    from engine.filters import scan
+    from engine.rules import scan
 
     for row in result.table.itertuples(index=False):
         params = BacktestParams(max_positions=2, stop_loss=row.stop_loss, trailing_stop=row.trailing_stop)

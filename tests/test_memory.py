@@ -19,8 +19,8 @@ from engine import synthetic_market
 from engine.budget import MemoryBudget, ServerBusy
 from engine.data import DataError
 from engine.datasets import DatasetStore
-from engine.filters import scan
 from engine.indicators import _LIVE, indicators_for
+from engine.rules import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 

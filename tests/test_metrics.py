@@ -108,7 +108,7 @@ def test_benchmark_tail_and_streak_metrics_by_hand():
 
 def test_backtest_metrics_against_a_benchmark_symbol(sample):
     from engine import backtest
-    from engine.filters import scan
+    from engine.rules import scan
 
     r = backtest(sample, scan(sample, "rsi(14) < 30"), benchmark="AAPL")
     aapl = sample.frame("AAPL").close
@@ -126,7 +126,7 @@ def mt_error():
 
 def test_every_backtest_has_its_probabilistic_sharpe(sample):
     from engine import backtest
-    from engine.filters import scan
+    from engine.rules import scan
 
     r = backtest(sample, scan(sample, "rsi(14) < 30"))
     returns = mt.bar_returns(r.equity["equity"].to_numpy())

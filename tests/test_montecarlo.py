@@ -71,8 +71,8 @@ def test_compounding_stops_at_ruin():
 
 def test_daily_blocks_resample_the_portfolio_returns_whose_own_order_is_the_backtest(sample):
     from engine import backtest
-    from engine.filters import scan
     from engine.montecarlo import block_indices, compound, daily_returns, simulate
+    from engine.rules import scan
 
     result = backtest(sample, scan(sample, "rsi(14) < 35"))
     r = daily_returns(result)

@@ -13,7 +13,6 @@ import pytest
 
 from engine import BacktestParams, DataError, RiskLimits, Sizing, backtest, synthetic_market
 from engine.data import Market
-from engine.filters import scan
 from engine.optimize import (
     METRICS,
     OptimizationRun,
@@ -26,6 +25,7 @@ from engine.optimize import (
     walk_forward,
     walk_forward_windows,
 )
+from engine.rules import scan
 
 MARKET = synthetic_market(8, 300, seed=5)
 RULE = "rsi(14) < 40"

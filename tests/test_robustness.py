@@ -122,7 +122,7 @@ def test_trade_day_returns_by_hand():
 def test_random_entries_do_not_call_a_noise_rule_skilful_but_do_call_a_prescient_one():
     from engine import backtest
     from engine.backtest import random_entry_test
-    from engine.filters import scan
+    from engine.rules import scan
 
     market = noise_market(20, 1200, seed=5)
     result = backtest(market, scan(market, "rsi(14) < 35"), BacktestParams(holding_period=5))

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from engine import params as table
 from engine.backtest import BacktestResult, backtest, params_from_values
 from engine.budget import backtest_bytes, montecarlo_bytes
-from engine.filters import parse_rule
 from engine.montecarlo import MonteCarloResult, settings_used, simulate
 from engine.optimize import (
     OptimizationRun,
@@ -24,6 +23,7 @@ from engine.optimize import (
     optimization_key,
     run_optimization,
 )
+from engine.rules import parse_rule
 from engine.stores import cached_scan, reserved, run_cache
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import api.app  # noqa: E402
 import api.deps  # noqa: E402
 from engine.budget import scan_bytes  # noqa: E402
-from engine.filters import indicator_names, scan  # noqa: E402
+from engine.rules import indicator_names, scan  # noqa: E402
 from engine.synthetic import synthetic_market  # noqa: E402
 
 KINDS = (

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from engine import synthetic_market
-from engine.filters import PRESETS, Condition, RuleError, conditions_to_rule, parse_rule, scan
+from engine.rules import PRESETS, Condition, RuleError, conditions_to_rule, parse_rule, scan
 from tests.conftest import bars_market
 
 
