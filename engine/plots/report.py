@@ -21,6 +21,7 @@ from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
 
 from . import charts
+from .format import metric_text
 
 MAX_TRADES = 2_000  # rows of the trade list in the file (all of them are in the CSV download)
 _CSS = """
@@ -77,7 +78,7 @@ def tear_sheet(
         ),
         "<h2>Parameters</h2>" + _table(_parameters(result)),
         "<h2>Robustness</h2>" + _robustness(m, overfitting, luck),
-        "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), _metric(k, v)) for k, v in m.items()]),
+        "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), metric_text(k, v)) for k, v in m.items()]),
         plots,
         f"<h2>Trades ({len(result.trades):,})</h2>" + _trades(result.trades),
     ]
@@ -97,14 +98,6 @@ def _table(rows: Sequence[tuple[str, object]]) -> str:
     return f"<table>{body}</table>"
 
 
-def _metric(name: str, value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, int) or name in ("n_trades", "max_drawdown_bars", "max_win_streak", "max_loss_streak"):
-        return f"{int(value):,}"  # type: ignore[call-overload]  # a count: an int or a whole float
-    return f"{value:,.2f}%" if name.endswith("_pct") else f"{value:,.2f}"
-
-
 def _parameters(result: BacktestResult) -> list[tuple[str, str]]:
     p = result.params
     rows = []
@@ -118,7 +111,7 @@ def _parameters(result: BacktestResult) -> list[tuple[str, str]]:
 
 def _robustness(m: dict, overfitting: dict | None, luck: dict) -> str:
     rows = [
-        ("Probabilistic Sharpe (true Sharpe > 0)", _metric("psr_pct", m.get("psr_pct"))),
+        ("Probabilistic Sharpe (true Sharpe > 0)", metric_text("psr_pct", m.get("psr_pct"))),
         ("Random strategies at least as good (p-value)", f"{_share(luck['p_value'])} of {len(luck['random']):,}"),
     ]
     verdict = ""

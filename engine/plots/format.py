@@ -1,0 +1,75 @@
+"""How the library shows numbers and names, for every face alike (cards, tables, the tear sheet, the CLI):
+12.35%, 1,234.57, 1,234 trades, n/a; "Stop-loss (%)"; "Sharpe ratio (out of sample)"."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..metrics import LABELS
+from ..params import TABLE, Param
+from ..rules import rule_numbers
+
+
+def share(value: float) -> str:
+    """A probability as a page shows it: 12.35%, or n/a."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2%}"
+
+
+def metric_text(name: str, value) -> str:
+    """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int | bool) or name in (
+        "n_trades",
+        "signals_skipped",
+        "max_drawdown_bars",
+        "max_win_streak",
+        "max_loss_streak",
+    ):
+        return f"{int(value):,}"
+    if name.endswith("_pct"):
+        return f"{value:,.2f}%"
+    return f"{value:,.2f}"
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """All metrics as (metric, value) rows of formatted text."""
+    return pd.DataFrame(
+        {
+            "metric": [LABELS.get(k, k.replace("_", " ")) for k in metrics],
+            "value": [metric_text(k, v) for k, v in metrics.items()],
+        }
+    )
+
+
+def param_title(p: Param) -> str:
+    """A parameter's name with its unit, as widgets and table headers show it: "Stop-loss (%)"."""
+    return p.label + (f" ({p.unit})" if p.unit and p.unit not in ("currency", "positions", "trades") else "")
+
+
+_SAMPLES = {"_oos": " (out of sample)", "_in_sample": " (in sample)"}
+
+
+def metric_of(col: str) -> tuple[str, str]:
+    """(the metric a column holds, the sample it covers in words): `sharpe_oos` -> ("sharpe", " (out of
+    sample)"); a column without a sample suffix -> (col, "")."""
+    for suffix, words in _SAMPLES.items():
+        if col.endswith(suffix):
+            return col.removesuffix(suffix), words
+    return col, ""
+
+
+def column_title(col: str) -> str:
+    """A results table's header: the metric's or parameter's label (`sharpe_oos` -> "Sharpe ratio (out of
+    sample)", `stop_loss` -> "Stop-loss (%)"); other columns as they are."""
+    name, words = metric_of(col)
+    if name in LABELS:
+        return LABELS[name] + words
+    return param_title(TABLE[col]) if col in TABLE else col
+
+
+def rule_number_titles(rule: str) -> dict[str, str]:
+    """Headers for a grid's rule-number columns: `rule.0` -> "rule: rsi(14) < 30"."""
+    return {f"rule.{n.index}": f"rule: {n.context}" for n in rule_numbers(rule)}
