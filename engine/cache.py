@@ -2,10 +2,11 @@
 
 A run's key hashes what decides its outcome: the dataset's content fingerprint (never its file name), the
 rule, the parameters and the engine version (a hash of the engine's source, so any code change misses).
-Results are files written by `codec.encode` (JSON, NPY without pickle, Parquet; authenticated by a keyed MAC
-under a per-install secret and bound to their key), size-limited, least recently used evicted first; a
-damaged, planted, forged or swapped file is a miss. The history is a SQLite table of JSON fields, kept by
-count and age; a lock held by another program (a backup, an `sqlite3` shell) is waited for.
+Results are the bytes of `codec.encode` (JSON, NPY without pickle, Parquet; authenticated by a keyed MAC
+under a per-install secret and bound to their key) in a diskcache.Cache, size-limited, least recently used
+evicted first, with pickle refused both ways; a damaged, planted, forged or swapped entry is a miss. The
+history is a SQLite table of JSON fields, kept by count and age; a lock held by another program (a backup,
+an `sqlite3` shell) is waited for.
 
 Passing faults pass: a failed write is retried with backoff; a directory that cannot be used (read-only,
 full, deleted) turns the disk off with a reason (`RunCache.disabled`) instead of failing runs, and it is
@@ -34,10 +35,11 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+import diskcache
+
 from . import __version__
 from .codec import CodecError, decode, encode
 from .data import Market
-from .files import remove_stale_temporaries, write_atomically
 
 log = logging.getLogger("engine.runs")
 DISK_ERRORS = (OSError, sqlite3.Error)
@@ -126,37 +128,67 @@ def history_limits() -> tuple[int, float]:
     return int(os.environ.get("SCANNER_HISTORY_MAX", "10000")), float(os.environ.get("SCANNER_HISTORY_DAYS", "90"))
 
 
+class DataOnlyDisk(diskcache.Disk):
+    """diskcache's storage with pickle refused both ways: values are the codec's bytes and keys are text, so a
+    row that says it holds a pickle (planted by someone who could write the database) is a miss, never
+    unpickled."""
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if not isinstance(value, bytes):
+            raise CodecError("the result cache stores only the codec's bytes")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise CodecError("a pickled row in the result cache (refused)")
+        return super().fetch(mode, filename, value, read)
+
+    def put(self, key: Any) -> Any:
+        if not isinstance(key, str):
+            raise CodecError("result keys are text")
+        return super().put(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise CodecError("a pickled key in the result cache (refused)")
+        return super().get(key, raw)
+
+
 class ResultStore:
-    """Result files under one directory, `<key>.res`, at most `size_limit` bytes (LRU by modification time),
-    each authenticated with the install's secret."""
+    """Results in a diskcache.Cache under one directory: the codec's bytes, authenticated with the install's
+    secret, at most `size_limit` bytes, least recently used evicted first. diskcache keeps the size across
+    processes and writes atomically; a damaged, forged or pickled entry is removed and is a miss."""
 
     def __init__(self, directory: Path, size_limit: int, secret: bytes) -> None:
         self.directory = directory
         self.size_limit = size_limit
         self.secret = secret
-        self.directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.directory)
-        self._tidied = time.monotonic()
-        self._lock = threading.Lock()
-        self._total = sum(p.stat().st_size for p in self.directory.glob("*.res"))
+        self.cache = diskcache.Cache(
+            str(directory),
+            size_limit=size_limit,
+            eviction_policy="least-recently-used",
+            disk=DataOnlyDisk,
+            timeout=busy_timeout_s(),
+            statistics=False,
+            disk_min_file_size=0,  # every result in a file of its own; the database holds the index
+        )
 
-    def path(self, key: str) -> Path:
-        return self.directory / f"{key}.res"
+    def _present(self) -> None:
+        """A deleted directory is a fault, not a cache that still answers from its open database handle."""
+        if not self.directory.is_dir():
+            raise FileNotFoundError("the results directory is gone")
 
     def get(self, key: str) -> Any | None:
-        path = self.path(key)
+        self._present()
         try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            value = decode(blob, key, self.secret)
+            blob = self.cache.get(key)
+            if blob is None:
+                return None
+            return decode(blob, key, self.secret)
         except CodecError as exc:
             log.warning(json.dumps({"event": "bad_entry", "key": key[:16], "error": str(exc)[:200]}))
-            path.unlink(missing_ok=True)
+            self.cache.delete(key)
             return None
-        os.utime(path)  # recently used: evicted last
-        return value
 
     def put(self, key: str, value: Any) -> None:
         try:
@@ -166,25 +198,12 @@ class ResultStore:
             return
         if len(blob) > self.size_limit:
             return  # larger than the whole cache: not worth keeping
-        write_atomically(self.path(key), blob)
-        if time.monotonic() - self._tidied > 3600:  # what crashed writes left, by age, once an hour
-            self._tidied = time.monotonic()
-            remove_stale_temporaries(self.directory)
-        with self._lock:
-            self._total += len(blob)
-            if self._total > self.size_limit:
-                self._evict()
+        self._present()
+        self.cache.set(key, blob)
 
-    def _evict(self) -> None:
-        files = sorted(self.directory.glob("*.res"), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
-        for path in files:
-            if total <= self.size_limit * 0.9:  # leave some room so every put does not evict
-                break
-            size = path.stat().st_size
-            path.unlink(missing_ok=True)
-            total -= size
-        self._total = total
+    def volume(self) -> int:
+        """Bytes the results take on disk."""
+        return int(self.cache.volume())
 
 
 class History:

@@ -9,6 +9,9 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +70,8 @@ def test_a_corrupt_entry_is_recomputed_not_a_crash(cache, tmp_path):
     m, calls = market_from(CSV), []
     engine = counted_backtest(calls)
     cache.run("backtest", m, "r", {}, lambda: engine(m, {}))
-    files = [p for p in (tmp_path / "cache" / "results").rglob("*.res")]
-    assert files, "results are stored as files"
+    files = [p for p in (tmp_path / "cache" / "results").rglob("*.val")]
+    assert files, "results are stored as files (diskcache's value files)"
     for path in files:
         path.write_bytes(path.read_bytes()[:-100])  # truncated
     result, hit = cache.run("backtest", m, "r", {}, lambda: engine(m, {}))
@@ -118,7 +121,7 @@ def test_planted_pickles_in_every_cache_file_run_nothing(tmp_path):
     marker = tmp_path / "pwned"
     bomb = pickle.dumps(Boom(marker))
     files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    assert any(p.suffix == ".res" for p in files) and any(p.suffix == ".sqlite" for p in files)
+    assert any(p.suffix == ".val" for p in files) and any(p.suffix == ".sqlite" for p in files)
     for path in files:
         path.write_bytes(bomb)
     again = RunCache(tmp_path / "cache")  # a fresh process reading the planted directory
@@ -133,13 +136,41 @@ def test_an_entry_copied_over_another_is_a_miss_not_the_wrong_result(tmp_path):
     engine = counted_backtest(calls)
     cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
     cache.run("backtest", m, "r", {"stop_loss": 4.0}, lambda: engine(m, {"stop_loss": 4.0}))
-    a, b = (
-        tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', p)}.res"
-        for p in ({"stop_loss": 2.0}, {"stop_loss": 4.0})
-    )
-    a.write_bytes(b.read_bytes())
+    a, b = (run_key("backtest", m.fingerprint, "r", p) for p in ({"stop_loss": 2.0}, {"stop_loss": 4.0}))
+    store = results_of(tmp_path / "cache")
+    store[a] = store[b]  # b's bytes under a's key, as a copy of its file would put them
     result, hit = cache.run("backtest", m, "r", {"stop_loss": 2.0}, lambda: engine(m, {"stop_loss": 2.0}))
     assert not hit and result.params.stop_loss == 2.0
+
+
+def results_of(directory: Path):
+    """The result store's diskcache, opened as someone with write access to the directory would."""
+    import diskcache
+
+    from engine.cache import DataOnlyDisk
+
+    return diskcache.Cache(str(directory / "results"), disk=DataOnlyDisk)
+
+
+def test_a_row_planted_as_a_pickle_is_refused_never_unpickled(tmp_path):
+    import sqlite3
+
+    m, calls = market_from(CSV), []
+    cache = RunCache(tmp_path / "cache")
+    cache.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    key = run_key("backtest", m.fingerprint, "r", {})
+    marker = tmp_path / "pwned"
+    db = sqlite3.connect(tmp_path / "cache" / "results" / "cache.db")
+    with db:  # diskcache's own row, rewritten to say "a pickle" with a pickle bomb as the value
+        db.execute("UPDATE Cache SET mode = 4, filename = NULL, value = ? WHERE key = ?",
+                   (pickle.dumps(Boom(marker)), key))  # fmt: skip
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                   "mode, filename, value) VALUES (?, 0, 0, NULL, 0, 0, NULL, 0, 4, NULL, ?)",
+                   (pickle.dumps(Boom(marker)), pickle.dumps(Boom(marker))))  # fmt: skip
+    db.close()
+    again = RunCache(tmp_path / "cache")
+    result, hit = again.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
+    assert not marker.exists() and not hit and result.metrics["n_trades"] >= 0 and len(calls) == 2
 
 
 def test_every_result_kind_round_trips_through_the_codec(sample):
@@ -209,12 +240,12 @@ def test_a_forged_entry_in_the_codecs_own_format_is_a_miss(tmp_path):
     real, _ = cache.run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
     secret_file = tmp_path / "cache" / "secret.key"
     assert secret_file.stat().st_mode & 0o777 == 0o600 and len(secret_file.read_bytes()) >= 32
-    path = tmp_path / "cache" / "results" / f"{run_key('backtest', m.fingerprint, 'r', {})}.res"
-    key = path.stem
-    stored = decode(path.read_bytes(), key, secret_file.read_bytes().strip())
+    key = run_key("backtest", m.fingerprint, "r", {})
+    store = results_of(tmp_path / "cache")
+    stored = decode(store[key], key, secret_file.read_bytes().strip())
     forged = replace(stored, metrics={**stored.metrics, "total_return_pct": 9999.0})
     for secret in (b"a guess", b"", hashlib.sha256(b"").hexdigest().encode()):
-        path.write_bytes(encode(forged, key, secret))
+        store[key] = encode(forged, key, secret)
         result, hit = RunCache(tmp_path / "cache").run("backtest", m, "r", {}, lambda: counted_backtest(calls)(m, {}))
         assert not hit and result.metrics["total_return_pct"] == real.metrics["total_return_pct"] != 9999.0
     assert len(calls) == 4
@@ -282,12 +313,58 @@ def test_caching_comes_back_by_itself_when_the_directory_works_again(tmp_path, m
     assert cache.run("backtest", m, "r", {"i": 2}, lambda: counted_backtest(calls)(m, {}))[1]
 
 
-def test_temporary_files_left_by_a_killed_write_are_removed_at_start(tmp_path):
-    import time
+def test_a_write_killed_midway_leaves_no_half_entry(tmp_path):
+    """A process killed while it writes a result: the entry is whole or absent, never half (diskcache writes
+    the value file before the row that names it)."""
+    m = market_from(CSV)
+    script = (
+        "import io, os, sys\n"
+        "from engine import backtest, load_market\n"
+        "from engine.cache import RunCache\n"
+        "m = load_market(io.BytesIO(sys.stdin.buffer.read()), name='prices.csv')\n"
+        "cache = RunCache(sys.argv[1])\n"
+        "for i in range(10_000):\n"
+        "    cache.run('backtest', m, 'r', {'i': i}, lambda: backtest(m, m.close > 0))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache")], stdin=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    proc.stdin.write(CSV)
+    proc.stdin.close()
+    time.sleep(6)
+    proc.kill()
+    proc.wait()
+    cache = RunCache(tmp_path / "cache")
+    done = [r.params["i"] for r in cache.runs(limit=10_000)]
+    assert done, "the writer made some runs before it was killed"
+    for i in range(max(done) + 2):  # every entry reads back whole, or is a miss that recomputes
+        result, _ = cache.run("backtest", m, "r", {"i": i}, lambda: backtest(m, m.close > 0))
+        assert result.metrics["n_trades"] >= 0
 
-    RunCache(tmp_path / "cache")
-    stale = tmp_path / "cache" / "results" / ".abc.res.1.2.tmp"
-    stale.write_bytes(b"half an entry")
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    RunCache(tmp_path / "cache")
-    assert not stale.exists()
+
+def test_two_processes_share_one_directory_while_a_third_reads_and_eviction_runs(tmp_path):
+    """diskcache keeps one size account for every process; nothing is lost from the history and every read
+    is a whole result or a miss, while entries are evicted under the readers."""
+    m = market_from(CSV)
+    script = (
+        "import io, sys\n"
+        "from engine import backtest, load_market\n"
+        "from engine.cache import RunCache\n"
+        "m = load_market(io.BytesIO(sys.stdin.buffer.read()), name='prices.csv')\n"
+        "cache = RunCache(sys.argv[1], size_limit_mb=0.5)\n"
+        "for i in range(40):\n"
+        "    cache.run('backtest', m, 'r', {'w': sys.argv[2], 'i': i}, lambda: backtest(m, m.close > 0))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), w], stdin=subprocess.PIPE,
+                                cwd=root) for w in ("a", "b")]  # fmt: skip
+    for proc in writers:
+        proc.stdin.write(CSV)
+        proc.stdin.close()
+    reader = RunCache(tmp_path / "cache", size_limit_mb=0.5)
+    while any(p.poll() is None for p in writers):
+        for i in range(40):
+            value = reader.get(run_key("backtest", m.fingerprint, "r", {"w": "a", "i": i}))
+            assert value is None or value.metrics["n_trades"] >= 0
+    assert all(p.returncode == 0 for p in writers)
+    assert reader.count() == 80 and reader.disabled is None
+    assert reader._results is not None and reader._results.volume() <= 0.5e6 * 1.2  # one shared size account
