@@ -135,13 +135,13 @@ def _optimize(market, args) -> int:
 
 
 def _montecarlo(market, args) -> int:
-    from .montecarlo import simulate
+    from .montecarlo import run_montecarlo
 
     rule = _need_rule(args)
     params = params_from_values(_values(args, table.backtest_params()))
     settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("montecarlo")).items()}
     result = backtest(market, scan(market, rule), params)
-    mc = simulate(result, settings)
+    mc = run_montecarlo(result, settings)
     threshold = settings.get("drawdown_pct", table.TABLE["montecarlo.drawdown_pct"].default)
     figures = {
         "method": mc.method,

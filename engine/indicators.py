@@ -114,7 +114,7 @@ def gap_pct(open_: np.ndarray, close: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Param:
+class IndicatorParam:
     name: str
     default: float | str
     kind: str = "int"  # "int", "float" or "series"
@@ -125,91 +125,103 @@ class Spec:
     """One indicator as the rule language sees it: a name, parameters, a one-line description."""
 
     compute: Callable[..., np.ndarray]
-    params: tuple[Param, ...]
+    params: tuple[IndicatorParam, ...]
     description: str
 
 
 SERIES = ("open", "high", "low", "close", "volume")
 
 
-def _src() -> Param:
-    return Param("source", "close", "series")
+def _src() -> IndicatorParam:
+    return IndicatorParam("source", "close", "series")
 
 
 CATALOGUE: dict[str, Spec] = {
-    "sma": Spec(lambda m, n, s: sma(s, n), (Param("n", 20), _src()), "simple moving average"),
-    "ema": Spec(lambda m, n, s: ema(s, n), (Param("n", 20), _src()), "exponential moving average"),
-    "wma": Spec(lambda m, n, s: wma(s, n), (Param("n", 20), _src()), "weighted moving average"),
-    "rsi": Spec(lambda m, n: rsi(m.close, n), (Param("n", 14),), "Wilder RSI, 0-100"),
+    "sma": Spec(lambda m, n, s: sma(s, n), (IndicatorParam("n", 20), _src()), "simple moving average"),
+    "ema": Spec(lambda m, n, s: ema(s, n), (IndicatorParam("n", 20), _src()), "exponential moving average"),
+    "wma": Spec(lambda m, n, s: wma(s, n), (IndicatorParam("n", 20), _src()), "weighted moving average"),
+    "rsi": Spec(lambda m, n: rsi(m.close, n), (IndicatorParam("n", 14),), "Wilder RSI, 0-100"),
     "macd": Spec(
         lambda m, f, s, g: macd(m.close, f, s, g)[0],
-        (Param("fast", 12), Param("slow", 26), Param("signal", 9)),
+        (IndicatorParam("fast", 12), IndicatorParam("slow", 26), IndicatorParam("signal", 9)),
         "MACD line",
     ),
     "macd_signal": Spec(
         lambda m, f, s, g: macd(m.close, f, s, g)[1],
-        (Param("fast", 12), Param("slow", 26), Param("signal", 9)),
+        (IndicatorParam("fast", 12), IndicatorParam("slow", 26), IndicatorParam("signal", 9)),
         "MACD signal line",
     ),
     "macd_hist": Spec(
         lambda m, f, s, g: macd(m.close, f, s, g)[2],
-        (Param("fast", 12), Param("slow", 26), Param("signal", 9)),
+        (IndicatorParam("fast", 12), IndicatorParam("slow", 26), IndicatorParam("signal", 9)),
         "MACD histogram",
     ),
-    "atr": Spec(lambda m, n: atr(m.high, m.low, m.close, n), (Param("n", 14),), "average true range"),
+    "atr": Spec(lambda m, n: atr(m.high, m.low, m.close, n), (IndicatorParam("n", 14),), "average true range"),
     "atr_pct": Spec(
-        lambda m, n: atr(m.high, m.low, m.close, n) / m.close * 100.0, (Param("n", 14),), "ATR as % of close"
+        lambda m, n: atr(m.high, m.low, m.close, n) / m.close * 100.0, (IndicatorParam("n", 14),), "ATR as % of close"
     ),
     "bb_upper": Spec(
-        lambda m, n, w: bollinger(m.close, n, w)[0], (Param("n", 20), Param("k", 2.0, "float")), "upper Bollinger band"
+        lambda m, n, w: bollinger(m.close, n, w)[0],
+        (IndicatorParam("n", 20), IndicatorParam("k", 2.0, "float")),
+        "upper Bollinger band",
     ),
     "bb_middle": Spec(
         lambda m, n, w: bollinger(m.close, n, w)[1],
-        (Param("n", 20), Param("k", 2.0, "float")),
+        (IndicatorParam("n", 20), IndicatorParam("k", 2.0, "float")),
         "middle Bollinger band (SMA)",
     ),
     "bb_lower": Spec(
-        lambda m, n, w: bollinger(m.close, n, w)[2], (Param("n", 20), Param("k", 2.0, "float")), "lower Bollinger band"
+        lambda m, n, w: bollinger(m.close, n, w)[2],
+        (IndicatorParam("n", 20), IndicatorParam("k", 2.0, "float")),
+        "lower Bollinger band",
     ),
     "bb_pct_b": Spec(
         lambda m, n, w: _pct_b(m.close, n, w),
-        (Param("n", 20), Param("k", 2.0, "float")),
+        (IndicatorParam("n", 20), IndicatorParam("k", 2.0, "float")),
         "Bollinger %B: 0 at the lower band, 1 at the upper",
     ),
     "bb_width": Spec(
         lambda m, n, w: _bb_width(m.close, n, w),
-        (Param("n", 20), Param("k", 2.0, "float")),
+        (IndicatorParam("n", 20), IndicatorParam("k", 2.0, "float")),
         "Bollinger band width, % of the middle band",
     ),
     "stoch_k": Spec(
         lambda m, n, s: stochastic(m.high, m.low, m.close, n, s)[0],
-        (Param("n", 14), Param("smooth", 3)),
+        (IndicatorParam("n", 14), IndicatorParam("smooth", 3)),
         "slow stochastic %K",
     ),
     "stoch_d": Spec(
         lambda m, n, s, d: stochastic(m.high, m.low, m.close, n, s, d)[1],
-        (Param("n", 14), Param("smooth", 3), Param("d", 3)),
+        (IndicatorParam("n", 14), IndicatorParam("smooth", 3), IndicatorParam("d", 3)),
         "slow stochastic %D",
     ),
-    "adx": Spec(lambda m, n: k.adx(m.high, m.low, m.close, int(n)), (Param("n", 14),), "Wilder ADX, trend strength"),
+    "adx": Spec(
+        lambda m, n: k.adx(m.high, m.low, m.close, int(n)), (IndicatorParam("n", 14),), "Wilder ADX, trend strength"
+    ),
     "obv": Spec(lambda m: k.obv(m.close, m.volume), (), "on-balance volume"),
-    "roc": Spec(lambda m, n, s: roc(s, n), (Param("n", 10), _src()), "rate of change, %"),
-    "volatility": Spec(lambda m, n: rolling_volatility(m.close, n), (Param("n", 20),), "annualised volatility, %"),
-    "avg_volume": Spec(lambda m, n: sma(m.volume, n), (Param("n", 20),), "average volume"),
+    "roc": Spec(lambda m, n, s: roc(s, n), (IndicatorParam("n", 10), _src()), "rate of change, %"),
+    "volatility": Spec(
+        lambda m, n: rolling_volatility(m.close, n), (IndicatorParam("n", 20),), "annualised volatility, %"
+    ),
+    "avg_volume": Spec(lambda m, n: sma(m.volume, n), (IndicatorParam("n", 20),), "average volume"),
     "relative_volume": Spec(
-        lambda m, n: relative_volume(m.volume, n), (Param("n", 20),), "volume / average volume of the previous n bars"
+        lambda m, n: relative_volume(m.volume, n),
+        (IndicatorParam("n", 20),),
+        "volume / average volume of the previous n bars",
     ),
     "high_n": Spec(
         lambda m, n: k.rolling_extreme(m.high, int(n), True),
-        (Param("n", 252),),
+        (IndicatorParam("n", 252),),
         "highest high of the last n bars (252 = 52 weeks)",
     ),
     "low_n": Spec(
-        lambda m, n: k.rolling_extreme(m.low, int(n), False), (Param("n", 252),), "lowest low of the last n bars"
+        lambda m, n: k.rolling_extreme(m.low, int(n), False),
+        (IndicatorParam("n", 252),),
+        "lowest low of the last n bars",
     ),
     "dist_from_high_pct": Spec(
         lambda m, n: (m.close / k.rolling_extreme(m.high, int(n), True) - 1.0) * 100.0,
-        (Param("n", 252),),
+        (IndicatorParam("n", 252),),
         "close vs the n-bar high, % (<= 0)",
     ),
     "gap_pct": Spec(lambda m: gap_pct(m.open, m.close), (), "open vs previous close, %"),

@@ -26,7 +26,7 @@ from .data import DataError
 from .metrics import bar_returns
 
 PERCENTILES = (5, 25, 50, 75, 95)
-METHODS = ("bootstrap", "shuffle", "daily_blocks")
+RESAMPLING_METHODS = ("bootstrap", "shuffle", "daily_blocks")
 MAX_CELLS = 50_000_000  # simulations x trades held at once (400 MB of float64)
 
 
@@ -88,8 +88,8 @@ def monte_carlo(
     r = np.asarray(returns, dtype=float)
     if len(r) < 2:
         raise DataError("Monte Carlo needs at least 2 closed trades; this backtest has fewer.")
-    if method not in METHODS:
-        raise DataError(f"Unknown Monte Carlo method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method not in RESAMPLING_METHODS:
+        raise DataError(f"Unknown Monte Carlo method {method!r}; choose one of {', '.join(RESAMPLING_METHODS)}.")
     n_trades = len(r) if method != "bootstrap" else int(n_trades or len(r))
     if n_simulations < 1 or n_simulations * n_trades > MAX_CELLS:
         raise DataError(
@@ -140,7 +140,7 @@ def daily_returns(result: BacktestResult) -> np.ndarray:
     return bar_returns(result.equity["equity"].to_numpy())
 
 
-def settings_used(result: BacktestResult, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def montecarlo_settings(result: BacktestResult, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Monte Carlo settings (the table's `montecarlo` group by name; missing ones are defaults) as the
     run cache keys them with the backtest's parameters: the same for the page and the API."""
     s = {p.name: p.default for p in table.group("montecarlo")} | (settings or {})
@@ -152,9 +152,9 @@ def settings_used(result: BacktestResult, settings: dict[str, Any] | None = None
     return used
 
 
-def simulate(result: BacktestResult, settings: dict[str, Any] | None = None) -> MonteCarloResult:
-    """Monte Carlo of a backtest with the table's settings (see `settings_used`)."""
-    s = settings_used(result, settings)
+def run_montecarlo(result: BacktestResult, settings: dict[str, Any] | None = None) -> MonteCarloResult:
+    """Monte Carlo of a backtest with the table's settings (see `montecarlo_settings`)."""
+    s = montecarlo_settings(result, settings)
     returns = daily_returns(result) if s["method"] == "daily_blocks" else trade_returns(result)
     return monte_carlo(
         returns, s["n_sims"], s.get("n_trades"), s["method"], s["seed"], block_bars=s.get("block_bars", 20)

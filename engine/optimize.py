@@ -614,7 +614,7 @@ def _efficiency(oos_equity: pd.DataFrame, in_sample_cagr: list[float]) -> float:
     return oos / ins if ins and math.isfinite(ins) and math.isfinite(oos) else math.nan
 
 
-def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def optimize_settings(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Optimize settings (the table's `optimize` group, by name; missing ones are defaults) that decide
     the outcome: objective, min_trades, mode, and the split or the window sizes of that mode."""
     out = {p.name: p.default for p in table.group("optimize")} | (settings or {})
@@ -628,7 +628,7 @@ def settings_used(settings: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def optimization_key(base: BacktestParams, grid: Mapping[str, Sequence[float]], settings: dict[str, Any]) -> dict:
     """What the run cache keys an optimisation on (besides data and rule): the same for the page and the API."""
-    return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **settings_used(settings)}
+    return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **optimize_settings(settings)}
 
 
 @dataclass
@@ -678,7 +678,7 @@ def run_optimization(
 ) -> OptimizationRun:
     """The optimisation the settings' mode asks for: `optimize` (mode 'all'), `in_out_of_sample` ('split')
     or `walk_forward`, as one OptimizationRun; kwargs (progress, should_stop, scheduler) pass through."""
-    s = settings_used(settings)
+    s = optimize_settings(settings)
     common = {"objective": s["objective"], "min_trades": s["min_trades"], **kwargs}
     keys = list(grid)
     if s["mode"] == "walk_forward":

@@ -7,7 +7,7 @@ from app.state import param_widget
 from engine import DataError
 from engine import params as table
 from engine.budget import montecarlo_bytes
-from engine.montecarlo import MonteCarloResult, settings_used, simulate, trade_returns
+from engine.montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo, trade_returns
 from engine.plots import charts
 
 st.title("Monte Carlo")
@@ -49,8 +49,8 @@ try:
     with st.spinner("Simulating..."):
         mc = app_state.cached_run(
             "montecarlo",
-            settings_used(result, settings),
-            lambda: simulate(result, settings),
+            montecarlo_settings(result, settings),
+            lambda: run_montecarlo(result, settings),
             MonteCarloResult.key_figures,
             need=montecarlo_bytes(settings["n_simulations"], len(result.trades)),
         )

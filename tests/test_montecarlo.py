@@ -71,7 +71,7 @@ def test_compounding_stops_at_ruin():
 
 def test_daily_blocks_resample_the_portfolio_returns_whose_own_order_is_the_backtest(sample):
     from engine import backtest
-    from engine.montecarlo import block_indices, compound, daily_returns, simulate
+    from engine.montecarlo import block_indices, compound, daily_returns, run_montecarlo
     from engine.rules import scan
 
     result = backtest(sample, scan(sample, "rsi(14) < 35"))
@@ -81,7 +81,7 @@ def test_daily_blocks_resample_the_portfolio_returns_whose_own_order_is_the_back
     idx = block_indices(np.random.default_rng(0), 10, 4, 3)
     assert idx.shape == (3, 10) and idx.max() <= 9
     assert all((np.diff(row[:4]) == 1).all() and (np.diff(row[4:8]) == 1).all() for row in idx)  # blocks of 4
-    mc = simulate(result, {"method": "daily_blocks", "n_simulations": 2000, "block_bars": 20, "seed": 3})
+    mc = run_montecarlo(result, {"method": "daily_blocks", "n_simulations": 2000, "block_bars": 20, "seed": 3})
     assert mc.step == "bar" and len(mc.bands) == len(r) + 1
     own = result.metrics["total_return_pct"]
     assert mc.summary().loc["p5", "final return %"] < own < mc.summary().loc["p95", "final return %"]

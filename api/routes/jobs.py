@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from engine import params as table
 from engine.backtest import BacktestResult, backtest, params_from_values
 from engine.budget import backtest_bytes, montecarlo_bytes
-from engine.montecarlo import MonteCarloResult, settings_used, simulate
+from engine.montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from engine.optimize import (
     OptimizationRun,
     estimate_work,
@@ -154,8 +154,8 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
             "montecarlo",
             market,
             rule,
-            settings_used(result, settings),
-            reserved("Monte Carlo", need, lambda: simulate(result, settings)),
+            montecarlo_settings(result, settings),
+            reserved("Monte Carlo", need, lambda: run_montecarlo(result, settings)),
             MonteCarloResult.key_figures,
             session=who,
             link=urlencode(query),
