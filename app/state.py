@@ -294,6 +294,14 @@ def private_by_identity() -> bool:
     return st.session_state.get("user_source") in ("login", "header")
 
 
+def is_private(data_id: str | None) -> bool:
+    """Is this the user's own stored dataset, not shared with the team (so a teammate's link opens nothing)?"""
+    if data_id is None or data_id in ("sample", "synthetic"):
+        return False
+    info = dataset_store().info(data_id, viewer=user_id())
+    return info is not None and info.owner == user_id() and not info.shared and private_by_identity()
+
+
 def can_open(data_id: str) -> bool:
     """Whether this user may open a dataset id (built-in, their own, shared or uploaded without identity)."""
     return data_id in ("sample", "synthetic") or dataset_store().can_open(data_id, user_id())

@@ -113,7 +113,7 @@ elif stored:
                     "to": i.last_date,
                     "size MB": i.bytes / 1e6,
                     "yours": i.owner == app_state.user_id(),
-                    "listed": i.shared,
+                    "shared with the team": i.shared,
                     "stored": pd.Timestamp(i.created, unit="s").floor("s"),
                 }
                 for i in stored
@@ -162,7 +162,13 @@ cols[1].metric("From", summary["first_date"])
 cols[2].metric("To", summary["last_date"])
 cols[3].metric("Bars", f"{summary['bars']:,}")
 cols[4].metric("Missing bars", f"{summary['missing_bars']:,}")
-st.caption(f"Dataset id `{app_state.data_id()}`: links carry it, so a teammate on this server opens the same data.")
+if app_state.is_private(app_state.data_id()):
+    st.caption(
+        f"Dataset id `{app_state.data_id()}`: links carry it. It is private to you: a teammate's link to it "
+        "opens nothing until you list it for the team (**Stored datasets** above)."
+    )
+else:
+    st.caption(f"Dataset id `{app_state.data_id()}`: links carry it, so a teammate on this server opens the same data.")
 
 issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
 dropped = market.dropped_rows
