@@ -1035,7 +1035,7 @@ def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.Data
     10:1, ... or the inverse for reverse splits), and whose new price level holds: the median of the next
     5 closes is within 15% of the ratio to the median of the previous 5 (a penny stock ticking between two
     prices, or a crash that rebounds, is not a split). Columns: symbol, date, ratio (2.0 = 2-for-1)."""
-    from . import _kernels as k
+    from . import _indicator_kernels as k
 
     prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1061,7 +1061,7 @@ def _level_holds(close: np.ndarray, bar: int, ratio: float, n: int = 5) -> bool:
 
 def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.DataFrame | None = None) -> pd.DataFrame:
     """One-day close-to-close moves beyond threshold_pct (after any split on that bar), per symbol and date."""
-    from . import _kernels as k
+    from . import _indicator_kernels as k
 
     prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels as k
+from . import _indicator_kernels as k
 from .data import Market
 
 ANNUALISATION = np.sqrt(252.0)

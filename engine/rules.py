@@ -22,7 +22,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from . import _kernels as k
+from . import _indicator_kernels as k
 from .budget import scan_bytes
 from .data import DataError, Market
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
