@@ -166,3 +166,67 @@ def test_streaks_equal_a_plain_loop(pnl):
 def test_avg_drawdown_equals_a_plain_loop(equity):
     equity = np.array(equity)
     assert mt.avg_drawdown_pct(equity) == pytest.approx(_avg_drawdown_by_loop(equity))
+
+
+# --- named edge cases and invariances, as empyrical's tests have them ------------------------------------
+
+EMPTY = np.array([], float)
+ONE_BAR = np.array([0.01])
+FLAT = np.zeros(250)
+MIXED = np.array([0.01, -0.02, 0.015, 0.0, -0.005, 0.03, -0.01, 0.02, -0.015, 0.005] * 25)
+
+
+def equity_of(returns: np.ndarray, start: float = 100.0) -> np.ndarray:
+    return start * np.concatenate([[1.0], np.cumprod(1 + returns)])
+
+
+@pytest.mark.parametrize("returns", [EMPTY, ONE_BAR, FLAT], ids=["empty", "one bar", "flat"])
+def test_ratios_are_undefined_not_infinite_on_degenerate_returns(returns):
+    """No spread: Sharpe, Sortino and volatility-scaled figures are NaN (n/a), never inf or a crash."""
+    assert np.isnan(mt.sharpe_ratio(returns))
+    assert np.isnan(mt.sortino_ratio(returns))
+    vol = mt.volatility_pct(returns)
+    assert np.isnan(vol) or vol == 0.0
+
+
+@pytest.mark.parametrize("returns", [EMPTY, ONE_BAR, FLAT, MIXED], ids=["empty", "one bar", "flat", "mixed"])
+def test_drawdown_is_never_positive_and_zero_without_a_loss(returns):
+    equity = equity_of(returns)
+    dd = mt.drawdown_pct(equity)
+    assert (dd <= 0).all()
+    if (returns >= 0).all():
+        assert mt.max_drawdown_pct(equity) == 0.0 and mt.max_drawdown_bars(equity) == 0
+
+
+def test_sharpe_of_the_mixed_series_by_hand():
+    expected = MIXED.mean() / MIXED.std(ddof=1) * np.sqrt(252)
+    assert mt.sharpe_ratio(MIXED) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0005, 0.001, 0.002])
+def test_adding_a_constant_return_raises_the_sharpe_by_its_share_of_the_spread(shift):
+    """Sharpe shift invariance: r + c has the same spread, so Sharpe rises by c / sd * sqrt(periods)."""
+    moved = mt.sharpe_ratio(MIXED + shift) - mt.sharpe_ratio(MIXED)
+    assert moved == pytest.approx(shift / MIXED.std(ddof=1) * np.sqrt(252), rel=1e-9)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0, 10.0])
+def test_the_sharpe_does_not_depend_on_the_size_of_the_bets(scale):
+    """Scaling every return scales mean and spread alike."""
+    assert mt.sharpe_ratio(MIXED * scale) == pytest.approx(mt.sharpe_ratio(MIXED), rel=1e-9)
+
+
+@pytest.mark.parametrize("start", [1.0, 100.0, 1e6])
+def test_drawdown_and_returns_do_not_depend_on_the_starting_capital(start):
+    """Drawdown shift invariance: the same returns from any capital give the same drawdown path."""
+    base, other = equity_of(MIXED), equity_of(MIXED, start)
+    np.testing.assert_allclose(mt.drawdown_pct(other), mt.drawdown_pct(base), rtol=1e-12, atol=1e-12)
+    assert mt.total_return_pct(other) == pytest.approx(mt.total_return_pct(base), rel=1e-12)
+
+
+def test_a_later_deeper_loss_moves_the_max_drawdown_and_nothing_before_it():
+    equity = equity_of(MIXED)
+    deeper = equity.copy()
+    deeper[-1] = equity.max() * 0.5  # a 50% fall from the peak on the last bar
+    assert mt.max_drawdown_pct(deeper) == pytest.approx(-50.0)
+    np.testing.assert_array_equal(mt.drawdown_pct(deeper)[:-1], mt.drawdown_pct(equity)[:-1])
