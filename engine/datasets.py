@@ -37,6 +37,7 @@ from .files import remove_stale_temporaries, temporary, write_atomically
 
 log = logging.getLogger("engine.datasets")
 ID_CHARS = 16
+SERVER = "server:"  # the store's own view of every dataset (no user's identity has this prefix)
 BUILTIN = ("sample", "synthetic")
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -159,9 +160,10 @@ class DatasetStore:
         self._evict(keep=ds_id)
         return _view(facts[0], listing)
 
-    def info(self, ds_id: str, viewer: str | None = None) -> DatasetInfo | None:
+    def info(self, ds_id: str, viewer: str) -> DatasetInfo | None:
         """The dataset's listing as `viewer` sees it (their own, else a shared or public one), or None when
-        it is unknown or private to others. viewer=None: unrestricted (the server's own bookkeeping)."""
+        it is unknown or private to others. The viewer is required, so no caller can forget it and see every
+        dataset; SERVER (the store's own bookkeeping, tests) sees them all."""
         facts = self._facts(ds_id)
         if facts is None:
             return None
@@ -169,14 +171,14 @@ class DatasetStore:
         seen = _visible(listings, viewer)
         return None if seen is None else _view(info, seen)
 
-    def can_open(self, ds_id: str, viewer: str | None) -> bool:
+    def can_open(self, ds_id: str, viewer: str) -> bool:
         return self.info(ds_id, viewer) is not None
 
     def exists(self, ds_id: str) -> bool:
         """Whether the server has the dataset at all (never shown to a user who cannot open it)."""
         return self._facts(ds_id) is not None
 
-    def get(self, ds_id: str, viewer: str | None = None) -> Market | None:
+    def get(self, ds_id: str, viewer: str) -> Market | None:
         """The dataset under the viewer's listing name, or None when it is unknown, evicted, damaged (a
         damaged one is removed) or private to another user."""
         info = self.info(ds_id, viewer)
@@ -212,7 +214,7 @@ class DatasetStore:
 
     def dropped_rows(self, ds_id: str) -> pd.DataFrame | None:
         """The rows the load of this dataset left out (line, symbol, date, reason), or None."""
-        info = self.info(ds_id)
+        info = self.info(ds_id, SERVER)
         if info is None or not info.dropped_rows:
             return None
         try:
@@ -221,9 +223,9 @@ class DatasetStore:
             log.warning("unreadable dropped rows of %s: %r", ds_id, exc)
             return None
 
-    def list(self, viewer: str | None = None) -> list[DatasetInfo]:
+    def list(self, viewer: str) -> list[DatasetInfo]:
         """Stored datasets the viewer can open (each once, under their own listing if they have one), newest
-        first; viewer=None: every dataset."""
+        first; SERVER: every dataset."""
         if self.directory is None:
             return []
         infos = [self.info(p.stem, viewer) for p in self.directory.glob("*.json")]
@@ -320,7 +322,7 @@ class DatasetStore:
 
     def _evict(self, keep: str) -> None:
         """Oldest first until the store fits its size limit (the dataset just stored always stays)."""
-        infos = sorted(self.list(), key=lambda i: i.created)
+        infos = sorted(self.list(SERVER), key=lambda i: i.created)
         total = sum(i.bytes for i in infos)
         for info in infos:
             if total <= self.size_limit:
@@ -330,9 +332,9 @@ class DatasetStore:
                 total -= info.bytes
 
 
-def _visible(listings: tuple[Listing, ...], viewer: str | None) -> Listing | None:
+def _visible(listings: tuple[Listing, ...], viewer: str) -> Listing | None:
     """The listing a viewer sees: their own, else the first shared or public one; None: not theirs to open."""
-    if viewer is None:
+    if viewer == SERVER:
         return listings[0]
     own = [e for e in listings if e.owner == viewer]
     open_to_all = [e for e in listings if e.shared or not authenticated(e.owner)]

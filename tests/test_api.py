@@ -29,7 +29,7 @@ from api.jobs import Busy, Jobs
 from engine import backtest, load_market, synthetic_market
 from engine import params as table
 from engine.backtest import params_from_values
-from engine.datasets import to_frame
+from engine.datasets import SERVER, to_frame
 from engine.optimize import in_out_of_sample
 from engine.rules import scan
 from engine.stores import dataset_store, run_cache
@@ -96,7 +96,7 @@ def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(clien
 def test_a_dataset_uploaded_through_the_api_is_on_the_dashboards_data_page_and_vice_versa(client, monkeypatch):
     browser = "browser:" + "0" * 32
     info = upload(client, csv_bytes(seed=8)).json()  # anonymous: listed for everyone
-    market = dataset_store().get(info["id"])  # the store the dashboard's Data page reads
+    market = dataset_store().get(info["id"], viewer=SERVER)  # the store the dashboard's Data page reads
     assert market is not None and market.fingerprint.startswith(info["id"])
     assert info["id"] in [i.id for i in dataset_store().list(viewer=browser)]
     from engine import synthetic_market

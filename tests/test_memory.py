@@ -18,7 +18,7 @@ import pytest
 from engine import synthetic_market
 from engine.budget import MemoryBudget, ServerBusy
 from engine.data import DataError
-from engine.datasets import DatasetStore
+from engine.datasets import SERVER, DatasetStore
 from engine.indicators import _LIVE, indicators_for
 from engine.rules import scan
 
@@ -49,12 +49,12 @@ def test_all_memos_together_stay_within_their_byte_limit(monkeypatch):
 def test_the_dataset_store_shares_a_dataset_only_while_someone_holds_it(tmp_path):
     store = DatasetStore(tmp_path)
     info = store.put(synthetic_market(5, 100, seed=1))
-    first = store.get(info.id)
-    assert store.get(info.id) is first  # two sessions, one copy
+    first = store.get(info.id, viewer=SERVER)
+    assert store.get(info.id, viewer=SERVER) is first  # two sessions, one copy
     held = weakref.ref(first)
     del first
     gc.collect()
-    assert held() is None and store.get(info.id) is not None  # read again from disk when needed
+    assert held() is None and store.get(info.id, viewer=SERVER) is not None  # read again from disk when needed
 
 
 @pytest.mark.parametrize("n", [1, 5, 10, 20, 40])
