@@ -246,9 +246,8 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     st.session_state.bad_rows = 0
     try:
         uploaded.seek(0)
-        head = uploaded.read(2)
+        need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
         uploaded.seek(0)
-        need = upload_bytes(getattr(uploaded, "size", 0) or 0, compressed=head in (b"\x1f\x8b", b"PK"))
         new = reserved(
             "upload", need, lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, **options)
         )()
@@ -528,11 +527,13 @@ def set_upload_error(text: str | None) -> None:
     st.session_state["_upload_error"] = text
 
 
-def upload_is_new(attempt: tuple | None) -> bool:
+def forget_upload() -> None:
+    """No file in the uploader: its error, and which file loaded last, belong to no later visit."""
+    st.session_state["_upload_error"] = st.session_state["_loaded_upload"] = None
+
+
+def upload_is_new(attempt: tuple) -> bool:
     """Is this (file, options) not the one loaded last? Remembers it: each file and option set loads once."""
-    if attempt is None:
-        st.session_state["_upload_error"] = st.session_state["_loaded_upload"] = None
-        return False
     if st.session_state.get("_loaded_upload") == attempt:
         return False
     st.session_state["_loaded_upload"] = attempt

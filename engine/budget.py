@@ -164,6 +164,8 @@ def montecarlo_bytes(simulations: int, trades: int) -> int:
     return 5 * 8 * simulations * max(trades, 1) + 64 * MB
 
 
-def upload_bytes(file_bytes: int, compressed: bool) -> int:
-    """Parsing a file takes about 9x its size (Parquet; CSV less); a compressed one, of what it expands to."""
+def upload_bytes(file_bytes: int, head: bytes) -> int:
+    """Parsing a file takes about 9x its size (Parquet; CSV less); a gzip or zip one (told by its first bytes,
+    `head`), of what it expands to."""
+    compressed = head[:2] in (b"\x1f\x8b", b"PK")
     return 9 * file_bytes * (8 if compressed else 1)

@@ -1,8 +1,9 @@
-"""Atomic file writes and the clean-up of what a crash leaves behind, for the dataset store and the run cache.
+"""Atomic file writes and the clean-up of what a crash leaves behind, for the dataset store (the results
+cache has diskcache's own).
 
 A file is written beside its final name as `<name>.<pid>.<thread>.tmp`, then renamed over it, so a reader
-never sees half a file. A process killed mid-write leaves the `.tmp`: it is removed when a store opens and
-whenever the cache retries its disk, once it is older than any write can take.
+never sees half a file. A process killed mid-write leaves the `.tmp`: it is removed when the store opens and
+once an hour after, once it is older than any write can take.
 """
 
 from __future__ import annotations

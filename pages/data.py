@@ -54,22 +54,23 @@ with left:
     uploaded = st.file_uploader(
         "Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"], key="upload"
     )
-    attempt = None if uploaded is None else (uploaded.file_id, tuple(options.items()))
-    # an error belongs to the file that caused it, not to a later visit (no file: no error)
-    if uploaded is not None and app_state.upload_is_new(attempt):
+    if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
+        app_state.forget_upload()
+    elif app_state.upload_is_new((uploaded.file_id, tuple(options.items()))):
         with st.spinner(f"Loading {uploaded.name}..."):
             error = app_state.load_upload(uploaded, **options)
         app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
         if not error:
             st.rerun()  # the sidebar and the link name the new dataset at once
-    elif uploaded is None:
-        app_state.upload_is_new(None)
     if app_state.upload_error():
         keep = " The previous dataset is still loaded." if app_state.market() is not None else ""
         st.error(f"{app_state.upload_error()}{keep}")
-        can_drop = uploaded is not None and app_state.bad_rows()
         rows = app_state.bad_rows()
-        if can_drop and st.button(f"Load without these {rows:,} rows", type="primary", key="load_without"):
+        if (
+            uploaded is not None
+            and rows
+            and st.button(f"Load without these {rows:,} rows", type="primary", key="load_without")
+        ):
             with st.spinner(f"Loading {uploaded.name} without its bad rows..."):
                 error = app_state.load_upload(uploaded, on_bad_rows="drop", **options)
             app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")

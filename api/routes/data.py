@@ -47,7 +47,7 @@ def upload_dataset(
         raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
     buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
     buffer.name = os.path.basename(file.filename or "upload.csv")
-    need = upload_bytes(len(buffer.getvalue()), compressed=buffer.getvalue()[:2] in (b"\x1f\x8b", b"PK"))
+    need = upload_bytes(len(buffer.getvalue()), buffer.getvalue()[:2])
     market = reserved(
         "upload",
         need,
