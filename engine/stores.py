@@ -79,7 +79,10 @@ def reserved(what: str, nbytes: int, compute: Callable[[], T]) -> Callable[[], T
 def cached_scan(market: Market, rule: str) -> Signals:
     """The rule's signals through the run cache (not listed in the run history: scans run on every keystroke);
     a scan that is computed first reserves its memory from the server's budget."""
-    need = scan_bytes(market.close.nbytes, indicator_names(rule))
-    compute = reserved("scan", need, lambda: scan(market, rule))
+
+    def compute() -> Signals:  # the estimate parses the rule: only a miss pays for it
+        with server_budget().reserve(scan_bytes(market.close.nbytes, indicator_names(rule)), "scan"):
+            return scan(market, rule)
+
     signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)
     return signals
