@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import itertools
 import os
 import threading
 import time
@@ -50,9 +49,8 @@ class ServerBusy(DataError):
         self.queued_behind = queued_behind
 
 
-@dataclass
+@dataclass(eq=False)  # a ticket is itself: two runs of the same size are two tickets
 class _Ticket:
-    number: int
     nbytes: int
     what: str
 
@@ -67,7 +65,6 @@ class MemoryBudget:
         self.used = 0
         self.running = 0
         self._queue: list[_Ticket] = []
-        self._numbers = itertools.count()
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
@@ -82,7 +79,7 @@ class MemoryBudget:
                 f"budget of {self.total / MB:,.0f} MB (SCANNER_SERVER_MB). Use fewer symbols or dates, "
                 "fewer different indicators, or run it with the Python library or the CLI."
             )
-        self._wait_for_room(_Ticket(next(self._numbers), nbytes, what), on_wait or WAIT_NOTICE.get(), max_wait_s)
+        self._wait_for_room(_Ticket(nbytes, what), on_wait or WAIT_NOTICE.get(), max_wait_s)
         try:
             yield
         finally:
@@ -103,8 +100,13 @@ class MemoryBudget:
                 while not (self._queue[0] is ticket and self.used + ticket.nbytes <= self.total):
                     ahead = self.running + self._queue.index(ticket)
                     if on_wait is not None and ahead != told:
-                        on_wait(ahead)
                         told = ahead
+                        self._changed.release()  # the notice (a page update) runs without the server's lock
+                        try:
+                            on_wait(ahead)
+                        finally:
+                            self._changed.acquire()
+                        continue  # the queue may have moved meanwhile
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise self._busy(ticket, f"it would wait more than {limit:,.0f} s behind {ahead} runs")

@@ -136,3 +136,24 @@ def test_the_api_answers_503_with_retry_after_when_the_memory_budget_is_taken(tm
         assert "server is busy" in r.json()["error"] and r.json()["queued_behind"] >= 1
     with TestClient(create_app()) as client:  # the memory is free again: the same request runs
         assert client.post("/api/scan", json={"data": "sample", "rule": "rsi(17) < 31"}).status_code == 200
+
+
+def test_runs_of_the_same_size_each_keep_their_own_place_in_the_queue():
+    budget = MemoryBudget(100, max_wait_s=10)
+    done, told = [], []
+    hold = budget.reserve(100, "grid")
+    hold.__enter__()
+
+    def run(name: str) -> None:
+        with budget.reserve(60, "scan", on_wait=told.append):
+            done.append(name)
+
+    waiters = [threading.Thread(target=run, args=(name,)) for name in ("first", "second")]
+    for w in waiters:
+        w.start()
+        time.sleep(0.2)
+    assert done == [] and len(budget._queue) == 2
+    hold.__exit__(None, None, None)
+    for w in waiters:
+        w.join(5)
+    assert done == ["first", "second"] and budget.used == 0 and not budget._queue and 2 in told
