@@ -25,97 +25,52 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import literal_unroll, njit, prange
 
-# --- codes and their labels ---------------------------------------------------------------------------------
-EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
-EXIT_NAMES = ("stop_loss", "trailing_stop", "take_profit", "exit_rule", "holding_period", "end_of_data", "ruin")
-SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
-SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
-# Sizing parameter slots in a combination's `sizing` array.
-P_RISK, P_KELLY_MULT, P_KELLY_CAP, P_KELLY_MIN_TRADES, P_VOL_TARGET, P_ATR_MULT, P_AMOUNT, P_ATR_STOP = range(8)
-N_SIZING_PARAMS = 8
-# Why a signal was skipped or cut.
-(
-    RULE_MAX_POSITIONS,
+from ._records import (
+    ACTION_CUT,
+    ACTION_SKIP,
+    CURVE,
+    EVENT,
+    EXIT_END,
+    EXIT_HOLDING,
+    EXIT_RUIN,
+    EXIT_RULE,
+    EXIT_STOP,
+    EXIT_TARGET,
+    EXIT_TRAIL,
+    GRID_METRIC,
+    GRID_METRICS,
+    POSITION,
     RULE_CASH,
-    RULE_MAX_POSITION,
-    RULE_MAX_SECTOR,
     RULE_MAX_CORR,
-    RULE_SIZE,
-    RULE_NO_BAR,
+    RULE_MAX_POSITION,
+    RULE_MAX_POSITIONS,
+    RULE_MAX_SECTOR,
     RULE_MAX_VOLUME,
-) = range(8)
-RULE_NAMES = (
-    "max_positions",
-    "cash",
-    "max_position_pct",
-    "max_sector_pct",
-    "max_correlation",
-    "size_zero",
-    "no_bar",
-    "max_volume_pct",
+    RULE_NO_BAR,
+    RULE_SIZE,
+    SIZE_ATR,
+    SIZE_FIXED_AMOUNT,
+    SIZE_FIXED_FRACTIONAL,
+    SIZE_KELLY,
+    SIZE_VOL_TARGET,
+    TRADE,
+    fingerprint,
 )
-ACTION_SKIP, ACTION_CUT = range(2)
-ACTION_NAMES = ("skip", "cut")
-MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended size is skipped
 
-# --- record layouts --------------------------------------------------------------------------------------------
-TRADE = np.dtype(
-    [
-        ("symbol", np.int64),
-        ("entry_bar", np.int64),
-        ("exit_bar", np.int64),
-        ("entry_price", np.float64),
-        ("exit_price", np.float64),
-        ("shares", np.float64),
-        ("pnl", np.float64),
-        ("fees", np.float64),
-        ("reason", np.int64),
-        ("mae_pct", np.float64),
-        ("mfe_pct", np.float64),
-    ]
-)
-# 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
-EVENT = np.dtype(
-    [
-        ("value", np.float64),
-        ("limit", np.float64),
-        ("bar", np.int32),
-        ("symbol", np.int32),
-        ("rule", np.int8),
-        ("action", np.int8),
-    ],
-    align=True,
-)
-CURVE = np.dtype(
-    [
-        ("equity", np.float64),
-        ("cash", np.float64),
-        ("long_value", np.float64),
-        ("short_value", np.float64),
-        ("open_positions", np.int64),
-    ]
-)
-# One open position (or, for Kelly, one shadow trade) per symbol.
-POSITION = np.dtype(
-    [
-        ("shares", np.float64),
-        ("entry_price", np.float64),
-        ("entry_bar", np.int64),
-        ("entry_fee", np.float64),
-        ("stop", np.float64),
-        ("target", np.float64),
-        ("trail_frac", np.float64),
-        ("trail_dist", np.float64),
-        ("extreme", np.float64),
-        ("worst", np.float64),
-        ("best", np.float64),
-        ("bars_held", np.int64),
-        ("mark", np.float64),
-        ("seq", np.int64),
-    ]
-)
+GRID_METRIC_NAMES = GRID_METRICS  # a tuple of names: `literal_unroll` visits each as a constant
+
+# Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
+RECORDS_FINGERPRINT = "bcd3f32c90a9"
+if fingerprint() != RECORDS_FINGERPRINT:
+    raise ImportError(
+        f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
+        " (editing this file is what makes Numba recompile the kernels that use the records)."
+    )
+Array = np.ndarray  # annotations only: Numba types the arguments it is called with
+Record = np.void  # one record (a POSITION, a COMBO, ...): a view into its array, written through
+MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended size is skipped
 
 
 class Bars(NamedTuple):
@@ -127,18 +82,6 @@ class Bars(NamedTuple):
     close: np.ndarray
     volume: np.ndarray
     last_valid: np.ndarray
-
-
-class Combo(NamedTuple):
-    """What a grid may vary per combination (fractions; 0 = off)."""
-
-    stop: float
-    target: float
-    trail: float
-    trail_atr: float  # k: trail k x ATR at the signal bar
-    holding: int
-    max_positions: int
-    sizing: np.ndarray  # N_SIZING_PARAMS slots
 
 
 class Shared(NamedTuple):
@@ -191,7 +134,7 @@ class Scratch(NamedTuple):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _log(events, n, bar, sym, rule, value, limit, action):
+def _log(events: Array, n: int, bar: int, sym: int, rule: int, value: float, limit: float, action: int) -> int:
     """Write one event; returns the new event count."""
     e = events[n]
     e["bar"], e["symbol"], e["rule"], e["value"], e["limit"], e["action"] = bar, sym, rule, value, limit, action
@@ -199,7 +142,7 @@ def _log(events, n, bar, sym, rule, value, limit, action):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fee(notional, sh):
+def _fee(notional: float, sh: Shared) -> float:
     """Commission of one order: percent of value plus a fixed amount, at least the minimum."""
     if notional <= 0.0:
         return 0.0
@@ -207,7 +150,7 @@ def _fee(notional, sh):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quantity(value, fill, sh):
+def _quantity(value: float, fill: float, sh: Shared) -> float:
     """Shares whose cost including commission is `value` (rounded down to whole shares unless fractional)."""
     qty = (value - sh.commission_fixed) / (fill * (1.0 + sh.commission))
     if qty * fill * sh.commission + sh.commission_fixed < sh.commission_min:
@@ -218,7 +161,7 @@ def _quantity(value, fill, sh):
 
 
 @njit(cache=True, nogil=True)
-def _load_window(ret_t, valid_t, s, t_end, window, out_x, out_v):
+def _load_window(ret_t: Array, valid_t: Array, s: int, t_end: int, window: int, out_x: Array, out_v: Array) -> int:
     """Copy symbol s's returns over bars (t_end-window, t_end] into contiguous buffers; returns the length."""
     t0 = max(0, t_end - window + 1)
     length = t_end + 1 - t0
@@ -229,7 +172,7 @@ def _load_window(ret_t, valid_t, s, t_end, window, out_x, out_v):
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _masked_corr(xa, va, xb, vb, length):
+def _masked_corr(xa: Array, va: Array, xb: Array, vb: Array, length: int) -> float:
     """Pearson correlation over the bars where both symbols have a return (x is 0 where v is 0).
 
     Branch-free so LLVM can use SIMD; the buffers are small and hot, which is what makes the
@@ -256,39 +199,41 @@ def _masked_corr(xa, va, xb, vb, length):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _kelly_fraction(params, kelly):
+def _kelly_fraction(combo: Record, kelly: Array) -> float:
     """Kelly fraction from closed (and shadow) trades: w - (1 - w) / R, times the multiplier, capped; NaN
     until `min trades` have closed."""
     n, wins, sum_win, sum_loss = kelly[0], kelly[1], kelly[2], kelly[3]
-    if n < params[P_KELLY_MIN_TRADES]:
+    if n < combo["kelly_min_trades"]:
         return np.nan
     if wins == 0:
         return 0.0
     w = wins / n
     losses = n - wins
     f = w if losses == 0 or sum_loss == 0.0 else w - (1.0 - w) / ((sum_win / wins) / (sum_loss / losses))
-    return max(min(f * params[P_KELLY_MULT], params[P_KELLY_CAP]), 0.0)
+    return max(min(f * combo["kelly_multiplier"], combo["kelly_cap"]), 0.0)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _target_value(method, params, equity, entry, stop_frac, vol, atr, max_positions, kelly):
+def _target_value(
+    method: int, combo: Record, equity: float, entry: float, stop_frac: float, vol: float, atr: float, kelly: Array
+) -> float:
     """Notional value to put in one new position; 0 means do not trade."""
     if method == SIZE_FIXED_FRACTIONAL:
-        return params[P_RISK] * equity / stop_frac if stop_frac > 0.0 else 0.0
+        return combo["risk"] * equity / stop_frac if stop_frac > 0.0 else 0.0
     if method == SIZE_KELLY:
-        f = _kelly_fraction(params, kelly)
-        return equity / max_positions if np.isnan(f) else f * equity
+        f = _kelly_fraction(combo, kelly)
+        return equity / combo["max_positions"] if np.isnan(f) else f * equity
     if method == SIZE_VOL_TARGET:
-        return equity * params[P_VOL_TARGET] / vol if vol > 0.0 else 0.0
+        return equity * combo["vol_target"] / vol if vol > 0.0 else 0.0
     if method == SIZE_ATR:
-        return params[P_RISK] * equity / (params[P_ATR_MULT] * atr) * entry if atr > 0.0 else 0.0
+        return combo["risk"] * equity / (combo["atr_multiplier"] * atr) * entry if atr > 0.0 else 0.0
     if method == SIZE_FIXED_AMOUNT:
-        return params[P_AMOUNT]
-    return equity / max_positions
+        return combo["fixed_amount"]
+    return equity / combo["max_positions"]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _candidates(entries, priority, book, t, cand, cand_prio):
+def _candidates(entries: Array, priority: Array, book: Array, t: int, cand: Array, cand_prio: Array) -> int:
     """Symbols with a signal at bar t-1 and no open position, highest priority first, then symbol order
     (a stable insertion sort in place: few candidates per bar, no allocation). Returns their count in
     `cand`. An empty (0 x 0) priority ranks all alike."""
@@ -307,7 +252,18 @@ def _candidates(entries, priority, book, t, cand, cand_prio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
+def _caps(
+    value: float,
+    s: int,
+    t: int,
+    equity: float,
+    gross: float,
+    cash: float,
+    sector_value: Array,
+    sh: Shared,
+    events: Array,
+    n_events: int,
+) -> tuple[float, int]:
     """Apply the position, sector and cash/leverage limits to an order's value, logging each cut or skip.
     Returns (value, 0 = skipped, events count)."""
     if sh.max_position > 0.0 and value > sh.max_position * equity:
@@ -346,7 +302,9 @@ def _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _volume_cap(qty, s, t, fill, bars, sh, events, n_events):
+def _volume_cap(
+    qty: float, s: int, t: int, fill: float, bars: Bars, sh: Shared, events: Array, n_events: int
+) -> tuple[float, int]:
     """At most `max_volume` of the signal bar's volume (the fill bar's is unknown at its open); an order cut
     below MIN_FILL of its size is skipped. Returns (shares, events count)."""
     if sh.max_volume <= 0.0:
@@ -371,7 +329,7 @@ def _volume_cap(qty, s, t, fill, bars, sh, events, n_events):
 
 
 @njit(cache=True, nogil=True)
-def _corr_breach(s, t, n_open, work, sh):
+def _corr_breach(s: int, t: int, n_open: int, work: Scratch, sh: Shared) -> float:
     """The first open position's correlation with s above the limit (NaN: none). `work.corr_buf` holds the
     open positions' return windows, loaded once per bar (`work.corr_state`: bar loaded, rows, window length)."""
     book_x, book_v, cand_x, cand_v = work.corr_buf
@@ -390,19 +348,29 @@ def _corr_breach(s, t, n_open, work, sh):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _open(pos, t, fill, qty, fee, stop_frac, combo, atr_at_signal, d):
+def _open(
+    pos: Record,
+    t: int,
+    fill: float,
+    qty: float,
+    fee: float,
+    stop_frac: float,
+    combo: Record,
+    atr_at_signal: float,
+    d: float,
+) -> None:
     """Set up a position (or a shadow trade) entered at bar t."""
     pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"] = qty, fill, t, fee
     pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
-    pos["target"] = fill * (1.0 + d * combo.target) if combo.target > 0.0 else np.nan
-    pos["trail_frac"] = combo.trail
-    pos["trail_dist"] = combo.trail_atr * atr_at_signal if combo.trail_atr > 0.0 and atr_at_signal > 0.0 else 0.0
+    pos["target"] = fill * (1.0 + d * combo["target"]) if combo["target"] > 0.0 else np.nan
+    pos["trail_frac"] = combo["trail"]
+    pos["trail_dist"] = combo["trail_atr"] * atr_at_signal if combo["trail_atr"] > 0.0 and atr_at_signal > 0.0 else 0.0
     pos["extreme"] = pos["worst"] = pos["best"] = pos["mark"] = fill
     pos["bars_held"] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _stop_level(pos, d):
+def _stop_level(pos: Record, d: float) -> tuple[float, int]:
     """(level, reason): the tighter of the fixed stop and the trailing stop (NaN: no stop)."""
     trail = np.nan
     if pos["trail_frac"] > 0.0:
@@ -416,7 +384,18 @@ def _stop_level(pos, d):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
+def _exit_price(
+    pos: Record,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    t: int,
+    d: float,
+    rule_exit: bool,
+    holding: int,
+    last_bar: int,
+) -> tuple[float, int]:
     """(price, reason) of the exit on this bar, or (NaN, -1) to hold. One step for long (d = 1) and short
     (d = -1): "through" a level means d x (price - level) <= 0 for a stop, >= 0 for a target."""
     after_entry = pos["entry_bar"] < t
@@ -440,7 +419,7 @@ def _exit_price(pos, o, h, lo, c, t, d, rule_exit, holding, last_bar):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _track(pos, o, h, lo, d, px, reason):
+def _track(pos: Record, o: float, h: float, lo: float, d: float, px: float, reason: int) -> None:
     """Update the trailing extreme and the excursions with this bar (only its open when it exits there).
     Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict (this was 20% of a run)."""
     at_open = reason >= 0 and px == o
@@ -455,7 +434,9 @@ def _track(pos, o, h, lo, d, px, reason):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _close(pos, s, t, px, reason, sh, trades, work):
+def _close(
+    pos: Record, s: int, t: int, px: float, reason: int, sh: Shared, trades: Array, work: Scratch
+) -> tuple[float, float]:
     """Record the trade at its entry rank (exit fill after slippage and commission); returns (cash change,
     trade return)."""
     d = float(sh.direction)
@@ -482,7 +463,7 @@ def _close(pos, s, t, px, reason, sh, trades, work):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _learn(kelly, ret):
+def _learn(kelly: Array, ret: float) -> None:
     """Kelly's statistics: closed trades, wins, sum of winning returns, sum of |losing returns|."""
     kelly[0] += 1.0
     if ret > 0.0:
@@ -493,7 +474,9 @@ def _learn(kelly, ret):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _exit_all(work, n_open, bars, t, combo, sh, trades):
+def _exit_all(
+    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array
+) -> tuple[float, int, float]:
     """Steps 2 and 3 for every open position in one pass: exit, or hold and mark to market (and step 2 for
     every shadow trade). Returns (cash change, open count, value of the positions held)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
@@ -526,7 +509,7 @@ def _exit_all(work, n_open, bars, t, combo, sh, trades):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _step_position(pos, s, bars, t, d, combo, sh):
+def _step_position(pos: Record, s: int, bars: Bars, t: int, d: float, combo: Record, sh: Shared) -> tuple[float, int]:
     """One position on bar t: count the bar, find its exit, track excursions. (NaN, -1): hold (or no bar)."""
     c = bars.close[t, s]
     if np.isnan(c):
@@ -534,13 +517,13 @@ def _step_position(pos, s, bars, t, d, combo, sh):
     pos["bars_held"] += 1
     o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
     rule_exit = sh.exit_signal.shape[0] > 0 and t > 0 and sh.exit_signal[t - 1, s]
-    px, reason = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo.holding, bars.last_valid[s])
+    px, reason = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo["holding"], bars.last_valid[s])
     _track(pos, o, h, lo, d, px, reason)
     return px, reason
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mark(pos, s, c, sh, sector_value):
+def _mark(pos: Record, s: int, c: float, sh: Shared, sector_value: Array) -> float:
     """Step 3 for a position held through the bar: its value at the close (the last close where its symbol
     has no bar), added to its sector's."""
     if not np.isnan(c):
@@ -551,7 +534,21 @@ def _mark(pos, s, c, sh, sector_value):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross):
+def _enter_all(
+    bars: Bars,
+    entries: Array,
+    priority: Array,
+    t: int,
+    combo: Record,
+    sh: Shared,
+    work: Scratch,
+    n_open: int,
+    events: Array,
+    n_events: int,
+    cash: float,
+    equity: float,
+    gross: float,
+) -> tuple[float, float, float, int, int]:
     """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and
     limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
     d = float(sh.direction)
@@ -559,8 +556,8 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
     book, shadow, open_list, kelly, sector_value = work.book, work.shadow, work.open_list, work.kelly, work.sector_value
     for k in range(_candidates(entries, priority, book, t, work.cand, work.cand_prio)):
         s = work.cand[k]
-        if n_open >= combo.max_positions:  # first: most skips are this, and it needs no price (a cache miss)
-            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo.max_positions, ACTION_SKIP)
+        if n_open >= combo["max_positions"]:  # first: most skips are this, and it needs no price (a cache miss)
+            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo["max_positions"], ACTION_SKIP)
             continue
         o = bars.open[t, s]
         if np.isnan(o) or o <= 0.0:
@@ -570,12 +567,10 @@ def _enter_all(bars, entries, priority, t, combo, sh, work, n_open, events, n_ev
         fill = o * (1.0 + d * sh.slippage)
         atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
         vol_s = sh.vol[t - 1, s] if sh.vol.shape[0] > 0 else np.nan
-        stop_frac = combo.stop
-        if sh.sizing_method == SIZE_ATR and combo.sizing[P_ATR_STOP] > 0.0 and atr_s > 0.0:
-            stop_frac = combo.sizing[P_ATR_MULT] * atr_s / fill
-        value = _target_value(
-            sh.sizing_method, combo.sizing, equity, fill, stop_frac, vol_s, atr_s, combo.max_positions, kelly
-        )
+        stop_frac = combo["stop"]
+        if sh.sizing_method == SIZE_ATR and combo["atr_stop"] and atr_s > 0.0:
+            stop_frac = combo["atr_multiplier"] * atr_s / fill
+        value = _target_value(sh.sizing_method, combo, equity, fill, stop_frac, vol_s, atr_s, kelly)
         if not (value > 0.0):
             n_events = _log(events, n_events, t, s, RULE_SIZE, 0.0, 0.0, ACTION_SKIP)
             if (
@@ -629,7 +624,7 @@ def _allocate(bars, entries, combo, sh):
     n_bars, n_sym = bars.close.shape
     cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and four events (cuts, then a skip)
     trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
-    rows, win = (min(combo.max_positions, n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
+    rows, win = (min(combo["max_positions"], n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
     work = Scratch(
         np.zeros(n_sym, POSITION),
         np.zeros(n_sym, POSITION),
@@ -683,7 +678,17 @@ def _closed_trades(trades, work):
 
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
-def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
+def _run(
+    bars: Bars,
+    entries: Array,
+    priority: Array,
+    combo: Record,
+    sh: Shared,
+    trades: Array,
+    events: Array,
+    curve: Array,
+    work: Scratch,
+) -> tuple[int, int]:
     """The bar loop. No allocation here (no runtime): returns (event count, ruin bar or -1)."""
     book, open_list = work.book, work.open_list
     n_open = n_events = 0
@@ -721,31 +726,18 @@ def _run(bars, entries, priority, combo, sh, trades, events, curve, work):
 # once so that no (combinations x bars) array is ever held. Formulas follow engine/metrics.py.
 # ---------------------------------------------------------------------------------------------------
 
-GRID_METRICS = (
-    "total_return_pct",
-    "cagr_pct",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown_pct",
-    "n_trades",
-    "win_rate_pct",
-    "profit_factor",
-    "expectancy",
-    "final_equity",
-)
-
 
 @njit(cache=True, nogil=True)
-def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year):
-    """The metrics named in GRID_METRICS for one run (NaN where undefined, as metrics.py)."""
-    out = np.full(len(GRID_METRICS), np.nan)
+def summary_metrics(out, equity, years, pnl, trade_ret, rf_per_bar, periods_per_year):
+    """Write one run's GRID_METRIC record `out`, field by field (NaN where undefined, as metrics.py)."""
+    for name in literal_unroll(GRID_METRIC_NAMES):
+        out[name] = np.nan
     n = len(equity)
     if n == 0 or equity[0] <= 0.0:
-        return out
-    out[0] = (equity[-1] / equity[0] - 1.0) * 100.0
+        return
+    out["total_return_pct"] = (equity[-1] / equity[0] - 1.0) * 100.0
     if n >= 2 and years > 0.0:
-        out[1] = ((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0
+        out["cagr_pct"] = ((max(equity[-1], 0.0) / equity[0]) ** (1.0 / years) - 1.0) * 100.0
     if n >= 3:
         ex = np.empty(n - 1)
         for t in range(1, n):
@@ -753,21 +745,21 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
         mean = ex.mean()
         sd = np.sqrt(((ex - mean) ** 2).sum() / (n - 2))
         if sd > 0.0:
-            out[2] = mean / sd * np.sqrt(periods_per_year)
+            out["sharpe"] = mean / sd * np.sqrt(periods_per_year)
         down = np.sqrt((np.minimum(ex, 0.0) ** 2).mean())
         if down > 0.0:
-            out[3] = mean / down * np.sqrt(periods_per_year)
+            out["sortino"] = mean / down * np.sqrt(periods_per_year)
     peak = equity[0]
     mdd = 0.0
     for t in range(n):
         peak = max(peak, equity[t])
         if peak > 0.0:
             mdd = min(mdd, (equity[t] / peak - 1.0) * 100.0)
-    out[5] = mdd
+    out["max_drawdown_pct"] = mdd
     if mdd < 0.0:
-        out[4] = out[1] / abs(mdd)
+        out["calmar"] = out["cagr_pct"] / abs(mdd)
     k = len(pnl)
-    out[6] = k
+    out["n_trades"] = k
     if k > 0:
         gains = losses = 0.0
         wins = 0
@@ -778,14 +770,13 @@ def summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
                 gains += pnl[i]
             elif pnl[i] < 0.0:
                 losses -= pnl[i]
-        out[7] = wins / k * 100.0
+        out["win_rate_pct"] = wins / k * 100.0
         if losses > 0.0:
-            out[8] = gains / losses
+            out["profit_factor"] = gains / losses
         elif gains > 0.0:
-            out[8] = np.inf
-        out[9] = pnl.mean()
-    out[10] = equity[-1]
-    return out
+            out["profit_factor"] = np.inf
+        out["expectancy"] = pnl.mean()
+    out["final_equity"] = equity[-1]
 
 
 @njit(cache=True, nogil=True)
@@ -806,23 +797,21 @@ def block_stats(equity, n_blocks):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def simulate_grid(bars, entries, priority, exits, sizing_stack, sh, years, rf_per_bar, periods_per_year, n_blocks):
-    """exits rows: (stop, target, trail, trail_atr, holding, max_positions) of one combination (`exit_row`);
-    sizing_stack rows: its sizing parameters. Returns (combinations x GRID_METRICS) and, per combination,
-    its `block_stats` over n_blocks blocks of bars (combinations x n_blocks x 5)."""
-    n_combo = exits.shape[0]
-    out = np.empty((n_combo, len(GRID_METRICS)))
+def simulate_grid(bars, entries, priority, combos, sh, years, rf_per_bar, periods_per_year, n_blocks):
+    """One run per COMBO record of `combos`, in parallel threads. Returns one GRID_METRIC record per
+    combination and its `block_stats` over n_blocks blocks of bars (combinations x n_blocks x 5)."""
+    n_combo = combos.shape[0]
+    out = np.empty(n_combo, GRID_METRIC)
     blocks = np.zeros((n_combo, n_blocks, 5))
     for c in prange(n_combo):
-        e = exits[c]
-        combo = Combo(e[0], e[1], e[2], e[3], int(e[4]), int(e[5]), sizing_stack[c])
+        combo = combos[c]
         trades, events, curve, work = _allocate(bars, entries, combo, sh)
         _run(bars, entries, priority, combo, sh, trades, events, curve, work)
         trades, _ = _closed_trades(trades, work)
         pnl = trades["pnl"]
         trade_ret = pnl / (trades["shares"] * trades["entry_price"])
         equity = curve["equity"].copy()
-        out[c] = summary_metrics(equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
+        summary_metrics(out[c], equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
         if n_blocks > 0 and len(equity) > n_blocks:
             blocks[c] = block_stats(equity, n_blocks)
     return out, blocks

@@ -24,6 +24,7 @@ Rules (see `_kernels` for the order of events inside a bar):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -32,14 +33,16 @@ import numpy as np
 import pandas as pd
 
 from . import _kernels as k
+from . import _records as rec
 from . import params as table
+from ._records import COMBO
 from .data import DataError, Market
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .rules import Signals
 from .sizing import METHODS, Sizing
 
-EXIT_NAMES = k.EXIT_NAMES
+EXIT_NAMES = rec.EXIT_NAMES
 
 
 _D = table.defaults("")
@@ -90,9 +93,9 @@ def params_from_values(values: dict[str, object]) -> BacktestParams:
     return BacktestParams(**groups[""], sizing=Sizing(**groups["sizing"]), limits=RiskLimits(**groups["limits"]))
 
 
-_EXIT_DTYPE = pd.CategoricalDtype(k.EXIT_NAMES)
-_RULE_DTYPE = pd.CategoricalDtype(k.RULE_NAMES)
-_ACTION_DTYPE = pd.CategoricalDtype(k.ACTION_NAMES)
+_EXIT_DTYPE = pd.CategoricalDtype(rec.EXIT_NAMES)
+_RULE_DTYPE = pd.CategoricalDtype(rec.RULE_NAMES)
+_ACTION_DTYPE = pd.CategoricalDtype(rec.ACTION_NAMES)
 _DIRECTION_DTYPE = pd.CategoricalDtype(table.TABLE["signal_type"].choices)
 
 
@@ -213,34 +216,37 @@ def kernel_bars(market: Market) -> k.Bars:
     return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid)
 
 
-def exit_row(p: BacktestParams) -> tuple[float, ...]:
-    """What a grid may vary per combination, in `k.Combo`'s order: stop, target and trail as fractions
-    (0 = off), ATR trail multiple, holding bars (0 = off), max positions."""
-    return (
-        (p.stop_loss or 0.0) / 100.0,
-        (p.take_profit or 0.0) / 100.0,
-        (p.trailing_stop or 0.0) / 100.0,
-        float(p.trailing_atr or 0.0),
-        int(p.holding_period or 0),
-        int(p.max_positions),
-    )
+def combo_fields(p: BacktestParams) -> dict[str, float]:
+    """One combination's COMBO fields by name: percent into fractions, "off" into 0."""
+    s = p.sizing
+    return {
+        "stop": (p.stop_loss or 0.0) / 100.0,
+        "target": (p.take_profit or 0.0) / 100.0,
+        "trail": (p.trailing_stop or 0.0) / 100.0,
+        "trail_atr": float(p.trailing_atr or 0.0),
+        "holding": int(p.holding_period or 0),
+        "max_positions": int(p.max_positions),
+        "risk": s.risk_pct / 100.0,
+        "kelly_multiplier": s.kelly_multiplier,
+        "kelly_cap": s.kelly_cap_pct / 100.0,
+        "kelly_min_trades": s.kelly_min_trades,
+        "vol_target": s.vol_target_pct / 100.0,
+        "atr_multiplier": s.atr_multiplier,
+        "fixed_amount": s.fixed_amount,
+        "atr_stop": bool(s.atr_stop),
+    }
 
 
-def sizing_row(s: Sizing) -> np.ndarray:
-    """The sizing parameters in the kernel's slots (P_*), as fractions."""
-    row = np.zeros(k.N_SIZING_PARAMS)
-    row[k.P_RISK] = s.risk_pct / 100.0
-    row[k.P_KELLY_MULT] = s.kelly_multiplier
-    row[k.P_KELLY_CAP] = s.kelly_cap_pct / 100.0
-    row[k.P_KELLY_MIN_TRADES] = s.kelly_min_trades
-    row[k.P_VOL_TARGET] = s.vol_target_pct / 100.0
-    row[k.P_ATR_MULT] = s.atr_multiplier
-    row[k.P_AMOUNT] = s.fixed_amount
-    row[k.P_ATR_STOP] = 1.0 if s.atr_stop else 0.0
-    return row
+def combo_records(params: Sequence[BacktestParams]) -> np.ndarray:
+    """One COMBO record per combination, written column by column by field name."""
+    rows = [combo_fields(p) for p in params]
+    out = np.zeros(len(rows), COMBO)
+    for name in COMBO.names or ():
+        out[name] = [row[name] for row in rows]
+    return out
 
 
-def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k.Shared]:
+def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k.Shared]:
     """The only place that turns settings into what the kernel reads: percent into fractions, "off" into
     the kernel's sentinels (0, or an empty array), names into codes, and the per-bar inputs (volatility,
     ATR, exit-rule signals, correlation windows) computed on the whole market."""
@@ -273,7 +279,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, k.Combo, k
         corr_window=int(lim.correlation_lookback),
         max_volume=(lim.max_volume_pct or 0.0) / 100.0,
     )
-    return kernel_bars(market), k.Combo._make((*exit_row(p), sizing_row(p.sizing))), shared
+    return kernel_bars(market), combo_records([p])[0], shared
 
 
 def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tuple[Market, k.Bars, k.Shared]:
@@ -387,9 +393,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     )
     buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
     metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close, params.risk_free_pct, buy_hold, bh)
-    skipped = event_records["action"] == k.ACTION_SKIP
+    skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
-    sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == k.RULE_SIZE)))
+    sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
         trades=trades,
         equity=equity_df,

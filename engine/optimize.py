@@ -29,13 +29,13 @@ from . import _kernels as k
 from . import params as table
 from . import robustness as rb
 from . import stats
+from ._records import GRID_METRIC, GRID_METRICS
 from .backtest import (
     BacktestParams,
-    exit_row,
+    combo_records,
     kernel_inputs,
     read_only,
     signal_matrix,
-    sizing_row,
     window_backtest,
     window_inputs,
 )
@@ -44,7 +44,7 @@ from .metrics import LABELS, cagr_pct, periods_per_year
 from .rules import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
 
 log = logging.getLogger("engine.optimize")
-METRICS = k.GRID_METRICS
+METRICS = GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
 MAX_COMBINATIONS = 100_000
 MAX_WINDOWS = 200
@@ -363,7 +363,7 @@ def optimize(
     # Chunks never mix rule variants, so each chunk needs one scan.
     groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
     chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
-    metrics = np.full((len(table), len(METRICS)), np.nan)
+    metrics = np.full(len(table), np.nan, GRID_METRIC)
     blocks = np.zeros((len(table), N_BLOCKS, 5))
     done, cancelled, failed = 0, False, 0
     for rows, values in _execute(market, rule, base, table, chunks, bars, scheduler):
@@ -378,9 +378,10 @@ def optimize(
         if should_stop and should_stop():
             cancelled = True
             break
-    table[list(METRICS)] = metrics
+    for name in METRICS:
+        table[name] = metrics[name]
     if cancelled:
-        finished = ~np.isnan(metrics[:, METRICS.index("n_trades")])
+        finished = ~np.isnan(metrics["n_trades"])
         table, blocks = table[finished], blocks[finished]
     return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed, blocks)
 
@@ -427,7 +428,7 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
 def run_chunk(
     market: Market, rule: str, base: BacktestParams, combos: pd.DataFrame, bars: tuple[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Metrics (len(combos) x METRICS) and block sums (len(combos) x N_BLOCKS x 5, see OptimizeResult.blocks)
+    """GRID_METRIC records (one per combination) and block sums (len(combos) x N_BLOCKS x 5, see OptimizeResult.blocks)
     for combinations that share one rule variant: one scan, one
     parallel Numba call. Signals come from the whole history (indicators never look ahead), trading
     from bars [start, stop) only."""
@@ -447,11 +448,9 @@ def run_chunk(
         window, kbars, shared = window_inputs(market, shared, a, b)
     entries, priority = signal_matrix(market, signals)
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
-    exits = np.array([exit_row(p) for p in params], dtype=float)
-    sizing_rows = np.array([sizing_row(p.sizing) for p in params])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
-    inputs = map(read_only, (kbars, entries, priority, exits, sizing_rows, shared))
+    inputs = map(read_only, (kbars, entries, priority, combo_records(params), shared))
     return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # type: ignore[call-arg]
 
 

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import _kernels as k
+from . import _records as rec
 from .data import DataError
 
-SIZING_METHODS = k.SIZING_NAMES
-OBJECTIVE_METRICS = tuple(m for m in k.GRID_METRICS if m not in ("n_trades", "final_equity"))
+SIZING_METHODS = rec.SIZING_NAMES
+OBJECTIVE_METRICS = tuple(m for m in rec.GRID_METRICS if m not in ("n_trades", "final_equity"))
 OPTIMIZE_MODES = ("split", "walk_forward", "all")
 MAX_RULE_CHARS = 2_000  # the longest rule (entry or exit) accepted anywhere
 

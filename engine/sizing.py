@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import _kernels as k
+from . import _records as rec
 from . import params as table
 from .data import Market
 
-METHODS = {name: code for code, name in enumerate(k.SIZING_NAMES)}  # the kernel's codes
+METHODS = {name: code for code, name in enumerate(rec.SIZING_NAMES)}  # the kernel's codes
 
 DESCRIPTIONS = {
     "equal_weight": "equity / max positions",

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine import _kernels as k
 from engine import backtest
+from engine._records import COMBO
 from engine.backtest import BacktestParams, kernel_inputs
 from engine.data import market_from_frame
 from engine.rules import Signals
@@ -106,8 +107,8 @@ def test_fees_and_quantities_with_fixed_and_minimum_commission():
 
 
 def test_kelly_fraction_from_hand_counts():
-    params = np.zeros(k.N_SIZING_PARAMS)
-    params[k.P_KELLY_MULT], params[k.P_KELLY_CAP], params[k.P_KELLY_MIN_TRADES] = 1.0, 1.0, 4
+    params = np.zeros(1, COMBO)[0]
+    params["kelly_multiplier"], params["kelly_cap"], params["kelly_min_trades"] = 1.0, 1.0, 4
     # 3 wins of +10%, 1 loss of -10%: w = 0.75, R = 1 -> f = 0.75 - 0.25 = 0.5
     assert k._kelly_fraction(params, np.array([4.0, 3.0, 0.3, 0.1])) == pytest.approx(0.5)
     assert math.isnan(k._kelly_fraction(params, np.array([3.0, 3.0, 0.3, 0.0])))  # too few trades yet

@@ -1,0 +1,150 @@
+"""The kernel's vocabulary, NumPy only: integer codes with their labels, and the record layouts that cross
+the boundary between the kernels and the library. Nothing here compiles, so the parameter table and the
+results can read it without importing Numba.
+
+Numba's disk cache keys a kernel on its own file, not on this one: `_kernels.RECORDS_FINGERPRINT` must match
+`fingerprint()`, so an edit here forces an edit there (and with it a recompile); importing `_kernels` with a
+stale fingerprint fails and says the new value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+# --- codes and their labels -----------------------------------------------------------------------------------
+EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
+EXIT_NAMES = ("stop_loss", "trailing_stop", "take_profit", "exit_rule", "holding_period", "end_of_data", "ruin")
+SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
+SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
+# Why a signal was skipped or cut.
+(
+    RULE_MAX_POSITIONS,
+    RULE_CASH,
+    RULE_MAX_POSITION,
+    RULE_MAX_SECTOR,
+    RULE_MAX_CORR,
+    RULE_SIZE,
+    RULE_NO_BAR,
+    RULE_MAX_VOLUME,
+) = range(8)
+RULE_NAMES = (
+    "max_positions",
+    "cash",
+    "max_position_pct",
+    "max_sector_pct",
+    "max_correlation",
+    "size_zero",
+    "no_bar",
+    "max_volume_pct",
+)
+ACTION_SKIP, ACTION_CUT = range(2)
+ACTION_NAMES = ("skip", "cut")
+
+# --- record layouts -------------------------------------------------------------------------------------------
+# What a grid may vary per combination (fractions; 0 = off), written and read by field name.
+COMBO = np.dtype(
+    [
+        ("stop", np.float64),
+        ("target", np.float64),
+        ("trail", np.float64),
+        ("trail_atr", np.float64),  # k: trail k x ATR at the signal bar
+        ("holding", np.int64),
+        ("max_positions", np.int64),
+        ("risk", np.float64),  # fixed fractional and ATR risk: the share of equity risked
+        ("kelly_multiplier", np.float64),
+        ("kelly_cap", np.float64),
+        ("kelly_min_trades", np.int64),
+        ("vol_target", np.float64),
+        ("atr_multiplier", np.float64),
+        ("fixed_amount", np.float64),
+        ("atr_stop", np.bool_),  # ATR sizing also sets the stop at atr_multiplier x ATR
+    ]
+)
+TRADE = np.dtype(
+    [
+        ("symbol", np.int64),
+        ("entry_bar", np.int64),
+        ("exit_bar", np.int64),
+        ("entry_price", np.float64),
+        ("exit_price", np.float64),
+        ("shares", np.float64),
+        ("pnl", np.float64),
+        ("fees", np.float64),
+        ("reason", np.int64),
+        ("mae_pct", np.float64),
+        ("mfe_pct", np.float64),
+    ]
+)
+# 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
+EVENT = np.dtype(
+    [
+        ("value", np.float64),
+        ("limit", np.float64),
+        ("bar", np.int32),
+        ("symbol", np.int32),
+        ("rule", np.int8),
+        ("action", np.int8),
+    ],
+    align=True,
+)
+CURVE = np.dtype(
+    [
+        ("equity", np.float64),
+        ("cash", np.float64),
+        ("long_value", np.float64),
+        ("short_value", np.float64),
+        ("open_positions", np.int64),
+    ]
+)
+# One open position (or, for Kelly, one shadow trade) per symbol.
+POSITION = np.dtype(
+    [
+        ("shares", np.float64),
+        ("entry_price", np.float64),
+        ("entry_bar", np.int64),
+        ("entry_fee", np.float64),
+        ("stop", np.float64),
+        ("target", np.float64),
+        ("trail_frac", np.float64),
+        ("trail_dist", np.float64),
+        ("extreme", np.float64),
+        ("worst", np.float64),
+        ("best", np.float64),
+        ("bars_held", np.int64),
+        ("mark", np.float64),
+        ("seq", np.int64),
+    ]
+)
+# One grid combination's summary (NaN where undefined, as engine/metrics.py).
+GRID_METRIC = np.dtype(
+    [
+        ("total_return_pct", np.float64),
+        ("cagr_pct", np.float64),
+        ("sharpe", np.float64),
+        ("sortino", np.float64),
+        ("calmar", np.float64),
+        ("max_drawdown_pct", np.float64),
+        ("n_trades", np.float64),
+        ("win_rate_pct", np.float64),
+        ("profit_factor", np.float64),
+        ("expectancy", np.float64),
+        ("final_equity", np.float64),
+    ]
+)
+GRID_METRICS: tuple[str, ...] = GRID_METRIC.names or ()
+
+
+def fingerprint() -> str:
+    """A short hash of every code and layout above (see the module docstring)."""
+    text = repr(
+        (
+            EXIT_NAMES,
+            SIZING_NAMES,
+            RULE_NAMES,
+            ACTION_NAMES,
+            *(d.descr for d in (COMBO, TRADE, EVENT, CURVE, POSITION, GRID_METRIC)),
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
