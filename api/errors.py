@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.budget import ServerBusy
-from engine.data import BadRowsError, DataError, max_upload_bytes, too_big
+from engine.data import max_upload_bytes, too_big
+from engine.errors import BadRowsError, InputError
 
 from .serialize import records
 
@@ -26,7 +27,7 @@ def install(app: FastAPI) -> None:
     # Starlette types a handler as taking any Exception; each of these takes its own class.
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # FastAPI's 404, 405
-    app.add_exception_handler(DataError, _data_error)  # type: ignore[arg-type]
+    app.add_exception_handler(InputError, _input_error)  # type: ignore[arg-type]
     app.add_exception_handler(ServerBusy, _busy)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 
@@ -56,7 +57,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+async def _input_error(request: Request, exc: InputError) -> JSONResponse:
     if isinstance(exc, BadRowsError):
         return _error(422, str(exc), bad_rows=len(exc.rows), rows=records(exc.rows, 100))
     return _error(422, str(exc))

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.data import DataError
+from engine.errors import InputError
 
 log = logging.getLogger("scanner.api")
 MAX_ACTIVE_PER_USER = 4
@@ -146,7 +146,7 @@ class Jobs:
             if job.total == 0:  # served from the cache: nothing was counted
                 job.done = job.total = 1
             job.status = "cancelled" if job.cancel.is_set() else "done"
-        except DataError as exc:
+        except InputError as exc:
             job.status, job.error = "failed", str(exc)
         except Exception:  # a bug fails the job with a plain message; the traceback stays in the log
             log.exception("job %s (%s) failed", job.id, job.kind)

@@ -57,7 +57,26 @@ BacktestSettings = _model(
     limits=(LimitsSettings, Field(default_factory=LimitsSettings)),
 )
 OptimizeSettings = _model("OptimizeSettings", "optimize")
+
+
+def _form_field(p: table.Param) -> tuple[Any, Any]:
+    """A form field: text, parsed as a link's value is (`"50"` is a number, `"true"` a flag)."""
+    kind, info = _field(p)
+    parse = BeforeValidator(lambda v: p.parse(v) if isinstance(v, str) else p.check(v))
+    return Annotated[p.kind, parse], info  # type: ignore[name-defined]
+
+
+# A form's other fields (the file, `shared`) arrive beside these, so unknown fields are not refused here.
+LoadSettings = create_model(
+    "LoadSettings",
+    **{p.name: _form_field(p) for p in table.group("load")},  # type: ignore[call-overload]
+)
 MonteCarloSettings = _model("MonteCarloSettings", "montecarlo")
+
+
+def library_values(group: str, settings: BaseModel) -> dict[str, Any]:
+    """A group's settings as the library takes them, by field name (0 or empty -> None where that is off)."""
+    return {p.name: p.to_library(getattr(settings, p.name)) for p in table.group(group)}
 
 
 def values_by_path(settings: BaseModel) -> dict[str, Any]:

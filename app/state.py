@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from app import formatting as app_format
-from engine import DataError, Market, backtest, load_market, warmup
+from engine import InputError, Market, backtest, load_market, warmup
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
@@ -60,6 +60,11 @@ def set_value(path: str, value_: Any) -> None:
     st.session_state[key(path)] = value_
 
 
+def load_options(paths: tuple[str, ...]) -> dict[str, Any]:
+    """How to read a file, as `load_market` takes it (by field name; empty -> None where that means detect)."""
+    return {table.TABLE[p].name: table.TABLE[p].to_library(value(p)) for p in paths}
+
+
 def values() -> dict[str, Any]:
     """Current backtest settings (user values) by table path."""
     return {p.path: st.session_state[key(p.path)] for p in table.backtest_params()}
@@ -79,9 +84,10 @@ def init(page_path: str) -> None:
 
 def _start(ss, query: dict[str, str], page_path: str) -> None:
     problems: list[str] = []
+    linked = table.linked_params()
     for p in table.PARAMS:
         ss[key(p.path)] = p.default
-        if p.url in query:
+        if p.url in query and p in linked:
             try:
                 ss[key(p.path)] = p.parse(query[p.url])
             except table.ParamError as exc:
@@ -101,7 +107,7 @@ def _start(ss, query: dict[str, str], page_path: str) -> None:
     if "grid" in query:
         try:
             spec = parse_grid_spec(query["grid"])
-        except DataError as exc:
+        except InputError as exc:
             problems.append(f"The link's grid was ignored: {exc}")
         else:
             ss["grid.keys"] = list(spec)
@@ -254,7 +260,7 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     except BadRowsError as exc:
         st.session_state.bad_rows = len(exc.rows)
         return str(exc)
-    except DataError as exc:
+    except InputError as exc:
         return str(exc)
     except Exception:  # a loader bug must not take the page down; it is logged for us
         log.exception("unexpected error loading %s", uploaded.name)
@@ -354,7 +360,7 @@ def indicator_series() -> dict:
 
 
 def bt_params():
-    """BacktestParams from the current settings (DataError naming the field when one is out of range)."""
+    """BacktestParams from the current settings (ParamError naming the field when one is out of range)."""
     return params_from_values(values())
 
 
@@ -452,7 +458,7 @@ def is_current() -> bool:
     """Does the shown result belong to this data, rule and these settings?"""
     try:
         return st.session_state.get("result_key") == _result_key(bt_params())
-    except DataError:
+    except InputError:
         return False
 
 
@@ -610,7 +616,7 @@ def grid_spec_text() -> str:
     for name in st.session_state.get("grid.keys", []):
         try:
             spec[name] = grid_range(name)
-        except DataError:  # a rule.<i> the current rule no longer has
+        except InputError:  # a rule.<i> the current rule no longer has
             continue
     return format_grid_spec(spec)
 
@@ -625,9 +631,23 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     tip = help or p.help or None
     if p.kind is bool:
         return where.checkbox(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP)
+    if p.kind is str and not p.choices and path in CHOICE_LABELS:  # free text with suggestions
+        labels = CHOICE_LABELS[path]
+        current = value(path)
+        return where.selectbox(
+            p.label,
+            [*labels, *([current] if current not in labels else [])],
+            key=k,
+            disabled=disabled,
+            help=tip,
+            persist_state=KEEP,
+            format_func=lambda c: labels.get(c, c),
+            accept_new_options=True,
+        )
     if p.kind is str and not p.choices:  # free text: a rule
+        empty = p.off_word if p.off else "none"
         return where.text_input(
-            p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi), placeholder="none"
+            p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi), placeholder=empty
         )
     if p.choices:
         labels = CHOICE_LABELS.get(path, {})
@@ -671,4 +691,11 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
     "sizing.method": {name: f"{name.replace('_', ' ')}: {text}" for name, text in DESCRIPTIONS.items()},
     "optimize.objective": OBJECTIVES,
     "optimize.mode": {"split": "In/out-of-sample split", "walk_forward": "Walk-forward", "all": "None (all bars)"},
+    "load.prices": {
+        "raw": "As in the file",
+        "adjusted": "Adjusted by adj_close (splits and dividends)",
+        "split_adjusted": "Back-adjust the detected splits",
+    },
+    "load.date_format": {"": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"},
+    "load.intraday": {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"},
 }

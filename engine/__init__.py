@@ -17,6 +17,7 @@ True
 
 from .backtest import BacktestParams, BacktestResult, backtest
 from .data import DataError, Market, load_market, load_sample
+from .errors import InputError
 from .montecarlo import monte_carlo
 from .optimize import optimize
 from .risk import RiskLimits
@@ -29,6 +30,7 @@ __all__ = [
     "BacktestParams",
     "BacktestResult",
     "DataError",
+    "InputError",
     "Market",
     "RiskLimits",
     "Sizing",

@@ -11,11 +11,19 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from . import params as table
 from .backtest import backtest, params_from_values
-from .data import DataError, load_market, load_sample
+from .data import load_market, load_sample
+from .errors import DataError, InputError
 from .metrics import LABELS
+from .montecarlo import run_montecarlo
+from .optimize import grid_from_spec, parse_grid_spec, run_optimization
+from .plots.report import tear_sheet
 from .rules import scan
+from .safe_csv import to_safe_csv
+from .warmup import warm_up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,10 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--data", help="CSV or Parquet of daily bars (default: the bundled sample)")
         s.add_argument("--rule", help='scanner rule, e.g. "rsi(14) < 30 and close > sma(200)"')
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        if name == "scan":
-            continue
-        for param in table.backtest_params() + table.group(name if name != "backtest" else "-"):
-            default = f"0 = {param.off_word}" if param.off and not param.default else param.format(param.default)
+        settings = [] if name == "scan" else table.backtest_params() + table.group(name)
+        for param in table.group("load") + settings:
+            default = param.shown(param.default) if param.off and not param.default else param.format(param.default)
             text = f"{param.label}: {param.allowed()} (default {default}). {param.help}".replace("%", "%%")
             s.add_argument(param.cli, dest=param.path, metavar=param.url.upper(), help=text)  # argparse %-formats it
     bt = sub.choices["backtest"]
@@ -58,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "warmup":
-            from .warmup import warm_up
-
             print(f"Numba kernels compiled and cached in {warm_up():.1f} s.")
             return 0
         if args.command == "params":
             print(table.markdown_table())
             return 0
-        market = load_market(args.data) if args.data else load_sample()
+        load = {
+            table.TABLE[p].name: table.TABLE[p].to_library(v) for p, v in _values(args, table.group("load")).items()
+        }
+        market = load_market(args.data, **load) if args.data else load_sample()
         if args.command == "optimize":
             return _optimize(market, args)
         if args.command == "montecarlo":
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(hits.to_json(orient="records", date_format="iso") if args.json else hits.to_string(index=False))
             return 0
         return _backtest(market, args)
-    except DataError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -102,9 +110,6 @@ def _need_rule(args) -> str:
 
 
 def _optimize(market, args) -> int:
-    from .optimize import grid_from_spec, parse_grid_spec, run_optimization
-    from .safe_csv import to_safe_csv
-
     rule = _need_rule(args)
     base = params_from_values(_values(args, table.backtest_params()))
     settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("optimize")).items()}
@@ -135,8 +140,6 @@ def _optimize(market, args) -> int:
 
 
 def _montecarlo(market, args) -> int:
-    from .montecarlo import run_montecarlo
-
     rule = _need_rule(args)
     params = params_from_values(_values(args, table.backtest_params()))
     settings = {table.TABLE[p].name: v for p, v in _values(args, table.group("montecarlo")).items()}
@@ -161,10 +164,6 @@ def _montecarlo(market, args) -> int:
 
 
 def _backtest(market, args) -> int:
-    import pandas as pd
-
-    from .safe_csv import to_safe_csv
-
     params = params_from_values(_values(args, table.backtest_params()))
     if bool(args.rule) == bool(args.signals):
         raise DataError("backtest needs exactly one of --rule or --signals.")
@@ -175,8 +174,6 @@ def _backtest(market, args) -> int:
     if args.equity_csv:
         to_safe_csv(result.equity, args.equity_csv)
     if args.report:
-        from .plots.report import tear_sheet
-
         rule = args.rule or f"signals from {args.signals}"
         Path(args.report).write_text(tear_sheet(market, rule, result), encoding="utf-8")
     if args.json:

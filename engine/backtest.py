@@ -24,7 +24,7 @@ Rules (see `_kernels` for the order of events inside a bar):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -37,9 +37,11 @@ from . import _records as rec
 from . import params as table
 from ._records import COMBO
 from .data import DataError, Market
-from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct
+from .indicators import Derived, indicators_for
+from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct, periods_per_year
 from .risk import RiskLimits, correlation_inputs, sector_ids
-from .rules import Signals
+from .robustness import random_entry_null
+from .rules import RuleError, Signals, scan
 from .sizing import METHODS, Sizing
 
 EXIT_NAMES = rec.EXIT_NAMES
@@ -199,8 +201,6 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
     """The exit rule's (bars x symbols) bool matrix; 0 x 0 when there is none."""
     if not rule.strip():
         return np.zeros((0, 0), bool)
-    from .rules import RuleError, scan
-
     try:
         return np.ascontiguousarray(scan(market, rule).matrix)
     except RuleError as exc:
@@ -210,7 +210,7 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
 def kernel_bars(market: Market) -> k.Bars:
     last_valid = _per_dataset(
         market,
-        "last_valid",
+        Derived.LAST_VALID,
         lambda: (market.shape[0] - 1 - np.argmax(~np.isnan(market.close[::-1]), axis=0)).astype(np.int64),
     )
     return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid)
@@ -254,7 +254,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
     lim = p.limits
     corr = (np.empty((0, 0)),) * 2
     if lim.max_correlation is not None:
-        corr = _per_dataset(market, "correlation_inputs", lambda: correlation_inputs(market.close))
+        corr = _per_dataset(market, Derived.CORRELATION_INPUTS, lambda: correlation_inputs(market.close))
     shared = k.Shared(
         direction=1 if p.signal_type == "long" else -1,
         commission=p.commission / 100.0,
@@ -271,7 +271,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         exit_signal=exit_rule_matrix(market, p.exit_rule),
         ret_t=corr[0],
         valid_t=corr[1],
-        sector_id=_per_dataset(market, "sector_ids", lambda: sector_ids(market)),
+        sector_id=_per_dataset(market, Derived.SECTOR_IDS, lambda: sector_ids(market)),
         max_position=(lim.max_position_pct or 0.0) / 100.0,
         # Without a sector column there is nothing to group by: the sector limit is off.
         max_sector=(lim.max_sector_pct or 0.0) / 100.0 if market.sectors is not None else 0.0,
@@ -323,19 +323,17 @@ def benchmark_per_unit(market: Market, symbol: str = "") -> np.ndarray:
     """Buy and hold of one unit of capital: of the benchmark symbol (from its first close; flat before it and
     carried over days without a bar), or of every symbol at equal weight when none is named."""
     if not symbol:
-        return _per_dataset(market, "buy_hold_per_unit", lambda: buy_hold_equity(market.close, 1.0))
+        return _per_dataset(market, Derived.BUY_HOLD_PER_UNIT, lambda: buy_hold_equity(market.close, 1.0))
     try:
         j = market.column(symbol.strip().upper())
     except DataError as exc:
         raise DataError(f"Benchmark: {exc}") from None
-    return _per_dataset(market, f"buy_hold_per_unit:{j}", lambda: buy_hold_equity(market.close[:, j : j + 1], 1.0))
+    return _per_dataset(market, Derived.BUY_HOLD_PER_UNIT, lambda: buy_hold_equity(market.close[:, j : j + 1], 1.0), j)
 
 
-def _per_dataset(market: Market, name: str, compute):
+def _per_dataset(market: Market, entry: Derived, compute: Callable[[], Any], *args: int) -> Any:
     """A value that depends only on the data, computed once per dataset (in its indicator memo)."""
-    from .indicators import indicators_for
-
-    return indicators_for(market).memo((name,), compute)
+    return indicators_for(market).derived(entry, *args, compute=compute)
 
 
 def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = None) -> BacktestResult:
@@ -391,7 +389,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         index=pd.Index(market.dates, name="date"),
         copy=False,
     )
-    buy_hold = float(_per_dataset(market, "buy_hold_return_pct", lambda: np.array(buy_hold_return_pct(market.close))))
+    buy_hold = float(
+        _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
+    )
     metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close, params.risk_free_pct, buy_hold, bh)
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
@@ -429,9 +429,6 @@ NULL_CELLS = 20_000_000
 def random_entry_test(market: Market, result: BacktestResult, n_draws: int = 500, seed: int = 0) -> dict:
     """Does the rule beat chance? Its trades against n_draws random strategies with as many trades and the
     same holding times on random symbols and dates (engine/robustness.py): {'sharpe', 'random', 'p_value'}."""
-    from .metrics import periods_per_year
-    from .robustness import random_entry_null
-
     t = result.trades
     if len(t) < 2:
         return {"sharpe": float("nan"), "random": np.empty(0), "p_value": float("nan")}

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .data import DataError
+from .errors import DataError, InputError
 
 MB = 2**20
 # Who is told about a wait when the caller passes no on_wait: the page being drawn (set per script run).
@@ -39,9 +39,10 @@ def server_budget_bytes() -> int:
     return int(float(given) * MB) if given else machine_bytes() // 2
 
 
-class ServerBusy(DataError):
-    """The server's memory is taken by other runs for longer than this caller may wait (a DataError, so every
-    face shows its message; the API answers it with 503 and Retry-After)."""
+class ServerBusy(InputError):
+    """The server's memory is taken by other runs for longer than this caller may wait. Not the user's mistake,
+    but answered like one: every face shows its message (wait, or make the run smaller); the API answers it
+    with 503 and Retry-After."""
 
     def __init__(self, message: str, retry_after_s: int, queued_behind: int) -> None:
         super().__init__(message)

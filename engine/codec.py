@@ -26,6 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .backtest import BacktestParams, BacktestResult
+from .montecarlo import MonteCarloResult
+from .optimize import OptimizationRun, OptimizeResult, WalkForwardResult
+from .risk import RiskLimits
+from .rules import Signals
+from .sizing import Sizing
+
 MAGIC = b"SCANNER-RESULT-2\n"
 
 
@@ -34,13 +41,6 @@ class CodecError(ValueError):
 
 
 def _allowed() -> dict[str, type]:
-    from .backtest import BacktestParams, BacktestResult
-    from .montecarlo import MonteCarloResult
-    from .optimize import OptimizationRun, OptimizeResult, WalkForwardResult
-    from .risk import RiskLimits
-    from .rules import Signals
-    from .sizing import Sizing
-
     classes = (
         OptimizationRun,
         BacktestParams,

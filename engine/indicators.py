@@ -14,6 +14,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -245,6 +246,18 @@ def memo_limit_bytes() -> int:
     return int(float(os.environ.get("SCANNER_MEMO_MB", "512")) * 2**20)
 
 
+class Derived(StrEnum):
+    """The values besides indicators that depend only on a dataset, memoised beside them under these names
+    (with their arguments): one list, so two callers cannot spell one entry two ways."""
+
+    LAST_VALID = "last_valid"  # per symbol, its last bar with a close
+    CORRELATION_INPUTS = "correlation_inputs"  # returns and validity, (symbols x bars)
+    SECTOR_IDS = "sector_ids"
+    BUY_HOLD_PER_UNIT = "buy_hold_per_unit"  # argument: the benchmark's column, or none for equal weight
+    BUY_HOLD_RETURN_PCT = "buy_hold_return_pct"
+    VOL_FRACTION = "vol_fraction"  # argument: the lookback
+
+
 class Indicators:
     """Memoised indicator values for one Market: each (name, params) is computed once. It lives on the
     Market object, so it is freed with the last session holding that dataset; all memos together stay
@@ -277,6 +290,10 @@ class Indicators:
             return spec.compute(self.market, *resolved)
 
         return self.memo((name, *args), compute)
+
+    def derived(self, entry: Derived, *args: int, compute: Callable[[], np.ndarray | tuple]):
+        """A named per-dataset value (see `Derived`), computed once per entry and arguments."""
+        return self.memo((entry, *args), compute)
 
     def memo(self, key: tuple, compute: Callable[[], np.ndarray | tuple]):
         """compute() once per key; arrays come back read-only so a caller cannot corrupt the memo."""

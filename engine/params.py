@@ -18,16 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _records as rec
-from .data import DataError
+from .errors import ParamError
 
 SIZING_METHODS = rec.SIZING_NAMES
 OBJECTIVE_METRICS = tuple(m for m in rec.GRID_METRICS if m not in ("n_trades", "final_equity"))
 OPTIMIZE_MODES = ("split", "walk_forward", "all")
 MAX_RULE_CHARS = 2_000  # the longest rule (entry or exit) accepted anywhere
-
-
-class ParamError(DataError):
-    """A parameter value outside its table entry; the message names the parameter, the value and the range."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Param:
 
     def to_user(self, value: Any) -> Any:
         """Library value -> user value: None -> 0 where 0 means off."""
-        return self.kind(0) if value is None and self.off else value
+        return self.kind() if value is None and self.off else value
 
     def allowed(self) -> str:
         """The allowed values in words, for messages and help."""
@@ -83,7 +79,9 @@ class Param:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.kind is str:
-            return f"a {self.text} of at most {_num(self.hi)} characters (empty: none)"
+            return (
+                f"a {self.text} of at most {_num(self.hi)} characters (empty: {self.off_word if self.off else 'none'})"
+            )
         unit = {"%": "%", "x": "x", "currency": "", "": ""}.get(self.unit, f" {self.unit}")
         span = f"{_num(self.lo)} to {_num(self.hi)}{unit}"
         return f"0 ({self.off_word}) or {span}" if self.off else span
@@ -131,7 +129,7 @@ class Param:
         if self.kind is bool:
             return "true" if value else "false"
         if self.off and not value:
-            return f"0 ({self.off_word})"
+            return f"{'empty' if self.kind is str else 0} ({self.off_word})"
         if self.kind in (int, float):
             return _num(value)
         return str(value)
@@ -565,20 +563,83 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("montecarlo.seed", "mcs", "Seed", int, 0, 0, 2**31 - 1, 1),
     Param("montecarlo.drawdown_pct", "mcdd", "Drawdown threshold", float, 20.0, 1.0, 100.0, 1.0, "%"),
+    # Data page and upload: how a file is read (`LoadOptions`). Not in links: a link names the dataset the
+    # reading made.
+    Param(
+        "load.on_bad_rows",
+        "badrows",
+        "Bad rows",
+        str,
+        "raise",
+        choices=("raise", "drop"),
+        help="raise: name every bad row and load nothing; drop: load the rest and list what was left out.",
+    ),
+    Param(
+        "load.prices",
+        "prices",
+        "Prices",
+        str,
+        "raw",
+        choices=("raw", "adjusted", "split_adjusted"),
+        help="adjusted: scale open, high and low by adj_close / close; split_adjusted: back-adjust the "
+        "detected splits.",
+    ),
+    Param(
+        "load.date_format",
+        "datefmt",
+        "Date format",
+        str,
+        "",
+        hi=40,
+        off=True,
+        off_word="detect",
+        text="date format",
+        help="Empty: detect (and ask when the dates allow both orders); dayfirst, monthfirst or a strftime "
+        "format such as %d.%m.%Y.",
+    ),
+    Param(
+        "load.intraday",
+        "intraday",
+        "Intraday bars",
+        str,
+        "refuse",
+        choices=("refuse", "daily"),
+        help="refuse: daily bars only; daily: resample intraday bars to daily ones (first open, highest high, "
+        "lowest low, last close, summed volume).",
+    ),
+    Param(
+        "load.outlier_pct",
+        "outlier",
+        "Outlier threshold",
+        float,
+        50.0,
+        1.0,
+        10_000.0,
+        10.0,
+        "%",
+        help="One-day moves beyond this are flagged.",
+    ),
 )
 
 TABLE: dict[str, Param] = {p.path: p for p in PARAMS}
 BY_URL: dict[str, Param] = {p.url: p for p in PARAMS}
 BACKTEST_GROUPS = ("", "sizing", "limits")
+UNLINKED_GROUPS = ("load",)  # settings a link does not carry
 
 
 def group(name: str) -> list[Param]:
-    """The parameters of one group: '' (BacktestParams' own), 'sizing', 'limits', 'optimize', 'montecarlo'."""
+    """The parameters of one group: '' (BacktestParams' own), 'sizing', 'limits', 'optimize', 'montecarlo',
+    'load'."""
     return [p for p in PARAMS if p.group == name]
 
 
 def backtest_params() -> list[Param]:
     return [p for p in PARAMS if p.group in BACKTEST_GROUPS]
+
+
+def linked_params() -> list[Param]:
+    """The settings a link carries: all but how a file is read."""
+    return [p for p in PARAMS if p.group not in UNLINKED_GROUPS]
 
 
 def grid_keys() -> dict[str, Param]:
@@ -615,7 +676,7 @@ def link_query(data_id: str | None, rule: str, values: dict[str, Any]) -> dict[s
     its default): what the pages write to the URL and the HTTP API returns, so both open the same run."""
     query = {"data": data_id} if data_id else {}
     query["rule"] = rule
-    for p in PARAMS:
+    for p in linked_params():
         v = values.get(p.path, p.default)
         if v != p.default:
             query[p.url] = p.format(v)

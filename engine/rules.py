@@ -24,7 +24,8 @@ import pandas as pd
 
 from . import _indicator_kernels as k
 from .budget import scan_bytes
-from .data import DataError, Market
+from .data import Market
+from .errors import InputError, RuleError
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
 from .params import MAX_RULE_CHARS
 
@@ -88,10 +89,6 @@ _COMPARE = {
 _ARITH = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
 
 
-class RuleError(DataError):
-    """A rule that cannot be parsed or uses something not on the whitelist."""
-
-
 @dataclass
 class Signals:
     """Entry signals: a bool (bars x symbols) matrix for the engine, the rule that produced it, and `priority`,
@@ -115,7 +112,7 @@ class Signals:
         not a scanner rule (signals made by hand or loaded from a table)."""
         try:
             series = indicator_series(market, self.rule)
-        except DataError:
+        except InputError:
             return {}
         return {label: np.broadcast_to(v, market.shape)[rows, cols] for label, v in series.items()}
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import _records as rec
 from . import params as table
 from .data import Market
+from .indicators import Derived, indicators_for
 
 METHODS = {name: code for code, name in enumerate(rec.SIZING_NAMES)}  # the kernel's codes
 
@@ -55,13 +56,11 @@ class Sizing:
     def inputs(self, market: Market, need_atr: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(annualised trailing vol as a fraction, ATR) arrays, memoised per dataset; empty (0 x 0) when
         nothing reads them (ATR: ATR sizing, or an ATR trailing stop when `need_atr`)."""
-        from .indicators import indicators_for
-
         memo = indicators_for(market)
         empty = np.empty((0, 0))
         vol = empty
         if self.method == "volatility_target":
             n = self.vol_lookback
-            vol = memo.memo(("vol_fraction", n), lambda: memo.get("volatility", n) / 100)
+            vol = memo.derived(Derived.VOL_FRACTION, n, compute=lambda: memo.get("volatility", n) / 100)
         rng = memo.get("atr", self.atr_period) if self.method == "atr_risk" or need_atr else empty
         return vol, rng

@@ -16,9 +16,10 @@ from typing import TypeVar
 
 from .budget import MemoryBudget, scan_bytes, server_budget_bytes
 from .cache import RunCache
-from .data import Market
+from .data import Market, load_sample
 from .datasets import DatasetStore
 from .rules import Signals, indicator_names, scan
+from .synthetic import synthetic_market
 
 T = TypeVar("T")
 
@@ -50,9 +51,6 @@ def _run_cache(directory: str, size_mb: str) -> RunCache:
 @functools.cache
 def builtin(name: str) -> Market:
     """A built-in dataset ('sample' or 'synthetic'), loaded once per process."""
-    from .data import load_sample
-    from .synthetic import synthetic_market
-
     return load_sample() if name == "sample" else synthetic_market(200, 2520, seed=7)
 
 

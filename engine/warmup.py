@@ -16,6 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .backtest import BacktestParams, backtest
+from .indicators import CATALOGUE, indicators_for
+from .optimize import optimize
+from .risk import RiskLimits
+from .rules import scan
+from .sizing import METHODS, Sizing
+from .synthetic import synthetic_market
+
 log = logging.getLogger("engine.warmup")
 
 COLD_SECONDS = 35.0  # compile time from an empty cache on this project's 2-core machines (README, Hosting)
@@ -56,14 +64,6 @@ def progress() -> Progress:
 def _steps() -> list[Callable[[], object]]:
     """Each kernel family on a tiny synthetic market: indicators, a scan, backtests with each sizing method
     and limits, a short backtest, a small grid."""
-    from .backtest import BacktestParams, backtest
-    from .indicators import CATALOGUE, indicators_for
-    from .optimize import optimize
-    from .risk import RiskLimits
-    from .rules import scan
-    from .sizing import METHODS, Sizing
-    from .synthetic import synthetic_market
-
     market = synthetic_market(4, 300, seed=1)
     memo = indicators_for(market)
     signals: list = []

@@ -6,7 +6,7 @@ import streamlit as st
 from app import formatting as app_format
 from app import state as app_state
 from app.state import param_widget
-from engine import DataError
+from engine import InputError
 from engine import params as table
 from engine.backtest import random_entry_test
 from engine.metrics import LABELS
@@ -105,7 +105,7 @@ if submitted or app_state.autorun("backtest"):
     try:
         with st.spinner("Running the backtest..."):
             result = app_state.run_backtest()
-    except DataError as exc:
+    except InputError as exc:
         st.error(f"Cannot run: {exc}")
         st.stop()
 elif result is not None and not app_state.is_current():

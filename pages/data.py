@@ -6,7 +6,6 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
-from app.state import KEEP
 from engine.plots import charts
 
 st.title("Data")
@@ -18,36 +17,11 @@ missing = app_state.missing_data_message()
 if missing:
     st.error(missing)
 
-PRICES = {
-    "raw": "As in the file",
-    "adjusted": "Adjusted by adj_close (splits and dividends)",
-    "split_adjusted": "Back-adjust the detected splits",
-}
-DATES = {"auto": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"}
-INTRADAY = {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"}
-for name, default in (("prices", "raw"), ("date_format", "auto"), ("intraday", "refuse"), ("outlier_pct", 50.0)):
-    app_state.seed_widget(f"w.data.{name}", default)
+READ_OPTIONS = ("load.prices", "load.date_format", "load.intraday", "load.outlier_pct")  # bad rows: a button
 with st.expander("How to read the file: prices, dates, intraday bars, outliers"):
-    c = st.columns(4)
-    c[0].selectbox("Prices", list(PRICES), format_func=PRICES.get, key="w.data.prices", persist_state=KEEP)
-    c[1].selectbox("Date format", list(DATES), format_func=DATES.get, key="w.data.date_format", persist_state=KEEP)
-    c[2].selectbox("Intraday bars", list(INTRADAY), format_func=INTRADAY.get, key="w.data.intraday", persist_state=KEEP)
-    c[3].number_input(
-        "Outlier threshold (%)",
-        1.0,
-        10_000.0,
-        step=10.0,
-        key="w.data.outlier_pct",
-        persist_state=KEEP,
-        help="One-day moves beyond this are flagged.",
-    )
-date_format = app_state.widget("w.data.date_format")
-options = {
-    "prices": app_state.widget("w.data.prices"),
-    "date_format": None if date_format == "auto" else date_format,
-    "intraday": app_state.widget("w.data.intraday"),
-    "outlier_pct": app_state.widget("w.data.outlier_pct"),
-}
+    for column, path in zip(st.columns(len(READ_OPTIONS)), READ_OPTIONS, strict=True):
+        app_state.param_widget(path, where=column)
+options = app_state.load_options(READ_OPTIONS)
 
 left, mid, right = st.columns([3, 1, 1])
 with left:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import state as app_state
 from app.state import param_widget
-from engine import DataError
+from engine import InputError
 from engine import params as table
 from engine.budget import montecarlo_bytes
 from engine.montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo, trade_returns
@@ -17,7 +17,7 @@ if result is None and app_state.autorun("montecarlo"):
     try:  # a link to this page: run the backtest it names first, as its sender had
         with st.spinner("Running the backtest..."):
             result = app_state.run_backtest()
-    except DataError as exc:
+    except InputError as exc:
         st.error(f"Cannot run the backtest: {exc}")
         st.stop()
 if result is None:
@@ -54,7 +54,7 @@ try:
             MonteCarloResult.key_figures,
             need=montecarlo_bytes(settings["n_simulations"], len(result.trades)),
         )
-except DataError as exc:
+except InputError as exc:
     st.error(str(exc))
     st.stop()
 

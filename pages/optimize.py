@@ -7,7 +7,7 @@ import streamlit as st
 from app import formatting as app_format
 from app import state as app_state
 from app.state import param_widget, value
-from engine import DataError, backtest
+from engine import InputError, backtest
 from engine import params as table
 from engine.budget import backtest_bytes
 from engine.metrics import LABELS
@@ -26,14 +26,14 @@ from engine.optimize import (
     stability,
 )
 from engine.plots import charts, report
-from engine.rules import RuleError, rule_numbers, scan
+from engine.rules import rule_numbers, scan
 
 st.title("Optimize")
 market, rule = app_state.require_market(), app_state.rule()
 try:
     base = app_state.bt_params()
     app_state.signals()
-except (DataError, RuleError) as exc:
+except InputError as exc:
     st.error(f"Fix the rule or the backtest settings first: {exc}")
     st.stop()
 st.caption(f"Rule `{rule}` on {market.name}; every other setting comes from the Backtest page.")
@@ -60,7 +60,7 @@ for name in app_state.grid_keys():
     step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP)
     try:
         grid[name] = grid_values(name, lo, hi, step, integral=is_integral(rule, name))
-    except DataError as exc:
+    except InputError as exc:
         problems.append(str(exc))
 
 c = st.columns(4)
@@ -82,7 +82,7 @@ st.markdown(
 )
 try:
     work.check()
-except DataError as exc:
+except InputError as exc:
     problems.append(str(exc))
 for text in problems:
     st.error(text)
@@ -123,7 +123,7 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
         )
         app_state.set_optimization(out)
         bar.progress(1.0, text="Done" + (" (from the cache)" if app_state.cache_hit("optimize") else ""))
-    except (DataError, RuleError) as exc:
+    except InputError as exc:
         st.error(str(exc))
         st.stop()
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from engine import DataError, backtest
+from engine.errors import ParamError
 from tests.conftest import bars_market, flat, signal_at
 
 ONE = dict(initial_capital=1000.0, max_positions=1, stop_loss=None, take_profit=None, holding_period=None)
@@ -163,7 +164,7 @@ def test_bad_signals_and_params_are_clear_errors():
         backtest(m, pd.DataFrame({"symbol": ["ZZZ"], "date": [m.dates[0]]}))
     with pytest.raises(DataError, match=r"\(3, 1\)"):
         backtest(m, np.zeros((2, 1), bool))
-    with pytest.raises(DataError, match=r"stop_loss: Stop-loss must be 0 \(off\) or 0.1 to 99%, not 150"):
+    with pytest.raises(ParamError, match=r"stop_loss: Stop-loss must be 0 \(off\) or 0.1 to 99%, not 150"):
         backtest(m, np.zeros((3, 1), bool), stop_loss=150)
-    with pytest.raises(DataError, match="signal_type"):
+    with pytest.raises(ParamError, match="signal_type"):
         backtest(m, np.zeros((3, 1), bool), signal_type="sideways")

@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from engine import BacktestParams, DataError, RiskLimits, Sizing
 from engine import params as table
 from engine.__main__ import _parser, main
 from engine.backtest import params_from_values
+from engine.data import LoadOptions, load_market
+from engine.errors import InputError, ParamError, RuleError
 from engine.optimize import check_grid, grid_values, parse_grid_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +81,9 @@ def test_the_library_rejects_nan_and_infinities_and_names_the_field():
         ("max_positions", 10**9),
         ("holding_period", -5),
     ):
-        with pytest.raises(DataError, match=f"^{field}: "):
+        with pytest.raises(table.ParamError, match=f"^{field}: "):
             BacktestParams(**{field: bad})
-    with pytest.raises(DataError, match="limits.max_correlation: Max correlation must be 0 \\(off\\) or 0.01 to 1"):
+    with pytest.raises(table.ParamError, match="limits.max_correlation: Max correlation must be 0 \\(off\\) or 0.01"):
         RiskLimits(max_correlation=2)
     assert BacktestParams(stop_loss=0, holding_period=0).stop_loss is None  # 0 means off in the library too
 
@@ -124,3 +127,18 @@ def test_grid_keys_come_from_the_table_and_values_are_checked_against_it():
 
 def test_the_readme_shows_the_generated_parameter_table():
     assert table.markdown_table() in (ROOT / "README.md").read_text()
+
+
+def test_one_input_error_family_and_the_load_rows_check_the_loader():
+    """Data, parameter and rule errors share one base that every face catches; the loader's options are the
+    table's `load` rows (defaults, ranges and messages)."""
+    assert all(issubclass(e, InputError) for e in (DataError, ParamError, RuleError))
+    assert {f.name for f in dataclasses.fields(LoadOptions)} == {p.name for p in table.group("load")}
+    assert dataclasses.asdict(LoadOptions()) == table.defaults("load")
+    with pytest.raises(ParamError, match=r"load.outlier_pct: Outlier threshold must be 1 to 10,000%, not 0.5"):
+        load_market(pd.DataFrame({"symbol": ["A"], "date": ["2024-01-02"], "close": [1.0]}), outlier_pct=0.5)
+    with pytest.raises(ParamError, match="load.prices: Prices must be one of raw, adjusted, split_adjusted"):
+        LoadOptions(prices="cooked")
+    assert LoadOptions(date_format="").date_format is None  # empty: detect
+    assert all(p not in table.linked_params() for p in table.group("load"))  # a link names the dataset instead
+    assert "prices" not in table.link_query("x", "close > 1", {"load.prices": "adjusted"})

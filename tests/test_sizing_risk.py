@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import DataError, RiskLimits, Sizing, backtest
+from engine import RiskLimits, Sizing, backtest
+from engine.errors import ParamError
 from tests.conftest import bars_market, flat, signal_at
 
 BASE = dict(initial_capital=1000.0, stop_loss=None, take_profit=None, holding_period=None)
@@ -95,7 +96,7 @@ def test_fixed_amount_is_a_currency_amount():
 
 
 def test_unknown_method_is_a_clear_error():
-    with pytest.raises(DataError, match="must be one of equal_weight"):
+    with pytest.raises(ParamError, match="must be one of equal_weight"):
         Sizing("martingale")
 
 

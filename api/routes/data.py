@@ -17,6 +17,7 @@ from engine.safe_csv import to_safe_csv
 from engine.stores import builtin, dataset_store, reserved
 
 from ..deps import User, dashboard_link, open_dataset, user
+from ..models import LoadSettings, library_values
 from ..serialize import clean, records
 
 log = logging.getLogger("scanner.api")
@@ -35,10 +36,7 @@ def _listing(market: Market, data_id: str, who: str) -> dict[str, Any]:
 def upload_dataset(
     who: User,
     file: Annotated[UploadFile, File(description="CSV (optionally gzip) or Parquet of daily bars")],
-    on_bad_rows: Annotated[Literal["raise", "drop"], Form()] = "raise",
-    prices: Annotated[Literal["raw", "adjusted", "split_adjusted"], Form()] = "raw",
-    date_format: Annotated[str | None, Form(max_length=40)] = None,
-    intraday: Annotated[Literal["refuse", "daily"], Form()] = "refuse",
+    options: Annotated[LoadSettings, Form()],  # type: ignore[valid-type]  # the table's `load` rows
     shared: Annotated[bool, Form(description="List it for the whole team on the Data page")] = False,
 ) -> dict[str, Any]:
     """Load a file with the Data page's loader and limits and store it; returns its id and listing. Bad rows
@@ -51,14 +49,7 @@ def upload_dataset(
     market = reserved(
         "upload",
         need,
-        lambda: load_market(
-            buffer,
-            name=buffer.name,
-            on_bad_rows=on_bad_rows,
-            prices=prices,
-            date_format=date_format or None,
-            intraday=intraday,
-        ),
+        lambda: load_market(buffer, name=buffer.name, **library_values("load", options)),
     )()
     store = dataset_store()
     try:

@@ -1,0 +1,97 @@
+"""Quality after loading: likely splits and one-day outliers, flagged in `market.issues` and
+`market.warnings`; back-adjusting the detected splits when asked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .. import _indicator_kernels as k
+from .market import Market, issue_warnings
+from .read import LoadOptions
+
+SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 7, 1 / 10)
+
+
+SPLIT_TOLERANCE = 0.03  # a split's overnight ratio is within 3% of the ratio (a -52% crash day is ~5% off 2:1)
+
+
+def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.DataFrame:
+    """Likely splits: bars whose previous close / open is within `tolerance` of a split ratio (2:1, 3:2,
+    10:1, ... or the inverse for reverse splits), and whose new price level holds: the median of the next
+    5 closes is within 15% of the ratio to the median of the previous 5 (a penny stock ticking between two
+    prices, or a crash that rebounds, is not a split). Columns: symbol, date, ratio (2.0 = 2-for-1)."""
+    prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overnight = prev_close / market.open
+    found = []
+    for ratio in SPLIT_RATIOS:
+        rows, cols = np.nonzero(np.abs(overnight / ratio - 1.0) < tolerance)
+        for i, j in zip(rows, cols, strict=True):
+            if _level_holds(market.close[:, j], int(i), ratio):
+                found.append((market.symbols[j], market.dates[i], ratio, i, j))
+    frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])
+    return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
+
+
+def _level_holds(close: np.ndarray, bar: int, ratio: float, n: int = 5) -> bool:
+    valid = np.flatnonzero(~np.isnan(close))
+    at = int(np.searchsorted(valid, bar))
+    before, after = close[valid[max(0, at - n) : at]], close[valid[at : at + n]]
+    if not len(before) or not len(after):
+        return False
+    return abs(np.median(before) / np.median(after) / ratio - 1.0) < 0.15
+
+
+def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One-day close-to-close moves beyond threshold_pct (after any split on that bar), per symbol and date."""
+    prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = market.close / prev_close
+    if splits is not None and len(splits):
+        move[splits.bar.to_numpy(), splits.col.to_numpy()] *= splits.ratio.to_numpy()
+    pct = (move - 1.0) * 100.0
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(np.abs(pct) > threshold_pct)
+    frame = pd.DataFrame(
+        {"symbol": [market.symbols[j] for j in cols], "date": market.dates[rows], "move_pct": pct[rows, cols]}
+    )
+    return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
+
+
+def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) -> Market:
+    splits = detect_splits(market)
+    if opts.prices == "split_adjusted" and len(splits):
+        factor = np.ones(market.shape)
+        for row in splits.itertuples():
+            factor[: row.bar, row.col] /= row.ratio
+        market = Market(
+            market.symbols,
+            market.dates,
+            market.open * factor,
+            market.high * factor,
+            market.low * factor,
+            market.close * factor,
+            market.volume / factor,
+            market.sectors,
+            (*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
+            market.name,
+        )
+        splits = splits.iloc[0:0]
+    outliers = detect_outliers(market, opts.outlier_pct, splits)
+    issues = pd.concat(
+        [
+            splits.assign(kind="split").rename(columns={"ratio": "value"})[["kind", "symbol", "date", "value"]],
+            outliers.assign(kind="outlier").rename(columns={"move_pct": "value"})[["kind", "symbol", "date", "value"]],
+        ],
+        ignore_index=True,
+    )
+    return replace(
+        market,
+        warnings=(*market.warnings, *issue_warnings(issues)),
+        fingerprint=market.fingerprint,
+        dropped_rows=dropped if len(dropped) else None,
+        issues=issues,
+    )
