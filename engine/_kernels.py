@@ -420,9 +420,11 @@ def _exit_price(
 
 @njit(cache=True, nogil=True, inline="always")
 def _track(pos: Record, o: float, h: float, lo: float, d: float, px: float, reason: int) -> None:
-    """Update the trailing extreme and the excursions with this bar (only its open when it exits there).
-    Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict (this was 20% of a run)."""
-    at_open = reason >= 0 and px == o
+    """Update the trailing extreme and the excursions with this bar (only its open when it exits there: the
+    exit rule, or a gap through the stop or target; exits at the close see the whole bar, even one that
+    closes at its open). Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict
+    (this was 20% of a run)."""
+    at_open = reason >= 0 and reason != EXIT_HOLDING and reason != EXIT_END and px == o
     up = o if at_open else h
     down = o if at_open else lo
     favourable = up if d > 0 else down

@@ -85,6 +85,20 @@ def test_the_tracking_step_moves_the_excursions_and_the_extreme_by_hand():
     assert (short["best"], short["worst"], short["extreme"]) == (96.0, 103.0, 96.0)
 
 
+def test_an_exit_at_the_close_of_a_bar_that_closes_at_its_open_sees_the_whole_bar():
+    # An audit found MAE/MFE leaving out the exit bar's range when its close equals its open (the exit was
+    # taken for one at the open): holding period 2, the exit bar opens and closes at 100, low 90, high 112.
+    bars = [(100,) * 4, (100, 101, 99, 100), (100, 112, 90, 100)]
+    t = only_trade(run(bars, [0], holding_period=2, stop_loss=0))
+    assert (t.exit_reason, t.exit_price) == ("holding_period", 100.0)
+    assert (t.mae_pct, t.mfe_pct) == (pytest.approx(-10.0), pytest.approx(12.0))
+    end = only_trade(run(bars, [0], stop_loss=0, holding_period=0))  # end of data at the close: the same
+    assert (end.exit_reason, end.mae_pct, end.mfe_pct) == ("end_of_data", pytest.approx(-10.0), pytest.approx(12.0))
+    pos = position(entry=100.0)
+    k._track(pos, 100.0, 112.0, 90.0, 1.0, 100.0, k.EXIT_HOLDING)
+    assert (pos["best"], pos["worst"]) == (112.0, 90.0)
+
+
 def test_the_mark_step_values_a_held_position_at_the_close_or_its_last_close():
     sh = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams())[2]
     pos, sectors = position(entry=100.0), np.zeros(1)
