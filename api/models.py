@@ -76,7 +76,7 @@ MonteCarloSettings = _model("MonteCarloSettings", "montecarlo")
 
 def library_values(group: str, settings: BaseModel) -> dict[str, Any]:
     """A group's settings as the library takes them, by field name (0 or empty -> None where that is off)."""
-    return {p.name: p.to_library(getattr(settings, p.name)) for p in table.group(group)}
+    return table.library_fields({p.path: getattr(settings, p.name) for p in table.group(group)})
 
 
 def values_by_path(settings: BaseModel) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def set_value(path: str, value_: Any) -> None:
 
 def load_options(paths: tuple[str, ...]) -> dict[str, Any]:
     """How to read a file, as `load_market` takes it (by field name; empty -> None where that means detect)."""
-    return {table.TABLE[p].name: table.TABLE[p].to_library(value(p)) for p in paths}
+    return table.library_fields({p: value(p) for p in paths})
 
 
 def values() -> dict[str, Any]:
@@ -631,54 +631,34 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     tip = help or p.help or None
     if p.kind is bool:
         return where.checkbox(p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP)
-    if p.kind is str and not p.choices and path in CHOICE_LABELS:  # free text with suggestions
-        labels = CHOICE_LABELS[path]
+    if p.choices or path in CHOICE_LABELS:  # a choice, or free text with suggestions (a typed value is kept)
+        labels = CHOICE_LABELS.get(path, {})
         current = value(path)
+        options = p.choices or (*labels, *([current] if current not in labels else []))
         return where.selectbox(
             p.label,
-            [*labels, *([current] if current not in labels else [])],
+            options,
             key=k,
             disabled=disabled,
             help=tip,
             persist_state=KEEP,
             format_func=lambda c: labels.get(c, c),
-            accept_new_options=True,
+            accept_new_options=not p.choices,
         )
-    if p.kind is str and not p.choices:  # free text: a rule
+    if p.kind is str:  # free text: a rule
         empty = p.off_word if p.off else "none"
         return where.text_input(
             p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi), placeholder=empty
         )
-    if p.choices:
-        labels = CHOICE_LABELS.get(path, {})
-        return where.selectbox(
-            p.label,
-            p.choices,
-            key=k,
-            disabled=disabled,
-            help=tip,
-            persist_state=KEEP,
-            format_func=lambda c: labels.get(c, c),
-        )
+    number = int if p.kind is int else float
     label = app_format.param_title(p) + (f", 0 = {p.off_word}" if p.off else "")
-    low = 0 if p.off else p.lo
-    if p.kind is int:
-        return where.number_input(
-            label,
-            min_value=int(low),
-            max_value=int(p.hi),
-            step=int(p.step or 1),
-            key=k,
-            disabled=disabled,
-            help=tip,
-            persist_state=KEEP,
-        )
-    fmt = "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"  # cents where they matter
+    # Whole numbers show as such; money without cents where the steps are large, else two decimals.
+    fmt = None if p.kind is int else "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"
     return where.number_input(
         label,
-        min_value=float(low),
-        max_value=float(p.hi),
-        step=float(p.step or 1),
+        min_value=number(0 if p.off else p.lo),
+        max_value=number(p.hi),
+        step=number(p.step or 1),
         key=k,
         disabled=disabled,
         help=tip,

@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "params":
             print(table.markdown_table())
             return 0
-        load = {
-            table.TABLE[p].name: table.TABLE[p].to_library(v) for p, v in _values(args, table.group("load")).items()
-        }
+        load = table.library_fields(_values(args, table.group("load")))
         market = load_market(args.data, **load) if args.data else load_sample()
         if args.command == "optimize":
             return _optimize(market, args)

@@ -59,8 +59,6 @@ from ._records import (
     fingerprint,
 )
 
-GRID_METRIC_NAMES = GRID_METRICS  # a tuple of names: `literal_unroll` visits each as a constant
-
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
 RECORDS_FINGERPRINT = "bcd3f32c90a9"
 if fingerprint() != RECORDS_FINGERPRINT:
@@ -732,7 +730,7 @@ def _run(
 @njit(cache=True, nogil=True)
 def summary_metrics(out, equity, years, pnl, trade_ret, rf_per_bar, periods_per_year):
     """Write one run's GRID_METRIC record `out`, field by field (NaN where undefined, as metrics.py)."""
-    for name in literal_unroll(GRID_METRIC_NAMES):
+    for name in literal_unroll(GRID_METRICS):  # each name a constant
         out[name] = np.nan
     n = len(equity)
     if n == 0 or equity[0] <= 0.0:

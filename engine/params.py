@@ -671,6 +671,12 @@ def normalise(group_name: str, obj: Any) -> None:
         raise ParamError(" ".join(problems))
 
 
+def library_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """User values by table path -> the library's keyword arguments by field name (0 or empty -> None where
+    that means off)."""
+    return {TABLE[path].name: TABLE[path].to_library(v) for path, v in values.items()}
+
+
 def link_query(data_id: str | None, rule: str, values: dict[str, Any]) -> dict[str, str]:
     """The dashboard's query string for a dataset, a rule and settings (user values by path; a missing one is
     its default): what the pages write to the URL and the HTTP API returns, so both open the same run."""

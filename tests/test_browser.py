@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pandas as pd
 import pytest
 
 from engine import synthetic_market
@@ -290,6 +291,31 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
     assert gone.locator('[data-testid="stMetric"]').count() == 0  # never the sample instead
     for p in (sender, teammate, gone):
         p.context.close()
+
+
+def test_a_typed_date_format_reads_an_upload_the_detector_cannot_and_stays_out_of_the_link(server, browser, tmp_path):
+    """The read options are the table's `load` rows: a date format typed into the Data page's box (free text
+    with suggestions) rereads the same upload, and links never carry it (they name the dataset instead)."""
+    frame = to_frame(synthetic_market(2, 60, seed=3))
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y.%j")  # year and day of the year
+    csv = tmp_path / "day_of_year.csv"
+    frame.to_csv(csv, index=False)
+    page = new_page(browser)
+    page.goto(f"{server}/", timeout=60_000)
+    page.locator('input[type="file"]').set_input_files(str(csv))
+    page.get_by_text("a date that could not be parsed").first.wait_for(timeout=60_000)  # detection cannot
+    settle(page)
+    page.get_by_text("How to read the file").click()
+    box = page.get_by_role("combobox", name="Date format")
+    box.click()
+    page.keyboard.type("%Y.%j")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="day_of_year.csv").wait_for(timeout=60_000)
+    settle(page)
+    assert re.fullmatch(r"[0-9a-f]{16}", query(page)["data"]) and "datefmt" not in query(page)
+    no_exception(page)
+    shot(page, "typed_date_format")
+    page.context.close()
 
 
 def test_a_reload_keeps_my_runs_and_a_teammate_cannot_delete_them(server, browser):
