@@ -6,14 +6,19 @@ integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py 
 
 `simulate` allocates, then `_run` loops over bars through small named steps. Order of events inside bar t
 (results depend on it):
-1. entries at open[t] for signals at bar t-1, sized from the equity marked at close[t-1] and, for Kelly,
-   from trades (and shadow trades) closed by bar t-1; then caps and limits in a fixed order: max positions,
-   sizing, max position, max sector, cash/leverage, max volume, correlation;
-2. exits for every open position: the exit rule (true at close[t-1]) at the open; a gap through the stop
-   (the tighter of the fixed and trailing stop) or target at the open; the stop, then the target, touched
-   inside the bar (stops first: conservative); the holding period, then end of data, at the close;
-3. mark to market at close[t] (each position held, in the same pass as its step 2); equity <= 0 liquidates
-   everything and stops the run (ruin).
+1. entries: market orders at open[t] for signals at bar t-1; or (limit and stop entries) signals at bar t-1
+   place orders, and the live orders that fill on bar t enter at their fill. Sized from the equity marked
+   at close[t-1] and, for Kelly, from trades (and shadow trades) closed by bar t-1; then caps and limits in
+   a fixed order: max positions, ATR warm-up, sizing, max position, max sector, cash/leverage, max volume,
+   correlation;
+2. for every open position: what it carried from close[t-1] (if held then), valued at that close: a
+   dividend with its ex-date on bar t, a short's borrow fee, a long's share of the margin interest; then
+   exits: the exit rule (true at close[t-1]) at the open; a gap through the stop (the tighter of the fixed
+   and trailing stop) or target at the open; the stop, then the target, touched inside the bar (stops
+   first: conservative); the holding period, then end of data, at the close;
+3. mark to market at close[t] (each position held, in the same pass as its step 2), with the bar's interest
+   on the cash at close[t-1] (paid when negative, earned when positive); equity <= 0 liquidates everything
+   and stops the run (ruin).
 
 Exit conventions: a long's trailing level on bar j is max(entry fill, highest high of bars e..j-1) x
 (1 - trail) (or minus k x ATR at the signal bar); a short's mirrors it with the lowest low. One step prices
@@ -41,8 +46,12 @@ from ._records import (
     EXIT_TRAIL,
     GRID_METRIC,
     GRID_METRICS,
+    ORDER_LIMIT,
+    ORDER_MARKET,
     POSITION,
+    RULE_ATR_WARMUP,
     RULE_CASH,
+    RULE_EXPIRED,
     RULE_MAX_CORR,
     RULE_MAX_POSITION,
     RULE_MAX_POSITIONS,
@@ -60,7 +69,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "bcd3f32c90a9"
+RECORDS_FINGERPRINT = "74459cdc9cb0"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -107,6 +116,11 @@ class Shared(NamedTuple):
     max_corr: float  # >= 1: off
     corr_window: int
     max_volume: float  # fraction of the signal bar's volume one order may take; 0: off
+    entry_order: int  # ORDER_MARKET, ORDER_LIMIT or ORDER_STOP
+    borrow: float  # borrow fee per bar, a fraction of a short's value at each close
+    margin_rate: float  # interest per bar on negative cash
+    cash_rate: float  # interest per bar earned on positive cash
+    dividend: np.ndarray  # cash per share on each ex-date (NaN or 0: none); 0 x 0 when off
 
 
 class Scratch(NamedTuple):
@@ -126,6 +140,8 @@ class Scratch(NamedTuple):
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
     exit_order: np.ndarray  # trades' entry ranks in the order they closed
     tally: np.ndarray  # positions entered, positions closed
+    order_fill: np.ndarray  # per symbol: the fill price of its order on this bar
+    order_inside: np.ndarray  # per symbol: that fill was inside the bar (not at its open)
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------
@@ -239,14 +255,97 @@ def _candidates(entries: Array, priority: Array, book: Array, t: int, cand: Arra
     ranked = priority.shape[0] > 0
     for s in range(entries.shape[1]):
         if entries[t - 1, s] and book[s]["shares"] == 0.0:
-            p = priority[t - 1, s] if ranked else 0.0
-            i = n
-            while i > 0 and cand_prio[i - 1] < p:
-                cand[i], cand_prio[i] = cand[i - 1], cand_prio[i - 1]
-                i -= 1
-            cand[i], cand_prio[i] = s, p
-            n += 1
+            n = _insert(cand, cand_prio, n, s, priority[t - 1, s] if ranked else 0.0)
     return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _insert(cand: Array, cand_prio: Array, n: int, s: int, p: float) -> int:
+    """Insert symbol s with priority p among the first n candidates (highest first, ties in arrival order)."""
+    i = n
+    while i > 0 and cand_prio[i - 1] < p:
+        cand[i], cand_prio[i] = cand[i - 1], cand_prio[i - 1]
+        i -= 1
+    cand[i], cand_prio[i] = s, p
+    return n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _atr_ready(combo: Record, sh: Shared, sig: int, s: int) -> bool:
+    """False when the run needs ATR (an ATR trailing stop, ATR sizing or an ATR entry offset) and the signal
+    bar has none yet (the ATR warm-up): such a signal is skipped, not traded without it."""
+    if sh.atr.shape[0] == 0:
+        return True
+    needs = combo["trail_atr"] > 0.0 or combo["entry_offset_atr"] > 0.0 or sh.sizing_method == SIZE_ATR
+    return not needs or sh.atr[sig, s] > 0.0
+
+
+@njit(cache=True, nogil=True)
+def _place_orders(
+    bars: Bars, entries: Array, priority: Array, t: int, combo: Record, sh: Shared, book: Array, events: Array, n: int
+) -> int:
+    """Limit and stop entries: a signal at the close of bar t-1 on a symbol with no position and no live order
+    places one order, live on bars t .. t-1+valid, at close[t-1] x (1 -/+ offset) or -/+ k x ATR[t-1] (a long
+    limit below the close, a long stop above; shorts mirror). Returns the event count."""
+    side = -float(sh.direction) if sh.entry_order == ORDER_LIMIT else float(sh.direction)
+    ranked = priority.shape[0] > 0
+    for s in range(entries.shape[1]):
+        pos = book[s]
+        if not entries[t - 1, s] or pos["shares"] != 0.0 or pos["order_until"] >= t:
+            continue
+        if not _atr_ready(combo, sh, t - 1, s):
+            n = _log(events, n, t, s, RULE_ATR_WARMUP, np.nan, np.nan, ACTION_SKIP)
+            continue
+        c = bars.close[t - 1, s]
+        if combo["entry_offset_atr"] > 0.0:
+            pos["order_level"] = c + side * combo["entry_offset_atr"] * sh.atr[t - 1, s]
+        else:
+            pos["order_level"] = c * (1.0 + side * combo["entry_offset"])
+        pos["order_until"], pos["order_signal"] = t - 1 + combo["entry_valid"], t - 1
+        pos["order_prio"] = priority[t - 1, s] if ranked else 0.0
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _order_fills(bars: Bars, t: int, sh: Shared, work: Scratch, events: Array, n_events: int) -> tuple[int, int]:
+    """The live orders that fill on bar t, as candidates (highest priority first, then symbol order), their
+    fills in `work.order_fill`. A long limit fills at the open if the bar opens at or below its level, else at
+    the level if the low reaches it; a long stop at the open if it opens at or above, else at the level if the
+    high reaches it; shorts mirror. A triggered stop is a market order and pays slippage; a limit never fills
+    worse than its level and pays none. An order unfilled on its last live bar expires (logged). Returns
+    (candidate count, event count)."""
+    d = float(sh.direction)
+    limit = sh.entry_order == ORDER_LIMIT
+    book = work.book
+    n = 0
+    for s in range(book.shape[0]):
+        pos = book[s]
+        if pos["order_until"] < t:
+            continue
+        level, o = pos["order_level"], bars.open[t, s]
+        fill = np.nan
+        inside = False
+        if not np.isnan(o):
+            adverse, favourable = (bars.low[t, s], bars.high[t, s]) if d > 0 else (bars.high[t, s], bars.low[t, s])
+            if limit:
+                if d * (o - level) <= 0.0:
+                    fill = o
+                elif d * (adverse - level) <= 0.0:
+                    fill, inside = level, True
+            else:
+                if d * (o - level) >= 0.0:
+                    fill = o * (1.0 + d * sh.slippage)
+                elif d * (favourable - level) >= 0.0:
+                    fill, inside = level * (1.0 + d * sh.slippage), True
+        if np.isnan(fill):
+            if pos["order_until"] == t:
+                n_events = _log(events, n_events, t, s, RULE_EXPIRED, level, np.nan, ACTION_SKIP)
+                pos["order_until"] = -1
+            continue
+        pos["order_until"] = -1  # consumed, whether or not the limits let it through
+        work.order_fill[s], work.order_inside[s] = fill, inside
+        n = _insert(work.cand, work.cand_prio, n, s, pos["order_prio"])
+    return n, n_events
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -356,9 +455,15 @@ def _open(
     combo: Record,
     atr_at_signal: float,
     d: float,
+    inside: bool,
+    order_price: float,
+    slippage: float,
 ) -> None:
-    """Set up a position (or a shadow trade) entered at bar t."""
+    """Set up a position (or a shadow trade) entered at bar t (`inside`: filled inside the bar, not at its
+    open; `order_price`: the limit or stop level, NaN for a market order; `slippage`: its cost)."""
     pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"] = qty, fill, t, fee
+    pos["fill_inside"], pos["order_price"], pos["slippage"] = inside, order_price, slippage
+    pos["financing"] = pos["dividends"] = 0.0
     pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
     pos["target"] = fill * (1.0 + d * combo["target"]) if combo["target"] > 0.0 else np.nan
     pos["trail_frac"] = combo["trail"]
@@ -393,36 +498,37 @@ def _exit_price(
     rule_exit: bool,
     holding: int,
     last_bar: int,
-) -> tuple[float, int]:
-    """(price, reason) of the exit on this bar, or (NaN, -1) to hold. One step for long (d = 1) and short
-    (d = -1): "through" a level means d x (price - level) <= 0 for a stop, >= 0 for a target."""
+) -> tuple[float, int, bool]:
+    """(price, reason, at the open) of the exit on this bar, or (NaN, -1, False) to hold. One step for long
+    (d = 1) and short (d = -1): "through" a level means d x (price - level) <= 0 for a stop, >= 0 for a target.
+    A position filled inside its entry bar (a limit or stop order) checks its stop against that bar's range
+    and its target only from the next bar."""
     after_entry = pos["entry_bar"] < t
     if after_entry and rule_exit:
-        return o, EXIT_RULE
+        return o, EXIT_RULE, True
     stop, stop_reason = _stop_level(pos, d)
     adverse, favourable = (lo, h) if d > 0 else (h, lo)
     if after_entry and d * (o - stop) <= 0.0:
-        return o, stop_reason
+        return o, stop_reason, True
     if after_entry and d * (o - pos["target"]) >= 0.0:
-        return o, EXIT_TARGET
+        return o, EXIT_TARGET, True
     if d * (adverse - stop) <= 0.0:
-        return stop, stop_reason
-    if d * (favourable - pos["target"]) >= 0.0:
-        return pos["target"], EXIT_TARGET
+        return stop, stop_reason, False
+    if d * (favourable - pos["target"]) >= 0.0 and (after_entry or not pos["fill_inside"]):
+        return pos["target"], EXIT_TARGET, False
     if holding > 0 and pos["bars_held"] >= holding:
-        return c, EXIT_HOLDING
+        return c, EXIT_HOLDING, False
     if t == last_bar:
-        return c, EXIT_END
-    return np.nan, -1
+        return c, EXIT_END, False
+    return np.nan, -1, False
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _track(pos: Record, o: float, h: float, lo: float, d: float, px: float, reason: int) -> None:
-    """Update the trailing extreme and the excursions with this bar (only its open when it exits there: the
-    exit rule, or a gap through the stop or target; exits at the close see the whole bar, even one that
-    closes at its open). Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict
-    (this was 20% of a run)."""
-    at_open = reason >= 0 and reason != EXIT_HOLDING and reason != EXIT_END and px == o
+def _track(pos: Record, o: float, h: float, lo: float, d: float, at_open: bool, holds: bool) -> None:
+    """Update the excursions with this bar, and the trailing extreme while the position `holds`: only its open
+    when the position exits there (the exit rule, or a gap through the stop or target), else the whole bar.
+    Selects, not branches: which way a bar moves is a coin flip the CPU cannot predict (this was 20% of a
+    run)."""
     up = o if at_open else h
     down = o if at_open else lo
     favourable = up if d > 0 else down
@@ -430,20 +536,20 @@ def _track(pos: Record, o: float, h: float, lo: float, d: float, px: float, reas
     best, worst, extreme = pos["best"], pos["worst"], pos["extreme"]
     pos["best"] = favourable if d * (favourable - best) > 0.0 else best
     pos["worst"] = adverse if d * (adverse - worst) < 0.0 else worst
-    pos["extreme"] = favourable if reason < 0 and d * (favourable - extreme) > 0.0 else extreme
+    pos["extreme"] = favourable if holds and d * (favourable - extreme) > 0.0 else extreme
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _close(
     pos: Record, s: int, t: int, px: float, reason: int, sh: Shared, trades: Array, work: Scratch
 ) -> tuple[float, float]:
-    """Record the trade at its entry rank (exit fill after slippage and commission); returns (cash change,
-    trade return)."""
+    """Record the trade at its entry rank (exit fill after slippage and commission; pnl net of commission,
+    financing and dividends); returns (cash change, trade return)."""
     d = float(sh.direction)
     fill = px * (1.0 - d * sh.slippage) if reason != EXIT_RUIN else px
     qty = pos["shares"]
     fee = _fee(qty * fill, sh) if reason != EXIT_RUIN else 0.0
-    pnl = d * qty * (fill - pos["entry_price"]) - pos["entry_fee"] - fee
+    pnl = d * qty * (fill - pos["entry_price"]) - pos["entry_fee"] - fee - pos["financing"] + pos["dividends"]
     r = trades[pos["seq"]]
     work.exit_order[work.tally[1]] = pos["seq"]
     work.tally[1] += 1
@@ -457,6 +563,8 @@ def _close(
     r["shares"], r["pnl"], r["fees"], r["reason"] = qty, pnl, pos["entry_fee"] + fee, reason
     r["mae_pct"] = d * (pos["worst"] / pos["entry_price"] - 1.0) * 100.0
     r["mfe_pct"] = d * (pos["best"] / pos["entry_price"] - 1.0) * 100.0
+    r["slippage"] = pos["slippage"] + qty * abs(px - fill)
+    r["financing"], r["dividends"], r["order_price"] = pos["financing"], pos["dividends"], pos["order_price"]
     pos["shares"] = 0.0
     pos["mark"] = np.nan
     return d * qty * fill - fee, pnl / (qty * pos["entry_price"])
@@ -475,17 +583,23 @@ def _learn(kelly: Array, ret: float) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _exit_all(
-    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array
-) -> tuple[float, int, float]:
-    """Steps 2 and 3 for every open position in one pass: exit, or hold and mark to market (and step 2 for
-    every shadow trade). Returns (cash change, open count, value of the positions held)."""
+    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array, margin: float
+) -> tuple[float, int, float, float]:
+    """Steps 2 and 3 for every open position in one pass: what it carried overnight, then exit, or hold and
+    mark to market (and step 2 for every shadow trade). `margin`: margin interest per unit of long value held
+    at the previous close. Returns (cash change, open count, value of the positions held, borrow fees)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
     d = float(sh.direction)
-    cash_change = held = 0.0
+    cash_change = held = borrow = 0.0
     work.sector_value[:] = 0.0
+    carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or margin > 0.0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
+        if carry and book[s]["entry_bar"] < t:
+            dividend, fee = _overnight(book[s], s, t, d, sh, margin)
+            cash_change += dividend
+            borrow += fee
         px, reason = _step_position(book[s], s, bars, t, d, combo, sh)
         if reason < 0:
             open_list[kept] = s
@@ -505,7 +619,31 @@ def _exit_all(
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
                     pos["shares"] = 0.0
-    return cash_change, n_open, held
+    return cash_change, n_open, held, borrow
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _overnight(pos: Record, s: int, t: int, d: float, sh: Shared, margin: float) -> tuple[float, float]:
+    """What a position held through the close of bar t-1 carried into bar t, valued at that close: a dividend
+    with its ex-date on bar t (credited to a long, debited from a short), a short's borrow fee, a long's share
+    of the margin interest (`margin` per unit of value). Returns (dividend cash, borrow fee)."""
+    value = pos["shares"] * pos["mark"]
+    dividend = 0.0
+    if sh.dividend.shape[0] > 0 and sh.dividend[t, s] > 0.0:
+        dividend = d * pos["shares"] * sh.dividend[t, s]
+        pos["dividends"] += dividend
+    fee = value * sh.borrow if d < 0.0 else 0.0
+    pos["financing"] += fee + (margin * value if d > 0.0 else 0.0)
+    return dividend, fee
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _interest(cash: float, sh: Shared) -> float:
+    """Interest for one bar on the cash held at the close before it: paid on negative cash (a margin loan),
+    earned on positive cash. Returns it (+ earned, - paid)."""
+    if cash < 0.0:
+        return cash * sh.margin_rate
+    return cash * sh.cash_rate
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -517,8 +655,8 @@ def _step_position(pos: Record, s: int, bars: Bars, t: int, d: float, combo: Rec
     pos["bars_held"] += 1
     o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
     rule_exit = sh.exit_signal.shape[0] > 0 and t > 0 and sh.exit_signal[t - 1, s]
-    px, reason = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo["holding"], bars.last_valid[s])
-    _track(pos, o, h, lo, d, px, reason)
+    px, reason, at_open = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo["holding"], bars.last_valid[s])
+    _track(pos, o, h, lo, d, at_open, reason < 0)
     return px, reason
 
 
@@ -549,23 +687,38 @@ def _enter_all(
     equity: float,
     gross: float,
 ) -> tuple[float, float, float, int, int]:
-    """Step 1: open positions for yesterday's signals, highest priority first, through sizing, caps and
-    limits (each cut or skip logged). Returns (cash, equity, gross, open count, event count)."""
+    """Step 1: open positions for yesterday's signals (market orders) or for the limit and stop orders that
+    fill on this bar, highest priority first, through sizing, caps and limits (each cut or skip logged).
+    Returns (cash, equity, gross, open count, event count)."""
     d = float(sh.direction)
     corr_on = sh.max_corr < 1.0
+    market = sh.entry_order == ORDER_MARKET
     book, shadow, open_list, kelly, sector_value = work.book, work.shadow, work.open_list, work.kelly, work.sector_value
-    for k in range(_candidates(entries, priority, book, t, work.cand, work.cand_prio)):
+    if market:
+        n_cand = _candidates(entries, priority, book, t, work.cand, work.cand_prio)
+    else:
+        n_events = _place_orders(bars, entries, priority, t, combo, sh, book, events, n_events)
+        n_cand, n_events = _order_fills(bars, t, sh, work, events, n_events)
+    for k in range(n_cand):
         s = work.cand[k]
         if n_open >= combo["max_positions"]:  # first: most skips are this, and it needs no price (a cache miss)
             n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo["max_positions"], ACTION_SKIP)
             continue
-        o = bars.open[t, s]
-        if np.isnan(o) or o <= 0.0:
-            n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)
-            continue
+        if market:
+            o = bars.open[t, s]
+            if np.isnan(o) or o <= 0.0:
+                n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)
+                continue
+            if not _atr_ready(combo, sh, t - 1, s):
+                n_events = _log(events, n_events, t, s, RULE_ATR_WARMUP, np.nan, np.nan, ACTION_SKIP)
+                continue
+            fill, sig, inside, order_price = o * (1.0 + d * sh.slippage), t - 1, False, np.nan
+        else:
+            fill, sig, inside = work.order_fill[s], book[s]["order_signal"], work.order_inside[s]
+            order_price = book[s]["order_level"]
+        unslipped = fill if sh.entry_order == ORDER_LIMIT else fill / (1.0 + d * sh.slippage)
         first_event = n_events
-        fill = o * (1.0 + d * sh.slippage)
-        atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
+        atr_s = sh.atr[sig, s] if sh.atr.shape[0] > 0 else np.nan
         vol_s = sh.vol[t - 1, s] if sh.vol.shape[0] > 0 else np.nan
         stop_frac = combo["stop"]
         if sh.sizing_method == SIZE_ATR and combo["atr_stop"] and atr_s > 0.0:
@@ -576,7 +729,7 @@ def _enter_all(
             if (
                 sh.sizing_method == SIZE_KELLY and shadow[s]["shares"] == 0.0
             ):  # a unit-stake shadow keeps Kelly learning
-                _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d)
+                _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d, inside, order_price, 0.0)
             continue
         value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events)
         if value <= 0.0:
@@ -600,7 +753,7 @@ def _enter_all(
         equity -= fee
         gross += notional
         sector_value[sh.sector_id[s]] += notional
-        _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d)
+        _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d, inside, order_price, qty * abs(fill - unslipped))
         book[s]["seq"] = work.tally[0]
         work.tally[0] += 1
         i = n_open
@@ -637,6 +790,8 @@ def _allocate(bars, entries, combo, sh):
         np.array([-1, 0, 0]),
         np.empty(cap, np.int64),
         np.zeros(2, np.int64),
+        np.empty(n_sym),
+        np.zeros(n_sym, np.bool_),
     )
     return trades, events, curve, work
 
@@ -695,14 +850,19 @@ def _run(
     cash = equity = sh.initial_capital
     gross = 0.0
     ruin = -1
+    long_v = 0.0
     for t in range(bars.close.shape[0]):
+        # Interest for the night before this bar, on the cash at the last close; a margin loan's interest is
+        # charged to the longs held then, by value.
+        interest = _interest(cash, sh) if t > 0 else 0.0
+        margin = -interest / long_v if interest < 0.0 and long_v > 0.0 else 0.0
         if t > 0 and ruin < 0:
             cash, equity, gross, n_open, n_events = _enter_all(
                 bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
             )
-        change, n_open, held = _exit_all(work, n_open, bars, t, combo, sh, trades)
-        cash += change
+        change, n_open, held, borrow = _exit_all(work, n_open, bars, t, combo, sh, trades, margin)
         long_v, short_v = (held, 0.0) if sh.direction > 0 else (0.0, held)
+        cash += change - borrow + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
             ruin = t
@@ -718,6 +878,7 @@ def _run(
             short_v,
             n_open,
         )
+        c["borrow"], c["interest"] = borrow, interest
     return n_events, ruin
 
 

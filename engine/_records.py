@@ -28,7 +28,9 @@ SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target"
     RULE_SIZE,
     RULE_NO_BAR,
     RULE_MAX_VOLUME,
-) = range(8)
+    RULE_EXPIRED,
+    RULE_ATR_WARMUP,
+) = range(10)
 RULE_NAMES = (
     "max_positions",
     "cash",
@@ -38,9 +40,13 @@ RULE_NAMES = (
     "size_zero",
     "no_bar",
     "max_volume_pct",
+    "order_expired",
+    "atr_warmup",
 )
 ACTION_SKIP, ACTION_CUT = range(2)
 ACTION_NAMES = ("skip", "cut")
+ORDER_MARKET, ORDER_LIMIT, ORDER_STOP = range(3)
+ORDER_NAMES = ("market", "limit", "stop")
 
 # --- record layouts -------------------------------------------------------------------------------------------
 # What a grid may vary per combination (fractions; 0 = off), written and read by field name.
@@ -60,6 +66,9 @@ COMBO = np.dtype(
         ("atr_multiplier", np.float64),
         ("fixed_amount", np.float64),
         ("atr_stop", np.bool_),  # ATR sizing also sets the stop at atr_multiplier x ATR
+        ("entry_offset", np.float64),  # a limit or stop order's distance from the signal's close, a fraction
+        ("entry_offset_atr", np.float64),  # or k x ATR at the signal bar
+        ("entry_valid", np.int64),  # bars a limit or stop order stays live
     ]
 )
 TRADE = np.dtype(
@@ -75,6 +84,10 @@ TRADE = np.dtype(
         ("reason", np.int64),
         ("mae_pct", np.float64),
         ("mfe_pct", np.float64),
+        ("slippage", np.float64),  # cost of slippage on both fills, in currency
+        ("financing", np.float64),  # borrow fee and margin interest charged while held
+        ("dividends", np.float64),  # dividends received (long) or paid (short)
+        ("order_price", np.float64),  # the limit or stop order's level; NaN for a market entry
     ]
 )
 # 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
@@ -96,6 +109,8 @@ CURVE = np.dtype(
         ("long_value", np.float64),
         ("short_value", np.float64),
         ("open_positions", np.int64),
+        ("borrow", np.float64),  # borrow fee charged at this close
+        ("interest", np.float64),  # interest at this close: earned on cash (+), paid on a margin loan (-)
     ]
 )
 # One open position (or, for Kelly, one shadow trade) per symbol.
@@ -115,6 +130,17 @@ POSITION = np.dtype(
         ("bars_held", np.int64),
         ("mark", np.float64),
         ("seq", np.int64),
+        ("fill_inside", np.bool_),  # entered inside its bar (a limit or stop order): no target on that bar
+        ("slippage", np.float64),
+        ("financing", np.float64),
+        ("dividends", np.float64),
+        ("order_price", np.float64),
+        # The symbol's live limit or stop order (while no position is open): its level, its last live bar
+        # (-1: none), its signal bar and the signal's priority.
+        ("order_level", np.float64),
+        ("order_until", np.int64),
+        ("order_signal", np.int64),
+        ("order_prio", np.float64),
     ]
 )
 # One grid combination's summary (NaN where undefined, as engine/metrics.py).
@@ -144,6 +170,7 @@ def fingerprint() -> str:
             SIZING_NAMES,
             RULE_NAMES,
             ACTION_NAMES,
+            ORDER_NAMES,
             *(d.descr for d in (COMBO, TRADE, EVENT, CURVE, POSITION, GRID_METRIC)),
         )
     )

@@ -2,8 +2,10 @@
 
 Conversions to and from arrays happen here, once; the simulation itself is `_kernels.simulate`.
 Rules (see `_kernels` for the order of events inside a bar):
-- a signal at bar t enters at the open of bar t+1; one position per symbol; signals while in a position
-  are ignored; signals competing for cash are taken by priority (highest first), then symbol order;
+- a signal at bar t enters at the open of bar t+1 (`entry_order="market"`), or places a limit or stop order
+  live on bars t+1 .. t+`entry_valid_bars` that enters where it fills (README: Backtest rules); one position
+  per symbol; signals while in a position or with an order live are ignored; signals competing for cash
+  are taken by priority (highest first), then symbol order;
 - stop-loss and take-profit are percentages of the entry fill; a bar that opens beyond either fills at
   the open; if one bar touches both, the stop is assumed hit first (conservative);
 - `trailing_stop` (percent) or `trailing_atr` (k x ATR at the signal bar) trails the best price since entry
@@ -14,7 +16,9 @@ Rules (see `_kernels` for the order of events inside a bar):
 - `holding_period` N exits at the close of the N-th bar held (the entry bar counts as 1);
 - a position still open on a symbol's last bar exits at that close ("end_of_data");
 - commission is a percent of traded value plus `commission_fixed` per order, at least `commission_min`;
-  slippage moves every fill against the trader by `slippage_bps`;
+  slippage moves every fill against the trader by `slippage_bps` (not a limit order's);
+- carry accrues per night held: borrow on shorts, margin interest on negative cash (charged to the longs),
+  interest earned on positive cash; a trade's pnl is net of its fees, financing and dividends;
 - trades carry `mae_pct` / `mfe_pct`: the worst and best excursion from the entry fill on the highs and lows
   of the bars held (an exit at the open counts only that open), and each entry-rule indicator's value at the
   signal bar;
@@ -62,12 +66,19 @@ class BacktestParams:
     trailing_stop: float | None = _D["trailing_stop"]
     trailing_atr: float | None = _D["trailing_atr"]
     exit_rule: str = _D["exit_rule"]
+    entry_order: str = _D["entry_order"]
+    entry_offset_pct: float = _D["entry_offset_pct"]
+    entry_offset_atr: float | None = _D["entry_offset_atr"]
+    entry_valid_bars: int = _D["entry_valid_bars"]
     holding_period: int | None = _D["holding_period"]
     signal_type: str = _D["signal_type"]
     commission: float = _D["commission"]
     commission_fixed: float = _D["commission_fixed"]
     commission_min: float = _D["commission_min"]
     slippage_bps: float = _D["slippage_bps"]
+    borrow_pct: float = _D["borrow_pct"]
+    margin_interest_pct: float = _D["margin_interest_pct"]
+    cash_interest_pct: float = _D["cash_interest_pct"]
     max_positions: int = _D["max_positions"]
     fractional_shares: bool = _D["fractional_shares"]
     allow_leverage: bool = _D["allow_leverage"]
@@ -234,6 +245,9 @@ def combo_fields(p: BacktestParams) -> dict[str, float]:
         "atr_multiplier": s.atr_multiplier,
         "fixed_amount": s.fixed_amount,
         "atr_stop": bool(s.atr_stop),
+        "entry_offset": p.entry_offset_pct / 100.0,
+        "entry_offset_atr": float(p.entry_offset_atr or 0.0) if p.entry_order != "market" else 0.0,
+        "entry_valid": int(p.entry_valid_bars),
     }
 
 
@@ -246,11 +260,17 @@ def combo_records(params: Sequence[BacktestParams]) -> np.ndarray:
     return out
 
 
+def needs_atr(p: BacktestParams) -> bool:
+    """Whether a run reads ATR besides ATR sizing: an ATR trailing stop or an ATR entry offset."""
+    return bool(p.trailing_atr) or (p.entry_order != "market" and bool(p.entry_offset_atr))
+
+
 def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k.Shared]:
     """The only place that turns settings into what the kernel reads: percent into fractions, "off" into
     the kernel's sentinels (0, or an empty array), names into codes, and the per-bar inputs (volatility,
     ATR, exit-rule signals, correlation windows) computed on the whole market."""
-    vol, atr = p.sizing.inputs(market, need_atr=bool(p.trailing_atr))
+    vol, atr = p.sizing.inputs(market, need_atr=needs_atr(p))
+    per_bar = 0.01 / periods_per_year(market.dates)  # an annual percent -> a fraction per bar
     lim = p.limits
     corr = (np.empty((0, 0)),) * 2
     if lim.max_correlation is not None:
@@ -278,6 +298,11 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         max_corr=2.0 if lim.max_correlation is None else float(lim.max_correlation),
         corr_window=int(lim.correlation_lookback),
         max_volume=(lim.max_volume_pct or 0.0) / 100.0,
+        entry_order=rec.ORDER_NAMES.index(p.entry_order),
+        borrow=p.borrow_pct * per_bar,
+        margin_rate=p.margin_interest_pct * per_bar,
+        cash_rate=p.cash_interest_pct * per_bar,
+        dividend=np.empty((0, 0)),
     )
     return kernel_bars(market), combo_records([p])[0], shared
 
@@ -290,6 +315,7 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
         vol=_bars_of(shared.vol, start, stop),
         atr=_bars_of(shared.atr, start, stop),
         exit_signal=_bars_of(shared.exit_signal, start, stop),
+        dividend=_bars_of(shared.dividend, start, stop),
         ret_t=_bars_of(shared.ret_t, start, stop, axis=1),  # (symbols x bars)
         valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
@@ -358,6 +384,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
             "pnl": t["pnl"],
             "return_pct": return_pct,
             "fees": t["fees"],
+            "slippage": t["slippage"],
+            "financing": t["financing"],
+            "dividends": t["dividends"],
             "bars_held": bars_held,
             "exit_reason": _codes(t["reason"], _EXIT_DTYPE, validate=False),
             "mae_pct": t["mae_pct"],
@@ -367,6 +396,8 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         },
         copy=False,  # the columns are new arrays or views of the kernel's records: no need to copy them again
     )
+    if params.entry_order != "market":
+        trades.insert(trades.columns.get_loc("entry_price"), "order_price", t["order_price"])
     at_signal = signals.values(market, e_bar - 1, sym) if isinstance(signals, Signals) else {}
     for name, values in at_signal.items():  # each entry-rule indicator at the signal bar
         trades[f"at_signal: {name}"] = values
@@ -383,6 +414,8 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
             "gross_exposure_pct": np.divide(long_v + short_v, equity, out=np.zeros_like(equity), where=equity > 0)
             * 100,
             "open_positions": n_open,
+            "borrow": curve["borrow"].copy(),
+            "interest": curve["interest"].copy(),
             "drawdown_pct": drawdown_pct(equity),
             "buy_hold_equity": bh,
         },
@@ -395,6 +428,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close, params.risk_free_pct, buy_hold, bh)
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
+    metrics |= _cost_totals(t, curve)
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
         trades=trades,
@@ -405,6 +439,17 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
         warnings=_warnings(params, sized_out, len(trades)),
     )
+
+
+def _cost_totals(trades: np.ndarray, curve: np.ndarray) -> dict[str, float]:
+    """What the run paid and earned besides prices: commission, slippage, borrow, interest, dividends."""
+    return {
+        "total_commission": float(trades["fees"].sum()),
+        "total_slippage": float(trades["slippage"].sum()),
+        "total_borrow": float(curve["borrow"].sum()),
+        "total_interest": float(curve["interest"].sum()),
+        "total_dividends": float(trades["dividends"].sum()),
+    }
 
 
 def _warnings(params: BacktestParams, sized_out: int, n_trades: int) -> list[str]:

@@ -59,6 +59,31 @@ LABELS = {
     "max_loss_streak": "Longest losing streak [trades]",
     "psr_pct": "Probabilistic Sharpe (SR > 0) [%]",
 }
+# A backtest's costs and carry, from its trades and curve (engine/backtest.py), not from the equity alone.
+COST_LABELS = {
+    "total_commission": "Commission paid",
+    "total_slippage": "Slippage cost",
+    "total_borrow": "Borrow fees paid",
+    "total_interest": "Interest (+ earned, - paid)",
+    "total_dividends": "Dividends (+ received, - paid)",
+}
+LABELS |= COST_LABELS
+# What a metric means where its label cannot say it (the metrics table's third column, the cards' help).
+DEFINITIONS = {
+    "sharpe": "Mean bar return over the risk-free rate / its standard deviation x sqrt(bars per year).",
+    "sortino": "Mean bar return over the risk-free rate / its downside deviation x sqrt(bars per year).",
+    "n_trades": "Closed trades (positions), each counted once.",
+    "win_rate_pct": "Share of closed trades with a positive return (net of costs).",
+    "profit_factor": "Sum of winning trades' pnl / sum of losing trades' |pnl|.",
+    "expectancy": "Mean pnl per closed trade, in currency, net of costs.",
+    "sqn": "System quality number (Van Tharp): sqrt(trades) x mean / standard deviation of the per-trade "
+    "percent returns.",
+    "total_commission": "Commission on every entry and exit.",
+    "total_slippage": "What slippage moved the fills by, in currency, entries and exits.",
+    "total_borrow": "Borrow fees on shorts: value at each close x annual rate / bars per year.",
+    "total_interest": "Interest earned on positive cash minus margin interest paid on negative cash.",
+    "total_dividends": "Dividends credited to longs minus dividends debited from shorts.",
+}
 
 
 def periods_per_year(dates: pd.DatetimeIndex) -> float:
@@ -366,7 +391,7 @@ def compute_metrics(
         psr_pct=psr_pct(r),
         buy_hold_return_pct=buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
     )
-    return {name: out[name] for name in LABELS}
+    return {name: out[name] for name in LABELS if name not in COST_LABELS}
 
 
 _ARRAY_METRICS = (

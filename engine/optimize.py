@@ -34,6 +34,7 @@ from .backtest import (
     BacktestParams,
     combo_records,
     kernel_inputs,
+    needs_atr,
     read_only,
     signal_matrix,
     window_backtest,
@@ -440,7 +441,7 @@ def run_chunk(
         raise RuleError(f"Grid point {first} makes the rule invalid: {exc}") from exc
     params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
     # Shared inputs (volatility, ATR, correlations, the exit rule) on the whole history, then cut to the window.
-    probe = next((p for p in params if p.trailing_atr), params[0])
+    probe = next((p for p in params if needs_atr(p)), params[0])
     bars_all, _, shared = kernel_inputs(market, probe)
     a, b = bars or (0, market.shape[0])
     window, kbars = market, bars_all

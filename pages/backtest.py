@@ -156,7 +156,7 @@ tab_eq, tab_risk, tab_trades, tab_months, tab_luck, tab_events, tab_all = st.tab
 with tab_eq:
     st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
 with tab_risk:
-    st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"]), width="stretch")
+    st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"], p.risk_free_pct), width="stretch")
 with tab_trades:
     trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
     st.dataframe(

@@ -33,6 +33,13 @@ params = st.fixed_dictionaries(
         "commission": st.sampled_from([0.0, 0.1]),
         "slippage_bps": st.sampled_from([0.0, 5.0]),
         "max_positions": st.integers(1, 6),
+        "entry_order": st.sampled_from(["market", "limit", "stop"]),
+        "entry_offset_pct": st.sampled_from([0.0, 1.0, 3.0]),
+        "entry_valid_bars": st.integers(1, 4),
+        "borrow_pct": st.sampled_from([0.0, 5.0]),
+        "margin_interest_pct": st.sampled_from([0.0, 8.0]),
+        "cash_interest_pct": st.sampled_from([0.0, 3.0]),
+        "allow_leverage": st.booleans(),
     }
 )
 
@@ -57,7 +64,8 @@ def test_equity_is_cash_plus_marked_positions_and_runs_repeat_exactly(p, density
     r = backtest(BASE, sig, **p)
     eq = r.equity
     np.testing.assert_allclose(eq.equity, eq.cash + eq.long_value - eq.short_value, rtol=1e-9, atol=1e-6)
-    final = p.get("initial_capital", 100_000.0) + r.trades.pnl.sum()
+    earned = eq.interest.clip(lower=0).sum()  # interest on idle cash: the one accrual no trade carries
+    final = p.get("initial_capital", 100_000.0) + r.trades.pnl.sum() + earned
     assert eq.equity.iloc[-1] == pytest.approx(final, rel=1e-9)
     again = backtest(BASE, sig, **p)
     assert again.trades.equals(r.trades) and again.equity.equals(r.equity)

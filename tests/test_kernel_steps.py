@@ -38,27 +38,27 @@ def position(entry=100.0, bar=0, stop=np.nan, target=np.nan, trail=0.0, dist=0.0
 def test_the_exit_price_step_prices_long_and_short_alike():
     # long, stop 95, target 110, after the entry bar
     long_ = position(stop=95.0, target=110.0)
-    assert k._exit_price(long_, 100, 101, 94, 96, 1, 1.0, False, 0, 9) == (95.0, k.EXIT_STOP)
-    assert k._exit_price(long_, 90, 91, 88, 90, 1, 1.0, False, 0, 9) == (90.0, k.EXIT_STOP)  # gap through
-    assert k._exit_price(long_, 100, 111, 99, 105, 1, 1.0, False, 0, 9) == (110.0, k.EXIT_TARGET)
-    assert k._exit_price(long_, 100, 112, 94, 105, 1, 1.0, False, 0, 9) == (95.0, k.EXIT_STOP)  # stop first
+    assert k._exit_price(long_, 100, 101, 94, 96, 1, 1.0, False, 0, 9)[:2] == (95.0, k.EXIT_STOP)
+    assert k._exit_price(long_, 90, 91, 88, 90, 1, 1.0, False, 0, 9)[:2] == (90.0, k.EXIT_STOP)  # gap through
+    assert k._exit_price(long_, 100, 111, 99, 105, 1, 1.0, False, 0, 9)[:2] == (110.0, k.EXIT_TARGET)
+    assert k._exit_price(long_, 100, 112, 94, 105, 1, 1.0, False, 0, 9)[:2] == (95.0, k.EXIT_STOP)  # stop first
     # the same trade mirrored: short, stop 105, target 90
     short = position(stop=105.0, target=90.0)
-    assert k._exit_price(short, 100, 106, 99, 104, 1, -1.0, False, 0, 9) == (105.0, k.EXIT_STOP)
-    assert k._exit_price(short, 110, 111, 108, 110, 1, -1.0, False, 0, 9) == (110.0, k.EXIT_STOP)
-    assert k._exit_price(short, 100, 101, 89, 95, 1, -1.0, False, 0, 9) == (90.0, k.EXIT_TARGET)
+    assert k._exit_price(short, 100, 106, 99, 104, 1, -1.0, False, 0, 9)[:2] == (105.0, k.EXIT_STOP)
+    assert k._exit_price(short, 110, 111, 108, 110, 1, -1.0, False, 0, 9)[:2] == (110.0, k.EXIT_STOP)
+    assert k._exit_price(short, 100, 101, 89, 95, 1, -1.0, False, 0, 9)[:2] == (90.0, k.EXIT_TARGET)
     # the exit rule goes first, at the open; holding period and end of data at the close
-    assert k._exit_price(long_, 100, 111, 94, 96, 1, 1.0, True, 0, 9) == (100.0, k.EXIT_RULE)
+    assert k._exit_price(long_, 100, 111, 94, 96, 1, 1.0, True, 0, 9)[:2] == (100.0, k.EXIT_RULE)
     held = position()
     held["bars_held"] = 3
-    assert k._exit_price(held, 100, 101, 99, 100.5, 1, 1.0, False, 3, 9) == (100.5, k.EXIT_HOLDING)
-    assert k._exit_price(position(), 100, 101, 99, 100.5, 9, 1.0, False, 0, 9) == (100.5, k.EXIT_END)
+    assert k._exit_price(held, 100, 101, 99, 100.5, 1, 1.0, False, 3, 9)[:2] == (100.5, k.EXIT_HOLDING)
+    assert k._exit_price(position(), 100, 101, 99, 100.5, 9, 1.0, False, 0, 9)[:2] == (100.5, k.EXIT_END)
     assert math.isnan(k._exit_price(position(), 100, 101, 99, 100.5, 1, 1.0, False, 0, 9)[0])
 
 
 def test_no_gap_exit_on_the_entry_bar():
     pos = position(stop=95.0, bar=1)
-    assert k._exit_price(pos, 94, 96, 93, 95, 1, 1.0, True, 0, 9) == (95.0, k.EXIT_STOP)  # touched, not gapped
+    assert k._exit_price(pos, 94, 96, 93, 95, 1, 1.0, True, 0, 9)[:2] == (95.0, k.EXIT_STOP)  # touched, not gapped
 
 
 def test_the_tighter_of_the_fixed_and_the_trailing_stop_applies():
@@ -74,14 +74,14 @@ def test_the_tighter_of_the_fixed_and_the_trailing_stop_applies():
 
 def test_the_tracking_step_moves_the_excursions_and_the_extreme_by_hand():
     long_ = position(entry=100.0)
-    k._track(long_, 101.0, 104.0, 97.0, 1.0, np.nan, -1)  # held through the bar: its high and low count
+    k._track(long_, 101.0, 104.0, 97.0, 1.0, False, True)  # held through the bar: its high and low count
     assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 97.0, 104.0)
-    k._track(long_, 102.0, 103.0, 98.0, 1.0, np.nan, -1)  # inside the range: nothing moves
+    k._track(long_, 102.0, 103.0, 98.0, 1.0, False, True)  # inside the range: nothing moves
     assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 97.0, 104.0)
-    k._track(long_, 95.0, 110.0, 90.0, 1.0, 95.0, k.EXIT_STOP)  # exit at the open: only the open counts
+    k._track(long_, 95.0, 110.0, 90.0, 1.0, True, False)  # exit at the open: only the open counts
     assert (long_["best"], long_["worst"], long_["extreme"]) == (104.0, 95.0, 104.0)
     short = position(entry=100.0)
-    k._track(short, 99.0, 103.0, 96.0, -1.0, np.nan, -1)  # a short's best is the low, its worst the high
+    k._track(short, 99.0, 103.0, 96.0, -1.0, False, True)  # a short's best is the low, its worst the high
     assert (short["best"], short["worst"], short["extreme"]) == (96.0, 103.0, 96.0)
 
 
@@ -95,7 +95,9 @@ def test_an_exit_at_the_close_of_a_bar_that_closes_at_its_open_sees_the_whole_ba
     end = only_trade(run(bars, [0], stop_loss=0, holding_period=0))  # end of data at the close: the same
     assert (end.exit_reason, end.mae_pct, end.mfe_pct) == ("end_of_data", pytest.approx(-10.0), pytest.approx(12.0))
     pos = position(entry=100.0)
-    k._track(pos, 100.0, 112.0, 90.0, 1.0, 100.0, k.EXIT_HOLDING)
+    px, reason, at_open = k._exit_price(pos, 100.0, 112.0, 90.0, 100.0, 2, 1.0, False, 0, 2)
+    assert (px, reason, at_open) == (100.0, k.EXIT_END, False)  # the exit step says where, not the price
+    k._track(pos, 100.0, 112.0, 90.0, 1.0, at_open, False)
     assert (pos["best"], pos["worst"]) == (112.0, 90.0)
 
 

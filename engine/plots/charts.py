@@ -302,10 +302,14 @@ def excursions(trades: pd.DataFrame) -> go.Figure:
     return _layout(fig, 380)
 
 
-def rolling_risk(equity_df: pd.DataFrame, window: int, periods_per_year: float) -> go.Figure:
-    """Rolling Sharpe ratio and annualised volatility over `window` bars, and gross exposure, one above the other."""
+def rolling_risk(
+    equity_df: pd.DataFrame, window: int, periods_per_year: float, risk_free_pct: float = 0.0
+) -> go.Figure:
+    """Rolling Sharpe ratio (of returns over the risk-free rate, as the headline Sharpe) and annualised
+    volatility over `window` bars, and gross exposure, one above the other."""
     r = equity_df.equity.pct_change()
-    mean, sd = r.rolling(window).mean(), r.rolling(window).std()
+    excess = r - risk_free_pct / 100.0 / periods_per_year
+    mean, sd = excess.rolling(window).mean(), r.rolling(window).std()
     sharpe = (mean / sd.where(sd > 0)) * np.sqrt(periods_per_year)
     vol = sd * np.sqrt(periods_per_year) * 100
     fig = make_subplots(

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ..metrics import LABELS
+from ..metrics import DEFINITIONS, LABELS
 from ..params import TABLE, Param
 from ..rules import rule_numbers
 
@@ -35,11 +35,12 @@ def metric_text(name: str, value) -> str:
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
-    """All metrics as (metric, value) rows of formatted text."""
+    """All metrics as (metric, value, meaning) rows of formatted text."""
     return pd.DataFrame(
         {
             "metric": [LABELS.get(k, k.replace("_", " ")) for k in metrics],
             "value": [metric_text(k, v) for k, v in metrics.items()],
+            "meaning": [DEFINITIONS.get(k, "") for k in metrics],
         }
     )
 

@@ -46,7 +46,7 @@ def tear_sheet(
     figures = [
         ("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
         ("Monthly returns (%)", charts.monthly_returns(result.equity)),
-        ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"])),
+        ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"], result.params.risk_free_pct)),
     ]
     luck = random_entry_test(market, result)
     if len(result.trades):

@@ -1,0 +1,296 @@
+"""Limit and stop entries, carry costs and the audit's trust fixes: hand-computed bars for each rule, and an
+independent oracle (a plain loop written from the issue's text) that must agree trade for trade."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import backtest
+from engine.errors import ParamError
+from engine.metrics import periods_per_year
+from engine.sizing import Sizing
+from tests.conftest import bars_market, flat
+from tests.test_backtest_rules import ONE, only_trade, run
+
+LIMIT = dict(entry_order="limit", entry_offset_pct=2.0)  # a long limit 2% below the signal's close
+STOP = dict(entry_order="stop", entry_offset_pct=2.0)  # a long stop 2% above it
+
+
+# --- limit and stop entries by hand ------------------------------------------------------------------------
+
+
+def test_a_limit_fills_at_the_open_after_a_gap_below_it():
+    t = only_trade(run([(100,) * 4, (97, 99, 96, 98), (98,) * 4], [0], **LIMIT))
+    assert (t.order_price, t.entry_price, t.entry_bar) == (98.0, 97.0, 1)
+
+
+def test_a_limit_fills_at_its_level_when_the_low_reaches_it():
+    t = only_trade(run([(100,) * 4, (100, 101, 97, 99), (99,) * 4], [0], **LIMIT))
+    assert (t.entry_price, t.entry_bar) == (98.0, 1)
+
+
+def test_an_unfilled_limit_expires_after_its_bars_and_is_logged():
+    bars = [(100,) * 4, (100, 101, 99, 100), (100, 101, 99, 100), (99, 99, 97, 98), (98,) * 4]
+    r = run(bars, [0], entry_valid_bars=2, **LIMIT)  # live on bars 1 and 2; bar 3 would have filled it
+    assert r.trades.empty
+    ev = r.events.iloc[0]
+    assert (ev.rule, ev.action, ev.date, ev.value) == ("order_expired", "skip", r.equity.index[2], 98.0)
+    # a signal at the close of the order's last live bar places a new one: 100 x 0.98, filled on bar 3's low
+    again = only_trade(run(bars, [0, 2], entry_valid_bars=2, **LIMIT))
+    assert (again.entry_bar, again.entry_price) == (3, 98.0)
+
+
+def test_signals_while_an_order_is_live_are_ignored():
+    bars = [(100,) * 4, (100, 101, 99, 100), (100, 101, 90, 95), (95,) * 4]
+    t = only_trade(run(bars, [0, 1], entry_valid_bars=3, **LIMIT))  # bar 1's signal would place a limit at 98
+    assert (t.entry_bar, t.order_price, t.entry_price) == (2, 98.0, 98.0)
+
+
+def test_a_stop_entry_fills_at_the_open_through_a_gap_and_pays_slippage():
+    t = only_trade(run([(100,) * 4, (105, 106, 104, 105), (105,) * 4], [0], slippage_bps=10.0, **STOP))
+    assert (t.order_price, t.entry_price) == (102.0, pytest.approx(105 * 1.001))
+    inside = only_trade(run([(100,) * 4, (100, 103, 99, 102), (102,) * 4], [0], slippage_bps=10.0, **STOP))
+    assert inside.entry_price == pytest.approx(102 * 1.001)
+    limit = only_trade(run([(100,) * 4, (100, 101, 97, 99), (99,) * 4], [0], slippage_bps=10.0, **LIMIT))
+    assert limit.entry_price == 98.0  # a limit never fills worse than its level
+
+
+def test_a_short_limit_and_stop_mirror_the_long_ones():
+    up = [(100,) * 4, (100, 103, 99, 101), (101,) * 4]
+    assert only_trade(run(up, [0], signal_type="short", **LIMIT)).entry_price == 102.0  # above the close
+    down = [(100,) * 4, (100, 101, 97, 99), (99,) * 4]
+    assert only_trade(run(down, [0], signal_type="short", **STOP)).entry_price == 98.0  # below it
+    assert run(down, [0], signal_type="short", **LIMIT).trades.empty
+
+
+def test_a_fill_inside_the_bar_checks_the_stop_on_that_bar_and_the_target_from_the_next():
+    stopped = only_trade(run([(100,) * 4, (100, 101, 93, 95), (95,) * 4], [0], stop_loss=5.0, **LIMIT))
+    assert (stopped.exit_reason, stopped.exit_bar, stopped.exit_price) == ("stop_loss", 1, pytest.approx(93.1))
+    bars = [(100,) * 4, (100, 101, 97, 99), (99, 101, 98, 100), (100,) * 4]
+    t = only_trade(run(bars, [0], take_profit=2.0, **LIMIT))  # target 99.96: bar 1's high 101 does not count
+    assert (t.exit_reason, t.exit_bar, t.exit_price) == ("take_profit", 2, pytest.approx(99.96))
+    at_open = only_trade(run([(100,) * 4, (97, 100, 96.5, 99), (99,) * 4], [0], take_profit=2.0, **LIMIT))
+    assert (at_open.exit_bar, at_open.exit_price) == (1, pytest.approx(98.94))  # a fill at the open: as a market entry
+
+
+def test_the_holding_period_counts_the_fill_bar_as_one():
+    bars = [(100,) * 4, (100, 101, 99, 100), (100, 101, 97, 99), (99, 100, 98, 99.5), (99,) * 4]
+    t = only_trade(run(bars, [0], entry_valid_bars=2, holding_period=2, **LIMIT))
+    assert (t.entry_bar, t.exit_bar, t.bars_held, t.exit_reason) == (2, 3, 2, "holding_period")
+
+
+def test_an_atr_offset_places_the_order_k_atr_from_the_close():
+    bars = [(100, 101, 99, 100)] * 3 + [(100, 100, 96, 97), (97,) * 4]  # ATR(2) = 2 at bar 2 -> limit 97
+    p = dict(entry_order="limit", entry_offset_atr=1.5, sizing=Sizing(atr_period=2))
+    t = only_trade(run(bars, [2], **p))
+    assert (t.order_price, t.entry_price) == (97.0, 97.0)
+
+
+def test_signals_in_the_atr_warm_up_are_skipped_and_logged():
+    bars = [(100, 101, 99, 100)] * 5
+    for p in (dict(entry_order="limit", entry_offset_atr=1.0), dict(trailing_atr=2.0)):
+        r = run(bars, [0], sizing=Sizing(atr_period=3), **p)
+        assert r.trades.empty and list(r.events.rule) == ["atr_warmup"], p
+    assert len(run(bars, [3], trailing_atr=2.0, sizing=Sizing(atr_period=3)).trades) == 1  # ATR is ready there
+
+
+def test_the_table_checks_the_new_settings():
+    with pytest.raises(ParamError, match="Entry order"):
+        backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), entry_order="iceberg")
+    with pytest.raises(ParamError, match="Order valid for"):
+        backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), entry_valid_bars=0)
+
+
+# --- excursions (the audit's finding) ------------------------------------------------------------------------
+
+
+def test_a_doji_exit_bar_counts_its_whole_range_in_mae_and_mfe():
+    t = only_trade(run([(100,) * 4, (100,) * 4, (100, 120, 80, 100)], [0], holding_period=2))
+    assert (t.mae_pct, t.mfe_pct) == (pytest.approx(-20.0), pytest.approx(20.0))
+
+
+# --- carry costs by hand -------------------------------------------------------------------------------------
+
+
+def _per_bar(r) -> float:
+    return 1.0 / periods_per_year(r.equity.index)
+
+
+def test_borrow_is_value_times_rate_per_bar_at_each_close_a_short_is_held_through():
+    # 10 shares short at 100, flat prices; exits at the close of its 4th bar: held through 3 closes
+    r = run(flat(6), [0], signal_type="short", holding_period=4, borrow_pct=36.5)
+    t = only_trade(r)
+    fee = 1_000.0 * 0.365 * _per_bar(r)
+    assert t.financing == pytest.approx(3 * fee)
+    assert t.pnl == pytest.approx(-3 * fee)
+    assert r.metrics["total_borrow"] == pytest.approx(3 * fee)
+    assert r.equity.equity.iloc[-1] == pytest.approx(1_000.0 - 3 * fee)
+    assert run(flat(6), [0], holding_period=4, borrow_pct=36.5).trades.financing.iloc[0] == 0.0  # longs: none
+
+
+def test_margin_interest_is_paid_on_negative_cash_and_charged_to_the_position():
+    kw = dict(allow_leverage=True, max_leverage=2.0, sizing=Sizing("fixed_amount", fixed_amount=1_500.0))
+    r = run(flat(6), [0], holding_period=3, margin_interest_pct=10.0, **kw)  # cash -500 through 2 closes
+    t = only_trade(r)
+    rate = 0.10 * _per_bar(r)
+    paid = 500.0 * rate + (500.0 + 500.0 * rate) * rate  # the loan grows by the interest it was charged
+    assert t.financing == pytest.approx(paid)
+    assert r.metrics["total_interest"] == pytest.approx(-paid)
+    assert r.equity.equity.iloc[-1] == pytest.approx(1_000.0 - paid)
+
+
+def test_interest_on_cash_compounds_per_bar():
+    m = bars_market({"AAA": flat(6)})
+    r = backtest(m, np.zeros(m.shape, bool), **{**ONE, "cash_interest_pct": 5.0})
+    per_bar = 0.05 * _per_bar(r)
+    np.testing.assert_allclose(r.equity.equity, 1_000.0 * (1 + per_bar) ** np.arange(6))
+    assert r.metrics["total_interest"] == pytest.approx(r.equity.equity.iloc[-1] - 1_000.0)
+
+
+def test_cost_totals_add_up_the_trades():
+    r = run([(100,) * 4, (100, 101, 99, 100), (110,) * 4], [0], holding_period=2, commission=0.1, slippage_bps=20)
+    t = only_trade(r)
+    assert r.metrics["total_commission"] == pytest.approx(t.fees)
+    assert t.slippage == pytest.approx(t.shares * (100 * 0.002 + 110 * 0.002))
+
+
+# --- the oracle --------------------------------------------------------------------------------------------------
+
+
+def oracle(bars: np.ndarray, sig: np.ndarray, kind: str, offset: float, valid: int, d: int, sl, tp, hold) -> list:
+    """(entry bar, entry price, exit bar, exit price, reason) of each trade of one symbol, written from the
+    issue's text: a signal at the close of bar t on a flat symbol with no live order places an order live on
+    bars t+1 .. t+valid; exits as the backtest module documents them."""
+    o, h, lo, c = bars.T
+    n = len(c)
+    out: list = []
+    order = pos = None
+    for t in range(n):
+        if order is not None:
+            level, until = order
+            adverse, favourable = (lo[t], h[t]) if d > 0 else (h[t], lo[t])
+            fill = inside = None
+            if kind == "limit":
+                if (o[t] <= level) if d > 0 else (o[t] >= level):
+                    fill, inside = o[t], False
+                elif (adverse <= level) if d > 0 else (adverse >= level):
+                    fill, inside = level, True
+            else:
+                if (o[t] >= level) if d > 0 else (o[t] <= level):
+                    fill, inside = o[t], False
+                elif (favourable >= level) if d > 0 else (favourable <= level):
+                    fill, inside = level, True
+            if fill is not None:
+                stop = fill * (1 - d * sl / 100) if sl else None
+                target = fill * (1 + d * tp / 100) if tp else None
+                pos = {"bar": t, "price": fill, "inside": inside, "stop": stop, "target": target, "held": 0}
+                order = None
+            elif t == until:
+                order = None
+        if pos is not None:
+            pos["held"] += 1
+            after = t > pos["bar"]
+            stop, target = pos["stop"], pos["target"]
+            adverse, favourable = (lo[t], h[t]) if d > 0 else (h[t], lo[t])
+
+            def beyond(price, level, sign):  # sign +1: at or past a target, -1: at or past a stop
+                return level is not None and sign * d * (price - level) >= 0
+
+            exit_ = None
+            if after and beyond(o[t], stop, -1):
+                exit_ = (o[t], "stop_loss")
+            elif after and beyond(o[t], target, 1):
+                exit_ = (o[t], "take_profit")
+            elif beyond(adverse, stop, -1):
+                exit_ = (stop, "stop_loss")
+            elif (after or not pos["inside"]) and beyond(favourable, target, 1):
+                exit_ = (target, "take_profit")
+            elif hold and pos["held"] >= hold:
+                exit_ = (c[t], "holding_period")
+            elif t == n - 1:
+                exit_ = (c[t], "end_of_data")
+            if exit_ is not None:
+                out.append((pos["bar"], pos["price"], t, exit_[0], exit_[1]))
+                pos = None
+        if sig[t] and pos is None and order is None:
+            level = c[t] * (1 + (-d if kind == "limit" else d) * offset / 100)
+            order = (level, t + valid)
+    return out
+
+
+def random_bars(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.01, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.01, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
+    return np.column_stack([open_, high, low, close]).round(2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["limit", "stop"]),
+    side=st.sampled_from(["long", "short"]),
+    offset=st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+    valid=st.integers(1, 4),
+    sl=st.sampled_from([None, 2.0, 5.0]),
+    tp=st.sampled_from([None, 3.0, 8.0]),
+    hold=st.sampled_from([None, 1, 3, 10]),
+    density=st.floats(0.05, 0.5),
+)
+def test_limit_and_stop_entries_match_the_oracle_trade_for_trade(
+    seed, kind, side, offset, valid, sl, tp, hold, density
+):
+    bars = random_bars(seed, 80)
+    sig = np.random.default_rng(seed + 1).random(80) < density
+    m = bars_market({"AAA": [tuple(b) for b in bars]})
+    r = backtest(
+        m,
+        sig[:, None],
+        **{**ONE, "stop_loss": sl, "take_profit": tp, "holding_period": hold},
+        signal_type=side,
+        entry_order=kind,
+        entry_offset_pct=offset,
+        entry_valid_bars=valid,
+    )
+    got = [
+        (t.entry_bar, pytest.approx(t.entry_price), t.exit_bar, pytest.approx(t.exit_price), t.exit_reason)
+        for t in r.trades.itertuples()
+    ]
+    want = oracle(bars, sig, kind, offset, valid, 1 if side == "long" else -1, sl, tp, hold)
+    assert got == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), density=st.floats(0.05, 0.5), carry=st.floats(0.0, 40.0))
+def test_equity_is_initial_plus_trade_pnl_plus_interest_earned(seed, density, carry):
+    """Every cost and accrual lands in a trade's pnl, except interest earned on idle cash."""
+    m = bars_market(
+        {"AAA": [tuple(b) for b in random_bars(seed, 60)], "BBB": [tuple(b) for b in random_bars(seed + 7, 60)]}
+    )
+    sig = np.random.default_rng(seed).random(m.shape) < density
+    for side in ("long", "short"):
+        r = backtest(
+            m,
+            sig,
+            signal_type=side,
+            holding_period=5,
+            allow_leverage=True,
+            max_leverage=1.5,
+            sizing=Sizing("fixed_amount", fixed_amount=70_000.0),
+            borrow_pct=carry,
+            margin_interest_pct=carry,
+            cash_interest_pct=carry / 4,
+            commission=0.05,
+        )
+        earned = r.equity.interest.clip(lower=0).sum()
+        assert r.equity.equity.iloc[-1] == pytest.approx(100_000.0 + r.trades.pnl.sum() + earned, rel=1e-9)
+        assert r.trades.financing.sum() == pytest.approx(
+            r.metrics["total_borrow"] - r.equity.interest.clip(upper=0).sum()
+        )
+        assert isinstance(r.equity.index, pd.DatetimeIndex)
