@@ -302,7 +302,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         borrow=p.borrow_pct * per_bar,
         margin_rate=p.margin_interest_pct * per_bar,
         cash_rate=p.cash_interest_pct * per_bar,
-        dividend=np.empty((0, 0)),
+        dividend=np.empty((0, 0)) if market.dividend is None else market.dividend,
     )
     return kernel_bars(market), combo_records([p])[0], shared
 

@@ -85,7 +85,7 @@ def to_frame(
         {
             "symbol": np.asarray(market.symbols, dtype=object)[at],
             "date": market.dates[rows],
-            **{k: getattr(market, k)[rows, at] for k in ("open", "high", "low", "close", "volume")},
+            **{k: getattr(market, k)[rows, at] for k in market.bar_arrays()},
         }
     )
     if market.sectors is not None:

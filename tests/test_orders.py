@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import backtest
+from engine.data import DataError, LoadOptions, market_from_frame
+from engine.datasets import to_frame
 from engine.errors import ParamError
 from engine.metrics import periods_per_year
 from engine.sizing import Sizing
@@ -294,3 +296,53 @@ def test_equity_is_initial_plus_trade_pnl_plus_interest_earned(seed, density, ca
             r.metrics["total_borrow"] - r.equity.interest.clip(upper=0).sum()
         )
         assert isinstance(r.equity.index, pd.DatetimeIndex)
+
+
+# --- dividends ---------------------------------------------------------------------------------------------------
+
+
+def dividend_market(side_bars: int = 6, ex_bar: int = 3, amount: float = 2.0):
+    rows = [
+        {"symbol": "AAA", "date": d, "open": 100, "high": 100, "low": 100, "close": 100, "volume": 1e4}
+        for d in pd.bdate_range("2024-01-01", periods=side_bars)
+    ]
+    frame = pd.DataFrame(rows)
+    frame["Dividends"] = ""  # an alias, blank on days without one
+    frame.loc[ex_bar, "Dividends"] = str(amount)
+    return market_from_frame(frame)
+
+
+def test_a_dividend_column_is_read_under_its_aliases_and_kept_in_the_dataset():
+    m = dividend_market()
+    assert m.dividend is not None and m.dividend[:, 0].tolist() == [0, 0, 0, 2.0, 0, 0]
+    assert m.summary()["dividends"] == 1
+    again = market_from_frame(to_frame(m))  # what the dataset store writes and reads back
+    assert again.fingerprint == m.fingerprint and again.dividend[3, 0] == 2.0
+    plain = bars_market({"AAA": flat(6)})
+    assert plain.dividend is None and "dividend" not in to_frame(plain)
+
+
+def test_dividends_credit_longs_and_debit_shorts_held_at_the_previous_close():
+    m = dividend_market()  # ex-date bar 3: 2.0 a share
+    sig = np.zeros(m.shape, bool)
+    sig[0] = True
+    long_ = only_trade(backtest(m, sig, **{**ONE, "holding_period": 4}))  # 10 shares held bars 1-4
+    assert (long_.dividends, long_.pnl) == (20.0, 20.0)
+    short = only_trade(backtest(m, sig, **{**ONE, "holding_period": 4, "signal_type": "short"}))
+    assert (short.dividends, short.pnl) == (-20.0, -20.0)
+    late = np.zeros(m.shape, bool)
+    late[2] = True  # enters at the ex-date's open: not a holder at the close before it
+    assert only_trade(backtest(m, late, **{**ONE, "holding_period": 2})).dividends == 0.0
+    r = backtest(m, sig, **{**ONE, "holding_period": 4})
+    assert r.metrics["total_dividends"] == 20.0 and r.equity.equity.iloc[-1] == 1_020.0
+
+
+def test_a_negative_dividend_is_a_bad_row_and_adjusted_prices_warn_of_counting_twice():
+    frame = to_frame(dividend_market())
+    frame.loc[1, "dividend"] = -1.0
+    with pytest.raises(DataError, match="a negative dividend"):
+        market_from_frame(frame)
+    frame.loc[1, "dividend"] = 0.0
+    frame["adj_close"] = frame["close"]
+    m = market_from_frame(frame, options=LoadOptions(prices="adjusted"))
+    assert any("count them twice" in w for w in m.warnings)

@@ -151,6 +151,7 @@ _REASONS = (
     "a duplicate (symbol, date)",
     "a date in the other day/month order than the rest of the file (the file mixes both: fix these rows, "
     "or choose the date format)",
+    "a negative dividend",
 )
 
 
@@ -167,6 +168,7 @@ _REASONS = (
     R_NEG_VOLUME,
     R_DUPLICATE,
     R_OTHER_ORDER,
+    R_NEG_DIVIDEND,
 ) = range(1, len(_REASONS) + 1)
 
 
@@ -199,7 +201,7 @@ def _build(
     when, raw_dates = _dates(table.column(cols["date"]), opts.date_format, reason, detail)
     warnings: list[str] = []
     values = {}
-    for key in (*PRICE_COLUMNS, "volume", "adj_close"):
+    for key in (*PRICE_COLUMNS, "volume", "adj_close", "dividend"):
         if key in cols:
             values[key] = _numbers(table.column(cols[key]), key, reason, detail)
     if "volume" not in values:
@@ -221,6 +223,9 @@ def _build(
         tol = _RANGE_TOLERANCE * np.abs(h)
         _flag(reason, (o > h + tol) | (o < lo - tol) | (c > h + tol) | (c < lo - tol), R_OUTSIDE)
         _flag(reason, v < 0, R_NEG_VOLUME)
+        if "dividend" in values:
+            _flag(reason, values["dividend"] < 0, R_NEG_DIVIDEND)
+            values["dividend"] = np.nan_to_num(values["dividend"], nan=0.0)  # a blank: no dividend that day
 
     report = _report(reason > 0, reason, detail, sym_codes, symbols, when.astype("datetime64[D]"), raw_dates, numbering)
     ok = (reason == 0) & ~all_empty
@@ -252,17 +257,21 @@ def _build(
         warnings.append(f"{n_empty} rows have no prices and were treated as missing bars.")
     if not ok.any():
         raise DataError("No valid rows are left to load: every row has a problem (see the report).")
+    bar_columns = (*PRICE_COLUMNS, "volume", *(["dividend"] if "dividend" in values else []))
     if opts.prices == "adjusted":
         values = _adjusted(values, ok)
+        if "dividend" in values:
+            warnings.append(
+                "The file has a dividend column and the prices are adjusted, which already includes "
+                "dividends: a backtest would count them twice. Load raw prices to use the dividend column."
+            )
     elif "adj_close" in values and not np.isnan(values["adj_close"][ok]).all():
         warnings.append(
             "The file has an adj_close column; prices are as in the file. Choose adjusted prices to "
             "use it (splits and dividends)."
         )
     sectors = _sectors(sector, sym_codes, symbols, ok) if sector is not None else None
-    market = _pivot(
-        day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in (*PRICE_COLUMNS, "volume")}, sectors, warnings, name
-    )
+    market = _pivot(day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in bar_columns}, sectors, warnings, name)
     return flag_and_adjust(market, opts, report)
 
 
@@ -458,6 +467,7 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
         frame["sector"] = sector[0][idx]
     frame = frame.sort_values(["s", "d", "t"], kind="stable")
     agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    agg |= {"dividend": "sum"} if "dividend" in frame else {}
     agg |= {k: "last" for k in ("adj_close", "sector") if k in frame}
     daily = frame.groupby(["s", "d"], sort=False).agg(agg).reset_index()
     m = len(daily)
@@ -595,5 +605,5 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
         sectors=tuple(sectors[s] for s in symbols) if sectors else None,
         warnings=tuple(warnings),
         name=name,
-        **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume by name
+        **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume (and dividend) by name
     )

@@ -25,6 +25,7 @@ class Market:
     close: np.ndarray
     volume: np.ndarray
     sectors: tuple[str, ...] | None = None
+    dividend: np.ndarray | None = None  # cash per share on each ex-date (0: none); None: the file had none
     warnings: tuple[str, ...] = ()
     name: str = "data"
     fingerprint: str = field(default="", compare=False)
@@ -59,6 +60,7 @@ class Market:
             self.dates[start:stop],
             **arrays,
             sectors=self.sectors,
+            dividend=None if self.dividend is None else self.dividend[start:stop],
             name=self.name,
             fingerprint=f"{self.fingerprint}[{start}:{stop}]",
         )
@@ -69,9 +71,7 @@ class Market:
         keep = [j for j, s in enumerate(self.symbols) if s not in drop]
         if not keep:
             raise DataError("Excluding these symbols would leave no data.")
-        arrays = {
-            a: np.ascontiguousarray(getattr(self, a)[:, keep]) for a in ("open", "high", "low", "close", "volume")
-        }
+        arrays = {a: np.ascontiguousarray(getattr(self, a)[:, keep]) for a in self.bar_arrays()}
         present = ~np.isnan(arrays["close"]).all(axis=1)
         arrays = {a: v[present] for a, v in arrays.items()}
         issues = None if self.issues is None else self.issues[~self.issues.symbol.isin(drop)].reset_index(drop=True)
@@ -87,12 +87,14 @@ class Market:
             issues=issues,
         )
 
+    def bar_arrays(self) -> tuple[str, ...]:
+        """The names of its (bars x symbols) arrays: OHLCV, and dividend when the file had one."""
+        return ("open", "high", "low", "close", "volume", *(("dividend",) if self.dividend is not None else ()))
+
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, without the dates it has no bar on."""
         j = self.column(symbol)
-        df = pd.DataFrame(
-            {k: getattr(self, k)[:, j] for k in ("open", "high", "low", "close", "volume")}, index=self.dates
-        )
+        df = pd.DataFrame({k: getattr(self, k)[:, j] for k in self.bar_arrays()}, index=self.dates)
         return df[~np.isnan(df["close"].to_numpy())]
 
     def summary(self) -> dict:
@@ -107,6 +109,7 @@ class Market:
             "calendar_days": t,
             "missing_bars": inner_missing,
             "sectors": len(set(self.sectors)) if self.sectors else 0,
+            "dividends": int(np.count_nonzero(self.dividend > 0)) if self.dividend is not None else 0,
         }
 
 
@@ -128,8 +131,8 @@ def _fingerprint(m: Market) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update("\x1f".join(m.symbols).encode())
     h.update(m.dates.asi8.tobytes())
-    for a in (m.open, m.high, m.low, m.close, m.volume):
-        h.update(np.ascontiguousarray(a).tobytes())
+    for name in m.bar_arrays():
+        h.update(np.ascontiguousarray(getattr(m, name)).tobytes())
     if m.sectors:
         h.update("\x1f".join(m.sectors).encode())
     return h.hexdigest()

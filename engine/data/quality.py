@@ -76,6 +76,7 @@ def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) ->
             market.close * factor,
             market.volume / factor,
             market.sectors,
+            None if market.dividend is None else market.dividend * factor,  # per share, as the prices
             (*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
             market.name,
         )

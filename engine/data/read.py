@@ -41,6 +41,7 @@ ALIASES = {
     "volume": ("volume", "vol", "v"),
     "adj_close": ("adj_close", "adj close", "adjclose", "adjusted_close", "adj. close"),
     "sector": ("sector", "industry", "group"),
+    "dividend": ("dividend", "dividends", "div", "dividend_amount", "cash_dividend", "dividend_per_share"),
 }
 
 
