@@ -39,6 +39,7 @@ from ._records import (
     EVENT,
     EXIT_END,
     EXIT_HOLDING,
+    EXIT_OPPOSITE,
     EXIT_RUIN,
     EXIT_RULE,
     EXIT_STOP,
@@ -46,6 +47,8 @@ from ._records import (
     EXIT_TRAIL,
     GRID_METRIC,
     GRID_METRICS,
+    OPPOSITE_CLOSE,
+    OPPOSITE_IGNORE,
     ORDER_LIMIT,
     ORDER_MARKET,
     POSITION,
@@ -69,7 +72,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "74459cdc9cb0"
+RECORDS_FINGERPRINT = "1c8618feb1ee"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -95,7 +98,7 @@ class Shared(NamedTuple):
     """What every combination of one run shares: direction, costs, capital, sizing inputs, risk limits.
     Empty (0 x 0) arrays switch their feature off; fractions are 0 when off."""
 
-    direction: int
+    direction: int  # +1 long, -1 short, 0 both (entries open longs, short_signal shorts)
     commission: float  # fraction of traded value
     commission_fixed: float  # per order
     commission_min: float  # per order
@@ -121,6 +124,9 @@ class Shared(NamedTuple):
     margin_rate: float  # interest per bar on negative cash
     cash_rate: float  # interest per bar earned on positive cash
     dividend: np.ndarray  # cash per share on each ex-date (NaN or 0: none); 0 x 0 when off
+    short_signal: np.ndarray  # bool, the short rule when direction is 0 (both); 0 x 0 otherwise
+    short_priority: np.ndarray  # its `rank by` score; 0 x 0: all alike
+    on_opposite: int  # OPPOSITE_IGNORE, _CLOSE or _REVERSE: what a held position does on the other side's signal
 
 
 class Scratch(NamedTuple):
@@ -141,6 +147,7 @@ class Scratch(NamedTuple):
     exit_order: np.ndarray  # trades' entry ranks in the order they closed
     tally: np.ndarray  # positions entered, positions closed
     order_fill: np.ndarray  # per symbol: the fill price of its order on this bar
+    cand_side: np.ndarray  # per symbol: the side (+1, -1) of its entry candidate on this bar
     order_inside: np.ndarray  # per symbol: that fill was inside the bar (not at its open)
 
 
@@ -260,6 +267,37 @@ def _candidates(entries: Array, priority: Array, book: Array, t: int, cand: Arra
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _signal_side(entries: Array, t: int, s: int, sh: Shared) -> float:
+    """The side of symbol s's signal at the close of bar t-1: +1 long, -1 short, 0 none. With both sides, the
+    entry rule's signals are longs and the short rule's shorts; a bar with both is ambiguous: none."""
+    if sh.direction != 0:
+        return float(sh.direction) if entries[t - 1, s] else 0.0
+    long_, short = entries[t - 1, s], sh.short_signal[t - 1, s]
+    if long_ == short:
+        return 0.0
+    return 1.0 if long_ else -1.0
+
+
+@njit(cache=True, nogil=True)
+def _both_candidates(entries: Array, priority: Array, t: int, sh: Shared, work: Scratch) -> int:
+    """`_candidates` for a book of longs and shorts: each flat symbol's signal with its side in `cand_side`,
+    ranked by its rule's `rank by` score. A position closed by an opposite signal at this bar's open re-enters
+    only with on_opposite = reverse."""
+    n = 0
+    for s in range(entries.shape[1]):
+        pos = work.book[s]
+        side = _signal_side(entries, t, s, sh)
+        if side == 0.0 or pos["shares"] != 0.0:
+            continue
+        if sh.on_opposite == OPPOSITE_CLOSE and pos["closed_bar"] == t:
+            continue
+        ranks = priority if side > 0.0 else sh.short_priority
+        work.cand_side[s] = side
+        n = _insert(work.cand, work.cand_prio, n, s, ranks[t - 1, s] if ranks.shape[0] > 0 else 0.0)
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _insert(cand: Array, cand_prio: Array, n: int, s: int, p: float) -> int:
     """Insert symbol s with priority p among the first n candidates (highest first, ties in arrival order)."""
     i = n
@@ -287,12 +325,15 @@ def _place_orders(
     """Limit and stop entries: a signal at the close of bar t-1 on a symbol with no position and no live order
     places one order, live on bars t .. t-1+valid, at close[t-1] x (1 -/+ offset) or -/+ k x ATR[t-1] (a long
     limit below the close, a long stop above; shorts mirror). Returns the event count."""
-    side = -float(sh.direction) if sh.entry_order == ORDER_LIMIT else float(sh.direction)
-    ranked = priority.shape[0] > 0
+    limit = sh.entry_order == ORDER_LIMIT
     for s in range(entries.shape[1]):
         pos = book[s]
-        if not entries[t - 1, s] or pos["shares"] != 0.0 or pos["order_until"] >= t:
+        d = _signal_side(entries, t, s, sh)
+        if d == 0.0 or pos["shares"] != 0.0 or pos["order_until"] >= t:
             continue
+        if sh.direction == 0 and sh.on_opposite == OPPOSITE_CLOSE and pos["closed_bar"] == t:
+            continue
+        side = -d if limit else d  # which side of the close the level lies
         if not _atr_ready(combo, sh, t - 1, s):
             n = _log(events, n, t, s, RULE_ATR_WARMUP, np.nan, np.nan, ACTION_SKIP)
             continue
@@ -301,8 +342,9 @@ def _place_orders(
             pos["order_level"] = c + side * combo["entry_offset_atr"] * sh.atr[t - 1, s]
         else:
             pos["order_level"] = c * (1.0 + side * combo["entry_offset"])
-        pos["order_until"], pos["order_signal"] = t - 1 + combo["entry_valid"], t - 1
-        pos["order_prio"] = priority[t - 1, s] if ranked else 0.0
+        pos["order_until"], pos["order_signal"], pos["side"] = t - 1 + combo["entry_valid"], t - 1, d
+        ranks = priority if d > 0.0 or sh.direction != 0 else sh.short_priority
+        pos["order_prio"] = ranks[t - 1, s] if ranks.shape[0] > 0 else 0.0
     return n
 
 
@@ -314,7 +356,6 @@ def _order_fills(bars: Bars, t: int, sh: Shared, work: Scratch, events: Array, n
     high reaches it; shorts mirror. A triggered stop is a market order and pays slippage; a limit never fills
     worse than its level and pays none. An order unfilled on its last live bar expires (logged). Returns
     (candidate count, event count)."""
-    d = float(sh.direction)
     limit = sh.entry_order == ORDER_LIMIT
     book = work.book
     n = 0
@@ -322,6 +363,7 @@ def _order_fills(bars: Bars, t: int, sh: Shared, work: Scratch, events: Array, n
         pos = book[s]
         if pos["order_until"] < t:
             continue
+        d = pos["side"]
         level, o = pos["order_level"], bars.open[t, s]
         fill = np.nan
         inside = False
@@ -343,7 +385,7 @@ def _order_fills(bars: Bars, t: int, sh: Shared, work: Scratch, events: Array, n
                 pos["order_until"] = -1
             continue
         pos["order_until"] = -1  # consumed, whether or not the limits let it through
-        work.order_fill[s], work.order_inside[s] = fill, inside
+        work.order_fill[s], work.order_inside[s], work.cand_side[s] = fill, inside, d
         n = _insert(work.cand, work.cand_prio, n, s, pos["order_prio"])
     return n, n_events
 
@@ -360,9 +402,10 @@ def _caps(
     sh: Shared,
     events: Array,
     n_events: int,
+    d: float,
 ) -> tuple[float, int]:
-    """Apply the position, sector and cash/leverage limits to an order's value, logging each cut or skip.
-    Returns (value, 0 = skipped, events count)."""
+    """Apply the position, sector and cash/leverage limits to an order's value (a long's, d = 1, or a
+    short's), logging each cut or skip. Returns (value, 0 = skipped, events count)."""
     if sh.max_position > 0.0 and value > sh.max_position * equity:
         n_events = _log(
             events, n_events, t, s, RULE_MAX_POSITION, value / equity * 100.0, sh.max_position * 100.0, ACTION_CUT
@@ -386,7 +429,7 @@ def _caps(
             value = room
     # Budgets include the entry commission: value = shares x fill + commission.
     room = sh.max_leverage * equity - gross
-    if sh.direction > 0 and sh.max_leverage <= 1.0:
+    if d > 0 and sh.max_leverage <= 1.0:
         room = min(room, cash)
     room *= 1.0 + 1e-12  # float noise must not turn an exact fit into a skip
     if value > room:
@@ -461,7 +504,7 @@ def _open(
 ) -> None:
     """Set up a position (or a shadow trade) entered at bar t (`inside`: filled inside the bar, not at its
     open; `order_price`: the limit or stop level, NaN for a market order; `slippage`: its cost)."""
-    pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"] = qty, fill, t, fee
+    pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"], pos["side"] = qty, fill, t, fee, d
     pos["fill_inside"], pos["order_price"], pos["slippage"] = inside, order_price, slippage
     pos["financing"] = pos["dividends"] = 0.0
     pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
@@ -545,7 +588,7 @@ def _close(
 ) -> tuple[float, float]:
     """Record the trade at its entry rank (exit fill after slippage and commission; pnl net of commission,
     financing and dividends); returns (cash change, trade return)."""
-    d = float(sh.direction)
+    d = pos["side"]
     fill = px * (1.0 - d * sh.slippage) if reason != EXIT_RUIN else px
     qty = pos["shares"]
     fee = _fee(qty * fill, sh) if reason != EXIT_RUIN else 0.0
@@ -553,6 +596,7 @@ def _close(
     r = trades[pos["seq"]]
     work.exit_order[work.tally[1]] = pos["seq"]
     work.tally[1] += 1
+    r["side"], pos["closed_bar"] = d, t
     r["symbol"], r["entry_bar"], r["exit_bar"], r["entry_price"], r["exit_price"] = (
         s,
         pos["entry_bar"],
@@ -584,18 +628,18 @@ def _learn(kelly: Array, ret: float) -> None:
 @njit(cache=True, nogil=True, inline="always")
 def _exit_all(
     work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array, margin: float
-) -> tuple[float, int, float, float]:
+) -> tuple[float, int, float, float, float]:
     """Steps 2 and 3 for every open position in one pass: what it carried overnight, then exit, or hold and
     mark to market (and step 2 for every shadow trade). `margin`: margin interest per unit of long value held
-    at the previous close. Returns (cash change, open count, value of the positions held, borrow fees)."""
+    at the previous close. Returns (cash change, open count, long value held, short value held, borrow fees)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
-    d = float(sh.direction)
-    cash_change = held = borrow = 0.0
+    cash_change = long_v = short_v = borrow = 0.0
     work.sector_value[:] = 0.0
     carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or margin > 0.0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
+        d = book[s]["side"]
         if carry and book[s]["entry_bar"] < t:
             dividend, fee = _overnight(book[s], s, t, d, sh, margin)
             cash_change += dividend
@@ -604,7 +648,11 @@ def _exit_all(
         if reason < 0:
             open_list[kept] = s
             kept += 1
-            held += _mark(book[s], s, bars.close[t, s], sh, work.sector_value)
+            value = _mark(book[s], s, bars.close[t, s], sh, work.sector_value)
+            if d > 0.0:
+                long_v += value
+            else:
+                short_v += value
             continue
         change, ret = _close(book[s], s, t, px, reason, sh, trades, work)
         cash_change += change
@@ -614,12 +662,13 @@ def _exit_all(
         for s in range(shadow.shape[0]):
             pos = shadow[s]
             if pos["shares"] > 0.0:
+                d = pos["side"]
                 px, reason = _step_position(pos, s, bars, t, d, combo, sh)
                 if reason >= 0:
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
                     pos["shares"] = 0.0
-    return cash_change, n_open, held, borrow
+    return cash_change, n_open, long_v, short_v, borrow
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -690,17 +739,20 @@ def _enter_all(
     """Step 1: open positions for yesterday's signals (market orders) or for the limit and stop orders that
     fill on this bar, highest priority first, through sizing, caps and limits (each cut or skip logged).
     Returns (cash, equity, gross, open count, event count)."""
-    d = float(sh.direction)
     corr_on = sh.max_corr < 1.0
     market = sh.entry_order == ORDER_MARKET
+    one_side = sh.direction != 0
     book, shadow, open_list, kelly, sector_value = work.book, work.shadow, work.open_list, work.kelly, work.sector_value
-    if market:
+    if market and one_side:
         n_cand = _candidates(entries, priority, book, t, work.cand, work.cand_prio)
+    elif market:
+        n_cand = _both_candidates(entries, priority, t, sh, work)
     else:
         n_events = _place_orders(bars, entries, priority, t, combo, sh, book, events, n_events)
         n_cand, n_events = _order_fills(bars, t, sh, work, events, n_events)
     for k in range(n_cand):
         s = work.cand[k]
+        d = float(sh.direction) if one_side and market else work.cand_side[s]
         if n_open >= combo["max_positions"]:  # first: most skips are this, and it needs no price (a cache miss)
             n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo["max_positions"], ACTION_SKIP)
             continue
@@ -731,7 +783,7 @@ def _enter_all(
             ):  # a unit-stake shadow keeps Kelly learning
                 _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d, inside, order_price, 0.0)
             continue
-        value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events)
+        value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events, d)
         if value <= 0.0:
             continue
         qty = _quantity(value, fill, sh)
@@ -772,10 +824,57 @@ def _enter_all(
 
 
 @njit(cache=True, nogil=True)
+def _close_opposites(
+    bars: Bars,
+    entries: Array,
+    t: int,
+    sh: Shared,
+    work: Scratch,
+    n_open: int,
+    trades: Array,
+    margin: float,
+    cash: float,
+    equity: float,
+    gross: float,
+) -> tuple[float, float, float, int, float]:
+    """With both sides and on_opposite close or reverse: a position whose opposite side signalled at the close
+    of bar t-1 exits at the open of bar t, after what it carried overnight and before the entries (so that a
+    reverse can open the other side at that same open). Returns (cash, equity, gross, open count, borrow)."""
+    book, open_list = work.book, work.open_list
+    carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or margin > 0.0
+    borrow = 0.0
+    kept = 0
+    for i in range(n_open):
+        s = open_list[i]
+        pos = book[s]
+        d = pos["side"]
+        o = bars.open[t, s]
+        if _signal_side(entries, t, s, sh) != -d or np.isnan(o):
+            open_list[kept] = s
+            kept += 1
+            continue
+        value = pos["shares"] * pos["mark"]
+        dividend = fee = 0.0
+        if carry and pos["entry_bar"] < t:
+            dividend, fee = _overnight(pos, s, t, d, sh, margin)
+        pos["bars_held"] += 1
+        _track(pos, o, o, o, d, True, False)
+        change, ret = _close(pos, s, t, o, EXIT_OPPOSITE, sh, trades, work)
+        _learn(work.kelly, ret)
+        cash += change + dividend - fee
+        equity += change + dividend - fee - d * value
+        gross -= value
+        work.sector_value[sh.sector_id[s]] -= value
+        borrow += fee
+    return cash, equity, gross, kept, borrow
+
+
+@njit(cache=True, nogil=True)
 def _allocate(bars, entries, combo, sh):
     """Every buffer one run writes: (trades, events, curve, Scratch), sized for the worst case."""
     n_bars, n_sym = bars.close.shape
-    cap = max(int(entries.sum()), 1)  # a signal makes at most one trade and four events (cuts, then a skip)
+    # A signal makes at most one trade and four events (cuts, then a skip).
+    cap = max(int(entries.sum()) + int(sh.short_signal.sum()), 1)
     trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
     rows, win = (min(combo["max_positions"], n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
     work = Scratch(
@@ -790,6 +889,7 @@ def _allocate(bars, entries, combo, sh):
         np.array([-1, 0, 0]),
         np.empty(cap, np.int64),
         np.zeros(2, np.int64),
+        np.empty(n_sym),
         np.empty(n_sym),
         np.zeros(n_sym, np.bool_),
     )
@@ -856,12 +956,16 @@ def _run(
         # charged to the longs held then, by value.
         interest = _interest(cash, sh) if t > 0 else 0.0
         margin = -interest / long_v if interest < 0.0 and long_v > 0.0 else 0.0
+        closed_borrow = 0.0  # paid by positions an opposite signal closed (already out of `cash`)
         if t > 0 and ruin < 0:
+            if sh.direction == 0 and sh.on_opposite != OPPOSITE_IGNORE:
+                cash, equity, gross, n_open, closed_borrow = _close_opposites(
+                    bars, entries, t, sh, work, n_open, trades, margin, cash, equity, gross
+                )
             cash, equity, gross, n_open, n_events = _enter_all(
                 bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
             )
-        change, n_open, held, borrow = _exit_all(work, n_open, bars, t, combo, sh, trades, margin)
-        long_v, short_v = (held, 0.0) if sh.direction > 0 else (0.0, held)
+        change, n_open, long_v, short_v, borrow = _exit_all(work, n_open, bars, t, combo, sh, trades, margin)
         cash += change - borrow + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
@@ -878,7 +982,7 @@ def _run(
             short_v,
             n_open,
         )
-        c["borrow"], c["interest"] = borrow, interest
+        c["borrow"], c["interest"] = borrow + closed_borrow, interest
     return n_events, ruin
 
 

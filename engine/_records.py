@@ -14,8 +14,17 @@ import hashlib
 import numpy as np
 
 # --- codes and their labels -----------------------------------------------------------------------------------
-EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN = range(7)
-EXIT_NAMES = ("stop_loss", "trailing_stop", "take_profit", "exit_rule", "holding_period", "end_of_data", "ruin")
+EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN, EXIT_OPPOSITE = range(8)
+EXIT_NAMES = (
+    "stop_loss",
+    "trailing_stop",
+    "take_profit",
+    "exit_rule",
+    "holding_period",
+    "end_of_data",
+    "ruin",
+    "opposite_signal",
+)
 SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
 SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
 # Why a signal was skipped or cut.
@@ -47,6 +56,8 @@ ACTION_SKIP, ACTION_CUT = range(2)
 ACTION_NAMES = ("skip", "cut")
 ORDER_MARKET, ORDER_LIMIT, ORDER_STOP = range(3)
 ORDER_NAMES = ("market", "limit", "stop")
+OPPOSITE_IGNORE, OPPOSITE_CLOSE, OPPOSITE_REVERSE = range(3)
+OPPOSITE_NAMES = ("ignore", "close", "reverse")
 
 # --- record layouts -------------------------------------------------------------------------------------------
 # What a grid may vary per combination (fractions; 0 = off), written and read by field name.
@@ -74,6 +85,7 @@ COMBO = np.dtype(
 TRADE = np.dtype(
     [
         ("symbol", np.int64),
+        ("side", np.float64),  # +1 long, -1 short
         ("entry_bar", np.int64),
         ("exit_bar", np.int64),
         ("entry_price", np.float64),
@@ -117,6 +129,8 @@ CURVE = np.dtype(
 POSITION = np.dtype(
     [
         ("shares", np.float64),
+        ("side", np.float64),  # +1 long, -1 short (of the position, or of the live order)
+        ("closed_bar", np.int64),  # the bar its last position closed on
         ("entry_price", np.float64),
         ("entry_bar", np.int64),
         ("entry_fee", np.float64),
@@ -171,6 +185,7 @@ def fingerprint() -> str:
             RULE_NAMES,
             ACTION_NAMES,
             ORDER_NAMES,
+            OPPOSITE_NAMES,
             *(d.descr for d in (COMBO, TRADE, EVENT, CURVE, POSITION, GRID_METRIC)),
         )
     )

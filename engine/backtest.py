@@ -41,6 +41,7 @@ from . import _records as rec
 from . import params as table
 from ._records import COMBO
 from .data import DataError, Market
+from .errors import ParamError
 from .indicators import Derived, indicators_for
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct, periods_per_year
 from .risk import RiskLimits, correlation_inputs, sector_ids
@@ -72,6 +73,8 @@ class BacktestParams:
     entry_valid_bars: int = _D["entry_valid_bars"]
     holding_period: int | None = _D["holding_period"]
     signal_type: str = _D["signal_type"]
+    short_rule: str = _D["short_rule"]
+    on_opposite: str = _D["on_opposite"]
     commission: float = _D["commission"]
     commission_fixed: float = _D["commission_fixed"]
     commission_min: float = _D["commission_min"]
@@ -91,6 +94,11 @@ class BacktestParams:
 
     def __post_init__(self) -> None:
         table.normalise("", self)
+        if self.signal_type == "both" and not self.short_rule.strip():
+            raise ParamError(
+                "Direction both needs a short rule: the entry rule opens longs and the short rule opens "
+                "shorts. Write one, or choose long or short."
+            )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +117,7 @@ def params_from_values(values: dict[str, object]) -> BacktestParams:
 _EXIT_DTYPE = pd.CategoricalDtype(rec.EXIT_NAMES)
 _RULE_DTYPE = pd.CategoricalDtype(rec.RULE_NAMES)
 _ACTION_DTYPE = pd.CategoricalDtype(rec.ACTION_NAMES)
-_DIRECTION_DTYPE = pd.CategoricalDtype(table.TABLE["signal_type"].choices)
+_DIRECTION_DTYPE = pd.CategoricalDtype(("long", "short"))  # a trade's side
 
 
 @lru_cache(maxsize=16)
@@ -275,8 +283,14 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
     corr = (np.empty((0, 0)),) * 2
     if lim.max_correlation is not None:
         corr = _per_dataset(market, Derived.CORRELATION_INPUTS, lambda: correlation_inputs(market.close))
+    short_signal, short_priority = (np.zeros((0, 0), bool), np.zeros((0, 0)))
+    if p.signal_type == "both":
+        try:
+            short_signal, short_priority = signal_matrix(market, scan(market, p.short_rule))
+        except RuleError as exc:
+            raise RuleError(f"Short rule: {exc}") from None
     shared = k.Shared(
-        direction=1 if p.signal_type == "long" else -1,
+        direction={"long": 1, "short": -1, "both": 0}[p.signal_type],
         commission=p.commission / 100.0,
         commission_fixed=float(p.commission_fixed),
         commission_min=float(p.commission_min),
@@ -303,6 +317,9 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         margin_rate=p.margin_interest_pct * per_bar,
         cash_rate=p.cash_interest_pct * per_bar,
         dividend=np.empty((0, 0)) if market.dividend is None else market.dividend,
+        short_signal=short_signal,
+        short_priority=short_priority,
+        on_opposite=rec.OPPOSITE_NAMES.index(p.on_opposite),
     )
     return kernel_bars(market), combo_records([p])[0], shared
 
@@ -316,6 +333,8 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
         atr=_bars_of(shared.atr, start, stop),
         exit_signal=_bars_of(shared.exit_signal, start, stop),
         dividend=_bars_of(shared.dividend, start, stop),
+        short_signal=_bars_of(shared.short_signal, start, stop),
+        short_priority=_bars_of(shared.short_priority, start, stop),
         ret_t=_bars_of(shared.ret_t, start, stop, axis=1),  # (symbols x bars)
         valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
@@ -370,12 +389,11 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     sym, e_bar = t["symbol"], t["entry_bar"]
     return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
     bars_held = t["exit_bar"] - e_bar + 1
-    direction = _DIRECTION_DTYPE.categories.get_loc(params.signal_type)
     by_exit = {"pnl": t["pnl"][exit_order], "return_pct": return_pct, "bars_held": bars_held}  # streaks: exit order
     trades = pd.DataFrame(
         {
             "symbol": _codes(sym, symbol_dtype, validate=False),
-            "direction": _codes(np.full(len(t), direction), _DIRECTION_DTYPE, validate=False),
+            "direction": _codes((t["side"] < 0).astype(np.int8), _DIRECTION_DTYPE, validate=False),
             "entry_date": dates[e_bar],
             "entry_price": t["entry_price"],
             "exit_date": dates[t["exit_bar"]],
@@ -413,6 +431,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
             "short_value": short_v,
             "gross_exposure_pct": np.divide(long_v + short_v, equity, out=np.zeros_like(equity), where=equity > 0)
             * 100,
+            "net_exposure_pct": np.divide(long_v - short_v, equity, out=np.zeros_like(equity), where=equity > 0) * 100,
             "open_positions": n_open,
             "borrow": curve["borrow"].copy(),
             "interest": curve["interest"].copy(),
@@ -489,7 +508,7 @@ def random_entry_test(market: Market, result: BacktestResult, n_draws: int = 500
         periods_per_year(market.dates),
         n_draws,
         seed,
-        1 if result.params.signal_type == "long" else -1,
+        np.where(t["direction"] == "short", -1, 1),
     )
     return {"sharpe": own, "random": draws, "p_value": p}
 

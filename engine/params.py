@@ -164,7 +164,34 @@ _SIZE = "Sizing"
 PARAMS: tuple[Param, ...] = (
     # Backtest: BacktestParams fields.
     Param("initial_capital", "capital", "Initial capital", float, 100_000.0, 1_000.0, 1e12, 10_000.0, "currency"),
-    Param("signal_type", "side", "Direction", str, "long", choices=("long", "short")),
+    Param(
+        "signal_type",
+        "side",
+        "Direction",
+        str,
+        "long",
+        choices=("long", "short", "both"),
+        help="both: the entry rule opens longs and the short rule opens shorts, one position per symbol.",
+    ),
+    Param(
+        "short_rule",
+        "short",
+        "Short rule",
+        str,
+        "",
+        hi=MAX_RULE_CHARS,
+        help="With Direction both: a scanner rule whose signals open shorts (the entry rule's open longs).",
+    ),
+    Param(
+        "on_opposite",
+        "opp",
+        "On an opposite signal",
+        str,
+        "ignore",
+        choices=rec.OPPOSITE_NAMES,
+        help="With Direction both, a held position on the other side's signal: ignore it; close at the next "
+        "open; or reverse (close and open the other side at that same open).",
+    ),
     Param(
         "max_positions",
         "maxpos",

@@ -117,11 +117,12 @@ def trade_day_returns(
     entries: np.ndarray,
     holds: np.ndarray,
     n_bars: int,
-    direction: int = 1,
+    direction: int | np.ndarray = 1,
 ) -> np.ndarray:
     """Per-bar returns of an equal-weight book of trades: trade i holds symbol symbols[i] from the open of bar
     entries[i] for holds[i] bars (close to close after the first bar); a bar's return is the mean over the
-    trades open on it (0 when none). The same yardstick for the strategy's trades and random ones."""
+    trades open on it (0 when none); `direction`: +1 long or -1 short, for all trades or per trade. The same
+    yardstick for the strategy's trades and random ones."""
     holds = np.maximum(holds.astype(np.int64), 1)
     ends = np.minimum(entries + holds, n_bars)
     lengths = ends - entries
@@ -132,7 +133,7 @@ def trade_day_returns(
     prev = np.where(first, open_[day, sym], close[np.maximum(day - 1, 0), sym])
     with np.errstate(divide="ignore", invalid="ignore"):
         r = close[day, sym] / prev - 1.0
-    r = np.where(np.isfinite(r), r * direction, 0.0)
+    r = np.where(np.isfinite(r), r * np.broadcast_to(direction, entries.shape)[trade], 0.0)
     total = np.bincount(day, weights=r, minlength=n_bars)
     count = np.bincount(day, minlength=n_bars)
     return np.divide(total, count, out=np.zeros(n_bars), where=count > 0)
@@ -147,7 +148,7 @@ def random_entry_null(
     periods_per_year: float,
     n_draws: int = 500,
     seed: int = 0,
-    direction: int = 1,
+    direction: int | np.ndarray = 1,
 ) -> tuple[float, np.ndarray, float]:
     """The random-entry benchmark: n_draws strategies with the same number of trades and the same holding
     times as the strategy's, on random symbols and entry bars. Returns (the strategy's Sharpe on this
@@ -162,9 +163,10 @@ def random_entry_null(
     rng = np.random.default_rng(seed)
     draws = np.empty(n_draws)
     for i in range(n_draws):
-        h = rng.permutation(holds)
+        order = rng.permutation(len(holds))  # each random trade keeps a trade's holding time and side
+        h, sides = holds[order], np.broadcast_to(direction, holds.shape)[order]
         start = (rng.random(len(h)) * np.maximum(n_bars - h, 1)).astype(np.int64)
-        r = trade_day_returns(filled_close, filled_open, rng.integers(0, n_sym, len(h)), start, h, n_bars, direction)
+        r = trade_day_returns(filled_close, filled_open, rng.integers(0, n_sym, len(h)), start, h, n_bars, sides)
         draws[i] = sharpe_ratio(r, 0.0, periods_per_year)
     valid = draws[np.isfinite(draws)]
     p_value = float((valid >= own).mean()) if len(valid) and math.isfinite(own) else math.nan

@@ -114,3 +114,35 @@ def test_with_limits_on_no_entry_breaks_a_limit(method, density, seed, signal_ty
             earlier = list(held.col) + list(new[new.index < row.Index].col)
             for other in earlier:
                 assert not window[row.col].corr(window[other], min_periods=3) > 0.7 + 1e-9  # < 3 returns: unknown
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    density=st.floats(0.01, 0.2),
+    on_opposite=st.sampled_from(["ignore", "close", "reverse"]),
+    entry_order=st.sampled_from(["market", "limit", "stop"]),
+    borrow=st.sampled_from([0.0, 10.0]),
+)
+def test_a_book_of_longs_and_shorts_never_looks_ahead_and_adds_up(seed, density, on_opposite, entry_order, borrow):
+    sig = np.random.default_rng(seed).random(BASE.shape) < density
+    p = dict(
+        signal_type="both",
+        short_rule="rsi(3) > 80",
+        on_opposite=on_opposite,
+        entry_order=entry_order,
+        entry_offset_pct=1.0,
+        borrow_pct=borrow,
+        stop_loss=5.0,
+        max_positions=5,
+    )
+    r = backtest(BASE, sig, **p)
+    eq = r.equity
+    np.testing.assert_allclose(eq.equity, eq.cash + eq.long_value - eq.short_value, rtol=1e-9, atol=1e-6)
+    assert eq.equity.iloc[-1] == pytest.approx(100_000.0 + r.trades.pnl.sum(), rel=1e-9)
+    assert set(r.trades.direction) <= {"long", "short"}
+    assume(not r.trades.empty)
+    cut = int(r.trades.exit_bar.min())
+    later = backtest(perturbed_after(BASE, cut, seed), sig, **p).trades
+    closed, again = r.trades[r.trades.exit_bar <= cut], later[later.exit_bar <= cut]
+    assert closed.reset_index(drop=True).equals(again.reset_index(drop=True))

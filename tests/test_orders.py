@@ -346,3 +346,50 @@ def test_a_negative_dividend_is_a_bad_row_and_adjusted_prices_warn_of_counting_t
     frame["adj_close"] = frame["close"]
     m = market_from_frame(frame, options=LoadOptions(prices="adjusted"))
     assert any("count them twice" in w for w in m.warnings)
+
+
+# --- long and short in one book ------------------------------------------------------------------------------
+
+BOTH = dict(signal_type="both", short_rule="close < 95")  # the short rule: true at a close below 95
+
+
+def both_run(bars, long_bars, **kw):
+    m = bars_market({"AAA": bars})
+    sig = np.zeros(m.shape, bool)
+    sig[long_bars] = True
+    return backtest(m, sig, **{**ONE, **BOTH, **kw})
+
+
+OPPOSITE = [(100,) * 4, (100, 101, 99, 100), (96, 97, 93, 94), (92, 97, 92, 96), (96,) * 4]  # only bar 2 closes < 95
+
+
+def test_an_opposite_signal_is_ignored_by_default():
+    t = only_trade(both_run(OPPOSITE, [0]))
+    assert (t.direction, t.exit_reason) == ("long", "end_of_data")
+
+
+def test_on_opposite_close_exits_at_the_next_open_and_opens_nothing():
+    t = only_trade(both_run(OPPOSITE, [0], on_opposite="close"))
+    assert (t.direction, t.exit_reason, t.exit_bar, t.exit_price) == ("long", "opposite_signal", 3, 92.0)
+
+
+def test_on_opposite_reverse_closes_and_opens_the_other_side_at_the_same_open():
+    r = both_run(OPPOSITE, [0], on_opposite="reverse")
+    long_, short = r.trades.iloc[0], r.trades.iloc[1]
+    assert (long_.direction, long_.exit_bar, long_.exit_price) == ("long", 3, 92.0)
+    assert (short.direction, short.entry_bar, short.entry_price) == ("short", 3, 92.0)
+    assert short.shares == pytest.approx((1_000 - 80) / 92)  # sized from the equity after the long's loss
+    assert (short.exit_reason, short.pnl) == ("end_of_data", pytest.approx(short.shares * (92 - 96)))
+    eq = r.equity
+    assert (eq.net_exposure_pct.iloc[2] > 0, eq.net_exposure_pct.iloc[3] < 0) == (True, True)
+
+
+def test_a_flat_symbol_with_both_signals_on_one_bar_takes_neither():
+    bars = [(94,) * 4, (96,) * 4, (96,) * 4]
+    assert both_run(bars, [0]).trades.empty  # a long signal and a close below 95 on bar 0
+    assert only_trade(both_run(bars, [])).direction == "short"
+
+
+def test_both_needs_a_short_rule():
+    with pytest.raises(ParamError, match="short rule"):
+        backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), signal_type="both")
