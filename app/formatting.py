@@ -82,3 +82,38 @@ def safe_csv(frame: pd.DataFrame, **kwargs) -> str:
     from engine.safe_csv import to_safe_csv
 
     return to_safe_csv(frame, **kwargs)
+
+
+def orders_summary(values: dict) -> str:
+    """The Orders group in a few words, for its expander's label: 'limit 1% from the close, valid 3 bars;
+    up to 2 adds; partial exits 50@10'."""
+    order = values.get("entry_order", "market")
+    if order == "market":
+        parts = ["market at the next open"]
+    else:
+        atr = values.get("entry_offset_atr") or 0
+        offset = f"{atr:g} x ATR" if atr else f"{values.get('entry_offset_pct', 0):g}%"
+        bars = int(values.get("entry_valid_bars", 1))
+        parts = [f"{order} {offset} from the close, valid {bars} bar{'s' if bars != 1 else ''}"]
+    if values.get("max_adds"):
+        parts.append(f"up to {int(values['max_adds'])} adds")
+    if values.get("partial_exits"):
+        parts.append(f"partial exits {values['partial_exits']}")
+    if values.get("signal_type") == "both":
+        parts.append(f"on an opposite signal: {values.get('on_opposite', 'ignore')}")
+    return "; ".join(parts)
+
+
+def costs_summary(values: dict) -> str:
+    """The Costs group in a few words: '0.05% commission, 5 bps slippage, 2% borrow' or 'none'."""
+    parts = []
+    if values.get("commission"):
+        parts.append(f"{values['commission']:g}% commission")
+    if values.get("commission_fixed"):
+        parts.append(f"{values['commission_fixed']:,.2f} per order")
+    if values.get("slippage_bps"):
+        parts.append(f"{values['slippage_bps']:g} bps slippage")
+    for path, word in (("borrow_pct", "borrow"), ("margin_interest_pct", "margin"), ("cash_interest_pct", "on cash")):
+        if values.get(path):
+            parts.append(f"{values[path]:g}% {word}")
+    return ", ".join(parts) or "none"

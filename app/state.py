@@ -351,6 +351,14 @@ def signals() -> Signals:
     return memo[cache_key]
 
 
+def short_signals() -> Signals | None:
+    """Signals of the short rule, when Direction is both and it has one (raises RuleError for a bad rule)."""
+    text = str(value("short_rule")).strip()
+    if value("signal_type") != "both" or not text:
+        return None
+    return cached_scan(require_market(), text)
+
+
 def indicator_series() -> dict:
     """Each indicator of the current rule as (bars x symbols) arrays, for the Scanner chart."""
     return indicator_series_of(require_market(), rule())

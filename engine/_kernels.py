@@ -6,23 +6,27 @@ integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py 
 
 `simulate` allocates, then `_run` loops over bars through small named steps. Order of events inside bar t
 (results depend on it):
-1. entries: market orders at open[t] for signals at bar t-1; or (limit and stop entries) signals at bar t-1
-   place orders, and the live orders that fill on bar t enter at their fill. Sized from the equity marked
-   at close[t-1] and, for Kelly, from trades (and shadow trades) closed by bar t-1; then caps and limits in
-   a fixed order: max positions, ATR warm-up, sizing, max position, max sector, cash/leverage, max volume,
-   correlation;
-2. for every open position: what it carried from close[t-1] (if held then), valued at that close: a
-   dividend with its ex-date on bar t, a short's borrow fee, a long's share of the margin interest; then
-   exits: the exit rule (true at close[t-1]) at the open; a gap through the stop (the tighter of the fixed
-   and trailing stop) or target at the open; the stop, then the target, touched inside the bar (stops
-   first: conservative); the holding period, then end of data, at the close;
+0. what every position held through close[t-1] carried into bar t, valued at that close: a dividend with
+   its ex-date on bar t, a short's borrow fee, a long's share of the margin interest;
+1. at the open: with both sides, positions whose opposite rule signalled at close[t-1] close (on_opposite);
+   adds to open positions whose add rule was true at close[t-1]; then entries: market orders at open[t] for
+   signals at bar t-1, or (limit and stop entries) signals at bar t-1 place orders and the live orders that
+   fill on bar t enter at their fill. Sized from the equity marked at close[t-1] and, for Kelly, from
+   positions (and shadow trades) closed by bar t-1; then caps and limits in a fixed order: max positions,
+   ATR warm-up, sizing, max position, max sector, cash/leverage, max volume, correlation;
+2. exits for every open position: the exit rule (true at close[t-1]) at the open; a gap through the stop
+   (the tighter of the fixed and trailing stop) or target at the open; partial exits at the open, then the
+   stop, partial exits and the target touched inside the bar (stops first: conservative); the holding
+   period, then end of data, at the close;
 3. mark to market at close[t] (each position held, in the same pass as its step 2), with the bar's interest
    on the cash at close[t-1] (paid when negative, earned when positive); equity <= 0 liquidates everything
    and stops the run (ruin).
 
-Exit conventions: a long's trailing level on bar j is max(entry fill, highest high of bars e..j-1) x
-(1 - trail) (or minus k x ATR at the signal bar); a short's mirrors it with the lowest low. One step prices
-every exit for both directions by multiplying by the direction d (+1 long, -1 short).
+Positions carry their side (+1 long, -1 short): one step prices every exit for both directions by
+multiplying by it. Every exit fill, partial or last, is a TRADE record with its position's `position_id`.
+
+Exit conventions: a long's trailing level on bar j is max(average fill, highest high of bars e..j-1) x
+(1 - trail) (or minus k x ATR at the signal bar); a short's mirrors it with the lowest low.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ._records import (
     EXIT_END,
     EXIT_HOLDING,
     EXIT_OPPOSITE,
+    EXIT_PARTIAL,
     EXIT_RUIN,
     EXIT_RULE,
     EXIT_STOP,
@@ -72,7 +77,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "1c8618feb1ee"
+RECORDS_FINGERPRINT = "17fa9c6436e3"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -127,13 +132,16 @@ class Shared(NamedTuple):
     short_signal: np.ndarray  # bool, the short rule when direction is 0 (both); 0 x 0 otherwise
     short_priority: np.ndarray  # its `rank by` score; 0 x 0: all alike
     on_opposite: int  # OPPOSITE_IGNORE, _CLOSE or _REVERSE: what a held position does on the other side's signal
+    add_signal: np.ndarray  # bool, the add rule (scaling in); 0 x 0 when off
+    partial_frac: np.ndarray  # scaling out: each level's share of the position's full size, in order; empty: off
+    partial_pct: np.ndarray  # each level's distance from the average fill, a fraction
+    breakeven: bool  # after the first partial exit, the stop moves to the average fill
 
 
 class Scratch(NamedTuple):
     """One run's working memory: the book of open positions (and Kelly's shadow trades) per symbol, the open
     symbols, entry candidates, Kelly's statistics, value per sector, the correlation limit's windows, and
-    the order trades closed in. A trade is written at its entry rank (`seq`), so the records come out in
-    entry order with no sort, and `exit_order` keeps the order they closed in (for the streaks)."""
+    the exit fills written so far (`tally`: positions entered, fills written), in the order they happened."""
 
     book: np.ndarray
     shadow: np.ndarray
@@ -144,8 +152,7 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
-    exit_order: np.ndarray  # trades' entry ranks in the order they closed
-    tally: np.ndarray  # positions entered, positions closed
+    tally: np.ndarray  # positions entered, exit fills written
     order_fill: np.ndarray  # per symbol: the fill price of its order on this bar
     cand_side: np.ndarray  # per symbol: the side (+1, -1) of its entry candidate on this bar
     order_inside: np.ndarray  # per symbol: that fill was inside the bar (not at its open)
@@ -403,14 +410,26 @@ def _caps(
     events: Array,
     n_events: int,
     d: float,
+    held: float = 0.0,
 ) -> tuple[float, int]:
     """Apply the position, sector and cash/leverage limits to an order's value (a long's, d = 1, or a
-    short's), logging each cut or skip. Returns (value, 0 = skipped, events count)."""
-    if sh.max_position > 0.0 and value > sh.max_position * equity:
+    short's; `held`: the value the position holds already, for an add), logging each cut or skip. Returns
+    (value, 0 = skipped, events count)."""
+    if sh.max_position > 0.0 and held + value > sh.max_position * equity:
+        room = sh.max_position * equity - held
         n_events = _log(
-            events, n_events, t, s, RULE_MAX_POSITION, value / equity * 100.0, sh.max_position * 100.0, ACTION_CUT
+            events,
+            n_events,
+            t,
+            s,
+            RULE_MAX_POSITION,
+            (held + value) / equity * 100.0,
+            sh.max_position * 100.0,
+            ACTION_CUT if room > 0.0 else ACTION_SKIP,
         )
-        value = sh.max_position * equity
+        if room <= 0.0:
+            return 0.0, n_events
+        value = room
     if sh.max_sector > 0.0:
         room = sh.max_sector * equity - sector_value[sh.sector_id[s]]
         if value > room:
@@ -501,12 +520,15 @@ def _open(
     inside: bool,
     order_price: float,
     slippage: float,
+    sig: int,
 ) -> None:
     """Set up a position (or a shadow trade) entered at bar t (`inside`: filled inside the bar, not at its
     open; `order_price`: the limit or stop level, NaN for a market order; `slippage`: its cost)."""
     pos["shares"], pos["entry_price"], pos["entry_bar"], pos["entry_fee"], pos["side"] = qty, fill, t, fee, d
-    pos["fill_inside"], pos["order_price"], pos["slippage"] = inside, order_price, slippage
-    pos["financing"] = pos["dividends"] = 0.0
+    pos["fill_inside"], pos["order_price"], pos["slippage"], pos["signal_bar"] = inside, order_price, slippage, sig
+    pos["financing"] = pos["dividends"] = pos["realized"] = pos["basis"] = 0.0
+    pos["stop_frac"], pos["full_shares"], pos["last_fill"], pos["adds"], pos["partials_done"] = stop_frac, qty, t, 0, 0
+    pos["peak"] = -d * np.inf
     pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
     pos["target"] = fill * (1.0 + d * combo["target"]) if combo["target"] > 0.0 else np.nan
     pos["trail_frac"] = combo["trail"]
@@ -576,27 +598,34 @@ def _track(pos: Record, o: float, h: float, lo: float, d: float, at_open: bool, 
     down = o if at_open else lo
     favourable = up if d > 0 else down
     adverse = down if d > 0 else up
-    best, worst, extreme = pos["best"], pos["worst"], pos["extreme"]
+    best, worst, extreme, peak = pos["best"], pos["worst"], pos["extreme"], pos["peak"]
     pos["best"] = favourable if d * (favourable - best) > 0.0 else best
     pos["worst"] = adverse if d * (adverse - worst) < 0.0 else worst
     pos["extreme"] = favourable if holds and d * (favourable - extreme) > 0.0 else extreme
+    pos["peak"] = favourable if holds and d * (favourable - peak) > 0.0 else peak
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _close(
-    pos: Record, s: int, t: int, px: float, reason: int, sh: Shared, trades: Array, work: Scratch
+    pos: Record, s: int, t: int, px: float, reason: int, sh: Shared, trades: Array, work: Scratch, qty: float
 ) -> tuple[float, float]:
-    """Record the trade at its entry rank (exit fill after slippage and commission; pnl net of commission,
-    financing and dividends); returns (cash change, trade return)."""
+    """Sell `qty` shares of the position (all of them, or a partial exit) at px and write the fill's row: the
+    exit after slippage and commission, with its share of the entry commission, financing and dividends, so
+    the rows of a position add up to it. Returns (cash change, the position's return when this closes it,
+    else NaN)."""
     d = pos["side"]
     fill = px * (1.0 - d * sh.slippage) if reason != EXIT_RUIN else px
-    qty = pos["shares"]
+    closes = qty >= pos["shares"] * (1.0 - 1e-12)
+    qty = pos["shares"] if closes else qty
+    part = 1.0 if closes else qty / pos["shares"]
     fee = _fee(qty * fill, sh) if reason != EXIT_RUIN else 0.0
-    pnl = d * qty * (fill - pos["entry_price"]) - pos["entry_fee"] - fee - pos["financing"] + pos["dividends"]
-    r = trades[pos["seq"]]
-    work.exit_order[work.tally[1]] = pos["seq"]
+    entry_fee, financing, dividends = part * pos["entry_fee"], part * pos["financing"], part * pos["dividends"]
+    slippage = part * pos["slippage"]
+    pnl = d * qty * (fill - pos["entry_price"]) - entry_fee - fee - financing + dividends
+    r = trades[work.tally[1]]
     work.tally[1] += 1
-    r["side"], pos["closed_bar"] = d, t
+    r["position_id"], r["closes"], r["adds"], r["side"] = pos["seq"], closes, pos["adds"], d
+    r["signal_bar"] = pos["signal_bar"]
     r["symbol"], r["entry_bar"], r["exit_bar"], r["entry_price"], r["exit_price"] = (
         s,
         pos["entry_bar"],
@@ -604,14 +633,24 @@ def _close(
         pos["entry_price"],
         fill,
     )
-    r["shares"], r["pnl"], r["fees"], r["reason"] = qty, pnl, pos["entry_fee"] + fee, reason
+    r["shares"], r["pnl"], r["fees"], r["reason"] = qty, pnl, entry_fee + fee, reason
     r["mae_pct"] = d * (pos["worst"] / pos["entry_price"] - 1.0) * 100.0
     r["mfe_pct"] = d * (pos["best"] / pos["entry_price"] - 1.0) * 100.0
-    r["slippage"] = pos["slippage"] + qty * abs(px - fill)
-    r["financing"], r["dividends"], r["order_price"] = pos["financing"], pos["dividends"], pos["order_price"]
+    r["slippage"] = slippage + qty * abs(px - fill)
+    r["financing"], r["dividends"], r["order_price"] = financing, dividends, pos["order_price"]
+    pos["realized"] += pnl
+    pos["basis"] += qty * pos["entry_price"]
+    if not closes:
+        pos["shares"] -= qty
+        pos["entry_fee"] -= entry_fee
+        pos["financing"] -= financing
+        pos["dividends"] -= dividends
+        pos["slippage"] -= slippage
+        return d * qty * fill - fee, np.nan
     pos["shares"] = 0.0
     pos["mark"] = np.nan
-    return d * qty * fill - fee, pnl / (qty * pos["entry_price"])
+    pos["closed_bar"] = t
+    return d * qty * fill - fee, pos["realized"] / pos["basis"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -627,24 +666,25 @@ def _learn(kelly: Array, ret: float) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _exit_all(
-    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array, margin: float
-) -> tuple[float, int, float, float, float]:
-    """Steps 2 and 3 for every open position in one pass: what it carried overnight, then exit, or hold and
-    mark to market (and step 2 for every shadow trade). `margin`: margin interest per unit of long value held
-    at the previous close. Returns (cash change, open count, long value held, short value held, borrow fees)."""
+    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array
+) -> tuple[float, int, float, float]:
+    """Steps 2 and 3 for every open position in one pass: exit, or hold and mark to market (and step 2 for
+    every shadow trade). Returns (cash change, open count, long value held, short value held)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
-    cash_change = long_v = short_v = borrow = 0.0
+    cash_change = long_v = short_v = 0.0
     work.sector_value[:] = 0.0
-    carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or margin > 0.0
+    scaling_out = sh.partial_frac.shape[0] > 0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
         d = book[s]["side"]
-        if carry and book[s]["entry_bar"] < t:
-            dividend, fee = _overnight(book[s], s, t, d, sh, margin)
-            cash_change += dividend
-            borrow += fee
-        px, reason = _step_position(book[s], s, bars, t, d, combo, sh)
+        px, reason, at_open = _step_position(book[s], s, bars, t, d, combo, sh)
+        if scaling_out:
+            change, ret = _partials(book[s], s, bars, t, d, reason, at_open, sh, trades, work)
+            cash_change += change
+            if book[s]["shares"] == 0.0:  # its partial exits sold it all
+                _learn(kelly, ret)
+                continue
         if reason < 0:
             open_list[kept] = s
             kept += 1
@@ -654,7 +694,7 @@ def _exit_all(
             else:
                 short_v += value
             continue
-        change, ret = _close(book[s], s, t, px, reason, sh, trades, work)
+        change, ret = _close(book[s], s, t, px, reason, sh, trades, work, book[s]["shares"])
         cash_change += change
         _learn(kelly, ret)
     n_open = kept
@@ -663,12 +703,25 @@ def _exit_all(
             pos = shadow[s]
             if pos["shares"] > 0.0:
                 d = pos["side"]
-                px, reason = _step_position(pos, s, bars, t, d, combo, sh)
+                px, reason, _ = _step_position(pos, s, bars, t, d, combo, sh)
                 if reason >= 0:
                     fill = px * (1.0 - d * sh.slippage)
                     _learn(kelly, d * (fill / pos["entry_price"] - 1.0) - 2.0 * sh.commission)
                     pos["shares"] = 0.0
-    return cash_change, n_open, long_v, short_v, borrow
+    return cash_change, n_open, long_v, short_v
+
+
+@njit(cache=True, nogil=True)
+def _overnight_all(work: Scratch, n_open: int, t: int, sh: Shared, margin: float) -> tuple[float, float]:
+    """Step 0 of bar t, before anything trades: what every position held through the close of bar t-1
+    carried into bar t (`_overnight`). Returns (dividend cash, borrow fees)."""
+    dividends = borrow = 0.0
+    for i in range(n_open):
+        s = work.open_list[i]
+        dividend, fee = _overnight(work.book[s], s, t, work.book[s]["side"], sh, margin)
+        dividends += dividend
+        borrow += fee
+    return dividends, borrow
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -696,17 +749,145 @@ def _interest(cash: float, sh: Shared) -> float:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _step_position(pos: Record, s: int, bars: Bars, t: int, d: float, combo: Record, sh: Shared) -> tuple[float, int]:
-    """One position on bar t: count the bar, find its exit, track excursions. (NaN, -1): hold (or no bar)."""
+def _step_position(
+    pos: Record, s: int, bars: Bars, t: int, d: float, combo: Record, sh: Shared
+) -> tuple[float, int, bool]:
+    """One position on bar t: count the bar, find its exit, track excursions. Returns (price, reason, at the
+    open); (NaN, -1, False): hold (or no bar)."""
     c = bars.close[t, s]
     if np.isnan(c):
-        return np.nan, -1
+        return np.nan, -1, False
     pos["bars_held"] += 1
     o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
     rule_exit = sh.exit_signal.shape[0] > 0 and t > 0 and sh.exit_signal[t - 1, s]
     px, reason, at_open = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo["holding"], bars.last_valid[s])
     _track(pos, o, h, lo, d, at_open, reason < 0)
-    return px, reason
+    return px, reason, at_open
+
+
+@njit(cache=True, nogil=True)
+def _partials(
+    pos: Record,
+    s: int,
+    bars: Bars,
+    t: int,
+    d: float,
+    reason: int,
+    at_open: bool,
+    sh: Shared,
+    trades: Array,
+    work: Scratch,
+) -> tuple[float, float]:
+    """Scaling out on bar t: each pending level of `partial_exits` (a distance above a long's average fill,
+    in order) that the bar reaches sells its share of the position's full size, at the open when the bar
+    opens beyond it, else at the level. Not when the bar's exit takes everything at the open; inside the bar
+    not after a touched stop (stops first: conservative), not beyond a take-profit that ends the position,
+    and not on a bar the position was filled inside (its target waits for the next bar too). The first
+    partial exit can move the stop to the average fill (`breakeven`) from the next bar. Returns (cash change,
+    the position's return if this sold it all, else NaN)."""
+    n, k = sh.partial_frac.shape[0], pos["partials_done"]
+    if k >= n or (reason >= 0 and at_open):
+        return 0.0, np.nan
+    o = bars.open[t, s]
+    favourable = bars.high[t, s] if d > 0 else bars.low[t, s]
+    after = pos["entry_bar"] < t
+    inside = (after or not pos["fill_inside"]) and reason != EXIT_STOP and reason != EXIT_TRAIL
+    cash, ret = 0.0, np.nan
+    while k < n and pos["shares"] > 0.0:
+        level = pos["entry_price"] * (1.0 + d * sh.partial_pct[k])
+        if reason == EXIT_TARGET and d * (level - pos["target"]) > 0.0:
+            break
+        if after and d * (o - level) >= 0.0:
+            px = o
+        elif inside and d * (favourable - level) >= 0.0:
+            px = level
+        else:
+            break
+        qty = sh.partial_frac[k] * pos["full_shares"]
+        if not sh.fractional_shares:
+            qty = np.floor(qty + 1e-9)
+        k += 1
+        if qty > 0.0:
+            change, ret = _close(pos, s, t, px, EXIT_PARTIAL, sh, trades, work, min(qty, pos["shares"]))
+            cash += change
+    if sh.breakeven and pos["partials_done"] == 0 and k > 0 and pos["shares"] > 0.0:
+        pos["stop"] = pos["entry_price"]
+    pos["partials_done"] = k
+    return cash, ret
+
+
+@njit(cache=True, nogil=True)
+def _adds(
+    bars: Bars,
+    t: int,
+    combo: Record,
+    sh: Shared,
+    work: Scratch,
+    n_open: int,
+    events: Array,
+    n_events: int,
+    cash: float,
+    equity: float,
+    gross: float,
+) -> tuple[float, float, float, int]:
+    """Scaling in, before new entries: a position whose add rule was true at the close of bar t-1 (at most
+    `max_adds`, `add_min_bars` after its last fill) adds at the open of bar t, sized by the sizing method and
+    checked against every limit on the whole position (each cut or skip logged). Its stop, target and the
+    trailing stop's floor then measure from the new average fill; its holding period still counts from the
+    first. Returns (cash, equity, gross, event count)."""
+    book, kelly, sector_value = work.book, work.kelly, work.sector_value
+    for i in range(n_open):
+        s = work.open_list[i]
+        pos = book[s]
+        if (
+            not sh.add_signal[t - 1, s]
+            or pos["adds"] >= combo["max_adds"]
+            or t - pos["last_fill"] < combo["add_min_bars"]
+        ):
+            continue
+        o = bars.open[t, s]
+        if np.isnan(o) or o <= 0.0:
+            continue
+        d = pos["side"]
+        fill = o * (1.0 + d * sh.slippage)
+        atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
+        vol_s = sh.vol[t - 1, s] if sh.vol.shape[0] > 0 else np.nan
+        value = _target_value(sh.sizing_method, combo, equity, fill, pos["stop_frac"], vol_s, atr_s, kelly)
+        if not (value > 0.0):
+            n_events = _log(events, n_events, t, s, RULE_SIZE, 0.0, 0.0, ACTION_SKIP)
+            continue
+        held = pos["shares"] * pos["mark"]
+        value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events, d, held)
+        qty = _quantity(value, fill, sh) if value > 0.0 else 0.0
+        qty, n_events = _volume_cap(qty, s, t, fill, bars, sh, events, n_events)
+        if qty <= 0.0:
+            continue
+        notional = qty * fill
+        fee = _fee(notional, sh)
+        cash -= d * notional + fee
+        equity -= fee
+        gross += notional
+        sector_value[sh.sector_id[s]] += notional
+        _add(pos, t, fill, qty, fee, combo, d, qty * abs(fill - o))
+    return cash, equity, gross, n_events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add(pos: Record, t: int, fill: float, qty: float, fee: float, combo: Record, d: float, slippage: float) -> None:
+    """Add qty shares filled at bar t's open to a position: a new average fill, and the stop, the target and
+    the trailing stop's floor measured from it."""
+    total = pos["shares"] + qty
+    avg = (pos["shares"] * pos["entry_price"] + qty * fill) / total
+    pos["shares"], pos["full_shares"], pos["entry_price"] = total, pos["full_shares"] + qty, avg
+    pos["entry_fee"] += fee
+    pos["slippage"] += slippage
+    pos["adds"] += 1
+    pos["last_fill"] = t
+    if pos["stop_frac"] > 0.0:
+        pos["stop"] = avg * (1.0 - d * pos["stop_frac"])
+    if combo["target"] > 0.0:
+        pos["target"] = avg * (1.0 + d * combo["target"])
+    pos["extreme"] = pos["peak"] if d * (pos["peak"] - avg) > 0.0 else avg
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -781,7 +962,7 @@ def _enter_all(
             if (
                 sh.sizing_method == SIZE_KELLY and shadow[s]["shares"] == 0.0
             ):  # a unit-stake shadow keeps Kelly learning
-                _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d, inside, order_price, 0.0)
+                _open(shadow[s], t, fill, 1.0, 0.0, stop_frac, combo, atr_s, d, inside, order_price, 0.0, sig)
             continue
         value, n_events = _caps(value, s, t, equity, gross, cash, sector_value, sh, events, n_events, d)
         if value <= 0.0:
@@ -805,7 +986,21 @@ def _enter_all(
         equity -= fee
         gross += notional
         sector_value[sh.sector_id[s]] += notional
-        _open(book[s], t, fill, qty, fee, stop_frac, combo, atr_s, d, inside, order_price, qty * abs(fill - unslipped))
+        _open(
+            book[s],
+            t,
+            fill,
+            qty,
+            fee,
+            stop_frac,
+            combo,
+            atr_s,
+            d,
+            inside,
+            order_price,
+            qty * abs(fill - unslipped),
+            sig,
+        )
         book[s]["seq"] = work.tally[0]
         work.tally[0] += 1
         i = n_open
@@ -832,17 +1027,14 @@ def _close_opposites(
     work: Scratch,
     n_open: int,
     trades: Array,
-    margin: float,
     cash: float,
     equity: float,
     gross: float,
-) -> tuple[float, float, float, int, float]:
+) -> tuple[float, float, float, int]:
     """With both sides and on_opposite close or reverse: a position whose opposite side signalled at the close
-    of bar t-1 exits at the open of bar t, after what it carried overnight and before the entries (so that a
-    reverse can open the other side at that same open). Returns (cash, equity, gross, open count, borrow)."""
+    of bar t-1 exits at the open of bar t, before the entries (so that a reverse can open the other side at
+    that same open). Returns (cash, equity, gross, open count)."""
     book, open_list = work.book, work.open_list
-    carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or margin > 0.0
-    borrow = 0.0
     kept = 0
     for i in range(n_open):
         s = open_list[i]
@@ -854,28 +1046,27 @@ def _close_opposites(
             kept += 1
             continue
         value = pos["shares"] * pos["mark"]
-        dividend = fee = 0.0
-        if carry and pos["entry_bar"] < t:
-            dividend, fee = _overnight(pos, s, t, d, sh, margin)
         pos["bars_held"] += 1
         _track(pos, o, o, o, d, True, False)
-        change, ret = _close(pos, s, t, o, EXIT_OPPOSITE, sh, trades, work)
+        change, ret = _close(pos, s, t, o, EXIT_OPPOSITE, sh, trades, work, pos["shares"])
         _learn(work.kelly, ret)
-        cash += change + dividend - fee
-        equity += change + dividend - fee - d * value
+        cash += change
+        equity += change - d * value
         gross -= value
         work.sector_value[sh.sector_id[s]] -= value
-        borrow += fee
-    return cash, equity, gross, kept, borrow
+    return cash, equity, gross, kept
 
 
 @njit(cache=True, nogil=True)
 def _allocate(bars, entries, combo, sh):
     """Every buffer one run writes: (trades, events, curve, Scratch), sized for the worst case."""
     n_bars, n_sym = bars.close.shape
-    # A signal makes at most one trade and four events (cuts, then a skip).
+    # A signal makes at most one position, with a fill per partial exit and a last one, and four events
+    # (cuts, then a skip); an add signal at most four events.
     cap = max(int(entries.sum()) + int(sh.short_signal.sum()), 1)
-    trades, events, curve = np.empty(cap, TRADE), np.empty(4 * cap, EVENT), np.empty(n_bars, CURVE)
+    n_events = 4 * (cap + int(sh.add_signal.sum()))
+    trades, events = np.empty(cap * (1 + sh.partial_frac.shape[0]), TRADE), np.empty(n_events, EVENT)
+    curve = np.empty(n_bars, CURVE)
     rows, win = (min(combo["max_positions"], n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
     work = Scratch(
         np.zeros(n_sym, POSITION),
@@ -887,7 +1078,6 @@ def _allocate(bars, entries, combo, sh):
         np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
         (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
         np.array([-1, 0, 0]),
-        np.empty(cap, np.int64),
         np.zeros(2, np.int64),
         np.empty(n_sym),
         np.empty(n_sym),
@@ -900,36 +1090,15 @@ def _allocate(bars, entries, combo, sh):
 def simulate(bars, entries, priority, combo, sh):
     """Simulate one portfolio with shared cash (see the module docstring for the order of events).
 
-    Returns (trades: TRADE records in entry order, exit_order: their indices in the order they closed,
-    events: EVENT records, curve: CURVE records per bar, ruin bar or -1).
+    Returns (trades: TRADE records, one per exit fill, in the order they happened; events: EVENT records;
+    curve: CURVE records per bar; ruin bar or -1).
     Allocates here, then runs `_run`, which is compiled without Numba's runtime: reference counting the
     arrays inside the steps cost 40% of the time. The records are copied out of the worst-case buffers
     here (a memcpy; NumPy copies padded records field by field, 4x slower).
     """
     trades, events, curve, work = _allocate(bars, entries, combo, sh)
     n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    trades, exit_order = _closed_trades(trades, work)
-    return trades.copy(), exit_order.copy(), events[:n_events].copy(), curve, ruin
-
-
-@njit(cache=True, nogil=True)
-def _closed_trades(trades, work):
-    """(the trades that closed, in entry order; their indices in exit order). Every position closes (by its
-    symbol's last bar at the latest), so this is the first `entered` records; it drops any that did not."""
-    entered, closed = work.tally[0], work.tally[1]
-    if closed == entered:
-        return trades[:entered], work.exit_order[:closed]
-    keep = np.zeros(entered, np.bool_)
-    for i in range(closed):
-        keep[work.exit_order[i]] = True
-    new_index = np.cumsum(keep) - 1
-    n = 0
-    for i in range(entered):
-        if keep[i]:
-            trades[n] = trades[i]
-            n += 1
-    exit_order = new_index[work.exit_order[:closed]]
-    return trades[:n], exit_order
+    return trades[: work.tally[1]].copy(), events[:n_events].copy(), curve, ruin
 
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
@@ -951,28 +1120,36 @@ def _run(
     gross = 0.0
     ruin = -1
     long_v = 0.0
+    carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or sh.margin_rate > 0.0
     for t in range(bars.close.shape[0]):
         # Interest for the night before this bar, on the cash at the last close; a margin loan's interest is
         # charged to the longs held then, by value.
         interest = _interest(cash, sh) if t > 0 else 0.0
         margin = -interest / long_v if interest < 0.0 and long_v > 0.0 else 0.0
-        closed_borrow = 0.0  # paid by positions an opposite signal closed (already out of `cash`)
+        borrow = 0.0
+        if carry and n_open > 0:
+            dividends, borrow = _overnight_all(work, n_open, t, sh, margin)
+            cash += dividends - borrow
         if t > 0 and ruin < 0:
             if sh.direction == 0 and sh.on_opposite != OPPOSITE_IGNORE:
-                cash, equity, gross, n_open, closed_borrow = _close_opposites(
-                    bars, entries, t, sh, work, n_open, trades, margin, cash, equity, gross
+                cash, equity, gross, n_open = _close_opposites(
+                    bars, entries, t, sh, work, n_open, trades, cash, equity, gross
+                )
+            if sh.add_signal.shape[0] > 0:
+                cash, equity, gross, n_events = _adds(
+                    bars, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
                 )
             cash, equity, gross, n_open, n_events = _enter_all(
                 bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
             )
-        change, n_open, long_v, short_v, borrow = _exit_all(work, n_open, bars, t, combo, sh, trades, margin)
-        cash += change - borrow + interest
+        change, n_open, long_v, short_v = _exit_all(work, n_open, bars, t, combo, sh, trades)
+        cash += change + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
             ruin = t
             for i in range(n_open):
                 s = open_list[i]
-                _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, work)
+                _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, work, book[s]["shares"])
             n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
         c = curve[t]
         c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
@@ -982,7 +1159,7 @@ def _run(
             short_v,
             n_open,
         )
-        c["borrow"], c["interest"] = borrow + closed_borrow, interest
+        c["borrow"], c["interest"] = borrow, interest
     return n_events, ruin
 
 
@@ -1061,6 +1238,22 @@ def block_stats(equity, n_blocks):
     return out
 
 
+@njit(cache=True, nogil=True)
+def position_returns(fills, n_positions):
+    """(pnl, return) of each closed position, in entry order, from its exit fills: the metrics count
+    positions, not fills (a position with partial exits has several). Return = pnl / cost of the shares
+    sold."""
+    pnl, cost = np.zeros(n_positions), np.zeros(n_positions)
+    closed = np.zeros(n_positions, np.bool_)
+    for i in range(fills.shape[0]):
+        f = fills[i]
+        p = f["position_id"]
+        pnl[p] += f["pnl"]
+        cost[p] += f["shares"] * f["entry_price"]
+        closed[p] = closed[p] or f["closes"]
+    return pnl[closed], pnl[closed] / cost[closed]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def simulate_grid(bars, entries, priority, combos, sh, years, rf_per_bar, periods_per_year, n_blocks):
     """One run per COMBO record of `combos`, in parallel threads. Returns one GRID_METRIC record per
@@ -1072,9 +1265,7 @@ def simulate_grid(bars, entries, priority, combos, sh, years, rf_per_bar, period
         combo = combos[c]
         trades, events, curve, work = _allocate(bars, entries, combo, sh)
         _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-        trades, _ = _closed_trades(trades, work)
-        pnl = trades["pnl"]
-        trade_ret = pnl / (trades["shares"] * trades["entry_price"])
+        pnl, trade_ret = position_returns(trades[: work.tally[1]], work.tally[0])
         equity = curve["equity"].copy()
         summary_metrics(out[c], equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
         if n_blocks > 0 and len(equity) > n_blocks:

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 
 # --- codes and their labels -----------------------------------------------------------------------------------
-EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN, EXIT_OPPOSITE = range(8)
+EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN, EXIT_OPPOSITE, EXIT_PARTIAL = range(9)
 EXIT_NAMES = (
     "stop_loss",
     "trailing_stop",
@@ -24,6 +24,7 @@ EXIT_NAMES = (
     "end_of_data",
     "ruin",
     "opposite_signal",
+    "partial_exit",
 )
 SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
 SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
@@ -80,11 +81,17 @@ COMBO = np.dtype(
         ("entry_offset", np.float64),  # a limit or stop order's distance from the signal's close, a fraction
         ("entry_offset_atr", np.float64),  # or k x ATR at the signal bar
         ("entry_valid", np.int64),  # bars a limit or stop order stays live
+        ("max_adds", np.int64),  # scaling in: adds per position (0: off)
+        ("add_min_bars", np.int64),  # bars from a fill to the next add
     ]
 )
 TRADE = np.dtype(
     [
         ("symbol", np.int64),
+        ("position_id", np.int64),  # the position's entry rank: a position with partial exits has a row per fill
+        ("signal_bar", np.int64),
+        ("closes", np.bool_),  # this fill closes the position
+        ("adds", np.int64),  # fills that added to the position before this exit
         ("side", np.float64),  # +1 long, -1 short
         ("entry_bar", np.int64),
         ("exit_bar", np.int64),
@@ -131,6 +138,15 @@ POSITION = np.dtype(
         ("shares", np.float64),
         ("side", np.float64),  # +1 long, -1 short (of the position, or of the live order)
         ("closed_bar", np.int64),  # the bar its last position closed on
+        ("signal_bar", np.int64),  # the bar of the signal that opened it
+        ("stop_frac", np.float64),  # the stop's distance from the average fill, a fraction (0: none)
+        ("peak", np.float64),  # the best high (long; a short's: low) of the bars held, for the trailing stop
+        ("adds", np.int64),
+        ("last_fill", np.int64),  # the bar of its last entry fill (the first, or an add)
+        ("full_shares", np.float64),  # shares bought (partial exits are fractions of this)
+        ("partials_done", np.int64),
+        ("realized", np.float64),  # pnl of its partial exits so far
+        ("basis", np.float64),  # cost of the shares those exits sold
         ("entry_price", np.float64),
         ("entry_bar", np.int64),
         ("entry_fee", np.float64),

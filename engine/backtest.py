@@ -71,6 +71,11 @@ class BacktestParams:
     entry_offset_pct: float = _D["entry_offset_pct"]
     entry_offset_atr: float | None = _D["entry_offset_atr"]
     entry_valid_bars: int = _D["entry_valid_bars"]
+    max_adds: int | None = _D["max_adds"]
+    add_rule: str = _D["add_rule"]
+    add_min_bars: int = _D["add_min_bars"]
+    partial_exits: str = _D["partial_exits"]
+    breakeven_after_partial: bool = _D["breakeven_after_partial"]
     holding_period: int | None = _D["holding_period"]
     signal_type: str = _D["signal_type"]
     short_rule: str = _D["short_rule"]
@@ -99,6 +104,9 @@ class BacktestParams:
                 "Direction both needs a short rule: the entry rule opens longs and the short rule opens "
                 "shorts. Write one, or choose long or short."
             )
+        if self.max_adds and not self.add_rule.strip():
+            raise ParamError("Max adds needs an add rule: the rule that, true at a close, adds at the next open.")
+        table.partial_exit_levels(self.partial_exits)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -157,6 +165,38 @@ class BacktestResult:
                 "action": _codes(records["action"], _ACTION_DTYPE),
             }
         )
+
+    @cached_property
+    def positions(self) -> pd.DataFrame:
+        """One row per position, its exit fills in `trades` summed: average entry and exit (share-weighted),
+        shares, pnl, return (pnl / cost), costs, bars held, the final exit reason, its number of exits. The
+        trade metrics (win rate, profit factor, expectancy, counts) are per position."""
+        t = self.trades
+        by = t.position_id
+        cost = (t.shares * t.entry_price).groupby(by).sum()
+        out = t.groupby(by, sort=True, observed=True).agg(
+            symbol=("symbol", "first"),
+            direction=("direction", "first"),
+            entry_date=("entry_date", "first"),
+            entry_price=("entry_price", "last"),
+            exit_date=("exit_date", "last"),
+            shares=("shares", "sum"),
+            pnl=("pnl", "sum"),
+            fees=("fees", "sum"),
+            slippage=("slippage", "sum"),
+            financing=("financing", "sum"),
+            dividends=("dividends", "sum"),
+            exit_reason=("exit_reason", "last"),
+            exits=("shares", "size"),
+            mae_pct=("mae_pct", "last"),
+            mfe_pct=("mfe_pct", "last"),
+            entry_bar=("entry_bar", "first"),
+            exit_bar=("exit_bar", "last"),
+        )
+        out.insert(5, "exit_price", (t.shares * t.exit_price).groupby(by).sum() / out.shares)
+        out.insert(8, "return_pct", out.pnl / cost * 100.0)
+        out.insert(13, "bars_held", out.exit_bar - out.entry_bar + 1)
+        return out.reset_index()
 
     def key_metrics(self) -> dict[str, float]:
         """The metrics run lists show (KEY_METRICS): what the run history records of a backtest."""
@@ -256,6 +296,8 @@ def combo_fields(p: BacktestParams) -> dict[str, float]:
         "entry_offset": p.entry_offset_pct / 100.0,
         "entry_offset_atr": float(p.entry_offset_atr or 0.0) if p.entry_order != "market" else 0.0,
         "entry_valid": int(p.entry_valid_bars),
+        "max_adds": int(p.max_adds or 0),
+        "add_min_bars": int(p.add_min_bars),
     }
 
 
@@ -289,6 +331,13 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
             short_signal, short_priority = signal_matrix(market, scan(market, p.short_rule))
         except RuleError as exc:
             raise RuleError(f"Short rule: {exc}") from None
+    add_signal = np.zeros((0, 0), bool)
+    if p.max_adds:
+        try:
+            add_signal = np.ascontiguousarray(scan(market, p.add_rule).matrix)
+        except RuleError as exc:
+            raise RuleError(f"Add rule: {exc}") from None
+    partials = np.array(table.partial_exit_levels(p.partial_exits), float).reshape(-1, 2) / 100.0
     shared = k.Shared(
         direction={"long": 1, "short": -1, "both": 0}[p.signal_type],
         commission=p.commission / 100.0,
@@ -320,6 +369,10 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         short_signal=short_signal,
         short_priority=short_priority,
         on_opposite=rec.OPPOSITE_NAMES.index(p.on_opposite),
+        add_signal=add_signal,
+        partial_frac=np.ascontiguousarray(partials[:, 0]),
+        partial_pct=np.ascontiguousarray(partials[:, 1]),
+        breakeven=bool(p.breakeven_after_partial),
     )
     return kernel_bars(market), combo_records([p])[0], shared
 
@@ -335,6 +388,7 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
         dividend=_bars_of(shared.dividend, start, stop),
         short_signal=_bars_of(shared.short_signal, start, stop),
         short_priority=_bars_of(shared.short_priority, start, stop),
+        add_signal=_bars_of(shared.add_signal, start, stop),
         ret_t=_bars_of(shared.ret_t, start, stop, axis=1),  # (symbols x bars)
         valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
@@ -382,16 +436,18 @@ def _per_dataset(market: Market, entry: Derived, compute: Callable[[], Any], *ar
 
 
 def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = None) -> BacktestResult:
-    """Kernel records into frames: trades in the order they were entered (bar, then priority, then symbol),
-    equity per date, events, metrics."""
-    t, exit_order, event_records, curve, ruin_bar = out
+    """Kernel records into frames: trades (exit fills) in the order their positions were entered (bar, then
+    priority, then symbol), a position's fills in the order they happened; equity per date, events, metrics
+    (per position)."""
+    fills, event_records, curve, ruin_bar = out
+    t = fills[np.argsort(fills["position_id"], kind="stable")]
     symbol_dtype, dates = _symbol_dtype(market.symbols), market.dates.to_numpy()
     sym, e_bar = t["symbol"], t["entry_bar"]
     return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
     bars_held = t["exit_bar"] - e_bar + 1
-    by_exit = {"pnl": t["pnl"][exit_order], "return_pct": return_pct, "bars_held": bars_held}  # streaks: exit order
     trades = pd.DataFrame(
         {
+            "position_id": t["position_id"],
             "symbol": _codes(sym, symbol_dtype, validate=False),
             "direction": _codes((t["side"] < 0).astype(np.int8), _DIRECTION_DTYPE, validate=False),
             "entry_date": dates[e_bar],
@@ -416,7 +472,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     )
     if params.entry_order != "market":
         trades.insert(trades.columns.get_loc("entry_price"), "order_price", t["order_price"])
-    at_signal = signals.values(market, e_bar - 1, sym) if isinstance(signals, Signals) else {}
+    if params.max_adds:
+        trades.insert(trades.columns.get_loc("exit_date"), "adds", t["adds"])
+    at_signal = signals.values(market, t["signal_bar"], sym) if isinstance(signals, Signals) else {}
     for name, values in at_signal.items():  # each entry-rule indicator at the signal bar
         trades[f"at_signal: {name}"] = values
     equity = curve["equity"].copy()
@@ -444,7 +502,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     buy_hold = float(
         _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
     )
-    metrics = compute_metrics(equity, market.dates, by_exit, n_open, market.close, params.risk_free_pct, buy_hold, bh)
+    metrics = compute_metrics(
+        equity, market.dates, _per_position(fills), n_open, market.close, params.risk_free_pct, buy_hold, bh
+    )
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
     metrics |= _cost_totals(t, curve)
@@ -458,6 +518,23 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
         warnings=_warnings(params, sized_out, len(trades)),
     )
+
+
+def _per_position(fills: np.ndarray) -> dict[str, np.ndarray]:
+    """What the trade metrics read, one value per closed position (its fills summed): pnl in the order the
+    positions closed (for the streaks), return (pnl / cost of the shares sold) and bars held in entry order."""
+    pid = fills["position_id"]
+    n = int(pid.max()) + 1 if len(pid) else 0
+    pnl = np.bincount(pid, weights=fills["pnl"], minlength=n)
+    cost = np.bincount(pid, weights=fills["shares"] * fills["entry_price"], minlength=n)
+    closing = fills[fills["closes"]]  # one fill per closed position, in the order they closed
+    ids = np.sort(closing["position_id"])
+    last = closing[np.argsort(closing["position_id"])]
+    return {
+        "pnl": pnl[closing["position_id"]],
+        "return_pct": pnl[ids] / cost[ids] * 100.0,
+        "bars_held": last["exit_bar"] - last["entry_bar"] + 1,
+    }
 
 
 def _cost_totals(trades: np.ndarray, curve: np.ndarray) -> dict[str, float]:

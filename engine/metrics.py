@@ -72,10 +72,10 @@ LABELS |= COST_LABELS
 DEFINITIONS = {
     "sharpe": "Mean bar return over the risk-free rate / its standard deviation x sqrt(bars per year).",
     "sortino": "Mean bar return over the risk-free rate / its downside deviation x sqrt(bars per year).",
-    "n_trades": "Closed trades (positions), each counted once.",
-    "win_rate_pct": "Share of closed trades with a positive return (net of costs).",
-    "profit_factor": "Sum of winning trades' pnl / sum of losing trades' |pnl|.",
-    "expectancy": "Mean pnl per closed trade, in currency, net of costs.",
+    "n_trades": "Closed positions; one with partial exits counts once.",
+    "win_rate_pct": "Share of closed positions with a positive return (net of costs).",
+    "profit_factor": "Sum of winning positions' pnl / sum of losing positions' |pnl|.",
+    "expectancy": "Mean pnl per closed position, in currency, net of costs.",
     "sqn": "System quality number (Van Tharp): sqrt(trades) x mean / standard deviation of the per-trade "
     "percent returns.",
     "total_commission": "Commission on every entry and exit.",
@@ -204,13 +204,14 @@ def calmar_ratio(cagr: float, max_dd: float) -> float:
 
 @njit(cache=True, nogil=True)
 def win_rate_pct(trade_returns: np.ndarray) -> float:
-    """Share of trades with return > 0, x 100."""
+    """Share of trades (positions: a position's partial exits are one) with return > 0, x 100."""
     return (trade_returns > 0).sum() / len(trade_returns) * 100.0 if len(trade_returns) else np.nan
 
 
 @njit(cache=True, nogil=True)
 def profit_factor(pnl: np.ndarray) -> float:
-    """sum of winning pnl / |sum of losing pnl|; inf with wins and no losses, NaN with no trades."""
+    """sum of winning pnl / |sum of losing pnl| over positions (partial exits summed); inf with wins and no
+    losses, NaN with no trades."""
     gains = np.maximum(pnl, 0.0).sum()
     losses = -np.minimum(pnl, 0.0).sum()
     if losses > 0:
@@ -220,7 +221,7 @@ def profit_factor(pnl: np.ndarray) -> float:
 
 @njit(cache=True, nogil=True)
 def expectancy(pnl: np.ndarray) -> float:
-    """Mean pnl per trade, in currency."""
+    """Mean pnl per position (its partial exits summed), in currency."""
     return pnl.mean() if len(pnl) else np.nan
 
 

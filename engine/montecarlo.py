@@ -31,8 +31,9 @@ MAX_CELLS = 50_000_000  # simulations x trades held at once (400 MB of float64)
 
 
 def trade_returns(result: BacktestResult) -> np.ndarray:
-    """Each trade's pnl as a fraction of the portfolio equity at the close before its entry, in entry order."""
-    trades = result.trades
+    """Each position's pnl (its exit fills summed) as a fraction of the portfolio equity at the close before
+    its entry, in entry order."""
+    trades = result.positions
     if trades.empty:
         return np.empty(0)
     equity = result.equity["equity"].to_numpy()
@@ -146,7 +147,7 @@ def montecarlo_settings(result: BacktestResult, settings: dict[str, Any] | None 
     s = {p.name: p.default for p in table.group("montecarlo")} | (settings or {})
     used = {"backtest": result.params, "method": s["method"], "n_sims": s["n_simulations"], "seed": s["seed"]}
     if s["method"] == "bootstrap":
-        used["n_trades"] = s["n_trades"] or len(result.trades)
+        used["n_trades"] = s["n_trades"] or len(result.positions)
     elif s["method"] == "daily_blocks":
         used["block_bars"] = s["block_bars"]
     return used

@@ -48,6 +48,7 @@ log = logging.getLogger("engine.optimize")
 METRICS = GRID_METRICS
 OBJECTIVES = {m: LABELS[m] for m in METRICS if m not in ("n_trades", "final_equity")}
 MAX_COMBINATIONS = 100_000
+MAX_GRID_KEYS = 24  # keys varied at once (the combinations are capped too)
 MAX_WINDOWS = 200
 N_BLOCKS = 16  # blocks of time for the probability of backtest overfitting (CSCV), as in the paper
 CELLS_PER_SECOND = 1.0e8  # symbol-bars simulated per second per combination, measured on 2 cores (conservative)
@@ -133,8 +134,8 @@ def check_grid(rule: str, grid: Mapping[str, Sequence[float]]) -> None:
                 except table.ParamError as exc:
                     problems.append(f"{key}: {exc}")
                     break
-    if len(grid) > 16:
-        problems.append(f"{len(grid)} keys is over the limit of 16")
+    if len(grid) > MAX_GRID_KEYS:
+        problems.append(f"{len(grid)} keys is over the limit of {MAX_GRID_KEYS}")
     if problems:
         raise DataError(
             "; ".join(problems)

@@ -139,6 +139,33 @@ class Param:
         return ParamError(f"{self.label} must be {self.allowed()}, not {shown}.")
 
 
+MAX_PARTIAL_EXITS = 5
+
+
+def partial_exit_levels(text: str) -> list[tuple[float, float]]:
+    """`partial_exits` text -> [(share of the position %, distance from the average fill %), ...]:
+    "50@10,25@20" -> [(50.0, 10.0), (25.0, 20.0)]. ParamError says what is wrong and what is expected."""
+    expected = (
+        "Partial exits must be share@percent pairs with rising percents and shares adding up to at most 100, "
+        f"at most {MAX_PARTIAL_EXITS} of them, e.g. 50@10,25@20"
+    )
+    levels = []
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        share, at, pct = part.partition("@")
+        try:
+            pair = (float(share.strip().rstrip("%")), float(pct.strip().rstrip("%")))
+        except ValueError:
+            raise ParamError(f"{expected}; not {part!r}.") from None
+        if not at or not all(math.isfinite(x) and x > 0 for x in pair) or pair[0] > 100:
+            raise ParamError(f"{expected}; not {part!r}.")
+        levels.append(pair)
+    if len(levels) > MAX_PARTIAL_EXITS or sum(s for s, _ in levels) > 100 + 1e-9:
+        raise ParamError(f"{expected}; not {text[:100]!r}.")
+    if any(b[1] <= a[1] for a, b in zip(levels, levels[1:], strict=False)):
+        raise ParamError(f"{expected}; the percents of {text[:100]!r} do not rise.")
+    return levels
+
+
 def _convert(kind: type, value: Any) -> Any:
     if kind is int:
         number = float(value)
@@ -335,6 +362,62 @@ PARAMS: tuple[Param, ...] = (
         "bars",
         help="Bars a limit or stop order stays live after its signal; unfilled by then, it expires.",
         grid=(1, 5, 1),
+    ),
+    Param(
+        "max_adds",
+        "adds",
+        "Max adds",
+        int,
+        0,
+        1,
+        20,
+        1,
+        "adds",
+        off=True,
+        help="Scaling in: how many times a position may add when the add rule is true (at the next open).",
+        grid=(1, 3, 1),
+    ),
+    Param(
+        "add_rule",
+        "add",
+        "Add rule",
+        str,
+        "",
+        hi=MAX_RULE_CHARS,
+        help="A scanner rule; true at a close while a position is open, it adds at the next open (sized and "
+        "limited as an entry, on the whole position); stops then measure from the average fill.",
+    ),
+    Param(
+        "add_min_bars",
+        "addgap",
+        "Bars between adds",
+        int,
+        1,
+        1,
+        1_000,
+        1,
+        "bars",
+        help="At least this many bars from a position's last fill to its next add.",
+        grid=(1, 10, 3),
+    ),
+    Param(
+        "partial_exits",
+        "pexit",
+        "Partial exits",
+        str,
+        "",
+        hi=100,
+        text="list of share@percent pairs",
+        help="Scaling out, e.g. 50@10,25@20: sell 50% of the position at +10% from its average fill and 25% "
+        "more at +20% (a short's below it).",
+    ),
+    Param(
+        "breakeven_after_partial",
+        "breakeven",
+        "Stop to breakeven after a partial exit",
+        bool,
+        False,
+        help="On: after the first partial exit the stop moves to the average fill (from the next bar).",
     ),
     Param("commission", "comm", "Commission", float, 0.0, 0.0, 5.0, 0.01, "%", help="Percent of traded value."),
     Param(

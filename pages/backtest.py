@@ -1,6 +1,5 @@
 """Backtest page: the scanner's current signals, parameters in a form, results in depth."""
 
-import pandas as pd
 import streamlit as st
 
 from app import formatting as app_format
@@ -48,19 +47,54 @@ st.selectbox(
     on_change=use_exit_preset,
     help="Fills the exit rule below; edit it there.",
 )
+
+
+def _grid(paths: tuple[str, ...]) -> None:
+    """Widgets for these parameters, four to a row."""
+    for i, path in enumerate(paths):
+        if i % 4 == 0:
+            cols = st.columns(4)
+        param_widget(path, cols[i % 4])
+
+
 with st.form("bt_form"):
-    for row in (
-        ("initial_capital", "signal_type", "max_positions", "holding_period"),
-        ("stop_loss", "take_profit", "trailing_stop", "trailing_atr"),
-        ("commission", "commission_fixed", "commission_min", "slippage_bps"),
-    ):
-        for col, path in zip(st.columns(4), row, strict=True):
-            param_widget(path, col)
+    _grid(
+        (
+            "initial_capital",
+            "signal_type",
+            "max_positions",
+            "holding_period",
+            "stop_loss",
+            "take_profit",
+            "trailing_stop",
+            "trailing_atr",
+        )
+    )
     param_widget(
         "exit_rule",
         help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
         "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
+    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
+        _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
+        _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
+        param_widget("add_rule")
+        _grid(("on_opposite",))
+        param_widget(
+            "short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs)."
+        )
+    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
+        _grid(
+            (
+                "commission",
+                "commission_fixed",
+                "commission_min",
+                "slippage_bps",
+                "borrow_pct",
+                "margin_interest_pct",
+                "cash_interest_pct",
+            )
+        )
     bench_key = app_state.key("benchmark")
     if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
         st.warning(
@@ -166,27 +200,24 @@ with tab_trades:
         height=300,
         column_config=app_format.trade_columns(result.params.fractional_shares),
     )
-    if len(trades):
+    positions = result.positions
+    if len(trades) > len(positions):
+        st.caption(
+            f"{len(trades):,} exit fills of {len(positions):,} positions (partial exits): the metrics count positions."
+        )
+    if len(positions):
         pick = st.selectbox(
             "Show trade",
-            range(len(trades)),
+            range(len(positions)),
             key=f"trade_pick.{app_state.result_id()}",  # per result
             format_func=lambda i: (
-                f"#{i + 1} {trades.symbol[i]} {trades.entry_date[i].date()} → "
-                f"{trades.exit_date[i].date()} ({trades.return_pct[i]:+.2f}%, "
-                f"{trades.exit_reason[i]})"
+                f"#{i + 1} {positions.symbol[i]} {positions.direction[i]} {positions.entry_date[i].date()} → "
+                f"{positions.exit_date[i].date()} ({positions.return_pct[i]:+.2f}%, "
+                f"{positions.exit_reason[i]})"
             ),
         )
-        t = trades.iloc[pick]
-        markers = pd.DataFrame(
-            {
-                "date": [t.entry_date, t.exit_date],
-                "price": [t.entry_price, t.exit_price],
-                "label": ["entry", f"exit: {t.exit_reason}"],
-                "color": ["#2e7d32", "#c62828"],
-                "shape": ["triangle-up", "x"],
-            }
-        )
+        t = positions.iloc[pick]
+        markers = charts.trade_markers(t, result.trades[result.trades.position_id == t.position_id])
         st.plotly_chart(
             charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)), width="stretch"
         )
@@ -194,7 +225,7 @@ with tab_trades:
             f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
             "from the entry fill."
         )
-        st.plotly_chart(charts.excursions(trades), width="stretch")
+        st.plotly_chart(charts.excursions(positions), width="stretch")
 with tab_months:
     st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
 with tab_luck:

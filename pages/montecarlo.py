@@ -52,7 +52,7 @@ try:
             montecarlo_settings(result, settings),
             lambda: run_montecarlo(result, settings),
             MonteCarloResult.key_figures,
-            need=montecarlo_bytes(settings["n_simulations"], len(result.trades)),
+            need=montecarlo_bytes(settings["n_simulations"], len(result.positions)),
         )
 except InputError as exc:
     st.error(str(exc))

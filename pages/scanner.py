@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
-from app.state import KEEP
+from app.state import KEEP, param_widget
 from engine.plots import charts
 from engine.rules import PRESETS, Condition, RuleError, available, conditions_to_rule
 
@@ -60,6 +60,8 @@ with right:
         on_change=lambda: app_state.set_rule(app_state.widget("rule_text")),
         help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc",
     )
+    if app_state.value("signal_type") == "both":  # Direction (Backtest page): longs and shorts in one book
+        param_widget("short_rule", help="Its signals open shorts; the rule above opens longs. e.g. rsi(14) > 70")
     st.caption(f"Available — {available()}.")
 
 market = app_state.require_market()
@@ -75,6 +77,13 @@ cols[0].metric("Signals", f"{signals.count:,}")
 cols[1].metric("Symbols hit", f"{signals.symbols_hit()} / {len(market.symbols)}")
 cols[2].metric("Latest signal", hits.date.iloc[0].date().isoformat() if len(hits) else "—")
 cols[3].page_link("../pages/backtest.py", label="Backtest these signals →", icon=":material/monitoring:")
+try:
+    shorts = app_state.short_signals()
+except RuleError as exc:
+    st.error(f"**The short rule cannot run.**\n\n```\n{exc}\n```")
+    shorts = None
+if shorts is not None:
+    st.caption(f"Short rule: **{shorts.count:,}** signals on {shorts.symbols_hit()} symbols (they open shorts).")
 
 if not len(hits):
     st.info("No bar matches this rule. Loosen a threshold, or try a preset.")

@@ -40,6 +40,11 @@ params = st.fixed_dictionaries(
         "margin_interest_pct": st.sampled_from([0.0, 8.0]),
         "cash_interest_pct": st.sampled_from([0.0, 3.0]),
         "allow_leverage": st.booleans(),
+        "max_adds": st.sampled_from([None, 2]),
+        "add_rule": st.just("close > sma(5)"),
+        "add_min_bars": st.integers(1, 3),
+        "partial_exits": st.sampled_from(["", "50@3", "30@2,30@5"]),
+        "breakeven_after_partial": st.booleans(),
     }
 )
 

@@ -321,18 +321,19 @@ def test_the_grid_kernel_reduces_each_combination_to_the_single_backtests_metric
         assert row.sharpe == pytest.approx(single["sharpe"], nan_ok=True)
 
 
-def test_trades_come_out_in_entry_order_with_the_order_they_closed():
+def test_fills_come_out_in_the_order_they_happened_and_the_result_in_entry_order():
     # AAA enters on bar 1 and exits by holding period at the close of bar 3; BBB enters on bar 2 and its
     # stop is touched on that bar, so it closes first.
     m = bars_market({"AAA": flat(6), "BBB": [*flat(2), (100.0, 100.0, 90.0, 92.0), *flat(3, 92.0)]})
     bars, combo, shared = kernel_inputs(m, BacktestParams(holding_period=3, stop_loss=5.0))
-    trades, exit_order, *_ = k.simulate(bars, signal_at(m, AAA=[0], BBB=[1]), np.zeros((0, 0)), combo, shared)
-    assert list(trades["symbol"]) == [0, 1] and list(trades["entry_bar"]) == [1, 2]
-    assert list(trades["exit_bar"]) == [3, 2] and list(trades["reason"]) == [k.EXIT_HOLDING, k.EXIT_STOP]
-    assert list(exit_order) == [1, 0]
+    fills, *_ = k.simulate(bars, signal_at(m, AAA=[0], BBB=[1]), np.zeros((0, 0)), combo, shared)
+    assert list(fills["symbol"]) == [1, 0] and list(fills["position_id"]) == [1, 0]
+    assert list(fills["exit_bar"]) == [2, 3] and list(fills["reason"]) == [k.EXIT_STOP, k.EXIT_HOLDING]
+    trades = backtest(m, signal_at(m, AAA=[0], BBB=[1]), holding_period=3, stop_loss=5.0).trades
+    assert list(trades.symbol) == ["AAA", "BBB"] and list(trades.position_id) == [0, 1]
 
 
-def test_a_position_that_never_closes_leaves_no_hole_in_the_trades():
+def test_a_position_that_never_closes_writes_no_fill():
     # BBB has an open but no close after bar 0 (the kernel is handed it raw): its position never closes.
     m = bars_market({"AAA": flat(4), "BBB": flat(4)})
     bars, combo, shared = kernel_inputs(m, BacktestParams(holding_period=1))
@@ -340,6 +341,6 @@ def test_a_position_that_never_closes_leaves_no_hole_in_the_trades():
     close[1:, 1] = np.nan
     bars = bars._replace(close=close, last_valid=np.array([3, 0]))
     sig = signal_at(m, AAA=[0, 2], BBB=[0])
-    trades, exit_order, *_ = k.simulate(bars, sig, np.zeros((0, 0)), combo, shared)
-    assert list(trades["symbol"]) == [0, 0] and list(trades["entry_bar"]) == [1, 3]
-    assert list(exit_order) == [0, 1]
+    fills, *_ = k.simulate(bars, sig, np.zeros((0, 0)), combo, shared)
+    assert list(fills["symbol"]) == [0, 0] and list(fills["entry_bar"]) == [1, 3]
+    assert list(fills["position_id"]) == [0, 2]  # BBB's position (1) has no fill

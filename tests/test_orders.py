@@ -14,6 +14,7 @@ from engine.data import DataError, LoadOptions, market_from_frame
 from engine.datasets import to_frame
 from engine.errors import ParamError
 from engine.metrics import periods_per_year
+from engine.risk import RiskLimits
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat
 from tests.test_backtest_rules import ONE, only_trade, run
@@ -163,15 +164,36 @@ def test_cost_totals_add_up_the_trades():
 # --- the oracle --------------------------------------------------------------------------------------------------
 
 
-def oracle(bars: np.ndarray, sig: np.ndarray, kind: str, offset: float, valid: int, d: int, sl, tp, hold) -> list:
-    """(entry bar, entry price, exit bar, exit price, reason) of each trade of one symbol, written from the
-    issue's text: a signal at the close of bar t on a flat symbol with no live order places an order live on
-    bars t+1 .. t+valid; exits as the backtest module documents them."""
+def oracle(
+    bars: np.ndarray,
+    sig: np.ndarray,
+    kind: str,
+    offset: float,
+    valid: int,
+    d: int,
+    sl,
+    tp,
+    hold,
+    partials: tuple = (),
+    breakeven: bool = False,
+) -> list:
+    """(entry bar, entry price, exit bar, exit price, reason, share of the position) of each exit fill of one
+    symbol, written from the issue's text: a signal at the close of bar t on a flat symbol with no live order
+    places an order live on bars t+1 .. t+valid (a market order: at the next open); exits as the backtest
+    module documents them; `partials` ((share %, distance %), ...) sell their share of the position at
+    their level above a long's fill (at the open when the bar opens beyond it), before the rest's exit, but
+    not after a stop touched inside the bar, not beyond a take-profit reached, not on an inside fill's bar."""
     o, h, lo, c = bars.T
     n = len(c)
     out: list = []
     order = pos = None
     for t in range(n):
+        if order is not None and kind == "market":
+            stop = o[t] * (1 - d * sl / 100) if sl else None
+            target = o[t] * (1 + d * tp / 100) if tp else None
+            pos = {"bar": t, "price": o[t], "inside": False, "stop": stop, "target": target, "held": 0}
+            pos |= {"left": 1.0, "done": 0}
+            order = None
         if order is not None:
             level, until = order
             adverse, favourable = (lo[t], h[t]) if d > 0 else (h[t], lo[t])
@@ -190,6 +212,7 @@ def oracle(bars: np.ndarray, sig: np.ndarray, kind: str, offset: float, valid: i
                 stop = fill * (1 - d * sl / 100) if sl else None
                 target = fill * (1 + d * tp / 100) if tp else None
                 pos = {"bar": t, "price": fill, "inside": inside, "stop": stop, "target": target, "held": 0}
+                pos |= {"left": 1.0, "done": 0}
                 order = None
             elif t == until:
                 order = None
@@ -215,12 +238,36 @@ def oracle(bars: np.ndarray, sig: np.ndarray, kind: str, offset: float, valid: i
                 exit_ = (c[t], "holding_period")
             elif t == n - 1:
                 exit_ = (c[t], "end_of_data")
-            if exit_ is not None:
-                out.append((pos["bar"], pos["price"], t, exit_[0], exit_[1]))
+            at_open = exit_ is not None and exit_[0] == o[t] and exit_[1] in ("stop_loss", "take_profit") and after
+            stopped_inside = exit_ is not None and exit_[1] == "stop_loss" and not at_open
+            first = pos["done"]
+            while pos["done"] < len(partials) and not at_open:
+                share, dist = partials[pos["done"]]
+                level = pos["price"] * (1 + d * dist / 100)
+                if exit_ is not None and exit_[1] == "take_profit" and d * (level - target) > 0:
+                    break
+                if after and d * (o[t] - level) >= 0:
+                    price = o[t]
+                elif not stopped_inside and (after or not pos["inside"]) and d * (favourable - level) >= 0:
+                    price = level
+                else:
+                    break
+                pos["done"] += 1
+                sold = min(share / 100, pos["left"])
+                pos["left"] -= sold
+                out.append((pos["bar"], pos["price"], t, price, "partial_exit", sold))
+                if pos["left"] <= 1e-12:
+                    break
+            if pos["left"] <= 1e-12:
                 pos = None
+            elif exit_ is not None:
+                out.append((pos["bar"], pos["price"], t, exit_[0], exit_[1], pos["left"]))
+                pos = None
+            elif breakeven and first == 0 and pos["done"] > 0:
+                pos["stop"] = pos["price"]
         if sig[t] and pos is None and order is None:
             level = c[t] * (1 + (-d if kind == "limit" else d) * offset / 100)
-            order = (level, t + valid)
+            order = (level, t + valid if kind != "market" else t + 1)
     return out
 
 
@@ -265,7 +312,44 @@ def test_limit_and_stop_entries_match_the_oracle_trade_for_trade(
         for t in r.trades.itertuples()
     ]
     want = oracle(bars, sig, kind, offset, valid, 1 if side == "long" else -1, sl, tp, hold)
-    assert got == want
+    assert got == [w[:5] for w in want]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["market", "limit", "stop"]),
+    side=st.sampled_from(["long", "short"]),
+    partials=st.sampled_from([((50.0, 2.0),), ((50.0, 3.0), (25.0, 6.0)), ((30.0, 1.0), (30.0, 2.0), (40.0, 4.0))]),
+    breakeven=st.booleans(),
+    sl=st.sampled_from([None, 3.0]),
+    tp=st.sampled_from([None, 5.0]),
+    hold=st.sampled_from([None, 4, 12]),
+)
+def test_partial_exits_match_the_oracle_fill_for_fill(seed, kind, side, partials, breakeven, sl, tp, hold):
+    bars = random_bars(seed, 80)
+    sig = np.random.default_rng(seed + 1).random(80) < 0.2
+    m = bars_market({"AAA": [tuple(b) for b in bars]})
+    text = ",".join(f"{a:g}@{b:g}" for a, b in partials)
+    r = backtest(
+        m,
+        sig[:, None],
+        **{**ONE, "stop_loss": sl, "take_profit": tp, "holding_period": hold},
+        signal_type=side,
+        entry_order=kind,
+        entry_offset_pct=1.0,
+        partial_exits=text,
+        breakeven_after_partial=breakeven,
+    )
+    full = r.trades.groupby("position_id").shares.transform("sum")
+    got = [
+        (t.entry_bar, pytest.approx(t.entry_price), t.exit_bar, pytest.approx(t.exit_price), t.exit_reason, share)
+        for t, share in zip(r.trades.itertuples(), r.trades.shares / full, strict=True)
+    ]
+    want = oracle(bars, sig, kind, 1.0, 1, 1 if side == "long" else -1, sl, tp, hold, partials, breakeven)
+    assert [g[:5] for g in got] == [w[:5] for w in want]
+    assert [g[5] for g in got] == pytest.approx([w[5] for w in want])
+    assert len(r.positions) == r.metrics["n_trades"] == len({w[:2] for w in want})
 
 
 @settings(max_examples=30, deadline=None)
@@ -393,3 +477,83 @@ def test_a_flat_symbol_with_both_signals_on_one_bar_takes_neither():
 def test_both_needs_a_short_rule():
     with pytest.raises(ParamError, match="short rule"):
         backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), signal_type="both")
+
+
+# --- scaling in and out by hand ------------------------------------------------------------------------------
+
+ADD = dict(max_adds=1, add_rule="close > 104", sizing=Sizing("fixed_amount", fixed_amount=400.0))
+
+
+def test_an_add_fills_at_the_next_open_and_moves_the_stop_to_the_new_average():
+    bars = [(100,) * 4, (100, 106, 100, 105), (106, 107, 105, 106), (106, 106, 97, 98), (98,) * 4]
+    t = only_trade(run(bars, [0], stop_loss=5.0, **ADD))  # 4 shares at 100, then 400 / 106 at bar 2's open
+    added = 400 / 106
+    avg = (400 + 400) / (4 + added)
+    assert (t.adds, t.shares, t.entry_price, t.entry_bar) == (1, pytest.approx(4 + added), pytest.approx(avg), 1)
+    assert (t.exit_reason, t.exit_bar, t.exit_price) == ("stop_loss", 3, pytest.approx(avg * 0.95))
+
+
+def test_adds_respect_max_adds_the_bars_between_them_and_the_holding_period_from_the_first_fill():
+    rising = [(100,) * 4] + [(100 + 5 * i, 106 + 5 * i, 100 + 5 * i, 105 + 5 * i) for i in range(6)]
+    sizing = Sizing("fixed_amount", fixed_amount=300.0)  # three fills fit in the cash
+    t = only_trade(run(rising, [0], holding_period=5, **{**ADD, "max_adds": 2, "add_min_bars": 2, "sizing": sizing}))
+    assert (t.adds, t.entry_bar, t.exit_bar, t.bars_held) == (2, 1, 5, 5)  # adds at bars 3 and 5, exit at 5
+
+
+def test_an_add_is_limited_on_the_whole_position():
+    bars = [(100,) * 4, (100, 106, 100, 105), (105, 106, 104, 105), (105,) * 4]
+    r = run(bars, [0], limits=RiskLimits(max_position_pct=60.0), **ADD)
+    t = only_trade(r)  # equity 1,020 with 4 shares marked at 420: room 612 - 420 = 192 of the 400 asked
+    assert t.shares == pytest.approx(4 + 192 / 105)
+    assert list(r.events.rule) == ["max_position_pct"] and r.events.action.iloc[0] == "cut"
+
+
+PARTIAL = [(100,) * 4, (100, 111, 99, 110), (121, 122, 120, 121), (121,) * 4]
+
+
+def test_partial_exits_are_rows_of_one_position_that_add_up_to_it():
+    r = run(PARTIAL, [0], partial_exits="50@10,25@20")  # 10 shares at 100
+    t = r.trades
+    assert list(t.position_id) == [0, 0, 0]
+    assert list(t.exit_reason) == ["partial_exit", "partial_exit", "end_of_data"]
+    assert list(t.shares) == [5.0, 2.5, 2.5]
+    assert list(t.exit_price) == pytest.approx([110.0, 121.0, 121.0])  # +10% inside bar 1; bar 2 opens beyond +20%
+    p = r.positions.iloc[0]
+    assert (p.shares, p.exits, p.exit_reason) == (10.0, 3, "end_of_data")
+    assert p.pnl == pytest.approx(5 * 10 + 2.5 * 21 + 2.5 * 21)
+    assert p.exit_price == pytest.approx((5 * 110 + 5 * 121) / 10) and p.return_pct == pytest.approx(15.5)
+    assert r.metrics["n_trades"] == 1 and r.metrics["win_rate_pct"] == 100.0
+
+
+def test_breakeven_after_a_partial_exit_stops_the_rest_at_the_average_fill():
+    bars = [(100,) * 4, (100, 111, 99, 110), (105, 106, 99, 100), (100,) * 4]
+    r = run(bars, [0], partial_exits="50@10", breakeven_after_partial=True, stop_loss=5.0)
+    assert list(r.trades.exit_reason) == ["partial_exit", "stop_loss"]
+    assert list(r.trades.exit_price) == pytest.approx([110.0, 100.0])
+    assert r.positions.pnl.iloc[0] == pytest.approx(50.0)
+
+
+def test_a_short_scales_out_below_its_fill():
+    bars = [(100,) * 4, (100, 101, 89, 90), (90,) * 4]
+    r = run(bars, [0], signal_type="short", partial_exits="50@10")
+    assert list(r.trades.exit_price) == pytest.approx([90.0, 90.0]) and r.positions.pnl.iloc[0] == pytest.approx(100.0)
+
+
+def test_a_winning_partial_and_a_losing_rest_count_as_one_position():
+    bars = [(100,) * 4, (100, 111, 99, 110), (100, 101, 80, 85)]
+    r = run(bars, [0], partial_exits="20@10", stop_loss=10.0)  # +2 x 10 on 2 shares, -10 x 8 on the rest
+    assert r.metrics["n_trades"] == 1 and r.metrics["win_rate_pct"] == 0.0
+    assert r.metrics["expectancy"] == pytest.approx(20 - 80)
+
+
+@pytest.mark.parametrize(
+    "text", ["50", "50@", "abc@10", "60@10,50@20", "50@20,25@10", "0@10", "1@1,1@2,1@3,1@4,1@5,1@6"]
+)
+def test_partial_exits_that_do_not_parse_say_what_is_expected(text):
+    with pytest.raises(ParamError, match="share@percent"):
+        backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), partial_exits=text)
+
+
+def test_max_adds_needs_an_add_rule():
+    with pytest.raises(ParamError, match="add rule"):
+        backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), max_adds=2)

@@ -149,7 +149,7 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
         result, _ = run_cache().run(
             "backtest", market, rule, params, run, BacktestResult.key_metrics, session=who, link=urlencode(query)
         )
-        need = montecarlo_bytes(settings["n_simulations"], len(result.trades))
+        need = montecarlo_bytes(settings["n_simulations"], len(result.positions))
         mc, hit = run_cache().run(
             "montecarlo",
             market,
@@ -164,7 +164,7 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
         return {
             "cache_hit": hit,
             "link": dashboard_link("montecarlo", query),
-            "trades": len(result.trades),
+            "trades": len(result.positions),
             "summary": clean(mc.summary().to_dict(orient="index")),
             "probability_of_loss": mc.probability_of_loss(),
             "probability_of_drawdown_worse_than_threshold": mc.probability_of_drawdown_worse_than(threshold),

@@ -12,6 +12,24 @@ from engine import Market
 UP, DOWN = "#26a69a", "#ef5350"
 
 
+def trade_markers(position: pd.Series, fills: pd.DataFrame) -> pd.DataFrame:
+    """Markers for one position on its price chart (`candles`): the limit or stop order's level, the entry
+    (the average fill when it added), and each exit fill, partial exits included."""
+    long_ = position.direction == "long"
+    rows = []
+    order_price = fills["order_price"].iloc[0] if "order_price" in fills else np.nan
+    if np.isfinite(order_price):
+        rows.append((position.entry_date, order_price, f"order level {order_price:,.2f}", "#6e7781", "line-ew-open"))
+    adds = int(fills["adds"].max()) if "adds" in fills else 0
+    entry = f"entry (average of {adds + 1} fills)" if adds else "entry"
+    rows.append((position.entry_date, position.entry_price, entry, UP, "triangle-up" if long_ else "triangle-down"))
+    for fill in fills.itertuples():
+        partial = fill.exit_reason == "partial_exit"
+        label = f"partial exit: {fill.shares:,.4g} shares" if partial else f"exit: {fill.exit_reason}"
+        rows.append((fill.exit_date, fill.exit_price, label, "#fb8c00" if partial else DOWN, "x"))
+    return pd.DataFrame(rows, columns=["date", "price", "label", "color", "shape"])
+
+
 def candles(
     market: Market,
     symbol: str,
@@ -320,7 +338,7 @@ def rolling_risk(
         subplot_titles=(
             f"Rolling Sharpe ({window} bars)",
             f"Rolling volatility ({window} bars, %)",
-            "Gross exposure (% of equity)",
+            "Exposure (% of equity): gross, and net (long - short)",
         ),
     )
     fig.add_trace(go.Scatter(x=r.index, y=sharpe, name="Sharpe", line={"color": "#1f6feb"}), 1, 1)
@@ -328,11 +346,17 @@ def rolling_risk(
     fig.add_trace(go.Scatter(x=r.index, y=vol, name="Volatility %", line={"color": "#8250df"}), 2, 1)
     fig.add_trace(
         go.Scatter(
-            x=r.index, y=equity_df.gross_exposure_pct, name="Exposure %", fill="tozeroy", line={"color": UP, "width": 1}
+            x=r.index, y=equity_df.gross_exposure_pct, name="Gross %", fill="tozeroy", line={"color": UP, "width": 1}
         ),
         3,
         1,
     )
+    if "net_exposure_pct" in equity_df and (equity_df.short_value > 0).any():  # net = gross for a long-only book
+        fig.add_trace(
+            go.Scatter(x=r.index, y=equity_df.net_exposure_pct, name="Net %", line={"color": "#1f6feb", "width": 1}),
+            3,
+            1,
+        )
     fig.update_layout(showlegend=False, hovermode="x unified")
     return _layout(fig, 620)
 

@@ -50,7 +50,7 @@ def tear_sheet(
     ]
     luck = random_entry_test(market, result)
     if len(result.trades):
-        figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.trades)))
+        figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.positions)))
     if len(luck["random"]):
         figures.append(
             (
@@ -74,6 +74,7 @@ def tear_sheet(
                 ("Symbols", f"{summary['symbols']:,}"),
                 ("Entry rule", rule),
                 ("Exit rule", p.exit_rule or "none"),
+                *([("Short rule", p.short_rule)] if p.signal_type == "both" else []),
             ]
         ),
         "<h2>Parameters</h2>" + _table(_parameters(result)),
