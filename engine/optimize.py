@@ -443,7 +443,8 @@ def run_chunk(
     params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
     # Shared inputs (volatility, ATR, correlations, the exit rule) on the whole history, then cut to the window.
     probe = next((p for p in params if needs_atr(p)), params[0])
-    bars_all, _, shared = kernel_inputs(market, probe)
+    adds = max(p.max_adds or 0 for p in params)  # the add rule's signals, if any combination adds
+    bars_all, _, shared = kernel_inputs(market, replace(probe, max_adds=adds or None))
     a, b = bars or (0, market.shape[0])
     window, kbars = market, bars_all
     if (a, b) != (0, market.shape[0]):

@@ -177,7 +177,7 @@ if len(result.events):
     reasons = ", ".join(f"{k} ({n:,})" for k, n in result.skipped().items())
     cuts = int((result.events["action"] == "cut").sum())
     st.caption(
-        f"{m['signals_skipped']:,} signals skipped and {cuts:,} sizes cut by a limit: {reasons}. "
+        f"{m['signals_skipped']:,} signals skipped (or their orders expired) and {cuts:,} sizes cut: {reasons}. "
         "See **Skips and cuts**."
     )
 
@@ -253,8 +253,9 @@ with tab_luck:
         st.plotly_chart(charts.null_histogram(test["random"], test["sharpe"]), width="stretch")
 with tab_events:
     st.caption(
-        f"{len(result.events):,} signals a limit skipped or cut: value and limit are % of equity "
-        "(positions, sectors), correlation, currency (cash) or open positions."
+        f"{len(result.events):,} signals a limit skipped or cut, orders that expired unfilled (value: the "
+        "order's level) and signals in the ATR warm-up: value and limit are % of equity (positions, sectors), "
+        "correlation, currency (cash) or open positions."
     )
     st.dataframe(
         result.events,

@@ -549,3 +549,56 @@ def test_show_trade_opens_on_the_trade_and_the_scanner_puts_rsi_below_the_price(
     assert axis["sma(200)"] == "y" and axis["rsi(14)"] not in ("y", "y2")  # the price panel, volume below it
     no_exception(page)
     page.context.close()
+
+
+def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(server, browser):
+    """The Orders and Costs groups: a limit entry with partial exits and longs and shorts in one book, run from
+    the form; the link carries every setting and reproduces the run for a teammate, whose Scanner shows the
+    short rule beside the entry rule."""
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi(14)+%3C+35", timeout=60_000)
+    run = page.get_by_role("button", name="Run backtest")
+    run.wait_for(timeout=60_000)
+    page.get_by_text("Orders: market at the next open").click()
+    page.get_by_role("combobox", name="Entry order").click()
+    page.get_by_role("option", name="limit").click()
+    page.get_by_role("spinbutton", name="Entry offset (%)").fill("1")
+    page.get_by_role("spinbutton", name="Order valid for (bars)").fill("3")
+    page.get_by_role("textbox", name="Partial exits").fill("50@5")
+    page.get_by_role("combobox", name="Direction").click()
+    page.get_by_role("option", name="both").click()
+    page.get_by_role("textbox", name="Short rule").fill("rsi(14) > 75")
+    page.get_by_text("Costs: none").click()
+    page.get_by_role("spinbutton", name="Borrow fee (% a year)").fill("3")
+    run.click()
+    page.wait_for_url(re.compile(r"[?&]pexit=50%405(&|$)"), timeout=30_000)
+    settle(page)
+    q = query(page)
+    assert (q["order"], q["eoff"], q["evalid"], q["side"], q["short"], q["borrow"]) == (
+        "limit",
+        "1",
+        "3",
+        "both",
+        "rsi(14) > 75",
+        "3",
+    )
+    total = first_metric(page, "Total return")
+    no_exception(page)
+    page.get_by_role("tab", name="Skips and cuts").click()
+    page.get_by_text("order_expired").first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Trades").click()
+    page.get_by_text("exit fills of").first.wait_for(timeout=30_000)  # partial exits: rows per fill
+    page.locator('[data-testid="stPlotlyChart"]:visible').first.wait_for(timeout=30_000)  # the trade's chart
+    page.wait_for_timeout(1000)
+    shot(page, "orders_and_costs")
+    teammate = new_page(browser)
+    teammate.goto(page.url, timeout=60_000)
+    assert first_metric(teammate, "Total return") == total
+    teammate.goto(page.url.replace("/backtest", "/scanner"), timeout=60_000)
+    short = teammate.get_by_role("textbox", name="Short rule")
+    short.wait_for(timeout=60_000)
+    assert short.input_value() == "rsi(14) > 75"
+    teammate.get_by_text("Short rule:").first.wait_for(timeout=30_000)
+    no_exception(teammate)
+    teammate.context.close()
+    page.context.close()

@@ -64,6 +64,23 @@ def test_every_grid_row_and_the_best_equal_a_loop_of_single_backtests(base):
     assert result.best()["sharpe"] == pytest.approx(loop["sharpe"].max())
 
 
+def test_a_grid_over_orders_and_positions_equals_a_loop_of_single_backtests():
+    base = BacktestParams(
+        signal_type="both",
+        short_rule="rsi(14) > 70",
+        on_opposite="reverse",
+        entry_order="limit",
+        add_rule="rsi(14) < 25",
+        partial_exits="50@3",
+        borrow_pct=2.0,
+    )
+    grid = {"entry_offset_pct": [0.5, 1.5], "entry_valid_bars": [1, 3], "max_adds": [0, 2]}
+    result, loop = brute_force(MARKET, grid, base)
+    for metric in METRICS:
+        np.testing.assert_allclose(result.table[metric], loop[metric], rtol=1e-9, atol=1e-9, err_msg=metric)
+    assert loop.n_trades.nunique() > 1  # the keys change the trades
+
+
 def test_a_window_backtest_equals_a_single_backtest_on_that_window():
     result, loop = brute_force(MARKET, {"stop_loss": [3.0, 6.0]}, bars=(100, 250))
     np.testing.assert_allclose(result.table["total_return_pct"], loop["total_return_pct"], rtol=1e-9)
