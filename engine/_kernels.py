@@ -77,7 +77,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "17fa9c6436e3"
+RECORDS_FINGERPRINT = "4620f437f8ef"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -528,24 +528,27 @@ def _open(
     pos["fill_inside"], pos["order_price"], pos["slippage"], pos["signal_bar"] = inside, order_price, slippage, sig
     pos["financing"] = pos["dividends"] = pos["realized"] = pos["basis"] = 0.0
     pos["stop_frac"], pos["full_shares"], pos["last_fill"], pos["adds"], pos["partials_done"] = stop_frac, qty, t, 0, 0
-    pos["peak"] = -d * np.inf
     pos["stop"] = fill * (1.0 - d * stop_frac) if stop_frac > 0.0 else np.nan
     pos["target"] = fill * (1.0 + d * combo["target"]) if combo["target"] > 0.0 else np.nan
     pos["trail_frac"] = combo["trail"]
     pos["trail_dist"] = combo["trail_atr"] * atr_at_signal if combo["trail_atr"] > 0.0 and atr_at_signal > 0.0 else 0.0
-    pos["extreme"] = pos["worst"] = pos["best"] = pos["mark"] = fill
+    pos["worst"] = pos["best"] = pos["mark"] = fill
+    pos["extreme"] = -d * np.inf  # no bar seen yet: the trailing stop starts at the fill
     pos["bars_held"] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _stop_level(pos: Record, d: float) -> tuple[float, int]:
-    """(level, reason): the tighter of the fixed stop and the trailing stop (NaN: no stop)."""
+    """(level, reason): the tighter of the fixed stop and the trailing stop (NaN: no stop). The trailing stop
+    trails the best price since entry, never worse than the average fill."""
     trail = np.nan
-    if pos["trail_frac"] > 0.0:
-        trail = pos["extreme"] * (1.0 - d * pos["trail_frac"])
-    if pos["trail_dist"] > 0.0:
-        by_atr = pos["extreme"] - d * pos["trail_dist"]
-        trail = by_atr if np.isnan(trail) or d * (by_atr - trail) > 0.0 else trail
+    if pos["trail_frac"] > 0.0 or pos["trail_dist"] > 0.0:
+        best = pos["extreme"] if d * (pos["extreme"] - pos["entry_price"]) > 0.0 else pos["entry_price"]
+        if pos["trail_frac"] > 0.0:
+            trail = best * (1.0 - d * pos["trail_frac"])
+        if pos["trail_dist"] > 0.0:
+            by_atr = best - d * pos["trail_dist"]
+            trail = by_atr if np.isnan(trail) or d * (by_atr - trail) > 0.0 else trail
     if np.isnan(trail) or (not np.isnan(pos["stop"]) and d * (pos["stop"] - trail) >= 0.0):
         return pos["stop"], EXIT_STOP
     return trail, EXIT_TRAIL
@@ -598,11 +601,10 @@ def _track(pos: Record, o: float, h: float, lo: float, d: float, at_open: bool, 
     down = o if at_open else lo
     favourable = up if d > 0 else down
     adverse = down if d > 0 else up
-    best, worst, extreme, peak = pos["best"], pos["worst"], pos["extreme"], pos["peak"]
+    best, worst, extreme = pos["best"], pos["worst"], pos["extreme"]
     pos["best"] = favourable if d * (favourable - best) > 0.0 else best
     pos["worst"] = adverse if d * (adverse - worst) < 0.0 else worst
     pos["extreme"] = favourable if holds and d * (favourable - extreme) > 0.0 else extreme
-    pos["peak"] = favourable if holds and d * (favourable - peak) > 0.0 else peak
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -674,10 +676,11 @@ def _exit_all(
     cash_change = long_v = short_v = 0.0
     work.sector_value[:] = 0.0
     scaling_out = sh.partial_frac.shape[0] > 0
+    one_side = sh.direction != 0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
-        d = book[s]["side"]
+        d = float(sh.direction) if one_side else book[s]["side"]
         px, reason, at_open = _step_position(book[s], s, bars, t, d, combo, sh)
         if scaling_out:
             change, ret = _partials(book[s], s, bars, t, d, reason, at_open, sh, trades, work)
@@ -874,8 +877,8 @@ def _adds(
 
 @njit(cache=True, nogil=True, inline="always")
 def _add(pos: Record, t: int, fill: float, qty: float, fee: float, combo: Record, d: float, slippage: float) -> None:
-    """Add qty shares filled at bar t's open to a position: a new average fill, and the stop, the target and
-    the trailing stop's floor measured from it."""
+    """Add qty shares filled at bar t's open to a position: a new average fill, and the stop and the target
+    measured from it (the trailing stop's floor is the average fill: `_stop_level`)."""
     total = pos["shares"] + qty
     avg = (pos["shares"] * pos["entry_price"] + qty * fill) / total
     pos["shares"], pos["full_shares"], pos["entry_price"] = total, pos["full_shares"] + qty, avg
@@ -887,7 +890,6 @@ def _add(pos: Record, t: int, fill: float, qty: float, fee: float, combo: Record
         pos["stop"] = avg * (1.0 - d * pos["stop_frac"])
     if combo["target"] > 0.0:
         pos["target"] = avg * (1.0 + d * combo["target"])
-    pos["extreme"] = pos["peak"] if d * (pos["peak"] - avg) > 0.0 else avg
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1090,15 +1092,40 @@ def _allocate(bars, entries, combo, sh):
 def simulate(bars, entries, priority, combo, sh):
     """Simulate one portfolio with shared cash (see the module docstring for the order of events).
 
-    Returns (trades: TRADE records, one per exit fill, in the order they happened; events: EVENT records;
-    curve: CURVE records per bar; ruin bar or -1).
+    Returns (trades: TRADE records, one per exit fill, in entry order (a position's fills in the order they
+    happened); closing: the position ids in the order they closed; events: EVENT records; curve: CURVE records
+    per bar; ruin bar or -1).
     Allocates here, then runs `_run`, which is compiled without Numba's runtime: reference counting the
     arrays inside the steps cost 40% of the time. The records are copied out of the worst-case buffers
     here (a memcpy; NumPy copies padded records field by field, 4x slower).
     """
     trades, events, curve, work = _allocate(bars, entries, combo, sh)
     n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    return trades[: work.tally[1]].copy(), events[:n_events].copy(), curve, ruin
+    fills, closing = _entry_order(trades[: work.tally[1]], work.tally[0])
+    return fills, closing, events[:n_events].copy(), curve, ruin
+
+
+@njit(cache=True, nogil=True)
+def _entry_order(fills, n_positions):
+    """(the fills sorted by position id, a position's fills kept in the order they happened; the ids of the
+    positions in the order they closed). A counting sort in one pass: records are copied whole here, where
+    NumPy's fancy indexing copies them field by field."""
+    start = np.zeros(n_positions + 1, np.int64)
+    for i in range(fills.shape[0]):
+        start[fills[i]["position_id"] + 1] += 1
+    for p in range(n_positions):
+        start[p + 1] += start[p]
+    out = np.empty(fills.shape[0], TRADE)
+    closing = np.empty(fills.shape[0], np.int64)
+    n_closed = 0
+    for i in range(fills.shape[0]):
+        p = fills[i]["position_id"]
+        out[start[p]] = fills[i]
+        start[p] += 1
+        if fills[i]["closes"]:
+            closing[n_closed] = p
+            n_closed += 1
+    return out, closing[:n_closed].copy()
 
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]

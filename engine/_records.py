@@ -135,32 +135,32 @@ CURVE = np.dtype(
 # One open position (or, for Kelly, one shadow trade) per symbol.
 POSITION = np.dtype(
     [
+        # Read and written every bar a position is held (two cache lines: keep them first and together).
         ("shares", np.float64),
         ("side", np.float64),  # +1 long, -1 short (of the position, or of the live order)
-        ("closed_bar", np.int64),  # the bar its last position closed on
-        ("signal_bar", np.int64),  # the bar of the signal that opened it
-        ("stop_frac", np.float64),  # the stop's distance from the average fill, a fraction (0: none)
-        ("peak", np.float64),  # the best high (long; a short's: low) of the bars held, for the trailing stop
-        ("adds", np.int64),
-        ("last_fill", np.int64),  # the bar of its last entry fill (the first, or an add)
-        ("full_shares", np.float64),  # shares bought (partial exits are fractions of this)
-        ("partials_done", np.int64),
-        ("realized", np.float64),  # pnl of its partial exits so far
-        ("basis", np.float64),  # cost of the shares those exits sold
-        ("entry_price", np.float64),
+        ("entry_price", np.float64),  # the average fill
         ("entry_bar", np.int64),
-        ("entry_fee", np.float64),
         ("stop", np.float64),
         ("target", np.float64),
         ("trail_frac", np.float64),
         ("trail_dist", np.float64),
-        ("extreme", np.float64),
+        ("extreme", np.float64),  # the best high (long; a short's: low) of the bars held, for the trailing stop
         ("worst", np.float64),
         ("best", np.float64),
         ("bars_held", np.int64),
         ("mark", np.float64),
+        # Read at entries, adds, partial exits, the close and overnight.
+        ("partials_done", np.int64),
+        ("entry_fee", np.float64),
         ("seq", np.int64),
-        ("fill_inside", np.bool_),  # entered inside its bar (a limit or stop order): no target on that bar
+        ("closed_bar", np.int64),  # the bar its last position closed on
+        ("signal_bar", np.int64),  # the bar of the signal that opened it
+        ("stop_frac", np.float64),  # the stop's distance from the average fill, a fraction (0: none)
+        ("adds", np.int64),
+        ("last_fill", np.int64),  # the bar of its last entry fill (the first, or an add)
+        ("full_shares", np.float64),  # shares bought (partial exits are fractions of this)
+        ("realized", np.float64),  # pnl of its partial exits so far
+        ("basis", np.float64),  # cost of the shares those exits sold
         ("slippage", np.float64),
         ("financing", np.float64),
         ("dividends", np.float64),
@@ -171,6 +171,7 @@ POSITION = np.dtype(
         ("order_until", np.int64),
         ("order_signal", np.int64),
         ("order_prio", np.float64),
+        ("fill_inside", np.bool_),  # entered inside its bar (a limit or stop order): no target on that bar
     ]
 )
 # One grid combination's summary (NaN where undefined, as engine/metrics.py).

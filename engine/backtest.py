@@ -439,8 +439,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     """Kernel records into frames: trades (exit fills) in the order their positions were entered (bar, then
     priority, then symbol), a position's fills in the order they happened; equity per date, events, metrics
     (per position)."""
-    fills, event_records, curve, ruin_bar = out
-    t = fills[np.argsort(fills["position_id"], kind="stable")]
+    t, closing, event_records, curve, ruin_bar = out
     symbol_dtype, dates = _symbol_dtype(market.symbols), market.dates.to_numpy()
     sym, e_bar = t["symbol"], t["entry_bar"]
     return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
@@ -503,11 +502,18 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
     )
     metrics = compute_metrics(
-        equity, market.dates, _per_position(fills), n_open, market.close, params.risk_free_pct, buy_hold, bh
+        equity,
+        market.dates,
+        _per_position(t, closing, return_pct, bars_held),
+        n_open,
+        market.close,
+        params.risk_free_pct,
+        buy_hold,
+        bh,
     )
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
-    metrics |= _cost_totals(t, curve)
+    metrics |= _cost_totals(trades, curve, params)
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
         trades=trades,
@@ -520,31 +526,41 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     )
 
 
-def _per_position(fills: np.ndarray) -> dict[str, np.ndarray]:
+def _per_position(
+    fills: np.ndarray, closing: np.ndarray, return_pct: np.ndarray, bars_held: np.ndarray
+) -> dict[str, np.ndarray]:
     """What the trade metrics read, one value per closed position (its fills summed): pnl in the order the
-    positions closed (for the streaks), return (pnl / cost of the shares sold) and bars held in entry order."""
+    positions closed (`closing`, for the streaks), return (pnl / cost of the shares sold) and bars held in
+    entry order (`fills` are in entry order; `return_pct` and `bars_held` are the fills'). Field by field:
+    whole records are slow to index."""
     pid = fills["position_id"]
-    n = int(pid.max()) + 1 if len(pid) else 0
+    n = int(pid[-1]) + 1 if len(pid) else 0
+    if n == len(pid) == len(closing):  # a fill per position, each closing it: the fills are the positions
+        return {"pnl": fills["pnl"][closing], "return_pct": return_pct, "bars_held": bars_held}
+    last = fills["closes"]  # a position's closing fill is its last
     pnl = np.bincount(pid, weights=fills["pnl"], minlength=n)
     cost = np.bincount(pid, weights=fills["shares"] * fills["entry_price"], minlength=n)
-    closing = fills[fills["closes"]]  # one fill per closed position, in the order they closed
-    ids = np.sort(closing["position_id"])
-    last = closing[np.argsort(closing["position_id"])]
+    ids = pid[last]
     return {
-        "pnl": pnl[closing["position_id"]],
+        "pnl": pnl[closing],
         "return_pct": pnl[ids] / cost[ids] * 100.0,
-        "bars_held": last["exit_bar"] - last["entry_bar"] + 1,
+        "bars_held": fills["exit_bar"][last] - fills["entry_bar"][last] + 1,
     }
 
 
-def _cost_totals(trades: np.ndarray, curve: np.ndarray) -> dict[str, float]:
-    """What the run paid and earned besides prices: commission, slippage, borrow, interest, dividends."""
+def _cost_totals(trades: pd.DataFrame, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
+    """What the run paid and earned besides prices: commission, slippage, borrow, interest, dividends (each
+    summed only where something can be paid: most runs pay neither carry nor dividends)."""
+
+    def total(values: Any, on: bool = True) -> float:
+        return float(np.add.reduce(np.asarray(values))) if on and len(values) else 0.0
+
     return {
-        "total_commission": float(trades["fees"].sum()),
-        "total_slippage": float(trades["slippage"].sum()),
-        "total_borrow": float(curve["borrow"].sum()),
-        "total_interest": float(curve["interest"].sum()),
-        "total_dividends": float(trades["dividends"].sum()),
+        "total_commission": total(trades["fees"]),
+        "total_slippage": total(trades["slippage"], p.slippage_bps > 0),
+        "total_borrow": total(curve["borrow"], p.borrow_pct > 0),
+        "total_interest": total(curve["interest"], p.margin_interest_pct > 0 or p.cash_interest_pct > 0),
+        "total_dividends": total(trades["dividends"]),
     }
 
 

@@ -321,16 +321,25 @@ def test_the_grid_kernel_reduces_each_combination_to_the_single_backtests_metric
         assert row.sharpe == pytest.approx(single["sharpe"], nan_ok=True)
 
 
-def test_fills_come_out_in_the_order_they_happened_and_the_result_in_entry_order():
+def test_fills_come_out_in_entry_order_with_the_order_positions_closed_in():
     # AAA enters on bar 1 and exits by holding period at the close of bar 3; BBB enters on bar 2 and its
     # stop is touched on that bar, so it closes first.
     m = bars_market({"AAA": flat(6), "BBB": [*flat(2), (100.0, 100.0, 90.0, 92.0), *flat(3, 92.0)]})
     bars, combo, shared = kernel_inputs(m, BacktestParams(holding_period=3, stop_loss=5.0))
-    fills, *_ = k.simulate(bars, signal_at(m, AAA=[0], BBB=[1]), np.zeros((0, 0)), combo, shared)
-    assert list(fills["symbol"]) == [1, 0] and list(fills["position_id"]) == [1, 0]
-    assert list(fills["exit_bar"]) == [2, 3] and list(fills["reason"]) == [k.EXIT_STOP, k.EXIT_HOLDING]
-    trades = backtest(m, signal_at(m, AAA=[0], BBB=[1]), holding_period=3, stop_loss=5.0).trades
-    assert list(trades.symbol) == ["AAA", "BBB"] and list(trades.position_id) == [0, 1]
+    fills, closing, *_ = k.simulate(bars, signal_at(m, AAA=[0], BBB=[1]), np.zeros((0, 0)), combo, shared)
+    assert list(fills["symbol"]) == [0, 1] and list(fills["position_id"]) == [0, 1]
+    assert list(fills["exit_bar"]) == [3, 2] and list(fills["reason"]) == [k.EXIT_HOLDING, k.EXIT_STOP]
+    assert list(closing) == [1, 0]
+
+
+def test_a_positions_fills_stay_together_in_the_order_they_happened():
+    fills = np.zeros(5, k.TRADE)
+    fills["position_id"] = [1, 0, 1, 2, 0]  # written as they happened
+    fills["exit_bar"] = [3, 4, 5, 6, 7]
+    fills["closes"] = [False, False, True, True, True]
+    out, closing = k._entry_order(fills, 3)
+    assert list(out["position_id"]) == [0, 0, 1, 1, 2] and list(out["exit_bar"]) == [4, 7, 3, 5, 6]
+    assert list(closing) == [1, 2, 0]
 
 
 def test_a_position_that_never_closes_writes_no_fill():
