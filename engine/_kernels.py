@@ -77,7 +77,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "4620f437f8ef"
+RECORDS_FINGERPRINT = "254ccc01fe60"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -768,7 +768,7 @@ def _step_position(
     return px, reason, at_open
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # no call in the exit loop: a call there slows every bar
 def _partials(
     pos: Record,
     s: int,

@@ -90,7 +90,6 @@ TRADE = np.dtype(
         ("symbol", np.int64),
         ("position_id", np.int64),  # the position's entry rank: a position with partial exits has a row per fill
         ("signal_bar", np.int64),
-        ("closes", np.bool_),  # this fill closes the position
         ("adds", np.int64),  # fills that added to the position before this exit
         ("side", np.float64),  # +1 long, -1 short
         ("entry_bar", np.int64),
@@ -107,7 +106,9 @@ TRADE = np.dtype(
         ("financing", np.float64),  # borrow fee and margin interest charged while held
         ("dividends", np.float64),  # dividends received (long) or paid (short)
         ("order_price", np.float64),  # the limit or stop order's level; NaN for a market entry
-    ]
+        ("closes", np.bool_),  # this fill closes the position
+    ],
+    align=True,  # padded to whole 8-byte words: NumPy copies unaligned fields on a slow path
 )
 # 32 bytes, not 48: a run can log several events per trade, and they are copied out of the kernel's buffer.
 EVENT = np.dtype(
@@ -172,7 +173,8 @@ POSITION = np.dtype(
         ("order_signal", np.int64),
         ("order_prio", np.float64),
         ("fill_inside", np.bool_),  # entered inside its bar (a limit or stop order): no target on that bar
-    ]
+    ],
+    align=True,
 )
 # One grid combination's summary (NaN where undefined, as engine/metrics.py).
 GRID_METRIC = np.dtype(

@@ -513,7 +513,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     )
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
-    metrics |= _cost_totals(trades, curve, params)
+    metrics |= _cost_totals(t, curve, params)
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
         trades=trades,
@@ -548,19 +548,19 @@ def _per_position(
     }
 
 
-def _cost_totals(trades: pd.DataFrame, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
+def _cost_totals(fills: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
     """What the run paid and earned besides prices: commission, slippage, borrow, interest, dividends (each
-    summed only where something can be paid: most runs pay neither carry nor dividends)."""
+    summed only where something can be paid: most runs pay neither carry nor slippage)."""
 
-    def total(values: Any, on: bool = True) -> float:
-        return float(np.add.reduce(np.asarray(values))) if on and len(values) else 0.0
+    def total(values: np.ndarray, on: bool = True) -> float:
+        return float(values.sum()) if on else 0.0
 
     return {
-        "total_commission": total(trades["fees"]),
-        "total_slippage": total(trades["slippage"], p.slippage_bps > 0),
+        "total_commission": total(fills["fees"]),
+        "total_slippage": total(fills["slippage"], p.slippage_bps > 0),
         "total_borrow": total(curve["borrow"], p.borrow_pct > 0),
         "total_interest": total(curve["interest"], p.margin_interest_pct > 0 or p.cash_interest_pct > 0),
-        "total_dividends": total(trades["dividends"]),
+        "total_dividends": total(fills["dividends"]),
     }
 
 
