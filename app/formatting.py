@@ -102,7 +102,8 @@ def orders_summary(values: dict) -> str:
         bars = int(values.get("entry_valid_bars", 1))
         parts = [f"{order} {offset} from the close, valid {bars} bar{'s' if bars != 1 else ''}"]
     if values.get("max_adds"):
-        parts.append(f"up to {int(values['max_adds'])} adds")
+        adds = int(values["max_adds"])
+        parts.append(f"up to {adds} add{'s' if adds != 1 else ''}")
     if values.get("partial_exits"):
         parts.append(f"partial exits {values['partial_exits']}")
     if values.get("signal_type") == "both":

@@ -372,7 +372,7 @@ PARAMS: tuple[Param, ...] = (
         1,
         20,
         1,
-        "adds",
+        "",
         off=True,
         help="Scaling in: how many times a position may add when the add rule is true (at the next open).",
         grid=(1, 3, 1),
@@ -414,7 +414,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "breakeven_after_partial",
         "breakeven",
-        "Stop to breakeven after a partial exit",
+        "Breakeven after partial",
         bool,
         False,
         help="On: after the first partial exit the stop moves to the average fill (from the next bar).",

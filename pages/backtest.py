@@ -265,7 +265,15 @@ with tab_events:
         column_config=app_format.two_decimal_columns(result.events),
     )
 with tab_all:
-    st.dataframe(app_format.metrics_table(m), hide_index=True, width="stretch")
+    st.dataframe(
+        app_format.metrics_table(m),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "metric": st.column_config.TextColumn(width="medium"),
+            "value": st.column_config.TextColumn(width="small"),
+        },
+    )
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
 d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")
