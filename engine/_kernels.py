@@ -152,7 +152,8 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
-    tally: np.ndarray  # positions entered, exit fills written
+    tally: np.ndarray  # positions entered, exit fills written, positions closed
+    closing: np.ndarray  # the ids of the positions in the order they closed
     order_fill: np.ndarray  # per symbol: the fill price of its order on this bar
     cand_side: np.ndarray  # per symbol: the side (+1, -1) of its entry candidate on this bar
     order_inside: np.ndarray  # per symbol: that fill was inside the bar (not at its open)
@@ -624,8 +625,13 @@ def _close(
     entry_fee, financing, dividends = part * pos["entry_fee"], part * pos["financing"], part * pos["dividends"]
     slippage = part * pos["slippage"]
     pnl = d * qty * (fill - pos["entry_price"]) - entry_fee - fee - financing + dividends
-    r = trades[work.tally[1]]
+    # Without partial exits a position has one fill: its row is its entry number, so the rows come out in
+    # entry order with no sort (and no copy).
+    r = trades[work.tally[1] if sh.partial_frac.shape[0] > 0 else pos["seq"]]
     work.tally[1] += 1
+    if closes:
+        work.closing[work.tally[2]] = pos["seq"]
+        work.tally[2] += 1
     r["position_id"], r["closes"], r["adds"], r["side"] = pos["seq"], closes, pos["adds"], d
     r["signal_bar"] = pos["signal_bar"]
     r["symbol"], r["entry_bar"], r["exit_bar"], r["entry_price"], r["exit_price"] = (
@@ -865,14 +871,21 @@ def _adds(
         qty, n_events = _volume_cap(qty, s, t, fill, bars, sh, events, n_events)
         if qty <= 0.0:
             continue
-        notional = qty * fill
-        fee = _fee(notional, sh)
-        cash -= d * notional + fee
-        equity -= fee
-        gross += notional
-        sector_value[sh.sector_id[s]] += notional
+        fee, cash, equity, gross = _book_fill(qty, fill, d, s, sh, sector_value, cash, equity, gross)
         _add(pos, t, fill, qty, fee, combo, d, qty * abs(fill - o))
     return cash, equity, gross, n_events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _book_fill(
+    qty: float, fill: float, d: float, s: int, sh: Shared, sector_value: Array, cash: float, equity: float, gross: float
+) -> tuple[float, float, float, float]:
+    """Pay for an entry or an add of qty shares at fill on side d: the cash moves by the value and the fee,
+    equity by the fee, gross exposure and the symbol's sector by the value. Returns (fee, cash, equity, gross)."""
+    notional = qty * fill
+    fee = _fee(notional, sh)
+    sector_value[sh.sector_id[s]] += notional
+    return fee, cash - d * notional - fee, equity - fee, gross + notional
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -982,12 +995,7 @@ def _enter_all(
             if not np.isnan(breach):  # the skip replaces any cut recorded for this signal
                 n_events = _log(events, first_event, t, s, RULE_MAX_CORR, breach, sh.max_corr, ACTION_SKIP)
                 continue
-        notional = qty * fill
-        fee = _fee(notional, sh)
-        cash -= d * notional + fee
-        equity -= fee
-        gross += notional
-        sector_value[sh.sector_id[s]] += notional
+        fee, cash, equity, gross = _book_fill(qty, fill, d, s, sh, sector_value, cash, equity, gross)
         _open(
             book[s],
             t,
@@ -1080,7 +1088,8 @@ def _allocate(bars, entries, combo, sh):
         np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
         (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
         np.array([-1, 0, 0]),
-        np.zeros(2, np.int64),
+        np.zeros(3, np.int64),
+        np.empty(cap, np.int64),
         np.empty(n_sym),
         np.empty(n_sym),
         np.zeros(n_sym, np.bool_),
@@ -1096,36 +1105,57 @@ def simulate(bars, entries, priority, combo, sh):
     happened); closing: the position ids in the order they closed; events: EVENT records; curve: CURVE records
     per bar; ruin bar or -1).
     Allocates here, then runs `_run`, which is compiled without Numba's runtime: reference counting the
-    arrays inside the steps cost 40% of the time. The records are copied out of the worst-case buffers
-    here (a memcpy; NumPy copies padded records field by field, 4x slower).
+    arrays inside the steps cost 40% of the time. The records come back as views of the worst-case buffers
+    (their untouched pages cost no memory; a copy would fault in every page again), sorted into entry order
+    only when partial exits made several fills a position.
     """
     trades, events, curve, work = _allocate(bars, entries, combo, sh)
     n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    fills, closing = _entry_order(trades[: work.tally[1]], work.tally[0])
-    return fills, closing, events[:n_events].copy(), curve, ruin
+    return _fills(trades, sh, work), work.closing[: work.tally[2]], events[:n_events], curve, ruin
+
+
+@njit(cache=True, nogil=True)
+def _fills(trades, sh, work):
+    """The exit fills a run wrote, in entry order (a position's fills in the order they happened)."""
+    n_positions, n_fills, n_closed = work.tally
+    if sh.partial_frac.shape[0] > 0:
+        return _entry_order(trades[:n_fills], n_positions)
+    if n_closed == n_positions:  # a row per position, in entry order already (`_close`)
+        return trades[:n_fills]
+    return _closed_rows(trades, work.closing[:n_closed], n_positions)
+
+
+@njit(cache=True, nogil=True)
+def _closed_rows(trades, closing, n_positions):
+    """The rows of the positions that closed, in entry order: a position whose symbol's data ends without a
+    close (raw inputs only; `last_valid` closes the others) has no row."""
+    closed = np.zeros(n_positions, np.bool_)
+    for p in closing:
+        closed[p] = True
+    out = np.empty(closing.shape[0], TRADE)
+    j = 0
+    for p in range(n_positions):
+        if closed[p]:
+            out[j] = trades[p]
+            j += 1
+    return out
 
 
 @njit(cache=True, nogil=True)
 def _entry_order(fills, n_positions):
-    """(the fills sorted by position id, a position's fills kept in the order they happened; the ids of the
-    positions in the order they closed). A counting sort in one pass: records are copied whole here, where
-    NumPy's fancy indexing copies them field by field."""
+    """The fills sorted by position id, a position's fills kept in the order they happened. A counting sort
+    in one pass: records are copied whole here, where NumPy's fancy indexing copies them field by field."""
     start = np.zeros(n_positions + 1, np.int64)
     for i in range(fills.shape[0]):
         start[fills[i]["position_id"] + 1] += 1
     for p in range(n_positions):
         start[p + 1] += start[p]
     out = np.empty(fills.shape[0], TRADE)
-    closing = np.empty(fills.shape[0], np.int64)
-    n_closed = 0
     for i in range(fills.shape[0]):
         p = fills[i]["position_id"]
         out[start[p]] = fills[i]
         start[p] += 1
-        if fills[i]["closes"]:
-            closing[n_closed] = p
-            n_closed += 1
-    return out, closing[:n_closed].copy()
+    return out
 
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
@@ -1266,18 +1296,28 @@ def block_stats(equity, n_blocks):
 
 
 @njit(cache=True, nogil=True)
-def position_returns(fills, n_positions):
-    """(pnl, return) of each closed position, in entry order, from its exit fills: the metrics count
-    positions, not fills (a position with partial exits has several). Return = pnl / cost of the shares
-    sold."""
+def position_totals(fills, n_positions):
+    """Per position id, its exit fills summed: (pnl, cost of the shares sold, bars held from the first fill
+    to the last exit, closed). The metrics count positions, not fills (partial exits make several); the
+    backtest and the grid both sum them here."""
     pnl, cost = np.zeros(n_positions), np.zeros(n_positions)
+    bars_held = np.zeros(n_positions, np.int64)
     closed = np.zeros(n_positions, np.bool_)
     for i in range(fills.shape[0]):
         f = fills[i]
         p = f["position_id"]
         pnl[p] += f["pnl"]
         cost[p] += f["shares"] * f["entry_price"]
-        closed[p] = closed[p] or f["closes"]
+        if f["closes"]:
+            closed[p] = True
+            bars_held[p] = f["exit_bar"] - f["entry_bar"] + 1
+    return pnl, cost, bars_held, closed
+
+
+@njit(cache=True, nogil=True)
+def position_returns(fills, n_positions):
+    """(pnl, return) of each closed position, in entry order (`position_totals`); return = pnl / cost."""
+    pnl, cost, _, closed = position_totals(fills, n_positions)
     return pnl[closed], pnl[closed] / cost[closed]
 
 
@@ -1292,7 +1332,7 @@ def simulate_grid(bars, entries, priority, combos, sh, years, rf_per_bar, period
         combo = combos[c]
         trades, events, curve, work = _allocate(bars, entries, combo, sh)
         _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-        pnl, trade_ret = position_returns(trades[: work.tally[1]], work.tally[0])
+        pnl, trade_ret = position_returns(_fills(trades, sh, work), work.tally[0])
         equity = curve["equity"].copy()
         summary_metrics(out[c], equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
         if n_blocks > 0 and len(equity) > n_blocks:

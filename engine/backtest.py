@@ -138,27 +138,96 @@ def _codes(codes: np.ndarray, dtype: pd.CategoricalDtype, validate: bool = True)
     return pd.Categorical.from_codes(codes, dtype=dtype, validate=validate)
 
 
-@dataclass
+@dataclass(eq=False)
 class BacktestResult:
-    """Trades, equity and metrics of one run, with the parameters that produced it."""
+    """Trades, equity and metrics of one run, with the parameters that produced it.
 
-    trades: pd.DataFrame
-    equity: pd.DataFrame
+    The run keeps the kernel's records (`fills`, `curve`, `event_log`); `trades`, `equity` and `events` are
+    built from them on first use. Metrics come straight from the records, so a caller that reads only
+    metrics (the what-if loop, an optimiser window) never pays for the tables, and the disk cache stores
+    records, not frames."""
+
     metrics: dict[str, float]
     params: BacktestParams
-    event_log: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # EVENT records, dates, symbols
+    fills: np.ndarray = field(repr=False)  # TRADE records: one per exit fill, in entry order
+    curve: np.ndarray = field(repr=False)  # CURVE records: one per bar
+    event_log: np.ndarray = field(repr=False)  # EVENT records: each signal a limit skipped or cut
+    dates: np.ndarray = field(repr=False)  # the bars' dates (datetime64)
+    symbols: np.ndarray = field(repr=False)  # the columns' symbols (text)
+    benchmark_equity: np.ndarray = field(repr=False)  # buy and hold of the benchmark, per bar
+    at_signal: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # indicator -> value per fill
     ruined_on: pd.Timestamp | None = None
     warnings: list[str] = field(default_factory=list)
 
     @cached_property
-    def events(self) -> pd.DataFrame:
-        """Every signal a limit skipped or cut: date, symbol, rule, value, limit, action. Built on first use:
-        a run can log several events a trade, and most callers (optimiser windows) never read them."""
-        records, dates, symbols = self.event_log
+    def trades(self) -> pd.DataFrame:
+        """One row per exit fill (a position with partial exits has several, sharing its `position_id`), in
+        the order the positions were entered (bar, then priority, then symbol)."""
+        t, dates = self.fills, self.dates
+        e_bar = t["entry_bar"]
+        trades = pd.DataFrame(
+            {
+                "position_id": t["position_id"],
+                "symbol": _codes(t["symbol"], _symbol_dtype(tuple(self.symbols)), validate=False),
+                "direction": _codes((t["side"] < 0).astype(np.int8), _DIRECTION_DTYPE, validate=False),
+                "entry_date": dates[e_bar],
+                "entry_price": t["entry_price"],
+                "exit_date": dates[t["exit_bar"]],
+                "exit_price": t["exit_price"],
+                "shares": t["shares"],
+                "pnl": t["pnl"],
+                "return_pct": t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0,
+                "fees": t["fees"],
+                "slippage": t["slippage"],
+                "financing": t["financing"],
+                "dividends": t["dividends"],
+                "bars_held": t["exit_bar"] - e_bar + 1,
+                "exit_reason": _codes(t["reason"], _EXIT_DTYPE, validate=False),
+                "mae_pct": t["mae_pct"],
+                "mfe_pct": t["mfe_pct"],
+                "entry_bar": e_bar,
+                "exit_bar": t["exit_bar"],
+            }
+        )
+        if self.params.entry_order != "market":
+            trades.insert(trades.columns.get_loc("entry_price"), "order_price", t["order_price"])
+        if self.params.max_adds:
+            trades.insert(trades.columns.get_loc("exit_date"), "adds", t["adds"])
+        for name, values in self.at_signal.items():  # each entry-rule indicator at the signal bar
+            trades[f"at_signal: {name}"] = values
+        return trades
+
+    @cached_property
+    def equity(self) -> pd.DataFrame:
+        """Per bar: equity, cash, long and short value, gross and net exposure, open positions, carry, the
+        drawdown and the benchmark's buy and hold."""
+        c = self.curve
+        equity, long_v, short_v = c["equity"], c["long_value"], c["short_value"]
         return pd.DataFrame(
             {
-                "date": dates[records["bar"]],
-                "symbol": _codes(records["symbol"], _symbol_dtype(tuple(symbols))),
+                "equity": equity,
+                "cash": c["cash"],
+                "long_value": long_v,
+                "short_value": short_v,
+                "gross_exposure_pct": _share_pct(long_v + short_v, equity),
+                "net_exposure_pct": _share_pct(long_v - short_v, equity),
+                "open_positions": c["open_positions"],
+                "borrow": c["borrow"],
+                "interest": c["interest"],
+                "drawdown_pct": drawdown_pct(equity),
+                "buy_hold_equity": self.benchmark_equity,
+            },
+            index=pd.DatetimeIndex(self.dates, name="date"),
+        )
+
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        """Every signal a limit skipped or cut: date, symbol, rule, value, limit, action."""
+        records = self.event_log
+        return pd.DataFrame(
+            {
+                "date": self.dates[records["bar"]],
+                "symbol": _codes(records["symbol"], _symbol_dtype(tuple(self.symbols))),
                 "rule": _codes(records["rule"], _RULE_DTYPE),
                 "value": records["value"],
                 "limit": records["limit"],
@@ -260,10 +329,16 @@ def exit_rule_matrix(market: Market, rule: str) -> np.ndarray:
     """The exit rule's (bars x symbols) bool matrix; 0 x 0 when there is none."""
     if not rule.strip():
         return np.zeros((0, 0), bool)
+    return rule_signals(market, rule, "Exit rule")[0]
+
+
+def rule_signals(market: Market, rule: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """(signal matrix, priority) of a rule a setting names (exit, short or add rule), evaluated once per
+    dataset and rule text: a what-if edit or an optimiser chunk reuses it. A rule error names the setting."""
     try:
-        return np.ascontiguousarray(scan(market, rule).matrix)
+        return _per_dataset(market, Derived.RULE_SIGNALS, lambda: signal_matrix(market, scan(market, rule)), rule)
     except RuleError as exc:
-        raise RuleError(f"Exit rule: {exc}") from None
+        raise RuleError(f"{label}: {exc}") from None
 
 
 def kernel_bars(market: Market) -> k.Bars:
@@ -327,16 +402,8 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         corr = _per_dataset(market, Derived.CORRELATION_INPUTS, lambda: correlation_inputs(market.close))
     short_signal, short_priority = (np.zeros((0, 0), bool), np.zeros((0, 0)))
     if p.signal_type == "both":
-        try:
-            short_signal, short_priority = signal_matrix(market, scan(market, p.short_rule))
-        except RuleError as exc:
-            raise RuleError(f"Short rule: {exc}") from None
-    add_signal = np.zeros((0, 0), bool)
-    if p.max_adds:
-        try:
-            add_signal = np.ascontiguousarray(scan(market, p.add_rule).matrix)
-        except RuleError as exc:
-            raise RuleError(f"Add rule: {exc}") from None
+        short_signal, short_priority = rule_signals(market, p.short_rule, "Short rule")
+    add_signal = rule_signals(market, p.add_rule, "Add rule")[0] if p.max_adds else np.zeros((0, 0), bool)
     partials = np.array(table.partial_exit_levels(p.partial_exits), float).reshape(-1, 2) / 100.0
     shared = k.Shared(
         direction={"long": 1, "short": -1, "both": 0}[p.signal_type],
@@ -430,122 +497,54 @@ def benchmark_per_unit(market: Market, symbol: str = "") -> np.ndarray:
     return _per_dataset(market, Derived.BUY_HOLD_PER_UNIT, lambda: buy_hold_equity(market.close[:, j : j + 1], 1.0), j)
 
 
-def _per_dataset(market: Market, entry: Derived, compute: Callable[[], Any], *args: int) -> Any:
+def _per_dataset(market: Market, entry: Derived, compute: Callable[[], Any], *args: int | str) -> Any:
     """A value that depends only on the data, computed once per dataset (in its indicator memo)."""
     return indicators_for(market).derived(entry, *args, compute=compute)
 
 
 def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = None) -> BacktestResult:
-    """Kernel records into frames: trades (exit fills) in the order their positions were entered (bar, then
-    priority, then symbol), a position's fills in the order they happened; equity per date, events, metrics
-    (per position)."""
-    t, closing, event_records, curve, ruin_bar = out
-    symbol_dtype, dates = _symbol_dtype(market.symbols), market.dates.to_numpy()
-    sym, e_bar = t["symbol"], t["entry_bar"]
-    return_pct = t["pnl"] / (t["shares"] * t["entry_price"]) * 100.0
-    bars_held = t["exit_bar"] - e_bar + 1
-    trades = pd.DataFrame(
-        {
-            "position_id": t["position_id"],
-            "symbol": _codes(sym, symbol_dtype, validate=False),
-            "direction": _codes((t["side"] < 0).astype(np.int8), _DIRECTION_DTYPE, validate=False),
-            "entry_date": dates[e_bar],
-            "entry_price": t["entry_price"],
-            "exit_date": dates[t["exit_bar"]],
-            "exit_price": t["exit_price"],
-            "shares": t["shares"],
-            "pnl": t["pnl"],
-            "return_pct": return_pct,
-            "fees": t["fees"],
-            "slippage": t["slippage"],
-            "financing": t["financing"],
-            "dividends": t["dividends"],
-            "bars_held": bars_held,
-            "exit_reason": _codes(t["reason"], _EXIT_DTYPE, validate=False),
-            "mae_pct": t["mae_pct"],
-            "mfe_pct": t["mfe_pct"],
-            "entry_bar": e_bar,
-            "exit_bar": t["exit_bar"],
-        },
-        copy=False,  # the columns are new arrays or views of the kernel's records: no need to copy them again
-    )
-    if params.entry_order != "market":
-        trades.insert(trades.columns.get_loc("entry_price"), "order_price", t["order_price"])
-    if params.max_adds:
-        trades.insert(trades.columns.get_loc("exit_date"), "adds", t["adds"])
-    at_signal = signals.values(market, t["signal_bar"], sym) if isinstance(signals, Signals) else {}
-    for name, values in at_signal.items():  # each entry-rule indicator at the signal bar
-        trades[f"at_signal: {name}"] = values
-    equity = curve["equity"].copy()
-    long_v, short_v = curve["long_value"].copy(), curve["short_value"].copy()
-    n_open = curve["open_positions"].copy()
+    """The kernel's records and the metrics computed from them (per position); the tables wait for a reader."""
+    fills, closing, event_records, curve, ruin_bar = out
+    at_signal = signals.values(market, fills["signal_bar"], fills["symbol"]) if isinstance(signals, Signals) else {}
     bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
-    equity_df = pd.DataFrame(
-        {
-            "equity": equity,
-            "cash": curve["cash"].copy(),
-            "long_value": long_v,
-            "short_value": short_v,
-            "gross_exposure_pct": np.divide(long_v + short_v, equity, out=np.zeros_like(equity), where=equity > 0)
-            * 100,
-            "net_exposure_pct": np.divide(long_v - short_v, equity, out=np.zeros_like(equity), where=equity > 0) * 100,
-            "open_positions": n_open,
-            "borrow": curve["borrow"].copy(),
-            "interest": curve["interest"].copy(),
-            "drawdown_pct": drawdown_pct(equity),
-            "buy_hold_equity": bh,
-        },
-        index=pd.Index(market.dates, name="date"),
-        copy=False,
-    )
     buy_hold = float(
         _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
     )
+    equity, n_open = curve["equity"].copy(), curve["open_positions"].copy()  # contiguous for the kernels
     metrics = compute_metrics(
-        equity,
-        market.dates,
-        _per_position(t, closing, return_pct, bars_held),
-        n_open,
-        market.close,
-        params.risk_free_pct,
-        buy_hold,
-        bh,
+        equity, market.dates, _per_position(fills, closing), n_open, market.close, params.risk_free_pct, buy_hold, bh
     )
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
-    metrics |= _cost_totals(t, curve, params)
+    metrics |= _cost_totals(fills, curve, params)
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
-        trades=trades,
-        equity=equity_df,
         metrics=metrics,
         params=params,
-        event_log=(event_records, dates, np.array(market.symbols)),
+        fills=fills,
+        curve=curve,
+        event_log=event_records,
+        dates=market.dates.to_numpy(),
+        symbols=np.array(market.symbols),
+        benchmark_equity=bh,
+        at_signal=at_signal,
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
-        warnings=_warnings(params, sized_out, len(trades)),
+        warnings=_warnings(params, sized_out, len(fills)),
     )
 
 
-def _per_position(
-    fills: np.ndarray, closing: np.ndarray, return_pct: np.ndarray, bars_held: np.ndarray
-) -> dict[str, np.ndarray]:
-    """What the trade metrics read, one value per closed position (its fills summed): pnl in the order the
-    positions closed (`closing`, for the streaks), return (pnl / cost of the shares sold) and bars held in
-    entry order (`fills` are in entry order; `return_pct` and `bars_held` are the fills'). Field by field:
-    whole records are slow to index."""
-    pid = fills["position_id"]
-    n = int(pid[-1]) + 1 if len(pid) else 0
-    if n == len(pid) == len(closing):  # a fill per position, each closing it: the fills are the positions
-        return {"pnl": fills["pnl"][closing], "return_pct": return_pct, "bars_held": bars_held}
-    last = fills["closes"]  # a position's closing fill is its last
-    pnl = np.bincount(pid, weights=fills["pnl"], minlength=n)
-    cost = np.bincount(pid, weights=fills["shares"] * fills["entry_price"], minlength=n)
-    ids = pid[last]
-    return {
-        "pnl": pnl[closing],
-        "return_pct": pnl[ids] / cost[ids] * 100.0,
-        "bars_held": fills["exit_bar"][last] - fills["entry_bar"][last] + 1,
-    }
+def _share_pct(part: np.ndarray, equity: np.ndarray) -> np.ndarray:
+    """part / equity in percent, 0 where equity is not positive."""
+    return np.divide(part, equity, out=np.zeros_like(equity), where=equity > 0) * 100.0
+
+
+def _per_position(fills: np.ndarray, closing: np.ndarray) -> dict[str, np.ndarray]:
+    """What the trade metrics read, one value per closed position (its fills summed by the kernel's
+    `position_totals`, as the grid sums them): pnl in the order the positions closed (`closing`, for the
+    streaks), return (pnl / cost of the shares sold) and bars held in entry order."""
+    n = int(fills["position_id"].max()) + 1 if len(fills) else 0
+    pnl, cost, bars_held, closed = k.position_totals(fills, n)
+    return {"pnl": pnl[closing], "return_pct": pnl[closed] / cost[closed] * 100.0, "bars_held": bars_held[closed]}
 
 
 def _cost_totals(fills: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:

@@ -256,6 +256,7 @@ class Derived(StrEnum):
     BUY_HOLD_PER_UNIT = "buy_hold_per_unit"  # argument: the benchmark's column, or none for equal weight
     BUY_HOLD_RETURN_PCT = "buy_hold_return_pct"
     VOL_FRACTION = "vol_fraction"  # argument: the lookback
+    RULE_SIGNALS = "rule_signals"  # argument: a rule's text; (signal matrix, priority) of an exit, short or add rule
 
 
 class Indicators:
@@ -291,7 +292,7 @@ class Indicators:
 
         return self.memo((name, *args), compute)
 
-    def derived(self, entry: Derived, *args: int, compute: Callable[[], np.ndarray | tuple]):
+    def derived(self, entry: Derived, *args: int | str, compute: Callable[[], np.ndarray | tuple]):
         """A named per-dataset value (see `Derived`), computed once per entry and arguments."""
         return self.memo((entry, *args), compute)
 

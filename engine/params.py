@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from . import _records as rec
@@ -142,9 +143,11 @@ class Param:
 MAX_PARTIAL_EXITS = 5
 
 
-def partial_exit_levels(text: str) -> list[tuple[float, float]]:
-    """`partial_exits` text -> [(share of the position %, distance from the average fill %), ...]:
-    "50@10,25@20" -> [(50.0, 10.0), (25.0, 20.0)]. ParamError says what is wrong and what is expected."""
+@lru_cache(maxsize=256)
+def partial_exit_levels(text: str) -> tuple[tuple[float, float], ...]:
+    """`partial_exits` text -> ((share of the position %, distance from the average fill %), ...):
+    "50@10,25@20" -> ((50.0, 10.0), (25.0, 20.0)). ParamError says what is wrong and what is expected.
+    Memoised: the parameters check the text and the kernel's inputs read the levels."""
     expected = (
         "Partial exits must be share@percent pairs with rising percents and shares adding up to at most 100, "
         f"at most {MAX_PARTIAL_EXITS} of them, e.g. 50@10,25@20"
@@ -163,7 +166,7 @@ def partial_exit_levels(text: str) -> list[tuple[float, float]]:
         raise ParamError(f"{expected}; not {text[:100]!r}.")
     if any(b[1] <= a[1] for a, b in zip(levels, levels[1:], strict=False)):
         raise ParamError(f"{expected}; the percents of {text[:100]!r} do not rise.")
-    return levels
+    return tuple(levels)
 
 
 def _convert(kind: type, value: Any) -> Any:

@@ -337,9 +337,8 @@ def test_a_positions_fills_stay_together_in_the_order_they_happened():
     fills["position_id"] = [1, 0, 1, 2, 0]  # written as they happened
     fills["exit_bar"] = [3, 4, 5, 6, 7]
     fills["closes"] = [False, False, True, True, True]
-    out, closing = k._entry_order(fills, 3)
+    out = k._entry_order(fills, 3)
     assert list(out["position_id"]) == [0, 0, 1, 1, 2] and list(out["exit_bar"]) == [4, 7, 3, 5, 6]
-    assert list(closing) == [1, 2, 0]
 
 
 def test_a_position_that_never_closes_writes_no_fill():
