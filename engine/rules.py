@@ -16,6 +16,7 @@ import io
 import os
 import re
 import tokenize
+from collections import deque
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -28,6 +29,7 @@ from .data import Market
 from .errors import InputError, RuleError
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
 from .params import MAX_RULE_CHARS
+from .periods import PERIODS, period_view
 
 MAX_DEPTH = 30  # brackets
 MAX_TREE_DEPTH = 60  # operators nested in one another (`not not not ...`, `- - - 1`)
@@ -59,6 +61,8 @@ FUNCTIONS = {
     "abs": "abs(x)",
     "min": "min(a, b)",
     "max": "max(a, b)",
+    "weekly": "weekly(x): x on weekly bars (weeks ending Friday), from the first bar after the week ends",
+    "monthly": "monthly(x): x on monthly bars, from the first bar after the month ends",
 }
 
 PRESETS = {
@@ -343,6 +347,8 @@ class _Checker(ast.NodeVisitor):
                 "abs": (1, 1),
                 "min": (2, 2),
                 "max": (2, 2),
+                "weekly": (1, 1),
+                "monthly": (1, 1),
             }[name]
             if not want[0] <= len(node.args) <= want[1]:
                 self.fail(node, f"{FUNCTIONS[name]} takes {_count(*want)} arguments, got {len(node.args)}")
@@ -350,6 +356,10 @@ class _Checker(ast.NodeVisitor):
                 lag = _literal(node.args[1])
                 if lag is None or not float(lag).is_integer() or not 1 <= lag <= 5000:
                     self.fail(node.args[1], "prev's n must be a whole number from 1 to 5000")
+            if name in PERIODS:
+                for inner in ast.walk(node.args[0]) if node.args else ():
+                    if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id in PERIODS:
+                        self.fail(inner, f"{inner.func.id}() cannot sit inside {name}(): use one period per value")
             for arg in node.args:
                 self.visit(arg)
         else:
@@ -429,6 +439,8 @@ class _Evaluator:
             value = self.memo.get(name, *args)
             self.used[ast.get_source_segment(self.source, node) or name] = value
             return value
+        if name in PERIODS:
+            return self._period(name, node)
         args = [self.eval(a) for a in node.args]
         if name in ("crosses_above", "crosses_below"):
             a, b = (np.broadcast_to(x, self.memo.market.shape).astype(float) for x in args)
@@ -447,6 +459,25 @@ class _Evaluator:
         if name == "abs":
             return np.abs(args[0])
         return (np.fmin if name == "min" else np.fmax)(args[0], args[1])
+
+    def _period(self, function: str, node: ast.Call) -> np.ndarray:
+        """weekly(x) / monthly(x): x evaluated on the period bars (their indicators memoised on them), handed
+        to the daily bars after each period ends (engine/periods.py); memoised per dataset and expression."""
+        view = period_view(self.memo.market, function)
+        inner = node.args[0]
+
+        def compute() -> np.ndarray:
+            value = _Evaluator(indicators_for(view.market), self.source).eval(inner)
+            if isinstance(value, np.ndarray) and value.dtype == bool:
+                raise RuleError(
+                    f"{function}() takes a number (an indicator, a price or arithmetic of them), not a condition: "
+                    f"e.g. {function}(close) > {function}(sma(10))."
+                )
+            return view.to_daily(value)
+
+        daily = self.memo.memo(("period", function, ast.dump(inner)), compute)
+        self.used[ast.get_source_segment(self.source, node) or function] = daily
+        return daily
 
     def _param(self, p, node):
         if p.kind == "series":
@@ -499,9 +530,13 @@ def indicator_series(market: Market, rule: str) -> dict[str, np.ndarray]:
     tree = parse_rule(rule_text)
     check_budget(market, tree)
     ev = _Evaluator(indicators_for(market), " ".join(rule_text.strip().splitlines()))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CATALOGUE:
+    queue: deque[ast.AST] = deque([tree])  # breadth first, as ast.walk, but a period's call is one value: not entered
+    while queue:
+        node = queue.popleft()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (*CATALOGUE, *PERIODS):
             ev.eval(node)
+            continue
+        queue.extend(ast.iter_child_nodes(node))
     return ev.used
 
 

@@ -40,6 +40,7 @@ class Market:
         """Pickled (e.g. to a Dask worker) without its indicator memo, which belongs to this process."""
         state = dict(self.__dict__)
         state.pop("_indicators", None)
+        state.pop("_periods", None)  # its weekly and monthly bars (engine/periods.py), rebuilt on demand
         return state
 
     @property

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine import Market
+from engine.periods import PERIODS
 
 UP, DOWN = "#26a69a", "#ef5350"
 
@@ -62,11 +63,11 @@ def candles(
         1,
     )
     for label, values in (overlays or {}).items():
-        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 1, 1)
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 1, 1)
     colors = np.where(bars.close >= bars.open, UP, DOWN)
     fig.add_trace(go.Bar(x=bars.index, y=bars.volume, name="volume", marker_color=colors, opacity=0.5), 2, 1)
     for label, values in (lower or {}).items():
-        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line={"width": 1.2}), 3, 1)
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 3, 1)
     if markers is not None and len(markers):
         for (label, color, shape), grp in markers.groupby(["label", "color", "shape"], sort=False):
             fig.add_trace(
@@ -92,6 +93,13 @@ def candles(
     if focus is not None and len(bars):
         _focus(fig, bars, *focus)
     return fig
+
+
+def _line(label: str) -> dict:
+    """An indicator's line; a period value (weekly(...), monthly(...)) holds until the next period ends, so
+    it is drawn as steps."""
+    step = label.lstrip().startswith(tuple(f"{name}(" for name in PERIODS))
+    return {"width": 1.2, "shape": "hv"} if step else {"width": 1.2}
 
 
 def _focus(fig: go.Figure, bars: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> None:
