@@ -200,13 +200,12 @@ def parse_rule(text: str) -> ast.Expression:
         max_depth = max(max_depth, depth)
     if max_depth > MAX_DEPTH:
         raise RuleError(f"The rule nests brackets {max_depth} deep; the limit is {MAX_DEPTH}.")
-    source = re.sub(r"\b(AND|OR|NOT|And|Or|Not)\b", lambda m: m.group(1).lower(), text.strip())
-    source = " ".join(source.splitlines())
+    source = _known_names_lowered(" ".join(text.strip().splitlines()))
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         col = (exc.offset or 1) - 1
-        raise RuleError(f"Syntax error at column {col + 1}: {exc.msg}.\n{_caret(source, col)}") from None
+        raise RuleError(f"Syntax error at column {col + 1}: {exc.msg}.{_hint(source)}\n{_caret(source, col)}") from None
     except (RecursionError, MemoryError, ValueError):
         raise RuleError("The rule is too deeply nested or malformed to parse.") from None
     depth = _tree_depth(tree)
@@ -217,6 +216,32 @@ def parse_rule(text: str) -> ast.Expression:
         )
     _Checker(source).visit(tree)
     return tree
+
+
+_WORDS = re.compile(r"\"[^\"]*\"|'[^']*'|\b[A-Za-z_]\w*\b")
+
+
+def _known_names_lowered(source: str) -> str:
+    """Names are case-insensitive: RSI(14), Close, AND read as rsi(14), close, and (text in quotes is kept)."""
+    known = {*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not"}
+
+    def lower(m: re.Match) -> str:
+        word = m.group(0)
+        return word.lower() if word[0] not in "\"'" and word.lower() in known else word
+
+    return _WORDS.sub(lower, source)
+
+
+def _hint(source: str) -> str:
+    """What the commonest slips mean, for a syntax error's message."""
+    if re.search(r"\bcross(es)?\s+(above|below)\b", source, re.IGNORECASE):
+        return (
+            " Crossings are functions: crosses_above(a, b) or crosses_below(a, b), "
+            "e.g. crosses_above(sma(50), sma(200))."
+        )
+    if re.search(r"(?<![<>=!])=(?!=)", source):
+        return " To compare, write == (e.g. close == high); = alone is not a comparison."
+    return ""
 
 
 def _tree_depth(tree: ast.AST) -> int:
@@ -293,6 +318,8 @@ class _Checker(ast.NodeVisitor):
             *_COMPARE,
             *_ARITH,
         )
+        if isinstance(node, ast.BinOp | ast.UnaryOp) and isinstance(node.op, ast.BitAnd | ast.BitOr | ast.Invert):
+            self.fail(node, "&, | and ~ are not allowed: combine conditions with and, or, not")
         if not isinstance(node, allowed):
             token = ast.get_source_segment(self.source, node) or type(node).__name__
             self.fail(node, f"{token!r} is not allowed in a rule")

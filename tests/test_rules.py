@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -178,3 +179,24 @@ def test_a_rules_indicator_memory_is_budgeted_before_computing(monkeypatch):
     monkeypatch.setenv("SCANNER_RULE_MB", "5")  # 200 x 1,000 x 8 bytes = 1.6 MB per array
     with pytest.raises(RuleError, match=r"need about \d+ MB on this dataset.*5 MB \(SCANNER_RULE_MB\)"):
         scan(market, "sma(10) > sma(20) and rsi(14) < 30")
+
+
+@pytest.mark.parametrize(
+    "rule, hint",
+    [
+        ("close = high", "write =="),
+        ("sma(50) crosses above sma(200)", "crosses_above(a, b)"),
+        ("rsi(14) < 30 & close > 5", "combine conditions with and, or, not"),
+        ("rsi(14) < 30 | close > 5", "combine conditions with and, or, not"),
+    ],
+)
+def test_common_slips_get_a_hint_that_says_what_to_write(rule, hint):
+    with pytest.raises(RuleError, match=re.escape(hint)):
+        parse_rule(rule)
+
+
+def test_names_are_case_insensitive(sample):
+    typed = scan(sample, "RSI(14) < 40 AND Close > SMA(50) or Not (ATR_PCT(14) < 1)")
+    plain = scan(sample, "rsi(14) < 40 and close > sma(50) or not (atr_pct(14) < 1)")
+    np.testing.assert_array_equal(typed.matrix, plain.matrix)
+    assert typed.count > 0
