@@ -10,6 +10,7 @@ from engine import params as table
 from engine.backtest import random_entry_test
 from engine.metrics import LABELS
 from engine.plots import charts, report
+from engine.plots.format import skip_reasons
 from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
 
@@ -174,7 +175,7 @@ for text in result.warnings:
 if result.ruined_on is not None:
     st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
 if len(result.events):
-    reasons = ", ".join(f"{k} ({n:,})" for k, n in result.skipped().items())
+    reasons = skip_reasons(result.skipped())
     cuts = int((result.events["action"] == "cut").sum())
     st.caption(
         f"{m['signals_skipped']:,} signals skipped (or their orders expired) and {cuts:,} sizes cut: {reasons}. "

@@ -64,3 +64,12 @@ def test_moving_averages_go_on_the_price_panel_and_oscillators_below(sample):
     values = indicator_series(sample, "rsi(14) < 30 and close > sma(200) and atr(14) > 0 and bb_upper(20) > 0")
     on_price = {label: charts.moves_with_price(v[:, j], sample.close[:, j]) for label, v in values.items()}
     assert on_price == {"rsi(14)": False, "sma(200)": True, "atr(14)": False, "bb_upper(20)": True}
+
+
+def test_every_skip_reason_reads_as_words():
+    from engine._records import RULE_NAMES
+    from engine.plots.format import SKIP_WORDS, skip_reasons
+
+    assert set(SKIP_WORDS) == set(RULE_NAMES)  # a new rule code needs its words
+    text = skip_reasons({"cash skip": 74, "size_zero skip": 1254, "max_position_pct cut": 3})
+    assert text == "not enough cash (74), sized to zero shares (1,254), position size limit: size cut (3)"

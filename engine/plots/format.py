@@ -17,6 +17,30 @@ def share(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.2%}"
 
 
+SKIP_WORDS = {  # why a signal was skipped or its size cut (engine/_records.RULE_NAMES), as a reader says it
+    "max_positions": "max positions held",
+    "cash": "not enough cash",
+    "max_position_pct": "position size limit",
+    "max_sector_pct": "sector limit",
+    "max_correlation": "too correlated with a holding",
+    "size_zero": "sized to zero shares",
+    "no_bar": "no bar to enter on",
+    "max_volume_pct": "volume limit",
+    "order_expired": "order expired unfilled",
+    "atr_warmup": "ATR still warming up",
+}
+
+
+def skip_reasons(skipped: dict[str, int]) -> str:
+    """'not enough cash (74), sized to zero shares (1,254)' from BacktestResult.skipped()'s counts."""
+    parts = []
+    for key, n in skipped.items():
+        rule, _, action = key.rpartition(" ")
+        words = SKIP_WORDS.get(rule, rule.replace("_", " "))
+        parts.append(f"{words}{': size cut' if action == 'cut' else ''} ({n:,})")
+    return ", ".join(parts)
+
+
 def metric_text(name: str, value) -> str:
     """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
