@@ -15,9 +15,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 import numpy as np
 
+from . import _candle_kernels as candles
 from . import _indicator_kernels as k
 from .data import Market
 
@@ -226,6 +228,30 @@ CATALOGUE: dict[str, Spec] = {
         "close vs the n-bar high, % (<= 0)",
     ),
     "gap_pct": Spec(lambda m: gap_pct(m.open, m.close), (), "open vs previous close, %"),
+}
+
+
+def _pattern(index: int, m: Market) -> np.ndarray:
+    return candles.pattern(index, m.open, m.high, m.low, m.close)
+
+
+_PATTERN_WORDS = {  # candlestick patterns, as TA-Lib's CDL functions: +100 bullish, -100 bearish, 0 none
+    "doji": "doji: open and close nearly equal (+100)",
+    "engulfing": "engulfing: a body engulfs the previous opposite one (+100 bullish, -100 bearish, 80: one end equal)",
+    "hammer": "hammer: small body on a long lower shadow at a low (+100)",
+    "hanging_man": "hanging man: small body on a long lower shadow at a high (-100)",
+    "inverted_hammer": "inverted hammer: small body under a long upper shadow, gapping down (+100)",
+    "shooting_star": "shooting star: small body under a long upper shadow, gapping up (-100)",
+    "harami": "harami: a short body inside the previous long one (+100 bullish, -100 bearish, 80: an edge shared)",
+    "piercing": "piercing line: a long black candle, then a white one closing past its middle (+100)",
+    "dark_cloud_cover": "dark cloud cover: a long white candle, then a black one closing past its middle (-100)",
+    "morning_star": "morning star: long black, a short body gapping down, a white one back into the first (+100)",
+    "evening_star": "evening star: long white, a short body gapping up, a black one back into the first (-100)",
+    "three_white_soldiers": "three white soldiers: three rising white candles, short upper shadows (+100)",
+    "three_black_crows": "three black crows: after a white candle, three falling black ones (-100)",
+}
+CATALOGUE |= {
+    f"cdl_{name}": Spec(partial(_pattern, i), (), _PATTERN_WORDS[name]) for i, name in enumerate(candles.PATTERNS)
 }
 
 
