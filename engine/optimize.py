@@ -32,9 +32,9 @@ from . import stats
 from ._records import GRID_METRIC, GRID_METRICS
 from .backtest import (
     BacktestParams,
+    combo_fields,
     combo_records,
     kernel_inputs,
-    needs_atr,
     read_only,
     signal_matrix,
     window_backtest,
@@ -440,11 +440,9 @@ def run_chunk(
         signals = scan(market, variant_rule)
     except RuleError as exc:
         raise RuleError(f"Grid point {first} makes the rule invalid: {exc}") from exc
-    params = [apply_params(rule, base, row)[1] for row in combos.to_dict("records")]
+    records, probe = combo_table(rule, base, combos)
     # Shared inputs (volatility, ATR, correlations, the exit rule) on the whole history, then cut to the window.
-    probe = next((p for p in params if needs_atr(p)), params[0])
-    adds = max(p.max_adds or 0 for p in params)  # the add rule's signals, if any combination adds
-    bars_all, _, shared = kernel_inputs(market, replace(probe, max_adds=adds or None))
+    bars_all, _, shared = kernel_inputs(market, probe)
     a, b = bars or (0, market.shape[0])
     window, kbars = market, bars_all
     if (a, b) != (0, market.shape[0]):
@@ -453,8 +451,30 @@ def run_chunk(
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
-    inputs = map(read_only, (kbars, entries, priority, combo_records(params), shared))
+    inputs = map(read_only, (kbars, entries, priority, records, shared))
     return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # type: ignore[call-arg]
+
+
+def combo_table(rule: str, base: BacktestParams, combos: pd.DataFrame) -> tuple[np.ndarray, BacktestParams]:
+    """(one COMBO record per row of a chunk, the settings its shared inputs are built for). Column by column:
+    each grid key's distinct values go once through `apply_params` and `combo_fields` (the one path every
+    setting takes, checks included) and are spread to the rows with NumPy, so a chunk pays Python per
+    distinct value, not per combination. Should two keys write one record field, each row takes that path.
+    The probe: the chunk's largest value of every key (an ATR stop, the most adds), for the inputs."""
+    keys = [key for key in combos.columns if not str(key).startswith("rule.")]
+    probe = apply_params(rule, base, combos[keys].max().to_dict())[1]
+    base_fields = combo_fields(base)
+    out = np.repeat(combo_records([base]), len(combos))
+    owner: dict[str, str] = {}
+    for key in keys:
+        values, at = np.unique(combos[key].to_numpy(float), return_inverse=True)
+        fields = [combo_fields(apply_params(rule, base, {key: v})[1]) for v in values]
+        for name in {f for row in fields for f, v in row.items() if v != base_fields[f]}:
+            if owner.setdefault(name, key) != key:  # not separable: every row through the one path
+                rows = combos.to_dict("records")
+                return combo_records([apply_params(rule, base, row)[1] for row in rows]), probe
+            out[name] = np.array([row[name] for row in fields])[at]
+    return out, probe
 
 
 def in_out_of_sample(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from engine import BacktestParams, DataError, RiskLimits, Sizing, backtest, synthetic_market
+from engine import params as table
 from engine.data import Market
 from engine.optimize import (
     METRICS,
@@ -286,3 +287,25 @@ def test_run_optimization_answers_one_type_in_every_mode(mode):
 def test_one_grid_builder_for_every_face():
     grid = grid_from_spec("rsi(14) < 30", {"stop_loss": (2, 6, 2), "rule.0": (10, 14, 2)})
     assert grid == {"stop_loss": [2.0, 4.0, 6.0], "rule.0": [10, 12, 14]}
+
+
+def test_a_chunks_records_equal_each_rows_own_settings():
+    """combo_table spreads each key's checked values with NumPy; the records equal the per-row path
+    (apply_params then combo_records) for every grid key at once."""
+    from engine.backtest import combo_records
+    from engine.optimize import apply_params, combo_table
+
+    base = BacktestParams(entry_order="limit", max_adds=None, add_rule="rsi(14) < 30")
+    rng = np.random.default_rng(7)
+    columns = {}
+    for key, param in table.grid_keys().items():
+        lo, hi, step = param.grid
+        columns[key] = rng.choice(np.arange(lo, hi + step / 2, step), 40)
+    columns["stop_loss"][:5] = 0.0  # off
+    combos = pd.DataFrame(columns)
+    records, probe = combo_table("rsi(14) < 30", base, combos)
+    rows = combos.to_dict("records")
+    expected = combo_records([apply_params("rsi(14) < 30", base, row)[1] for row in rows])
+    for name in expected.dtype.names:
+        np.testing.assert_array_equal(records[name], expected[name], err_msg=name)
+    assert probe.max_adds == combos.max_adds.max() and probe.trailing_atr == combos.trailing_atr.max()
