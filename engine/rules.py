@@ -73,6 +73,8 @@ PRESETS = {
     "Gap up": "gap_pct() > 3",
     "Bollinger squeeze breakout": "prev(bb_width(20, 2)) < 10 and crosses_above(close, bb_upper(20, 2))",
     "MACD bullish cross": "crosses_above(macd(12, 26, 9), macd_signal(12, 26, 9))",
+    "Weekly uptrend pullback": "close > weekly(sma(10)) and rsi(14) < 40",
+    "Bullish engulfing when oversold": "cdl_engulfing() > 0 and rsi(14) < 40",
 }
 
 EXIT_PRESETS = {  # exit rules: true at a close exits at the next open
