@@ -195,3 +195,11 @@ def test_a_file_with_both_day_month_orders_is_refused_with_the_rows_named_never_
     dayfirst = load_market(io.BytesIO(csv), name="mixed.csv", date_format="dayfirst", on_bad_rows="drop")
     assert [str(d.date()) for d in dayfirst.dates] == ["2020-03-04", "2020-03-13", "2020-04-03"]  # one order
     assert dayfirst.dropped_rows.line.tolist() == [5]
+
+
+def test_columns_the_loader_does_not_read_are_named_not_dropped_silently():
+    frame = synthetic_frame(2, 30, seed=1).assign(pe_ratio=12.5, note="x")
+    m = market_from_frame(frame)
+    (warning,) = [w for w in m.warnings if w.startswith("Columns not loaded")]
+    assert "pe_ratio, note" in warning
+    assert not any("not loaded" in w for w in market_from_frame(synthetic_frame(2, 30, seed=1)).warnings)

@@ -207,6 +207,13 @@ def _build(
     if "volume" not in values:
         values["volume"] = np.full(n, np.nan)
         warnings.append("No volume column: volume-based indicators will be empty.")
+    ignored = [c for c in names if c not in cols.values() and not c.startswith("__index_level")]
+    if ignored:  # never dropped silently
+        shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+        warnings.append(
+            f"Columns not loaded: {shown}. The loader reads symbol, date, open, high, low, close, volume, "
+            "adj_close, dividend and sector; rules cannot use other columns yet."
+        )
     sector = _sector_codes(table.column(cols["sector"])) if "sector" in cols else None
     del table
 
