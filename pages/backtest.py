@@ -178,7 +178,8 @@ if len(result.events):
     reasons = skip_reasons(result.skipped())
     cuts = int((result.events["action"] == "cut").sum())
     st.caption(
-        f"{m['signals_skipped']:,} signals skipped (or their orders expired) and {cuts:,} sizes cut: {reasons}. "
+        f"{m['signals_skipped']:,} signal{'' if m['signals_skipped'] == 1 else 's'} skipped (or their orders "
+        f"expired) and {cuts:,} size{'' if cuts == 1 else 's'} cut: {reasons}. "
         "See **Skips and cuts**."
     )
 
