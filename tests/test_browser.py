@@ -584,8 +584,8 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     )
     total = first_metric(page, "Total return")
     no_exception(page)
+    page.get_by_text(re.compile(r"order expired unfilled \([0-9,]+\)")).first.wait_for(timeout=30_000)  # in words
     page.get_by_role("tab", name="Skips and cuts").click()
-    page.get_by_text("order_expired").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Trades").click()
     page.get_by_text("exit fills of").first.wait_for(timeout=30_000)  # partial exits: rows per fill
     page.locator('[data-testid="stPlotlyChart"]:visible').first.wait_for(timeout=30_000)  # the trade's chart
