@@ -1117,10 +1117,17 @@ def simulate(bars, entries, priority, combo, sh):
 @njit(cache=True, nogil=True)
 def _fills(trades, sh, work):
     """The exit fills a run wrote, in entry order (a position's fills in the order they happened)."""
+    written = _written_fills(trades, sh, work)
+    return _entry_order(written, work.tally[0]) if sh.partial_frac.shape[0] > 0 else written
+
+
+@njit(cache=True, nogil=True)
+def _written_fills(trades, sh, work):
+    """The exit fills a run wrote, in no set order where partial exits wrote them as they happened (the grid
+    sums them per position and needs no order): the first rows, or without partial exits the rows of the
+    positions that closed (`_close` writes each at its entry number)."""
     n_positions, n_fills, n_closed = work.tally
-    if sh.partial_frac.shape[0] > 0:
-        return _entry_order(trades[:n_fills], n_positions)
-    if n_closed == n_positions:  # a row per position, in entry order already (`_close`)
+    if sh.partial_frac.shape[0] > 0 or n_closed == n_positions:
         return trades[:n_fills]
     return _closed_rows(trades, work.closing[:n_closed], n_positions)
 
@@ -1332,7 +1339,7 @@ def simulate_grid(bars, entries, priority, combos, sh, years, rf_per_bar, period
         combo = combos[c]
         trades, events, curve, work = _allocate(bars, entries, combo, sh)
         _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-        pnl, trade_ret = position_returns(_fills(trades, sh, work), work.tally[0])
+        pnl, trade_ret = position_returns(_written_fills(trades, sh, work), work.tally[0])
         equity = curve["equity"].copy()
         summary_metrics(out[c], equity, years, pnl, trade_ret, rf_per_bar, periods_per_year)
         if n_blocks > 0 and len(equity) > n_blocks:
