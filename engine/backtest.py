@@ -242,7 +242,6 @@ class BacktestResult:
         trade metrics (win rate, profit factor, expectancy, counts) are per position."""
         t = self.trades
         by = t.position_id
-        cost = (t.shares * t.entry_price).groupby(by).sum()
         out = t.groupby(by, sort=True, observed=True).agg(
             symbol=("symbol", "first"),
             direction=("direction", "first"),
@@ -262,9 +261,11 @@ class BacktestResult:
             entry_bar=("entry_bar", "first"),
             exit_bar=("exit_bar", "last"),
         )
+        pnl, cost, bars_held, _ = _position_totals(self.fills)  # as the metrics count them
+        ids = out.index.to_numpy()
         out.insert(5, "exit_price", (t.shares * t.exit_price).groupby(by).sum() / out.shares)
-        out.insert(8, "return_pct", out.pnl / cost * 100.0)
-        out.insert(13, "bars_held", out.exit_bar - out.entry_bar + 1)
+        out.insert(8, "return_pct", pnl[ids] / cost[ids] * 100.0)
+        out.insert(13, "bars_held", bars_held[ids])
         return out.reset_index()
 
     def key_metrics(self) -> dict[str, float]:
@@ -542,9 +543,13 @@ def _per_position(fills: np.ndarray, closing: np.ndarray) -> dict[str, np.ndarra
     """What the trade metrics read, one value per closed position (its fills summed by the kernel's
     `position_totals`, as the grid sums them): pnl in the order the positions closed (`closing`, for the
     streaks), return (pnl / cost of the shares sold) and bars held in entry order."""
-    n = int(fills["position_id"].max()) + 1 if len(fills) else 0
-    pnl, cost, bars_held, closed = k.position_totals(fills, n)
+    pnl, cost, bars_held, closed = _position_totals(fills)
     return {"pnl": pnl[closing], "return_pct": pnl[closed] / cost[closed] * 100.0, "bars_held": bars_held[closed]}
+
+
+def _position_totals(fills: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_kernels.position_totals` per position id (pnl, cost of the shares sold, bars held, closed)."""
+    return k.position_totals(fills, int(fills["position_id"].max()) + 1 if len(fills) else 0)
 
 
 def _cost_totals(fills: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
