@@ -223,13 +223,15 @@ def parse_rule(text: str) -> ast.Expression:
 _WORDS = re.compile(r"\"[^\"]*\"|'[^']*'|\b[A-Za-z_]\w*\b")
 
 
+_KNOWN_NAMES = frozenset({*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not"})
+
+
 def _known_names_lowered(source: str) -> str:
     """Names are case-insensitive: RSI(14), Close, AND read as rsi(14), close, and (text in quotes is kept)."""
-    known = {*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not"}
 
     def lower(m: re.Match) -> str:
         word = m.group(0)
-        return word.lower() if word[0] not in "\"'" and word.lower() in known else word
+        return word.lower() if word[0] not in "\"'" and word.lower() in _KNOWN_NAMES else word
 
     return _WORDS.sub(lower, source)
 
