@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from app import formatting as app_format
-from engine import InputError, Market, backtest, load_market, warmup
+from engine import InputError, Market, attach_columns, backtest, load_market, warmup
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
@@ -265,6 +265,33 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     except Exception:  # a loader bug must not take the page down; it is logged for us
         log.exception("unexpected error loading %s", uploaded.name)
         return "An unexpected error stopped the load (it has been logged). Try exporting the file again as CSV."
+    _use_new(new)
+    return None
+
+
+def attach_error() -> str | None:
+    """Why the last file of columns could not be attached, or None."""
+    return st.session_state.get("attach_error")
+
+
+def attach_upload(uploaded) -> str | None:
+    """Join an uploaded file of own columns (symbol, date, pe_ratio, ...) to the dataset as of each date: a new
+    dataset, stored for links. Returns (and remembers for `attach_error`) why the file cannot be used."""
+    st.session_state.attach_error = error = _attach(uploaded)
+    return error
+
+
+def _attach(uploaded) -> str | None:
+    try:
+        uploaded.seek(0)
+        need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
+        uploaded.seek(0)
+        new = reserved("upload", need, lambda: attach_columns(require_market(), uploaded))()
+    except InputError as exc:
+        return str(exc)
+    except Exception:  # a loader bug must not take the page down; it is logged for us
+        log.exception("unexpected error attaching %s", uploaded.name)
+        return "An unexpected error stopped the join (it has been logged). Try exporting the file again as CSV."
     _use_new(new)
     return None
 
@@ -546,11 +573,13 @@ def forget_upload() -> None:
     st.session_state["_upload_error"] = st.session_state["_loaded_upload"] = None
 
 
-def upload_is_new(attempt: tuple) -> bool:
-    """Is this (file, options) not the one loaded last? Remembers it: each file and option set loads once."""
-    if st.session_state.get("_loaded_upload") == attempt:
+def upload_is_new(attempt: tuple, uploader: str = "upload") -> bool:
+    """Is this (file, options) not the one `uploader` loaded last? Remembers it: each file and option set loads
+    once (the data uploader and the attach-columns uploader each remember their own)."""
+    key = f"_loaded_{uploader}"
+    if st.session_state.get(key) == attempt:
         return False
-    st.session_state["_loaded_upload"] = attempt
+    st.session_state[key] = attempt
     return True
 
 

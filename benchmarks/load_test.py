@@ -90,7 +90,7 @@ async def one_session(browser, url: str, csv: Path | None) -> tuple[float, str |
     try:
         await page.goto(url + "/", timeout=120_000)
         if csv is not None:
-            await page.locator('input[type="file"]').set_input_files(str(csv))
+            await page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
             await page.get_by_role("heading", name=csv.name).wait_for(timeout=300_000)
         await page.get_by_role("link", name="Backtest").first.click()
         await page.get_by_role("button", name="Run backtest").click(timeout=120_000)

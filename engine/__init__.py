@@ -16,7 +16,7 @@ True
 """
 
 from .backtest import BacktestParams, BacktestResult, backtest
-from .data import DataError, Market, load_market, load_sample
+from .data import DataError, Market, attach_columns, load_market, load_sample
 from .errors import InputError
 from .montecarlo import monte_carlo
 from .optimize import optimize
@@ -34,6 +34,7 @@ __all__ = [
     "Market",
     "RiskLimits",
     "Sizing",
+    "attach_columns",
     "backtest",
     "load_market",
     "load_sample",

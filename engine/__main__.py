@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import params as table
 from .backtest import backtest, params_from_values
-from .data import load_market, load_sample
+from .data import attach_columns, load_market, load_sample
 from .errors import DataError, InputError
 from .metrics import LABELS
 from .montecarlo import run_montecarlo
@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("scan", "backtest", "optimize", "montecarlo"):
         s = sub.add_parser(name)
         s.add_argument("--data", help="CSV or Parquet of daily bars (default: the bundled sample)")
+        s.add_argument(
+            "--columns",
+            action="append",
+            metavar="FILE",
+            help="CSV or Parquet of symbol, date and own columns (e.g. pe_ratio), joined as of each date; repeatable",
+        )
         s.add_argument("--rule", help='scanner rule, e.g. "rsi(14) < 30 and close > sma(200)"')
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
         settings = [] if name == "scan" else table.backtest_params() + table.group(name)
@@ -72,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         load = table.library_fields(_values(args, table.group("load")))
         market = load_market(args.data, **load) if args.data else load_sample()
+        for path in args.columns or ():
+            market = attach_columns(market, path)
         if args.command == "optimize":
             return _optimize(market, args)
         if args.command == "montecarlo":

@@ -90,6 +90,12 @@ def to_frame(
     )
     if market.sectors is not None:
         frame["sector"] = np.asarray(market.sectors, dtype=object)[at]
+    for name, values in market.extra.items():  # own columns as carried forward; text as categorical labels
+        picked = values[rows, at]
+        labels = market.categories.get(name)
+        frame[name] = (
+            picked if labels is None else pd.Categorical.from_codes(np.nan_to_num(picked, nan=-1).astype(int), labels)
+        )
     return frame
 
 

@@ -75,6 +75,8 @@ def _build(market: Market, freq: str) -> PeriodView:
         close=np.where(traded, market.close[np.maximum(last, 0), cols], np.nan),
         volume=np.where(np.logical_or.reduceat(with_volume, starts, axis=0), volume, np.nan),
         sectors=market.sectors,
+        extra={k: np.where(traded, v[np.maximum(last, 0), cols], np.nan) for k, v in market.extra.items()},
+        categories=market.categories,  # own columns: their value on the period's last bar
         name=f"{market.name} ({freq})",
         fingerprint=f"{market.fingerprint}/{freq}",
     )

@@ -17,6 +17,7 @@ import os
 import re
 import tokenize
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -76,6 +77,20 @@ PRESETS = {
     "Weekly uptrend pullback": "close > weekly(sma(10)) and rsi(14) < 40",
     "Bullish engulfing when oversold": "cdl_engulfing() > 0 and rsi(14) < 40",
 }
+
+COLUMN_PRESETS = {  # presets on a dataset's own columns: offered when the data has them
+    "Cheap and oversold (pe_ratio)": "pe_ratio < 15 and rsi(14) < 40",
+    "Technology in an uptrend (sector)": 'sector == "Technology" and close > sma(200) rank by roc(126)',
+}
+
+
+def missing_columns(rule: str, columns: Mapping[str, str]) -> list[str]:
+    """The own columns a rule names that the data lacks (a preset on pe_ratio needs a pe_ratio column)."""
+    wanted = {m.group(0) for m in _WORDS.finditer(split_rank(rule)[0] + " " + (split_rank(rule)[1] or ""))}
+    known = {*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not", "in"}
+    words = {w.lower() for w in wanted if w[0] not in "\"'"}
+    return sorted(w for w in words if w not in known and w not in columns)
+
 
 EXIT_PRESETS = {  # exit rules: true at a close exits at the next open
     "RSI overbought": "rsi(14) > 70",
@@ -170,9 +185,10 @@ def conditions_to_rule(conditions: list[Condition], join: str = "and") -> str:
     return f" {join} ".join(parts)
 
 
-def available() -> str:
+def available(columns: Mapping[str, str] | None = None) -> str:
     names = ", ".join(sorted(CATALOGUE))
-    return f"indicators: {names}; series: {', '.join(SERIES)}; functions: {', '.join(FUNCTIONS)}"
+    own = f"; the data's own columns: {', '.join(sorted(columns))}" if columns else ""
+    return f"indicators: {names}; series: {', '.join(SERIES)}; functions: {', '.join(FUNCTIONS)}{own}"
 
 
 def split_rank(text: str) -> tuple[str, str | None, bool]:
@@ -190,8 +206,9 @@ def split_rank(text: str) -> tuple[str, str | None, bool]:
     return parts[0], expr.strip(), descending
 
 
-def parse_rule(text: str) -> ast.Expression:
-    """Parse and whitelist-check rule text; raises RuleError pointing at the offending token."""
+def parse_rule(text: str, columns: Mapping[str, str] | None = None) -> ast.Expression:
+    """Parse and whitelist-check rule text; raises RuleError pointing at the offending token. `columns` are
+    the dataset's own columns (`Market.column_kinds()`: name -> 'number' or 'text'), names a rule may use."""
     check_length(text)
     if not text.strip():
         raise RuleError("The rule is empty. Example: rsi(14) < 30 and close > sma(200)")
@@ -202,7 +219,7 @@ def parse_rule(text: str) -> ast.Expression:
         max_depth = max(max_depth, depth)
     if max_depth > MAX_DEPTH:
         raise RuleError(f"The rule nests brackets {max_depth} deep; the limit is {MAX_DEPTH}.")
-    source = _known_names_lowered(" ".join(text.strip().splitlines()))
+    source = _names_lowered(" ".join(text.strip().splitlines()))
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
@@ -216,22 +233,20 @@ def parse_rule(text: str) -> ast.Expression:
             f"The rule nests operators {depth} deep (e.g. 'not not not ...'); the limit is "
             f"{MAX_TREE_DEPTH}. Simplify it."
         )
-    _Checker(source).visit(tree)
+    _Checker(source, columns or {}).visit(tree)
     return tree
 
 
 _WORDS = re.compile(r"\"[^\"]*\"|'[^']*'|\b[A-Za-z_]\w*\b")
 
 
-_KNOWN_NAMES = frozenset({*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not"})
-
-
-def _known_names_lowered(source: str) -> str:
-    """Names are case-insensitive: RSI(14), Close, AND read as rsi(14), close, and (text in quotes is kept)."""
+def _names_lowered(source: str) -> str:
+    """Names are case-insensitive: RSI(14), Close, AND, PE_Ratio read as rsi(14), close, and, pe_ratio (every
+    name of the language and every own column is lower case; text in quotes is kept)."""
 
     def lower(m: re.Match) -> str:
         word = m.group(0)
-        return word.lower() if word[0] not in "\"'" and word.lower() in _KNOWN_NAMES else word
+        return word.lower() if word[0] not in "\"'" and word.isascii() else word
 
     return _WORDS.sub(lower, source)
 
@@ -267,11 +282,11 @@ def indicator_calls(tree: ast.AST) -> set[str]:
     }
 
 
-def indicator_names(rule: str) -> list[str]:
+def indicator_names(rule: str, columns: Mapping[str, str] | None = None) -> list[str]:
     """The indicator of each distinct call in a rule and its ranking (e.g. ['rsi', 'sma', 'sma'] for
     'rsi(14) < 30 and sma(50) > sma(200)'), for memory estimates; RuleError for a bad rule."""
     rule_text, rank_by, _ = split_rank(rule)
-    trees = [parse_rule(rule_text), *([parse_rule(rank_by)] if rank_by else [])]
+    trees = [parse_rule(rule_text, columns), *([parse_rule(rank_by, columns)] if rank_by else [])]
     return _names_of(set().union(*(indicator_calls(t) for t in trees)))
 
 
@@ -299,12 +314,14 @@ def _caret(source: str, col: int) -> str:
 class _Checker(ast.NodeVisitor):
     """Reject every node that is not on the whitelist, before any evaluation."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, columns: Mapping[str, str]) -> None:
         self.source = source
+        self.columns = columns
 
     def fail(self, node: ast.AST, what: str) -> NoReturn:
         col = getattr(node, "col_offset", 0)
-        raise RuleError(f"{what} (column {col + 1}).\n{_caret(self.source, col)}\nAvailable: {available()}.")
+        where = f"{what} (column {col + 1}).\n{_caret(self.source, col)}"
+        raise RuleError(f"{where}\nAvailable: {available(self.columns)}.")
 
     def generic_visit(self, node: ast.AST) -> None:
         allowed = (
@@ -334,16 +351,41 @@ class _Checker(ast.NodeVisitor):
                 self.fail(node, f"Exponents must be a number between -{MAX_EXPONENT} and {MAX_EXPONENT}")
         super().generic_visit(node)
 
+    def visit_Compare(self, node: ast.Compare) -> None:
+        """Text compares by equality with a text column: sector == "Energy", sector in ("Energy", "Utilities")."""
+        sides = [node.left, *node.comparators]
+        if not any(_is_text(n) or self.columns.get(getattr(n, "id", "")) == "text" for n in sides):
+            return self.generic_visit(node)
+        example = 'sector == "Energy" or sector in ("Energy", "Utilities")'
+        if len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq | ast.NotEq | ast.In | ast.NotIn):
+            named = next((n.id for n in sides if isinstance(n, ast.Name) and self.columns.get(n.id) == "text"), None)
+            what = f"{named} is text: compare it with" if named else "Text compares with"
+            self.fail(node, f"{what} ==, !=, in or not in, one comparison at a time, e.g. {example}")
+        column, value = node.left, node.comparators[0]
+        if not (isinstance(column, ast.Name) and self.columns.get(column.id) == "text"):
+            texts = [n for n, k in self.columns.items() if k == "text"]
+            which = f"its text columns are {', '.join(sorted(texts))}" if texts else "the data has no text column"
+            self.fail(column, f"Text in quotes compares with a text column ({which}), e.g. {example}")
+        listed = isinstance(node.ops[0], ast.In | ast.NotIn)
+        items = value.elts if listed and isinstance(value, ast.Tuple | ast.List) else [value]
+        if not all(_is_text(v) for v in items) or (not listed and not _is_text(value)) or len(items) > 100:
+            self.fail(value, f"{column.id} compares with text in quotes (up to 100 in a list), e.g. {example}")
+        return None
+
     def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            self.fail(node, 'Text in quotes only compares with a text column, e.g. sector == "Energy"')
         value = _literal(node)
         if value is None or not abs(value) <= 1e15:  # NaN, inf and huge ints fail
             self.fail(node, f"{node.value!r} is not allowed: only ordinary numbers")
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in SERIES:
+        if node.id in SERIES or self.columns.get(node.id) == "number":
             return
         if node.id in CATALOGUE or node.id in FUNCTIONS:
             self.fail(node, f"{node.id} is a function: write {node.id}(...)")
+        if node.id in self.columns:
+            self.fail(node, f'{node.id} is text: compare it with == or in, e.g. {node.id} == "{node.id.title()}"')
         self.fail(node, f"Unknown name {node.id!r}")
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -404,6 +446,10 @@ def _count(low: int, high: int) -> str:
     return str(low) if low == high else f"{low} to {high}"
 
 
+def _is_text(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
 def _literal(node: ast.AST) -> float | None:
     """A plain number written in the rule (not a bool, text or anything else), else None."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
@@ -430,7 +476,11 @@ class _Evaluator:
         return float(node.value)
 
     def _Name(self, node):
-        return self.memo.series(node.id)
+        if node.id in SERIES:
+            return self.memo.series(node.id)
+        value = self.memo.market.own_column(node.id)[0]
+        self.used[node.id] = value
+        return value
 
     def _BoolOp(self, node):
         values = [_as_bool(self.eval(v)) for v in node.values]
@@ -451,6 +501,8 @@ class _Evaluator:
             return _ARITH[type(node.op)](self.eval(node.left), self.eval(node.right))
 
     def _Compare(self, node):
+        if any(_is_text(n) or isinstance(n, ast.Tuple | ast.List) for n in node.comparators):
+            return self._text_compare(node)  # the checker let only `text column == text` through
         left = self.eval(node.left)
         out = None
         with np.errstate(invalid="ignore"):
@@ -491,6 +543,23 @@ class _Evaluator:
             return np.abs(args[0])
         return (np.fmin if name == "min" else np.fmax)(args[0], args[1])
 
+    def _text_compare(self, node: ast.Compare) -> np.ndarray:
+        """A text column against text: codes compared with the labels' codes; a bar without a value is false."""
+        name = node.left.id  # type: ignore[attr-defined]
+        codes, labels = self.memo.market.own_column(name)
+        assert labels is not None
+        value, op = node.comparators[0], node.ops[0]
+        items = value.elts if isinstance(value, ast.Tuple | ast.List) else [value]
+        wanted = [str(v.value) for v in items if isinstance(v, ast.Constant)]  # the checker let only text through
+        missing = [w for w in wanted if w not in labels]
+        if missing:
+            close = [lab for lab in labels if lab.lower() == missing[0].lower()]
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            shown = ", ".join(repr(lab) for lab in labels[:20]) + (" ..." if len(labels) > 20 else "")
+            raise RuleError(f"{name} has no value {missing[0]!r}: {hint}its values are {shown}.")
+        hit = np.isin(codes, [labels.index(w) for w in wanted])
+        return hit if isinstance(op, ast.Eq | ast.In) else ~hit & ~np.isnan(codes)
+
     def _period(self, function: str, node: ast.Call) -> np.ndarray:
         """weekly(x) / monthly(x): x evaluated on the period bars (their indicators memoised on them), handed
         to the daily bars after each period ends (engine/periods.py); memoised per dataset and expression."""
@@ -524,7 +593,7 @@ def _as_bool(v) -> np.ndarray:
 
 def evaluate(market: Market, text: str, memo: Indicators | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(bool matrix, indicator values used) for a condition; only for bars where the symbol traded."""
-    tree = parse_rule(text)
+    tree = parse_rule(text, market.column_kinds())
     check_budget(market, tree)
     memo = memo or indicators_for(market)
     ev = _Evaluator(memo, " ".join(text.strip().splitlines()))
@@ -542,12 +611,13 @@ def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool
     rule_text, inline_rank, inline_desc = split_rank(rule)
     if rank_by is None and inline_rank:
         rank_by, descending = inline_rank, inline_desc
-    check_budget(market, parse_rule(rule_text), *([parse_rule(rank_by)] if rank_by else []))
+    columns = market.column_kinds()
+    check_budget(market, parse_rule(rule_text, columns), *([parse_rule(rank_by, columns)] if rank_by else []))
     memo = indicators_for(market)
     matrix, _ = evaluate(market, rule_text, memo)
     priority = None
     if rank_by:
-        tree = parse_rule(rank_by)
+        tree = parse_rule(rank_by, columns)
         ev = _Evaluator(memo, rank_by)
         value = np.broadcast_to(ev.eval(tree), market.shape)[matrix].astype(float)  # at the hits, row by row
         priority = value if descending else -value
@@ -558,7 +628,7 @@ def indicator_series(market: Market, rule: str) -> dict[str, np.ndarray]:
     """Each indicator the rule uses, as a (bars x symbols) array (for charts: a scan keeps values at hits only);
     computed through the dataset's memo, so a rule just scanned costs nothing more."""
     rule_text = split_rank(rule)[0]
-    tree = parse_rule(rule_text)
+    tree = parse_rule(rule_text, market.column_kinds())
     check_budget(market, tree)
     ev = _Evaluator(indicators_for(market), " ".join(rule_text.strip().splitlines()))
     queue: deque[ast.AST] = deque([tree])  # breadth first, as ast.walk, but a period's call is one value: not entered
@@ -567,6 +637,8 @@ def indicator_series(market: Market, rule: str) -> dict[str, np.ndarray]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (*CATALOGUE, *PERIODS):
             ev.eval(node)
             continue
+        if isinstance(node, ast.Name) and node.id in market.extra and node.id not in market.categories:
+            ev.eval(node)  # an own number column is shown beside the indicators
         queue.extend(ast.iter_child_nodes(node))
     return ev.used
 

@@ -79,7 +79,8 @@ def cached_scan(market: Market, rule: str) -> Signals:
     a scan that is computed first reserves its memory from the server's budget."""
 
     def compute() -> Signals:  # the estimate parses the rule: only a miss pays for it
-        with server_budget().reserve(scan_bytes(market.close.nbytes, indicator_names(rule)), "scan"):
+        need = scan_bytes(market.close.nbytes, indicator_names(rule, market.column_kinds()))
+        with server_budget().reserve(need, "scan"):
             return scan(market, rule)
 
     signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)

@@ -6,12 +6,14 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
+from engine.data import describe_columns
 from engine.plots import charts
 
 st.title("Data")
 st.caption(
     "One dataset drives every page. Upload daily OHLCV bars for many symbols (CSV or Parquet, long format:"
-    " symbol, date, open, high, low, close, volume; any column case; optional sector and adj_close)."
+    " symbol, date, open, high, low, close, volume; any column case; optional sector and adj_close; any other"
+    " column, such as pe_ratio, is a name rules can use)."
 )
 missing = app_state.missing_data_message()
 if missing:
@@ -178,6 +180,34 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
         if flagged and st.button(f"Exclude the {len(flagged):,} symbols with outliers", key="exclude_outliers"):
             app_state.exclude_symbols(flagged)
             st.rerun()
+
+columns = describe_columns(market)
+with st.expander(f"Columns rules can use ({len(columns):,} of the data's own)", expanded=not columns.empty):
+    st.caption(
+        "Besides prices, volume and indicators, rules can use the data's own columns: numbers such as "
+        '`pe_ratio < 15 and rsi(14) < 30`, text by equality such as `sector == "Technology"` or '
+        '`sector in ("Energy", "Utilities")`. A value is used from its date on, carried forward per symbol '
+        "until the next one, never before its date."
+    )
+    if not columns.empty:
+        st.dataframe(
+            columns,
+            hide_index=True,
+            width="stretch",
+            column_config={"bars without a value": st.column_config.NumberColumn(format="%,d")},
+        )
+    extra = st.file_uploader(
+        "Attach columns: a CSV or Parquet of symbol, date and your columns (e.g. quarterly pe_ratio, eps)",
+        type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
+        key="attach_upload",
+        help="Joined as of each bar's date: a new dataset (a new id), stored for links like an upload.",
+    )
+    if extra is not None and app_state.upload_is_new((extra.file_id,), uploader="attach"):
+        with st.spinner(f"Joining {extra.name}..."):
+            if not app_state.attach_upload(extra):
+                st.rerun()
+    if extra is not None and app_state.attach_error():
+        st.error(f"Could not attach {extra.name}: {app_state.attach_error()} The dataset is unchanged.")
 
 symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{app_state.data_id()}")  # a new list: a new widget
 st.plotly_chart(charts.candles(market, symbol), width="stretch")

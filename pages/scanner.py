@@ -7,7 +7,7 @@ from app import formatting as app_format
 from app import state as app_state
 from app.state import KEEP, param_widget
 from engine.plots import charts
-from engine.rules import PRESETS, Condition, RuleError, available, conditions_to_rule
+from engine.rules import COLUMN_PRESETS, PRESETS, Condition, RuleError, available, conditions_to_rule, missing_columns
 
 st.title("Scanner")
 app_state.seed_widget("rule_text", app_state.rule())
@@ -18,15 +18,32 @@ def _apply(text: str) -> None:
     app_state.set_rule(text)
 
 
+market = app_state.require_market()
+own = market.column_kinds()
+presets = PRESETS | COLUMN_PRESETS
+
+
 def _on_preset() -> None:
-    if app_state.widget("w.scanner.preset") in PRESETS:
-        _apply(PRESETS[app_state.widget("w.scanner.preset")])
+    if app_state.widget("w.scanner.preset") in presets:
+        _apply(presets[app_state.widget("w.scanner.preset")])
+
+
+def _preset_label(name: str) -> str:
+    lacking = missing_columns(presets[name], own) if name in presets else []
+    return f"{name} — needs a {', '.join(lacking)} column" if lacking else name
 
 
 left, right = st.columns([1, 2])
 with left:
     app_state.seed_widget("w.scanner.preset", "(custom)")
-    st.selectbox("Preset", ["(custom)", *PRESETS], key="w.scanner.preset", on_change=_on_preset, persist_state=KEEP)
+    st.selectbox(
+        "Preset",
+        ["(custom)", *presets],
+        key="w.scanner.preset",
+        on_change=_on_preset,
+        format_func=_preset_label,
+        persist_state=KEEP,
+    )
     with st.expander("Build from conditions"):
         conds = []
         for i, (left_text, op, right_text) in enumerate(
@@ -40,7 +57,7 @@ with left:
             lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed", persist_state=KEEP)
             op = b.selectbox(
                 "Op",
-                ["<", "<=", ">", ">=", "crosses_above", "crosses_below"],
+                ["<", "<=", ">", ">=", "==", "!=", "crosses_above", "crosses_below"],
                 key=f"{k}.op",
                 label_visibility="collapsed",
                 persist_state=KEEP,
@@ -50,6 +67,11 @@ with left:
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
         app_state.seed_widget("w.scanner.join", "and")
         join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join", persist_state=KEEP)
+        if own:
+            st.caption(
+                "The data's own columns: "
+                + ", ".join(f"`{name}`" + (' (text: == "...")' if kind == "text" else "") for name, kind in own.items())
+            )
         if st.button("Use these conditions", disabled=not conds):
             _apply(conditions_to_rule(conds, join))
 with right:
@@ -62,9 +84,14 @@ with right:
     )
     if app_state.value("signal_type") == "both":  # Direction (Backtest page): longs and shorts in one book
         param_widget("short_rule", help="Its signals open shorts; the rule above opens longs. e.g. rsi(14) > 70")
-    st.caption(f"Available — {available()}.")
+    st.caption(f"Available — {available(own)}.")
 
-market = app_state.require_market()
+lacking = missing_columns(app_state.rule(), own)
+if lacking and app_state.widget("w.scanner.preset") in COLUMN_PRESETS:
+    st.warning(
+        f"This preset needs a {', '.join(lacking)} column, which this data does not have: attach one on the "
+        "Data page (Columns rules can use), or edit the rule."
+    )
 try:
     signals = app_state.signals()
 except RuleError as exc:

@@ -93,6 +93,23 @@ def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(clien
         np.testing.assert_allclose(frame["close"], expected["close"])
 
 
+def test_own_columns_attached_through_the_api_are_rule_names_of_a_new_dataset(client):
+    data_id = upload(client, csv_bytes()).json()["id"]
+    quarterly = b"symbol,date,pe_ratio\nS1,2014-01-01,12\nS1,2014-06-01,30\nS2,2014-01-01,9\nNOPE,2014-01-01,1\n"
+    r = client.post(f"/api/data/{data_id}/columns", files={"file": ("pe.csv", quarterly, "text/csv")})
+    assert r.status_code == 201, r.text
+    joined = r.json()
+    assert joined["id"] != data_id and any("1 row of pe.csv" in w for w in joined["warnings"])
+    assert [c["column"] for c in joined["columns"]] == ["pe_ratio", "sector"]
+    hits = client.post("/api/scan", json={"data": joined["id"], "rule": "pe_ratio < 15", "limit": 10000}).json()
+    assert hits["count"] > 0 and {h["symbol"] for h in hits["signals"]} == {"S1", "S2"}
+    assert all(h["date"] < "2014-06-02" for h in hits["signals"] if h["symbol"] == "S1")  # 30 from June on
+    refused = client.post("/api/scan", json={"data": data_id, "rule": "pe_ratio < 15"})
+    assert refused.status_code == 422 and "Unknown name 'pe_ratio'" in refused.json()["error"]
+    bad = client.post(f"/api/data/{data_id}/columns", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
+    assert bad.status_code == 422 and "needs a symbol column and a date column" in bad.json()["error"]
+
+
 def test_a_dataset_uploaded_through_the_api_is_on_the_dashboards_data_page_and_vice_versa(client, monkeypatch):
     browser = "browser:" + "0" * 32
     info = upload(client, csv_bytes(seed=8)).json()  # anonymous: listed for everyone

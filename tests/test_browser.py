@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from engine import synthetic_market
+from engine import attach_columns, synthetic_market
 from engine.datasets import to_frame
+from engine.rules import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -259,7 +260,7 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
     to_frame(synthetic_market(3, 300, seed=11)).to_csv(csv, index=False)
     sender = new_page(browser)
     sender.goto(f"{server}/", timeout=60_000)  # the Data page is the default page, at the root
-    sender.locator('input[type="file"]').set_input_files(str(csv))
+    sender.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     sender.get_by_role("heading", name="three.csv").wait_for(timeout=60_000)
     settle(sender)
     data_id = query(sender)["data"]
@@ -302,7 +303,7 @@ def test_a_typed_date_format_reads_an_upload_the_detector_cannot_and_stays_out_o
     frame.to_csv(csv, index=False)
     page = new_page(browser)
     page.goto(f"{server}/", timeout=60_000)
-    page.locator('input[type="file"]').set_input_files(str(csv))
+    page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     page.get_by_text("a date that could not be parsed").first.wait_for(timeout=60_000)  # detection cannot
     settle(page)
     page.get_by_text("How to read the file").click()
@@ -342,7 +343,7 @@ def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users
     to_frame(synthetic_market(3, 300, seed=12)).to_csv(csv, index=False)
     alice = new_page(browser, user="alice@example.org")
     alice.goto(f"{server}/", timeout=60_000)
-    alice.locator('input[type="file"]').set_input_files(str(csv))
+    alice.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     alice.get_by_role("heading", name="alice_secret_positions.csv").wait_for(timeout=60_000)
     settle(alice)
     data_id = query(alice)["data"]
@@ -367,6 +368,44 @@ def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users
     alice.goto(f"{server}/runs", timeout=60_000)
     alice.get_by_role("link", name="Open as a link").wait_for(timeout=60_000)  # her own run: a link
     for p in (alice, bob):
+        p.context.close()
+
+
+def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammate(server, browser, tmp_path):
+    market = synthetic_market(3, 300, seed=13)
+    csv = tmp_path / "three_funds.csv"
+    to_frame(market).to_csv(csv, index=False)
+    quarters = market.dates[::63]
+    fundamentals = tmp_path / "pe.csv"
+    pd.DataFrame(
+        {
+            "symbol": [s for _ in quarters for s in market.symbols],
+            "date": [d.date().isoformat() for d in quarters for _ in market.symbols],
+            "pe_ratio": [8.0 + 4 * ((i * 7) % 5) for i in range(len(quarters) * len(market.symbols))],
+        }
+    ).to_csv(fundamentals, index=False)
+    page = new_page(browser)
+    page.goto(f"{server}/", timeout=60_000)
+    page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
+    page.get_by_role("heading", name="three_funds.csv").wait_for(timeout=60_000)
+    settle(page)
+    before = query(page)["data"]
+    page.locator('.st-key-attach_upload input[type="file"]').set_input_files(str(fundamentals))
+    page.get_by_role("heading", name="three_funds.csv + pe.csv").wait_for(timeout=60_000)
+    settle(page)
+    after = query(page)["data"]
+    assert after != before  # a new dataset, stored for links
+    page.get_by_text("8 to 24").first.wait_for(state="attached", timeout=30_000)  # pe_ratio in the columns table
+    shot(page, "data_own_columns")
+    joined = attach_columns(market, fundamentals)
+    expected = scan(joined, "pe_ratio < 15 and rsi(14) < 50").count
+    page.goto(f"{server}/scanner?data={after}&rule=pe_ratio+%3C+15+and+rsi%2814%29+%3C+50", timeout=60_000)
+    assert int(first_metric(page, "Signals").replace(",", "")) == expected > 0
+    no_exception(page)
+    teammate = new_page(browser)
+    teammate.goto(page.url, timeout=60_000)
+    assert int(first_metric(teammate, "Signals").replace(",", "")) == expected
+    for p in (page, teammate):
         p.context.close()
 
 

@@ -56,6 +56,18 @@ def test_signals_file_and_scan_and_errors(tmp_path, capsys):
     assert main(["backtest"]) == 2
 
 
+def test_columns_files_are_joined_before_the_rule_runs(tmp_path, capsys):
+    fundamentals = tmp_path / "pe.csv"
+    pd.DataFrame({"symbol": ["AAPL", "AAPL"], "date": ["2020-01-01", "2021-01-01"], "pe_ratio": [12, 30]}).to_csv(
+        fundamentals, index=False
+    )
+    assert main(["scan", "--columns", str(fundamentals), "--rule", "pe_ratio < 15", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and {h["symbol"] for h in hits} == {"AAPL"} and all("2020" <= h["date"] < "2021" for h in hits)
+    assert main(["scan", "--rule", "pe_ratio < 15"]) == 2
+    assert "Unknown name 'pe_ratio'" in capsys.readouterr().err
+
+
 def test_optimize_prints_the_best_and_the_overfitting_figures(capsys, tmp_path):
     from engine.__main__ import main
 

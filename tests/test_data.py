@@ -197,9 +197,10 @@ def test_a_file_with_both_day_month_orders_is_refused_with_the_rows_named_never_
     assert dayfirst.dropped_rows.line.tolist() == [5]
 
 
-def test_columns_the_loader_does_not_read_are_named_not_dropped_silently():
-    frame = synthetic_frame(2, 30, seed=1).assign(pe_ratio=12.5, note="x")
+def test_columns_the_loader_cannot_use_are_named_not_dropped_silently():
+    frame = synthetic_frame(2, 30, seed=1).assign(pe_ratio=12.5, note="x", filed=pd.Timestamp("2020-01-01"))
     m = market_from_frame(frame)
+    assert m.column_kinds() == {"pe_ratio": "number", "note": "text", "sector": "text"}  # usable in rules
     (warning,) = [w for w in m.warnings if w.startswith("Columns not loaded")]
-    assert "pe_ratio, note" in warning
+    assert "filed (timestamp" in warning
     assert not any("not loaded" in w for w in market_from_frame(synthetic_frame(2, 30, seed=1)).warnings)

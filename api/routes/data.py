@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from fastapi.responses import Response, StreamingResponse
 
 from engine.budget import upload_bytes
-from engine.data import Market, load_market, max_upload_bytes, too_big
+from engine.data import Market, attach_columns, describe_columns, load_market, max_upload_bytes, too_big
 from engine.datasets import BUILTIN, dataset_id, describe, to_frame
 from engine.safe_csv import to_safe_csv
 from engine.stores import builtin, dataset_store, reserved
@@ -41,16 +41,39 @@ def upload_dataset(
 ) -> dict[str, Any]:
     """Load a file with the Data page's loader and limits and store it; returns its id and listing. Bad rows
     are a 422 naming them; send on_bad_rows=drop to load without them (they are listed here afterwards)."""
-    if file.size is not None and file.size > max_upload_bytes():
-        raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
-    buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
-    buffer.name = os.path.basename(file.filename or "upload.csv")
-    need = upload_bytes(len(buffer.getvalue()), buffer.getvalue()[:2])
+    buffer, need = _received(file)
     market = reserved(
         "upload",
         need,
         lambda: load_market(buffer, name=buffer.name, **library_values("load", options)),
     )()
+    return _stored(market, who, shared)
+
+
+@router.post("/data/{data_id}/columns", status_code=201, tags=["data"])
+def attach_dataset_columns(
+    data_id: str,
+    who: User,
+    file: Annotated[UploadFile, File(description="CSV or Parquet of symbol, date and your columns (e.g. pe_ratio)")],
+    shared: Annotated[bool, Form(description="List the new dataset for the whole team")] = False,
+) -> dict[str, Any]:
+    """Join a file of own columns to a dataset as of each bar's date (a value is used from its date on, carried
+    forward per symbol): a new dataset with a new id, stored like an upload; rules can name its columns."""
+    market = open_dataset(data_id, who)
+    buffer, need = _received(file)
+    return _stored(reserved("upload", need, lambda: attach_columns(market, buffer))(), who, shared)
+
+
+def _received(file: UploadFile) -> tuple[io.BytesIO, int]:
+    """The upload in memory (never more than the upload limit) and the bytes loading it may need."""
+    if file.size is not None and file.size > max_upload_bytes():
+        raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
+    buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
+    buffer.name = os.path.basename(file.filename or "upload.csv")
+    return buffer, upload_bytes(len(buffer.getvalue()), buffer.getvalue()[:2])
+
+
+def _stored(market: Market, who: str, shared: bool) -> dict[str, Any]:
     store = dataset_store()
     try:
         info = store.put(market, owner=who)
@@ -68,6 +91,7 @@ def upload_dataset(
         **_listing(market, data_id, who),
         "link": dashboard_link("data", {"data": data_id}),
         "issues": records(market.issues) if market.issues is not None else [],
+        "columns": records(describe_columns(market)),
     }
 
 
@@ -86,6 +110,7 @@ def get_dataset(data_id: str, who: User) -> dict[str, Any]:
     return {
         **_listing(market, data_id, who),
         **market.summary(),
+        "columns": records(describe_columns(market)),
         "dropped": [] if dropped is None else records(dropped, 1000),
     }
 

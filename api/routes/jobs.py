@@ -23,7 +23,7 @@ from engine.optimize import (
     optimization_key,
     run_optimization,
 )
-from engine.rules import parse_rule
+from engine.rules import parse_rule, split_rank
 from engine.stores import cached_scan, reserved, run_cache
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
@@ -56,7 +56,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     """Start a grid optimisation (mode, objective, split or windows from `settings`) as a job; 202 with its id.
     The grid and the work are checked first (422 with the limit when too big)."""
     market = open_dataset(req.data, who)
-    parse_rule(req.rule)
+    parse_rule(split_rank(req.rule)[0], market.column_kinds())
     grid = grid_from_spec(req.rule, req.grid)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"]).check()
@@ -134,7 +134,7 @@ def _optimize_view(out: OptimizationRun) -> dict[str, Any]:
 def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSONResponse:
     """Start a Monte Carlo of the rule's backtest trades as a job; 202 with its id."""
     market = open_dataset(req.data, who)
-    parse_rule(req.rule)
+    parse_rule(split_rank(req.rule)[0], market.column_kinds())
     values = values_by_path(req.params)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     query = table.link_query(

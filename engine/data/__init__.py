@@ -9,12 +9,16 @@ dates are parsed once per distinct value, and compressed input is limited while 
 After loading, likely splits (an overnight price ratio near 2:1, 3:2, 10:1 ... or its inverse) and one-day
 moves beyond `outlier_pct` are listed in `market.issues` and `market.warnings`. `prices="adjusted"` scales
 OHLC by adj_close/close; `prices="split_adjusted"` back-adjusts the detected splits.
+
+Any other column (pe_ratio, market_cap, sector ...) is an own column: a name in rules, carried forward per
+symbol (engine/data/columns.py); `attach_columns` joins a second file of such columns as of each date.
 """
 
 from __future__ import annotations
 
 from ..errors import BadRowsError, DataError, InputError
 from .build import SAMPLE_PATH, load_market, load_sample, market_from_frame, parse_date_texts
+from .columns import attach_columns, describe_columns
 from .market import Market, missing_inside
 from .quality import detect_outliers, detect_splits
 from .read import LoadOptions, max_decompressed_bytes, max_upload_bytes, too_big
@@ -26,6 +30,8 @@ __all__ = [
     "InputError",
     "LoadOptions",
     "Market",
+    "attach_columns",
+    "describe_columns",
     "detect_outliers",
     "detect_splits",
     "load_market",

@@ -4,9 +4,11 @@ per distinct text, intraday bars refused or resampled, bad rows reported or drop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import BadRowsError, DataError, InputError
+from .columns import place, read_row_columns, used_labels
 from .market import Market, missing_inside
 from .quality import flag_and_adjust
 from .read import (
@@ -39,6 +42,9 @@ from .read import (
 )
 
 SAMPLE_PATH = Path(__file__).parents[1] / "sample_data" / "us6_2013_2023.csv.gz"
+
+
+OWN = "own:"  # the key prefix of own columns among the per-row values
 
 
 _RANGE_TOLERANCE = 1e-6  # open/close vs the high-low range: prices are often rounded
@@ -89,18 +95,41 @@ def load_market(
     )
     if isinstance(source, pd.DataFrame):
         return market_from_frame(source, name=name or "data", options=opts)
-    max_bytes = max_upload_bytes() if max_bytes is None else max_bytes
     filename = str(getattr(source, "name", source))
     stem = Path(filename).name.split(".")[0] or "data"
-    raw = read_bytes(source, max_bytes)
+    with _reading(filename):
+        table, numbering, ragged = _read(source, filename, max_bytes, opts)
+        return _build(table, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
+
+
+def read_table(
+    source: str | os.PathLike | BinaryIO | pd.DataFrame, max_bytes: int | None = None
+) -> tuple[pa.Table, str]:
+    """(the file's columns as Arrow, its name), read as `load_market` reads a file, without building a market:
+    for a second file of columns (engine/data/columns.py)."""
+    if isinstance(source, pd.DataFrame):
+        return _frame_table(source), "the table"
+    filename = str(getattr(source, "name", source))
+    with _reading(filename):
+        return _read(source, filename, max_bytes, LoadOptions())[0], Path(filename).name
+
+
+def _read(
+    source, filename: str, max_bytes: int | None, opts: LoadOptions
+) -> tuple[pa.Table, Numbering, pd.DataFrame | None]:
+    raw = read_bytes(source, max_upload_bytes() if max_bytes is None else max_bytes)
     if not raw.strip():
         raise DataError(f"{Path(filename).name} is empty: expected a header row and at least one bar.")
+    if filename.lower().endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":
+        return read_parquet(raw, filename), Numbering("row", 1), None
+    return read_csv(decompress(unzip(raw, filename), filename), filename, opts)
+
+
+@contextlib.contextmanager
+def _reading(filename: str) -> Iterator[None]:
+    """Any failure while reading is an InputError that says what is wrong and how to fix it."""
     try:
-        if filename.lower().endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":
-            table, numbering, ragged = read_parquet(raw, filename), Numbering("row", 1), None
-        else:
-            table, numbering, ragged = read_csv(decompress(unzip(raw, filename), filename), filename, opts)
-        return _build(table, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
+        yield
     except InputError:
         raise
     except (pa.ArrowException, ValueError, TypeError, OverflowError, MemoryError, OSError) as exc:
@@ -119,18 +148,23 @@ def market_from_frame(
     """Validate a long-format frame (one row per symbol and date) and pivot it into a Market."""
     if frame is None or len(frame) == 0:
         raise DataError("The data has no rows: expected at least one bar.")
+    return _build(_frame_table(frame), name, default_symbol, options or LoadOptions(), Numbering("row", 1))
+
+
+def _frame_table(frame: pd.DataFrame) -> pa.Table:
     df = frame.reset_index() if _has_date_index(frame) else frame
     columns = {}
     for i, col in enumerate(df.columns):
         values = df.iloc[:, i]
-        if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype):
+        categorical = isinstance(values.dtype, pd.CategoricalDtype)
+        if values.dtype == object or categorical:
             values = values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
-        columns[str(col)] = pa.array(values, from_pandas=True)
+        array = pa.array(values, from_pandas=True)
+        columns[str(col)] = array.dictionary_encode() if categorical else array  # categorical: text (labels)
     try:
-        table = pa.table(list(columns.values()), names=list(columns))
+        return pa.table(list(columns.values()), names=list(columns))
     except (pa.ArrowException, ValueError) as exc:
         raise DataError(f"Could not read the data frame: {str(exc)[:200]}") from None
-    return _build(table, name, default_symbol, options or LoadOptions(), Numbering("row", 1))
 
 
 def _has_date_index(frame: pd.DataFrame) -> bool:
@@ -207,13 +241,9 @@ def _build(
     if "volume" not in values:
         values["volume"] = np.full(n, np.nan)
         warnings.append("No volume column: volume-based indicators will be empty.")
-    ignored = [c for c in names if c not in cols.values() and not c.startswith("__index_level")]
-    if ignored:  # never dropped silently
-        shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
-        warnings.append(
-            f"Columns not loaded: {shown}. The loader reads symbol, date, open, high, low, close, volume, "
-            "adj_close, dividend and sector; rules cannot use other columns yet."
-        )
+    own = read_row_columns(table, [c for c in names if c not in cols.values() and not c.startswith("__index_level")])
+    warnings += own.notes  # a column not loaded is named, never dropped silently
+    values |= {OWN + k: v for k, v in own.values.items()}
     sector = _sector_codes(table.column(cols["sector"])) if "sector" in cols else None
     del table
 
@@ -278,7 +308,9 @@ def _build(
             "use it (splits and dividends)."
         )
     sectors = _sectors(sector, sym_codes, symbols, ok) if sector is not None else None
-    market = _pivot(day[ok], sym_codes[ok], symbols, {k: values[k][ok] for k in bar_columns}, sectors, warnings, name)
+    own_values = {k.removeprefix(OWN): v[ok] for k, v in values.items() if k.startswith(OWN)}
+    bars = {k: values[k][ok] for k in bar_columns}
+    market = _pivot(day[ok], sym_codes[ok], symbols, bars, sectors, warnings, name, own_values, own.labels)
     return flag_and_adjust(market, opts, report)
 
 
@@ -333,6 +365,31 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     position = {s: i for i, s in enumerate(valid)}
     code_of = np.array([position.get(s, 0) for s in normal] + [0], np.int64)
     return code_of[safe_idx], tuple(valid) or (default,)
+
+
+def row_symbols(col: pa.ChunkedArray, symbols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(code into `symbols` per row, whether the row's symbol is one of them), normalised as the loader does."""
+    encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+    indices, nulls = _codes(encoded)
+    position = {s: i for i, s in enumerate(symbols)}
+    code_of = np.array(
+        [
+            position.get(unicodedata.normalize("NFKC", str(s)).strip().upper(), -1)
+            for s in encoded.dictionary.to_pylist()
+        ]
+        + [-1],
+        np.int64,
+    )
+    codes = code_of[np.where(nulls, len(code_of) - 1, indices)]
+    return np.maximum(codes, 0), codes >= 0
+
+
+def row_dates(col: pa.ChunkedArray) -> np.ndarray:
+    """datetime64[ns] per row, NaT where a date cannot be read (as the loader reads dates)."""
+    n = len(col)
+    reason = np.zeros(n, np.int8)
+    when, _ = _dates(col, None, reason, np.empty(n, object))
+    return np.where(reason == 0, when, np.datetime64("NaT", "ns"))
 
 
 def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarray, np.ndarray | None]:
@@ -475,7 +532,7 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
     frame = frame.sort_values(["s", "d", "t"], kind="stable")
     agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
     agg |= {"dividend": "sum"} if "dividend" in frame else {}
-    agg |= {k: "last" for k in ("adj_close", "sector") if k in frame}
+    agg |= {k: "last" for k in frame if k in ("adj_close", "sector") or k.startswith(OWN)}
     daily = frame.groupby(["s", "d"], sort=False).agg(agg).reset_index()
     m = len(daily)
     out_values = {k: daily[k].to_numpy(float) for k in values}
@@ -578,7 +635,7 @@ def _sectors(sector: tuple[np.ndarray, list[str]], sym_codes, symbols, ok) -> di
     return {symbols[i]: names[c] for i, c in zip(sym_of, sector_of, strict=True)}
 
 
-def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
+def _pivot(day, sym, symbols, values, sectors, warnings, name, own=None, labels=None) -> Market:
     used = np.unique(sym)
     if len(used) < len(symbols):  # symbols whose every row was dropped
         remap = np.full(len(symbols), -1)
@@ -606,11 +663,15 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name) -> Market:
     nan_volume = int((np.isnan(arrays["volume"]) & present).sum())
     if nan_volume and "No volume column" not in " ".join(warnings):
         warnings.append(f"{nan_volume} bars have no volume.")
+    calendar = pd.DatetimeIndex(dates.astype("datetime64[ns]"))
+    extra, categories = used_labels(place(calendar, present, day, sym, own or {}), labels or {})
     return Market(
         symbols=symbols,
-        dates=pd.DatetimeIndex(dates.astype("datetime64[ns]")),
+        dates=calendar,
         sectors=tuple(sectors[s] for s in symbols) if sectors else None,
         warnings=tuple(warnings),
         name=name,
+        extra=extra,
+        categories=categories,
         **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume (and dividend) by name
     )

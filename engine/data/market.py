@@ -31,6 +31,10 @@ class Market:
     fingerprint: str = field(default="", compare=False)
     dropped_rows: pd.DataFrame | None = field(default=None, repr=False)  # line, symbol, date, reason
     issues: pd.DataFrame | None = field(default=None, repr=False)  # kind (split/outlier), symbol, date, value
+    # Own columns (engine/data/columns.py): rule name -> (bars x symbols) float64, carried forward per symbol;
+    # a text column holds codes into its sorted labels in `categories`.
+    extra: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -64,6 +68,8 @@ class Market:
             dividend=None if self.dividend is None else self.dividend[start:stop],
             name=self.name,
             fingerprint=f"{self.fingerprint}[{start}:{stop}]",
+            extra={k: v[start:stop] for k, v in self.extra.items()},
+            categories=self.categories,
         )
 
     def without(self, symbols) -> Market:
@@ -86,11 +92,31 @@ class Market:
             name=self.name,
             dropped_rows=self.dropped_rows,
             issues=issues,
+            extra={k: np.ascontiguousarray(v[:, keep][present]) for k, v in self.extra.items()},
+            categories=self.categories,
         )
 
     def bar_arrays(self) -> tuple[str, ...]:
         """The names of its (bars x symbols) arrays: OHLCV, and dividend when the file had one."""
         return ("open", "high", "low", "close", "volume", *(("dividend",) if self.dividend is not None else ()))
+
+    def column_kinds(self) -> dict[str, str]:
+        """The own columns rules can use: name -> 'number' or 'text' (`sector` is text when the file had one)."""
+        kinds = {k: "text" if k in self.categories else "number" for k in self.extra}
+        if self.sectors is not None and "sector" not in kinds:
+            kinds["sector"] = "text"
+        return kinds
+
+    def own_column(self, name: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """(values, None) of a number column, or (codes, labels) of a text column; values broadcast to the
+        market's shape (`sector` is one row: a symbol's sector does not change)."""
+        if name in self.extra:
+            return self.extra[name], self.categories.get(name)
+        if name == "sector" and self.sectors is not None:
+            labels = tuple(sorted(set(self.sectors)))
+            codes = np.array([labels.index(s) for s in self.sectors], float)[None, :]
+            return codes, labels
+        raise DataError(f"The data has no column {name!r}.")
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by date, without the dates it has no bar on."""
@@ -111,6 +137,7 @@ class Market:
             "missing_bars": inner_missing,
             "sectors": len(set(self.sectors)) if self.sectors else 0,
             "dividends": int(np.count_nonzero(self.dividend > 0)) if self.dividend is not None else 0,
+            "own_columns": len(self.extra),
         }
 
 
@@ -136,6 +163,9 @@ def _fingerprint(m: Market) -> str:
         h.update(np.ascontiguousarray(getattr(m, name)).tobytes())
     if m.sectors:
         h.update("\x1f".join(m.sectors).encode())
+    for name in sorted(m.extra):  # own columns: a dataset with other columns is another dataset
+        h.update(f"\x1e{name}\x1f{chr(31).join(m.categories.get(name, ()))}".encode())
+        h.update(np.ascontiguousarray(m.extra[name]).tobytes())
     return h.hexdigest()
 
 

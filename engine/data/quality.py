@@ -67,18 +67,16 @@ def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) ->
         factor = np.ones(market.shape)
         for row in splits.itertuples():
             factor[: row.bar, row.col] /= row.ratio
-        market = Market(
-            market.symbols,
-            market.dates,
-            market.open * factor,
-            market.high * factor,
-            market.low * factor,
-            market.close * factor,
-            market.volume / factor,
-            market.sectors,
-            None if market.dividend is None else market.dividend * factor,  # per share, as the prices
-            (*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
-            market.name,
+        market = replace(
+            market,
+            open=market.open * factor,
+            high=market.high * factor,
+            low=market.low * factor,
+            close=market.close * factor,
+            volume=market.volume / factor,
+            dividend=None if market.dividend is None else market.dividend * factor,  # per share, as the prices
+            warnings=(*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
+            fingerprint="",
         )
         splits = splits.iloc[0:0]
     outliers = detect_outliers(market, opts.outlier_pct, splits)
