@@ -90,6 +90,24 @@ def safe_csv(frame: pd.DataFrame, **kwargs) -> str:
     return to_safe_csv(frame, **kwargs)
 
 
+def shape_summary(values: dict) -> str:
+    """The strategy's shape in a few words, for its expander's label: 'enter on signals' or 'rotation every
+    month: top 10, equal weights, band 2%'."""
+    every = {"W": "week", "M": "month", "Q": "quarter"}
+    rebalance = values.get("rebalance", "off")
+    if rebalance == "off":
+        return "enter on signals"
+    when = every.get(rebalance) or f"{int(values.get('rebalance_bars', 21)):,} bars"
+    weighting = {"equal": "equal weights", "score": "weights by score", "inverse_vol": "inverse-volatility weights"}
+    parts = [
+        f"rotation every {when}: top {int(values.get('hold_top', 10)):,}",
+        weighting[values.get("weighting", "equal")],
+    ]
+    if values.get("rebalance_band"):
+        parts.append(f"band {values['rebalance_band']:g}%")
+    return ", ".join(parts)
+
+
 def orders_summary(values: dict) -> str:
     """The Orders group in a few words, for its expander's label: 'limit 1% from the close, valid 3 bars;
     up to 2 adds; partial exits 50@10'."""

@@ -45,6 +45,7 @@ from ._records import (
     EXIT_HOLDING,
     EXIT_OPPOSITE,
     EXIT_PARTIAL,
+    EXIT_REBALANCE,
     EXIT_RUIN,
     EXIT_RULE,
     EXIT_STOP,
@@ -57,6 +58,7 @@ from ._records import (
     ORDER_LIMIT,
     ORDER_MARKET,
     POSITION,
+    REBALANCE,
     RULE_ATR_WARMUP,
     RULE_CASH,
     RULE_EXPIRED,
@@ -77,7 +79,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "254ccc01fe60"
+RECORDS_FINGERPRINT = "b404b3923eb3"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -136,6 +138,11 @@ class Shared(NamedTuple):
     partial_frac: np.ndarray  # scaling out: each level's share of the position's full size, in order; empty: off
     partial_pct: np.ndarray  # each level's distance from the average fill, a fraction
     breakeven: bool  # after the first partial exit, the stop moves to the average fill
+    # Rotation: per bar, the row of its rebalance's targets when it is a rebalance bar (-1: not); empty: off.
+    target_row: np.ndarray
+    target_symbol: np.ndarray  # (rebalances x hold_top) symbols in rank order, -1 where fewer passed the rule
+    target_weight: np.ndarray  # their weights, a fraction of the portfolio's value
+    rebalance_band: float  # a trade changing a holding's weight by less than this fraction is skipped
 
 
 class Scratch(NamedTuple):
@@ -152,11 +159,13 @@ class Scratch(NamedTuple):
     sector_value: np.ndarray
     corr_buf: tuple
     corr_state: np.ndarray  # bar loaded, rows loaded, window length
-    tally: np.ndarray  # positions entered, exit fills written, positions closed
+    tally: np.ndarray  # positions entered, exit fills written, positions closed, rebalance trades written
     closing: np.ndarray  # the ids of the positions in the order they closed
     order_fill: np.ndarray  # per symbol: the fill price of its order on this bar
     cand_side: np.ndarray  # per symbol: the side (+1, -1) of its entry candidate on this bar
     order_inside: np.ndarray  # per symbol: that fill was inside the bar (not at its open)
+    target_value: np.ndarray  # per symbol: its target value at this rebalance (rotation)
+    rebalances: np.ndarray  # REBALANCE records: a rotation's trades (tally[3] written)
 
 
 # --- steps ---------------------------------------------------------------------------------------------------------
@@ -168,6 +177,13 @@ def _log(events: Array, n: int, bar: int, sym: int, rule: int, value: float, lim
     e = events[n]
     e["bar"], e["symbol"], e["rule"], e["value"], e["limit"], e["action"] = bar, sym, rule, value, limit, action
     return n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _many_fills(sh: Shared) -> bool:
+    """Can a position have several exit fills (partial exits, a rotation's trims)? Then fills are written as
+    they happen and sorted into entry order at the end; else each at its position's entry number."""
+    return sh.partial_frac.shape[0] > 0 or sh.target_row.shape[0] > 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -627,7 +643,7 @@ def _close(
     pnl = d * qty * (fill - pos["entry_price"]) - entry_fee - fee - financing + dividends
     # Without partial exits a position has one fill: its row is its entry number, so the rows come out in
     # entry order with no sort (and no copy).
-    r = trades[work.tally[1] if sh.partial_frac.shape[0] > 0 else pos["seq"]]
+    r = trades[work.tally[1] if _many_fills(sh) else pos["seq"]]
     work.tally[1] += 1
     if closes:
         work.closing[work.tally[2]] = pos["seq"]
@@ -1029,6 +1045,130 @@ def _enter_all(
 
 
 @njit(cache=True, nogil=True)
+def _rebalance(
+    bars: Bars,
+    t: int,
+    combo: Record,
+    sh: Shared,
+    work: Scratch,
+    n_open: int,
+    trades: Array,
+    events: Array,
+    n_events: int,
+    cash: float,
+    equity: float,
+    gross: float,
+) -> tuple[float, float, float, int, int]:
+    """Rotation, at the open after a rebalance bar and before any entry: each target's weight is a share of
+    the portfolio's value at this open; holdings that dropped out are sold, holdings above their target by
+    more than the band trimmed, then the targets bought or topped up in rank order through every limit
+    (each cut or skip logged). A symbol without a bar at this open is not traded. Every trade is written to
+    `work.rebalances`. Returns (cash, equity, gross, open count, event count)."""
+    row = sh.target_row[t - 1]
+    book, open_list, want = work.book, work.open_list, work.target_value
+    worth = cash
+    for i in range(n_open):
+        s = open_list[i]
+        o = bars.open[t, s]
+        worth += book[s]["shares"] * (o if o > 0.0 else book[s]["mark"])
+    band = max(sh.rebalance_band, 1e-9) * worth  # at least float noise: a trimmed holding needs no top-up
+    want[:] = 0.0
+    for k in range(sh.target_symbol.shape[1]):
+        s = sh.target_symbol[row, k]
+        if s < 0:
+            break
+        want[s] = sh.target_weight[row, k] * worth
+    kept = 0
+    for i in range(n_open):  # sells first: they pay for the buys
+        s = open_list[i]
+        pos = book[s]
+        o = bars.open[t, s]
+        excess = pos["shares"] * o - want[s]
+        if not (o > 0.0) or not (excess > 0.0) or (want[s] > 0.0 and excess <= band):
+            open_list[kept] = s
+            kept += 1
+            continue
+        qty = pos["shares"] if want[s] <= 0.0 else excess / o
+        if want[s] > 0.0 and not sh.fractional_shares:
+            qty = np.floor(qty)
+        if qty <= 0.0:
+            open_list[kept] = s
+            kept += 1
+            continue
+        full = qty >= pos["shares"] * (1.0 - 1e-12)
+        qty = pos["shares"] if full else qty
+        value = qty * pos["mark"]
+        if full:
+            pos["bars_held"] += 1
+            _track(pos, o, o, o, 1.0, True, False)
+        change, ret = _close(pos, s, t, o, EXIT_REBALANCE, sh, trades, work, qty)
+        _log_rebalance(
+            work, t, s, -qty, o * (1.0 - sh.slippage), qty * o * (1.0 - sh.slippage) - change, want[s], worth
+        )
+        cash += change
+        equity += change - value
+        gross -= value
+        work.sector_value[sh.sector_id[s]] -= value
+        if full:
+            _learn(work.kelly, ret)
+        else:
+            open_list[kept] = s
+            kept += 1
+    n_open = kept
+    for k in range(sh.target_symbol.shape[1]):  # then buys, best ranked first
+        s = sh.target_symbol[row, k]
+        if s < 0:
+            break
+        pos = book[s]
+        o = bars.open[t, s]
+        if not (o > 0.0):
+            n_events = _log(events, n_events, t, s, RULE_NO_BAR, np.nan, np.nan, ACTION_SKIP)
+            continue
+        need = want[s] - pos["shares"] * o
+        if not (need > 1e-9 * worth) or (pos["shares"] > 0.0 and need <= band):
+            continue
+        if pos["shares"] == 0.0 and n_open >= combo["max_positions"]:
+            n_events = _log(events, n_events, t, s, RULE_MAX_POSITIONS, n_open, combo["max_positions"], ACTION_SKIP)
+            continue
+        if sh.max_leverage <= 1.0 and cash > 0.0:  # the sells' costs leave the last buy a little short: buy less
+            need = min(need, cash)
+        fill = o * (1.0 + sh.slippage)
+        held = pos["shares"] * pos["mark"] if pos["shares"] > 0.0 else 0.0
+        value, n_events = _caps(need, s, t, equity, gross, cash, work.sector_value, sh, events, n_events, 1.0, held)
+        qty = _quantity(value, fill, sh) if value > 0.0 else 0.0
+        qty, n_events = _volume_cap(qty, s, t, fill, bars, sh, events, n_events)
+        if qty <= 0.0:
+            continue
+        fee, cash, equity, gross = _book_fill(qty, fill, 1.0, s, sh, work.sector_value, cash, equity, gross)
+        _log_rebalance(work, t, s, qty, fill, fee, want[s], worth)
+        if pos["shares"] > 0.0:
+            _add(pos, t, fill, qty, fee, combo, 1.0, qty * (fill - o))
+            continue
+        atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
+        _open(pos, t, fill, qty, fee, combo["stop"], combo, atr_s, 1.0, False, np.nan, qty * (fill - o), t - 1)
+        pos["seq"] = work.tally[0]
+        work.tally[0] += 1
+        i = n_open
+        while i > 0 and open_list[i - 1] > s:  # insert in symbol order
+            open_list[i] = open_list[i - 1]
+            i -= 1
+        open_list[i] = s
+        n_open += 1
+    return cash, equity, gross, n_open, n_events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _log_rebalance(
+    work: Scratch, t: int, s: int, shares: float, price: float, fee: float, want: float, worth: float
+) -> None:
+    """Write one rebalance trade (shares > 0 bought, < 0 sold) with its target weight."""
+    r = work.rebalances[work.tally[3]]
+    r["bar"], r["symbol"], r["shares"], r["price"], r["value"] = t, s, shares, price, shares * price
+    r["fee"], r["weight"], r["portfolio"] = fee, want / worth if worth > 0.0 else 0.0, worth
+    work.tally[3] += 1
+
+
+@njit(cache=True, nogil=True)
 def _close_opposites(
     bars: Bars,
     entries: Array,
@@ -1073,9 +1213,12 @@ def _allocate(bars, entries, combo, sh):
     n_bars, n_sym = bars.close.shape
     # A signal makes at most one position, with a fill per partial exit and a last one, and four events
     # (cuts, then a skip); an add signal at most four events.
-    cap = max(int(entries.sum()) + int(sh.short_signal.sum()), 1)
+    # A rotation's target makes at most one position or one top-up, a trim, and four events (cuts, a skip).
+    targets = int((sh.target_symbol >= 0).sum())
+    cap = max(int(entries.sum()) + int(sh.short_signal.sum()) + targets, 1)
     n_events = 4 * (cap + int(sh.add_signal.sum()))
-    trades, events = np.empty(cap * (1 + sh.partial_frac.shape[0]), TRADE), np.empty(n_events, EVENT)
+    trades = np.empty(cap * (1 + sh.partial_frac.shape[0]) + targets, TRADE)
+    events = np.empty(n_events, EVENT)
     curve = np.empty(n_bars, CURVE)
     rows, win = (min(combo["max_positions"], n_sym), sh.corr_window) if sh.max_corr < 1.0 else (1, 1)
     work = Scratch(
@@ -1088,11 +1231,13 @@ def _allocate(bars, entries, combo, sh):
         np.zeros(sh.sector_id.max() + 1 if n_sym else 1),
         (np.empty((rows, win)), np.empty((rows, win)), np.empty(win), np.empty(win)),
         np.array([-1, 0, 0]),
-        np.zeros(3, np.int64),
+        np.zeros(4, np.int64),
         np.empty(cap, np.int64),
         np.empty(n_sym),
         np.empty(n_sym),
         np.zeros(n_sym, np.bool_),
+        np.zeros(n_sym),
+        np.empty(3 * targets + 1 if targets else 0, REBALANCE),
     )
     return trades, events, curve, work
 
@@ -1111,14 +1256,15 @@ def simulate(bars, entries, priority, combo, sh):
     """
     trades, events, curve, work = _allocate(bars, entries, combo, sh)
     n_events, ruin = _run(bars, entries, priority, combo, sh, trades, events, curve, work)
-    return _fills(trades, sh, work), work.closing[: work.tally[2]], events[:n_events], curve, ruin
+    rebalances = work.rebalances[: work.tally[3]]
+    return _fills(trades, sh, work), work.closing[: work.tally[2]], events[:n_events], curve, ruin, rebalances
 
 
 @njit(cache=True, nogil=True)
 def _fills(trades, sh, work):
     """The exit fills a run wrote, in entry order (a position's fills in the order they happened)."""
     written = _written_fills(trades, sh, work)
-    return _entry_order(written, work.tally[0]) if sh.partial_frac.shape[0] > 0 else written
+    return _entry_order(written, work.tally[0]) if _many_fills(sh) else written
 
 
 @njit(cache=True, nogil=True)
@@ -1126,8 +1272,8 @@ def _written_fills(trades, sh, work):
     """The exit fills a run wrote, in no set order where partial exits wrote them as they happened (the grid
     sums them per position and needs no order): the first rows, or without partial exits the rows of the
     positions that closed (`_close` writes each at its entry number)."""
-    n_positions, n_fills, n_closed = work.tally
-    if sh.partial_frac.shape[0] > 0 or n_closed == n_positions:
+    n_positions, n_fills, n_closed = work.tally[0], work.tally[1], work.tally[2]
+    if _many_fills(sh) or n_closed == n_positions:
         return trades[:n_fills]
     return _closed_rows(trades, work.closing[:n_closed], n_positions)
 
@@ -1195,6 +1341,10 @@ def _run(
             dividends, borrow = _overnight_all(work, n_open, t, sh, margin)
             cash += dividends - borrow
         if t > 0 and ruin < 0:
+            if sh.target_row.shape[0] > 0 and sh.target_row[t - 1] >= 0:
+                cash, equity, gross, n_open, n_events = _rebalance(
+                    bars, t, combo, sh, work, n_open, trades, events, n_events, cash, equity, gross
+                )
             if sh.direction == 0 and sh.on_opposite != OPPOSITE_IGNORE:
                 cash, equity, gross, n_open = _close_opposites(
                     bars, entries, t, sh, work, n_open, trades, cash, equity, gross

@@ -14,7 +14,18 @@ import hashlib
 import numpy as np
 
 # --- codes and their labels -----------------------------------------------------------------------------------
-EXIT_STOP, EXIT_TRAIL, EXIT_TARGET, EXIT_RULE, EXIT_HOLDING, EXIT_END, EXIT_RUIN, EXIT_OPPOSITE, EXIT_PARTIAL = range(9)
+(
+    EXIT_STOP,
+    EXIT_TRAIL,
+    EXIT_TARGET,
+    EXIT_RULE,
+    EXIT_HOLDING,
+    EXIT_END,
+    EXIT_RUIN,
+    EXIT_OPPOSITE,
+    EXIT_PARTIAL,
+    EXIT_REBALANCE,
+) = range(10)
 EXIT_NAMES = (
     "stop_loss",
     "trailing_stop",
@@ -25,6 +36,7 @@ EXIT_NAMES = (
     "ruin",
     "opposite_signal",
     "partial_exit",
+    "rebalance",  # a rotation sold it (dropped out of the top) or trimmed it to its weight
 )
 SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
 SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")
@@ -176,6 +188,19 @@ POSITION = np.dtype(
     ],
     align=True,
 )
+# One trade of a rotation's rebalance (bought: shares > 0; sold: < 0), at the open after the rebalance bar.
+REBALANCE = np.dtype(
+    [
+        ("bar", np.int64),
+        ("symbol", np.int64),
+        ("shares", np.float64),
+        ("price", np.float64),  # the fill, after slippage
+        ("value", np.float64),  # shares x price (negative: sold)
+        ("fee", np.float64),
+        ("weight", np.float64),  # the symbol's target weight (0: dropped out)
+        ("portfolio", np.float64),  # the portfolio's value at that open, which the weights apply to
+    ]
+)
 # One grid combination's summary (NaN where undefined, as engine/metrics.py).
 GRID_METRIC = np.dtype(
     [
@@ -205,7 +230,7 @@ def fingerprint() -> str:
             ACTION_NAMES,
             ORDER_NAMES,
             OPPOSITE_NAMES,
-            *(d.descr for d in (COMBO, TRADE, EVENT, CURVE, POSITION, GRID_METRIC)),
+            *(d.descr for d in (COMBO, TRADE, EVENT, CURVE, POSITION, REBALANCE, GRID_METRIC)),
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -46,6 +46,7 @@ from .indicators import Derived, indicators_for
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct, periods_per_year
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .robustness import random_entry_null
+from .rotation import rotation_arrays
 from .rules import RuleError, Signals, scan
 from .sizing import METHODS, Sizing
 
@@ -80,6 +81,11 @@ class BacktestParams:
     signal_type: str = _D["signal_type"]
     short_rule: str = _D["short_rule"]
     on_opposite: str = _D["on_opposite"]
+    rebalance: str = _D["rebalance"]
+    rebalance_bars: int = _D["rebalance_bars"]
+    hold_top: int = _D["hold_top"]
+    weighting: str = _D["weighting"]
+    rebalance_band: float = _D["rebalance_band"]
     commission: float = _D["commission"]
     commission_fixed: float = _D["commission_fixed"]
     commission_min: float = _D["commission_min"]
@@ -107,6 +113,13 @@ class BacktestParams:
         if self.max_adds and not self.add_rule.strip():
             raise ParamError("Max adds needs an add rule: the rule that, true at a close, adds at the next open.")
         table.partial_exit_levels(self.partial_exits)
+        if self.rebalance != "off" and self.signal_type != "long":
+            raise ParamError(
+                "Rotation holds the top-ranked symbols long: choose Direction long, or Rebalance off to trade "
+                "signals on both sides."
+            )
+        if self.rebalance != "off" and self.entry_order != "market":
+            raise ParamError("Rotation trades at the open after each rebalance bar: choose Entry order market.")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -158,6 +171,7 @@ class BacktestResult:
     at_signal: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # indicator -> value per fill
     ruined_on: pd.Timestamp | None = None
     warnings: list[str] = field(default_factory=list)
+    rebalance_log: np.ndarray = field(default_factory=lambda: np.zeros(0, rec.REBALANCE), repr=False)
 
     @cached_property
     def trades(self) -> pd.DataFrame:
@@ -218,6 +232,63 @@ class BacktestResult:
                 "buy_hold_equity": self.benchmark_equity,
             },
             index=pd.DatetimeIndex(self.dates, name="date"),
+        )
+
+    @cached_property
+    def rebalances(self) -> pd.DataFrame:
+        """A rotation's trades, one row per symbol bought (shares > 0) or sold at a rebalance's open: price
+        after slippage, value, fee, the symbol's target weight and the portfolio's value it applies to."""
+        r = self.rebalance_log
+        return pd.DataFrame(
+            {
+                "date": self.dates[r["bar"]],
+                "symbol": _codes(r["symbol"], _symbol_dtype(tuple(self.symbols))),
+                "action": np.where(r["shares"] > 0, "buy", "sell"),
+                "shares": r["shares"],
+                "price": r["price"],
+                "value": r["value"],
+                "fee": r["fee"],
+                "weight_pct": r["weight"] * 100.0,
+                "portfolio": r["portfolio"],
+            }
+        )
+
+    @cached_property
+    def turnover(self) -> pd.DataFrame:
+        """Per rebalance (its trading date): the portfolio's value, bought and sold, turnover (half the value
+        traded over the portfolio's value: replacing every holding is 100%), fees, and the holdings after it."""
+        r = self.rebalances
+        if r.empty:
+            columns = ["portfolio", "bought", "sold", "turnover_pct", "fees", "holdings", "symbols"]
+            return pd.DataFrame(columns=columns, index=pd.DatetimeIndex([], name="date"))
+        held = self.holdings
+        per = r.groupby("date").agg(
+            portfolio=("portfolio", "first"),
+            bought=("value", lambda v: v[v > 0].sum()),
+            sold=("value", lambda v: -v[v < 0].sum()),
+            fees=("fee", "sum"),
+        )
+        per.insert(3, "turnover_pct", (per.bought + per.sold) / (2.0 * per.portfolio) * 100.0)
+        after = held.loc[per.index]
+        per["holdings"] = (after > 0).sum(axis=1).to_numpy()
+        per["symbols"] = [" ".join(after.columns[row > 0]) for row in after.to_numpy()]
+        return per
+
+    @cached_property
+    def holdings(self) -> pd.DataFrame:
+        """Shares held of each symbol at each bar's close (dates x symbols), from the fills: what the
+        holdings-over-time chart draws."""
+        n_bars = len(self.dates)
+        held = np.zeros((n_bars + 1, len(self.symbols)))
+        t, r = self.fills, self.rebalance_log
+        np.add.at(held, (t["exit_bar"], t["symbol"]), -t["shares"])  # each fill sold its shares on its bar
+        if self.params.rebalance != "off":  # a rotation buys (and tops up) only at its rebalances
+            buys = r[r["shares"] > 0]
+            np.add.at(held, (buys["bar"], buys["symbol"]), buys["shares"])
+        else:  # a position bought its shares at its entry bar
+            np.add.at(held, (t["entry_bar"], t["symbol"]), t["shares"])
+        return pd.DataFrame(
+            np.cumsum(held, axis=0)[:n_bars], index=pd.DatetimeIndex(self.dates, name="date"), columns=self.symbols
         )
 
     @cached_property
@@ -322,6 +393,7 @@ def backtest(market: Market, signals, params: BacktestParams | None = None, **kw
     params = params or BacktestParams(**kwargs)
     entries, priority = signal_matrix(market, signals)
     bars, combo, shared = kernel_inputs(market, params)
+    entries, shared = with_rotation(market, entries, priority, params, shared)
     out = k.simulate(*map(read_only, (bars, entries, priority, combo, shared)))
     return _result(market, params, out, signals)
 
@@ -441,8 +513,26 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         partial_frac=np.ascontiguousarray(partials[:, 0]),
         partial_pct=np.ascontiguousarray(partials[:, 1]),
         breakeven=bool(p.breakeven_after_partial),
+        target_row=np.zeros(0, np.int64),
+        target_symbol=np.zeros((0, 0), np.int64),
+        target_weight=np.zeros((0, 0)),
+        rebalance_band=p.rebalance_band / 100.0,
     )
     return kernel_bars(market), combo_records([p])[0], shared
+
+
+def with_rotation(
+    market: Market, entries: np.ndarray, priority: np.ndarray, p: BacktestParams, shared: k.Shared
+) -> tuple[np.ndarray, k.Shared]:
+    """(entries, shared) for the kernel: as they are when positions open on signals; with a rotation, no
+    signal entries and the rebalance targets the rule's ranked hits make (engine/rotation.py)."""
+    if p.rebalance == "off":
+        return entries, shared
+    target_row, symbols, weights = rotation_arrays(
+        market, entries, priority, p.rebalance, p.rebalance_bars, p.hold_top, p.weighting, p.sizing.vol_lookback
+    )
+    shared = shared._replace(target_row=target_row, target_symbol=symbols, target_weight=weights)
+    return np.zeros_like(entries), shared
 
 
 def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tuple[Market, k.Bars, k.Shared]:
@@ -457,6 +547,7 @@ def window_inputs(market: Market, shared: k.Shared, start: int, stop: int) -> tu
         short_signal=_bars_of(shared.short_signal, start, stop),
         short_priority=_bars_of(shared.short_priority, start, stop),
         add_signal=_bars_of(shared.add_signal, start, stop),
+        target_row=_bars_of(shared.target_row, start, stop),
         ret_t=_bars_of(shared.ret_t, start, stop, axis=1),  # (symbols x bars)
         valid_t=_bars_of(shared.valid_t, start, stop, axis=1),
     )
@@ -505,7 +596,7 @@ def _per_dataset(market: Market, entry: Derived, compute: Callable[[], Any], *ar
 
 def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = None) -> BacktestResult:
     """The kernel's records and the metrics computed from them (per position); the tables wait for a reader."""
-    fills, closing, event_records, curve, ruin_bar = out
+    fills, closing, event_records, curve, ruin_bar, rebalance_log = out
     at_signal = signals.values(market, fills["signal_bar"], fills["symbol"]) if isinstance(signals, Signals) else {}
     bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
     buy_hold = float(
@@ -531,6 +622,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         at_signal=at_signal,
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
         warnings=_warnings(params, sized_out, len(fills)),
+        rebalance_log=rebalance_log,
     )
 
 
@@ -615,6 +707,7 @@ def window_backtest(market: Market, signals, params: BacktestParams, start: int,
     on the whole history (as the optimiser's windows do), so nothing restarts at the window's edge."""
     entries, priority = signal_matrix(market, signals)
     _, combo, shared = kernel_inputs(market, params)
+    entries, shared = with_rotation(market, entries, priority, params, shared)
     window, bars, shared = window_inputs(market, shared, start, stop)
     inputs = (bars, _bars_of(entries, start, stop), _bars_of(priority, start, stop), combo, shared)
     out = k.simulate(*map(read_only, inputs))

@@ -39,6 +39,7 @@ from .backtest import (
     signal_matrix,
     window_backtest,
     window_inputs,
+    with_rotation,
 )
 from .data import DataError, Market
 from .metrics import LABELS, cagr_pct, periods_per_year
@@ -448,6 +449,9 @@ def run_chunk(
     if (a, b) != (0, market.shape[0]):
         window, kbars, shared = window_inputs(market, shared, a, b)
     entries, priority = signal_matrix(market, signals)
+    entries, shared = with_rotation(market, entries, priority, probe, shared)
+    if (a, b) != (0, market.shape[0]):
+        shared = shared._replace(target_row=np.ascontiguousarray(shared.target_row[a:b]))
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)

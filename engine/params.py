@@ -190,6 +190,8 @@ def _num(x: float | None) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
+REBALANCE_CHOICES = ("off", "W", "M", "Q", "N")  # signals, or rotation weekly, monthly, quarterly, every N bars
+WEIGHTINGS = ("equal", "score", "inverse_vol")
 _SIZE = "Sizing"
 PARAMS: tuple[Param, ...] = (
     # Backtest: BacktestParams fields.
@@ -221,6 +223,63 @@ PARAMS: tuple[Param, ...] = (
         choices=rec.OPPOSITE_NAMES,
         help="With Direction both, a held position on the other side's signal: ignore it; close at the next "
         "open; or reverse (close and open the other side at that same open).",
+    ),
+    Param(
+        "rebalance",
+        "reb",
+        "Rebalance",
+        str,
+        "off",
+        choices=REBALANCE_CHOICES,
+        help="off: positions open on signals. W, M, Q: rotation at each week's, month's or quarter's last bar; "
+        "N: every N bars. At that close the rule's hits are ranked by its `rank by`, the top ones are the "
+        "target, and at the next open the others are sold and the target bought at its weights.",
+    ),
+    Param(
+        "rebalance_bars",
+        "rebn",
+        "Rebalance every",
+        int,
+        21,
+        1,
+        2_520,
+        1,
+        "bars",
+        help="With Rebalance N: the rebalance bars are the N-th, 2N-th, ... bar of the data.",
+    ),
+    Param(
+        "hold_top",
+        "top",
+        "Hold the top",
+        int,
+        10,
+        1,
+        1_000,
+        1,
+        "symbols",
+        help="Rotation: how many of the ranked hits to hold (fewer when fewer pass the rule).",
+    ),
+    Param(
+        "weighting",
+        "wt",
+        "Weighting",
+        str,
+        "equal",
+        choices=WEIGHTINGS,
+        help="Rotation: equal weights; by the `rank by` score (positive scores only); or by the inverse of "
+        "each symbol's volatility (sizing's volatility lookback).",
+    ),
+    Param(
+        "rebalance_band",
+        "band",
+        "Rebalance band",
+        float,
+        0.0,
+        0.0,
+        50.0,
+        0.5,
+        "%",
+        help="Rotation: a holding's trim or top-up smaller than this share of the portfolio is skipped.",
     ),
     Param(
         "max_positions",

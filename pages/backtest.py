@@ -76,6 +76,14 @@ with st.form("bt_form"):
         help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
         "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
+    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
+        _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
+        _grid(("rebalance_band",))
+        st.caption(
+            "Rotation: at each rebalance bar's close the rule's hits are ranked by its `rank by` (e.g. "
+            "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
+            "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
+        )
     with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
         _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
         _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
@@ -172,6 +180,20 @@ st.caption(
 )
 for text in result.warnings:
     st.warning(text)
+rotation = p.rebalance != "off"
+if rotation:
+    turnover = result.turnover
+    st.caption(
+        f"Rotation: **{len(turnover):,}** rebalances, average turnover **{turnover.turnover_pct.mean():,.1f}%**, "
+        f"fees **{turnover.fees.sum():,.2f}**. See **Holdings**."
+        if len(turnover)
+        else "Rotation: no rebalance bought anything (no hits at the rebalance bars, or every buy was skipped)."
+    )
+    if p.holding_period or p.stop_loss or p.take_profit:
+        st.caption(
+            "Exits still apply between rebalances (holding period, stop, target): a position they close waits "
+            "for the next rebalance. Set them to 0 to hold from one rebalance to the next."
+        )
 if result.ruined_on is not None:
     st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
 if len(result.events):
@@ -184,11 +206,30 @@ if len(result.events):
     )
 
 # Keyed, so a button inside a tab (or a new result) keeps the reader on that tab.
-tab_eq, tab_risk, tab_trades, tab_months, tab_luck, tab_events, tab_all = st.tabs(
-    ["Equity", "Risk over time", "Trades", "Monthly returns", "Luck or skill?", "Skips and cuts", "All metrics"],
-    key="w.backtest.tab",
-    on_change="rerun",
-)
+names = ["Equity", "Risk over time", "Trades", "Monthly returns", "Luck or skill?", "Skips and cuts", "All metrics"]
+tabs = st.tabs([*names[:3], *(["Holdings"] if rotation else []), *names[3:]], key="w.backtest.tab", on_change="rerun")
+tab_eq, tab_risk, tab_trades, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
+if tab_held:
+    with tab_held[0]:
+        weights = result.holdings.mul(market.close).div(result.equity.equity.to_numpy(), axis=0) * 100.0
+        st.plotly_chart(charts.holdings(weights, result.turnover.index), width="stretch")
+        per_rebalance = result.turnover.reset_index()
+        st.dataframe(
+            per_rebalance,
+            hide_index=True,
+            width="stretch",
+            height=300,
+            column_config=app_format.two_decimal_columns(per_rebalance)
+            | {
+                "date": app_format.DATE,
+                "turnover_pct": st.column_config.NumberColumn("turnover %", format="%.1f"),
+                "symbols": st.column_config.TextColumn("held after it", width="large"),
+            },
+        )
+        st.caption(
+            "Each rebalance trades at the open after its bar. Turnover is half the value traded over the "
+            "portfolio's value (replacing every holding is 100%); the chart's gaps are cash."
+        )
 with tab_eq:
     st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
 with tab_risk:

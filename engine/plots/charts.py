@@ -197,6 +197,27 @@ def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def holdings(weights: pd.DataFrame, rebalances: pd.DatetimeIndex, most: int = 12) -> go.Figure:
+    """A rotation's holdings over time: each symbol's share of equity at each close, stacked (cash is the rest
+    up to 100%), the `most` largest by average weight named and the others summed; rebalances marked."""
+    held = weights.loc[:, weights.abs().sum() > 0]
+    order = held.mean().sort_values(ascending=False).index
+    shown = held[order[:most]]
+    if len(order) > most:
+        shown = shown.assign(**{f"{len(order) - most} others": held[order[most:]].sum(axis=1)})
+    fig = go.Figure()
+    for name in shown.columns:
+        fig.add_trace(
+            go.Scatter(
+                x=shown.index, y=shown[name], name=str(name), stackgroup="held", mode="lines", line={"width": 0.5}
+            )
+        )
+    for when in rebalances:
+        fig.add_vline(x=when, line={"color": "#bbb", "width": 0.5, "dash": "dot"})
+    fig.update_layout(yaxis_title="% of equity", hovermode="x unified", yaxis={"ticksuffix": "%"})
+    return _layout(fig, 420)
+
+
 def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.08}
