@@ -83,3 +83,10 @@ def rotation_arrays(
     target_row = np.full(market.shape[0], -1, np.int64)
     target_row[rows] = np.arange(len(rows))
     return target_row, symbols, weights
+
+
+def weights_pct(holdings: pd.DataFrame, close: np.ndarray, equity: np.ndarray) -> pd.DataFrame:
+    """Each symbol's share of equity at each close, in % (shares held x close / equity; the last close where
+    a symbol has no bar): what the holdings chart stacks."""
+    marked = pd.DataFrame(close, index=holdings.index, columns=holdings.columns).ffill().fillna(0.0)
+    return holdings * marked / equity[:, None] * 100.0

@@ -11,6 +11,7 @@ from engine.backtest import random_entry_test
 from engine.metrics import LABELS
 from engine.plots import charts, report
 from engine.plots.format import skip_reasons
+from engine.rotation import weights_pct
 from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
 
@@ -211,7 +212,7 @@ tabs = st.tabs([*names[:3], *(["Holdings"] if rotation else []), *names[3:]], ke
 tab_eq, tab_risk, tab_trades, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
 if tab_held:
     with tab_held[0]:
-        weights = result.holdings.mul(market.close).div(result.equity.equity.to_numpy(), axis=0) * 100.0
+        weights = weights_pct(result.holdings, market.close, result.equity.equity.to_numpy())
         st.plotly_chart(charts.holdings(weights, result.turnover.index), width="stretch")
         per_rebalance = result.turnover.reset_index()
         st.dataframe(

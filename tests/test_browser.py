@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from engine import attach_columns, synthetic_market
+from engine import attach_columns, backtest, load_sample, synthetic_market
 from engine.datasets import to_frame
 from engine.rules import scan
 
@@ -405,6 +405,30 @@ def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammat
     teammate = new_page(browser)
     teammate.goto(page.url, timeout=60_000)
     assert int(first_metric(teammate, "Signals").replace(",", "")) == expected
+    for p in (page, teammate):
+        p.context.close()
+
+
+def test_a_rotation_link_shows_its_holdings_and_reproduces_for_a_teammate(server, browser):
+    link = f"{server}/backtest?rule=close+%3E+sma%2850%29+rank+by+roc%28126%29&reb=M&top=3&hold=0&sl=0&tp=0"
+    page = new_page(browser)
+    page.goto(link, timeout=60_000)
+    total = first_metric(page, "Total return")
+    settle(page)
+    page.get_by_text("Shape: rotation every month: top 3, equal weights").wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Holdings").click()
+    page.get_by_text("held after it").first.wait_for(state="attached", timeout=30_000)
+    settle(page)
+    no_exception(page)
+    shot(page, "rotation_holdings")
+    sample = load_sample()
+    rule = "close > sma(50) rank by roc(126)"
+    expected = backtest(sample, scan(sample, rule), rebalance="M", hold_top=3, holding_period=None, stop_loss=None,
+                        take_profit=None).metrics["total_return_pct"]  # fmt: skip
+    assert total == f"{expected:,.2f}%"
+    teammate = new_page(browser)
+    teammate.goto(page.url, timeout=60_000)
+    assert first_metric(teammate, "Total return") == total
     for p in (page, teammate):
         p.context.close()
 

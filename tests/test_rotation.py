@@ -7,6 +7,8 @@ that open; commission a percent of value, slippage against the trader."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -204,3 +206,29 @@ def test_bars_after_t_never_change_a_rotation_up_to_t(cut, noise):
     logs = [r.rebalance_log[r.rebalance_log["bar"] <= cut] for r in runs]
     np.testing.assert_array_equal(logs[0], logs[1])
     np.testing.assert_array_equal(runs[0].curve["equity"][: cut + 1], runs[1].curve["equity"][: cut + 1])
+
+
+def test_the_cli_the_api_and_the_tear_sheet_carry_a_rotation(tmp_path, capsys, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from engine import load_sample
+    from engine.__main__ import main
+    from engine.plots.report import tear_sheet
+
+    rule = "close > sma(50) rank by roc(126)"
+    sample = load_sample()
+    settings = {"rebalance": "M", "hold_top": 3, "holding_period": None, "stop_loss": None, "take_profit": None}
+    library = backtest(sample, scan(sample, rule), **settings)
+    argv = ["backtest", "--rule", rule, "--rebalance", "M", "--hold-top", "3", "--json"]
+    assert main([*argv, "--holding-period", "0", "--stop-loss", "0", "--take-profit", "0"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["total_return_pct"] == pytest.approx(library.metrics["total_return_pct"], rel=1e-12)
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
+    with TestClient(create_app()) as client:
+        params = {"rebalance": "M", "hold_top": 3, "holding_period": 0, "stop_loss": 0, "take_profit": 0}
+        body = client.post("/api/backtest/run", json={"data": "sample", "rule": rule, "params": params}).json()
+    assert body["metrics"]["total_return_pct"] == pytest.approx(library.metrics["total_return_pct"], rel=1e-12)
+    assert "reb=M" in body["link"] and "top=3" in body["link"]
+    sheet = tear_sheet(sample, rule, library)
+    assert f"Rebalances ({len(library.turnover):,})" in sheet and "Holdings over time" in sheet

@@ -19,6 +19,7 @@ from engine import params as table
 from engine.backtest import BacktestResult, random_entry_test
 from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
+from engine.rotation import weights_pct
 
 from . import charts
 from .format import metric_text
@@ -49,6 +50,10 @@ def tear_sheet(
         ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"], result.params.risk_free_pct)),
     ]
     luck = random_entry_test(market, result)
+    rotation = p.rebalance != "off"
+    if rotation:
+        weights = weights_pct(result.holdings, market.close, result.equity.equity.to_numpy())
+        figures.append(("Holdings over time (% of equity)", charts.holdings(weights, result.turnover.index)))
     if len(result.trades):
         figures.append(("Trade excursions: MAE against MFE", charts.excursions(result.positions)))
     if len(luck["random"]):
@@ -81,12 +86,25 @@ def tear_sheet(
         "<h2>Robustness</h2>" + _robustness(m, overfitting, luck),
         "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), metric_text(k, v)) for k, v in m.items()]),
         plots,
+        *([_rebalances(result.turnover)] if rotation else []),
         f"<h2>Trades ({len(result.trades):,})</h2>" + _trades(result.trades),
     ]
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
     )
+
+
+def _rebalances(turnover: pd.DataFrame) -> str:
+    """The rotation's rebalances: value, traded, turnover, fees and what it held after each."""
+    rows = "".join(
+        f"<tr><td>{d:%Y-%m-%d}</td><td>{r.portfolio:,.2f}</td><td>{r.bought:,.2f}</td><td>{r.sold:,.2f}</td>"
+        f"<td>{r.turnover_pct:,.1f}%</td><td>{r.fees:,.2f}</td><td>{html.escape(str(r.symbols))}</td></tr>"
+        for d, r in turnover.iterrows()
+    )
+    names = ("date", "portfolio", "bought", "sold", "turnover", "fees", "held")
+    head = "<tr>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>"
+    return f"<h2>Rebalances ({len(turnover):,})</h2><table>{head}{rows}</table>"
 
 
 def _figure(fig: go.Figure, first: bool) -> str:
