@@ -8,7 +8,10 @@ integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py 
 (results depend on it):
 0. what every position held through close[t-1] carried into bar t, valued at that close: a dividend with
    its ex-date on bar t, a short's borrow fee, a long's share of the margin interest;
-1. at the open: with both sides, positions whose opposite rule signalled at close[t-1] close (on_opposite);
+1. at the open: a rotation whose rebalance bar was t-1 sells what dropped out of its target and trims what
+   is above its weight by more than the band, then buys and tops up in rank order (`_rebalance`; each weight
+   a share of the portfolio's value at open[t]);
+   with both sides, positions whose opposite rule signalled at close[t-1] close (on_opposite);
    adds to open positions whose add rule was true at close[t-1]; then entries: market orders at open[t] for
    signals at bar t-1, or (limit and stop entries) signals at bar t-1 place orders and the live orders that
    fill on bar t enter at their fill. Sized from the equity marked at close[t-1] and, for Kelly, from

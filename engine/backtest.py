@@ -15,6 +15,9 @@ Rules (see `_kernels` for the order of events inside a bar):
   before that bar's stops and targets;
 - `holding_period` N exits at the close of the N-th bar held (the entry bar counts as 1);
 - a position still open on a symbol's last bar exits at that close ("end_of_data");
+- `rebalance` W, M, Q or N switches to rotation (engine/rotation.py): at each rebalance bar's close the
+  rule's hits ranked by its `rank by` become the target (`hold_top`, `weighting`), traded at the next open;
+  stops, the holding period and the limits apply to its positions as to any;
 - commission is a percent of traded value plus `commission_fixed` per order, at least `commission_min`;
   slippage moves every fill against the trader by `slippage_bps` (not a limit order's);
 - carry accrues per night held: borrow on shorts, margin interest on negative cash (charged to the longs),
