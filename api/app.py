@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import engine
+from engine.budget import serve_defaults
 
 from . import errors
 from .identity import TokenError, from_environment
@@ -37,6 +38,7 @@ log = logging.getLogger("scanner.api")
 
 def create_app() -> FastAPI:
     """A new application with its own job pool (tests create one each)."""
+    serve_defaults()  # the server's limits (a rule's memory) apply here, not in the library
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

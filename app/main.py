@@ -9,10 +9,11 @@ import streamlit as st
 
 from app import reaper as app_reaper
 from app import state as app_state
-from engine.budget import WAIT_NOTICE
+from engine.budget import WAIT_NOTICE, serve_defaults
 from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
+serve_defaults()  # the server's limits (a rule's memory) apply here, not in the library
 warm_up_in_background()
 app_reaper.start()
 

@@ -26,7 +26,7 @@ from engine import InputError, Market, attach_columns, backtest, load_market, wa
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
-from engine.data import BadRowsError
+from engine.data import BadRowsError, max_upload_bytes
 from engine.datasets import dataset_id, valid_id
 from engine.optimize import OBJECTIVES, OptimizationRun, default_range, format_grid_spec, parse_grid_spec
 from engine.rules import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
@@ -255,7 +255,11 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
         need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
         uploaded.seek(0)
         new = reserved(
-            "upload", need, lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, **options)
+            "upload",
+            need,
+            lambda: load_market(
+                uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, max_bytes=max_upload_bytes(), **options
+            ),
         )()
     except BadRowsError as exc:
         st.session_state.bad_rows = len(exc.rows)
@@ -286,7 +290,9 @@ def _attach(uploaded) -> str | None:
         uploaded.seek(0)
         need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
         uploaded.seek(0)
-        new = reserved("upload", need, lambda: attach_columns(require_market(), uploaded))()
+        new = reserved(
+            "upload", need, lambda: attach_columns(require_market(), uploaded, max_bytes=max_upload_bytes())
+        )()
     except InputError as exc:
         return str(exc)
     except Exception:  # a loader bug must not take the page down; it is logged for us

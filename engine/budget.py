@@ -33,6 +33,38 @@ def machine_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def available_bytes() -> int:
+    """Memory the machine can give now (MemAvailable on Linux; else all of it)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return machine_bytes()
+
+
+def check_available(need: int, what: str, fix: str) -> None:
+    """Local work (the library, the CLI) is limited by the machine, not by the server's limits: refused before
+    it starts when it would need more memory than is available now."""
+    free = available_bytes()
+    if need > free:
+        raise DataError(
+            f"{what} needs about {need / 2**30:,.1f} GB of memory; this machine has {free / 2**30:,.1f} GB "
+            f"available now. {fix}"
+        )
+
+
+SERVER_RULE_MB = 1024  # a rule's indicator memory on a shared server, unless SCANNER_RULE_MB says otherwise
+
+
+def serve_defaults() -> None:
+    """Called where a server starts (the dashboard, the API): limits that protect users from each other apply
+    there, and only there (the library and the CLI are limited by the machine's memory)."""
+    os.environ.setdefault("SCANNER_RULE_MB", str(SERVER_RULE_MB))
+
+
 def server_budget_bytes() -> int:
     """SCANNER_SERVER_MB (default half of this machine's memory)."""
     given = os.environ.get("SCANNER_SERVER_MB", "")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import _indicator_kernels as k
-from .budget import scan_bytes
+from .budget import available_bytes, scan_bytes
 from .data import Market
 from .errors import InputError, RuleError
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
@@ -39,8 +39,10 @@ MAX_EXPONENT = 4
 
 
 def rule_memory_limit() -> int:
-    """Bytes of indicator arrays one rule may need: SCANNER_RULE_MB (default 1024)."""
-    return int(float(os.environ.get("SCANNER_RULE_MB", "1024")) * 2**20)
+    """Bytes of indicator arrays one rule may need: SCANNER_RULE_MB (a server sets 1024 unless told:
+    `budget.serve_defaults`); in the library without it, half the memory available now."""
+    given = os.environ.get("SCANNER_RULE_MB", "")
+    return int(float(given) * 2**20) if given else available_bytes() // 2
 
 
 def check_length(text: str) -> None:
@@ -300,10 +302,11 @@ def check_budget(market: Market, *trees: ast.AST) -> None:
     need = scan_bytes(market.close.nbytes, _names_of(calls))
     if len(calls) > MAX_INDICATORS or need > rule_memory_limit():
         limit_mb = rule_memory_limit() / 2**20
+        source = "SCANNER_RULE_MB" if os.environ.get("SCANNER_RULE_MB") else "half the memory available now"
         raise RuleError(
             f"The rule uses {len(calls)} different indicators, which need about {need / 2**20:,.0f} MB on "
             f"this dataset; the limits are {MAX_INDICATORS} indicators and {limit_mb:,.0f} MB "
-            "(SCANNER_RULE_MB). Use fewer different windows."
+            f"({source}). Use fewer different windows."
         )
 
 

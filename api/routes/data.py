@@ -45,7 +45,7 @@ def upload_dataset(
     market = reserved(
         "upload",
         need,
-        lambda: load_market(buffer, name=buffer.name, **library_values("load", options)),
+        lambda: load_market(buffer, name=buffer.name, max_bytes=max_upload_bytes(), **library_values("load", options)),
     )()
     return _stored(market, who, shared)
 
@@ -61,7 +61,8 @@ def attach_dataset_columns(
     forward per symbol): a new dataset with a new id, stored like an upload; rules can name its columns."""
     market = open_dataset(data_id, who)
     buffer, need = _received(file)
-    return _stored(reserved("upload", need, lambda: attach_columns(market, buffer))(), who, shared)
+    joined = reserved("upload", need, lambda: attach_columns(market, buffer, max_bytes=max_upload_bytes()))()
+    return _stored(joined, who, shared)
 
 
 def _received(file: UploadFile) -> tuple[io.BytesIO, int]:

@@ -33,7 +33,6 @@ from .read import (
     OnBadRows,
     Prices,
     decompress,
-    max_upload_bytes,
     read_bytes,
     read_csv,
     read_parquet,
@@ -85,7 +84,9 @@ def load_market(
     outlier_pct: float = LoadOptions.outlier_pct,
 ) -> Market:
     """Read a CSV/Parquet file (path, file-like with `.name`, or DataFrame) and return a validated Market.
-    The options are the parameter table's `load` rows (`LoadOptions`).
+    The options are the parameter table's `load` rows (`LoadOptions`). `max_bytes` is an upload's size limit
+    (the dashboard and the API pass SCANNER_MAX_UPLOAD_MB); without it a local file is limited only by the
+    memory loading it needs, checked against what the machine has available before reading.
 
     Any failure is an InputError (DataError, or ParamError for an option out of range) whose message says
     what is wrong and how to fix it; never another exception.
@@ -117,7 +118,7 @@ def read_table(
 def _read(
     source, filename: str, max_bytes: int | None, opts: LoadOptions
 ) -> tuple[pa.Table, Numbering, pd.DataFrame | None]:
-    raw = read_bytes(source, max_upload_bytes() if max_bytes is None else max_bytes)
+    raw = read_bytes(source, max_bytes)
     if not raw.strip():
         raise DataError(f"{Path(filename).name} is empty: expected a header row and at least one bar.")
     if filename.lower().endswith((".parquet", ".pq")) or raw[:4] == b"PAR1":

@@ -166,14 +166,18 @@ def used_labels(
 
 
 def attach_columns(
-    market: Market, source: str | os.PathLike | BinaryIO | pd.DataFrame, *, name: str | None = None
+    market: Market,
+    source: str | os.PathLike | BinaryIO | pd.DataFrame,
+    *,
+    name: str | None = None,
+    max_bytes: int | None = None,
 ) -> Market:
     """The market with a second file's columns (`symbol, date, <columns>`) joined as of each bar's date: a new
     dataset (new fingerprint, so a new id). Rows of symbols the market lacks are counted in a warning; a column
     the market already has is replaced."""
     from .build import read_table, row_dates, row_symbols  # build imports this module
 
-    table, filename = read_table(source)
+    table, filename = read_table(source, max_bytes)  # max_bytes: an upload's limit (None: a local file)
     names = [str(n) for n in table.column_names]
     by_key = {n.strip().lower(): n for n in names}
     symbol_col = next((by_key[k] for k in ("symbol", "ticker", "code") if k in by_key), None)

@@ -21,6 +21,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from .. import params as table
+from ..budget import check_available, upload_bytes
 from ..errors import BadRowsError, DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -76,7 +77,13 @@ class LoadOptions:
         table.normalise("load", self)  # the table's `load` rows: their ranges, choices and messages
 
 
-def read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
+def read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int | None) -> bytes:
+    """The file's bytes, within `max_bytes` (an upload's limit). None: a local file (the library, the CLI),
+    limited only by the memory parsing it needs, checked against what the machine has available first."""
+    if max_bytes is None:
+        local = _size(source)
+        check_available(upload_bytes(local, _head(source)), f"Loading {_name(source)} ({_human(local)})", _SMALLER)
+        return source.read() if hasattr(source, "read") else Path(source).read_bytes()
     if hasattr(source, "read"):
         size = getattr(source, "size", None)
         if size is not None and size > max_bytes:
@@ -92,6 +99,46 @@ def read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:
         raise too_big(len(raw), max_bytes)
     return raw
+
+
+_SMALLER = "Load fewer symbols or dates (e.g. a Parquet of the ones you need), or use a machine with more memory."
+
+
+def _name(source) -> str:
+    return Path(str(getattr(source, "name", source))).name
+
+
+def _size(source) -> int:
+    """The size of a path or of a seekable file-like (0 when it cannot be told)."""
+    if not hasattr(source, "read"):
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"File not found: {path}")
+        return path.stat().st_size
+    size = getattr(source, "size", None)
+    if size is not None:
+        return int(size)
+    try:
+        here = source.tell()
+        end = source.seek(0, os.SEEK_END)
+        source.seek(here)
+        return int(end - here)
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def _head(source) -> bytes:
+    """The first two bytes (gzip and zip are told by them), leaving the source where it was."""
+    try:
+        if not hasattr(source, "read"):
+            with open(source, "rb") as handle:
+                return handle.read(2)
+        here = source.tell()
+        head = source.read(2)
+        source.seek(here)
+        return head
+    except (AttributeError, OSError, ValueError):
+        return b""
 
 
 def _human(n_bytes: int) -> str:
