@@ -12,14 +12,13 @@ on that cluster instead.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,9 @@ from .backtest import (
 )
 from .data import DataError, Market
 from .metrics import LABELS, cagr_pct, periods_per_year
+from .params import SEARCHES
 from .rules import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
+from .search import TpeSearch, check_constraint, column_name, grid_table, random_table, satisfies
 
 log = logging.getLogger("engine.optimize")
 METRICS = GRID_METRICS
@@ -97,11 +98,17 @@ def duration(seconds: float) -> str:
 
 
 def estimate_work(
-    market: Market, grid: Mapping[str, Sequence[float]], mode: str = "all", train_bars: int = 0, test_bars: int = 0
+    market: Market,
+    grid: Mapping[str, Sequence[float]],
+    mode: str = "all",
+    train_bars: int = 0,
+    test_bars: int = 0,
+    trials: int | None = None,
 ) -> WorkEstimate:
     """The work of optimise ('all'), in/out-of-sample ('split': every combination on all bars, in two parts)
-    or walk-forward ('walk_forward': each training window for every combination, plus each test window)."""
-    n = grid_size(grid)
+    or walk-forward ('walk_forward': each training window for every combination, plus each test window);
+    `trials`: a random or tpe search evaluates at most that many combinations of the space."""
+    n = grid_size(grid) if trials is None else min(trials, grid_size(grid))
     bars, symbols = market.shape
     windows = 1
     if mode == "walk_forward":
@@ -118,7 +125,8 @@ def grid_size(grid: Mapping[str, Sequence[float]]) -> int:
 
 
 def check_grid(rule: str, grid: Mapping[str, Sequence[float]]) -> None:
-    """Clear errors for unknown keys, empty ranges and oversized grids, before anything runs."""
+    """Clear errors for unknown keys, empty ranges and oversized grids, before anything runs (the combination
+    limit is `estimate_work`'s: a full grid's size, a search's trials)."""
     n_numbers = len(rule_numbers(rule))
     problems = []
     for key, values in grid.items():
@@ -233,6 +241,8 @@ class OptimizeResult:
     cancelled: bool = False
     failed: int = 0  # combinations lost with a cluster worker (the rest are kept)
     blocks: np.ndarray | None = None  # per combination (row order), its bar-return sums per block of time
+    search: str = "grid"  # engine/search.py: the rows are the trials, in evaluation order
+    out_of_time: bool = False  # the time budget ended the search (the trials done are kept)
 
     def overfitting(self) -> dict[str, Any]:
         """How much the best combination's Sharpe owes to the search (engine/robustness.py): the deflated
@@ -348,45 +358,149 @@ def optimize(
     should_stop: Callable[[], bool] | None = None,
     scheduler: str | None = None,
     chunk_size: int = 64,
+    search: str = "grid",
+    n_trials: int = 200,
+    seed: int = 0,
+    time_budget_s: float | None = None,
+    constraint: str = "",
 ) -> OptimizeResult:
-    """Backtest every combination of the grid on bars [start, stop) (default all) and rank by `objective`.
+    """Backtest combinations of the grid's space on bars [start, stop) (default all) and rank by `objective`:
+    every one (`search='grid'`), `n_trials` drawn at random, or `n_trials` asked of Optuna's TPE model in
+    batches (engine/search.py); `constraint` (e.g. 'take_profit > stop_loss') removes combinations first.
 
     progress(done, total) is called after each chunk; should_stop() is checked between chunks (the partial
-    result is returned with cancelled=True). `scheduler` is a Dask address, e.g. 'tcp://10.0.0.5:8786'.
+    result is returned with cancelled=True), and so is `time_budget_s` (out_of_time=True). `scheduler` is a
+    Dask address, e.g. 'tcp://10.0.0.5:8786'.
     """
     if objective not in OBJECTIVES:
         raise DataError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+    if search not in SEARCHES:
+        raise DataError(f"Unknown search {search!r}; choose one of {', '.join(SEARCHES)}.")
     check_grid(rule, grid)
+    tree = check_constraint(constraint, [column_name(k) for k in grid])
     a, b = bars or (0, market.shape[0])
-    estimate_work(market.window(a, b), grid).check()
-    start = time.perf_counter()
-    keys = list(grid)
-    table = pd.DataFrame(list(itertools.product(*grid.values())), columns=keys, dtype=float)
-    rule_keys = [key for key in keys if key.startswith("rule.")]
-    # Chunks never mix rule variants, so each chunk needs one scan.
-    groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
-    chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
-    metrics = np.full(len(table), np.nan, GRID_METRIC)
-    blocks = np.zeros((len(table), N_BLOCKS, 5))
-    done, cancelled, failed = 0, False, 0
-    for rows, values in _execute(market, rule, base, table, chunks, bars, scheduler):
-        if values is None:
-            failed += len(rows)
-            cancelled = True
-            continue
-        metrics[rows], blocks[rows] = values
-        done += len(rows)
-        if progress:
-            progress(done, len(table))
-        if should_stop and should_stop():
-            cancelled = True
-            break
-    for name in METRICS:
-        table[name] = metrics[name]
-    if cancelled:
-        finished = ~np.isnan(metrics["n_trades"])
-        table, blocks = table[finished], blocks[finished]
-    return OptimizeResult(table, keys, objective, min_trades, time.perf_counter() - start, cancelled, failed, blocks)
+    estimate_work(market.window(a, b), grid, trials=None if search == "grid" else n_trials).check()
+    run = _Evaluation(market, rule, base, list(grid), bars, scheduler, chunk_size, time_budget_s)
+    if search == "tpe":
+        return run.tpe(TpeSearch(grid, seed), tree, n_trials, objective, min_trades, progress, should_stop)
+    if search == "random":
+        table = random_table(grid, n_trials, seed, tree)
+    else:
+        table = grid_table(grid)
+        table = table[satisfies(table, tree, {})].reset_index(drop=True)
+    return run.table(table, objective, min_trades, progress, should_stop, search)
+
+
+def evaluate_table(
+    market: Market, rule: str, base: BacktestParams, combinations: pd.DataFrame, **kwargs: Any
+) -> OptimizeResult:
+    """These combinations (one column per grid key), as `optimize` evaluates its own: e.g. an in-sample
+    search's trials on the out-of-sample bars."""
+    keys = list(combinations.columns)
+    run = _Evaluation(market, rule, base, keys, kwargs.pop("bars", None), kwargs.pop("scheduler", None), 64, None)
+    return run.table(combinations.reset_index(drop=True).astype(float), **kwargs)
+
+
+@dataclass
+class _Evaluation:
+    """Runs combination tables chunk by chunk (each chunk one rule variant: one scan, one parallel kernel
+    call), in-process or on a cluster, until done, cancelled or out of time."""
+
+    market: Market
+    rule: str
+    base: BacktestParams
+    keys: list[str]
+    bars: tuple[int, int] | None
+    scheduler: str | None
+    chunk_size: int
+    time_budget_s: float | None
+    start: float = field(default_factory=time.perf_counter)
+
+    def out_of_time(self) -> bool:
+        return bool(self.time_budget_s) and time.perf_counter() - self.start > float(self.time_budget_s or 0)
+
+    def table(
+        self,
+        table: pd.DataFrame,
+        objective: str = "sharpe",
+        min_trades: int = 10,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        search: str = "grid",
+        total: int | None = None,
+        done_before: int = 0,
+    ) -> OptimizeResult:
+        rule_keys = [key for key in self.keys if key.startswith("rule.")]
+        # Chunks never mix rule variants, so each chunk needs one scan.
+        groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
+        chunks = [idx[i : i + self.chunk_size] for idx in groups for i in range(0, len(idx), self.chunk_size)]
+        metrics = np.full(len(table), np.nan, GRID_METRIC)
+        blocks = np.zeros((len(table), N_BLOCKS, 5))
+        done, cancelled, failed, late = 0, False, 0, False
+        order: list[np.ndarray] = []
+        work = _execute(self.market, self.rule, self.base, table, chunks, self.bars, self.scheduler)
+        for rows, values in work:
+            if values is None:
+                failed += len(rows)
+                cancelled = True
+                continue
+            metrics[rows], blocks[rows] = values
+            order.append(rows)
+            done += len(rows)
+            if progress:
+                progress(done_before + done, total or len(table))
+            if should_stop and should_stop():
+                cancelled = True
+                break
+            if self.out_of_time():
+                late = True
+                break
+        table = table.copy()
+        for name in METRICS:
+            table[name] = metrics[name]
+        if search != "grid" or cancelled or late:  # the trials done, in the order they were evaluated
+            evaluated = np.concatenate(order) if order else np.zeros(0, int)
+            if search == "grid":
+                evaluated = np.sort(evaluated)
+            table, blocks = table.iloc[evaluated].reset_index(drop=True), blocks[evaluated]
+        seconds = time.perf_counter() - self.start
+        return OptimizeResult(table, self.keys, objective, min_trades, seconds, cancelled, failed, blocks, search, late)
+
+    def tpe(
+        self,
+        sampler: TpeSearch,
+        tree: Any,
+        n_trials: int,
+        objective: str,
+        min_trades: int,
+        progress: Callable[[int, int], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> OptimizeResult:
+        """Ask, evaluate, tell, in batches through the chunk kernel, until n_trials are evaluated."""
+        batch = max(4, min(self.chunk_size, n_trials // 8))
+        parts: list[OptimizeResult] = []
+        done = asked = 0
+        cancelled = late = False
+        while done < n_trials and asked < 20 * n_trials:
+            asked_now = sampler.ask(min(batch, n_trials - done))
+            asked += len(asked_now)
+            feasible = satisfies(asked_now, tree, {})
+            sampler.reject(feasible)
+            if not feasible.any():
+                continue
+            part = self.table(asked_now[feasible], objective, min_trades, progress, should_stop, "tpe", n_trials, done)
+            eligible = (part.table["n_trades"] >= min_trades).to_numpy()
+            sampler.tell(np.where(eligible, part.table[objective].to_numpy(float), np.nan))
+            parts.append(part)
+            done += len(part.table)
+            cancelled, late = part.cancelled, part.out_of_time
+            if cancelled or late:
+                break
+        table = pd.concat([p.table for p in parts], ignore_index=True) if parts else pd.DataFrame(columns=self.keys)
+        blocks = np.concatenate([p.blocks for p in parts if p.blocks is not None]) if parts else None
+        seconds = time.perf_counter() - self.start
+        failed = sum(p.failed for p in parts)
+        return OptimizeResult(table, self.keys, objective, min_trades, seconds, cancelled, failed, blocks, "tpe", late)
 
 
 def _execute(market, rule, base, table, chunks, bars, scheduler):
@@ -490,18 +604,18 @@ def in_out_of_sample(
     split: float = 0.7,
     **kwargs,
 ) -> tuple[OptimizeResult, pd.DataFrame]:
-    """Optimise on the first `split` of the bars, then run every combination on the rest.
+    """Optimise on the first `split` of the bars, then run every combination it tried on the rest.
 
     Returns the in-sample result and one table with each metric as `<metric>` (in-sample) and
     `<metric>_oos` (out-of-sample), ranked by the in-sample objective.
     """
     cut = split_bar(market, split)
     ins = optimize(market, rule, base, grid, bars=(0, cut), **kwargs)
-    oos = optimize(
+    oos = evaluate_table(
         market,
         rule,
         base,
-        grid,
+        ins.table[ins.keys],
         bars=(cut, market.shape[0]),
         objective=ins.objective,
         min_trades=0,
@@ -573,11 +687,14 @@ def walk_forward(
     scheduler: str | None = None,
     should_stop: Callable[[], bool] | None = None,
     anchored: bool = False,
+    **search: Any,
 ) -> WalkForwardResult:
-    """Re-optimise on each training window and test the winner on the next, unseen, window."""
+    """Re-optimise on each training window and test the winner on the next, unseen, window; `search`
+    (search, n_trials, seed, time_budget_s, constraint) is how each window searches (`optimize`)."""
     windows = walk_forward_windows(market.shape[0], train_bars, test_bars, anchored)
     check_grid(rule, grid)
-    estimate_work(market, grid, "walk_forward", train_bars, test_bars).check()
+    trials = search.get("n_trials") if search.get("search", "grid") != "grid" else None
+    estimate_work(market, grid, "walk_forward", train_bars, test_bars, trials).check()
     rows, curves, in_sample_cagr = [], [], []
     for i, (a, b, c) in enumerate(windows):
         if should_stop and should_stop():
@@ -592,6 +709,7 @@ def walk_forward(
             bars=(a, b),
             scheduler=scheduler,
             should_stop=should_stop,
+            **search,
         )
         best = ins.best_params()
         row = {"train_start": market.dates[a], "test_start": market.dates[b], "test_end": market.dates[c - 1]}
@@ -645,6 +763,10 @@ def optimize_settings(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     the outcome: objective, min_trades, mode, and the split or the window sizes of that mode."""
     out = {p.name: p.default for p in table.group("optimize")} | (settings or {})
     used = {"objective": out["objective"], "min_trades": out["min_trades"], "mode": out["mode"]}
+    if out.get("search", "grid") != "grid":  # a search: what it draws and for how long
+        used |= {k: out[k] for k in ("search", "n_trials", "seed", "time_budget_s")}
+    if (out.get("constraint") or "").strip():
+        used["constraint"] = out["constraint"].strip()
     if out["mode"] == "split":
         used["split"] = out["split"]
     elif out["mode"] == "walk_forward":
@@ -706,6 +828,9 @@ def run_optimization(
     or `walk_forward`, as one OptimizationRun; kwargs (progress, should_stop, scheduler) pass through."""
     s = optimize_settings(settings)
     common = {"objective": s["objective"], "min_trades": s["min_trades"], **kwargs}
+    common |= {k: s[k] for k in ("search", "n_trials", "seed", "constraint") if k in s}
+    if s.get("time_budget_s"):
+        common["time_budget_s"] = s["time_budget_s"]
     keys = list(grid)
     if s["mode"] == "walk_forward":
         wf = walk_forward(

@@ -190,6 +190,7 @@ def _num(x: float | None) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
+SEARCHES = ("grid", "random", "tpe")  # engine/search.py
 REBALANCE_CHOICES = ("off", "W", "M", "Q", "N")  # signals, or rotation weekly, monthly, quarterly, every N bars
 WEIGHTINGS = ("equal", "score", "inverse_vol")
 _SIZE = "Sizing"
@@ -781,6 +782,51 @@ PARAMS: tuple[Param, ...] = (
         bool,
         False,
         help="On: every training window starts at the first bar (expanding); off: rolling windows.",
+    ),
+    Param(
+        "optimize.search",
+        "search",
+        "Search",
+        str,
+        "grid",
+        choices=SEARCHES,
+        help="grid: every combination; random: a seeded sample of Trials distinct ones; tpe: Optuna's TPE "
+        "model, asked in batches (the optional extra `search`). Every trial counts in the overfitting figures.",
+    ),
+    Param(
+        "optimize.n_trials",
+        "trials",
+        "Trials",
+        int,
+        200,
+        1,
+        100_000,
+        10,
+        help="random and tpe: how many combinations to evaluate (at most the space's size).",
+    ),
+    Param("optimize.seed", "seed", "Search seed", int, 0, 0, 2**31 - 1, 1, help="The same seed, the same trials."),
+    Param(
+        "optimize.time_budget_s",
+        "budget",
+        "Time budget",
+        float,
+        0.0,
+        1.0,
+        86_400.0,
+        10.0,
+        "s",
+        off=True,
+        help="Stop evaluating new trials after this long (the ones done are kept and ranked). 0: no limit.",
+    ),
+    Param(
+        "optimize.constraint",
+        "cons",
+        "Constraint",
+        str,
+        "",
+        hi=300,
+        text="constraint",
+        help="Only combinations where this holds, e.g. take_profit > stop_loss (a rule number: rule_1).",
     ),
     # Monte Carlo page.
     Param(

@@ -18,6 +18,7 @@ from engine.optimize import (
     cell_combination,
     duration,
     estimate_work,
+    grid_size,
     grid_values,
     heatmap_cells,
     is_integral,
@@ -27,6 +28,7 @@ from engine.optimize import (
 )
 from engine.plots import charts, report
 from engine.rules import rule_numbers, scan
+from engine.search import check_constraint, column_name
 
 st.title("Optimize")
 market, rule = app_state.require_market(), app_state.rule()
@@ -73,11 +75,24 @@ elif mode == "walk_forward":
     param_widget("optimize.train_bars", c[3])
     param_widget("optimize.test_bars", c[3])
     param_widget("optimize.anchored", c[3])
-work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"))
+c = st.columns(4)
+search = param_widget("optimize.search", c[0])
+if search != "grid":
+    param_widget("optimize.n_trials", c[1])
+    param_widget("optimize.seed", c[2])
+param_widget("optimize.time_budget_s", c[3])
+param_widget("optimize.constraint", help="e.g. take_profit > stop_loss; a rule number is rule_0, rule_1, ...")
+try:
+    check_constraint(value("optimize.constraint"), [column_name(k) for k in grid])
+except InputError as exc:
+    problems.append(str(exc))
+trials = None if search == "grid" else int(value("optimize.n_trials"))
+work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"), trials)
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
 n = work.combinations
+space = f" of the space's {grid_size(grid):,}, drawn by {search} search" if search != "grid" else ""
 st.markdown(
-    f"**{n:,} combinations**{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
+    f"**{n:,} combinations**{space}{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
     f"about {duration(work.seconds)}"
 )
 try:
@@ -163,6 +178,8 @@ if result.failed:
     )
 elif result.cancelled:
     st.warning(f"Cancelled: {len(result.table):,} combinations finished.")
+elif result.out_of_time:
+    st.warning(f"The time budget ended the search after {len(result.table):,} trials; they are ranked below.")
 st.caption(f"{len(result.table):,} combinations in {result.seconds:,.2f} s ({result.combos_per_second:,.0f}/s).")
 if best is None:
     st.warning(f"No combination had {result.min_trades}+ trades; lower **Min trades** or widen the grid.")
@@ -192,7 +209,11 @@ else:
         help="Probability that the best combination's true Sharpe is above 0, from its length, skew and "
         "kurtosis, with no correction for the search.",
     )
-    c[3].metric("Combinations tried", f"{fit['n_trials']:,}")
+    c[3].metric(
+        "Combinations tried",
+        f"{fit['n_trials']:,}",
+        help="Every evaluated trial counts in the deflated Sharpe and the probability of overfitting.",
+    )
     warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
     (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
 
@@ -219,6 +240,9 @@ else:
     if st.button("Use these in the Backtest page"):
         app_state.apply_best(chosen)
         st.switch_page("../pages/backtest.py")
+if result.search != "grid" and len(result.table):
+    eligible = result.table[objective].where(result.table["n_trades"] >= result.min_trades)
+    st.plotly_chart(charts.best_so_far(eligible.to_numpy(float), OBJECTIVES[objective]), width="stretch")
 tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
 with tab_table:
     st.dataframe(
@@ -265,7 +289,7 @@ with tab_map:
             where = ", ".join(f"{labels.get(k, k)} = {v:g}" for k, v in fixed.items())
             title = f"{LABELS.get(z, z)}: {view.split(' (')[0]}" + (f" at {where}" if where else "")
             event = st.plotly_chart(
-                charts.grid_heatmap(shown, x, y, z, title),
+                charts.grid_heatmap(shown, x, y, z, title, sampled=result.search != "grid"),
                 width="stretch",
                 on_select="rerun",
                 selection_mode="points",

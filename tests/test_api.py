@@ -30,7 +30,7 @@ from engine import backtest, load_market, synthetic_market
 from engine import params as table
 from engine.backtest import params_from_values
 from engine.datasets import SERVER, to_frame
-from engine.optimize import in_out_of_sample
+from engine.optimize import in_out_of_sample, optimize
 from engine.rules import scan
 from engine.stores import dataset_store, run_cache
 
@@ -467,6 +467,30 @@ def test_an_optimisation_job_reports_progress_and_equals_the_library(client, sam
     assert link["grid"] == "stop_loss:2:8:2,rule.1:30:40:5" and link["mint"] == "5"
     again = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
     assert again["result"]["cache_hit"] and again["result"]["best_params"] == ins.best_params()
+
+
+def test_a_random_search_job_carries_its_trials_seed_and_constraint(client, sample):
+    settings = {"mode": "all", "min_trades": 0, "search": "random", "n_trials": 7, "seed": 3}
+    body = {"rule": RULE, "grid": {"stop_loss": [1, 10, 1], "take_profit": [2, 20, 2]}, "settings": settings}
+    body["settings"]["constraint"] = "take_profit > stop_loss"
+    job = wait(client, client.post("/api/backtest/optimize", json=body).json()["id"])
+    assert job["status"] == "done", job["error"]
+    grid = {"stop_loss": [float(v) for v in range(1, 11)], "take_profit": [float(v) for v in range(2, 21, 2)]}
+    library = optimize(
+        sample, RULE, params_from_values({}), grid, min_trades=0, search="random", n_trials=7, seed=3,
+        constraint="take_profit > stop_loss",
+    )  # fmt: skip
+    assert job["result"]["combinations"] == 7 == job["result"]["overfitting"]["n_trials"]
+    assert job["result"]["best_params"] == library.best_params()
+    link = dict(parse_qsl(urlparse(job["result"]["link"]).query))
+    assert (link["search"], link["trials"], link["seed"], link["cons"]) == (
+        "random",
+        "7",
+        "3",
+        "take_profit > stop_loss",
+    )
+    bad = client.post("/api/backtest/optimize", json={**body, "settings": {**settings, "constraint": "x > 1"}})
+    assert bad.status_code == 422 and "names 'x'" in bad.json()["error"]
 
 
 def test_walk_forward_and_monte_carlo_jobs(client):

@@ -433,6 +433,23 @@ def test_a_rotation_link_shows_its_holdings_and_reproduces_for_a_teammate(server
         p.context.close()
 
 
+def test_a_random_search_link_shows_its_trials_best_so_far_and_tried_cells(server, browser):
+    page = new_page(browser)
+    grid = "stop_loss:1:10:1,take_profit:2:20:2"
+    page.goto(f"{server}/optimize?rule=rsi%2814%29+%3C+35&grid={grid}&search=random&trials=30&mode=all&mint=0")
+    assert first_metric(page, "Combinations tried") == "30"
+    page.get_by_text("30 combinations").first.wait_for(timeout=30_000)  # of the space's 100
+    assert "of the space's 100, drawn by random search" in page.inner_text("body")
+    page.get_by_role("tab", name="Heatmap").click()
+    settle(page)
+    page.get_by_text("best so far", exact=True).first.wait_for(state="attached", timeout=30_000)
+    page.get_by_text("tried", exact=True).first.wait_for(state="attached", timeout=30_000)  # the heatmap's outlines
+    no_exception(page)
+    shot(page, "optimize_random_search")
+    assert query(page)["search"] == "random" and query(page)["trials"] == "30"
+    page.context.close()
+
+
 HOSTILE = {
     "capital": "-100000",
     "sl": "1e308",

@@ -32,7 +32,7 @@ def test_a_local_file_over_the_upload_limit_loads_in_the_library_and_the_cli(tmp
 
 def test_work_that_needs_more_memory_than_is_available_is_refused_first_with_the_figures():
     free = available_bytes()
-    assert 0 < free
+    assert free > 0
     check_available(1, "Loading x.csv", "Load fewer symbols.")
     with pytest.raises(DataError, match=r"Loading x\.csv needs about [\d,.]+ GB of memory; this machine has"):
         check_available(4 * free + 2**30, "Loading x.csv", "Load fewer symbols.")

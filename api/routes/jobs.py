@@ -3,7 +3,6 @@ results and cancellation."""
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +23,7 @@ from engine.optimize import (
     run_optimization,
 )
 from engine.rules import parse_rule, split_rank
+from engine.search import check_constraint, column_name
 from engine.stores import cached_scan, reserved, run_cache
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
@@ -59,7 +59,10 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     parse_rule(split_rank(req.rule)[0], market.column_kinds())
     grid = grid_from_spec(req.rule, req.grid)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
-    estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"]).check()
+    trials = None if settings["search"] == "grid" else settings["n_trials"]
+    check_constraint(settings["constraint"], [column_name(k) for k in grid])
+    estimate = estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"], trials)
+    estimate.check()
     values = values_by_path(req.params)
     base = params_from_values(values)
     settings_link = {f"optimize.{k}": v for k, v in settings.items()}
@@ -86,7 +89,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
                 raise Cancelled
             return out
 
-        summary = {"combinations": math.prod(map(len, grid.values())), "mode": settings["mode"]}
+        summary = {"combinations": estimate.combinations, "mode": settings["mode"], "search": settings["search"]}
         compute = reserved("optimisation", 2 * backtest_bytes(market.close.nbytes), compute)
         try:
             out, hit = run_cache().run(

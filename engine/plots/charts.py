@@ -225,8 +225,22 @@ def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
     return fig
 
 
-def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figure:
-    """A (y x x) grid of values (optimize.heatmap_cells, or its stability); click a cell to open it."""
+def best_so_far(objective: np.ndarray, label: str) -> go.Figure:
+    """A search's progress: each trial's objective (NaN: not eligible) and the best so far, by trial."""
+    trials = np.arange(1, len(objective) + 1)
+    best = np.fmax.accumulate(np.where(np.isnan(objective), -np.inf, objective))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=trials, y=objective, mode="markers", name="trial", marker={"color": "#999", "size": 5}))
+    fig.add_trace(
+        go.Scatter(x=trials, y=np.where(np.isfinite(best), best, np.nan), name="best so far", line={"shape": "hv"})
+    )
+    fig.update_layout(xaxis_title="trial", yaxis_title=label, hovermode="x unified")
+    return _layout(fig, 320)
+
+
+def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str, sampled: bool = False) -> go.Figure:
+    """A (y x x) grid of values (optimize.heatmap_cells, or its stability); click a cell to open it. `sampled`:
+    a search tried only some cells; a dot marks each tried one."""
     xs, ys = [f"{v:g}" for v in cells.columns], [f"{v:g}" for v in cells.index]
     values = cells.to_numpy()
     fig = go.Figure(
@@ -250,6 +264,14 @@ def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.
             hovertemplate=hover,
         )
     )
+    if sampled:
+        tried = ~np.isnan(values.ravel().astype(float))
+        dot = {"size": 30, "color": "#333", "symbol": "square-open", "line": {"width": 1.5}}  # an outline
+        fig.add_trace(
+            go.Scatter(
+                x=gx.ravel()[tried], y=gy.ravel()[tried], mode="markers", marker=dot, name="tried", hoverinfo="skip"
+            )
+        )
     fig.update_layout(
         xaxis_title=x,
         yaxis_title=y,
