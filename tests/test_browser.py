@@ -599,11 +599,34 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(path.as_uri())
     page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
-    assert page.locator(".plotly-graph-div").count() == 5
-    assert page.locator(".plotly-graph-div .main-svg").count() >= 4
+    assert page.locator(".plotly-graph-div").count() == 6  # equity, end-of-year, months, risk, MAE/MFE, luck
+    assert page.locator(".plotly-graph-div .main-svg").count() >= 5
+    for section in ("Strategy and benchmark", "Returns over periods", "End-of-year returns", "Worst 5 drawdowns"):
+        assert page.get_by_role("heading", name=section, exact=True).count() == 1
+    outside = page.evaluate(TICKS_OUTSIDE)
+    assert outside == [], outside  # every tick label lies inside its figure's box
+    wide = page.evaluate(TABLES_WIDER)
+    assert wide == 0  # no table wider than the page (a wide one scrolls inside its box)
     assert errors == []
-    page.screenshot(path=str(ARTIFACTS / "tear_sheet.png"), full_page=False)
+    page.screenshot(path=str(ARTIFACTS / "tear_sheet.png"), full_page=True)
     context.close()
+
+
+TABLES_WIDER = """() => [...document.querySelectorAll('table')].filter(
+    t => t.getBoundingClientRect().right > document.body.getBoundingClientRect().right + 1).length"""
+TICKS_OUTSIDE = """() => {
+    const out = [];
+    for (const fig of document.querySelectorAll('.plotly-graph-div')) {
+        const box = fig.getBoundingClientRect();
+        for (const t of fig.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')) {
+            const r = t.getBoundingClientRect();
+            if (!t.textContent || r.width === 0) continue;
+            if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+                out.push(t.textContent);
+        }
+    }
+    return out;
+}"""
 
 
 PLOTLY_LAYOUTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(p => ({

@@ -83,7 +83,7 @@ def candles(
             )
     fig.update_layout(
         height=560,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 70, "r": 20, "t": 40, "b": 40},
         xaxis_rangeslider_visible=False,
         legend={"orientation": "h", "y": 1.04},
         hovermode="x unified",
@@ -160,7 +160,7 @@ def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
     fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
     fig.update_layout(
         height=480,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 70, "r": 20, "t": 40, "b": 40},
         legend={"orientation": "h", "y": 1.06},
         hovermode="x unified",
     )
@@ -168,18 +168,25 @@ def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
 
 
 def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
-    """Heatmap of month-by-month returns in %, years down, months across."""
+    """Heatmap of month-by-month returns in %, every year down (one without data is an empty row), months
+    across, and the year's return in a last column."""
     month_end = equity_df.equity.resample("ME").last()
     rets = month_end.pct_change() * 100
     rets.iloc[0] = (month_end.iloc[0] / equity_df.equity.iloc[0] - 1) * 100
     table = pd.DataFrame({"year": rets.index.year, "month": rets.index.month, "ret": rets.to_numpy()})
-    grid = table.pivot(index="year", columns="month", values="ret").reindex(columns=range(1, 13))
-    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    years = range(int(table.year.min()), int(table.year.max()) + 1)
+    grid = table.pivot(index="year", columns="month", values="ret").reindex(index=years, columns=range(1, 13))
+    year_end = equity_df.equity.groupby(equity_df.index.year).last()
+    start = year_end.shift(1).fillna(equity_df.equity.iloc[0])
+    grid[13] = ((year_end / start - 1) * 100).reindex(years)
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Year"]
     text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
+    monthly = grid[list(range(1, 13))]
+    limit = float(np.nanmax(np.abs(monthly.to_numpy()))) if monthly.notna().any().any() else 1.0
+    colours = grid.assign(**{"13": grid[13].clip(-limit, limit)}).drop(columns=13)  # the year: on the months' scale
     fig = go.Figure(
         go.Heatmap(
-            z=grid.to_numpy(),
+            z=colours.to_numpy(),
             x=months,
             y=[str(y) for y in grid.index],
             text=text.to_numpy(),
@@ -192,7 +199,9 @@ def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
         )
     )
     fig.update_layout(
-        height=60 + 28 * len(grid), margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"autorange": "reversed"}
+        height=90 + 28 * len(grid),
+        margin={"l": 60, "r": 20, "t": 20, "b": 40},
+        yaxis={"autorange": "reversed", "type": "category"},
     )
     return fig
 
@@ -220,9 +229,21 @@ def holdings(weights: pd.DataFrame, rebalances: pd.DatetimeIndex, most: int = 12
 
 def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.08}
+        height=height, margin={"l": 70, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": 1.08}
     )
     return fig
+
+
+def yearly_bars(years: pd.DataFrame, benchmark: str = "") -> go.Figure:
+    """End-of-year returns in %, the strategy's beside the benchmark's (`engine.returns.yearly_returns`)."""
+    fig = go.Figure()
+    x = [str(y) for y in years.index]
+    fig.add_trace(go.Bar(x=x, y=years.strategy, name="Strategy", marker={"color": "#1f77b4"}))
+    fig.add_trace(
+        go.Bar(x=x, y=years.benchmark, name=f"Buy & hold ({benchmark or 'equal weight'})", marker={"color": "#bbb"})
+    )
+    fig.update_layout(barmode="group", yaxis_title="return %", yaxis={"ticksuffix": "%"}, xaxis={"type": "category"})
+    return _layout(fig, 340)
 
 
 def best_so_far(objective: np.ndarray, label: str) -> go.Figure:

@@ -19,6 +19,7 @@ from engine import params as table
 from engine.backtest import BacktestResult, random_entry_test
 from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
+from engine.returns import drawdown_periods, equity_metrics, period_returns, yearly_returns
 from engine.rotation import weights_pct
 
 from . import charts
@@ -28,7 +29,8 @@ MAX_TRADES = 2_000  # rows of the trade list in the file (all of them are in the
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.25rem .5rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #d0d7de;padding:.25rem .5rem}
 th{background:#f6f8fa;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#656d76}.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5rem}.verdict{background:#fff8c5;
 padding:.6rem .8rem;border-radius:6px}code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
@@ -44,8 +46,12 @@ def tear_sheet(
 ) -> str:
     """The HTML text of the tear sheet (write it with encoding='utf-8')."""
     m, p = result.metrics, result.params
+    curve = result.equity
+    strategy, bench = curve["equity"], curve["buy_hold_equity"]
+    years = yearly_returns(strategy, bench)
     figures = [
         ("Equity and drawdown", charts.equity(result.equity, p.benchmark)),
+        ("End-of-year returns against the benchmark", charts.yearly_bars(years, p.benchmark)),
         ("Monthly returns (%)", charts.monthly_returns(result.equity)),
         ("Risk over time", charts.rolling_risk(result.equity, 126, m["periods_per_year"], result.params.risk_free_pct)),
     ]
@@ -84,6 +90,10 @@ def tear_sheet(
         ),
         "<h2>Parameters</h2>" + _table(_parameters(result)),
         "<h2>Robustness</h2>" + _robustness(m, overfitting, luck),
+        "<h2>Strategy and benchmark</h2>" + _side_by_side(strategy, bench, p.risk_free_pct, p.benchmark),
+        "<h2>Returns over periods</h2>" + _returns_table(period_returns(strategy, bench), "period"),
+        "<h2>End-of-year returns</h2>" + _returns_table(years, "year"),
+        "<h2>Worst 5 drawdowns</h2>" + _drawdowns(drawdown_periods(strategy)),
         "<h2>Metrics</h2>" + _table([(LABELS.get(k, k), metric_text(k, v)) for k, v in m.items()]),
         plots,
         *([_rebalances(result.turnover)] if rotation else []),
@@ -93,6 +103,63 @@ def tear_sheet(
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
     )
+
+
+_SIDE = {
+    "total_return_pct": "Total return",
+    "cagr_pct": "CAGR",
+    "volatility_pct": "Volatility (annualised)",
+    "sharpe": "Sharpe ratio",
+    "sortino": "Sortino ratio",
+    "max_drawdown_pct": "Max drawdown",
+    "calmar": "Calmar ratio",
+    "best_day_pct": "Best day",
+    "worst_day_pct": "Worst day",
+    "up_days_pct": "Up days",
+}
+
+
+def _side_by_side(strategy: pd.Series, bench: pd.Series, risk_free_pct: float, benchmark: str) -> str:
+    """The equity-curve metrics of the strategy and its benchmark, in two columns."""
+    ours, theirs = equity_metrics(strategy, risk_free_pct), equity_metrics(bench, risk_free_pct)
+    head = f"<tr><th></th><th>Strategy</th><th>Buy &amp; hold ({html.escape(benchmark or 'equal weight')})</th></tr>"
+    rows = "".join(
+        f"<tr><th>{label}</th><td class='n'>{_number(key, ours[key])}</td>"
+        f"<td class='n'>{_number(key, theirs[key])}</td></tr>"
+        for key, label in _SIDE.items()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _number(key: str, value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.2f}%" if key.endswith("_pct") else f"{value:,.2f}"
+
+
+def _returns_table(frame: pd.DataFrame, what: str) -> str:
+    """Strategy and benchmark returns (%) per period or year, with the difference."""
+    head = f"<tr><th>{what}</th><th>Strategy</th><th>Benchmark</th><th>Difference</th></tr>"
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td class='n'>{_number('_pct', r.strategy)}</td>"
+        f"<td class='n'>{_number('_pct', r.benchmark)}</td>"
+        f"<td class='n'>{_number('_pct', r.strategy - r.benchmark)}</td></tr>"
+        for k, r in frame.iterrows()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _drawdowns(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p class='muted'>No drawdown: the equity never fell below a previous high.</p>"
+    head = "<tr><th>start</th><th>valley</th><th>recovery</th><th>depth</th><th>days</th></tr>"
+    rows = "".join(
+        f"<tr><td>{r.start:%Y-%m-%d}</td><td>{r.valley:%Y-%m-%d}</td>"
+        f"<td>{'ongoing' if pd.isna(r.recovery) else f'{r.recovery:%Y-%m-%d}'}</td>"
+        f"<td class='n'>{r.depth_pct:,.2f}%</td><td class='n'>{r.days:,}</td></tr>"
+        for r in frame.itertuples()
+    )
+    return f"<table>{head}{rows}</table>"
 
 
 def _rebalances(turnover: pd.DataFrame) -> str:
