@@ -486,9 +486,38 @@ def run_backtest():
         BacktestResult.key_metrics,
         need=backtest_bytes(data.close.nbytes),
     )
+    key_now = _result_key(params)
+    before, key_before = st.session_state.get("result"), st.session_state.get("result_key")
+    if before is not None and key_before != key_now:  # an edit: what it changed is shown against this
+        st.session_state.previous_result = (before, key_before[0])
     st.session_state.result = result
-    st.session_state.result_key = _result_key(params)
+    st.session_state.result_key = key_now
     return result
+
+
+def baseline() -> tuple[BacktestResult | None, str]:
+    """(the run the shown result is compared with, what it is): the pinned one, else the previous run, on
+    the same dataset; (None, '') before there is one."""
+    data = market()
+    for name, what in (("pinned_result", "the pinned baseline"), ("previous_result", "the previous run")):
+        held = st.session_state.get(name)
+        if held is not None and data is not None and held[1] == data.fingerprint:
+            return held[0], what
+    return None, ""
+
+
+def pin_baseline(pin: bool) -> None:
+    """Pin the shown result as the baseline every later run is compared with (False: compare with the
+    previous run again)."""
+    shown, data = result(), market()
+    if pin and shown is not None and data is not None:
+        st.session_state.pinned_result = (shown, data.fingerprint)
+    else:
+        st.session_state.pop("pinned_result", None)
+
+
+def is_pinned() -> bool:
+    return st.session_state.get("pinned_result") is not None
 
 
 def _result_key(params) -> tuple:

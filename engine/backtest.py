@@ -342,6 +342,13 @@ class BacktestResult:
         out.insert(13, "bars_held", bars_held[ids])
         return out.reset_index()
 
+    def same_trades(self, other: BacktestResult) -> bool:
+        """Whether another run made exactly these fills (field by field: the records' padding is not data)."""
+        a, b = self.fills, other.fills
+        if a.shape != b.shape:
+            return False
+        return all(np.array_equal(a[n], b[n], equal_nan=a[n].dtype.kind == "f") for n in a.dtype.names or ())
+
     def key_metrics(self) -> dict[str, float]:
         """The metrics run lists show (KEY_METRICS): what the run history records of a backtest."""
         return {k: self.metrics[k] for k in KEY_METRICS}

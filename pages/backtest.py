@@ -10,7 +10,7 @@ from engine import params as table
 from engine.backtest import random_entry_test
 from engine.metrics import LABELS
 from engine.plots import charts, report
-from engine.plots.format import skip_reasons
+from engine.plots.format import metric_delta, skip_reasons
 from engine.rotation import weights_pct
 from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
@@ -159,6 +159,9 @@ if result is None:
     st.stop()
 
 m = result.metrics
+base, base_name = app_state.baseline()
+if base is result:
+    base = None  # the pinned run itself: nothing to compare
 cards = [
     "total_return_pct",
     "cagr_pct",
@@ -172,7 +175,31 @@ cards = [
 for i, metric in enumerate(cards):
     if i % 4 == 0:
         cols = st.columns(4)
-    cols[i % 4].metric(LABELS[metric], app_format.metric_text(metric, m[metric]))
+    delta = metric_delta(metric, m[metric], base.metrics.get(metric)) if base is not None else None
+    cols[i % 4].metric(
+        LABELS[metric],
+        app_format.metric_text(metric, m[metric]),
+        delta=delta,
+        delta_color="off" if metric == "n_trades" else "normal",
+        help=f"Change against {base_name}." if delta else None,
+    )
+c1, c2 = st.columns([5, 1])
+if base is not None:
+    c1.caption(f"Deltas and the grey equity line: against {base_name}.")
+    if result.same_trades(base):
+        fired = result.params.exit_rule and not (result.trades.exit_reason == "exit_rule").any()
+        why = ": the exit rule fired 0 times" if fired else " (the edit did not touch any trade)"
+        st.info(f"No trade changed against {base_name}{why}.")
+if app_state.is_pinned():
+    c2.button("Unpin baseline", on_click=app_state.pin_baseline, args=(False,), key="w.backtest.unpin")
+else:
+    c2.button(
+        "Pin as baseline",
+        on_click=app_state.pin_baseline,
+        args=(True,),
+        key="w.backtest.pin",
+        help="Compare every later run with this one (default: with the previous run).",
+    )
 p = result.params
 st.caption(
     f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
@@ -232,7 +259,8 @@ if tab_held:
             "portfolio's value (replacing every holding is 100%); the chart's gaps are cash."
         )
 with tab_eq:
-    st.plotly_chart(charts.equity(result.equity, result.params.benchmark), width="stretch")
+    baseline_equity = base.equity.equity if base is not None else None
+    st.plotly_chart(charts.equity(result.equity, result.params.benchmark, baseline_equity), width="stretch")
 with tab_risk:
     st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"], p.risk_free_pct), width="stretch")
 with tab_trades:
@@ -310,7 +338,7 @@ with tab_events:
     )
 with tab_all:
     st.dataframe(
-        app_format.metrics_table(m),
+        app_format.metrics_table(m, base.metrics if base is not None else None),
         hide_index=True,
         width="stretch",
         column_config={

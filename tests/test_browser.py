@@ -190,6 +190,36 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
     page.context.close()
 
 
+def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_says_so(server, browser, sample):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5", timeout=60_000)
+    first_metric(page, "Total return")
+    settle(page)
+    run = page.get_by_role("button", name="Run backtest")
+    box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
+    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=run.click)
+    card = page.locator('[data-testid="stMetric"]', has_text="Total return").first
+    before = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=5.0).metrics["total_return_pct"]
+    after = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=3.0).metrics["total_return_pct"]
+    assert card.locator('[data-testid="stMetricValue"]').inner_text() == f"{after:,.2f}%"
+    assert card.locator('[data-testid="stMetricDelta"]').inner_text().strip() == f"{after - before:+,.2f} pp"
+    page.get_by_role("button", name="Pin as baseline").click()
+    settle(page)
+    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
+    page.get_by_text("against the pinned baseline").first.wait_for(timeout=30_000)
+    page.get_by_text("Baseline", exact=True).first.wait_for(state="attached", timeout=30_000)  # the grey line
+    assert "No trade changed" not in page.inner_text("body")  # sl 8 changed trades against sl 3
+    page.get_by_role("button", name="Unpin baseline").click()
+    settle(page)
+    exit_box = page.get_by_role("textbox", name="Exit rule")
+    exit_box.fill("close < 0")
+    run.click()
+    page.get_by_text("No trade changed against the previous run: the exit rule fired 0 times").wait_for(timeout=30_000)
+    no_exception(page)
+    shot(page, "backtest_deltas")
+    page.context.close()
+
+
 def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_link(server, browser):
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)

@@ -131,9 +131,13 @@ def moves_with_price(values: np.ndarray, close: np.ndarray) -> bool:
     return bool(np.corrcoef(v, c)[0, 1] >= 0.9)
 
 
-def equity(equity_df: pd.DataFrame, benchmark: str = "") -> go.Figure:
-    """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath."""
+def equity(equity_df: pd.DataFrame, benchmark: str = "", baseline: pd.Series | None = None) -> go.Figure:
+    """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath;
+    `baseline`: a run to compare with, drawn in grey."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
+    if baseline is not None:
+        grey = {"color": "#aaa", "width": 1.5}
+        fig.add_trace(go.Scatter(x=baseline.index, y=baseline.to_numpy(), name="Baseline", line=grey), 1, 1)
     fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1)
     fig.add_trace(
         go.Scatter(

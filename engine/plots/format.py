@@ -58,15 +58,27 @@ def metric_text(name: str, value) -> str:
     return f"{value:,.2f}"
 
 
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    """All metrics as (metric, value, meaning) rows of formatted text."""
-    return pd.DataFrame(
-        {
-            "metric": [LABELS.get(k, k.replace("_", " ")) for k in metrics],
-            "value": [metric_text(k, v) for k, v in metrics.items()],
-            "meaning": [DEFINITIONS.get(k, "") for k in metrics],
-        }
-    )
+def metrics_table(metrics: dict, baseline: dict | None = None) -> pd.DataFrame:
+    """All metrics as (metric, value, [baseline,] meaning) rows of formatted text."""
+    columns = {
+        "metric": [LABELS.get(k, k.replace("_", " ")) for k in metrics],
+        "value": [metric_text(k, v) for k, v in metrics.items()],
+    }
+    if baseline is not None:
+        columns["baseline"] = [metric_text(k, baseline.get(k)) for k in metrics]
+    columns["meaning"] = [DEFINITIONS.get(k, "") for k in metrics]
+    return pd.DataFrame(columns)
+
+
+def metric_delta(name: str, now, before) -> str | None:
+    """The change of a metric against a baseline, as a card's delta shows it ("+1.25 pp", "-0.12", "+3
+    trades"); None when either is undefined."""
+    if now is None or before is None or any(isinstance(v, float) and math.isnan(v) for v in (now, before)):
+        return None
+    change = now - before
+    if name == "n_trades":
+        return f"{int(change):+,}"
+    return f"{change:+,.2f} pp" if name.endswith("_pct") else f"{change:+,.2f}"
 
 
 def param_title(p: Param) -> str:
