@@ -44,6 +44,7 @@ from . import _records as rec
 from . import params as table
 from ._records import COMBO
 from .data import DataError, Market
+from .data.quality import flagged_bars
 from .errors import ParamError
 from .indicators import Derived, indicators_for
 from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct, periods_per_year
@@ -589,9 +590,11 @@ def _bars_of(a: np.ndarray, start: int, stop: int, axis: int = 0) -> np.ndarray:
 
 def benchmark_per_unit(market: Market, symbol: str = "") -> np.ndarray:
     """Buy and hold of one unit of capital: of the benchmark symbol (from its first close; flat before it and
-    carried over days without a bar), or of every symbol at equal weight when none is named."""
+    carried over days without a bar), or of every symbol at equal weight when none is named, leaving out the
+    moves of bars flagged as likely splits or outliers (engine/data/quality.py)."""
     if not symbol:
-        return _per_dataset(market, Derived.BUY_HOLD_PER_UNIT, lambda: buy_hold_equity(market.close, 1.0))
+        compute = lambda: buy_hold_equity(market.close, 1.0, flagged_bars(market))  # noqa: E731
+        return _per_dataset(market, Derived.BUY_HOLD_PER_UNIT, compute)
     try:
         j = market.column(symbol.strip().upper())
     except DataError as exc:

@@ -243,10 +243,16 @@ def buy_hold_return_pct(close: np.ndarray) -> float:
     return float(np.mean(last / first - 1.0) * 100.0)
 
 
-def buy_hold_equity(close: np.ndarray, initial_capital: float) -> np.ndarray:
-    """Equity of equal-weight buy and hold: each symbol gets capital / N at its first close, cash until then."""
+def buy_hold_equity(close: np.ndarray, initial_capital: float, skip: np.ndarray | None = None) -> np.ndarray:
+    """Equity of equal-weight buy and hold: each symbol gets capital / N at its first close, cash until then.
+    `skip` (bars x symbols, bool): bars whose one-day move is left out (flagged splits and outliers: a 2:1
+    split is not a halving of the benchmark), each symbol's path continuing from the bar before."""
     n = close.shape[1]
     filled = pd.DataFrame(close).ffill().bfill().to_numpy()
+    if skip is not None and skip[1:].any():
+        ratio = filled[1:] / filled[:-1]
+        ratio[skip[1:]] = 1.0
+        filled = filled[0] * np.vstack([np.ones((1, n)), np.cumprod(ratio, axis=0)])
     first = filled[0]
     return initial_capital / n * (filled / first).sum(axis=1)
 

@@ -10,7 +10,7 @@ from engine import params as table
 from engine.backtest import random_entry_test
 from engine.metrics import LABELS
 from engine.plots import charts, report
-from engine.plots.format import metric_delta, skip_reasons
+from engine.plots.format import flag_banner, metric_delta, skip_reasons
 from engine.rotation import weights_pct
 from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
@@ -208,6 +208,9 @@ st.caption(
 )
 for text in result.warnings:
     st.warning(text)
+flagged = flag_banner(market, result.positions)
+if flagged:
+    st.warning(flagged, icon=":material/flag:")
 rotation = p.rebalance != "off"
 if rotation:
     turnover = result.turnover

@@ -39,6 +39,14 @@ except InputError as exc:
     st.error(f"Fix the rule or the backtest settings first: {exc}")
     st.stop()
 st.caption(f"Rule `{rule}` on {market.name}; every other setting comes from the Backtest page.")
+if market.issues is not None and len(market.issues):
+    flags = market.issues
+    st.warning(
+        f"This dataset has {len(flags):,} bars flagged as likely splits or outliers on "
+        f"{flags.symbol.nunique():,} symbols: a combination can win by trading them. Check the best one's trades "
+        "on the Backtest page, or back-adjust the splits or exclude the symbols on the Data page.",
+        icon=":material/flag:",
+    )
 
 numbers = rule_numbers(rule)
 labels = {p.path: app_format.param_title(p) for p in table.grid_keys().values()}

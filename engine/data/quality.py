@@ -61,6 +61,34 @@ def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.Data
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
+def flagged_bars(market: Market) -> np.ndarray:
+    """(bars x symbols) bool: the bars flagged as likely splits or outliers (market.issues)."""
+    mask = np.zeros(market.shape, bool)
+    issues = market.issues
+    if issues is None or issues.empty:
+        return mask
+    rows = market.dates.get_indexer(pd.DatetimeIndex(issues.date))
+    cols = pd.Index(market.symbols).get_indexer(issues.symbol)
+    ok = (rows >= 0) & (cols >= 0)
+    mask[rows[ok], cols[ok]] = True
+    return mask
+
+
+def trades_on_flagged(market: Market, positions: pd.DataFrame) -> pd.DataFrame:
+    """The positions that held through a flagged bar (its move is in their return: after the entry bar, up to
+    the exit bar), with the flagged bars they crossed, best return first."""
+    issues = market.issues
+    columns = [*positions.columns, "flagged"]
+    if issues is None or issues.empty or positions.empty:
+        return pd.DataFrame(columns=columns)
+    spans = positions[["position_id", "entry_date", "exit_date"]].assign(symbol=positions.symbol.astype(str))
+    pairs = spans.merge(issues[["symbol", "date", "kind"]], on="symbol")  # each position with its symbol's flags
+    hit = pairs[(pairs.date > pairs.entry_date) & (pairs.date <= pairs.exit_date)]
+    words = (hit.kind + " " + hit.date.dt.strftime("%Y-%m-%d")).groupby(hit.position_id).agg(", ".join)
+    out = positions[positions.position_id.isin(words.index)]
+    return out.assign(flagged=out.position_id.map(words)).sort_values("return_pct", ascending=False)
+
+
 def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) -> Market:
     splits = detect_splits(market)
     if opts.prices == "split_adjusted" and len(splits):

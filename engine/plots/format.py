@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from ..data import Market
+from ..data.quality import trades_on_flagged
 from ..metrics import DEFINITIONS, LABELS
 from ..params import TABLE, Param
 from ..rules import rule_numbers
@@ -110,3 +112,23 @@ def column_title(col: str) -> str:
 def rule_number_titles(rule: str) -> dict[str, str]:
     """Headers for a grid's rule-number columns: `rule.0` -> "rule: rsi(14) < 30"."""
     return {f"rule.{n.index}": f"rule: {n.context}" for n in rule_numbers(rule)}
+
+
+def flag_banner(market: Market, positions: pd.DataFrame, top: int = 5) -> str | None:
+    """Words for the results' data warning: how many of the best `top` trades (and of all) held through bars
+    the Data page flagged as likely splits or outliers, the first of them listed; None when none did."""
+    crossed = trades_on_flagged(market, positions)
+    if crossed.empty:
+        return None
+    best = positions.sort_values("return_pct", ascending=False).head(top)
+    in_top = int(best.position_id.isin(crossed.position_id).sum())
+    listed = "; ".join(
+        f"{r.symbol} {r.entry_date.date()} to {r.exit_date.date()} ({r.return_pct:+,.1f}%, {r.flagged})"
+        for r in crossed.head(top).itertuples()
+    )
+    what = "flagged split or outlier bars"
+    head = f"{in_top} of the top {len(best)} trades cross {what}" if in_top else f"Trades cross {what}"
+    return (
+        f"{head} ({len(crossed):,} of {len(positions):,} trades in all): {listed}. Their returns may be the "
+        "data's, not the rule's: back-adjust the splits or exclude these symbols on the Data page."
+    )
