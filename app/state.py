@@ -492,7 +492,57 @@ def run_backtest():
         st.session_state.previous_result = (before, key_before[0])
     st.session_state.result = result
     st.session_state.result_key = key_now
+    _remember_whatif(result)
     return result
+
+
+WHATIF_RUNS = 10
+
+
+def _remember_whatif(result: BacktestResult) -> None:
+    """The session's last runs, newest first, each with every setting it ran with (a repeat moves to the front)."""
+    entry = {"values": values(), "rule": rule(), "data": data_id(), "metrics": result.key_metrics()}
+    runs = [
+        r for r in st.session_state.get("whatif", []) if (r["values"], r["rule"]) != (entry["values"], entry["rule"])
+    ]
+    st.session_state.whatif = [entry, *runs][:WHATIF_RUNS]
+
+
+def whatif_runs() -> list[dict]:
+    """The last runs of this session on this dataset, newest first, labelled by what differs from the baseline
+    (the pinned run, else the previous one): 'sl 5 -> 3, tp off -> 12'."""
+    runs = [r for r in st.session_state.get("whatif", []) if r["data"] == data_id()]
+    pinned = st.session_state.get("pinned_values")
+    reference = pinned or (runs[1] if len(runs) > 1 else None)
+    for r in runs:
+        r["label"] = _difference(reference, r) if reference else "first run"
+    return runs
+
+
+def _difference(before: dict, after: dict) -> str:
+    parts = [f"rule → {_short(after['rule'])}"] if before["rule"] != after["rule"] else []
+    for p in table.backtest_params():
+        a, b = before["values"].get(p.path), after["values"].get(p.path)
+        if a != b:
+            parts.append(f"{p.url} {_word(p, a)} → {_word(p, b)}")
+    return ", ".join(parts) or "the baseline"
+
+
+def _word(p: Any, v: Any) -> str:
+    return "off" if p.off and not v else p.format(v) if v is not None else "-"
+
+
+def restore_whatif(index: int) -> None:
+    """Put back every setting (and the rule) of one of `whatif_runs()`; the Backtest page runs it at once."""
+    runs = whatif_runs()
+    if not 0 <= index < len(runs):
+        return
+    chosen = runs[index]
+    for path, v in chosen["values"].items():
+        st.session_state[key(path)] = v
+    set_rule(chosen["rule"])
+    st.session_state.pop("rule_text", None)
+    st.session_state.autorun = "backtest"
 
 
 def baseline() -> tuple[BacktestResult | None, str]:
@@ -512,8 +562,10 @@ def pin_baseline(pin: bool) -> None:
     shown, data = result(), market()
     if pin and shown is not None and data is not None:
         st.session_state.pinned_result = (shown, data.fingerprint)
+        st.session_state.pinned_values = {"values": values(), "rule": rule()}
     else:
         st.session_state.pop("pinned_result", None)
+        st.session_state.pop("pinned_values", None)
 
 
 def is_pinned() -> bool:

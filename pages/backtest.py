@@ -200,6 +200,26 @@ else:
         key="w.backtest.pin",
         help="Compare every later run with this one (default: with the previous run).",
     )
+runs = app_state.whatif_runs()
+if len(runs) > 1:
+
+    def _restore() -> None:
+        picked = app_state.widget("w.backtest.whatif")
+        app_state.set_widget("w.backtest.whatif", None)
+        if picked is not None:
+            app_state.restore_whatif(picked)
+
+    def _run_label(i: int) -> str:
+        r = runs[i]
+        return f"{r['label']} · {app_format.metric_text('total_return_pct', r['metrics']['total_return_pct'])}"
+
+    st.pills(
+        "What-if: this session's last runs (click one to restore all its settings)",
+        list(range(len(runs))),
+        format_func=_run_label,
+        key="w.backtest.whatif",
+        on_change=_restore,
+    )
 p = result.params
 st.caption(
     f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "

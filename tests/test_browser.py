@@ -220,6 +220,28 @@ def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_
     page.context.close()
 
 
+def test_the_what_if_strip_labels_runs_by_their_difference_and_restores_one_on_click(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5", timeout=60_000)
+    first = first_metric(page, "Total return")
+    settle(page)
+    run = page.get_by_role("button", name="Run backtest")
+    box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
+    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=run.click)
+    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
+    strip = page.get_by_text("What-if: this session's last runs")
+    strip.wait_for(timeout=30_000)
+    pills = page.locator('[data-testid="stButtonGroup"]')
+    pills.get_by_text(re.compile(r"^sl 3 → 8 · ")).wait_for(timeout=30_000)  # the newest, against the previous run
+    pills.get_by_text(re.compile(r"^sl 3 → 5 · ")).click()  # the first run
+    page.wait_for_url(lambda url: "sl=" not in url, timeout=30_000)  # 5 is the default: the link omits it
+    settle(page)
+    assert float(box.input_value()) == 5.0
+    assert first_metric(page, "Total return") == first
+    no_exception(page)
+    page.context.close()
+
+
 def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_link(server, browser):
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)
