@@ -4,9 +4,12 @@ One place, so every table and card on every page reads the same way."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pandas as pd
 import streamlit as st
 
+from engine import params as table
 from engine.metrics import LABELS
 
 # How numbers and names read is the library's (engine/plots/format.py); pages take it from here with the
@@ -142,3 +145,40 @@ def costs_summary(values: dict) -> str:
         if values.get(path):
             parts.append(f"{values[path]:g}% {word}")
     return ", ".join(parts) or "none"
+
+
+_NOT_SETTINGS = ("data", "rule", "grid")
+
+
+def settings_changed(link: str) -> str:
+    """A run's settings that differ from the defaults, in words, from its link (a link names only those):
+    'sl 3, tp 12, size kelly'."""
+    pairs = [(k, v) for k, v in parse_qsl(link or "") if k not in _NOT_SETTINGS]
+    return ", ".join(f"{k} {v}" for k, v in pairs)
+
+
+def settings_rows(links: dict[str, str]) -> pd.DataFrame:
+    """One row per setting any of these runs changed (label and unit), one column per run: its value, or the
+    default where its link leaves it out."""
+    by_url = {p.url: p for p in table.linked_params()}
+    values = {name: dict(parse_qsl(link or "")) for name, link in links.items()}
+    keys = [k for k in dict.fromkeys(k for v in values.values() for k in v) if k in by_url]
+    rows = {}
+    for k in keys:
+        p = by_url[k]
+        rows[param_title(p)] = {name: _setting(p, v.get(k, p.format(p.default))) for name, v in values.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(links)).fillna("-")
+
+
+def highlight_differences(row: pd.Series) -> list[str]:
+    """A Styler rule: a row whose values differ between runs gets a background."""
+    differ = row.nunique(dropna=False) > 1
+    return ["background-color: #fff3bf" if differ else "" for _ in row]
+
+
+def _setting(p: table.Param, text: str) -> str:
+    """A setting's value as a link writes it, with 'off' for a setting switched off."""
+    try:
+        return p.off_word if p.off and not float(text) else text
+    except ValueError:
+        return text

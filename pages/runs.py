@@ -66,6 +66,7 @@ table = pd.DataFrame(
             "by": "you" if r.session == me else "teammate",
             "data": data_name(r),
             "rule": r.rule,
+            "settings": app_format.settings_changed(r.link) or "defaults",
             "seconds": round(r.seconds, 3),
             "cache": "hit" if r.cache_hit else "miss",
             **(r.metrics if can_open(r) else {}),
@@ -83,7 +84,10 @@ when = dict(zip(table["id"], table["when"], strict=True))
 
 
 def label(run_id: str) -> str:
-    return f"{by_id[run_id].kind} {when[run_id]} · {by_id[run_id].rule[:40]}"
+    """What sets a run apart: its kind, the settings it changed from the defaults, its rule and when."""
+    r = by_id[run_id]
+    changed = app_format.settings_changed(r.link) or "defaults"
+    return f"{r.kind} · {changed} · {r.rule[:40]} · {when[run_id]:%m-%d %H:%M:%S}"
 
 
 pick = st.selectbox("Reopen a run", list(by_id), format_func=label, key="runs_pick")
@@ -100,7 +104,8 @@ if c[0].button(
     st.rerun()
 private = not can_open(record)
 if record.link and not private:  # the page that made the run, with every setting and the dataset id
-    c[1].link_button("Open as a link", f"./{record.kind}?{record.link}")
+    name = "Load into Backtest" if record.kind == "backtest" else "Open as a link"
+    c[1].link_button(name, f"./{record.kind}?{record.link}", help="Its page with every setting, run at once.")
 value = None if private else cache.get(record.key)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)
@@ -137,6 +142,14 @@ chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], fo
 results = {label(i): cache.get(by_id[i].key) for i in chosen}
 results = {k: v for k, v in results.items() if v is not None}
 if len(results) >= 2:
+    links = {label(i): by_id[i].link for i in chosen if label(i) in results}
+    settings = app_format.settings_rows(links)
+    if settings.empty:
+        st.caption("These runs use the default settings; their metrics:")
+    else:
+        st.caption("Settings (rows that differ are highlighted), then metrics.")
+        styled = settings.style.apply(app_format.highlight_differences, axis=1)
+        st.dataframe(styled, width="stretch", height=38 + 35 * len(settings))
     st.dataframe(
         pd.DataFrame(
             {

@@ -180,6 +180,23 @@ def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     assert (cache_dir / "runs.log").read_text().count('"event": "finish", "kind": "backtest"') == 2
 
 
+def test_runs_are_labelled_by_their_settings_and_compared_setting_by_setting(cache_dir):
+    at = fresh()
+    at.switch_page("../pages/backtest.py").run()
+    at.number_input(key="p.sl").set_value(3.0)
+    at.get("form_submit_button")[0].click().run()
+    at.number_input(key="p.sl").set_value(7.0)
+    at.number_input(key="p.tp").set_value(12.0)
+    at.get("form_submit_button")[0].click().run()
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception
+    runs = at.dataframe[0].value
+    assert runs["settings"].tolist() == ["sl 7, tp 12", "sl 3"]
+    settings = at.dataframe[1].value  # the comparison: settings first
+    assert settings.loc["Stop-loss (%)"].tolist() == ["7", "3"]
+    assert settings.loc["Take-profit (%)"].tolist() == ["12", "off"]
+
+
 def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     csv = b"symbol,date,open,high,low,close,volume\nZZZ,2024-01-02,1,2,0.5,1.5,10\nZZZ,2024-01-03,1.5,2,1,1.8,12\n"
     alice, bob = fresh(), fresh()
