@@ -86,12 +86,19 @@ COLUMN_PRESETS = {  # presets on a dataset's own columns: offered when the data 
 }
 
 
-def missing_columns(rule: str, columns: Mapping[str, str]) -> list[str]:
-    """The own columns a rule names that the data lacks (a preset on pe_ratio needs a pe_ratio column)."""
+VOLUME_NAMES = frozenset({"volume", "avg_volume", "relative_volume", "obv"})
+
+
+def missing_columns(rule: str, columns: Mapping[str, str], has_volume: bool = True) -> list[str]:
+    """The columns a rule needs that the data lacks: own columns it names (a preset on pe_ratio needs a
+    pe_ratio column), and volume when it reads volume and the file had none (`has_volume`)."""
     wanted = {m.group(0) for m in _WORDS.finditer(split_rank(rule)[0] + " " + (split_rank(rule)[1] or ""))}
     known = {*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not", "in"}
     words = {w.lower() for w in wanted if w[0] not in "\"'"}
-    return sorted(w for w in words if w not in known and w not in columns)
+    lacking = {w for w in words if w not in known and w not in columns}
+    if not has_volume and words & VOLUME_NAMES:  # a file without volume: volume-based values are all empty
+        lacking.add("volume")
+    return sorted(lacking)
 
 
 EXIT_PRESETS = {  # exit rules: true at a close exits at the next open

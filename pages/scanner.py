@@ -1,5 +1,6 @@
 """Scanner page: presets, condition widgets or typed rules -> signals on every symbol, live."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -28,8 +29,11 @@ def _on_preset() -> None:
         _apply(presets[app_state.widget("w.scanner.preset")])
 
 
+has_volume = bool((~np.isnan(market.volume)).any())
+
+
 def _preset_label(name: str) -> str:
-    lacking = missing_columns(presets[name], own) if name in presets else []
+    lacking = missing_columns(presets[name], own, has_volume) if name in presets else []
     return f"{name} — needs a {', '.join(lacking)} column" if lacking else name
 
 
@@ -86,11 +90,11 @@ with right:
         param_widget("short_rule", help="Its signals open shorts; the rule above opens longs. e.g. rsi(14) > 70")
     st.caption(f"Available — {available(own)}.")
 
-lacking = missing_columns(app_state.rule(), own)
-if lacking and app_state.widget("w.scanner.preset") in COLUMN_PRESETS:
+lacking = missing_columns(app_state.rule(), own, has_volume)
+if lacking and app_state.widget("w.scanner.preset") in presets:
     st.warning(
-        f"This preset needs a {', '.join(lacking)} column, which this data does not have: attach one on the "
-        "Data page (Columns rules can use), or edit the rule."
+        f"This preset needs a {', '.join(lacking)} column, which this data does not have: load or attach a file "
+        "with it on the Data page, or edit the rule."
     )
 try:
     signals = app_state.signals()
@@ -113,7 +117,13 @@ if shorts is not None:
     st.caption(f"Short rule: **{shorts.count:,}** signals on {shorts.symbols_hit()} symbols (they open shorts).")
 
 if not len(hits):
-    st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
+    if lacking:
+        st.info(
+            f"No bar matches this rule: it needs a {', '.join(lacking)} column, which this data does not have "
+            "(its values are empty). Load a file with it, or use a rule without it."
+        )
+    else:
+        st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
     st.stop()
 
 st.dataframe(

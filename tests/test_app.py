@@ -213,6 +213,17 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     assert len(alice.dataframe[0].value) == 1  # the team view lists Bob's run, never his data
 
 
+def test_a_rule_on_volume_over_a_file_without_volume_says_why_it_has_no_signals():
+    rows = "".join(f"AAA,2024-01-{d:02d},10,13,8,{10 + d % 3}\n" for d in range(1, 29))
+    at = fresh()
+    at.file_uploader(key="upload").upload("novol.csv", b"symbol,date,open,high,low,close\n" + rows.encode(), "text/csv")
+    at.run()
+    at.switch_page("../pages/scanner.py").run()
+    at.text_area(key="rule_text").set_value("relative_volume(20) > 2 and close > open").run()
+    assert not at.exception
+    assert any("it needs a volume column" in i.value for i in at.info)
+
+
 def test_an_oversized_upload_is_refused_clearly(monkeypatch):
     monkeypatch.setenv("SCANNER_MAX_UPLOAD_MB", "0.01")  # 10 KB
     at = fresh()

@@ -220,3 +220,13 @@ def test_the_loader_reads_own_columns_of_a_csv(tmp_path):
     assert market.column_kinds()["pe"] == "number" and np.isnan(market.extra["pe"][:2, 0]).all()
     assert any("pe: 1 cells are not numbers" in w for w in market.warnings)  # 'abc'; 'n/a' is a blank
     assert market.column_kinds()["grade"] == "text"  # 2 of 29 are not numbers: text
+
+
+def test_presets_and_rules_name_the_columns_the_data_lacks():
+    from engine.rules import COLUMN_PRESETS, PRESETS, missing_columns
+
+    assert missing_columns(COLUMN_PRESETS["Cheap and oversold (pe_ratio)"], {}) == ["pe_ratio"]
+    assert missing_columns(COLUMN_PRESETS["Cheap and oversold (pe_ratio)"], {"pe_ratio": "number"}) == []
+    assert missing_columns(PRESETS["Volume surge"], {}, has_volume=False) == ["volume"]
+    assert missing_columns(PRESETS["Volume surge"], {}, has_volume=True) == []
+    assert missing_columns("close > 1 rank by PE desc", {}) == ["pe"]
