@@ -250,27 +250,12 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     """Load an uploaded file and store it for links; on bad data return the loader's message and keep the
     current dataset (st.session_state.bad_rows then holds how many rows could be left out)."""
     st.session_state.bad_rows = 0
-    try:
-        uploaded.seek(0)
-        need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
-        uploaded.seek(0)
-        new = reserved(
-            "upload",
-            need,
-            lambda: load_market(
-                uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, max_bytes=max_upload_bytes(), **options
-            ),
-        )()
-    except BadRowsError as exc:
-        st.session_state.bad_rows = len(exc.rows)
-        return str(exc)
-    except InputError as exc:
-        return str(exc)
-    except Exception:  # a loader bug must not take the page down; it is logged for us
-        log.exception("unexpected error loading %s", uploaded.name)
-        return "An unexpected error stopped the load (it has been logged). Try exporting the file again as CSV."
-    _use_new(new)
-    return None
+    limit = max_upload_bytes()
+    return _use_upload(
+        uploaded,
+        "load",
+        lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, max_bytes=limit, **options),
+    )
 
 
 def attach_error() -> str | None:
@@ -281,23 +266,28 @@ def attach_error() -> str | None:
 def attach_upload(uploaded) -> str | None:
     """Join an uploaded file of own columns (symbol, date, pe_ratio, ...) to the dataset as of each date: a new
     dataset, stored for links. Returns (and remembers for `attach_error`) why the file cannot be used."""
-    st.session_state.attach_error = error = _attach(uploaded)
+    limit = max_upload_bytes()
+    error = _use_upload(uploaded, "join", lambda: attach_columns(require_market(), uploaded, max_bytes=limit))
+    st.session_state.attach_error = error
     return error
 
 
-def _attach(uploaded) -> str | None:
+def _use_upload(uploaded, what: str, load) -> str | None:
+    """Make a new dataset from an upload (its memory reserved first) and use it; the loader's message when the
+    file cannot be used (the current dataset stays)."""
     try:
         uploaded.seek(0)
         need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
         uploaded.seek(0)
-        new = reserved(
-            "upload", need, lambda: attach_columns(require_market(), uploaded, max_bytes=max_upload_bytes())
-        )()
+        new = reserved("upload", need, load)()
+    except BadRowsError as exc:
+        st.session_state.bad_rows = len(exc.rows)
+        return str(exc)
     except InputError as exc:
         return str(exc)
     except Exception:  # a loader bug must not take the page down; it is logged for us
-        log.exception("unexpected error attaching %s", uploaded.name)
-        return "An unexpected error stopped the join (it has been logged). Try exporting the file again as CSV."
+        log.exception("unexpected error in the %s of %s", what, uploaded.name)
+        return f"An unexpected error stopped the {what} (it has been logged). Try exporting the file again as CSV."
     _use_new(new)
     return None
 

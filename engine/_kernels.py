@@ -925,6 +925,21 @@ def _add(pos: Record, t: int, fill: float, qty: float, fee: float, combo: Record
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _register(work: Scratch, s: int, n_open: int) -> int:
+    """A position just opened on symbol s: its entry number, and its place in the open list (kept in symbol
+    order). Returns the open count."""
+    work.book[s]["seq"] = work.tally[0]
+    work.tally[0] += 1
+    open_list = work.open_list
+    i = n_open
+    while i > 0 and open_list[i - 1] > s:
+        open_list[i] = open_list[i - 1]
+        i -= 1
+    open_list[i] = s
+    return n_open + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _mark(pos: Record, s: int, c: float, sh: Shared, sector_value: Array) -> float:
     """Step 3 for a position held through the bar: its value at the close (the last close where its symbol
     has no bar), added to its sector's."""
@@ -957,7 +972,7 @@ def _enter_all(
     corr_on = sh.max_corr < 1.0
     market = sh.entry_order == ORDER_MARKET
     one_side = sh.direction != 0
-    book, shadow, open_list, kelly, sector_value = work.book, work.shadow, work.open_list, work.kelly, work.sector_value
+    book, shadow, kelly, sector_value = work.book, work.shadow, work.kelly, work.sector_value
     if market and one_side:
         n_cand = _candidates(entries, priority, book, t, work.cand, work.cand_prio)
     elif market:
@@ -1030,14 +1045,7 @@ def _enter_all(
             qty * abs(fill - unslipped),
             sig,
         )
-        book[s]["seq"] = work.tally[0]
-        work.tally[0] += 1
-        i = n_open
-        while i > 0 and open_list[i - 1] > s:  # insert in symbol order
-            open_list[i] = open_list[i - 1]
-            i -= 1
-        open_list[i] = s
-        n_open += 1
+        n_open = _register(work, s, n_open)
         if corr_on and work.corr_state[0] == t:  # the candidate's window is loaded: add it to the book
             book_x, book_v, cand_x, cand_v = work.corr_buf
             row = work.corr_state[1]
@@ -1149,14 +1157,7 @@ def _rebalance(
             continue
         atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
         _open(pos, t, fill, qty, fee, combo["stop"], combo, atr_s, 1.0, False, np.nan, qty * (fill - o), t - 1)
-        pos["seq"] = work.tally[0]
-        work.tally[0] += 1
-        i = n_open
-        while i > 0 and open_list[i - 1] > s:  # insert in symbol order
-            open_list[i] = open_list[i - 1]
-            i -= 1
-        open_list[i] = s
-        n_open += 1
+        n_open = _register(work, s, n_open)
     return cash, equity, gross, n_open, n_events
 
 
