@@ -79,6 +79,7 @@ def init(page_path: str) -> None:
     ss = st.session_state
     if "_started" not in ss:
         _start(ss, st.query_params.to_dict(), page_path)
+    ss["_page"] = page_path
     sync_url()
 
 
@@ -196,7 +197,8 @@ def link_query() -> dict[str, str]:
     settings = {p.path: ss[key(p.path)] for p in table.PARAMS}
     query = table.link_query(ss.get("data_id") or ss.get("missing_data"), ss.rule, settings)
     grid = grid_spec_text()
-    if grid != format_grid_spec({k: default_range(ss.rule, k) for k in DEFAULT_GRID}):
+    on_optimize = ss.get("_page", "optimize") == "optimize"  # the grid is the Optimize page's: no other link has it
+    if on_optimize and grid != format_grid_spec({k: default_range(ss.rule, k) for k in DEFAULT_GRID}):
         query["grid"] = grid
     return query
 

@@ -247,6 +247,7 @@ else:
     )
     if st.button("Use these in the Backtest page"):
         app_state.apply_best(chosen)
+        app_state.open_next("backtest")  # it runs at once there
         st.switch_page("../pages/backtest.py")
 if result.search != "grid" and len(result.table):
     eligible = result.table[objective].where(result.table["n_trades"] >= result.min_trades)
@@ -264,8 +265,9 @@ with tab_map:
                 app_state.set_widget(name, default)
         if app_state.widget("w.optimize.z") not in METRICS:
             app_state.set_widget("w.optimize.z", objective)
-        x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP)
-        y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP)
+        named = lambda k: labels.get(k, k)  # noqa: E731
+        x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP, format_func=named)
+        y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP, format_func=named)
         z = c[2].selectbox(
             "Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP, format_func=lambda m: LABELS.get(m, m)
         )
@@ -297,7 +299,7 @@ with tab_map:
             where = ", ".join(f"{labels.get(k, k)} = {v:g}" for k, v in fixed.items())
             title = f"{LABELS.get(z, z)}: {view.split(' (')[0]}" + (f" at {where}" if where else "")
             event = st.plotly_chart(
-                charts.grid_heatmap(shown, x, y, z, title, sampled=result.search != "grid"),
+                charts.grid_heatmap(shown, x, y, z, title, sampled=result.search != "grid", names=labels),
                 width="stretch",
                 on_select="rerun",
                 selection_mode="points",

@@ -263,7 +263,9 @@ def best_so_far(objective: np.ndarray, label: str) -> go.Figure:
     return _layout(fig, 320)
 
 
-def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str, sampled: bool = False) -> go.Figure:
+def grid_heatmap(
+    cells: pd.DataFrame, x: str, y: str, z: str, title: str, sampled: bool = False, names: dict | None = None
+) -> go.Figure:
     """A (y x x) grid of values (optimize.heatmap_cells, or its stability); click a cell to open it. `sampled`:
     a search tried only some cells; a dot marks each tried one."""
     xs, ys = [f"{v:g}" for v in cells.columns], [f"{v:g}" for v in cells.index]
@@ -297,9 +299,10 @@ def grid_heatmap(cells: pd.DataFrame, x: str, y: str, z: str, title: str, sample
                 x=gx.ravel()[tried], y=gy.ravel()[tried], mode="markers", marker=dot, name="tried", hoverinfo="skip"
             )
         )
+    names = names or {}
     fig.update_layout(
-        xaxis_title=x,
-        yaxis_title=y,
+        xaxis_title=names.get(x, x),  # "Stop-loss (%)", not stop_loss
+        yaxis_title=names.get(y, y),
         title=title,
         xaxis={"type": "category"},
         yaxis={"type": "category"},
