@@ -257,9 +257,46 @@ if len(result.events):
     )
 
 # Keyed, so a button inside a tab (or a new result) keeps the reader on that tab.
-names = ["Equity", "Risk over time", "Trades", "Monthly returns", "Luck or skill?", "Skips and cuts", "All metrics"]
-tabs = st.tabs([*names[:3], *(["Holdings"] if rotation else []), *names[3:]], key="w.backtest.tab", on_change="rerun")
-tab_eq, tab_risk, tab_trades, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
+names = [
+    "Equity",
+    "Risk over time",
+    "Trades",
+    "Symbol story",
+    "Monthly returns",
+    "Luck or skill?",
+    "Skips and cuts",
+    "All metrics",
+]
+tabs = st.tabs([*names[:4], *(["Holdings"] if rotation else []), *names[4:]], key="w.backtest.tab", on_change="rerun")
+tab_eq, tab_risk, tab_trades, tab_story, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
+with tab_story:
+    traded = result.positions.symbol.astype(str).value_counts()
+    if traded.empty:
+        st.info("No trades: nothing to draw.")
+    else:
+        story = st.selectbox(
+            "Symbol",
+            list(traded.index),
+            key=f"story.{app_state.data_id()}",
+            format_func=lambda s: f"{s} ({traded[s]:,} trade{'s' if traded[s] != 1 else ''})",
+        )
+        st.plotly_chart(
+            charts.symbol_story(
+                market,
+                story,
+                result.positions,
+                result.equity,
+                app_state.indicator_series(),
+                p.stop_loss,
+                p.take_profit,
+            ),
+            width="stretch",
+        )
+        st.caption(
+            "Every trade of the symbol (triangles: entries; crosses: exits; green won, red lost), its stop and "
+            "target levels while held, and the strategy's equity with its peak, maximum drawdown (red) and "
+            "longest drawdown (orange). Zoom one panel and the other follows."
+        )
 if tab_held:
     with tab_held[0]:
         weights = weights_pct(result.holdings, market.close, result.equity.equity.to_numpy())

@@ -242,6 +242,17 @@ def test_the_what_if_strip_labels_runs_by_their_difference_and_restores_one_on_c
     page.context.close()
 
 
+def test_a_symbols_story_draws_its_trades_levels_and_the_drawdowns(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5&tp=10", timeout=60_000)
+    first_metric(page, "Total return")
+    page.get_by_role("tab", name="Symbol story").click()
+    for text in ("entry (win)", "exit (loss)", "stop level", "target level", "max drawdown", "longest drawdown"):
+        page.get_by_text(text, exact=True).first.wait_for(state="attached", timeout=30_000)
+    no_exception(page)
+    page.context.close()
+
+
 def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_link(server, browser):
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)

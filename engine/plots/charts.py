@@ -95,6 +95,95 @@ def candles(
     return fig
 
 
+def symbol_story(
+    market: Market,
+    symbol: str,
+    positions: pd.DataFrame,
+    equity_df: pd.DataFrame,
+    indicators: dict[str, np.ndarray] | None = None,
+    stop_pct: float | None = None,
+    target_pct: float | None = None,
+) -> go.Figure:
+    """One symbol's whole story, zoom linked across panels: its price with every trade of it (entry, exit
+    coloured by outcome, the stop and target levels while held) and the rule's indicators that move with
+    price; below, the strategy's equity with its running peak, the maximum drawdown (peak to valley) and the
+    longest drawdown (peak to recovery) marked."""
+    bars = market.frame(symbol)
+    j = market.column(symbol)
+    keep = ~np.isnan(market.close[:, j])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.62, 0.38])
+    fig.add_trace(go.Scatter(x=bars.index, y=bars.close, name=symbol, line={"color": "#555", "width": 1.2}), 1, 1)
+    for label, values in (indicators or {}).items():
+        if moves_with_price(values[:, j], market.close[:, j]):
+            fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 1, 1)
+    mine = positions[positions.symbol.astype(str) == symbol]
+    won = mine.pnl > 0
+    for kind, rows_, colour in (("win", mine[won], UP), ("loss", mine[~won], DOWN)):
+        if len(rows_):
+            fig.add_trace(_points(rows_.entry_date, rows_.entry_price, f"entry ({kind})", colour, "triangle-up"), 1, 1)
+            fig.add_trace(_points(rows_.exit_date, rows_.exit_price, f"exit ({kind})", colour, "x"), 1, 1)
+    for pct, name, colour in ((stop_pct, "stop", DOWN), (target_pct, "target", UP)):
+        if pct:
+            sign = -1.0 if name == "stop" else 1.0
+            xs, ys = [], []
+            for r in mine.itertuples():  # a segment per trade: drawing, not a computation per trade
+                level = r.entry_price * (1.0 + sign * pct / 100.0 * (1 if r.direction == "long" else -1))
+                xs += [r.entry_date, r.exit_date, None]
+                ys += [level, level, None]
+            line = {"color": colour, "width": 1, "dash": "dot"}
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{name} level", mode="lines", line=line), 1, 1)
+    equity = equity_df.equity
+    peak = equity.cummax()
+    fig.add_trace(go.Scatter(x=equity.index, y=equity, name="equity", line={"color": "#1f77b4"}), 2, 1)
+    fig.add_trace(go.Scatter(x=equity.index, y=peak, name="peak", line={"color": "#bbb", "dash": "dot"}), 2, 1)
+    worst, longest = _drawdown_spans(equity)
+    for (start, end), name, colour in (
+        (worst, "max drawdown", "rgba(214,39,40,0.15)"),
+        (longest, "longest drawdown", "rgba(255,152,0,0.15)"),
+    ):
+        if start is not None:
+            where = "top left" if name == "max drawdown" else "bottom right"  # the two spans often share a peak
+            fig.add_vrect(
+                x0=start, x1=end, fillcolor=colour, line_width=0, row=2, col=1, annotation_text=name,
+                annotation_position=where,
+            )  # fmt: skip
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="equity", row=2, col=1)
+    fig.update_layout(height=640, legend={"orientation": "h", "y": 1.06}, hovermode="x unified")
+    return _layout(fig, 640)
+
+
+def _points(x: pd.Series, y: pd.Series, name: str, colour: str, shape: str) -> go.Scatter:
+    marker = {"color": colour, "size": 10, "symbol": shape, "line": {"width": 1, "color": "#222"}}
+    return go.Scatter(x=x, y=y, mode="markers", name=name, marker=marker)
+
+
+def _drawdown_spans(equity: pd.Series) -> tuple[tuple, tuple]:
+    """((peak date, valley date) of the deepest drawdown, (peak date, recovery or last date) of the longest)."""
+    values = equity.to_numpy(float)
+    if len(values) < 2:
+        return (None, None), (None, None)
+    peak = np.maximum.accumulate(values)
+    depth = values / peak - 1.0
+    valley = int(np.argmin(depth))
+    start = int(np.flatnonzero(values[: valley + 1] == peak[valley])[-1]) if depth[valley] < 0 else None
+    worst = (equity.index[start], equity.index[valley]) if start is not None else (None, None)
+    under = depth < 0
+    best_len, best = 0, (None, None)
+    i = 0
+    while i < len(values):
+        if not under[i]:
+            i += 1
+            continue
+        end = i
+        while end < len(values) and under[end]:
+            end += 1
+        if end - i > best_len:
+            best_len, best = end - i, (equity.index[i - 1], equity.index[min(end, len(values) - 1)])
+        i = end
+    return worst, best
+
+
 def _line(label: str) -> dict:
     """An indicator's line; a period value (weekly(...), monthly(...)) holds until the next period ends, so
     it is drawn as steps."""
