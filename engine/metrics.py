@@ -184,12 +184,12 @@ def max_drawdown_pct(equity: np.ndarray) -> float:
 def max_drawdown_bars(equity: np.ndarray) -> int:
     """Longest run of consecutive bars below a previous peak: the bars after the peak up to, not including,
     the bar that regains it (an unrecovered drawdown counts to the last bar)."""
-    starts, ends = _underwater(drawdown_pct(equity))
+    starts, ends = underwater(drawdown_pct(equity))
     return (ends - starts).max() if len(starts) else 0
 
 
 @njit(cache=True, nogil=True)
-def _underwater(dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def underwater(dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the drawdown episodes: the runs of bars [start, end) below a previous peak."""
     below = np.append(np.append(0, (dd < 0).astype(np.int64)), 0)
     edges = below[1:] - below[:-1]
@@ -333,7 +333,7 @@ def tail_ratio(returns: np.ndarray) -> float:
 def avg_drawdown_pct(equity: np.ndarray) -> float:
     """Mean depth of the drawdown episodes (each from a peak until it is regained, or the last bar); 0 if none."""
     dd = drawdown_pct(equity)
-    starts, ends = _underwater(dd)
+    starts, ends = underwater(dd)
     if not len(starts):
         return 0.0
     depth = 0.0

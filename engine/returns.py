@@ -12,39 +12,26 @@ import math
 import numpy as np
 import pandas as pd
 
-from .metrics import cagr_pct, periods_per_year
+from .metrics import cagr_pct, drawdown_pct, periods_per_year, underwater
 
 
 def drawdown_periods(equity: pd.Series, n: int = 5) -> pd.DataFrame:
     """The n deepest drawdowns: start (the peak), valley, recovery (NaT while ongoing), depth in %, and days
-    from the peak to the recovery (or to the last date)."""
-    values = equity.to_numpy(float)
-    peak = np.maximum.accumulate(values)
-    under = values < peak
-    rows = []
-    i = 0
-    while i < len(values):
-        if not under[i]:
-            i += 1
-            continue
-        start = i - 1 if i > 0 else 0
-        end = i
-        while end < len(values) and under[end]:
-            end += 1
-        valley = start + int(np.argmin(values[start:end])) if end > start else start
-        recovered = end < len(values)
-        last = end if recovered else len(values) - 1
-        rows.append(
-            {
-                "start": equity.index[start],
-                "valley": equity.index[valley],
-                "recovery": equity.index[end] if recovered else pd.NaT,
-                "depth_pct": (values[valley] / peak[start] - 1.0) * 100.0,
-                "days": int((equity.index[last] - equity.index[start]).days),
-            }
-        )
-        i = end
-    frame = pd.DataFrame(rows, columns=["start", "valley", "recovery", "depth_pct", "days"])
+    from the peak to the recovery (or to the last date). The episodes are the metrics' (`underwater`)."""
+    dd = drawdown_pct(equity.to_numpy(float))
+    starts, ends = underwater(dd)
+    dates, last = equity.index, len(dd) - 1
+    valleys = [s + int(np.argmin(dd[s:e])) for s, e in zip(starts, ends, strict=True)]
+    frame = pd.DataFrame(
+        {
+            "start": dates[starts - 1],  # the bar before the first one under water: the peak
+            "valley": dates[valleys],
+            "recovery": [dates[e] if e <= last else pd.NaT for e in ends],
+            "depth_pct": dd[valleys],
+            "days": (dates[np.minimum(ends, last)] - dates[starts - 1]).days.astype(int),
+        },
+        columns=["start", "valley", "recovery", "depth_pct", "days"],
+    )
     return frame.sort_values("depth_pct", kind="stable").head(n).reset_index(drop=True)
 
 

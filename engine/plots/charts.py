@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 
 from engine import Market
 from engine.periods import PERIODS
+from engine.returns import drawdown_periods
 
 UP, DOWN = "#26a69a", "#ef5350"
 
@@ -159,29 +160,14 @@ def _points(x: pd.Series, y: pd.Series, name: str, colour: str, shape: str) -> g
 
 
 def _drawdown_spans(equity: pd.Series) -> tuple[tuple, tuple]:
-    """((peak date, valley date) of the deepest drawdown, (peak date, recovery or last date) of the longest)."""
-    values = equity.to_numpy(float)
-    if len(values) < 2:
+    """((peak date, valley date) of the deepest drawdown, (peak date, recovery or last date) of the longest in
+    days), from the tear sheet's drawdown periods."""
+    periods = drawdown_periods(equity, n=len(equity))
+    if periods.empty:
         return (None, None), (None, None)
-    peak = np.maximum.accumulate(values)
-    depth = values / peak - 1.0
-    valley = int(np.argmin(depth))
-    start = int(np.flatnonzero(values[: valley + 1] == peak[valley])[-1]) if depth[valley] < 0 else None
-    worst = (equity.index[start], equity.index[valley]) if start is not None else (None, None)
-    under = depth < 0
-    best_len, best = 0, (None, None)
-    i = 0
-    while i < len(values):
-        if not under[i]:
-            i += 1
-            continue
-        end = i
-        while end < len(values) and under[end]:
-            end += 1
-        if end - i > best_len:
-            best_len, best = end - i, (equity.index[i - 1], equity.index[min(end, len(values) - 1)])
-        i = end
-    return worst, best
+    deepest, longest = periods.iloc[0], periods.loc[periods.days.idxmax()]
+    end = longest.recovery if not pd.isna(longest.recovery) else equity.index[-1]
+    return (deepest.start, deepest.valley), (longest.start, end)
 
 
 def _line(label: str) -> dict:
