@@ -1106,23 +1106,14 @@ def _rebalance(
             open_list[kept] = s
             kept += 1
             continue
-        full = qty >= pos["shares"] * (1.0 - 1e-12)
-        qty = pos["shares"] if full else qty
-        value = qty * pos["mark"]
-        if full:
-            pos["bars_held"] += 1
-            _track(pos, o, o, o, 1.0, True, False)
-        change, ret = _close(pos, s, t, o, EXIT_REBALANCE, sh, trades, work, qty)
-        _log_rebalance(
-            work, t, s, -qty, o * (1.0 - sh.slippage), qty * o * (1.0 - sh.slippage) - change, want[s], worth
+        held = pos["shares"]
+        cash, equity, gross, change = _sell_at_open(
+            pos, s, t, o, EXIT_REBALANCE, qty, sh, trades, work, cash, equity, gross
         )
-        cash += change
-        equity += change - value
-        gross -= value
-        work.sector_value[sh.sector_id[s]] -= value
-        if full:
-            _learn(work.kelly, ret)
-        else:
+        sold = held - pos["shares"]
+        fill = o * (1.0 - sh.slippage)
+        _log_rebalance(work, t, s, -sold, fill, sold * fill - change, want[s], worth)
+        if pos["shares"] > 0.0:  # trimmed, still held
             open_list[kept] = s
             kept += 1
     n_open = kept
@@ -1159,6 +1150,37 @@ def _rebalance(
         _open(pos, t, fill, qty, fee, combo["stop"], combo, atr_s, 1.0, False, np.nan, qty * (fill - o), t - 1)
         n_open = _register(work, s, n_open)
     return cash, equity, gross, n_open, n_events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sell_at_open(
+    pos: Record,
+    s: int,
+    t: int,
+    o: float,
+    reason: int,
+    qty: float,
+    sh: Shared,
+    trades: Array,
+    work: Scratch,
+    cash: float,
+    equity: float,
+    gross: float,
+) -> tuple[float, float, float, float]:
+    """Sell qty shares of a position at bar t's open, before the entries (an opposite signal, a rotation's
+    sale or trim). Selling them all closes it: the bar counts as held and Kelly learns its return. Their value
+    at the last mark leaves gross exposure and the sector. Returns (cash, equity, gross, the sale's cash)."""
+    d = pos["side"]
+    full = qty >= pos["shares"] * (1.0 - 1e-12)
+    value = (pos["shares"] if full else qty) * pos["mark"]
+    if full:
+        pos["bars_held"] += 1
+        _track(pos, o, o, o, d, True, False)
+    change, ret = _close(pos, s, t, o, reason, sh, trades, work, qty)
+    if full:
+        _learn(work.kelly, ret)
+    work.sector_value[sh.sector_id[s]] -= value
+    return cash + change, equity + change - d * value, gross - value, change
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1199,15 +1221,9 @@ def _close_opposites(
             open_list[kept] = s
             kept += 1
             continue
-        value = pos["shares"] * pos["mark"]
-        pos["bars_held"] += 1
-        _track(pos, o, o, o, d, True, False)
-        change, ret = _close(pos, s, t, o, EXIT_OPPOSITE, sh, trades, work, pos["shares"])
-        _learn(work.kelly, ret)
-        cash += change
-        equity += change - d * value
-        gross -= value
-        work.sector_value[sh.sector_id[s]] -= value
+        cash, equity, gross, _ = _sell_at_open(
+            pos, s, t, o, EXIT_OPPOSITE, pos["shares"], sh, trades, work, cash, equity, gross
+        )
     return cash, equity, gross, kept
 
 
