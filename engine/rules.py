@@ -92,7 +92,8 @@ VOLUME_NAMES = frozenset({"volume", "avg_volume", "relative_volume", "obv"})
 def missing_columns(rule: str, columns: Mapping[str, str], has_volume: bool = True) -> list[str]:
     """The columns a rule needs that the data lacks: own columns it names (a preset on pe_ratio needs a
     pe_ratio column), and volume when it reads volume and the file had none (`has_volume`)."""
-    wanted = {m.group(0) for m in _WORDS.finditer(split_rank(rule)[0] + " " + (split_rank(rule)[1] or ""))}
+    condition, rank_by, _ = split_rank(rule)
+    wanted = {m.group(0) for m in _WORDS.finditer(f"{condition} {rank_by or ''}")}
     known = {*CATALOGUE, *SERIES, *FUNCTIONS, "and", "or", "not", "in"}
     words = {w.lower() for w in wanted if w[0] not in "\"'"}
     lacking = {w for w in words if w not in known and w not in columns}

@@ -351,7 +351,7 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     encoded = pc.dictionary_encode(pc.cast(table.column(column), pa.string())).combine_chunks()
     indices, nulls = _codes(encoded)
     raw = encoded.dictionary.to_pylist()
-    normal = [unicodedata.normalize("NFKC", s).strip().upper() for s in raw]
+    normal = [normal_symbol(s) for s in raw]
     state = np.array(
         [0 if s == "" or s in ("NAN", "NONE") else 2 if not _SYMBOL_OK.match(s) else 1 for s in normal] + [0], np.int8
     )
@@ -368,19 +368,18 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     return code_of[safe_idx], tuple(valid) or (default,)
 
 
+def normal_symbol(text: str) -> str:
+    """A symbol as the loader keeps it: NFKC-normalised (full-width letters become ASCII), trimmed, upper case."""
+    return unicodedata.normalize("NFKC", text).strip().upper()
+
+
 def row_symbols(col: pa.ChunkedArray, symbols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(code into `symbols` per row, whether the row's symbol is one of them), normalised as the loader does."""
     encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
     indices, nulls = _codes(encoded)
     position = {s: i for i, s in enumerate(symbols)}
-    code_of = np.array(
-        [
-            position.get(unicodedata.normalize("NFKC", str(s)).strip().upper(), -1)
-            for s in encoded.dictionary.to_pylist()
-        ]
-        + [-1],
-        np.int64,
-    )
+    raw = encoded.dictionary.to_pylist()
+    code_of = np.array([position.get(normal_symbol(str(s)), -1) for s in raw] + [-1], np.int64)
     codes = code_of[np.where(nulls, len(code_of) - 1, indices)]
     return np.maximum(codes, 0), codes >= 0
 
