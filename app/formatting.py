@@ -4,12 +4,14 @@ One place, so every table and card on every page reads the same way."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pandas as pd
 import streamlit as st
 
 from engine import params as table
+from engine.errors import InputError
 from engine.metrics import LABELS
 
 # How numbers and names read is the library's (engine/plots/format.py); pages take it from here with the
@@ -166,7 +168,9 @@ def settings_rows(links: dict[str, str]) -> pd.DataFrame:
     rows = {}
     for k in keys:
         p = by_url[k]
-        rows[param_title(p)] = {name: _setting(p, v.get(k, p.format(p.default))) for name, v in values.items()}
+        rows[param_title(p)] = {
+            name: setting_text(p, _parsed(p, v[k]) if k in v else p.default) for name, v in values.items()
+        }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(links)).fillna("-")
 
 
@@ -176,9 +180,16 @@ def highlight_differences(row: pd.Series) -> list[str]:
     return ["background-color: #fff3bf" if differ else "" for _ in row]
 
 
-def _setting(p: table.Param, text: str) -> str:
-    """A setting's value as a link writes it, with 'off' for a setting switched off."""
+def setting_text(p: table.Param, value: Any) -> str:
+    """A setting's value as a link writes it, with its 'off' word where 0 switches it off; '-' for none."""
+    if value is None:
+        return "-"
+    return p.off_word if p.off and not value else p.format(value)
+
+
+def _parsed(p: table.Param, text: str) -> Any:
+    """A link's value of a setting, checked; the text itself when it is not one (a run stored before a change)."""
     try:
-        return p.off_word if p.off and not float(text) else text
-    except ValueError:
+        return p.parse(text)
+    except InputError:
         return text

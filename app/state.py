@@ -506,9 +506,7 @@ def whatif_runs() -> list[dict]:
     runs = [r for r in st.session_state.get("whatif", []) if r["data"] == data_id()]
     pinned = st.session_state.get("pinned_values")
     reference = pinned or (runs[1] if len(runs) > 1 else None)
-    for r in runs:
-        r["label"] = _difference(reference, r) if reference else "first run"
-    return runs
+    return [{**r, "label": _difference(reference, r) if reference else "first run"} for r in runs]
 
 
 def _difference(before: dict, after: dict) -> str:
@@ -516,12 +514,8 @@ def _difference(before: dict, after: dict) -> str:
     for p in table.backtest_params():
         a, b = before["values"].get(p.path), after["values"].get(p.path)
         if a != b:
-            parts.append(f"{p.url} {_word(p, a)} → {_word(p, b)}")
+            parts.append(f"{p.url} {app_format.setting_text(p, a)} → {app_format.setting_text(p, b)}")
     return ", ".join(parts) or "the baseline"
-
-
-def _word(p: Any, v: Any) -> str:
-    return "off" if p.off and not v else p.format(v) if v is not None else "-"
 
 
 def restore_whatif(index: int) -> None:
