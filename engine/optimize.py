@@ -431,14 +431,13 @@ class _Evaluation:
         done_before: int = 0,
     ) -> OptimizeResult:
         rule_keys = [key for key in self.keys if key.startswith("rule.")]
-        # Chunks never mix rule variants, so each chunk needs one scan.
+        # Chunks never mix rule variants, so each variant needs one scan.
         groups = table.groupby(rule_keys, sort=False).indices.values() if rule_keys else [np.arange(len(table))]
-        chunks = [idx[i : i + self.chunk_size] for idx in groups for i in range(0, len(idx), self.chunk_size)]
         metrics = np.full(len(table), np.nan, GRID_METRIC)
         blocks = np.zeros((len(table), N_BLOCKS, 5))
         done, cancelled, failed, late = 0, False, 0, False
         order: list[np.ndarray] = []
-        work = _execute(self.market, self.rule, self.base, table, chunks, self.bars, self.scheduler)
+        work = _execute(self.market, self.rule, self.base, table, groups, self.chunk_size, self.bars, self.scheduler)
         for rows, values in work:
             if values is None:
                 failed += len(rows)
@@ -503,14 +502,18 @@ class _Evaluation:
         return OptimizeResult(table, self.keys, objective, min_trades, seconds, cancelled, failed, blocks, "tpe", late)
 
 
-def _execute(market, rule, base, table, chunks, bars, scheduler):
-    """Yield (row indices, metrics) per chunk, in-process or on a Dask cluster. On a cluster each chunk is
-    retried on another worker if its worker dies; a chunk that still fails yields (rows, None), so the
-    finished chunks are kept and the result says how many combinations are missing."""
+def _execute(market, rule, base, table, groups, chunk_size, bars, scheduler):
+    """Yield (row indices, metrics) per chunk of each rule variant's rows, in-process (the variant's inputs
+    built once) or on a Dask cluster. On a cluster each chunk is retried on another worker if its worker
+    dies; a chunk that still fails yields (rows, None), so the finished chunks are kept and the result
+    says how many combinations are missing."""
     if scheduler is None:
-        for rows in chunks:
-            yield rows, run_chunk(market, rule, base, table.iloc[rows], bars)
+        for group in groups:
+            variant = prepare_variant(market, rule, base, table.iloc[group], bars)
+            for i in range(0, len(group), chunk_size):
+                yield group[i : i + chunk_size], variant.run(slice(i, i + chunk_size))
         return
+    chunks = [idx[i : i + chunk_size] for idx in groups for i in range(0, len(idx), chunk_size)]
     try:  # dask is the optional extra `dask`: only a cluster grid needs it
         from dask.distributed import Client, as_completed
     except ImportError:
@@ -542,13 +545,30 @@ def _execute(market, rule, base, table, chunks, bars, scheduler):
                 yield futures[future], None
 
 
-def run_chunk(
+@dataclass
+class _Variant:
+    """One rule variant's kernel inputs, built once (one scan, one records table for all its combinations,
+    checks included) and then run chunk by chunk: a chunk pays one parallel kernel call and nothing else."""
+
+    inputs: tuple
+    records: np.ndarray
+    years: float
+    rf_per_bar: float
+    ppy: float
+
+    def run(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kbars, entries, priority, shared = self.inputs
+        records = read_only(np.ascontiguousarray(self.records[rows]))
+        return k.simulate_grid(  # type: ignore[call-arg]
+            kbars, entries, priority, records, shared, self.years, self.rf_per_bar, self.ppy, N_BLOCKS
+        )
+
+
+def prepare_variant(
     market: Market, rule: str, base: BacktestParams, combos: pd.DataFrame, bars: tuple[int, int] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """GRID_METRIC records (one per combination) and block sums (len(combos) x N_BLOCKS x 5, see OptimizeResult.blocks)
-    for combinations that share one rule variant: one scan, one
-    parallel Numba call. Signals come from the whole history (indicators never look ahead), trading
-    from bars [start, stop) only."""
+) -> _Variant:
+    """The kernel inputs of combinations that share one rule variant. Signals come from the whole history
+    (indicators never look ahead), trading from bars [start, stop) only."""
     first = combos.iloc[0].to_dict()
     variant_rule, _ = apply_params(rule, base, first)
     try:
@@ -569,8 +589,16 @@ def run_chunk(
     entries, priority = np.ascontiguousarray(entries[a:b]), np.ascontiguousarray(priority[a:b])
     days = (window.dates[-1] - window.dates[0]).days if len(window.dates) > 1 else 0
     ppy = periods_per_year(window.dates)
-    inputs = map(read_only, (kbars, entries, priority, records, shared))
-    return k.simulate_grid(*inputs, days / 365.25, base.risk_free_pct / 100 / ppy, ppy, N_BLOCKS)  # type: ignore[call-arg]
+    inputs = tuple(map(read_only, (kbars, entries, priority, shared)))
+    return _Variant(inputs, records, days / 365.25, base.risk_free_pct / 100 / ppy, ppy)
+
+
+def run_chunk(
+    market: Market, rule: str, base: BacktestParams, combos: pd.DataFrame, bars: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """GRID_METRIC records (one per combination) and block sums (len(combos) x N_BLOCKS x 5, see
+    OptimizeResult.blocks) for combinations that share one rule variant: a cluster's unit of work."""
+    return prepare_variant(market, rule, base, combos, bars).run(slice(None))
 
 
 def combo_table(rule: str, base: BacktestParams, combos: pd.DataFrame) -> tuple[np.ndarray, BacktestParams]:
