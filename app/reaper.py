@@ -58,11 +58,10 @@ def _loop(every_seconds: float) -> None:
 
 
 def configure_memory() -> None:
-    """Allocate so that freed memory can go back to the system: Arrow on the system allocator (its default,
-    mimalloc, keeps freed pages for reuse: in benchmarks/load_test.py the server stayed ~1.3x its baseline
-    after ten 50 MB upload sessions closed, ~1.2x on the system allocator), and at most two glibc heaps
-    (as MALLOC_ARENA_MAX=2 would, for a host that starts Streamlit without it)."""
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    """Allocate so that freed memory can go back to the system: at most two glibc heaps (as MALLOC_ARENA_MAX=2
+    would, for a host that starts Streamlit without it). The engine puts Arrow on the system allocator (its
+    default, mimalloc, keeps freed pages for reuse: in benchmarks/load_test.py the server stayed ~1.3x its
+    baseline after ten 50 MB upload sessions closed, ~1.2x on the system allocator)."""
     with contextlib.suppress(OSError, AttributeError):  # glibc only
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 

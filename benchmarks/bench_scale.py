@@ -54,14 +54,28 @@ def run(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+BATCH = 1000  # symbols generated and written at a time past 5,000 (a 75 M-row frame would not fit)
+
+
 def make_file(directory: Path, n_sym: int, n_bars: int) -> Path:
     path = directory / f"scale_{n_sym}x{n_bars}.parquet"
-    if not path.exists():
-        sys.path.insert(0, str(ROOT))
-        from engine.datasets import to_frame
-        from engine.synthetic import synthetic_market
+    if path.exists():
+        return path
+    sys.path.insert(0, str(ROOT))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    from engine.datasets import to_frame
+    from engine.synthetic import synthetic_frame, synthetic_market
+
+    if n_sym <= 5000:
         to_frame(synthetic_market(n_sym, n_bars, seed=7)).to_parquet(path, index=False)
+        return path
+    with pq.ParquetWriter(path, pa.Table.from_pandas(synthetic_frame(2, 2), preserve_index=False).schema) as out:
+        for batch in range(n_sym // BATCH):
+            frame = synthetic_frame(BATCH, n_bars, seed=7 + batch)
+            frame["symbol"] = f"B{batch}" + frame["symbol"]
+            out.write_table(pa.Table.from_pandas(frame, preserve_index=False), row_group_size=1_000_000)
     return path
 
 

@@ -57,12 +57,14 @@ def check_available(need: int, what: str, fix: str) -> None:
 
 
 SERVER_RULE_MB = 1024  # a rule's indicator memory on a shared server, unless SCANNER_RULE_MB says otherwise
+SERVER_MEMO_MB = 512  # all indicator memos together on a shared server, unless SCANNER_MEMO_MB says otherwise
 
 
 def serve_defaults() -> None:
     """Called where a server starts (the dashboard, the API): limits that protect users from each other apply
     there, and only there (the library and the CLI are limited by the machine's memory)."""
     os.environ.setdefault("SCANNER_RULE_MB", str(SERVER_RULE_MB))
+    os.environ.setdefault("SCANNER_MEMO_MB", str(SERVER_MEMO_MB))
 
 
 def server_budget_bytes() -> int:
@@ -197,6 +199,12 @@ def backtest_bytes(cells_bytes: int) -> int:
 
 def montecarlo_bytes(simulations: int, trades: int) -> int:
     return 5 * 8 * simulations * max(trades, 1) + 64 * MB
+
+
+def local_parquet_bytes(file_bytes: int) -> int:
+    """Loading a local Parquet file, read from disk column by column: about 6x its size (benchmarks/bench_scale.py
+    measured 5.0-5.6x at 2,000 x 5,040 and 5,000 x 7,560 bars)."""
+    return 6 * file_bytes
 
 
 def upload_bytes(file_bytes: int, head: bytes) -> int:

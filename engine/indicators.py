@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _candle_kernels as candles
 from . import _indicator_kernels as k
+from .budget import SERVER_MEMO_MB, available_bytes
 from .data import Market
 
 ANNUALISATION = np.sqrt(252.0)
@@ -268,8 +269,12 @@ def _bb_width(close, n, w):
 
 
 def memo_limit_bytes() -> int:
-    """Bytes all indicator memos of this process may hold together: SCANNER_MEMO_MB (default 512)."""
-    return int(float(os.environ.get("SCANNER_MEMO_MB", "512")) * 2**20)
+    """Bytes all indicator memos of this process may hold together: SCANNER_MEMO_MB (a server sets 512 unless
+    told: `budget.serve_defaults`); in the library without it, a quarter of the memory available now and
+    at least 512 MB, so a market of 5,000 x 7,560 bars keeps a rule's indicators between a scan and its
+    backtest instead of computing them twice."""
+    given = os.environ.get("SCANNER_MEMO_MB", "")
+    return int(float(given) * 2**20) if given else max(SERVER_MEMO_MB * 2**20, available_bytes() // 4)
 
 
 class Derived(StrEnum):

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import BadRowsError, DataError, InputError
+from . import _row_kernels as rk
 from .columns import place, read_row_columns, used_labels
 from .market import Market, missing_inside
 from .quality import flag_and_adjust
@@ -33,6 +34,7 @@ from .read import (
     OnBadRows,
     Prices,
     decompress,
+    local_parquet,
     read_bytes,
     read_csv,
     read_parquet,
@@ -100,7 +102,9 @@ def load_market(
     stem = Path(filename).name.split(".")[0] or "data"
     with _reading(filename):
         table, numbering, ragged = _read(source, filename, max_bytes, opts)
-        return _build(table, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
+        held = [table]
+        del table  # _build frees each column once converted
+        return _build(held, name or Path(filename).name, stem.upper(), opts, numbering, ragged)
 
 
 def read_table(
@@ -118,6 +122,9 @@ def read_table(
 def _read(
     source, filename: str, max_bytes: int | None, opts: LoadOptions
 ) -> tuple[pa.Table, Numbering, pd.DataFrame | None]:
+    path = local_parquet(source, max_bytes)
+    if path is not None and path.stat().st_size:
+        return read_parquet(path, filename), Numbering("row", 1), None
     raw = read_bytes(source, max_bytes)
     if not raw.strip():
         raise DataError(f"{Path(filename).name} is empty: expected a header row and at least one bar.")
@@ -149,7 +156,7 @@ def market_from_frame(
     """Validate a long-format frame (one row per symbol and date) and pivot it into a Market."""
     if frame is None or len(frame) == 0:
         raise DataError("The data has no rows: expected at least one bar.")
-    return _build(_frame_table(frame), name, default_symbol, options or LoadOptions(), Numbering("row", 1))
+    return _build([_frame_table(frame)], name, default_symbol, options or LoadOptions(), Numbering("row", 1))
 
 
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
@@ -205,17 +212,29 @@ _REASONS = (
     R_OTHER_ORDER,
     R_NEG_DIVIDEND,
 ) = range(1, len(_REASONS) + 1)
+assert (R_SOME_EMPTY, R_INFINITE, R_NONPOSITIVE, R_HIGH_LOW, R_OUTSIDE, R_NEG_VOLUME, R_NEG_DIVIDEND) == (
+    rk.SOME_EMPTY,
+    rk.INFINITE,
+    rk.NONPOSITIVE,
+    rk.HIGH_LOW,
+    rk.OUTSIDE,
+    rk.NEG_VOLUME,
+    rk.NEG_DIVIDEND,
+)  # the price checks' kernel writes these codes
 
 
 def _build(
-    table: pa.Table,
+    held: list[pa.Table],
     name: str,
     default_symbol: str,
     opts: LoadOptions,
     numbering: Numbering,
     ragged: pd.DataFrame | None = None,
 ) -> Market:
-    """Validate the columns row by row, report or drop bad rows, pivot, then flag splits and outliers."""
+    """Validate the columns row by row, report or drop bad rows, pivot, then flag splits and outliers.
+    `held` is a one-item list this empties: nothing else keeps the file's table, so each of its columns is
+    freed as soon as it is converted (at 10 M rows the table is most of the loader's peak memory)."""
+    table = held.pop()
     names = [str(n) for n in table.column_names]
     cols = required_columns(names)
     if table.num_rows == 0:
@@ -234,36 +253,29 @@ def _build(
 
     sym_codes, symbols = _symbols(table, cols.get("symbol"), default_symbol, reason, detail)
     when, raw_dates = _dates(table.column(cols["date"]), opts.date_format, reason, detail)
+    table = table.drop_columns([cols[key] for key in ("symbol", "date") if key in cols])
     warnings: list[str] = []
     values = {}
     for key in (*PRICE_COLUMNS, "volume", "adj_close", "dividend"):
         if key in cols:
             values[key] = _numbers(table.column(cols[key]), key, reason, detail)
+            table = table.drop_columns([cols[key]])
     if "volume" not in values:
         values["volume"] = np.full(n, np.nan)
         warnings.append("No volume column: volume-based indicators will be empty.")
-    own = read_row_columns(table, [c for c in names if c not in cols.values() and not c.startswith("__index_level")])
+    sector = _sector_codes(table.column(cols["sector"])) if "sector" in cols else None
+    own_names = [c for c in table.column_names if c not in cols.values() and not c.startswith("__index_level")]
+    own = read_row_columns(table, own_names)
+    del table
+    pa.default_memory_pool().release_unused()  # the file's columns, freed, go back to the system now
     warnings += own.notes  # a column not loaded is named, never dropped silently
     values |= {OWN + k: v for k, v in own.values.items()}
-    sector = _sector_codes(table.column(cols["sector"])) if "sector" in cols else None
-    del table
 
-    prices = np.column_stack([values[k] for k in PRICE_COLUMNS])
-    empty = np.isnan(prices)
-    all_empty = empty.all(axis=1) & (reason == 0)
-    _flag(reason, empty.any(axis=1) & ~empty.all(axis=1), R_SOME_EMPTY)
-    with np.errstate(invalid="ignore"):
-        o, h, lo, c = (values[k] for k in PRICE_COLUMNS)
-        v = values["volume"]
-        _flag(reason, np.isinf(prices).any(axis=1) | np.isinf(v), R_INFINITE)
-        _flag(reason, (prices <= 0).any(axis=1), R_NONPOSITIVE)
-        _flag(reason, h < lo, R_HIGH_LOW)
-        tol = _RANGE_TOLERANCE * np.abs(h)
-        _flag(reason, (o > h + tol) | (o < lo - tol) | (c > h + tol) | (c < lo - tol), R_OUTSIDE)
-        _flag(reason, v < 0, R_NEG_VOLUME)
-        if "dividend" in values:
-            _flag(reason, values["dividend"] < 0, R_NEG_DIVIDEND)
-            values["dividend"] = np.nan_to_num(values["dividend"], nan=0.0)  # a blank: no dividend that day
+    div = values.get("dividend", np.empty(0))
+    o, h, lo, c = (values[k] for k in PRICE_COLUMNS)
+    all_empty = rk.price_problems(o, h, lo, c, values["volume"], div, reason, _RANGE_TOLERANCE)
+    if "dividend" in values:
+        values["dividend"] = np.nan_to_num(div, nan=0.0)  # a blank: no dividend that day
 
     report = _report(reason > 0, reason, detail, sym_codes, symbols, when.astype("datetime64[D]"), raw_dates, numbering)
     ok = (reason == 0) & ~all_empty
@@ -310,7 +322,9 @@ def _build(
         )
     sectors = _sectors(sector, sym_codes, symbols, ok) if sector is not None else None
     own_values = {k.removeprefix(OWN): v[ok] for k, v in values.items() if k.startswith(OWN)}
-    bars = {k: values[k][ok] for k in bar_columns}
+    everything = bool(ok.all())  # no copy of the columns when every row is kept
+    bars = {k: values[k] if everything else values[k][ok] for k in bar_columns}
+    del values
     market = _pivot(day[ok], sym_codes[ok], symbols, bars, sectors, warnings, name, own_values, own.labels)
     return flag_and_adjust(market, opts, report)
 
@@ -321,6 +335,9 @@ def _flag(reason: np.ndarray, mask: np.ndarray | np.bool_, code: int) -> None:
 
 
 def _blank_rows(table: pa.Table) -> np.ndarray:
+    """Rows with every cell empty (blank CSV lines); none when some column has no empty cell."""
+    if any(col.null_count == 0 for col in table.columns):
+        return np.zeros(table.num_rows, bool)
     blank = np.ones(table.num_rows, bool)
     for col in table.columns:
         blank &= np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), bool)
@@ -329,10 +346,23 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
 
 def _sector_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """(code per row, sector names): the sector column, dictionary-encoded (blank = 'Unknown')."""
-    encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+    encoded = _encoded(col)
     indices, nulls = _codes(encoded)
     names = [str(x).strip() or "Unknown" for x in encoded.dictionary.to_pylist()] + ["Unknown"]
     return np.where(nulls, len(names) - 1, indices), names
+
+
+def _encoded(col: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A text column dictionary-encoded (each distinct value once); other types as their text. Large text is
+    encoded as it is: a cast to plain text would copy every value first."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = pc.cast(col, pa.string())
+    encoded = pc.dictionary_encode(col).combine_chunks()
+    return (
+        encoded
+        if pa.types.is_string(encoded.type.value_type)
+        else encoded.cast(pa.dictionary(encoded.type.index_type, pa.string()))
+    )
 
 
 def _codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +378,7 @@ def _symbols(table, column, default, reason, detail) -> tuple[np.ndarray, tuple[
     n = table.num_rows
     if column is None:
         return np.zeros(n, np.int64), (default,)
-    encoded = pc.dictionary_encode(pc.cast(table.column(column), pa.string())).combine_chunks()
+    encoded = _encoded(table.column(column))
     indices, nulls = _codes(encoded)
     raw = encoded.dictionary.to_pylist()
     normal = [normal_symbol(s) for s in raw]
@@ -375,7 +405,7 @@ def normal_symbol(text: str) -> str:
 
 def row_symbols(col: pa.ChunkedArray, symbols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(code into `symbols` per row, whether the row's symbol is one of them), normalised as the loader does."""
-    encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+    encoded = _encoded(col)
     indices, nulls = _codes(encoded)
     position = {s: i for i, s in enumerate(symbols)}
     raw = encoded.dictionary.to_pylist()
@@ -402,7 +432,7 @@ def _dates(col: pa.ChunkedArray, date_format, reason, detail) -> tuple[np.ndarra
         when = _in_range(series)
         raw = None  # typed dates need no text for messages: none can fail to parse
     else:
-        encoded = pc.dictionary_encode(pc.cast(col, pa.string())).combine_chunks()
+        encoded = _encoded(col)
         indices, nulls = _codes(encoded)
         texts = [str(s).strip() for s in encoded.dictionary.to_pylist()]
         parsed = np.append(parse_date_texts(texts, date_format), np.datetime64("NaT", "ns"))
@@ -512,7 +542,7 @@ def _daily(when, values, sym_codes, ok, sector, opts, symbols):
     """Daily bars as they are; intraday timestamps (several per symbol and day) are refused with a clear
     message or, with intraday='daily', resampled: first open, max high, min low, last close, summed volume."""
     day = when.astype("datetime64[D]")
-    if not (when[ok] != day[ok].astype("datetime64[ns]")).any():
+    if not (when.view(np.int64)[ok] % (86_400 * 10**9)).any():  # every valid row at midnight
         return when, values, sym_codes, ok, sector, False
     idx = np.flatnonzero(ok)
     key = pd.DataFrame({"s": sym_codes[idx], "d": day[idx], "t": when[idx]})
@@ -626,30 +656,34 @@ def _adjusted(values: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.nda
 
 def _sectors(sector: tuple[np.ndarray, list[str]], sym_codes, symbols, ok) -> dict[str, str]:
     codes, names = sector
-    pairs = np.unique(sym_codes[ok] * len(names) + codes[ok])
-    sym_of, sector_of = np.divmod(pairs, len(names))
-    counts = np.bincount(sym_of, minlength=len(symbols))
-    if (counts > 1).any():
-        listed = ", ".join(symbols[i] for i in np.flatnonzero(counts > 1)[:EXAMPLES])
+    sym, code = sym_codes[ok], codes[ok]
+    first = np.full(len(symbols), -1, np.int64)
+    first[sym] = code  # one of each symbol's rows wins; any other row that differs is a second sector
+    mixed = np.unique(sym[code != first[sym]])
+    if len(mixed):
+        listed = ", ".join(symbols[i] for i in mixed[:EXAMPLES])
         raise DataError(f"Symbols with more than one sector: {listed}. Give each symbol one sector.")
-    return {symbols[i]: names[c] for i, c in zip(sym_of, sector_of, strict=True)}
+    return {symbols[i]: names[first[i]] for i in np.flatnonzero(first >= 0)}
 
 
 def _pivot(day, sym, symbols, values, sectors, warnings, name, own=None, labels=None) -> Market:
-    used = np.unique(sym)
+    used = np.flatnonzero(np.bincount(sym, minlength=len(symbols)))
     if len(used) < len(symbols):  # symbols whose every row was dropped
         remap = np.full(len(symbols), -1)
         remap[used] = np.arange(len(used))
         sym, symbols = remap[sym], tuple(symbols[i] for i in used)
-    codes, uniques = pd.factorize(day.view(np.int64))  # hashing: faster than sorting 10 M dates
-    order = np.argsort(uniques)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    dates, rows = uniques[order].view("datetime64[D]"), rank[codes]
+    # Days since 1970 span at most 213,000 values (what datetime64[ns] holds): the calendar is the days some
+    # row has, and a row's bar is its day's rank among them (no sort or hash of 10 M dates).
+    offset = day.view(np.int64) - day.view(np.int64).min()
+    has_day = np.zeros(int(offset.max()) + 1, bool)
+    has_day[offset] = True
+    dates = (np.flatnonzero(has_day) + day.view(np.int64).min()).view("datetime64[D]")
+    rows = (np.cumsum(has_day) - 1)[offset]
+    del offset
     arrays = {}
-    for key, v in values.items():
+    for key in list(values):  # each row column freed once placed (the caller keeps none)
         a = np.full((len(dates), len(symbols)), np.nan)
-        a[rows, sym] = v
+        a[rows, sym] = values.pop(key)
         arrays[key] = a
     present = ~np.isnan(arrays["close"])
     gaps = dict(zip(symbols, missing_inside(present).tolist(), strict=True))

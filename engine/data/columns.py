@@ -134,6 +134,8 @@ def place(
     """Row values (dated `day`, of symbol code `sym`) on the (bars x symbols) calendar: each from the first bar
     on or after its date, carried forward per symbol until its next value; a later-dated row wins a bar.
     Only bars a symbol has (`present`) hold values, so a stored dataset reads back the same."""
+    if not values:
+        return {}
     n_symbols = present.shape[1]
     bar = dates.searchsorted(pd.DatetimeIndex(day.astype("datetime64[ns]")), side="left")
     inside = bar < len(dates)

@@ -160,12 +160,12 @@ def _fingerprint(m: Market) -> str:
     h.update("\x1f".join(m.symbols).encode())
     h.update(m.dates.asi8.tobytes())
     for name in m.bar_arrays():
-        h.update(np.ascontiguousarray(getattr(m, name)).tobytes())
+        h.update(np.ascontiguousarray(getattr(m, name)).data)  # hashed in place, not copied
     if m.sectors:
         h.update("\x1f".join(m.sectors).encode())
     for name in sorted(m.extra):  # own columns: a dataset with other columns is another dataset
         h.update(f"\x1e{name}\x1f{chr(31).join(m.categories.get(name, ()))}".encode())
-        h.update(np.ascontiguousarray(m.extra[name]).tobytes())
+        h.update(np.ascontiguousarray(m.extra[name]).data)
     return h.hexdigest()
 
 

@@ -26,10 +26,15 @@ def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.Data
     prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         overnight = prev_close / market.open
+    # Only bars that moved at least as far as the nearest ratio to 1 (3:2 or 2:3) can be splits.
+    nearest_up, nearest_down = min(r for r in SPLIT_RATIOS if r > 1), max(r for r in SPLIT_RATIOS if r < 1)
+    with np.errstate(invalid="ignore"):
+        far = (overnight > nearest_up * (1 - tolerance)) | (overnight < nearest_down * (1 + tolerance))
+    rows, cols = np.nonzero(far)
+    moved = overnight[rows, cols]
     found = []
     for ratio in SPLIT_RATIOS:
-        rows, cols = np.nonzero(np.abs(overnight / ratio - 1.0) < tolerance)
-        for i, j in zip(rows, cols, strict=True):
+        for i, j in zip(*(x[np.abs(moved / ratio - 1.0) < tolerance] for x in (rows, cols)), strict=True):
             if _level_holds(market.close[:, j], int(i), ratio):
                 found.append((market.symbols[j], market.dates[i], ratio, i, j))
     frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])

@@ -21,8 +21,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from .. import params as table
-from ..budget import check_available, upload_bytes
+from ..budget import check_available, local_parquet_bytes, upload_bytes
 from ..errors import BadRowsError, DataError
+
+# Arrow on the system allocator unless the host chose one: its default (mimalloc) keeps freed pages, so a
+# 10 M-row load peaked 0.3-0.6 GB higher and held ~0.6 GB more after (benchmarks/bench_scale.py); a server
+# (benchmarks/load_test.py) goes back nearer its baseline after uploads.
+if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    pa.set_memory_pool(pa.system_memory_pool())
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 EXAMPLES = 5  # rows or symbols quoted in a message
@@ -75,6 +81,20 @@ class LoadOptions:
 
     def __post_init__(self) -> None:
         table.normalise("load", self)  # the table's `load` rows: their ranges, choices and messages
+
+
+def local_parquet(source: str | os.PathLike | BinaryIO, max_bytes: int | None) -> Path | None:
+    """The path of a local Parquet file (no upload limit: read from disk, not through memory), after the
+    memory check read_bytes does; None for anything else."""
+    if max_bytes is not None or hasattr(source, "read"):
+        return None
+    path = Path(source)
+    head = _head(path) if path.is_file() else b""
+    if not (path.suffix.lower() in (".parquet", ".pq") or head[:2] == b"PA"):
+        return None
+    size = _size(path)
+    check_available(local_parquet_bytes(size), f"Loading {path.name} ({_human(size)})", _SMALLER)
+    return path
 
 
 def read_bytes(source: str | os.PathLike | BinaryIO, max_bytes: int | None) -> bytes:
@@ -210,9 +230,11 @@ def unzip(raw: bytes, filename: str) -> bytes:
     return out
 
 
-def read_parquet(raw: bytes, filename: str) -> pa.Table:
+def read_parquet(raw: bytes | Path, filename: str) -> pa.Table:
+    """The Parquet file's table, from its bytes (an upload) or straight from its path (a local file: no copy
+    of the file in memory)."""
     try:
-        return pq.read_table(io.BytesIO(raw))
+        return pq.read_table(raw if isinstance(raw, Path) else io.BytesIO(raw))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(
             f"{Path(filename).name} is not a readable Parquet file ({str(exc)[:160]}). "
