@@ -125,7 +125,8 @@ class RuleRun(BaseModel):
 class OptimizeRequest(RuleRun):
     grid: dict[str, tuple[float, float, float]] = Field(
         ...,
-        description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>.",
+        description="Grid key -> [from, to, step]; keys as in the parameter table or rule.<i>. A step of 0 is a "
+        "continuous range: random and tpe search try any value in it (a grid needs steps).",
         examples=[{"stop_loss": [2, 10, 2], "take_profit": [5, 25, 5]}],
     )
     settings: OptimizeSettings = Field(default_factory=OptimizeSettings)  # type: ignore[valid-type]

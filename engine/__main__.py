@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument(
         "--grid",
         required=True,
-        help="key:from:to:step, comma-separated (grid keys: the table's rows marked (grid), or rule.<i>)",
+        help="key:from:to:step, comma-separated (grid keys: the table's rows marked (grid), or rule.<i>); "
+        "step 0 is a continuous range, for --search random or tpe",
     )
     opt.add_argument("--top", type=int, default=10, help="combinations to print, best first (default 10)")
     opt.add_argument("--csv", help="write every combination here")

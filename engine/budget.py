@@ -201,10 +201,12 @@ def montecarlo_bytes(simulations: int, trades: int) -> int:
     return 5 * 8 * simulations * max(trades, 1) + 64 * MB
 
 
-def local_parquet_bytes(file_bytes: int) -> int:
-    """Loading a local Parquet file, read from disk column by column: about 6x its size (benchmarks/bench_scale.py
-    measured 5.0-5.6x at 2,000 x 5,040 and 5,000 x 7,560 bars)."""
-    return 6 * file_bytes
+def local_parquet_bytes(rows: int, columns: int) -> int:
+    """Loading a local Parquet file of rows x columns cells, read from disk and converted a column at a time:
+    about 21 bytes per cell and 128 MB (benchmarks/bench_scale.py measured 162 bytes per row of 8 columns at
+    9.7, 36 and 73 M rows; Arrow's threads cost more than that below a few million rows), told from the
+    file's footer before any of it is read."""
+    return 21 * rows * columns + 128 * MB
 
 
 def upload_bytes(file_bytes: int, head: bytes) -> int:

@@ -17,7 +17,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +44,17 @@ from .data import DataError, Market
 from .metrics import LABELS, cagr_pct, periods_per_year
 from .params import SEARCHES
 from .rules import RuleError, RuleNumber, rule_numbers, scan, substitute_numbers
-from .search import TpeSearch, check_constraint, column_name, grid_table, random_table, satisfies
+from .search import (
+    Span,
+    TpeSearch,
+    Values,
+    check_constraint,
+    column_name,
+    grid_table,
+    random_table,
+    satisfies,
+    space_size,
+)
 
 log = logging.getLogger("engine.optimize")
 METRICS = GRID_METRICS
@@ -99,7 +109,7 @@ def duration(seconds: float) -> str:
 
 def estimate_work(
     market: Market,
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     mode: str = "all",
     train_bars: int = 0,
     test_bars: int = 0,
@@ -108,7 +118,7 @@ def estimate_work(
     """The work of optimise ('all'), in/out-of-sample ('split': every combination on all bars, in two parts)
     or walk-forward ('walk_forward': each training window for every combination, plus each test window);
     `trials`: a random or tpe search evaluates at most that many combinations of the space."""
-    n = grid_size(grid) if trials is None else min(trials, grid_size(grid))
+    n = grid_size(grid) if trials is None else int(min(trials, space_size(grid)))
     bars, symbols = market.shape
     windows = 1
     if mode == "walk_forward":
@@ -119,12 +129,14 @@ def estimate_work(
     return WorkEstimate(n, windows, cells, cells / CELLS_PER_SECOND)
 
 
-def grid_size(grid: Mapping[str, Sequence[float]]) -> int:
-    """How many combinations the grid has (shown before running); a Python int, so it cannot overflow."""
-    return math.prod(len(v) for v in grid.values())
+def grid_size(grid: Mapping[str, Values]) -> int:
+    """How many combinations the grid has (shown before running); a Python int, so it cannot overflow. A
+    continuous range has no count: DataError says to give it a step or search at random or with tpe."""
+    grid_table({k: v for k, v in grid.items() if isinstance(v, Span)})  # refuses a continuous range
+    return math.prod(len(v) for v in grid.values() if not isinstance(v, Span))
 
 
-def check_grid(rule: str, grid: Mapping[str, Sequence[float]]) -> None:
+def check_grid(rule: str, grid: Mapping[str, Values]) -> None:
     """Clear errors for unknown keys, empty ranges and oversized grids, before anything runs (the combination
     limit is `estimate_work`'s: a full grid's size, a search's trials)."""
     n_numbers = len(rule_numbers(rule))
@@ -134,10 +146,12 @@ def check_grid(rule: str, grid: Mapping[str, Sequence[float]]) -> None:
         param = table.grid_keys().get(key)
         if param is None and not (group == "rule" and name.isdigit() and int(name) < n_numbers):
             problems.append(f"unknown grid parameter {key!r}")
-        elif len(values) == 0:
+        elif isinstance(values, Span) and not values.low <= values.high:
+            problems.append(f"{key}: 'to' ({values.high:g}) is below 'from' ({values.low:g})")
+        elif not isinstance(values, Span) and len(values) == 0:
             problems.append(f"{key} has no values")
         elif param is not None:
-            for v in values:
+            for v in (values.low, values.high) if isinstance(values, Span) else values:
                 try:
                     param.check(v)
                 except table.ParamError as exc:
@@ -219,7 +233,10 @@ def parse_grid_spec(text: str) -> dict[str, tuple[float, float, float]]:
             lo, hi, step = (float(x) for x in fields[1:])
         except ValueError:
             raise DataError(f"{part[:40]!r}: from, to and step must be numbers.") from None
-        grid_values(name, lo, hi, step)
+        if step == 0:  # a continuous range, for random and tpe search
+            grid_values(name, lo, hi, max(hi - lo, 1.0))  # the same checks: finite, from <= to
+        else:
+            grid_values(name, lo, hi, step)
         spec[name] = (lo, hi, step)
     return spec
 
@@ -349,7 +366,7 @@ def optimize(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     *,
     objective: str = "sharpe",
     min_trades: int = 10,
@@ -627,7 +644,7 @@ def in_out_of_sample(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     *,
     split: float = 0.7,
     **kwargs,
@@ -705,7 +722,7 @@ def walk_forward(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     *,
     train_bars: int,
     test_bars: int,
@@ -802,9 +819,10 @@ def optimize_settings(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     return used
 
 
-def optimization_key(base: BacktestParams, grid: Mapping[str, Sequence[float]], settings: dict[str, Any]) -> dict:
+def optimization_key(base: BacktestParams, grid: Mapping[str, Values], settings: dict[str, Any]) -> dict:
     """What the run cache keys an optimisation on (besides data and rule): the same for the page and the API."""
-    return {"base": base, "grid": {k: list(v) for k, v in grid.items()}, **optimize_settings(settings)}
+    spaces = {k: [v.low, v.high, "continuous"] if isinstance(v, Span) else list(v) for k, v in grid.items()}
+    return {"base": base, "grid": spaces, **optimize_settings(settings)}
 
 
 @dataclass
@@ -838,17 +856,26 @@ class OptimizationRun:
         return None if self.grid is None else self.grid.overfitting()
 
 
-def grid_from_spec(rule: str, spec: Mapping[str, tuple[float, float, float]]) -> dict[str, list[float]]:
+def grid_from_spec(rule: str, spec: Mapping[str, tuple[float, float, float]]) -> dict[str, Values]:
     """A grid from its spec, key -> (from, to, step), as links, the CLI and the API write it: each key's values,
-    whole numbers where the rule's number is one."""
-    return {name: grid_values(name, *span, integral=is_integral(rule, name)) for name, span in spec.items()}
+    whole numbers where the rule's number is one; a step of 0 is the continuous range (random and tpe)."""
+    return {name: space_values(rule, name, *span) for name, span in spec.items()}
+
+
+def space_values(rule: str, name: str, start: float, stop: float, step: float) -> Values:
+    """One key's space from its from, to and step: the stepped values, or with step 0 the continuous range."""
+    integral = is_integral(rule, name)
+    if step == 0:
+        grid_values(name, start, stop, max(stop - start, 1.0))  # the same checks: finite, from <= to
+        return Span(float(start), float(stop), integral)
+    return grid_values(name, start, stop, step, integral=integral)
 
 
 def run_optimization(
     market: Market,
     rule: str,
     base: BacktestParams,
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     settings: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> OptimizationRun:
@@ -898,6 +925,7 @@ __all__ = [
     "estimate_work",
     "grid_size",
     "grid_values",
+    "space_values",
     "in_out_of_sample",
     "is_integral",
     "optimize",

@@ -14,6 +14,7 @@ import ast
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,37 @@ MAX_CONSTRAINT_CHARS = 300
 _COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal}
 _COMPARE |= {ast.Eq: np.equal, ast.NotEq: np.not_equal}
 _ARITH = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A continuous range of one key, `low` to `high` inclusive: random and tpe searches may try any value in
+    it (whole numbers when `integral`); a grid needs steps. A spec writes it with a step of 0."""
+
+    low: float
+    high: float
+    integral: bool = False
+
+    def size(self) -> float:
+        """How many distinct values it holds: infinite unless integral."""
+        return self.high - self.low + 1 if self.integral else math.inf
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.integral:
+            return rng.integers(int(self.low), int(self.high) + 1, n).astype(float)
+        return np.round(rng.uniform(self.low, self.high, n), 6)
+
+
+Values = Sequence[float] | Span  # one key's space: listed values (a grid's), or a continuous range
+
+
+def space_size(grid: Mapping[str, Values]) -> float:
+    """How many combinations the space holds (math.inf with a continuous range)."""
+    return math.prod(v.size() if isinstance(v, Span) else len(v) for v in grid.values())
+
+
+def continuous_keys(grid: Mapping[str, Values]) -> list[str]:
+    return [key for key, values in grid.items() if isinstance(values, Span)]
 
 
 def column_name(key: str) -> str:
@@ -91,55 +123,66 @@ def satisfies(table: pd.DataFrame, tree: ast.Expression | None, fixed: Mapping[s
     return np.broadcast_to(np.asarray(value(tree), bool), (len(table),)).copy()
 
 
-def grid_table(grid: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+def grid_table(grid: Mapping[str, Values]) -> pd.DataFrame:
     """Every combination, in product order (the last key varies fastest)."""
-    return pd.DataFrame(list(itertools.product(*grid.values())), columns=list(grid), dtype=float)
+    if spans := continuous_keys(grid):
+        raise DataError(
+            f"A grid needs a step for {', '.join(spans)} (a continuous range, step 0, is for random or tpe search)."
+        )
+    listed = [v for v in grid.values() if not isinstance(v, Span)]
+    return pd.DataFrame(list(itertools.product(*listed)), columns=list(grid), dtype=float)
 
 
 def random_table(
-    grid: Mapping[str, Sequence[float]],
+    grid: Mapping[str, Values],
     n_trials: int,
     seed: int,
     tree: ast.Expression | None = None,
     fixed: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """`n_trials` distinct combinations drawn uniformly from the space (fewer when it has fewer feasible ones),
-    in the order drawn; the same seed draws the same ones."""
-    lists = [np.asarray(v, float) for v in grid.values()]
-    sizes = [len(v) for v in lists]
-    total = math.prod(sizes)
+    in the order drawn; the same seed draws the same ones. A continuous range is drawn as any value in it."""
+    total = space_size(grid)
     rng = np.random.default_rng(seed)
-    picked: list[np.ndarray] = []
-    seen: set[tuple[int, ...]] = set()
-    if total <= 4 * n_trials or total <= 1_000_000:  # small: a permutation of the whole space, no repeats
-        order = rng.permutation(total)
+    if not continuous_keys(grid) and (total <= 4 * n_trials or total <= 1_000_000):
+        # small: a permutation of the whole space, no repeats
+        lists = [np.asarray(v, float) for v in grid.values()]
+        sizes = [len(v) for v in lists]
+        order = rng.permutation(int(total))
         indices = np.stack(np.unravel_index(order, sizes), axis=1) if sizes else np.zeros((1, 0), int)
-        candidates = _rows(lists, indices, grid)
+        candidates = pd.DataFrame(
+            {key: values[indices[:, i]] for i, (key, values) in enumerate(zip(grid, lists, strict=True))}
+        )
         keep = satisfies(candidates, tree, fixed or {})
         return candidates[keep].head(n_trials).reset_index(drop=True)
+    picked: list[tuple[float, ...]] = []
+    seen: set[tuple[float, ...]] = set()
     for _ in range(50):  # large: independent draws, repeats dropped, until enough feasible ones
-        draw = np.stack([rng.integers(0, n, 4 * n_trials) for n in sizes], axis=1)
-        rows = _rows(lists, draw, grid)
+        rows = pd.DataFrame({key: _draw(values, rng, 4 * n_trials) for key, values in grid.items()})
         feasible = satisfies(rows, tree, fixed or {})
-        for i in np.flatnonzero(feasible):
-            key = tuple(draw[i])
+        for row in rows.to_numpy(float)[feasible]:
+            key = tuple(row)
             if key not in seen:
                 seen.add(key)
-                picked.append(draw[i])
+                picked.append(key)
                 if len(picked) == n_trials:
-                    return _rows(lists, np.array(picked), grid)
-    return _rows(lists, np.array(picked).reshape(-1, len(sizes)), grid)
+                    return pd.DataFrame(picked, columns=list(grid), dtype=float)
+    return pd.DataFrame(picked, columns=list(grid), dtype=float)
 
 
-def _rows(lists: list[np.ndarray], indices: np.ndarray, grid: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    return pd.DataFrame({key: values[indices[:, i]] for i, (key, values) in enumerate(zip(grid, lists, strict=True))})
+def _draw(values: Values, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n values of one key drawn uniformly: any value of a continuous range, else one of the listed values."""
+    if isinstance(values, Span):
+        return values.draw(rng, n)
+    listed = np.asarray(values, float)
+    return listed[rng.integers(0, len(listed), n)]
 
 
 class TpeSearch:
     """Optuna's TPE sampler over the grid's values, by ask and tell. Each key is a categorical choice among
     its values when they are few, else a stepped float or int range snapped to the nearest value."""
 
-    def __init__(self, grid: Mapping[str, Sequence[float]], seed: int, maximise: bool = True) -> None:
+    def __init__(self, grid: Mapping[str, Values], seed: int, maximise: bool = True) -> None:
         try:
             import optuna
         except ImportError:
@@ -149,7 +192,7 @@ class TpeSearch:
             ) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
-        self.grid = {k: np.asarray(v, float) for k, v in grid.items()}
+        self.grid = {k: v if isinstance(v, Span) else np.asarray(v, float) for k, v in grid.items()}
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=10)
         self.study = optuna.create_study(direction="maximize" if maximise else "minimize", sampler=sampler)
         self._pending: list[Any] = []
@@ -183,7 +226,11 @@ class TpeSearch:
         self._pending = []
 
     @staticmethod
-    def _suggest(trial: Any, key: str, values: np.ndarray) -> float:
+    def _suggest(trial: Any, key: str, values: np.ndarray | Span) -> float:
+        if isinstance(values, Span):
+            if values.integral:
+                return float(trial.suggest_int(key, int(values.low), int(values.high)))
+            return round(float(trial.suggest_float(key, values.low, values.high)), 6)
         if len(values) <= 1:
             return float(values[0])
         steps = np.diff(values)

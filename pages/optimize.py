@@ -18,17 +18,17 @@ from engine.optimize import (
     cell_combination,
     duration,
     estimate_work,
-    grid_size,
-    grid_values,
     heatmap_cells,
-    is_integral,
     optimization_key,
     run_optimization,
+    space_values,
     stability,
 )
 from engine.plots import charts, report
 from engine.rules import rule_numbers, scan
-from engine.search import check_constraint, column_name
+from engine.search import check_constraint, column_name, continuous_keys, space_size
+
+CONTINUOUS = "0: any value from 'from' to 'to' (random and tpe search); a grid needs a step."
 
 st.title("Optimize")
 market, rule = app_state.require_market(), app_state.rule()
@@ -67,9 +67,11 @@ for name in app_state.grid_keys():
     c[0].markdown(f"**{labels.get(name, name)}**")
     lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
     hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
-    step = c[3].number_input("step", min_value=1e-6, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP)
+    step = c[3].number_input(
+        "step", min_value=0.0, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP, help=CONTINUOUS
+    )
     try:
-        grid[name] = grid_values(name, lo, hi, step, integral=is_integral(rule, name))
+        grid[name] = space_values(rule, name, lo, hi, step)
     except InputError as exc:
         problems.append(str(exc))
 
@@ -95,10 +97,17 @@ try:
 except InputError as exc:
     problems.append(str(exc))
 trials = None if search == "grid" else int(value("optimize.n_trials"))
+if search == "grid" and continuous_keys(grid):
+    problems.append(
+        f"A grid needs a step for {', '.join(continuous_keys(grid))}: give one, or search at random or with tpe."
+    )
+    trials = int(value("optimize.n_trials"))  # the estimate below stays a number
 work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"), trials)
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
 n = work.combinations
-space = f" of the space's {grid_size(grid):,}, drawn by {search} search" if search != "grid" else ""
+size = space_size(grid)
+space = f" of the space's {size:,.0f}" if size < float("inf") else " of a continuous space"
+space = f"{space}, drawn by {search} search" if search != "grid" else ""
 st.markdown(
     f"**{n:,} combinations**{space}{windows} × {market.shape[1]:,} symbols × {market.shape[0]:,} bars: "
     f"about {duration(work.seconds)}"

@@ -122,3 +122,28 @@ def test_the_cli_searches_at_random(capsys):
     assert main([*argv, "--optimize.min-trades", "0", "--optimize.mode", "all", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["overfitting"]["n_trials"] == 9 and out["best"] is not None
+
+
+def test_a_continuous_range_is_drawn_anywhere_in_it_by_random_and_tpe(sample):
+    """A step of 0 in a spec is a continuous range: random and tpe try any value from 'from' to 'to' (whole
+    numbers for a whole-number key), reproducibly; a grid refuses it and says what to do."""
+    from engine.optimize import grid_from_spec, parse_grid_spec
+    from engine.search import Span
+
+    spec = parse_grid_spec("stop_loss:1:10:0,holding_period:5:40:0")
+    grid = grid_from_spec(RULE, spec)
+    assert grid == {"stop_loss": Span(1.0, 10.0), "holding_period": Span(5.0, 40.0, integral=True)}
+    for search in ("random", "tpe"):
+        kwargs = {"min_trades": 0, "search": search, "n_trials": 16, "seed": 2}
+        one = optimize(sample, RULE, BacktestParams(), grid, **kwargs)
+        two = optimize(sample, RULE, BacktestParams(), grid, **kwargs)
+        pd.testing.assert_frame_equal(one.table, two.table)
+        table = one.table
+        assert len(table) == 16 and not table[["stop_loss", "holding_period"]].duplicated().any()
+        assert table.stop_loss.between(1, 10).all() and table.holding_period.between(5, 40).all()
+        assert (table.holding_period % 1 == 0).all() and table.stop_loss.nunique() > 8  # not a few steps
+        assert one.overfitting()["n_trials"] == 16
+    with pytest.raises(DataError, match="A grid needs a step for stop_loss"):
+        optimize(sample, RULE, BacktestParams(), grid)
+    with pytest.raises(DataError, match="below"):
+        parse_grid_spec("stop_loss:10:1:0")

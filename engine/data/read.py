@@ -93,7 +93,12 @@ def local_parquet(source: str | os.PathLike | BinaryIO, max_bytes: int | None) -
     if not (path.suffix.lower() in (".parquet", ".pq") or head[:2] == b"PA"):
         return None
     size = _size(path)
-    check_available(local_parquet_bytes(size), f"Loading {path.name} ({_human(size)})", _SMALLER)
+    try:
+        footer = pq.read_metadata(path)
+    except (pa.ArrowException, OSError, ValueError):
+        return None  # not readable as Parquet: read as bytes, which says what is wrong
+    need = local_parquet_bytes(footer.num_rows, footer.num_columns)
+    check_available(need, f"Loading {path.name} ({_human(size)}, {footer.num_rows:,} rows)", _SMALLER)
     return path
 
 
