@@ -570,6 +570,16 @@ def is_current() -> bool:
         return False
 
 
+FOLLOW_CELLS = 5_000_000  # symbol-bars up to which every edit reruns the backtest (about 0.1 s of kernel)
+
+
+def follows_edits() -> bool:
+    """Do results follow every edit on this dataset? Up to FOLLOW_CELLS symbol-bars a run takes well under a
+    second; past it, edits wait for the Run button so a big universe does not rerun on each keystroke."""
+    data = require_market()
+    return data.shape[0] * data.shape[1] <= FOLLOW_CELLS
+
+
 def autorun(page: str) -> bool:
     """True once when the session opened on this page from a link: it runs at once, so the receiver sees
     what the sender saw."""

@@ -1,4 +1,5 @@
-"""Backtest page: the scanner's current signals, parameters in a form, results in depth."""
+"""Backtest page: the scanner's current signals, settings whose every edit reruns (up to a size), results in
+depth."""
 
 import streamlit as st
 
@@ -29,7 +30,6 @@ if signals.count == 0:
     st.page_link("../pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
     st.stop()
 
-# Outside the form so that choosing a method shows that method's inputs at once.
 method = param_widget("sizing.method")
 sizing_inputs = [p for p in table.group("sizing") if p.methods]
 limits = [p.path for p in table.group("limits")]
@@ -59,93 +59,95 @@ def _grid(paths: tuple[str, ...]) -> None:
         param_widget(path, cols[i % 4])
 
 
-with st.form("bt_form"):
+_grid(
+    (
+        "initial_capital",
+        "signal_type",
+        "max_positions",
+        "holding_period",
+        "stop_loss",
+        "take_profit",
+        "trailing_stop",
+        "trailing_atr",
+    )
+)
+param_widget(
+    "exit_rule",
+    help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
+    "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
+)
+with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
+    _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
+    _grid(("rebalance_band",))
+    st.caption(
+        "Rotation: at each rebalance bar's close the rule's hits are ranked by its `rank by` (e.g. "
+        "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
+        "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
+    )
+with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
+    _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
+    _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
+    param_widget("add_rule")
+    _grid(("on_opposite",))
+    param_widget("short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs).")
+with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
     _grid(
         (
-            "initial_capital",
-            "signal_type",
-            "max_positions",
-            "holding_period",
-            "stop_loss",
-            "take_profit",
-            "trailing_stop",
-            "trailing_atr",
+            "commission",
+            "commission_fixed",
+            "commission_min",
+            "slippage_bps",
+            "borrow_pct",
+            "margin_interest_pct",
+            "cash_interest_pct",
         )
     )
-    param_widget(
-        "exit_rule",
-        help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
-        "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
+bench_key = app_state.key("benchmark")
+if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+    st.warning(
+        f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
+        "using equal weight of all symbols. Choose another under **Benchmark**."
     )
-    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
-        _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
-        _grid(("rebalance_band",))
-        st.caption(
-            "Rotation: at each rebalance bar's close the rule's hits are ranked by its `rank by` (e.g. "
-            "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
-            "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
-        )
-    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
-        _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
-        _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
-        param_widget("add_rule")
-        _grid(("on_opposite",))
+    app_state.set_value("benchmark", "")
+st.selectbox(
+    "Benchmark",
+    ["", *market.symbols],
+    key=bench_key,
+    persist_state=app_state.KEEP,
+    format_func=lambda s: s or "Equal weight of all symbols",
+    help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
+)
+with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
+    cols = st.columns(4)
+    for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
+        param_widget(p.path, cols[i % 4])
+    cols = st.columns(4)
+    for col, path in zip(cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True):
+        param_widget(path, col)
+with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
+    no_sectors = market.sectors is None
+    for i, path in enumerate(limits):
+        if i % 4 == 0:
+            cols = st.columns(4)
+        off_here = path == "limits.max_sector_pct" and no_sectors
         param_widget(
-            "short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs)."
+            path,
+            cols[i % 4],
+            disabled=off_here,
+            help="This dataset has no sector column, so the sector limit is off." if off_here else None,
         )
-    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
-        _grid(
-            (
-                "commission",
-                "commission_fixed",
-                "commission_min",
-                "slippage_bps",
-                "borrow_pct",
-                "margin_interest_pct",
-                "cash_interest_pct",
-            )
-        )
-    bench_key = app_state.key("benchmark")
-    if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
-        st.warning(
-            f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
-            "using equal weight of all symbols. Choose another under **Benchmark**."
-        )
-        app_state.set_value("benchmark", "")
-    st.selectbox(
-        "Benchmark",
-        ["", *market.symbols],
-        key=bench_key,
-        persist_state=app_state.KEEP,
-        format_func=lambda s: s or "Equal weight of all symbols",
-        help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
-    )
-    with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
-        cols = st.columns(4)
-        for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
-            param_widget(p.path, cols[i % 4])
-        cols = st.columns(4)
-        for col, path in zip(
-            cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True
-        ):
-            param_widget(path, col)
-    with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
-        no_sectors = market.sectors is None
-        for i, path in enumerate(limits):
-            if i % 4 == 0:
-                cols = st.columns(4)
-            off_here = path == "limits.max_sector_pct" and no_sectors
-            param_widget(
-                path,
-                cols[i % 4],
-                disabled=off_here,
-                help="This dataset has no sector column, so the sector limit is off." if off_here else None,
-            )
-        st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
-    submitted = st.form_submit_button("Run backtest", type="primary")
+    st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
 
+follows = app_state.follows_edits()
+run_col, note_col = st.columns([1, 4], vertical_alignment="center")
+clicked = run_col.button("Run backtest", type="primary", key="w.backtest.run")
+if not follows:
+    note_col.caption(
+        f"{market.shape[0] * market.shape[1]:,} symbol-bars, over the {app_state.FOLLOW_CELLS:,} that rerun on "
+        "every edit: make your edits, then press **Run backtest**."
+    )
 result = app_state.result()
-if submitted or app_state.autorun("backtest"):
+if clicked or app_state.autorun("backtest") or (follows and not app_state.is_current()):
     try:
         with st.spinner("Running the backtest..."):
             result = app_state.run_backtest()
@@ -269,35 +271,37 @@ names = [
 ]
 tabs = st.tabs([*names[:4], *(["Holdings"] if rotation else []), *names[4:]], key="w.backtest.tab", on_change="rerun")
 tab_eq, tab_risk, tab_trades, tab_story, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
-with tab_story:
-    traded = result.positions.symbol.astype(str).value_counts()
-    if traded.empty:
-        st.info("No trades: nothing to draw.")
-    else:
-        story = st.selectbox(
-            "Symbol",
-            list(traded.index),
-            key=f"story.{app_state.data_id()}",
-            format_func=lambda s: f"{s} ({traded[s]:,} trade{'s' if traded[s] != 1 else ''})",
-        )
-        st.plotly_chart(
-            charts.symbol_story(
-                market,
-                story,
-                result.positions,
-                result.equity,
-                app_state.indicator_series(),
-                p.stop_loss,
-                p.take_profit,
-            ),
-            width="stretch",
-        )
-        st.caption(
-            "Every trade of the symbol (triangles: entries; crosses: exits; green won, red lost), its stop and "
-            "target levels while held, and the strategy's equity with its peak, maximum drawdown (red) and "
-            "longest drawdown (orange). Zoom one panel and the other follows."
-        )
-if tab_held:
+# Lazy: only the tab being read runs (the cards and the equity first), so an edit's rerun is short.
+if tab_story.open:
+    with tab_story:
+        traded = result.positions.symbol.astype(str).value_counts()
+        if traded.empty:
+            st.info("No trades: nothing to draw.")
+        else:
+            story = st.selectbox(
+                "Symbol",
+                list(traded.index),
+                key=f"story.{app_state.data_id()}",
+                format_func=lambda s: f"{s} ({traded[s]:,} trade{'s' if traded[s] != 1 else ''})",
+            )
+            st.plotly_chart(
+                charts.symbol_story(
+                    market,
+                    story,
+                    result.positions,
+                    result.equity,
+                    app_state.indicator_series(),
+                    p.stop_loss,
+                    p.take_profit,
+                ),
+                width="stretch",
+            )
+            st.caption(
+                "Every trade of the symbol (triangles: entries; crosses: exits; green won, red lost), its stop and "
+                "target levels while held, and the strategy's equity with its peak, maximum drawdown (red) and "
+                "longest drawdown (orange). Zoom one panel and the other follows."
+            )
+if tab_held and tab_held[0].open:
     with tab_held[0]:
         weights = weights_pct(result.holdings, market.close, result.equity.equity.to_numpy())
         st.plotly_chart(charts.holdings(weights, result.turnover.index), width="stretch")
@@ -318,94 +322,104 @@ if tab_held:
             "Each rebalance trades at the open after its bar. Turnover is half the value traded over the "
             "portfolio's value (replacing every holding is 100%); the chart's gaps are cash."
         )
-with tab_eq:
-    baseline_equity = base.equity.equity if base is not None else None
-    st.plotly_chart(charts.equity(result.equity, result.params.benchmark, baseline_equity), width="stretch")
-with tab_risk:
-    st.plotly_chart(charts.rolling_risk(result.equity, 126, m["periods_per_year"], p.risk_free_pct), width="stretch")
-with tab_trades:
-    trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
-    st.dataframe(
-        trades,
-        width="stretch",
-        hide_index=True,
-        height=300,
-        column_config=app_format.trade_columns(result.params.fractional_shares),
-    )
-    positions = result.positions
-    if len(trades) > len(positions):
-        st.caption(
-            f"{len(trades):,} exit fills of {len(positions):,} positions (partial exits): the metrics count positions."
-        )
-    if len(positions):
-        pick = st.selectbox(
-            "Show trade",
-            range(len(positions)),
-            key=f"trade_pick.{app_state.result_id()}",  # per result
-            format_func=lambda i: (
-                f"#{i + 1} {positions.symbol[i]} {positions.direction[i]} {positions.entry_date[i].date()} → "
-                f"{positions.exit_date[i].date()} ({positions.return_pct[i]:+.2f}%, "
-                f"{positions.exit_reason[i]})"
-            ),
-        )
-        t = positions.iloc[pick]
-        markers = charts.trade_markers(t, result.trades[result.trades.position_id == t.position_id])
+if tab_eq.open:
+    with tab_eq:
+        baseline_equity = base.equity.equity if base is not None else None
+        st.plotly_chart(charts.equity(result.equity, result.params.benchmark, baseline_equity), width="stretch")
+if tab_risk.open:
+    with tab_risk:
         st.plotly_chart(
-            charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)), width="stretch"
+            charts.rolling_risk(result.equity, 126, m["periods_per_year"], p.risk_free_pct), width="stretch"
+        )
+if tab_trades.open:
+    with tab_trades:
+        trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
+        st.dataframe(
+            trades,
+            width="stretch",
+            hide_index=True,
+            height=300,
+            column_config=app_format.trade_columns(result.params.fractional_shares),
+        )
+        positions = result.positions
+        if len(trades) > len(positions):
+            st.caption(
+                f"{len(trades):,} exit fills of {len(positions):,} positions (partial exits): "
+                "the metrics count positions."
+            )
+        if len(positions):
+            pick = st.selectbox(
+                "Show trade",
+                range(len(positions)),
+                key=f"trade_pick.{app_state.result_id()}",  # per result
+                format_func=lambda i: (
+                    f"#{i + 1} {positions.symbol[i]} {positions.direction[i]} {positions.entry_date[i].date()} → "
+                    f"{positions.exit_date[i].date()} ({positions.return_pct[i]:+.2f}%, "
+                    f"{positions.exit_reason[i]})"
+                ),
+            )
+            t = positions.iloc[pick]
+            markers = charts.trade_markers(t, result.trades[result.trades.position_id == t.position_id])
+            st.plotly_chart(
+                charts.candles(market, t.symbol, markers=markers, focus=(t.entry_date, t.exit_date)), width="stretch"
+            )
+            st.caption(
+                f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
+                "from the entry fill."
+            )
+            st.plotly_chart(charts.excursions(positions), width="stretch")
+if tab_months.open:
+    with tab_months:
+        st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
+if tab_luck.open:
+    with tab_luck:
+        st.metric(
+            "Probabilistic Sharpe (true Sharpe > 0)",
+            app_format.metric_text("psr_pct", m["psr_pct"]),
+            help="From the length, skewness and kurtosis of the daily returns (Bailey and Lopez de Prado 2012).",
         )
         st.caption(
-            f"While held: worst excursion (MAE) **{t.mae_pct:+.2f}%**, best (MFE) **{t.mfe_pct:+.2f}%** "
-            "from the entry fill."
+            "The random-entry test: as many trades with the same holding times as this backtest, on random "
+            "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
+            "is the market's, not the rule's."
         )
-        st.plotly_chart(charts.excursions(positions), width="stretch")
-with tab_months:
-    st.plotly_chart(charts.monthly_returns(result.equity), width="stretch")
-with tab_luck:
-    st.metric(
-        "Probabilistic Sharpe (true Sharpe > 0)",
-        app_format.metric_text("psr_pct", m["psr_pct"]),
-        help="From the length, skewness and kurtosis of the daily returns (Bailey and Lopez de Prado 2012).",
-    )
-    st.caption(
-        "The random-entry test: as many trades with the same holding times as this backtest, on random "
-        "symbols and dates, many times. If this rule's trades do no better than most of them, its result "
-        "is the market's, not the rule's."
-    )
-    # Once asked for, the test follows every new result.
-    if st.button("Run the random-entry test") or app_state.luck_test_wanted():
-        with st.spinner("Drawing random strategies..."):
-            app_state.set_luck_test(random_entry_test(market, result))
-    test = app_state.luck_test()
-    if test is not None:
-        share = app_format.share(test["p_value"])
-        (st.success if test["p_value"] < 0.05 else st.warning)(
-            f"{share} of {len(test['random']):,} random strategies did at least as well as this rule "
-            f"(p-value). {'Unlikely to be luck.' if test['p_value'] < 0.05 else 'It could be luck or the market.'}"
+        # Once asked for, the test follows every new result.
+        if st.button("Run the random-entry test") or app_state.luck_test_wanted():
+            with st.spinner("Drawing random strategies..."):
+                app_state.set_luck_test(random_entry_test(market, result))
+        test = app_state.luck_test()
+        if test is not None:
+            share = app_format.share(test["p_value"])
+            (st.success if test["p_value"] < 0.05 else st.warning)(
+                f"{share} of {len(test['random']):,} random strategies did at least as well as this rule "
+                f"(p-value). {'Unlikely to be luck.' if test['p_value'] < 0.05 else 'It could be luck or the market.'}"
+            )
+            st.plotly_chart(charts.null_histogram(test["random"], test["sharpe"]), width="stretch")
+if tab_events.open:
+    with tab_events:
+        st.caption(
+            f"{len(result.events):,} signals a limit skipped or cut, orders that expired unfilled (value: the "
+            "order's level) and signals in the ATR warm-up: value and limit are % of equity (positions, sectors), "
+            "correlation, currency (cash) or open positions."
         )
-        st.plotly_chart(charts.null_histogram(test["random"], test["sharpe"]), width="stretch")
-with tab_events:
-    st.caption(
-        f"{len(result.events):,} signals a limit skipped or cut, orders that expired unfilled (value: the "
-        "order's level) and signals in the ATR warm-up: value and limit are % of equity (positions, sectors), "
-        "correlation, currency (cash) or open positions."
-    )
-    st.dataframe(
-        result.events,
-        width="stretch",
-        hide_index=True,
-        height=300,
-        column_config=app_format.two_decimal_columns(result.events),
-    )
-with tab_all:
-    st.dataframe(
-        app_format.metrics_table(m, base.metrics if base is not None else None),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "metric": st.column_config.TextColumn(width="medium"),
-            "value": st.column_config.TextColumn(width="small"),
-        },
-    )
+        st.dataframe(
+            result.events,
+            width="stretch",
+            hide_index=True,
+            height=300,
+            column_config=app_format.two_decimal_columns(result.events),
+        )
+if tab_all.open:
+    with tab_all:
+        st.dataframe(
+            app_format.metrics_table(m, base.metrics if base is not None else None),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "metric": st.column_config.TextColumn(width="medium"),
+                "value": st.column_config.TextColumn(width="small"),
+            },
+        )
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
 d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")

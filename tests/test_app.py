@@ -83,16 +83,17 @@ def test_scanner_shows_a_clear_error_for_a_bad_rule():
     assert "Unknown function '__import__'" in at.error[0].value
 
 
-def test_backtest_runs_and_shows_metrics():
+def test_backtest_runs_at_once_and_follows_every_edit():
     at = fresh()
-    at.switch_page("../pages/backtest.py").run()
-    assert "press **Run backtest**" in at.info[0].value
-    at.get("form_submit_button")[0].click().run()
+    at.switch_page("../pages/backtest.py").run()  # no button: the sample's results are there at once
     assert not at.exception
     shown = metrics(at)
     assert int(shown["# Trades"]) > 0 and "Sharpe ratio" in shown
     assert at.query_params["data"] in ("sample", ["sample"]) and at.query_params["rule"]
     assert "sl" not in at.query_params  # a default value stays out of the link
+    trades = shown["# Trades"]
+    at.number_input(key="p.hold").set_value(3).run()  # an edit, no button: the results follow it
+    assert not at.exception and metrics(at)["# Trades"] != trades
 
 
 def test_malformed_upload_shows_an_error_and_keeps_the_data():
@@ -154,7 +155,7 @@ def test_sizing_and_limits_come_from_the_link_and_the_form():
     assert any("Target volatility" in n.label for n in at.number_input)
     at.selectbox(key="p.size").set_value("fixed_amount").run()
     assert any(n.label == "Amount per trade" for n in at.number_input)
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert at.session_state["result"].params.sizing.method == "fixed_amount"
     assert at.query_params["size"] in ("fixed_amount", ["fixed_amount"])
 
@@ -168,9 +169,9 @@ def cache_dir(tmp_path, monkeypatch):
 def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     at = fresh()
     at.switch_page("../pages/backtest.py").run()
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert at.session_state["backtest_cache_hit"] is False
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert at.session_state["backtest_cache_hit"] is True
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
@@ -184,10 +185,10 @@ def test_runs_are_labelled_by_their_settings_and_compared_setting_by_setting(cac
     at = fresh()
     at.switch_page("../pages/backtest.py").run()
     at.number_input(key="p.sl").set_value(3.0)
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     at.number_input(key="p.sl").set_value(7.0)
     at.number_input(key="p.tp").set_value(12.0)
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
@@ -206,7 +207,7 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     assert bob.session_state["market"].symbols != alice.session_state["market"].symbols
     assert metrics(bob)["Symbols"] == "6"
     bob.switch_page("../pages/backtest.py").run()
-    bob.get("form_submit_button")[0].click().run()
+    bob.button(key="w.backtest.run").click().run()
     alice.switch_page("../pages/runs.py").run()
     assert not alice.exception and "No runs yet" in alice.info[0].value
     alice.toggle(key="w.runs.everyone").set_value(True).run()
@@ -265,7 +266,7 @@ def test_monte_carlo_resamples_the_last_backtest(cache_dir):
     at.switch_page("../pages/montecarlo.py").run()
     assert "Run a backtest first" in at.info[0].value
     at.switch_page("../pages/backtest.py").run()
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     at.switch_page("../pages/montecarlo.py").run()
     assert not at.exception
     shown = metrics(at)
@@ -309,7 +310,7 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     alice.switch_page("../pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9").run()
     alice.switch_page("../pages/backtest.py").run()
-    alice.get("form_submit_button")[0].click().run()
+    alice.button(key="w.backtest.run").click().run()
     assert not alice.exception and alice.session_state["result"] is not None
     bob.switch_page("../pages/runs.py").run()
     assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
@@ -373,7 +374,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     blocker.write_text("a file where the cache directory should be, like a read-only mount")
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(blocker / "cache"))
     at = fresh(page="backtest")
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert not at.exception and at.session_state["result"] is not None
     assert any("Caching is off" in w.value for w in at.warning)
     at.switch_page("../pages/runs.py").run()
@@ -381,10 +382,10 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
 
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "live"))
     at = fresh(page="backtest")
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     shutil.rmtree(tmp_path / "live")  # deleted while the server runs
     at.number_input(key="p.sl").set_value(3.0)
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
@@ -418,12 +419,12 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
     hold.__enter__()
     threading.Thread(target=lambda: (time.sleep(1.5), hold.__exit__(None, None, None))).start()
     started = time.monotonic()
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="w.backtest.run").click().run()
     assert time.monotonic() - started >= 1.0  # it waited its turn ...
     assert not at.exception and at.session_state["result"] is not None  # ... then ran
     monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "0.3")
     at = fresh(page="backtest")
     with server_budget().reserve(32 * 2**20, "grid"):
         at.number_input(key="p.sl").set_value(3.5)
-        at.get("form_submit_button")[0].click().run()
+        at.button(key="w.backtest.run").click().run()
     assert not at.exception and any("The server is busy" in e.value for e in at.error)
