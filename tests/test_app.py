@@ -168,10 +168,9 @@ def cache_dir(tmp_path, monkeypatch):
 
 def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     at = fresh()
-    at.switch_page("../pages/backtest.py").run()
-    at.button(key="w.backtest.run").click().run()
+    at.switch_page("../pages/backtest.py").run()  # runs at once
     assert at.session_state["backtest_cache_hit"] is False
-    at.button(key="w.backtest.run").click().run()
+    at.button(key="w.backtest.run").click().run()  # the same settings again
     assert at.session_state["backtest_cache_hit"] is True
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
@@ -192,7 +191,7 @@ def test_runs_are_labelled_by_their_settings_and_compared_setting_by_setting(cac
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
-    assert runs["settings"].tolist() == ["sl 7, tp 12", "sl 3"]
+    assert runs["settings"].tolist() == ["sl 7, tp 12", "sl 3", "defaults"]  # the page ran the defaults at once
     settings = at.dataframe[1].value  # the comparison: settings first
     assert settings.loc["Stop-loss (%)"].tolist() == ["7", "3"]
     assert settings.loc["Take-profit (%)"].tolist() == ["12", "off"]
@@ -206,8 +205,7 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     bob.run()
     assert bob.session_state["market"].symbols != alice.session_state["market"].symbols
     assert metrics(bob)["Symbols"] == "6"
-    bob.switch_page("../pages/backtest.py").run()
-    bob.button(key="w.backtest.run").click().run()
+    bob.switch_page("../pages/backtest.py").run()  # runs at once
     alice.switch_page("../pages/runs.py").run()
     assert not alice.exception and "No runs yet" in alice.info[0].value
     alice.toggle(key="w.runs.everyone").set_value(True).run()
@@ -265,8 +263,7 @@ def test_monte_carlo_resamples_the_last_backtest(cache_dir):
     at = fresh()
     at.switch_page("../pages/montecarlo.py").run()
     assert "Run a backtest first" in at.info[0].value
-    at.switch_page("../pages/backtest.py").run()
-    at.button(key="w.backtest.run").click().run()
+    at.switch_page("../pages/backtest.py").run()  # runs at once
     at.switch_page("../pages/montecarlo.py").run()
     assert not at.exception
     shown = metrics(at)
@@ -309,8 +306,7 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     data_id = alice.session_state["data_id"]
     alice.switch_page("../pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9").run()
-    alice.switch_page("../pages/backtest.py").run()
-    alice.button(key="w.backtest.run").click().run()
+    alice.switch_page("../pages/backtest.py").run()  # runs at once
     assert not alice.exception and alice.session_state["result"] is not None
     bob.switch_page("../pages/runs.py").run()
     assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
@@ -373,8 +369,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     blocker = tmp_path / "a-file"
     blocker.write_text("a file where the cache directory should be, like a read-only mount")
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(blocker / "cache"))
-    at = fresh(page="backtest")
-    at.button(key="w.backtest.run").click().run()
+    at = fresh(page="backtest")  # runs at once
     assert not at.exception and at.session_state["result"] is not None
     assert any("Caching is off" in w.value for w in at.warning)
     at.switch_page("../pages/runs.py").run()
@@ -382,7 +377,6 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
 
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "live"))
     at = fresh(page="backtest")
-    at.button(key="w.backtest.run").click().run()
     shutil.rmtree(tmp_path / "live")  # deleted while the server runs
     at.number_input(key="p.sl").set_value(3.0)
     at.button(key="w.backtest.run").click().run()
@@ -419,7 +413,7 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
     hold.__enter__()
     threading.Thread(target=lambda: (time.sleep(1.5), hold.__exit__(None, None, None))).start()
     started = time.monotonic()
-    at.button(key="w.backtest.run").click().run()
+    at.number_input(key="p.sl").set_value(4.5).run()  # an edit reruns at once
     assert time.monotonic() - started >= 1.0  # it waited its turn ...
     assert not at.exception and at.session_state["result"] is not None  # ... then ran
     monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "0.3")
