@@ -47,6 +47,9 @@ PENDING_MAX = 1_000  # history rows kept in memory while the disk is down
 WRITE_BACKOFF_S = (0.05, 0.25, 1.0)  # waits between the tries of a failed write
 
 
+MAX_NOTE_CHARS = 500  # a run's note
+
+
 def retry_s() -> float:
     """How long the disk stays off after a fault before it is tried again: SCANNER_CACHE_RETRY_S (60)."""
     return float(os.environ.get("SCANNER_CACHE_RETRY_S", "60"))
@@ -120,6 +123,7 @@ class RunRecord:
     session: str = ""  # the user who made the run (owner)
     link: str = ""  # the dashboard's query string that reproduces the run, when it came from the UI
     when: float = field(default_factory=time.time)
+    note: str = ""  # its owner's words (`RunCache.set_note`)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
@@ -223,6 +227,7 @@ class History:
         "session",
         "link",
         "created",
+        "note",
     )
 
     def __init__(self, path: Path) -> None:
@@ -234,6 +239,8 @@ class History:
                 "fingerprint TEXT, rule TEXT, params TEXT, metrics TEXT, seconds REAL, cache_hit INTEGER, "
                 "session TEXT, link TEXT, created REAL)"
             )
+            if "note" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:  # a history made before notes
+                db.execute("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT ''")
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session, created)")
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created)")
 
@@ -259,6 +266,7 @@ class History:
             r.session,
             r.link,
             r.when,
+            r.note,
         )
         keep, days = history_limits()
         with self._lock, self._connect() as db:
@@ -289,6 +297,10 @@ class History:
         with self._lock, self._connect() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
+    def set_note(self, run_id: str, note: str) -> None:
+        with self._lock, self._connect() as db:
+            db.execute("UPDATE runs SET note = ? WHERE id = ?", (note, run_id))
+
 
 def _record(row: tuple) -> RunRecord:
     v = dict(zip(History.COLUMNS, row, strict=True))
@@ -306,6 +318,7 @@ def _record(row: tuple) -> RunRecord:
         link=v["link"],
         when=v["created"],
         id=v["id"],
+        note=v["note"] or "",
     )
 
 
@@ -453,6 +466,19 @@ class RunCache:
             return True
 
         return bool(self._read(delete))
+
+    def set_note(self, run_id: str, user: str, note: str) -> bool:
+        """Write a run's note (at most MAX_NOTE_CHARS, trimmed), only for the user who made it; False (nothing
+        written) for anyone else."""
+        text = str(note).strip()[:MAX_NOTE_CHARS]
+
+        def write() -> bool:
+            if self._history is None or self._history.owner(run_id) != user:
+                return False
+            self._history.set_note(run_id, text)
+            return True
+
+        return bool(self._read(write))
 
     def _read(self, action: Callable[[], Any]) -> Any:
         if not self._usable():

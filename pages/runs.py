@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
+from engine.cache import MAX_NOTE_CHARS
 from engine.metrics import KEY_METRICS, LABELS
 from engine.plots import charts
 
@@ -69,6 +70,7 @@ table = pd.DataFrame(
             "settings": app_format.settings_changed(r.link) or "defaults",
             "seconds": round(r.seconds, 3),
             "cache": "hit" if r.cache_hit else "miss",
+            "note": r.note if can_open(r) else "",
             **(r.metrics if can_open(r) else {}),
         }
         for r in runs
@@ -103,6 +105,22 @@ if c[0].button(
     cache.delete_run(pick, me)
     st.rerun()
 private = not can_open(record)
+
+
+def save_note() -> None:
+    cache.set_note(pick, me, app_state.widget(f"w.runs.note.{pick}") or "")
+
+
+st.text_input(
+    "Note",
+    value="" if private else record.note,
+    key=f"w.runs.note.{pick}",
+    max_chars=MAX_NOTE_CHARS,
+    on_change=save_note,
+    disabled=not mine,
+    placeholder="What this run tried, what you concluded" if mine else "",
+    help=None if mine else "Only the user who made a run can write its note.",
+)
 if record.link and not private:  # the page that made the run, with every setting and the dataset id
     name = "Load into Backtest" if record.kind == "backtest" else "Open as a link"
     c[1].link_button(name, f"./{record.kind}?{record.link}", help="Its page with every setting, run at once.")

@@ -422,3 +422,16 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
         at.number_input(key="p.sl").set_value(3.5)
         at.button(key="w.backtest.run").click().run()
     assert not at.exception and any("The server is busy" in e.value for e in at.error)
+
+
+def test_a_runs_note_is_written_by_its_owner_and_read_by_the_team(cache_dir):
+    alice, bob = fresh(user="alice@x.org", page="backtest"), fresh(user="bob@x.org")  # Alice's page runs at once
+    alice.switch_page("../pages/runs.py").run()
+    run_id = alice.selectbox(key="runs_pick").value
+    alice.text_input(key=f"w.runs.note.{run_id}").input("baseline on the sample").run()
+    assert not alice.exception and alice.dataframe[0].value["note"].tolist() == ["baseline on the sample"]
+    bob.switch_page("../pages/runs.py").run()
+    bob.toggle(key="w.runs.everyone").set_value(True).run()
+    note = bob.text_input(key=f"w.runs.note.{run_id}")
+    assert note.disabled and note.value == "baseline on the sample"  # the sample is no one's secret
+    assert bob.dataframe[0].value["note"].tolist() == ["baseline on the sample"]

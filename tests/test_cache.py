@@ -368,3 +368,31 @@ def test_two_processes_share_one_directory_while_a_third_reads_and_eviction_runs
     assert all(p.returncode == 0 for p in writers)
     assert reader.count() == 80 and reader.disabled is None
     assert reader._results is not None and reader._results.volume() <= 0.5e6 * 1.2  # one shared size account
+
+
+def test_a_note_is_written_by_the_runs_owner_only_and_a_history_from_before_notes_gains_them(tmp_path):
+    import sqlite3
+
+    from engine.cache import MAX_NOTE_CHARS
+
+    old = tmp_path / "cache"
+    old.mkdir()
+    with sqlite3.connect(old / "history.sqlite") as db:  # the table as it was before notes
+        db.execute(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, key TEXT, kind TEXT, data TEXT, fingerprint TEXT, rule TEXT, "
+            "params TEXT, metrics TEXT, seconds REAL, cache_hit INTEGER, session TEXT, link TEXT, created REAL)"
+        )
+        db.execute(
+            "INSERT INTO runs VALUES ('old1', 'k', 'backtest', 'd', 'f', 'r', '{}', '{}', 0.1, 0, 'alice', '', 1)"
+        )
+    cache = RunCache(old)
+    assert [(r.id, r.note) for r in cache.runs()] == [("old1", "")]  # kept, with an empty note
+    m = market_from(CSV)
+    cache.run("backtest", m, "r", {"sl": 2}, lambda: backtest(m, m.close > 0), lambda r: {}, session="alice")
+    run = cache.runs()[0]
+    assert cache.set_note(run.id, "bob", "mine now") is False  # a teammate cannot write it
+    assert cache.runs()[0].note == ""
+    assert cache.set_note(run.id, "alice", "  tighter stop: fewer, better trades  ") is True
+    assert cache.runs()[0].note == "tighter stop: fewer, better trades"
+    assert cache.set_note(run.id, "alice", "x" * 5000) and len(cache.runs()[0].note) == MAX_NOTE_CHARS
+    assert RunCache(old).runs()[0].note == "x" * MAX_NOTE_CHARS  # on disk, read back by a new process's cache
