@@ -270,6 +270,8 @@ def _hint(source: str) -> str:
         )
     if re.search(r"(?<![<>=!])=(?!=)", source):
         return " To compare, write == (e.g. close == high); = alone is not a comparison."
+    if "&&" in source or "||" in source:
+        return " Combine conditions with and, or, not (e.g. rsi(14) < 30 and close > sma(200)), not && or ||."
     return ""
 
 

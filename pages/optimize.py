@@ -168,6 +168,20 @@ if out.grid is None:  # walk-forward
     st.subheader(f"Walk-forward ({kind} windows): re-optimised on each training window, tested on the next")
     table_ = out.ranked
     col = f"{objective}_oos"
+    skipped = int(table_["note"].notna().sum()) if "note" in table_ else 0
+    if skipped:
+        fix = (
+            f"lower **Min trades** (now {value('optimize.min_trades'):,}) or lengthen the training windows "
+            f"(now {value('optimize.train_bars'):,} bars)"
+        )
+        if skipped == len(table_):
+            st.warning(
+                f"No training window had a combination with enough trades, so nothing was tested out of sample "
+                f"and the figures below are empty: {fix}.",
+                icon=":material/info:",
+            )
+        else:
+            st.info(f"{skipped:,} of {len(table_):,} windows chose nothing (too few trades in training): {fix}.")
     c = st.columns(3)
     c[0].metric(
         "Walk-forward efficiency",

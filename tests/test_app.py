@@ -435,3 +435,11 @@ def test_a_runs_note_is_written_by_its_owner_and_read_by_the_team(cache_dir):
     note = bob.text_input(key=f"w.runs.note.{run_id}")
     assert note.disabled and note.value == "baseline on the sample"  # the sample is no one's secret
     assert bob.dataframe[0].value["note"].tolist() == ["baseline on the sample"]
+
+
+def test_an_empty_walk_forward_says_why_and_what_to_change():
+    query = {"rule": "rsi(14) < 35", "mode": "walk_forward", "mint": "500", "grid": "stop_loss:2:4:2"}
+    at = fresh(query, page="optimize")  # a link runs at once
+    assert not at.exception
+    warning = next(w.value for w in at.warning if "No training window" in w.value)
+    assert "lower **Min trades** (now 500)" in warning and "lengthen the training windows" in warning

@@ -190,6 +190,8 @@ def test_a_rules_indicator_memory_is_budgeted_before_computing(monkeypatch):
         ("sma(50) crosses above sma(200)", "crosses_above(a, b)"),
         ("rsi(14) < 30 & close > 5", "combine conditions with and, or, not"),
         ("rsi(14) < 30 | close > 5", "combine conditions with and, or, not"),
+        ("rsi(14) < 30 && close > 5", "Combine conditions with and, or, not"),
+        ("rsi(14) < 30 || close > 5", "Combine conditions with and, or, not"),
     ],
 )
 def test_common_slips_get_a_hint_that_says_what_to_write(rule, hint):
