@@ -67,6 +67,13 @@ c[3].metric("Median max drawdown", f"{summary.loc['p50', 'max drawdown %']:,.2f}
 left, right = st.columns([1, 2])
 left.dataframe(summary.style.format("{:,.2f}"), width="stretch")
 right.plotly_chart(charts.fan(mc.bands, mc.samples), width="stretch")
-a, b = st.columns(2)
-a.plotly_chart(charts.histogram(mc.final_return_pct, "Final return %", 0.0), width="stretch")
-b.plotly_chart(charts.histogram(mc.max_drawdown_pct, "Max drawdown %", -threshold), width="stretch")
+if method == "shuffle":  # one final return: the same trades compound to the same total in any order
+    st.caption(
+        "Shuffle reorders the same trades, so every simulation ends at the same return; what the order changes "
+        "is the path, so the drawdowns below are what this method tests. Use bootstrap for a spread of returns."
+    )
+    st.plotly_chart(charts.histogram(mc.max_drawdown_pct, "Max drawdown %", -threshold), width="stretch")
+else:
+    a, b = st.columns(2)
+    a.plotly_chart(charts.histogram(mc.final_return_pct, "Final return %", 0.0), width="stretch")
+    b.plotly_chart(charts.histogram(mc.max_drawdown_pct, "Max drawdown %", -threshold), width="stretch")

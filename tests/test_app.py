@@ -443,3 +443,12 @@ def test_an_empty_walk_forward_says_why_and_what_to_change():
     assert not at.exception
     warning = next(w.value for w in at.warning if "No training window" in w.value)
     assert "lower **Min trades** (now 500)" in warning and "lengthen the training windows" in warning
+
+
+def test_shuffle_monte_carlo_shows_the_drawdowns_it_changes_not_an_empty_return_histogram(cache_dir):
+    at = fresh(page="backtest")
+    at.switch_page("../pages/montecarlo.py").run()
+    at.selectbox(key="p.mcm").set_value("shuffle").run()
+    assert not at.exception
+    assert any("every simulation ends at the same return" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2  # the fan and the drawdowns
