@@ -275,7 +275,10 @@ else:
 if result.search != "grid" and len(result.table):
     eligible = result.table[objective].where(result.table["n_trades"] >= result.min_trades)
     st.plotly_chart(charts.best_so_far(eligible.to_numpy(float), OBJECTIVES[objective]), width="stretch")
-tab_table, tab_map, tab_sens = st.tabs(["All combinations", "Heatmap", "Sensitivity"])
+# Keyed, so moving the heatmap's slice slider (a rerun) keeps the reader on the heatmap.
+tab_table, tab_map, tab_sens = st.tabs(
+    ["All combinations", "Heatmap", "Sensitivity"], key="w.optimize.tab", on_change="rerun"
+)
 with tab_table:
     st.dataframe(
         ranked, width="stretch", height=360, hide_index=True, column_config=app_format.grid_columns(ranked, labels)
