@@ -26,7 +26,7 @@ from engine import InputError, Market, attach_columns, backtest, load_market, wa
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.budget import backtest_bytes, upload_bytes
-from engine.data import BadRowsError, max_upload_bytes
+from engine.data import BadRowsError, max_upload_bytes, quality
 from engine.datasets import dataset_id, valid_id
 from engine.optimize import OBJECTIVES, OptimizationRun, default_range, format_grid_spec, parse_grid_spec
 from engine.rules import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
@@ -297,6 +297,11 @@ def _use_upload(uploaded, what: str, load) -> str | None:
 def exclude_symbols(symbols: list[str]) -> None:
     """Drop symbols (e.g. those with flagged outliers) from the dataset: a new dataset, stored for links."""
     _use_new(require_market().without(symbols))
+
+
+def fix_flag(kind: str, symbol: str, date: Any) -> None:
+    """Fix one flagged bar ('adjust' a split, 'drop' the bar): a new dataset, stored for links."""
+    _use_new(quality.fix_flag(require_market(), kind, symbol, date))
 
 
 def _use_new(new: Market) -> None:

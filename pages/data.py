@@ -180,6 +180,28 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
         if flagged and st.button(f"Exclude the {len(flagged):,} symbols with outliers", key="exclude_outliers"):
             app_state.exclude_symbols(flagged)
             st.rerun()
+        row = st.selectbox(
+            "Or fix one flagged bar",
+            range(len(shown)),
+            format_func=lambda i: (
+                f"{shown.symbol.iloc[i]} {shown.date.iloc[i]:%Y-%m-%d}: {shown.kind.iloc[i]} {shown.value.iloc[i]}"
+            ),
+            key=f"w.data.flag.{app_state.data_id()}",
+        )
+        kind, symbol, day = issues.kind.iloc[row], issues.symbol.iloc[row], issues.date.iloc[row]
+        c = st.columns(3)
+        fixes = [
+            ("adjust", "Back-adjust this split", kind == "split", "Prices before it divided by its ratio."),
+            ("drop", "Drop this bar", True, f"{symbol} has no bar on {day:%Y-%m-%d}; the rest stays."),
+        ]
+        for col, (fix, text, usable, why) in zip(c, fixes, strict=False):
+            if col.button(text, key=f"w.data.fix.{fix}", disabled=not usable, help=why if usable else "Not a split."):
+                app_state.fix_flag(fix, symbol, day)
+                st.rerun()
+        if c[2].button(f"Exclude {symbol}", key="w.data.fix.exclude", help="Every bar of this symbol left out."):
+            app_state.exclude_symbols([symbol])
+            st.rerun()
+        st.caption("Each fix makes a new dataset (a new id for links); the original stays under Stored datasets.")
 
 columns = describe_columns(market)
 with st.expander(f"Columns rules can use ({len(columns):,} of the data's own)", expanded=not columns.empty):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -452,3 +453,20 @@ def test_shuffle_monte_carlo_shows_the_drawdowns_it_changes_not_an_empty_return_
     assert not at.exception
     assert any("every simulation ends at the same return" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # the fan and the drawdowns
+
+
+def test_the_data_page_fixes_one_flagged_bar_at_a_time(cache_dir):
+    rows = [b"symbol,date,open,high,low,close,volume"]
+    for i, d in enumerate(pd.bdate_range("2024-01-01", periods=40)):
+        price = 100.0 + i if i < 20 else (100.0 + i) / 2  # an unadjusted 2:1 split on bar 20
+        rows += [b"SPL,%s,%g,%g,%g,%g,1000" % (str(d.date()).encode(), price, price, price, price)]
+        rows += [b"FLAT,%s,50,50,50,50,1000" % str(d.date()).encode()]
+    at = fresh()
+    at.file_uploader(key="upload").upload("split.csv", b"\n".join(rows), "text/csv").run()
+    before = at.session_state["data_id"]
+    assert len(at.session_state["market"].issues) == 1
+    at.button(key="w.data.fix.adjust").click().run()
+    assert not at.exception
+    market = at.session_state["market"]
+    assert market.issues.empty and at.session_state["data_id"] != before  # a new dataset, for links
+    assert any("Back-adjusted the SPL split" in w.value for w in at.warning)

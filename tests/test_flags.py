@@ -10,6 +10,7 @@ import pytest
 from engine import backtest
 from engine.data import market_from_frame
 from engine.data.quality import flagged_bars, trades_on_flagged
+from engine.datasets import to_frame
 from engine.plots.format import flag_banner
 
 
@@ -44,3 +45,26 @@ def test_a_trade_through_a_flagged_split_is_named_and_the_benchmark_skips_the_sp
     assert bench[20] == pytest.approx(100_000 / 2 * (spl[19] / spl[0] + 1.0))  # the split day's move left out
     assert bench[21] == pytest.approx(100_000 / 2 * (spl[19] / spl[0] * spl[21] / spl[20] + 1.0))
     assert flag_banner(m, result.positions.iloc[0:0]) is None
+
+
+def test_one_flagged_bar_is_fixed_at_a_time_into_a_new_dataset():
+    from engine.data import DataError, LoadOptions
+    from engine.data.quality import fix_flag
+
+    m = split_market()
+    day = m.issues.date.iloc[0]
+    adjusted = fix_flag(m, "adjust", "SPL", day)
+    j, bar = m.column("SPL"), m.dates.get_loc(day)
+    assert adjusted.close[bar - 1, j] == pytest.approx(m.close[bar - 1, j] / 2)  # before the split: halved
+    assert adjusted.close[bar, j] == m.close[bar, j] and adjusted.volume[bar - 1, j] == 2 * m.volume[bar - 1, j]
+    assert adjusted.issues.empty and adjusted.fingerprint != m.fingerprint
+    assert any("Back-adjusted the SPL split" in w for w in adjusted.warnings)
+    assert not any(w.startswith("Likely splits") for w in adjusted.warnings)
+    whole = market_from_frame(to_frame(m), options=LoadOptions(prices="split_adjusted"))  # the loader's own way
+    np.testing.assert_allclose(adjusted.close, whole.close)
+
+    dropped = fix_flag(m, "drop", "SPL", day)
+    assert np.isnan(dropped.close[bar, j]) and dropped.close[bar + 1, j] == m.close[bar + 1, j]
+    assert dropped.issues.empty and dropped.close[bar, m.column("FLAT")] == 50.0
+    with pytest.raises(DataError, match="No flagged bar of FLAT"):
+        fix_flag(m, "drop", "FLAT", day)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _indicator_kernels as k
+from ..errors import DataError
 from .market import Market, issue_warnings
 from .read import LoadOptions
 
@@ -126,4 +127,48 @@ def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) ->
         fingerprint=market.fingerprint,
         dropped_rows=dropped if len(dropped) else None,
         issues=issues,
+    )
+
+
+def fix_flag(market: Market, kind: str, symbol: str, date: str | pd.Timestamp) -> Market:
+    """One flagged bar fixed, the rest of the data as it was: a new dataset (a new fingerprint and id).
+    kind 'adjust' back-adjusts the split flagged on that bar (prices before it divided by its ratio, volume
+    multiplied, as `prices='split_adjusted'` does for every split); 'drop' leaves that one bar out (the
+    symbol has no bar that day). The bar's flags leave `market.issues` and the warnings say what was done."""
+    when = pd.Timestamp(date)
+    issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
+    here = (issues.symbol == symbol) & (pd.DatetimeIndex(issues.date) == when)
+    if not here.any():
+        raise DataError(f"No flagged bar of {symbol} on {when.date()}: choose one of the flagged bars listed.")
+    col, bar = market.column(symbol), int(market.dates.get_loc(when))
+    arrays = {name: np.array(getattr(market, name), dtype=float) for name in market.bar_arrays()}
+    extra = dict(market.extra)
+    if kind == "adjust":
+        split = issues[here & (issues.kind == "split")]
+        if split.empty:
+            raise DataError(f"{symbol} on {when.date()} is flagged as an outlier, not a split: drop the bar instead.")
+        ratio = float(split.value.iloc[0])
+        for name in ("open", "high", "low", "close", "dividend"):
+            if name in arrays:
+                arrays[name][:bar, col] /= ratio
+        arrays["volume"][:bar, col] *= ratio
+        done = f"Back-adjusted the {symbol} split on {when.date()} (x{ratio:g})."
+    elif kind == "drop":
+        for a in arrays.values():
+            a[bar, col] = np.nan
+        extra = {name: v.copy() for name, v in extra.items()}
+        for v in extra.values():
+            v[bar, col] = np.nan
+        done = f"Left out the {symbol} bar of {when.date()}."
+    else:
+        raise DataError(f"Unknown fix {kind!r}: 'adjust' (a split) or 'drop' (the bar).")
+    left = issues[~here].reset_index(drop=True)
+    kept = [w for w in market.warnings if not w.startswith(("Likely splits", "One-day moves"))]
+    return replace(
+        market,
+        **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume (and dividend) by name
+        extra=extra,
+        issues=left,
+        warnings=(*kept, *issue_warnings(left), done),
+        fingerprint="",
     )
