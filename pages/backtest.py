@@ -30,177 +30,188 @@ if signals.count == 0:
     st.page_link("../pages/scanner.py", label="Choose a rule on the Scanner page →", icon=":material/search:")
     st.stop()
 
-method = param_widget("sizing.method")
-sizing_inputs = [p for p in table.group("sizing") if p.methods]
-limits = [p.path for p in table.group("limits")]
-active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
+# At 1440 x 900 the settings (left) and the key result (cards and a compact equity curve, right) share the
+# screen: an edit and what it changed are seen together, without scrolling.
+settings_col, results_col = st.columns([2, 3], gap="large")
+with settings_col:
+    method = param_widget("sizing.method")
+    sizing_inputs = [p for p in table.group("sizing") if p.methods]
+    limits = [p.path for p in table.group("limits")]
+    active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
 
+    def use_exit_preset() -> None:
+        choice = app_state.widget("w.backtest.exit_preset")
+        if choice in EXIT_PRESETS:
+            app_state.set_value("exit_rule", EXIT_PRESETS[choice])
 
-def use_exit_preset() -> None:
-    choice = app_state.widget("w.backtest.exit_preset")
-    if choice in EXIT_PRESETS:
-        app_state.set_value("exit_rule", EXIT_PRESETS[choice])
-
-
-st.selectbox(
-    "Exit rule presets",
-    ["Choose a preset...", *EXIT_PRESETS],
-    key="w.backtest.exit_preset",
-    on_change=use_exit_preset,
-    help="Fills the exit rule below; edit it there.",
-)
-
-
-def _grid(paths: tuple[str, ...]) -> None:
-    """Widgets for these parameters, four to a row."""
-    for i, path in enumerate(paths):
-        if i % 4 == 0:
-            cols = st.columns(4)
-        param_widget(path, cols[i % 4])
-
-
-_grid(
-    (
-        "initial_capital",
-        "signal_type",
-        "max_positions",
-        "holding_period",
-        "stop_loss",
-        "take_profit",
-        "trailing_stop",
-        "trailing_atr",
+    st.selectbox(
+        "Exit rule presets",
+        ["Choose a preset...", *EXIT_PRESETS],
+        key="w.backtest.exit_preset",
+        on_change=use_exit_preset,
+        help="Fills the exit rule below; edit it there.",
     )
-)
-param_widget(
-    "exit_rule",
-    help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
-    "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
-)
-with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
-    _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
-    _grid(("rebalance_band",))
-    st.caption(
-        "Rotation: at each rebalance bar's close the rule's hits are ranked by its `rank by` (e.g. "
-        "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
-        "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
-    )
-with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
-    _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
-    _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
-    param_widget("add_rule")
-    _grid(("on_opposite",))
-    param_widget("short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs).")
-with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
+
+    def _grid(paths: tuple[str, ...]) -> None:
+        """Widgets for these parameters, two to a row (the settings column is narrow)."""
+        for i, path in enumerate(paths):
+            if i % 2 == 0:
+                cols = st.columns(2)
+            param_widget(path, cols[i % 2])
+
     _grid(
         (
-            "commission",
-            "commission_fixed",
-            "commission_min",
-            "slippage_bps",
-            "borrow_pct",
-            "margin_interest_pct",
-            "cash_interest_pct",
+            "initial_capital",
+            "signal_type",
+            "max_positions",
+            "holding_period",
+            "stop_loss",
+            "take_profit",
+            "trailing_stop",
+            "trailing_atr",
         )
     )
-bench_key = app_state.key("benchmark")
-if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
-    st.warning(
-        f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
-        "using equal weight of all symbols. Choose another under **Benchmark**."
+    param_widget(
+        "exit_rule",
+        help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
+        "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
-    app_state.set_value("benchmark", "")
-st.selectbox(
-    "Benchmark",
-    ["", *market.symbols],
-    key=bench_key,
-    persist_state=app_state.KEEP,
-    format_func=lambda s: s or "Equal weight of all symbols",
-    help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
-)
-with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
-    cols = st.columns(4)
-    for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
-        param_widget(p.path, cols[i % 4])
-    cols = st.columns(4)
-    for col, path in zip(cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True):
-        param_widget(path, col)
-with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
-    no_sectors = market.sectors is None
-    for i, path in enumerate(limits):
+    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
+        _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
+        _grid(("rebalance_band",))
+        st.caption(
+            "Rotation: at each rebalance bar's close the rule's hits are ranked by its `rank by` (e.g. "
+            "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
+            "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
+        )
+    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
+        _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
+        _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
+        param_widget("add_rule")
+        _grid(("on_opposite",))
+        param_widget(
+            "short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs)."
+        )
+    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
+        _grid(
+            (
+                "commission",
+                "commission_fixed",
+                "commission_min",
+                "slippage_bps",
+                "borrow_pct",
+                "margin_interest_pct",
+                "cash_interest_pct",
+            )
+        )
+    bench_key = app_state.key("benchmark")
+    if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+        st.warning(
+            f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
+            "using equal weight of all symbols. Choose another under **Benchmark**."
+        )
+        app_state.set_value("benchmark", "")
+    st.selectbox(
+        "Benchmark",
+        ["", *market.symbols],
+        key=bench_key,
+        persist_state=app_state.KEEP,
+        format_func=lambda s: s or "Equal weight of all symbols",
+        help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
+    )
+    with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
+        cols = st.columns(4)
+        for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
+            param_widget(p.path, cols[i % 4])
+        cols = st.columns(4)
+        for col, path in zip(
+            cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True
+        ):
+            param_widget(path, col)
+    with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
+        no_sectors = market.sectors is None
+        for i, path in enumerate(limits):
+            if i % 4 == 0:
+                cols = st.columns(4)
+            off_here = path == "limits.max_sector_pct" and no_sectors
+            param_widget(
+                path,
+                cols[i % 4],
+                disabled=off_here,
+                help="This dataset has no sector column, so the sector limit is off." if off_here else None,
+            )
+        st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
+
+    follows = app_state.follows_edits()
+    clicked = st.button("Run backtest", type="primary", key="w.backtest.run")
+    if not follows:
+        st.caption(
+            f"{market.shape[0] * market.shape[1]:,} symbol-bars, over the {app_state.FOLLOW_CELLS:,} that rerun on "
+            "every edit: make your edits, then press **Run backtest**."
+        )
+
+with results_col:
+    result = app_state.result()
+    if clicked or app_state.autorun("backtest") or (follows and not app_state.is_current()):
+        try:
+            with st.spinner("Running the backtest..."):
+                result = app_state.run_backtest()
+        except InputError as exc:
+            st.error(f"Cannot run: {exc}")
+            st.stop()
+    elif result is not None and not app_state.is_current():
+        st.info("The rule, data or parameters changed since these results: press **Run backtest** to update.")
+    if result is None:
+        st.info("Set the parameters and press **Run backtest**.")
+        st.stop()
+
+    m = result.metrics
+    base, base_name = app_state.baseline()
+    if base is result:
+        base = None  # the pinned run itself: nothing to compare
+    cards = [
+        "total_return_pct",
+        "cagr_pct",
+        "sharpe",
+        "sortino",
+        "max_drawdown_pct",
+        "win_rate_pct",
+        "profit_factor",
+        "n_trades",
+    ]
+    for i, metric in enumerate(cards):
         if i % 4 == 0:
             cols = st.columns(4)
-        off_here = path == "limits.max_sector_pct" and no_sectors
-        param_widget(
-            path,
-            cols[i % 4],
-            disabled=off_here,
-            help="This dataset has no sector column, so the sector limit is off." if off_here else None,
+        delta = metric_delta(metric, m[metric], base.metrics.get(metric)) if base is not None else None
+        cols[i % 4].metric(
+            LABELS[metric],
+            app_format.metric_text(metric, m[metric]),
+            delta=delta,
+            delta_color="off" if metric == "n_trades" else "normal",
+            help=f"Change against {base_name}." if delta else None,
         )
-    st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
-
-follows = app_state.follows_edits()
-run_col, note_col = st.columns([1, 4], vertical_alignment="center")
-clicked = run_col.button("Run backtest", type="primary", key="w.backtest.run")
-if not follows:
-    note_col.caption(
-        f"{market.shape[0] * market.shape[1]:,} symbol-bars, over the {app_state.FOLLOW_CELLS:,} that rerun on "
-        "every edit: make your edits, then press **Run backtest**."
-    )
-result = app_state.result()
-if clicked or app_state.autorun("backtest") or (follows and not app_state.is_current()):
-    try:
-        with st.spinner("Running the backtest..."):
-            result = app_state.run_backtest()
-    except InputError as exc:
-        st.error(f"Cannot run: {exc}")
-        st.stop()
-elif result is not None and not app_state.is_current():
-    st.info("The rule, data or parameters changed since these results: press **Run backtest** to update.")
-if result is None:
-    st.info("Set the parameters and press **Run backtest**.")
-    st.stop()
-
-m = result.metrics
-base, base_name = app_state.baseline()
-if base is result:
-    base = None  # the pinned run itself: nothing to compare
-cards = [
-    "total_return_pct",
-    "cagr_pct",
-    "sharpe",
-    "sortino",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "n_trades",
-]
-for i, metric in enumerate(cards):
-    if i % 4 == 0:
-        cols = st.columns(4)
-    delta = metric_delta(metric, m[metric], base.metrics.get(metric)) if base is not None else None
-    cols[i % 4].metric(
-        LABELS[metric],
-        app_format.metric_text(metric, m[metric]),
-        delta=delta,
-        delta_color="off" if metric == "n_trades" else "normal",
-        help=f"Change against {base_name}." if delta else None,
-    )
-c1, c2 = st.columns([5, 1])
-if base is not None:
-    c1.caption(f"Deltas and the grey equity line: against {base_name}.")
-    if result.same_trades(base):
-        fired = result.params.exit_rule and not (result.trades.exit_reason == "exit_rule").any()
-        why = ": the exit rule fired 0 times" if fired else " (the edit did not touch any trade)"
-        st.info(f"No trade changed against {base_name}{why}.")
-if app_state.is_pinned():
-    c2.button("Unpin baseline", on_click=app_state.pin_baseline, args=(False,), key="w.backtest.unpin")
-else:
-    c2.button(
-        "Pin as baseline",
-        on_click=app_state.pin_baseline,
-        args=(True,),
-        key="w.backtest.pin",
-        help="Compare every later run with this one (default: with the previous run).",
+    c1, c2 = st.columns([3, 2], vertical_alignment="center")
+    if base is not None:
+        c1.caption(f"Deltas and the grey equity line: against {base_name}.")
+        if result.same_trades(base):
+            fired = result.params.exit_rule and not (result.trades.exit_reason == "exit_rule").any()
+            why = ": the exit rule fired 0 times" if fired else " (the edit did not touch any trade)"
+            st.info(f"No trade changed against {base_name}{why}.")
+    if app_state.is_pinned():
+        c2.button("Unpin baseline", on_click=app_state.pin_baseline, args=(False,), key="w.backtest.unpin")
+    else:
+        c2.button(
+            "Pin as baseline",
+            on_click=app_state.pin_baseline,
+            args=(True,),
+            key="w.backtest.pin",
+            help="Compare every later run with this one (default: with the previous run).",
+        )
+    st.plotly_chart(
+        charts.equity(
+            result.equity, result.params.benchmark, base.equity.equity if base is not None else None, height=360
+        ),
+        width="stretch",
     )
 runs = app_state.whatif_runs()
 if len(runs) > 1:
@@ -260,7 +271,6 @@ if len(result.events):
 
 # Keyed, so a button inside a tab (or a new result) keeps the reader on that tab.
 names = [
-    "Equity",
     "Risk over time",
     "Trades",
     "Symbol story",
@@ -269,8 +279,8 @@ names = [
     "Skips and cuts",
     "All metrics",
 ]
-tabs = st.tabs([*names[:4], *(["Holdings"] if rotation else []), *names[4:]], key="w.backtest.tab", on_change="rerun")
-tab_eq, tab_risk, tab_trades, tab_story, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
+tabs = st.tabs([*names[:3], *(["Holdings"] if rotation else []), *names[3:]], key="w.backtest.tab", on_change="rerun")
+tab_risk, tab_trades, tab_story, *tab_held, tab_months, tab_luck, tab_events, tab_all = tabs
 # Lazy: only the tab being read runs (the cards and the equity first), so an edit's rerun is short.
 if tab_story.open:
     with tab_story:
@@ -322,10 +332,6 @@ if tab_held and tab_held[0].open:
             "Each rebalance trades at the open after its bar. Turnover is half the value traded over the "
             "portfolio's value (replacing every holding is 100%); the chart's gaps are cash."
         )
-if tab_eq.open:
-    with tab_eq:
-        baseline_equity = base.equity.equity if base is not None else None
-        st.plotly_chart(charts.equity(result.equity, result.params.benchmark, baseline_equity), width="stretch")
 if tab_risk.open:
     with tab_risk:
         st.plotly_chart(

@@ -190,6 +190,55 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
     page.context.close()
 
 
+def test_five_edits_of_different_fields_rerun_without_a_button_each_equal_to_the_library(server, browser, sample):
+    """Results follow every edit: Enter commits a field and the new numbers (the library's, with a delta
+    against the previous run) are on screen, no button pressed."""
+    page = new_page(browser)
+    page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30", timeout=60_000)
+    first_metric(page, "Total return")
+    settle(page)
+    signals = scan(sample, "rsi(14) < 30")
+    settings: dict[str, float] = {}
+    previous = backtest(sample, signals).metrics["total_return_pct"]
+    for label, key, name, value in (
+        ("Stop-loss (%), 0 = off", "sl", "stop_loss", "3"),
+        ("Take-profit (%), 0 = off", "tp", "take_profit", "12"),
+        ("Max positions", "maxpos", "max_positions", "4"),
+        ("Holding period (bars), 0 = off", "hold", "holding_period", "10"),
+        ("Trailing stop (%), 0 = off", "trail", "trailing_stop", "6"),
+    ):
+        edit(page, page.get_by_role("spinbutton", name=label), value, re.compile(rf"[?&]{key}={value}(&|$)"))
+        settings[name] = float(value)
+        want = backtest(sample, signals, **settings).metrics["total_return_pct"]
+        card = page.locator('[data-testid="stMetric"]', has_text="Total return").first
+        card.locator('[data-testid="stMetricValue"]').filter(has_text=f"{want:,.2f}%").wait_for(timeout=30_000)
+        delta = card.locator('[data-testid="stMetricDelta"]').inner_text().strip()
+        assert delta == f"{want - previous:+,.2f} pp", (label, delta)
+        previous = want
+    no_exception(page)
+    page.context.close()
+
+
+def test_on_a_laptop_screen_the_settings_and_the_key_result_are_seen_together(server, browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server}/backtest", timeout=60_000)
+    first_metric(page, "Total return")
+    settle(page)
+    on_screen = [
+        page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"),
+        page.get_by_role("spinbutton", name="Max positions"),
+        page.locator('[data-testid="stMetric"]', has_text="Total return").first,
+        page.locator('[data-testid="stMetric"]', has_text="# Trades").first,
+        page.locator('[data-testid="stPlotlyChart"]').first,  # the compact equity curve
+    ]
+    for element in on_screen:
+        box = element.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 300) <= 900, box
+    shot(page, "backtest_laptop")
+    context.close()
+
+
 def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_says_so(server, browser, sample):
     page = new_page(browser)
     page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5", timeout=60_000)

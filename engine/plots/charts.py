@@ -206,9 +206,11 @@ def moves_with_price(values: np.ndarray, close: np.ndarray) -> bool:
     return bool(np.corrcoef(v, c)[0, 1] >= 0.9)
 
 
-def equity(equity_df: pd.DataFrame, benchmark: str = "", baseline: pd.Series | None = None) -> go.Figure:
+def equity(
+    equity_df: pd.DataFrame, benchmark: str = "", baseline: pd.Series | None = None, height: int | None = None
+) -> go.Figure:
     """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath;
-    `baseline`: a run to compare with, drawn in grey."""
+    `baseline`: a run to compare with, drawn in grey; `height` in pixels (None: the default)."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
     if baseline is not None:
         grey = {"color": "#aaa", "width": 1.5}
@@ -238,7 +240,7 @@ def equity(equity_df: pd.DataFrame, benchmark: str = "", baseline: pd.Series | N
     fig.update_yaxes(title_text="Equity (log scale)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
     fig.update_layout(
-        height=480,
+        height=height or 480,
         margin={"l": 70, "r": 20, "t": 40, "b": 40},
         legend={"orientation": "h", "y": 1.06},
         hovermode="x unified",
