@@ -824,3 +824,22 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     no_exception(teammate)
     teammate.context.close()
     page.context.close()
+
+
+PSE = Path(__file__).resolve().parents[2] / "shared/data/real/long/pse257_fastquant_2010_2021.csv.gz"
+
+
+@pytest.mark.skipif(not PSE.exists(), reason="the real PSE set lives in ../shared beside the checkout")
+def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagged_bars(server, browser):
+    page = new_page(browser)
+    page.goto(f"{server}/", timeout=60_000)
+    page.locator('.st-key-upload input[type="file"]').set_input_files(str(PSE))
+    page.get_by_role("button", name=re.compile(r"Load without these")).click(timeout=180_000)
+    page.get_by_role("heading", name=PSE.name).wait_for(timeout=180_000)
+    settle(page)
+    page.goto(f"{server}/backtest?data={query(page)['data']}&rule=rsi%2814%29+%3C+30", timeout=60_000)
+    banner = page.get_by_text(re.compile(r"of the top 5 trades cross flagged split or outlier bars")).first
+    banner.wait_for(timeout=180_000)
+    assert "DITO 2010-07-21 to 2010-10-13" in banner.inner_text()  # the +9,686% "trade" is an outlier bar's
+    no_exception(page)
+    page.context.close()
