@@ -76,7 +76,7 @@ with settings_col:
         help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
         "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
-    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}"):
+    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}", key="w.backtest.shape"):
         _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
         _grid(("rebalance_band",))
         st.caption(
@@ -84,7 +84,7 @@ with settings_col:
             "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
             "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
         )
-    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}"):
+    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}", key="w.backtest.orders"):
         _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
         _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
         param_widget("add_rule")
@@ -92,7 +92,7 @@ with settings_col:
         param_widget(
             "short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs)."
         )
-    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}"):
+    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}", key="w.backtest.costs"):
         _grid(
             (
                 "commission",
@@ -119,7 +119,9 @@ with settings_col:
         format_func=lambda s: s or "Equal weight of all symbols",
         help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
     )
-    with st.expander(f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight"):
+    with st.expander(
+        f"Sizing and leverage: {method.replace('_', ' ')}", expanded=method != "equal_weight", key="w.backtest.sizing"
+    ):
         cols = st.columns(4)
         for i, p in enumerate(q for q in sizing_inputs if method in q.methods):
             param_widget(p.path, cols[i % 4])
@@ -128,7 +130,8 @@ with settings_col:
             cols, ("allow_leverage", "max_leverage", "shrink_unfunded", "fractional_shares"), strict=True
         ):
             param_widget(path, col)
-    with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off")):
+    # Keyed: an expander's label says what is set, and a changed label must not close it mid-edit.
+    with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off"), key="w.backtest.limits"):
         no_sectors = market.sectors is None
         for i, path in enumerate(limits):
             if i % 4 == 0:

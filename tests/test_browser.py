@@ -306,9 +306,11 @@ def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_l
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)
     run = page.get_by_role("button", name="Run backtest")
-    run.wait_for(timeout=60_000)
-    page.get_by_role("combobox", name="Exit rule presets").click()  # fills the exit rule box, outside the form
+    first_metric(page, "Total return")  # the page runs at once: edits start after it
+    settle(page)
+    page.get_by_role("combobox", name="Exit rule presets").click()  # fills the exit rule box, and runs
     page.get_by_role("option", name="RSI overbought").click()
+    page.wait_for_url(re.compile(r"[?&]exit=rsi"), timeout=30_000)
     settle(page)
     assert page.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
     edit(
@@ -670,11 +672,11 @@ def test_after_the_slice_slider_moves_a_heatmap_cell_click_opens_that_combinatio
     page.get_by_text("Slice at").wait_for(timeout=30_000)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
     settle(page)
-    slider = page.locator('[data-testid="stSlider"] [role="slider"]').first
+    slider = page.locator('[data-testid="stSlider"] input').first
     slider.focus()
     slider.press("ArrowRight")  # the slice: holding period 10 -> 20, a rerun
-    thumb = """document.querySelector('[data-testid="stSlider"] [role="slider"]')"""
-    page.wait_for_function(f"() => {thumb}.getAttribute('aria-valuenow') == '1'")
+    thumb = """document.querySelector('[data-testid="stSlider"] input')"""
+    page.wait_for_function(f"() => {thumb}.getAttribute('aria-valuetext') == '20'")
     settle(page)
     assert page.get_by_role("tab", name="Heatmap").get_attribute("aria-selected") == "true"  # still on the map
     plot = page.locator(".nsewdrag").first  # the plot area: 3 x 3 cells (stop x target)
@@ -780,7 +782,8 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     page = new_page(browser)
     page.goto(f"{server}/backtest?rule=rsi(14)+%3C+35", timeout=60_000)
     run = page.get_by_role("button", name="Run backtest")
-    run.wait_for(timeout=60_000)
+    first_metric(page, "Total return")  # the page runs at once: edits start after it
+    settle(page)
     page.get_by_text("Orders: market at the next open").click()
     page.get_by_role("combobox", name="Entry order").click()
     page.get_by_role("option", name="limit").click()
