@@ -120,7 +120,7 @@ def test_grid_keys_come_from_the_table_and_values_are_checked_against_it():
     assert parse_grid_spec("stop_loss:2:10:2,rule.1:25:35:5") == {"stop_loss": (2, 10, 2), "rule.1": (25, 35, 5)}
     with pytest.raises(DataError, match="over the 100,000 limit"):
         grid_values("stop_loss", 0, 1e7, 1e-6)  # refused before anything is allocated
-    for bad in ("stoploss:1:2:1", "stop_loss:1:2", "stop_loss:a:2:1", "stop_loss:5:1:1", "stop_loss:1:2:0"):
+    for bad in ("stoploss:1:2:1", "stop_loss:1:2", "stop_loss:a:2:1", "stop_loss:5:1:1", "stop_loss:1:2:-1"):
         with pytest.raises(DataError):
             parse_grid_spec(bad)
 
