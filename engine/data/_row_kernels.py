@@ -24,7 +24,7 @@ def price_problems(open_, high, low, close, volume, dividend, reason, tolerance)
         if reason[i] != 0:
             continue
         o, h, lo, c, v = open_[i], high[i], low[i], close[i], volume[i]
-        n_empty = np.isnan(o) + np.isnan(h) + np.isnan(lo) + np.isnan(c)
+        n_empty = int(np.isnan(o)) + int(np.isnan(h)) + int(np.isnan(lo)) + int(np.isnan(c))  # a count, not an or
         all_empty[i] = n_empty == 4
         tol = tolerance * abs(h)
         code = 0
