@@ -88,7 +88,7 @@ class Market:
             self.dates[present],
             **arrays,  # type: ignore[arg-type]
             sectors=None if self.sectors is None else tuple(self.sectors[j] for j in keep),
-            warnings=(*_without_flags(self.warnings, issues), note),
+            warnings=(*without_flags(self.warnings, issues), note),
             name=self.name,
             dropped_rows=self.dropped_rows,
             issues=issues,
@@ -141,7 +141,8 @@ class Market:
         }
 
 
-def _without_flags(warnings: tuple[str, ...], issues: pd.DataFrame | None) -> tuple[str, ...]:
+def without_flags(warnings: tuple[str, ...], issues: pd.DataFrame | None) -> tuple[str, ...]:
+    """The warnings with the split and outlier ones rebuilt from these issues (some were fixed or excluded)."""
     kept = [w for w in warnings if not w.startswith(("Likely splits", "One-day moves"))]
     return (*kept, *issue_warnings(issues))
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import _indicator_kernels as k
 from ..errors import DataError
-from .market import Market, issue_warnings
+from .market import Market, issue_warnings, without_flags
 from .read import LoadOptions
 
 SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 7, 1 / 10)
@@ -95,20 +95,28 @@ def trades_on_flagged(market: Market, positions: pd.DataFrame) -> pd.DataFrame:
     return out.assign(flagged=out.position_id.map(words)).sort_values("return_pct", ascending=False)
 
 
+def back_adjusted(market: Market, splits: pd.DataFrame) -> dict[str, np.ndarray | None]:
+    """The bar arrays with each split (rows of bar, col, ratio) back-adjusted: prices before it divided by its
+    ratio, volume multiplied, a dividend (per share) scaled as the prices."""
+    factor = np.ones(market.shape)
+    for row in splits.itertuples():
+        factor[: row.bar, row.col] /= row.ratio
+    return {
+        "open": market.open * factor,
+        "high": market.high * factor,
+        "low": market.low * factor,
+        "close": market.close * factor,
+        "volume": market.volume / factor,
+        "dividend": None if market.dividend is None else market.dividend * factor,
+    }
+
+
 def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) -> Market:
     splits = detect_splits(market)
     if opts.prices == "split_adjusted" and len(splits):
-        factor = np.ones(market.shape)
-        for row in splits.itertuples():
-            factor[: row.bar, row.col] /= row.ratio
         market = replace(
             market,
-            open=market.open * factor,
-            high=market.high * factor,
-            low=market.low * factor,
-            close=market.close * factor,
-            volume=market.volume / factor,
-            dividend=None if market.dividend is None else market.dividend * factor,  # per share, as the prices
+            **back_adjusted(market, splits),  # type: ignore[arg-type]  # the bar arrays by name
             warnings=(*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
             fingerprint="",
         )
@@ -141,34 +149,30 @@ def fix_flag(market: Market, kind: str, symbol: str, date: str | pd.Timestamp) -
     if not here.any():
         raise DataError(f"No flagged bar of {symbol} on {when.date()}: choose one of the flagged bars listed.")
     col, bar = market.column(symbol), int(market.dates.get_loc(when))
-    arrays = {name: np.array(getattr(market, name), dtype=float) for name in market.bar_arrays()}
     extra = dict(market.extra)
+    arrays: dict[str, np.ndarray | None]
     if kind == "adjust":
         split = issues[here & (issues.kind == "split")]
         if split.empty:
             raise DataError(f"{symbol} on {when.date()} is flagged as an outlier, not a split: drop the bar instead.")
         ratio = float(split.value.iloc[0])
-        for name in ("open", "high", "low", "close", "dividend"):
-            if name in arrays:
-                arrays[name][:bar, col] /= ratio
-        arrays["volume"][:bar, col] *= ratio
+        arrays = back_adjusted(market, pd.DataFrame({"bar": [bar], "col": [col], "ratio": [ratio]}))
         done = f"Back-adjusted the {symbol} split on {when.date()} (x{ratio:g})."
     elif kind == "drop":
-        for a in arrays.values():
-            a[bar, col] = np.nan
+        copies = {name: np.array(getattr(market, name), dtype=float) for name in market.bar_arrays()}
         extra = {name: v.copy() for name, v in extra.items()}
-        for v in extra.values():
-            v[bar, col] = np.nan
+        for a in (*copies.values(), *extra.values()):
+            a[bar, col] = np.nan
+        arrays = {**copies}
         done = f"Left out the {symbol} bar of {when.date()}."
     else:
         raise DataError(f"Unknown fix {kind!r}: 'adjust' (a split) or 'drop' (the bar).")
     left = issues[~here].reset_index(drop=True)
-    kept = [w for w in market.warnings if not w.startswith(("Likely splits", "One-day moves"))]
     return replace(
         market,
         **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume (and dividend) by name
         extra=extra,
         issues=left,
-        warnings=(*kept, *issue_warnings(left), done),
+        warnings=(*without_flags(market.warnings, left), done),
         fingerprint="",
     )
