@@ -52,6 +52,7 @@ from .search import (
     column_name,
     grid_table,
     random_table,
+    require_steps,
     satisfies,
     space_size,
 )
@@ -132,7 +133,7 @@ def estimate_work(
 def grid_size(grid: Mapping[str, Values]) -> int:
     """How many combinations the grid has (shown before running); a Python int, so it cannot overflow. A
     continuous range has no count: DataError says to give it a step or search at random or with tpe."""
-    grid_table({k: v for k, v in grid.items() if isinstance(v, Span)})  # refuses a continuous range
+    require_steps(grid)
     return math.prod(len(v) for v in grid.values() if not isinstance(v, Span))
 
 
@@ -194,15 +195,20 @@ def _rule_number(rule: str, name: str) -> RuleNumber:
     return numbers[int(index)]
 
 
-def grid_values(name: str, start: float, stop: float, step: float, integral: bool = False) -> list[float]:
-    """start, start + step, ... up to stop: the count is checked before anything is allocated."""
-    for label, x in (("from", start), ("to", stop), ("step", step)):
+def check_range(name: str, start: float, stop: float, step: float | None = None) -> None:
+    """A key's from and to (and step, when it has one) are finite, the step positive and to not below from."""
+    for label, x in (("from", start), ("to", stop), *([("step", step)] if step is not None else [])):
         if not math.isfinite(x):
             raise DataError(f"{name}: '{label}' must be a finite number, not {x}.")
-    if step <= 0:
+    if step is not None and step <= 0:
         raise DataError(f"{name}: the step must be positive, not {step:g}.")
     if stop < start:
         raise DataError(f"{name}: 'to' ({stop:g}) is below 'from' ({start:g}).")
+
+
+def grid_values(name: str, start: float, stop: float, step: float, integral: bool = False) -> list[float]:
+    """start, start + step, ... up to stop: the count is checked before anything is allocated."""
+    check_range(name, start, stop, step)
     count = math.floor((stop - start) / step + 0.5) + 1
     if count > MAX_COMBINATIONS:
         raise DataError(
@@ -234,7 +240,7 @@ def parse_grid_spec(text: str) -> dict[str, tuple[float, float, float]]:
         except ValueError:
             raise DataError(f"{part[:40]!r}: from, to and step must be numbers.") from None
         if step == 0:  # a continuous range, for random and tpe search
-            grid_values(name, lo, hi, max(hi - lo, 1.0))  # the same checks: finite, from <= to
+            check_range(name, lo, hi)
         else:
             grid_values(name, lo, hi, step)
         spec[name] = (lo, hi, step)
@@ -866,7 +872,7 @@ def space_values(rule: str, name: str, start: float, stop: float, step: float) -
     """One key's space from its from, to and step: the stepped values, or with step 0 the continuous range."""
     integral = is_integral(rule, name)
     if step == 0:
-        grid_values(name, start, stop, max(stop - start, 1.0))  # the same checks: finite, from <= to
+        check_range(name, start, stop)
         return Span(float(start), float(stop), integral)
     return grid_values(name, start, stop, step, integral=integral)
 

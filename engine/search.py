@@ -123,12 +123,17 @@ def satisfies(table: pd.DataFrame, tree: ast.Expression | None, fixed: Mapping[s
     return np.broadcast_to(np.asarray(value(tree), bool), (len(table),)).copy()
 
 
-def grid_table(grid: Mapping[str, Values]) -> pd.DataFrame:
-    """Every combination, in product order (the last key varies fastest)."""
+def require_steps(grid: Mapping[str, Values]) -> None:
+    """A grid lists every combination, so every key needs steps: DataError names the continuous ranges."""
     if spans := continuous_keys(grid):
         raise DataError(
             f"A grid needs a step for {', '.join(spans)} (a continuous range, step 0, is for random or tpe search)."
         )
+
+
+def grid_table(grid: Mapping[str, Values]) -> pd.DataFrame:
+    """Every combination, in product order (the last key varies fastest)."""
+    require_steps(grid)
     listed = [v for v in grid.values() if not isinstance(v, Span)]
     return pd.DataFrame(list(itertools.product(*listed)), columns=list(grid), dtype=float)
 

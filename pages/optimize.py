@@ -26,7 +26,7 @@ from engine.optimize import (
 )
 from engine.plots import charts, report
 from engine.rules import rule_numbers, scan
-from engine.search import check_constraint, column_name, continuous_keys, space_size
+from engine.search import check_constraint, column_name, require_steps, space_size
 
 CONTINUOUS = "0: any value from 'from' to 'to' (random and tpe search); a grid needs a step."
 
@@ -97,11 +97,12 @@ try:
 except InputError as exc:
     problems.append(str(exc))
 trials = None if search == "grid" else int(value("optimize.n_trials"))
-if search == "grid" and continuous_keys(grid):
-    problems.append(
-        f"A grid needs a step for {', '.join(continuous_keys(grid))}: give one, or search at random or with tpe."
-    )
-    trials = int(value("optimize.n_trials"))  # the estimate below stays a number
+if search == "grid":
+    try:
+        require_steps(grid)
+    except InputError as exc:
+        problems.append(str(exc))
+        trials = int(value("optimize.n_trials"))  # the estimate below stays a number
 work = estimate_work(market, grid, mode, value("optimize.train_bars"), value("optimize.test_bars"), trials)
 windows = f" × {work.windows:,} windows" if mode == "walk_forward" else ""
 n = work.combinations
