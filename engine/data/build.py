@@ -123,7 +123,7 @@ def _read(
     source, filename: str, max_bytes: int | None, opts: LoadOptions
 ) -> tuple[pa.Table, Numbering, pd.DataFrame | None]:
     path = local_parquet(source, max_bytes)
-    if path is not None and path.stat().st_size:
+    if path is not None:  # its footer was read: a Parquet file, read from disk
         return read_parquet(path, filename), Numbering("row", 1), None
     raw = read_bytes(source, max_bytes)
     if not raw.strip():
