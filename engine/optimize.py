@@ -498,14 +498,16 @@ class _Evaluation:
         progress: Callable[[int, int], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> OptimizeResult:
-        """Ask, evaluate, tell, in batches through the chunk kernel, until n_trials are evaluated."""
+        """Ask, evaluate, tell, in batches through the chunk kernel, until n_trials distinct combinations are
+        evaluated (the sampler answers its own repeats: `TpeSearch.ask`)."""
         batch = max(4, min(self.chunk_size, n_trials // 8))
         parts: list[OptimizeResult] = []
-        done = asked = 0
+        done = 0
         cancelled = late = False
-        while done < n_trials and asked < 20 * n_trials:
+        while done < n_trials and sampler.n_asked < 20 * n_trials:
             asked_now = sampler.ask(min(batch, n_trials - done))
-            asked += len(asked_now)
+            if asked_now.empty:
+                break
             feasible = satisfies(asked_now, tree, {})
             sampler.reject(feasible)
             if not feasible.any():

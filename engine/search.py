@@ -200,35 +200,74 @@ class TpeSearch:
         self.grid = {k: v if isinstance(v, Span) else np.asarray(v, float) for k, v in grid.items()}
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=10)
         self.study = optuna.create_study(direction="maximize" if maximise else "minimize", sampler=sampler)
-        self._pending: list[Any] = []
+        self._pending: list[tuple[Any, tuple[float, ...]]] = []  # (trial, its combination) awaiting a value
+        self._echoes: list[tuple[Any, tuple[float, ...]]] = []  # repeats of a pending combination
+        self._seen: dict[tuple[float, ...], float | None] = {}  # every combination told so far
+        self.n_asked = 0  # proposals, repeats included
 
     def ask(self, n: int) -> pd.DataFrame:
-        """The next n combinations to evaluate."""
-        rows = []
-        for _ in range(n):
+        """Up to n new distinct combinations to evaluate. A combination the sampler proposes again is answered
+        from the trials already run (or, if it is in this batch, once its first copy is told): it is never
+        evaluated twice and never counts as a new trial. At most 20 x n proposals a call, so a space smaller
+        than the trials asked for ends the search instead of looping."""
+        rows: list[dict[str, float]] = []
+        batch: set[tuple[float, ...]] = set()
+        for _ in range(20 * n):
+            if len(rows) == n:
+                break
             trial = self.study.ask()
-            rows.append({key: self._suggest(trial, key, values) for key, values in self.grid.items()})
-            self._pending.append(trial)
+            self.n_asked += 1
+            row = {key: self._suggest(trial, key, values) for key, values in self.grid.items()}
+            key = tuple(row.values())
+            if key in self._seen:
+                self._answer(trial, self._seen[key])
+            elif key in batch:
+                self._echoes.append((trial, key))
+            else:
+                batch.add(key)
+                rows.append(row)
+                self._pending.append((trial, key))
         return pd.DataFrame(rows, columns=list(self.grid), dtype=float)
 
     def reject(self, feasible: np.ndarray) -> None:
         """Tell the sampler which of the last asked combinations break the constraint (never evaluated)."""
         kept = []
-        for trial, ok in zip(self._pending, feasible, strict=True):
+        for (trial, key), ok in zip(self._pending, feasible, strict=True):
             if ok:
-                kept.append(trial)
+                kept.append((trial, key))
             else:
-                self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+                self._seen[key] = None
+                self._answer(trial, None)
         self._pending = kept
+        self._tell_echoes()
 
     def tell(self, values: np.ndarray) -> None:
         """The objective of each pending combination, in order (NaN: not eligible, told as failed)."""
-        for trial, v in zip(self._pending, values, strict=True):
-            if np.isfinite(v):
-                self.study.tell(trial, float(v))
-            else:
-                self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        for (trial, key), v in zip(self._pending, values, strict=True):
+            self._seen[key] = float(v)
+            self._answer(trial, float(v))
         self._pending = []
+        self._tell_echoes()
+
+    def _tell_echoes(self) -> None:
+        """Answer the repeats of this batch whose first copy is now known."""
+        waiting = []
+        for trial, key in self._echoes:
+            if key in self._seen:
+                self._answer(trial, self._seen[key])
+            else:
+                waiting.append((trial, key))
+        self._echoes = waiting
+
+    def _answer(self, trial: Any, value: float | None) -> None:
+        """Tell one trial its objective: None (breaks the constraint) as pruned, NaN (not eligible) as failed."""
+        states = self._optuna.trial.TrialState
+        if value is None:
+            self.study.tell(trial, state=states.PRUNED)
+        elif np.isfinite(value):
+            self.study.tell(trial, value)
+        else:
+            self.study.tell(trial, state=states.FAIL)
 
     @staticmethod
     def _suggest(trial: Any, key: str, values: np.ndarray | Span) -> float:

@@ -86,6 +86,27 @@ def test_tpe_finds_a_planted_optimum_within_a_quarter_of_its_space():
     assert best == 0.0  # (13, 26) was asked
 
 
+def test_tpe_never_evaluates_a_combination_twice_and_counts_distinct_ones():
+    """A 3 x 3 space: TPE proposes repeats soon. Each is answered from the trials already run (the sampler
+    still learns from it) and never returned again; a batch's own repeats wait for its first copy's value."""
+    search = TpeSearch({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0]}, seed=1)
+    seen: set[tuple[float, float]] = set()
+    for _ in range(6):
+        asked = search.ask(4)
+        rows = set(map(tuple, asked.to_numpy()))
+        assert len(rows) == len(asked) and not rows & seen
+        seen |= rows
+        search.tell(-((asked.x.to_numpy() - 1.0) ** 2))
+    assert len(seen) <= 9 and search.n_asked > len(seen)
+    assert len(search.study.trials) == search.n_asked  # every repeat was told too
+
+
+def test_tpe_n_trials_counts_distinct_combinations_and_stops_when_the_space_runs_out(sample):
+    grid = {"stop_loss": [2.0, 4.0, 6.0], "take_profit": [5.0, 10.0]}  # 6 combinations
+    result = optimize(sample, RULE, BacktestParams(), grid, min_trades=0, search="tpe", n_trials=20, seed=0)
+    assert len(result.table) == 6 and not result.table[["stop_loss", "take_profit"]].duplicated().any()
+
+
 def test_tpe_runs_through_the_chunk_kernel_reproducibly_and_in_every_mode(sample):
     kwargs = {"min_trades": 0, "search": "tpe", "n_trials": 24, "seed": 3}
     one = optimize(sample, RULE, BacktestParams(), GRID, **kwargs)
