@@ -22,8 +22,8 @@ integer codes below and their labels (`*_NAMES`) are the only ones; backtest.py 
    stop, partial exits and the target touched inside the bar (stops first: conservative); the holding
    period, then end of data, at the close;
 3. mark to market at close[t] (each position held, in the same pass as its step 2), with the bar's interest
-   on the cash at close[t-1] (paid when negative, earned when positive); equity <= 0 liquidates everything
-   and stops the run (ruin).
+   on the cash at close[t-1] (paid when negative, earned when positive); equity <= 0 closes every position at
+   close[t] and stops the run (ruin): the loss is booked as it is, so equity may stay below zero.
 
 Positions carry their side (+1 long, -1 short): one step prices every exit for both directions by
 multiplying by it. Every exit fill, partial or last, is a TRADE record with its position's `position_id`.
@@ -56,8 +56,8 @@ from ._records import (
     EXIT_TRAIL,
     GRID_METRIC,
     GRID_METRICS,
-    OPPOSITE_CLOSE,
     OPPOSITE_IGNORE,
+    OPPOSITE_REVERSE,
     ORDER_LIMIT,
     ORDER_MARKET,
     POSITION,
@@ -71,6 +71,7 @@ from ._records import (
     RULE_MAX_SECTOR,
     RULE_MAX_VOLUME,
     RULE_NO_BAR,
+    RULE_NO_SCORE,
     RULE_SIZE,
     SIZE_ATR,
     SIZE_FIXED_AMOUNT,
@@ -82,7 +83,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "b404b3923eb3"
+RECORDS_FINGERPRINT = "714725f57694"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -145,6 +146,7 @@ class Shared(NamedTuple):
     target_row: np.ndarray
     target_symbol: np.ndarray  # (rebalances x hold_top) symbols in rank order, -1 where fewer passed the rule
     target_weight: np.ndarray  # their weights, a fraction of the portfolio's value
+    target_unscored: np.ndarray  # (rebalances x hold_top) hits skipped for an undefined score, -1 where fewer
     rebalance_band: float  # a trade changing a holding's weight by less than this fraction is skipped
 
 
@@ -295,8 +297,8 @@ def _candidates(entries: Array, priority: Array, book: Array, t: int, cand: Arra
 
 @njit(cache=True, nogil=True, inline="always")
 def _signal_side(entries: Array, t: int, s: int, sh: Shared) -> float:
-    """The side of symbol s's signal at the close of bar t-1: +1 long, -1 short, 0 none. With both sides, the
-    entry rule's signals are longs and the short rule's shorts; a bar with both is ambiguous: none."""
+    """The side of a flat symbol s's signal at the close of bar t-1: +1 long, -1 short, 0 none. With both sides,
+    the entry rule's signals are longs and the short rule's shorts; a flat symbol with both takes neither."""
     if sh.direction != 0:
         return float(sh.direction) if entries[t - 1, s] else 0.0
     long_, short = entries[t - 1, s], sh.short_signal[t - 1, s]
@@ -305,18 +307,34 @@ def _signal_side(entries: Array, t: int, s: int, sh: Shared) -> float:
     return 1.0 if long_ else -1.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _opposite_fired(entries: Array, t: int, s: int, sh: Shared, d: float) -> bool:
+    """Did the rule of the side opposite a held position (side d) signal at the close of bar t-1? Whatever
+    the position's own rule did on that bar: for a held long, its own signal has nothing to add."""
+    return sh.short_signal[t - 1, s] if d > 0.0 else entries[t - 1, s]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _entry_side(entries: Array, t: int, s: int, sh: Shared, pos: Record) -> float:
+    """The side a flat symbol s enters at bar t (0: none). A position closed at this open by the opposite
+    signal (`_close_opposites`) re-enters only with on_opposite = reverse, on the other side, whatever its
+    own rule did; any other flat symbol follows its signal (`_signal_side`)."""
+    if sh.direction == 0 and sh.on_opposite != OPPOSITE_IGNORE and pos["closed_bar"] == t:
+        return -pos["side"] if sh.on_opposite == OPPOSITE_REVERSE else 0.0
+    return _signal_side(entries, t, s, sh)
+
+
 @njit(cache=True, nogil=True)
 def _both_candidates(entries: Array, priority: Array, t: int, sh: Shared, work: Scratch) -> int:
     """`_candidates` for a book of longs and shorts: each flat symbol's signal with its side in `cand_side`,
-    ranked by its rule's `rank by` score. A position closed by an opposite signal at this bar's open re-enters
-    only with on_opposite = reverse."""
+    ranked by its rule's `rank by` score (`_entry_side`)."""
     n = 0
     for s in range(entries.shape[1]):
         pos = work.book[s]
-        side = _signal_side(entries, t, s, sh)
-        if side == 0.0 or pos["shares"] != 0.0:
+        if pos["shares"] != 0.0:
             continue
-        if sh.on_opposite == OPPOSITE_CLOSE and pos["closed_bar"] == t:
+        side = _entry_side(entries, t, s, sh, pos)
+        if side == 0.0:
             continue
         ranks = priority if side > 0.0 else sh.short_priority
         work.cand_side[s] = side
@@ -355,10 +373,10 @@ def _place_orders(
     limit = sh.entry_order == ORDER_LIMIT
     for s in range(entries.shape[1]):
         pos = book[s]
-        d = _signal_side(entries, t, s, sh)
-        if d == 0.0 or pos["shares"] != 0.0 or pos["order_until"] >= t:
+        if pos["shares"] != 0.0 or pos["order_until"] >= t:
             continue
-        if sh.direction == 0 and sh.on_opposite == OPPOSITE_CLOSE and pos["closed_bar"] == t:
+        d = _entry_side(entries, t, s, sh, pos)
+        if d == 0.0:
             continue
         side = -d if limit else d  # which side of the close the level lies
         if not _atr_ready(combo, sh, t - 1, s):
@@ -1117,6 +1135,11 @@ def _rebalance(
             open_list[kept] = s
             kept += 1
     n_open = kept
+    for k in range(sh.target_unscored.shape[1]):  # hits that could not be ranked: their share stays in cash
+        s = sh.target_unscored[row, k]
+        if s < 0:
+            break
+        n_events = _log(events, n_events, t, s, RULE_NO_SCORE, np.nan, np.nan, ACTION_SKIP)
     for k in range(sh.target_symbol.shape[1]):  # then buys, best ranked first
         s = sh.target_symbol[row, k]
         if s < 0:
@@ -1217,7 +1240,7 @@ def _close_opposites(
         pos = book[s]
         d = pos["side"]
         o = bars.open[t, s]
-        if _signal_side(entries, t, s, sh) != -d or np.isnan(o):
+        if not _opposite_fired(entries, t, s, sh, d) or np.isnan(o):
             open_list[kept] = s
             kept += 1
             continue
@@ -1228,6 +1251,19 @@ def _close_opposites(
 
 
 @njit(cache=True, nogil=True)
+def _liquidate(work: Scratch, n_open: int, t: int, sh: Shared, trades: Array, cash: float) -> float:
+    """Ruin: equity reached zero or below at the close of bar t. Every open position closes at that close (its
+    mark), without costs, and the loss is booked as it is: with leverage or shorts the equity ends below zero,
+    and the fills' pnl add up to the curve's change. Returns the cash after it (the final equity)."""
+    book, open_list = work.book, work.open_list
+    for i in range(n_open):
+        s = open_list[i]
+        change, _ = _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, work, book[s]["shares"])
+        cash += change
+    return cash
+
+
+@njit(cache=True, nogil=True)
 def _allocate(bars, entries, combo, sh):
     """Every buffer one run writes: (trades, events, curve, Scratch), sized for the worst case."""
     n_bars, n_sym = bars.close.shape
@@ -1235,7 +1271,7 @@ def _allocate(bars, entries, combo, sh):
     # (cuts, then a skip); an add signal at most four events.
     # A rotation's target makes at most one position or one top-up, a trim, and four events (cuts, a skip).
     targets = int((sh.target_symbol >= 0).sum())
-    cap = max(int(entries.sum()) + int(sh.short_signal.sum()) + targets, 1)
+    cap = max(int(entries.sum()) + int(sh.short_signal.sum()) + targets + int((sh.target_unscored >= 0).sum()), 1)
     n_events = 4 * (cap + int(sh.add_signal.sum()))
     trades = np.empty(cap * (1 + sh.partial_frac.shape[0]) + targets, TRADE)
     events = np.empty(n_events, EVENT)
@@ -1344,7 +1380,6 @@ def _run(
     work: Scratch,
 ) -> tuple[int, int]:
     """The bar loop. No allocation here (no runtime): returns (event count, ruin bar or -1)."""
-    book, open_list = work.book, work.open_list
     n_open = n_events = 0
     cash = equity = sh.initial_capital
     gross = 0.0
@@ -1354,7 +1389,7 @@ def _run(
     for t in range(bars.close.shape[0]):
         # Interest for the night before this bar, on the cash at the last close; a margin loan's interest is
         # charged to the longs held then, by value.
-        interest = _interest(cash, sh) if t > 0 else 0.0
+        interest = _interest(cash, sh) if t > 0 and ruin < 0 else 0.0
         margin = -interest / long_v if interest < 0.0 and long_v > 0.0 else 0.0
         borrow = 0.0
         if carry and n_open > 0:
@@ -1379,12 +1414,10 @@ def _run(
         change, n_open, long_v, short_v = _exit_all(work, n_open, bars, t, combo, sh, trades)
         cash += change + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
-        if equity <= 0.0 and ruin < 0:  # ruin: everything is closed at its mark and the run stops trading
+        if equity <= 0.0 and ruin < 0:  # ruin: everything closes at this bar's close and trading stops
             ruin = t
-            for i in range(n_open):
-                s = open_list[i]
-                _close(book[s], s, t, book[s]["mark"], EXIT_RUIN, sh, trades, work, book[s]["shares"])
-            n_open, cash, equity, long_v, short_v, gross = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+            cash = _liquidate(work, n_open, t, sh, trades, cash)
+            n_open, equity, long_v, short_v, gross = 0, cash, 0.0, 0.0, 0.0
         c = curve[t]
         c["equity"], c["cash"], c["long_value"], c["short_value"], c["open_positions"] = (
             equity,

@@ -52,7 +52,8 @@ SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target"
     RULE_MAX_VOLUME,
     RULE_EXPIRED,
     RULE_ATR_WARMUP,
-) = range(10)
+    RULE_NO_SCORE,
+) = range(11)
 RULE_NAMES = (
     "max_positions",
     "cash",
@@ -64,6 +65,7 @@ RULE_NAMES = (
     "max_volume_pct",
     "order_expired",
     "atr_warmup",
+    "no_score",  # a rotation's hit whose rank-by score is undefined at the rebalance: its share stays in cash
 )
 ACTION_SKIP, ACTION_CUT = range(2)
 ACTION_NAMES = ("skip", "cut")

@@ -321,7 +321,6 @@ class BacktestResult:
             symbol=("symbol", "first"),
             direction=("direction", "first"),
             entry_date=("entry_date", "first"),
-            entry_price=("entry_price", "last"),
             exit_date=("exit_date", "last"),
             shares=("shares", "sum"),
             pnl=("pnl", "sum"),
@@ -338,6 +337,10 @@ class BacktestResult:
         )
         pnl, cost, bars_held, _ = _position_totals(self.fills)  # as the metrics count them
         ids = out.index.to_numpy()
+        # Each fill sells shares at the average cost of those held, so the fills' costs add up to the cost of
+        # every share bought: over their number, that is the position's average entry (adds and partial
+        # exits in any order), where the last fill's average covers only the shares it sold.
+        out.insert(3, "entry_price", cost[ids] / out.shares.to_numpy())
         out.insert(5, "exit_price", (t.shares * t.exit_price).groupby(by).sum() / out.shares)
         out.insert(8, "return_pct", pnl[ids] / cost[ids] * 100.0)
         out.insert(13, "bars_held", bars_held[ids])
@@ -527,6 +530,7 @@ def kernel_inputs(market: Market, p: BacktestParams) -> tuple[k.Bars, np.void, k
         target_row=np.zeros(0, np.int64),
         target_symbol=np.zeros((0, 0), np.int64),
         target_weight=np.zeros((0, 0)),
+        target_unscored=np.zeros((0, 0), np.int64),
         rebalance_band=p.rebalance_band / 100.0,
     )
     return kernel_bars(market), combo_records([p])[0], shared
@@ -539,10 +543,15 @@ def with_rotation(
     signal entries and the rebalance targets the rule's ranked hits make (engine/rotation.py)."""
     if p.rebalance == "off":
         return entries, shared
-    target_row, symbols, weights = rotation_arrays(
+    target_row, targets = rotation_arrays(
         market, entries, priority, p.rebalance, p.rebalance_bars, p.hold_top, p.weighting, p.sizing.vol_lookback
     )
-    shared = shared._replace(target_row=target_row, target_symbol=symbols, target_weight=weights)
+    shared = shared._replace(
+        target_row=target_row,
+        target_symbol=targets.symbols,
+        target_weight=targets.weights,
+        target_unscored=targets.unscored,
+    )
     return np.zeros_like(entries), shared
 
 
@@ -634,7 +643,7 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         benchmark_equity=bh,
         at_signal=at_signal,
         ruined_on=market.dates[ruin_bar] if ruin_bar >= 0 else None,
-        warnings=_warnings(params, sized_out, len(fills)),
+        warnings=_ruin_note(market, ruin_bar, curve) + _warnings(params, sized_out, len(fills)),
         rebalance_log=rebalance_log,
     )
 
@@ -668,9 +677,20 @@ def _cost_totals(fills: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dic
         "total_commission": total(fills["fees"]),
         "total_slippage": total(fills["slippage"], p.slippage_bps > 0),
         "total_borrow": total(curve["borrow"], p.borrow_pct > 0),
-        "total_interest": total(curve["interest"], p.margin_interest_pct > 0 or p.cash_interest_pct > 0),
+        "interest_earned": total(np.maximum(curve["interest"], 0.0), p.cash_interest_pct > 0),
+        "interest_paid": total(-np.minimum(curve["interest"], 0.0), p.margin_interest_pct > 0),
         "total_dividends": total(fills["dividends"]),
     }
+
+
+def _ruin_note(market: Market, ruin_bar: int, curve: np.ndarray) -> list[str]:
+    """What a ruined run must say first: when, and what the equity ended at (below zero after a gap)."""
+    if ruin_bar < 0:
+        return []
+    return [
+        f"Ruined on {market.dates[ruin_bar].date()}: equity reached {curve['equity'][ruin_bar]:,.2f}. Every "
+        "position was closed at that bar's close and nothing traded after it."
+    ]
 
 
 def _warnings(params: BacktestParams, sized_out: int, n_trades: int) -> list[str]:

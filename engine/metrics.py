@@ -64,7 +64,8 @@ COST_LABELS = {
     "total_commission": "Commission paid",
     "total_slippage": "Slippage cost",
     "total_borrow": "Borrow fees paid",
-    "total_interest": "Interest (+ earned, - paid)",
+    "interest_earned": "Interest earned on cash",
+    "interest_paid": "Margin interest paid",
     "total_dividends": "Dividends (+ received, - paid)",
 }
 LABELS |= COST_LABELS
@@ -81,7 +82,9 @@ DEFINITIONS = {
     "total_commission": "Commission on every entry and exit.",
     "total_slippage": "What slippage moved the fills by, in currency, entries and exits.",
     "total_borrow": "Borrow fees on shorts: value at each close x annual rate / bars per year.",
-    "total_interest": "Interest earned on positive cash minus margin interest paid on negative cash.",
+    "interest_earned": "Interest earned on positive cash, per night at the cash rate.",
+    "interest_paid": "Margin interest paid on negative cash (a loan for leverage), per night; each long's share is in "
+    "its trade's financing.",
     "total_dividends": "Dividends credited to longs minus dividends debited from shorts.",
 }
 

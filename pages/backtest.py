@@ -243,7 +243,7 @@ st.caption(
     f"{', '.join(p.limits.active()) or 'none'}."
 )
 for text in result.warnings:
-    st.warning(text)
+    (st.error if text.startswith("Ruined on") else st.warning)(text)
 flagged = flag_banner(market, result.positions)
 if flagged:
     st.warning(flagged, icon=":material/flag:")
@@ -261,8 +261,6 @@ if rotation:
             "Exits still apply between rebalances (holding period, stop, target): a position they close waits "
             "for the next rebalance. Set them to 0 to hold from one rebalance to the next."
         )
-if result.ruined_on is not None:
-    st.error(f"Ruin: equity reached zero on {result.ruined_on.date()}; the run stopped there.")
 if len(result.events):
     reasons = skip_reasons(result.skipped())
     cuts = int((result.events["action"] == "cut").sum())

@@ -15,6 +15,7 @@ from engine.datasets import to_frame
 from engine.errors import ParamError
 from engine.metrics import periods_per_year
 from engine.risk import RiskLimits
+from engine.rules import scan
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat
 from tests.test_backtest_rules import ONE, only_trade, run
@@ -142,7 +143,8 @@ def test_margin_interest_is_paid_on_negative_cash_and_charged_to_the_position():
     rate = 0.10 * _per_bar(r)
     paid = 500.0 * rate + (500.0 + 500.0 * rate) * rate  # the loan grows by the interest it was charged
     assert t.financing == pytest.approx(paid)
-    assert r.metrics["total_interest"] == pytest.approx(-paid)
+    assert r.metrics["interest_paid"] == pytest.approx(paid)
+    assert r.metrics["interest_earned"] == 0.0
     assert r.equity.equity.iloc[-1] == pytest.approx(1_000.0 - paid)
 
 
@@ -151,7 +153,8 @@ def test_interest_on_cash_compounds_per_bar():
     r = backtest(m, np.zeros(m.shape, bool), **{**ONE, "cash_interest_pct": 5.0})
     per_bar = 0.05 * _per_bar(r)
     np.testing.assert_allclose(r.equity.equity, 1_000.0 * (1 + per_bar) ** np.arange(6))
-    assert r.metrics["total_interest"] == pytest.approx(r.equity.equity.iloc[-1] - 1_000.0)
+    assert r.metrics["interest_earned"] == pytest.approx(r.equity.equity.iloc[-1] - 1_000.0)
+    assert r.metrics["interest_paid"] == 0.0
 
 
 def test_cost_totals_add_up_the_trades():
@@ -474,6 +477,50 @@ def test_a_flat_symbol_with_both_signals_on_one_bar_takes_neither():
     assert only_trade(both_run(bars, [])).direction == "short"
 
 
+def flag_market(lflag: list[int], sflag: list[int], prices: list[float] | None = None):
+    """One symbol with own columns lflag and sflag (the issue's repro), flat at 100 unless priced."""
+    n = len(lflag)
+    px = prices or [100.0] * n
+    frame = pd.DataFrame(
+        {
+            "symbol": "AAA",
+            "date": pd.bdate_range("2024-01-01", periods=n),
+            "open": px,
+            "high": px,
+            "low": px,
+            "close": px,
+            "volume": 1000.0,
+            "lflag": lflag,
+            "sflag": sflag,
+        }
+    )
+    return market_from_frame(frame)
+
+
+def test_a_held_long_follows_on_opposite_when_both_rules_fire_on_one_bar():
+    """The issue's repro: the long opens at bar 1; at bar 2 both rules fire; on_opposite=close exits at bar 3's
+    open (its own signal has nothing to add), where the kernel used to ignore a bar with both signals."""
+    m = flag_market([1, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0])
+    kw = {**ONE, "signal_type": "both", "short_rule": "sflag > 0"}
+    closed = only_trade(backtest(m, scan(m, "lflag > 0"), **kw, on_opposite="close"))
+    assert (closed.direction, closed.exit_reason, closed.exit_bar) == ("long", "opposite_signal", 3)
+    reversed_ = backtest(m, scan(m, "lflag > 0"), **kw, on_opposite="reverse").trades
+    assert reversed_.direction.tolist() == ["long", "short"]
+    assert (reversed_.exit_bar.iloc[0], reversed_.entry_bar.iloc[1]) == (3, 3)
+    ignored = only_trade(backtest(m, scan(m, "lflag > 0"), **kw))
+    assert ignored.exit_reason == "end_of_data"
+
+
+def test_a_held_short_follows_on_opposite_when_both_rules_fire_and_a_flat_symbol_takes_neither():
+    m = flag_market([0, 0, 1, 0, 1, 0, 0], [1, 0, 1, 0, 1, 0, 0])
+    kw = {**ONE, "signal_type": "both", "short_rule": "sflag > 0", "on_opposite": "close"}
+    t = backtest(m, scan(m, "lflag > 0"), **kw).trades
+    # bar 0: short only -> short at bar 1; bar 2: both fire, the short closes at bar 3; bar 4: both, flat: none
+    assert t.direction.tolist() == ["short"] and (t.exit_reason.iloc[0], t.exit_bar.iloc[0]) == ("opposite_signal", 3)
+    limit = backtest(m, scan(m, "lflag > 0"), **kw, entry_order="limit", entry_offset_pct=0.0).trades
+    assert limit.direction.tolist() == ["short"] and limit.exit_bar.iloc[0] == 3
+
+
 def test_both_needs_a_short_rule():
     with pytest.raises(ParamError, match="short rule"):
         backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), signal_type="both")
@@ -523,6 +570,20 @@ def test_partial_exits_are_rows_of_one_position_that_add_up_to_it():
     assert p.pnl == pytest.approx(5 * 10 + 2.5 * 21 + 2.5 * 21)
     assert p.exit_price == pytest.approx((5 * 110 + 5 * 121) / 10) and p.return_pct == pytest.approx(15.5)
     assert r.metrics["n_trades"] == 1 and r.metrics["win_rate_pct"] == 100.0
+
+
+def test_a_positions_entry_price_is_the_cost_of_every_share_bought_over_their_number():
+    """The issue's repro: 100 shares at 100, 50 sold at 111 (partial exit at +10%), 83.33 added at 120. The
+    shares still held average 112.5; the position's entry is 20,000 / 183.33 = 109.09."""
+    bars = [(100,) * 4, (100,) * 4, (111,) * 4, (120,) * 4, (120,) * 4]
+    kw = dict(partial_exits="50@10", max_adds=1, add_rule="close > 110", fractional_shares=True)
+    r = run(bars, [0], initial_capital=20_000.0, sizing=Sizing("fixed_amount", fixed_amount=10_000.0), **kw)
+    t = r.trades
+    assert list(t.shares) == pytest.approx([50.0, 50.0 + 10_000 / 120])
+    assert t.entry_price.iloc[1] == pytest.approx((50 * 100 + 10_000) / (50 + 10_000 / 120))  # 112.5: the rest
+    p = r.positions.iloc[0]
+    assert p.entry_price == pytest.approx(20_000 / (100 + 10_000 / 120))  # 109.09
+    assert p.pnl == pytest.approx(50 * 11 + (50 + 10_000 / 120) * 120 - 15_000)
 
 
 def test_breakeven_after_a_partial_exit_stops_the_rest_at_the_average_fill():

@@ -47,19 +47,21 @@ def rotation_oracle(m: Market, hits, score, k, weighting, vol, band_pct, comm_pc
     for t in range(len(m.dates)):
         if t - 1 in last_of_period:
             r = t - 1
+            slots = min(k, int(hits[r].sum()))  # a hit without a score keeps its slot, in cash
             ranked = sorted(
-                (s for s in range(len(m.symbols)) if hits[r, s]),
-                key=lambda s: (-(score[r, s] if np.isfinite(score[r, s]) else -1e308), s),
-            )[:k]
+                (s for s in range(len(m.symbols)) if hits[r, s] and np.isfinite(score[r, s])),
+                key=lambda s: (-score[r, s], s),
+            )[:slots]
             if weighting == "equal":
                 raw = [1.0] * len(ranked)
             elif weighting == "score":
-                raw = [max(score[r, s], 0.0) if np.isfinite(score[r, s]) else 0.0 for s in ranked]
+                raw = [max(score[r, s], 0.0) for s in ranked]  # no positive score: all in cash
             else:
                 raw = [1 / vol[r, s] if vol[r, s] > 0 else 0.0 for s in ranked]  # NaN: unknown, 0
-            if sum(raw) <= 0:
-                raw = [1.0] * len(ranked)
-            weight = {s: w / sum(raw) for s, w in zip(ranked, raw, strict=True)}
+                if sum(raw) <= 0:
+                    raw = [1.0] * len(ranked)
+            total = sum(raw) or 1.0
+            weight = {s: w / total * len(ranked) / slots for s, w in zip(ranked, raw, strict=True)}
             worth = cash + sum(q * m.open[t, s] for s, q in shares.items())
             want = {s: weight.get(s, 0.0) * worth for s in range(len(m.symbols))}
             for s in sorted(shares):
@@ -140,16 +142,37 @@ def test_rebalance_bars_are_each_periods_last_bar_or_every_nth():
 def test_targets_rank_hits_by_score_and_weigh_them():
     hits = np.array([[True, True, False, True, True], [False, False, False, False, False]])
     score = np.array([[1.0, np.nan, 9.0, 3.0, 3.0], [0, 0, 0, 0, 0]])
-    symbols, weights = rotation_targets(hits, score, 3, "equal")
-    assert symbols.tolist() == [[3, 4, 0], [-1, -1, -1]]  # a tie in symbol order; NaN last; not a non-hit
+    symbols, weights, unscored = rotation_targets(hits, score, 3, "equal")
+    assert symbols.tolist() == [[3, 4, 0], [-1, -1, -1]]  # a tie in symbol order; NaN skipped; not a non-hit
     assert weights.tolist() == [[1 / 3] * 3, [0.0] * 3]
-    _, by_score = rotation_targets(hits, score, 3, "score")
+    assert unscored.tolist() == [[1, -1, -1], [-1, -1, -1]]
+    by_score = rotation_targets(hits, score, 3, "score").weights
     np.testing.assert_allclose(by_score[0], [3 / 7, 3 / 7, 1 / 7])
     vol = np.array([[10.0, 20.0, 30.0, 40.0, np.nan], [1.0] * 5])
-    _, inverse = rotation_targets(hits, score, 3, "inverse_vol", vol)
+    inverse = rotation_targets(hits, score, 3, "inverse_vol", vol).weights
     np.testing.assert_allclose(inverse[0], [(1 / 40) / (1 / 40 + 1 / 10), 0.0, (1 / 10) / (1 / 40 + 1 / 10)])
-    top_two, _ = rotation_targets(hits, score, 9, "equal")
-    assert top_two[0].tolist() == [3, 4, 0, 1, -1]  # fewer hits than asked: only the hits
+    top_four = rotation_targets(hits, score, 9, "equal")  # 4 hits, one without a score: its quarter is cash
+    assert top_four.symbols[0].tolist() == [3, 4, 0, -1, -1] and top_four.weights[0].tolist()[:3] == [0.25] * 3
+
+
+def test_score_weights_follow_positive_scores_only_and_hold_cash_when_none_is_positive():
+    hits = np.array([[True, True, True], [True, True, False]])
+    score = np.array([[2.0, -1.0, 0.0], [-3.0, -1.0, 5.0]])
+    symbols, weights, _ = rotation_targets(hits, score, 3, "score")
+    assert symbols.tolist() == [[0, 2, 1], [1, 0, -1]]
+    assert weights.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # no positive score: all in cash
+
+
+def test_a_rotation_with_an_undefined_ranking_stays_in_cash_and_logs_each_skipped_hit():
+    """roc(60) is NaN for 60 bars: the first monthly rebalances buy nothing (bt stays in cash too), where the
+    kernel used to buy the hits in symbol order; each skipped hit is an event."""
+    m = walk_market(n_sym=6, n_bars=120, seed=2)
+    r = backtest(m, scan(m, "close > 0 rank by roc(60)"), rebalance="M", hold_top=3, **OFF)
+    first_buy = r.rebalances.query("action == 'buy'").date.min()
+    assert first_buy > m.dates[60]
+    skipped = r.events.query("rule == 'no_score'")
+    assert len(skipped) == 3 * (m.dates[:61].to_period("M").nunique() - 1) and (skipped.action == "skip").all()
+    assert (r.equity.equity.loc[: first_buy - pd.Timedelta(days=1)] == 100_000.0).all()
 
 
 def test_stops_and_the_holding_period_still_apply_and_a_stopped_name_waits_for_the_next_rebalance():

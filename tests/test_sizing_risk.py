@@ -137,6 +137,19 @@ def test_ruin_liquidates_at_zero_equity_and_stops_trading():
     assert r.ruined_on == r.equity.index[3]  # 20 shares x 50 = the 1,000 borrowed
     assert r.equity.equity.tolist() == pytest.approx([1000, 1000, 500, 0, 0, 0])
     assert r.trades.exit_reason.tolist() == ["ruin"] and r.trades.pnl.iloc[0] == pytest.approx(-1000.0)
+    assert any("Ruined on 2024-01-04" in w for w in r.warnings)
+
+
+def test_ruin_books_a_gap_past_zero_as_it_is():
+    """A leveraged short gaps from 100 to 160: 20 shares short on 1,000 lose 1,200. The curve shows -200 from
+    that bar on (it used to stop at 0 while the trade booked the whole loss), and nothing trades after it."""
+    bars = [(100,) * 4, (100,) * 4, (160,) * 4, (90,) * 4, (80,) * 4]
+    kw = dict(allow_leverage=True, max_leverage=2.0, sizing=Sizing("fixed_amount", fixed_amount=2000))
+    r = one(bars, [0, 3], signal_type="short", **kw)
+    assert r.ruined_on == r.equity.index[2]
+    assert r.equity.equity.tolist() == pytest.approx([1000, 1000, -200, -200, -200])
+    assert r.trades.exit_reason.tolist() == ["ruin"] and r.trades.pnl.sum() == pytest.approx(-1200.0)
+    assert r.metrics["final_equity"] == pytest.approx(-200.0) and r.metrics["total_return_pct"] == pytest.approx(-120)
 
 
 # ---- risk limits ----------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ SKIP_WORDS = {  # why a signal was skipped or its size cut (engine/_records.RULE
     "max_volume_pct": "volume limit",
     "order_expired": "order expired unfilled",
     "atr_warmup": "ATR still warming up",
+    "no_score": "rank-by score not yet defined (its share held in cash)",
 }
 
 

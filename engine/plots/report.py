@@ -33,7 +33,8 @@ table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;display:block;max
 td,th{border:1px solid #d0d7de;padding:.25rem .5rem}
 th{background:#f6f8fa;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#656d76}.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5rem}.verdict{background:#fff8c5;
-padding:.6rem .8rem;border-radius:6px}code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
+padding:.6rem .8rem;border-radius:6px}.warn{background:#fff1f0;border-left:4px solid #cf222e;padding:.5rem .8rem}
+code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
 """
 
 
@@ -76,6 +77,7 @@ def tear_sheet(
     sections = [
         f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {dt.datetime.now():%Y-%m-%d %H:%M} by the "
         f"stock scanner &amp; backtester, engine {html.escape(ENGINE_VERSION)}.</p>",
+        *(f"<p class='warn'>{html.escape(text)}</p>" for text in result.warnings),
         "<h2>Dataset and rule</h2>"
         + _table(
             [
