@@ -717,7 +717,8 @@ def _exit_all(
     every shadow trade). Returns (cash change, open count, long value held, short value held)."""
     book, shadow, open_list, kelly = work.book, work.shadow, work.open_list, work.kelly
     cash_change = long_v = short_v = 0.0
-    work.sector_value[:] = 0.0
+    if sh.max_sector > 0.0:  # value per sector is read only by the sector limit
+        work.sector_value[:] = 0.0
     scaling_out = sh.partial_frac.shape[0] > 0
     one_side = sh.direction != 0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
@@ -921,7 +922,8 @@ def _book_fill(
     equity by the fee, gross exposure and the symbol's sector by the value. Returns (fee, cash, equity, gross)."""
     notional = qty * fill
     fee = _fee(notional, sh)
-    sector_value[sh.sector_id[s]] += notional
+    if sh.max_sector > 0.0:
+        sector_value[sh.sector_id[s]] += notional
     return fee, cash - d * notional - fee, equity - fee, gross + notional
 
 
@@ -944,17 +946,39 @@ def _add(pos: Record, t: int, fill: float, qty: float, fee: float, combo: Record
 
 @njit(cache=True, nogil=True, inline="always")
 def _register(work: Scratch, s: int, n_open: int) -> int:
-    """A position just opened on symbol s: its entry number, and its place in the open list (kept in symbol
-    order). Returns the open count."""
+    """A position just opened on symbol s: its entry number, and its symbol at the end of the open list (a
+    step that registers some calls `_in_symbol_order` once after them). Returns the open count."""
     work.book[s]["seq"] = work.tally[0]
     work.tally[0] += 1
-    open_list = work.open_list
-    i = n_open
-    while i > 0 and open_list[i - 1] > s:
-        open_list[i] = open_list[i - 1]
-        i -= 1
-    open_list[i] = s
+    work.open_list[n_open] = s
     return n_open + 1
+
+
+@njit(cache=True, nogil=True)
+def _in_symbol_order(work: Scratch, n_sorted: int, n_open: int) -> None:
+    """Put the open list back in symbol order (each bar then reads its rows of prices in ascending order, and
+    positions exit in symbol order): the symbols registered after the first n_sorted are sorted among
+    themselves (a few a bar, in rank order) and merged in from the end, O(open positions) a bar instead of
+    a shift of the list per entry."""
+    open_list, tail = work.open_list, work.cand
+    m = n_open - n_sorted
+    for j in range(m):  # insertion sort of the new symbols into the scratch buffer
+        s = open_list[n_sorted + j]
+        i = j
+        while i > 0 and tail[i - 1] > s:
+            tail[i] = tail[i - 1]
+            i -= 1
+        tail[i] = s
+    i, j = n_sorted - 1, m - 1
+    for k in range(n_open - 1, -1, -1):
+        if j < 0:
+            break
+        if i >= 0 and open_list[i] > tail[j]:
+            open_list[k] = open_list[i]
+            i -= 1
+        else:
+            open_list[k] = tail[j]
+            j -= 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -964,8 +988,21 @@ def _mark(pos: Record, s: int, c: float, sh: Shared, sector_value: Array) -> flo
     if not np.isnan(c):
         pos["mark"] = c
     v = pos["shares"] * pos["mark"]
-    sector_value[sh.sector_id[s]] += v
+    if sh.max_sector > 0.0:  # off, this add was a chain through memory from each position to the next
+        sector_value[sh.sector_id[s]] += v
     return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _touch_opens(open_: Array, t: int, cand: Array, n: int, scratch: Array) -> None:
+    """Read every candidate's open before the entries use it. This bar's row of opens is not in cache yet;
+    read in this tight loop, the loads overlap (one wait for memory, not one per candidate, which was a sixth
+    of a run). `scratch` (market orders leave `order_fill` unused) keeps the loads from being optimised away."""
+    acc = 0.0
+    for k in range(n):
+        acc += open_[t, cand[k]]
+    if n > 0:
+        scratch[0] = acc
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -993,8 +1030,10 @@ def _enter_all(
     book, shadow, kelly, sector_value = work.book, work.shadow, work.kelly, work.sector_value
     if market and one_side:
         n_cand = _candidates(entries, priority, book, t, work.cand, work.cand_prio)
+        _touch_opens(bars.open, t, work.cand, n_cand, work.order_fill)
     elif market:
         n_cand = _both_candidates(entries, priority, t, sh, work)
+        _touch_opens(bars.open, t, work.cand, n_cand, work.order_fill)
     else:
         n_events = _place_orders(bars, entries, priority, t, combo, sh, book, events, n_events)
         n_cand, n_events = _order_fills(bars, t, sh, work, events, n_events)
@@ -1134,7 +1173,7 @@ def _rebalance(
         if pos["shares"] > 0.0:  # trimmed, still held
             open_list[kept] = s
             kept += 1
-    n_open = kept
+    n_open = n_sorted = kept
     for k in range(sh.target_unscored.shape[1]):  # hits that could not be ranked: their share stays in cash
         s = sh.target_unscored[row, k]
         if s < 0:
@@ -1172,6 +1211,8 @@ def _rebalance(
         atr_s = sh.atr[t - 1, s] if sh.atr.shape[0] > 0 else np.nan
         _open(pos, t, fill, qty, fee, combo["stop"], combo, atr_s, 1.0, False, np.nan, qty * (fill - o), t - 1)
         n_open = _register(work, s, n_open)
+    if n_open > n_sorted:
+        _in_symbol_order(work, n_sorted, n_open)
     return cash, equity, gross, n_open, n_events
 
 
@@ -1202,7 +1243,8 @@ def _sell_at_open(
     change, ret = _close(pos, s, t, o, reason, sh, trades, work, qty)
     if full:
         _learn(work.kelly, ret)
-    work.sector_value[sh.sector_id[s]] -= value
+    if sh.max_sector > 0.0:
+        work.sector_value[sh.sector_id[s]] -= value
     return cash + change, equity + change - d * value, gross - value, change
 
 
@@ -1408,9 +1450,12 @@ def _run(
                 cash, equity, gross, n_events = _adds(
                     bars, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
                 )
+            n_sorted = n_open
             cash, equity, gross, n_open, n_events = _enter_all(
                 bars, entries, priority, t, combo, sh, work, n_open, events, n_events, cash, equity, gross
             )
+            if n_open > n_sorted:
+                _in_symbol_order(work, n_sorted, n_open)
         change, n_open, long_v, short_v = _exit_all(work, n_open, bars, t, combo, sh, trades)
         cash += change + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
@@ -1508,26 +1553,31 @@ def block_stats(equity, n_blocks):
 @njit(cache=True, nogil=True)
 def position_totals(fills, n_positions):
     """Per position id, its exit fills summed: (pnl, cost of the shares sold, bars held from the first fill
-    to the last exit, closed). The metrics count positions, not fills (partial exits make several); the
-    backtest and the grid both sum them here."""
+    to the last exit, closed), and the run's commission, slippage and dividends over every fill (one pass
+    over the records, which are wide). The metrics count positions, not fills (partial exits make several);
+    the backtest and the grid both sum them here."""
     pnl, cost = np.zeros(n_positions), np.zeros(n_positions)
     bars_held = np.zeros(n_positions, np.int64)
     closed = np.zeros(n_positions, np.bool_)
+    costs = np.zeros(3)  # commission, slippage, dividends
     for i in range(fills.shape[0]):
         f = fills[i]
         p = f["position_id"]
         pnl[p] += f["pnl"]
         cost[p] += f["shares"] * f["entry_price"]
+        costs[0] += f["fees"]
+        costs[1] += f["slippage"]
+        costs[2] += f["dividends"]
         if f["closes"]:
             closed[p] = True
             bars_held[p] = f["exit_bar"] - f["entry_bar"] + 1
-    return pnl, cost, bars_held, closed
+    return pnl, cost, bars_held, closed, costs
 
 
 @njit(cache=True, nogil=True)
 def position_returns(fills, n_positions):
     """(pnl, return) of each closed position, in entry order (`position_totals`); return = pnl / cost."""
-    pnl, cost, _, closed = position_totals(fills, n_positions)
+    pnl, cost, _, closed, _ = position_totals(fills, n_positions)
     return pnl[closed], pnl[closed] / cost[closed]
 
 

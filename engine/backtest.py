@@ -205,7 +205,8 @@ class BacktestResult:
                 "mfe_pct": t["mfe_pct"],
                 "entry_bar": e_bar,
                 "exit_bar": t["exit_bar"],
-            }
+            },
+            copy=False,  # new arrays or views of the records: no consolidating copy of the float columns
         )
         if self.params.entry_order != "market":
             trades.insert(trades.columns.get_loc("entry_price"), "order_price", t["order_price"])
@@ -335,7 +336,7 @@ class BacktestResult:
             entry_bar=("entry_bar", "first"),
             exit_bar=("exit_bar", "last"),
         )
-        pnl, cost, bars_held, _ = _position_totals(self.fills)  # as the metrics count them
+        pnl, cost, bars_held, _, _ = _position_totals(self.fills)  # as the metrics count them
         ids = out.index.to_numpy()
         # Each fill sells shares at the average cost of those held, so the fills' costs add up to the cost of
         # every share bought: over their number, that is the position's average entry (adds and partial
@@ -625,12 +626,18 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
         _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
     )
     equity, n_open = curve["equity"].copy(), curve["open_positions"].copy()  # contiguous for the kernels
+    pnl, cost, bars_held, closed, fill_costs = _position_totals(fills)
+    per_position = {  # closed positions: pnl in the order they closed (for the streaks), the rest in entry order
+        "pnl": pnl[closing],
+        "return_pct": pnl[closed] / cost[closed] * 100.0,
+        "bars_held": bars_held[closed],
+    }
     metrics = compute_metrics(
-        equity, market.dates, _per_position(fills, closing), n_open, market.close, params.risk_free_pct, buy_hold, bh
+        equity, market.dates, per_position, n_open, market.close, params.risk_free_pct, buy_hold, bh
     )
     skipped = event_records["action"] == rec.ACTION_SKIP
     metrics["signals_skipped"] = int(np.count_nonzero(skipped))
-    metrics |= _cost_totals(fills, curve, params)
+    metrics |= _cost_totals(fill_costs, curve, params)
     sized_out = int(np.count_nonzero(skipped & (event_records["rule"] == rec.RULE_SIZE)))
     return BacktestResult(
         metrics=metrics,
@@ -653,33 +660,28 @@ def _share_pct(part: np.ndarray, equity: np.ndarray) -> np.ndarray:
     return np.divide(part, equity, out=np.zeros_like(equity), where=equity > 0) * 100.0
 
 
-def _per_position(fills: np.ndarray, closing: np.ndarray) -> dict[str, np.ndarray]:
-    """What the trade metrics read, one value per closed position (its fills summed by the kernel's
-    `position_totals`, as the grid sums them): pnl in the order the positions closed (`closing`, for the
-    streaks), return (pnl / cost of the shares sold) and bars held in entry order."""
-    pnl, cost, bars_held, closed = _position_totals(fills)
-    return {"pnl": pnl[closing], "return_pct": pnl[closed] / cost[closed] * 100.0, "bars_held": bars_held[closed]}
+def _position_totals(fills: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_kernels.position_totals` per position id (pnl, cost of the shares sold, bars held, closed) and the
+    run's commission, slippage and dividends. The fills are in entry order: the last has the largest id."""
+    return k.position_totals(fills, int(fills["position_id"][-1]) + 1 if len(fills) else 0)
 
 
-def _position_totals(fills: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`_kernels.position_totals` per position id (pnl, cost of the shares sold, bars held, closed)."""
-    return k.position_totals(fills, int(fills["position_id"].max()) + 1 if len(fills) else 0)
+def _cost_totals(fill_costs: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
+    """What the run paid and earned besides prices: commission, slippage and dividends (summed over the fills
+    by `position_totals`), borrow and interest (from the curve, only where something can be paid: most runs
+    pay no carry)."""
 
-
-def _cost_totals(fills: np.ndarray, curve: np.ndarray, p: BacktestParams) -> dict[str, float]:
-    """What the run paid and earned besides prices: commission, slippage, borrow, interest, dividends (each
-    summed only where something can be paid: most runs pay neither carry nor slippage)."""
-
-    def total(values: np.ndarray, on: bool = True) -> float:
+    def total(values: np.ndarray, on: bool) -> float:
         return float(values.sum()) if on else 0.0
 
+    commission, slippage, dividends = fill_costs.tolist()
     return {
-        "total_commission": total(fills["fees"]),
-        "total_slippage": total(fills["slippage"], p.slippage_bps > 0),
+        "total_commission": commission,
+        "total_slippage": slippage,
         "total_borrow": total(curve["borrow"], p.borrow_pct > 0),
         "interest_earned": total(np.maximum(curve["interest"], 0.0), p.cash_interest_pct > 0),
         "interest_paid": total(-np.minimum(curve["interest"], 0.0), p.margin_interest_pct > 0),
-        "total_dividends": total(fills["dividends"]),
+        "total_dividends": dividends,
     }
 
 

@@ -18,6 +18,7 @@ from engine import backtest
 from engine._records import COMBO
 from engine.backtest import BacktestParams, kernel_inputs
 from engine.data import market_from_frame
+from engine.risk import RiskLimits
 from engine.rules import Signals
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat, signal_at
@@ -102,12 +103,15 @@ def test_an_exit_at_the_close_of_a_bar_that_closes_at_its_open_sees_the_whole_ba
 
 
 def test_the_mark_step_values_a_held_position_at_the_close_or_its_last_close():
-    sh = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams())[2]
+    limits = RiskLimits(max_sector_pct=50.0)
+    sh = kernel_inputs(bars_market({"AAA": flat(3)}, sectors={"AAA": "Tech"}), BacktestParams(limits=limits))[2]
     pos, sectors = position(entry=100.0), np.zeros(1)
     pos["shares"], pos["mark"] = 10.0, 100.0
     assert k._mark(pos, 0, 103.0, sh, sectors) == 1030.0 and pos["mark"] == 103.0
     assert k._mark(pos, 0, np.nan, sh, sectors) == 1030.0  # no bar today: the last close
     assert sectors[0] == 2060.0
+    off = kernel_inputs(bars_market({"AAA": flat(3)}), BacktestParams())[2]
+    assert k._mark(pos, 0, 103.0, off, sectors) == 1030.0 and sectors[0] == 2060.0  # no sector limit: not kept
 
 
 def test_fees_and_quantities_with_fixed_and_minimum_commission():
