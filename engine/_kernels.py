@@ -711,7 +711,15 @@ def _learn(kelly: Array, ret: float) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _exit_all(
-    work: Scratch, n_open: int, bars: Bars, t: int, combo: Record, sh: Shared, trades: Array
+    work: Scratch,
+    n_open: int,
+    bars: Bars,
+    t: int,
+    combo: Record,
+    sh: Shared,
+    trades: Array,
+    scaling_out: bool,
+    one_side: bool,
 ) -> tuple[float, int, float, float]:
     """Steps 2 and 3 for every open position in one pass: exit, or hold and mark to market (and step 2 for
     every shadow trade). Returns (cash change, open count, long value held, short value held)."""
@@ -719,8 +727,6 @@ def _exit_all(
     cash_change = long_v = short_v = 0.0
     if sh.max_sector > 0.0:  # value per sector is read only by the sector limit
         work.sector_value[:] = 0.0
-    scaling_out = sh.partial_frac.shape[0] > 0
-    one_side = sh.direction != 0
     kept = 0  # open_list stays in symbol order, so each bar reads its rows of prices in ascending order
     for i in range(n_open):
         s = open_list[i]
@@ -1428,6 +1434,7 @@ def _run(
     ruin = -1
     long_v = 0.0
     carry = sh.dividend.shape[0] > 0 or sh.borrow > 0.0 or sh.margin_rate > 0.0
+    plain_exits = sh.partial_frac.shape[0] == 0 and sh.direction != 0
     for t in range(bars.close.shape[0]):
         # Interest for the night before this bar, on the cash at the last close; a margin loan's interest is
         # charged to the longs held then, by value.
@@ -1456,7 +1463,12 @@ def _run(
             )
             if n_open > n_sorted:
                 _in_symbol_order(work, n_sorted, n_open)
-        change, n_open, long_v, short_v = _exit_all(work, n_open, bars, t, combo, sh, trades)
+        if plain_exits:  # a copy of the exit step with the features that are off compiled out
+            change, n_open, long_v, short_v = _exit_all(work, n_open, bars, t, combo, sh, trades, False, True)
+        else:
+            change, n_open, long_v, short_v = _exit_all(
+                work, n_open, bars, t, combo, sh, trades, sh.partial_frac.shape[0] > 0, sh.direction != 0
+            )
         cash += change + interest
         equity, gross = cash + long_v - short_v, long_v + short_v
         if equity <= 0.0 and ruin < 0:  # ruin: everything closes at this bar's close and trading stops

@@ -98,7 +98,10 @@ def periods_per_year(dates: pd.DatetimeIndex) -> float:
 
 def _span_days(dates: pd.DatetimeIndex) -> int:
     """Calendar days from the first date to the last (0 with fewer than two)."""
-    return (dates[-1] - dates[0]).days if len(dates) >= 2 else 0
+    if len(dates) < 2:
+        return 0
+    values = np.asarray(dates)  # NumPy's datetime64: no Timestamp built per call
+    return int((values[-1] - values[0]) // np.timedelta64(1, "D"))
 
 
 @njit(cache=True, nogil=True)

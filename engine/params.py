@@ -935,7 +935,12 @@ UNLINKED_GROUPS = ("load",)  # settings a link does not carry
 def group(name: str) -> list[Param]:
     """The parameters of one group: '' (BacktestParams' own), 'sizing', 'limits', 'optimize', 'montecarlo',
     'load'."""
-    return [p for p in PARAMS if p.group == name]
+    return list(_GROUPS.get(name, ()))
+
+
+_GROUPS: dict[str, tuple[Param, ...]] = {  # every backtest checks its settings: the groups are built once
+    g: tuple(p for p in PARAMS if p.group == g) for g in dict.fromkeys(p.group for p in PARAMS)
+}
 
 
 def backtest_params() -> list[Param]:
