@@ -218,8 +218,12 @@ def win_rate_pct(trade_returns: np.ndarray) -> float:
 def profit_factor(pnl: np.ndarray) -> float:
     """sum of winning pnl / |sum of losing pnl| over positions (partial exits summed); inf with wins and no
     losses, NaN with no trades."""
-    gains = np.maximum(pnl, 0.0).sum()
-    losses = -np.minimum(pnl, 0.0).sum()
+    gains = losses = 0.0
+    for p in pnl:  # one pass, no temporaries (a backtest can close 100,000 positions)
+        if p > 0.0:
+            gains += p
+        elif p < 0.0:
+            losses -= p
     if losses > 0:
         return gains / losses
     return np.inf if gains > 0 else np.nan
@@ -353,7 +357,8 @@ def streaks(trade_pnl: np.ndarray) -> tuple[int, int]:
     """(longest run of winning trades, longest run of losing trades), trades in exit order; 0 pnl breaks both."""
     best_win = best_loss = run = 0
     prev = 0.0
-    for p in np.sign(trade_pnl):
+    for x in trade_pnl:
+        p = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)  # the sign, without a temporary array
         run = run + 1 if p == prev and p != 0 else int(p != 0)
         prev = p
         if p > 0:
