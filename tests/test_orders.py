@@ -618,3 +618,110 @@ def test_partial_exits_that_do_not_parse_say_what_is_expected(text):
 def test_max_adds_needs_an_add_rule():
     with pytest.raises(ParamError, match="add rule"):
         backtest(bars_market({"AAA": flat(3)}), np.zeros((3, 1), bool), max_adds=2)
+
+
+# --- combinations the audit did not reach, by hand ----------------------------------------------------------
+
+
+def test_a_limit_entry_filled_inside_its_bar_scales_out_from_the_next_bar():
+    """Limit 2% below 100 fills at 98 inside bar 1, whose high (104) passes the +5% level (102.9): no partial
+    exit on the fill's own bar (its target waits too); bar 2 reaches the level inside and sells half."""
+    bars = [(100,) * 4, (100, 104, 97, 100), (100, 104, 99, 103), (103,) * 4]
+    r = run(bars, [0], **LIMIT, partial_exits="50@5")
+    t = r.trades
+    assert list(t.exit_reason) == ["partial_exit", "end_of_data"] and list(t.exit_bar) == [2, 3]
+    assert t.exit_price.iloc[0] == pytest.approx(98 * 1.05)
+    assert list(t.shares) == pytest.approx([1_000 / 98 / 2] * 2)  # fractional shares: 1,000 / 98 bought
+    assert (t.entry_bar.iloc[0], t.entry_price.iloc[0], t.order_price.iloc[0]) == (1, 98.0, 98.0)
+
+
+def test_a_stop_entry_scales_out_at_the_open_when_the_next_bar_gaps_beyond_the_level():
+    bars = [(100,) * 4, (101, 103, 100, 102), (110, 111, 109, 110), (110,) * 4]  # stop 102 touched inside bar 1
+    r = run(bars, [0], **STOP, partial_exits="50@5")
+    t = r.trades
+    fill = 102 * 1.0  # no slippage in ONE
+    assert (t.entry_price.iloc[0], list(t.exit_reason)) == (fill, ["partial_exit", "end_of_data"])
+    assert t.exit_price.iloc[0] == 110.0 and t.exit_bar.iloc[0] == 2  # opens beyond 107.1: at the open
+
+
+def _one_add(method: str, with_add: bool):
+    """AAA enters at bar 41's open and adds at bar 43's; BBB (the same bars) enters at bar 43's open. Both are
+    sized from the equity at bar 42's close with the same inputs, so the add must equal BBB's entry."""
+    rng = np.random.default_rng(4)
+    warm = [(c, c + 1.0, c - 1.0, c) for c in 96 + rng.random(40) * 3]  # closes below 100: no add yet
+    tail = [(98, 99, 97, 98), (98, 99, 97, 99), (99, 103, 98, 102), (102, 104, 101, 103), (103,) * 4]
+    m = bars_market({"AAA": warm + tail, "BBB": warm + tail})
+    sig = np.zeros(m.shape, bool)
+    sig[40, 0] = sig[42, 1] = True
+    sizing = {
+        "equal_weight": Sizing("equal_weight"),
+        "fixed_fractional": Sizing("fixed_fractional", risk_pct=1.0),
+        "volatility_target": Sizing("volatility_target", vol_target_pct=10.0),
+        "atr_risk": Sizing("atr_risk", risk_pct=1.0),
+        "fixed_amount": Sizing("fixed_amount", fixed_amount=5_000.0),
+        "kelly": Sizing("kelly"),
+    }[method]
+    kw = dict(stop_loss=5.0, take_profit=None, holding_period=None, max_positions=10, fractional_shares=True)
+    add = dict(max_adds=1, add_rule="close > 100") if with_add else {}
+    return backtest(m, sig, **kw, allow_leverage=True, max_leverage=5.0, sizing=sizing, **add).trades
+
+
+@pytest.mark.parametrize(
+    "method", ["equal_weight", "fixed_fractional", "volatility_target", "atr_risk", "fixed_amount", "kelly"]
+)
+def test_an_add_is_sized_by_each_method_as_a_new_entry_on_that_bar(method):
+    with_add, without = _one_add(method, True), _one_add(method, False)
+    aaa = with_add[with_add.symbol == "AAA"].iloc[0]
+    added = aaa.shares - without[without.symbol == "AAA"].shares.iloc[0]
+    entered = without[without.symbol == "BBB"].shares.iloc[0]  # BBB without adds of its own
+    assert aaa.adds == 1 and added > 0
+    assert added == pytest.approx(entered, rel=1e-9)
+
+
+def test_an_add_under_the_position_limit_is_cut_to_the_room_left_and_logged():
+    bars = [(100,) * 4, (100,) * 4, (100, 106, 100, 105), (105,) * 4, (105,) * 4]
+    limits = RiskLimits(max_position_pct=50.0)  # half the equity: 4 shares held, 420 at bar 2's close
+    r = run(
+        bars,
+        [0],
+        limits=limits,
+        max_adds=1,
+        add_rule="close > 104",
+        **{"sizing": Sizing("fixed_amount", fixed_amount=400.0)},
+    )
+    t, ev = only_trade(r), r.events
+    assert t.adds == 1 and t.shares == pytest.approx(4 + (0.5 * 1_020 - 4 * 105) / 105)  # equity 1,020 at 105
+    assert list(ev.rule) == ["max_position_pct"] and ev.action.iloc[0] == "cut"
+
+
+def test_the_trailing_stop_after_an_add_trails_from_the_new_average_fill():
+    """10 shares at 100; highs reach 103; 1,000 more bought at bar 3's open of 110: average 104.76. On that bar
+    the trail (5%) measures from max(103, 104.76): 99.52, which the low of 99 crosses. From the highs alone
+    (97.85) it would hold."""
+    bars = [(100,) * 4, (100, 101, 99, 100), (101, 103, 100, 102), (110, 110, 99, 100), (100,) * 4]
+    kw = dict(trailing_stop=5.0, max_adds=1, add_rule="close > 101", fractional_shares=True)
+    r = run(bars, [0], initial_capital=5_000.0, sizing=Sizing("fixed_amount", fixed_amount=1_000.0), **kw)
+    t = only_trade(r)
+    avg = 2_000.0 / (10 + 1_000 / 110)
+    assert (t.adds, t.exit_reason, t.exit_bar) == (1, "trailing_stop", 3)
+    assert t.exit_price == pytest.approx(avg * 0.95)
+
+
+def test_long_and_short_signals_compete_for_the_same_slots_in_symbol_order():
+    """Three flat symbols signal on bar 0: AAA and CCC long, BBB short. Two slots: AAA long and BBB short take
+    them (symbol order, whichever side), CCC is skipped for max positions; each gets half the equity."""
+    frame = pd.DataFrame(
+        [
+            {"symbol": sym, "date": d, "open": 100.0, "high": 100.0, "low": 100.0, "close": 100.0, "volume": 1e6,
+             "lflag": int(i == 0 and sym != "BBB"), "sflag": int(i == 0 and sym == "BBB")}
+            for sym in ("AAA", "BBB", "CCC")
+            for i, d in enumerate(pd.bdate_range("2024-01-01", periods=4))
+        ]
+    )  # fmt: skip
+    m = market_from_frame(frame)
+    r = backtest(m, scan(m, "lflag > 0"), **{**ONE, "max_positions": 2}, signal_type="both", short_rule="sflag > 0")
+    t = r.trades
+    assert list(zip(t.symbol, t.direction, strict=True)) == [("AAA", "long"), ("BBB", "short")]
+    assert list(t.shares) == [5.0, 5.0]
+    skipped = r.events
+    assert list(zip(skipped.symbol, skipped.rule, strict=True)) == [("CCC", "max_positions")]
