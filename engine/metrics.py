@@ -140,7 +140,10 @@ def _cagr_pct(equity: np.ndarray, years: float) -> float:
 def _std(x: np.ndarray) -> float:
     """Sample standard deviation (ddof = 1)."""
     mean = x.mean()
-    return np.sqrt(((x - mean) ** 2).sum() / (len(x) - 1))
+    squares = 0.0
+    for v in x:  # no temporary array: trade returns can number 100,000
+        squares += (v - mean) ** 2
+    return np.sqrt(squares / (len(x) - 1))
 
 
 @njit(cache=True, nogil=True)
@@ -448,11 +451,26 @@ _COUNTS = ("max_drawdown_bars", "max_win_streak", "max_loss_streak")
 
 
 @njit(cache=True, nogil=True)
+def _mean_win_loss(trade_returns: np.ndarray) -> tuple[float, float]:
+    """(mean of the returns > 0, mean of the returns <= 0), NaN where there are none: one pass."""
+    win_sum = loss_sum = 0.0
+    wins = losses = 0
+    for r in trade_returns:
+        if r > 0:
+            win_sum += r
+            wins += 1
+        elif r <= 0:  # NaN is neither
+            loss_sum += r
+            losses += 1
+    return (win_sum / wins if wins else np.nan), (loss_sum / losses if losses else np.nan)
+
+
+@njit(cache=True, nogil=True)
 def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_bench, years, ppy, rf_pct):
     """The metrics named in _ARRAY_METRICS, in that order (bench: the benchmark's bar returns)."""
     cagr = _cagr_pct(equity, years)
     mdd = max_drawdown_pct(equity)
-    wins, losses = trade_ret[trade_ret > 0], trade_ret[trade_ret <= 0]
+    avg_win, avg_loss = _mean_win_loss(trade_ret)
     alpha = beta = info = te = np.nan
     if has_bench:
         alpha, beta = alpha_beta(r, bench, ppy, rf_pct)
@@ -472,8 +490,8 @@ def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_benc
             win_rate_pct(trade_ret),
             profit_factor(pnl),
             expectancy(pnl),
-            wins.mean() if len(wins) else np.nan,
-            losses.mean() if len(losses) else np.nan,
+            avg_win,
+            avg_loss,
             trade_ret.max() if some else np.nan,
             trade_ret.min() if some else np.nan,
             bars_held.mean() if some else np.nan,

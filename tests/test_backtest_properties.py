@@ -154,3 +154,48 @@ def test_a_book_of_longs_and_shorts_never_looks_ahead_and_adds_up(seed, density,
     later = backtest(perturbed_after(BASE, cut, seed), sig, **p).trades
     closed, again = r.trades[r.trades.exit_bar <= cut], later[later.exit_bar <= cut]
     assert closed.reset_index(drop=True).equals(again.reset_index(drop=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    side=st.sampled_from(["long", "short"]),
+    leverage=st.floats(1.5, 5.0),
+    gap=st.floats(0.2, 0.9),
+)
+def test_ruin_books_every_loss_the_trades_and_the_curve_agree(seed, side, leverage, gap):
+    """Leveraged books through gaps of up to 90% against them: when equity reaches zero every position closes
+    at that close, the loss is booked as it is (below zero after a gap), and the fills' pnl equal the curve's
+    change; nothing trades after the ruin bar."""
+    rng = np.random.default_rng(seed)
+    n, k = 40, 4
+    step = rng.normal(0.0, 0.03, (n, k))
+    shock_bar = rng.integers(5, n - 5)
+    step[shock_bar] += np.log(1 - gap) if side == "long" else np.log(1 + 3 * gap)  # the gap against the book
+    close = 100 * np.exp(np.cumsum(step, axis=0))
+    open_ = np.vstack([close[:1], close[:-1]]) * np.exp(rng.normal(0, 0.005, (n, k)))
+    open_[shock_bar] = close[shock_bar]  # the whole move at the open: a gap
+    high, low = np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99
+    dates = pd.bdate_range("2024-01-01", periods=n)
+    m = Market(tuple(f"S{i}" for i in range(k)), dates, open_, high, low, close, np.full((n, k), 1e6))
+    sig = rng.random((n, k)) < 0.4
+    r = backtest(
+        m,
+        sig,
+        signal_type=side,
+        allow_leverage=True,
+        max_leverage=leverage,
+        sizing=Sizing("fixed_amount", fixed_amount=100_000.0 * leverage / k),
+        max_positions=k,
+        stop_loss=None,
+        take_profit=None,
+        holding_period=None,
+        commission=0.1,
+    )
+    eq = r.equity.equity
+    assert eq.iloc[-1] == pytest.approx(100_000.0 + r.trades.pnl.sum(), rel=1e-9, abs=1e-6)
+    if r.ruined_on is not None:
+        after = eq.loc[r.ruined_on :]
+        assert (after == after.iloc[0]).all() and after.iloc[0] <= 0.0
+        assert (r.trades.entry_date <= r.ruined_on).all() and (r.trades.exit_date <= r.ruined_on).all()
+        assert r.warnings[0].startswith(f"Ruined on {r.ruined_on.date()}")
