@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -76,8 +77,8 @@ def to_frame(
     """The bars in long format (one row per symbol and date with a bar): what the loader reads back.
     Optionally only some symbols (unknown ones are a DataError) and dates from `start` to `end` inclusive."""
     cols = np.arange(len(market.symbols)) if symbols is None else np.array([market.column(s) for s in symbols], int)
-    first = 0 if start is None else market.dates.searchsorted(_date(start, "start"), side="left")
-    last = len(market.dates) if end is None else market.dates.searchsorted(_date(end, "end"), side="right")
+    first = 0 if start is None else _position(market.dates, start, "start", "left")
+    last = len(market.dates) if end is None else _position(market.dates, end, "end", "right")
     close = market.close[first:last][:, cols]
     rows, picked = np.nonzero(~np.isnan(close))
     rows, at = rows + first, cols[picked]
@@ -99,11 +100,24 @@ def to_frame(
     return frame
 
 
+def _position(dates: pd.DatetimeIndex, text: str, what: str, side: Literal["left", "right"]) -> int:
+    """Where a date falls among the bars; a date the data's clock cannot hold (1600, 2500) lies before or after
+    all of them: clamped, not an overflow."""
+    when = _date(text, what)
+    try:
+        return int(dates.searchsorted(when, side=side))
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        return 0 if when.year < 1970 else len(dates)
+
+
 def _date(text: str, what: str) -> pd.Timestamp:
     try:
-        return pd.Timestamp(text)
+        when = pd.Timestamp(text)
     except (TypeError, ValueError):
-        raise DataError(f"The {what} date {str(text)[:40]!r} is not a date; use YYYY-MM-DD.") from None
+        when = pd.NaT
+    if when is pd.NaT:  # an empty value reads as NaT
+        raise DataError(f"The {what} date {str(text)[:40]!r} is not a date; use YYYY-MM-DD.")
+    return when
 
 
 def authenticated(owner: str) -> bool:

@@ -405,13 +405,26 @@ def optimize(
     estimate_work(market.window(a, b), grid, trials=None if search == "grid" else n_trials).check()
     run = _Evaluation(market, rule, base, list(grid), bars, scheduler, chunk_size, time_budget_s)
     if search == "tpe":
-        return run.tpe(TpeSearch(grid, seed), tree, n_trials, objective, min_trades, progress, should_stop)
+        result = run.tpe(TpeSearch(grid, seed), tree, n_trials, objective, min_trades, progress, should_stop)
+        if result.table.empty and tree is not None:
+            raise _unsatisfiable(constraint)
+        return result
     if search == "random":
         table = random_table(grid, n_trials, seed, tree)
     else:
         table = grid_table(grid)
         table = table[satisfies(table, tree, {})].reset_index(drop=True)
+    if table.empty and tree is not None:
+        raise _unsatisfiable(constraint)
     return run.table(table, objective, min_trades, progress, should_stop, search)
+
+
+def _unsatisfiable(constraint: str) -> DataError:
+    """A constraint that removed every combination: said before any run, with what to change."""
+    return DataError(
+        f"No combination satisfies {constraint}: widen the ranges or change the constraint (each key's values "
+        "are the grid's; a rule number is rule_1)."
+    )
 
 
 def evaluate_table(

@@ -86,6 +86,13 @@ def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(clien
     assert page["total"] == len(expected) and page["next_offset"] == 150 and len(page["rows"]) == 100
     one = client.get(f"/api/data/{info['id']}/ohlcv", params={"symbols": "s1", "start": "2014-03-03"}).json()
     assert {r["symbol"] for r in one["rows"]} == {"S1"} and min(r["date"] for r in one["rows"]) >= "2014-03-03"
+    for bound, total in (
+        ({"start": "1600-01-01"}, len(expected)),
+        ({"start": "2500-01-01"}, 0),
+        ({"end": "1600-01-01"}, 0),
+    ):
+        clamped = client.get(f"/api/data/{info['id']}/ohlcv", params=bound)  # was a 500 (OutOfBoundsDatetime)
+        assert clamped.status_code == 200 and clamped.json()["total"] == total
     as_csv = pd.read_csv(io.StringIO(client.get(f"/api/data/{info['id']}/ohlcv", params={"format": "csv"}).text))
     as_parquet = pd.read_parquet(io.BytesIO(client.get(f"/api/data/{info['id']}/ohlcv?format=parquet").content))
     for frame in (as_csv, as_parquet):

@@ -77,6 +77,10 @@ def test_fingerprint_changes_with_one_byte_of_content():
         ("symbol,date,open,high,low,close,volume\nA,2024-01-02,1,2,0.5,1,-5\n", "negative volume"),
         ("symbol,date,open,high,low,close\n,2024-01-02,1,2,0.5,1\n", "no symbol"),
         ("\x00\x01\x02garbage", "is binary, not a CSV"),
+        (
+            "symbol,date,open,high,low,close," + "x" * 140_000 + "\nA,2024-01-02,1,2,0.5,1,2\n",
+            "140,032 characters long: the header",
+        ),
     ],
 )
 def test_bad_input_gets_a_specific_message(text, message):

@@ -168,3 +168,12 @@ def test_a_continuous_range_is_drawn_anywhere_in_it_by_random_and_tpe(sample):
         optimize(sample, RULE, BacktestParams(), grid)
     with pytest.raises(DataError, match="below"):
         parse_grid_spec("stop_loss:10:1:0")
+
+
+@pytest.mark.parametrize("search", ["grid", "random", "tpe"])
+def test_a_constraint_no_combination_satisfies_says_so_in_every_search(sample, search):
+    """It raised IndexError in every search (the API's job said "unexpected error")."""
+    grid = {"stop_loss": [2.0, 4.0], "take_profit": [5.0, 10.0]}
+    kw = {"search": search, "n_trials": 4, "constraint": "take_profit < 0"}
+    with pytest.raises(DataError, match="No combination satisfies take_profit < 0: widen the ranges"):
+        optimize(sample, RULE, BacktestParams(), grid, **kw)

@@ -292,6 +292,11 @@ def read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, N
         raise DataError(f"{Path(filename).name} is binary, not a CSV or Parquet file.")
     delimiter, decimal = _sniff(text)
     first_line = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
+    if len(first_line) > csv.field_size_limit():
+        raise DataError(
+            f"The first line of {Path(filename).name} is {len(first_line):,} characters long: the header should name"
+            f" the columns (symbol, date, open, high, low, close, volume) in at most {csv.field_size_limit():,}."
+        )
     names = next(csv.reader([first_line], delimiter=delimiter), [])
     internal = [f"c{i}" for i in range(len(names))]
     convert = pa_csv.ConvertOptions(
