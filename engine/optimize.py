@@ -162,7 +162,7 @@ def check_grid(rule: str, grid: Mapping[str, Values]) -> None:
         problems.append(f"{len(grid)} keys is over the limit of {MAX_GRID_KEYS}")
     if problems:
         raise DataError(
-            "; ".join(problems)
+            "; ".join(p.rstrip(".") for p in problems)
             + f". Grid keys: {', '.join(table.grid_keys())}, rule.0-{n_numbers - 1} (the numbers in the rule)."
         )
 
@@ -879,8 +879,11 @@ class OptimizationRun:
 
 def grid_from_spec(rule: str, spec: Mapping[str, tuple[float, float, float]]) -> dict[str, Values]:
     """A grid from its spec, key -> (from, to, step), as links, the CLI and the API write it: each key's values,
-    whole numbers where the rule's number is one; a step of 0 is the continuous range (random and tpe)."""
-    return {name: space_values(rule, name, *span) for name, span in spec.items()}
+    whole numbers where the rule's number is one; a step of 0 is the continuous range (random and tpe). Checked
+    against the parameter table here, where a face submits it, not when the work starts."""
+    grid = {name: space_values(rule, name, *span) for name, span in spec.items()}
+    check_grid(rule, grid)
+    return grid
 
 
 def space_values(rule: str, name: str, start: float, stop: float, step: float) -> Values:

@@ -523,6 +523,10 @@ def test_oversized_grids_are_refused_before_any_job_starts(client):
     assert r.status_code == 422 and "100,000 limit" in r.json()["error"]
     r = client.post("/api/backtest/optimize", json={"rule": RULE, "grid": {"nonsense": [1, 2, 1]}})
     assert r.status_code == 422
+    continuous = {"rule": RULE, "grid": {"stop_loss": [1, 100, 0]}, "settings": {"search": "random"}}
+    r = client.post("/api/backtest/optimize", json=continuous)  # was accepted, then failed inside the job
+    assert r.status_code == 422 and "Stop-loss must be 0 (off) or 0.1 to 99%, not 100" in r.json()["error"]
+    assert ".." not in r.json()["error"] and "np." not in r.json()["error"]
 
 
 def test_a_running_job_can_be_cancelled_and_other_users_cannot_see_it(client, monkeypatch):
