@@ -1571,19 +1571,19 @@ def position_totals(fills, n_positions):
     pnl, cost = np.zeros(n_positions), np.zeros(n_positions)
     bars_held = np.zeros(n_positions, np.int64)
     closed = np.zeros(n_positions, np.bool_)
-    costs = np.zeros(3)  # commission, slippage, dividends
+    fees = slippage = dividends = 0.0  # locals, not an array: the sums stay in registers
     for i in range(fills.shape[0]):
         f = fills[i]
         p = f["position_id"]
         pnl[p] += f["pnl"]
         cost[p] += f["shares"] * f["entry_price"]
-        costs[0] += f["fees"]
-        costs[1] += f["slippage"]
-        costs[2] += f["dividends"]
+        fees += f["fees"]
+        slippage += f["slippage"]
+        dividends += f["dividends"]
         if f["closes"]:
             closed[p] = True
             bars_held[p] = f["exit_bar"] - f["entry_bar"] + 1
-    return pnl, cost, bars_held, closed, costs
+    return pnl, cost, bars_held, closed, np.array([fees, slippage, dividends])
 
 
 @njit(cache=True, nogil=True)

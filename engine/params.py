@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from . import _records as rec
@@ -49,11 +49,11 @@ class Param:
     off_word: str = "off"  # what 0 means where `off`, in labels and messages ("all" for trades per path)
     text: str = "rule"  # what free text (a str without choices) holds, for messages
 
-    @property
+    @cached_property  # read for every field of every backtest's settings
     def group(self) -> str:
         return self.path.rpartition(".")[0]
 
-    @property
+    @cached_property
     def name(self) -> str:
         return self.path.rpartition(".")[2]
 
