@@ -152,21 +152,18 @@ def missing_data_message() -> str | None:
             f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
             "Load a dataset on the **Data** page."
         )
-    if dataset_store().exists(missing):
-        return (
-            f"The dataset this link names (`{missing}`) is private to its owner; ask them to share it (Data "
-            "page, **List it for the team**), then open the link again. Nothing was run."
-        )
-    if dataset_store().directory is None:
-        why = (
-            " This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the "
-            "session that loaded the data; cross-session links need SCANNER_CACHE_DIR."
-        )
-    else:
-        why = " It may have been deleted or evicted (storage limit)."
+    # A private id and an unknown one get the same answer: ids are content fingerprints, so a different answer
+    # would tell anyone whether a file is on this server.
+    why = (
+        " This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the session that "
+        "loaded the data; cross-session links need SCANNER_CACHE_DIR."
+        if dataset_store().directory is None
+        else " It may be unknown, deleted or evicted (storage limit)."
+    )
     return (
-        f"The dataset this link names (`{missing}`) is not on this server.{why} Upload the file again on "
-        "the **Data** page: the same file gets the same id, so the link works again."
+        f"The dataset this link names (`{missing}`) is not on this server, or it is private to its owner; ask them "
+        f"to share it (Data page, **List it for the team**), then open the link again.{why} Or upload the file again "
+        "on the **Data** page: the same file gets the same id, so the link works again. Nothing was run."
     )
 
 

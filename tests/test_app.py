@@ -333,6 +333,9 @@ def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(
     assert not bob.exception and bob.session_state["market"] is None and bob.session_state["result"] is None
     assert any("private to its owner; ask them to share it" in e.value for e in bob.error)
     assert "alice-secret-book" not in str(bob) and "ZZZ" not in str(bob)
+    unknown = fresh({"data": "0123456789abcdef", "rule": "close > 9"}, page="backtest", user="bob@x.org")
+    said = [e.value.replace(data_id, "ID") for e in bob.error]  # a private id answers as an unknown one
+    assert said == [e.value.replace("0123456789abcdef", "ID") for e in unknown.error]
     alice.button(key="stored_share").click().run()  # alice lists it for the team
     bob = fresh({"data": data_id, "rule": "close > 9"}, page="backtest", user="bob@x.org")
     assert bob.session_state["market"].symbols == ("ZZZ",)
