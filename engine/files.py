@@ -2,8 +2,8 @@
 cache has diskcache's own).
 
 A file is written beside its final name as `<name>.<pid>.<thread>.tmp`, then renamed over it, so a reader
-never sees half a file. A process killed mid-write leaves the `.tmp`: it is removed when the store opens and
-once an hour after, once it is older than any write can take.
+never sees half a file. A process killed mid-write leaves the `.tmp`: it is removed when the store opens (its
+writer's process is gone) and once an hour after, once it is older than any write can take.
 """
 
 from __future__ import annotations
@@ -31,14 +31,29 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def remove_stale_temporaries(directory: Path, max_age_s: float = TEMPORARY_MAX_AGE_S) -> int:
-    """Remove `*.tmp` files older than max_age_s (a write under way elsewhere is younger); how many went."""
+    """Remove `*.tmp` files whose writer is gone (its process id no longer runs: a failed or killed write) or
+    that are older than max_age_s (a write under way elsewhere is younger); how many went."""
     removed = 0
     now = time.time()
     for path in directory.glob("*.tmp"):
         try:
-            if now - path.stat().st_mtime > max_age_s:
+            if not _writer_alive(path) or now - path.stat().st_mtime > max_age_s:
                 path.unlink()
                 removed += 1
         except OSError:
             continue
     return removed
+
+
+def _writer_alive(path: Path) -> bool:
+    """Does the process that named this temporary file (`temporary`) still run on this machine?"""
+    parts = path.name.split(".")
+    if len(parts) < 4 or not parts[-3].isdigit():
+        return True  # not one of ours: left to the age rule
+    try:
+        os.kill(int(parts[-3]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # runs as another user, or not a process id: keep it
+    return True

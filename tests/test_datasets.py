@@ -93,16 +93,21 @@ def test_identical_bytes_are_stored_once_with_one_listing_per_uploader(tmp_path,
     assert store.delete(bob.id, "user:bob") and not list(tmp_path.glob("*.parquet"))
 
 
-def test_temporary_files_left_by_a_crash_are_removed_by_age(tmp_path, sample):
+def test_temporary_files_left_by_a_crash_are_removed_by_age_or_when_their_writer_is_gone(tmp_path, sample):
     import os
+    import subprocess
+    import sys
     import time
 
-    stale, fresh = tmp_path / "x.123.456.tmp", tmp_path / "y.123.456.tmp"
-    stale.write_bytes(b"half a parquet")
-    fresh.write_bytes(b"a write under way")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    me = os.getpid()
+    stale, fresh = tmp_path / f".x.{me}.456.tmp", tmp_path / f".y.{me}.456.tmp"
+    killed = tmp_path / f".z.{int(gone.stdout)}.456.tmp"  # its writer was killed mid-write: no hourly wait
+    for path in (stale, fresh, killed):
+        path.write_bytes(b"half a parquet")
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     DatasetStore(tmp_path)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and not killed.exists() and fresh.exists()
 
 
 def test_without_a_directory_nothing_is_stored(sample):
