@@ -470,7 +470,7 @@ def _mean_win_loss(trade_returns: np.ndarray) -> tuple[float, float]:
     return (win_sum / wins if wins else np.nan), (loss_sum / losses if losses else np.nan)
 
 
-@njit(cache=True, nogil=True, fastmath=SUMS)
+@njit(cache=True, nogil=True)  # no fastmath here: a callee compiled for it (drawdowns) would inherit it
 def _array_metrics(equity, r, trade_ret, pnl, bars_held, n_open, bench, has_bench, years, ppy, rf_pct):
     """The metrics named in _ARRAY_METRICS, in that order (bench: the benchmark's bar returns)."""
     cagr = _cagr_pct(equity, years)

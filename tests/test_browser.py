@@ -25,6 +25,11 @@ from engine import attach_columns, backtest, load_sample, synthetic_market
 from engine.datasets import to_frame
 from engine.rules import scan
 
+try:  # the browser tests skip without Playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # pragma: no cover
+    PlaywrightTimeout = TimeoutError  # type: ignore[misc,assignment]
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
@@ -131,6 +136,24 @@ def edit(page, box, value: str, url, submit=None) -> None:
     submit() if submit else box.press("Enter")
     page.wait_for_url(url, timeout=30_000)
     settle(page)
+
+
+def choose(page, box_name: str, option: str) -> None:
+    """Pick an option of a select box. A click can land while the list is being drawn again (a rerun) and
+    leave it closed: then the keyboard opens it, a few times at most."""
+    box = page.get_by_role("combobox", name=box_name)
+    for attempt in range(4):
+        if attempt == 0:
+            box.click()
+        else:
+            box.focus()
+            box.press("ArrowDown")
+        try:
+            page.get_by_role("option", name=option).click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            settle(page)
+    raise AssertionError(f"the {box_name!r} list never showed {option!r}")
 
 
 def first_metric(page, label: str) -> str:
@@ -328,6 +351,7 @@ def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_l
     teammate = new_page(browser)  # the link reproduces the run for someone else
     teammate.goto(page.url, timeout=60_000)
     assert first_metric(teammate, "Total return") == total
+    settle(teammate)  # the cards come first; the settings column finishes with the run
     assert teammate.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
     no_exception(teammate)
     teammate.context.close()
@@ -785,13 +809,12 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     first_metric(page, "Total return")  # the page runs at once: edits start after it
     settle(page)
     page.get_by_text("Orders: market at the next open").click()
-    page.get_by_role("combobox", name="Entry order").click()
-    page.get_by_role("option", name="limit").click()
+    settle(page)  # opening the group may rerun the page: a dropdown opened during a rerun closes again
+    choose(page, "Entry order", "limit")
     page.get_by_role("spinbutton", name="Entry offset (%)").fill("1")
     page.get_by_role("spinbutton", name="Order valid for (bars)").fill("3")
     page.get_by_role("textbox", name="Partial exits").fill("50@5")
-    page.get_by_role("combobox", name="Direction").click()
-    page.get_by_role("option", name="both").click()
+    choose(page, "Direction", "both")
     page.get_by_role("textbox", name="Short rule").fill("rsi(14) > 75")
     page.get_by_text("Costs: none").click()
     page.get_by_role("spinbutton", name="Borrow fee (% a year)").fill("3")
