@@ -3,7 +3,7 @@
     make api        # uvicorn on 127.0.0.1:8000; OpenAPI docs at /docs
 
 A dataset uploaded here is on the dashboard's Data page (and one uploaded there is here) because both use
-`engine.stores`; every run goes through the same run cache, so it is listed in Runs, and a repeat from
+`engine.server.stores`; every run goes through the same run cache, so it is listed in Runs, and a repeat from
 either side is served from the cache. Each backtest answer carries a dashboard link that reproduces it.
 
 Access: when SCANNER_API_TOKEN is set, every request needs `Authorization: Bearer <token>`; the variable is
@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import engine
-from engine.budget import serve_defaults
+from engine.server.admission import serve_defaults
 
 from . import errors
 from .identity import TokenError, from_environment

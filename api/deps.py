@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 from fastapi import Depends, HTTPException, Request
 
 from engine.data import Market
-from engine.datasets import BUILTIN, dataset_id, valid_id
-from engine.stores import builtin, dataset_store
+from engine.server import service
+from engine.server.datasets import BUILTIN, dataset_id
 
 from .identity import Identities
 
@@ -36,9 +36,7 @@ User = Annotated[str, Depends(user)]
 def open_dataset(data_id: str, who: str) -> Market:
     """A built-in dataset or a stored one the caller may open; 404 with the dashboard's advice otherwise. A
     dataset private to another user is a 404 like an unknown one: its existence is not confirmed."""
-    if data_id in BUILTIN:
-        return builtin(data_id)
-    market = dataset_store().get(data_id, viewer=who) if valid_id(data_id) else None
+    market = service.open_dataset(data_id, who)
     if market is None:
         shown = data_id[:40].replace("`", "'")
         raise HTTPException(

@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.budget import ServerBusy
 from engine.data import max_upload_bytes, too_big
 from engine.errors import BadRowsError, InputError
+from engine.server.admission import ServerBusy
 
 from .serialize import records
 

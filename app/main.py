@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import reaper as app_reaper
 from app import state as app_state
-from engine.budget import WAIT_NOTICE, serve_defaults
+from engine.server.admission import WAIT_NOTICE, serve_defaults
 from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")

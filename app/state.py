@@ -16,23 +16,24 @@ import os
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import streamlit as st
 
 from app import formatting as app_format
-from engine import InputError, Market, attach_columns, backtest, load_market, warmup
+from engine import InputError, Market, warmup
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
-from engine.budget import backtest_bytes, upload_bytes
-from engine.data import BadRowsError, max_upload_bytes, quality
-from engine.datasets import dataset_id, valid_id
+from engine.data import BadRowsError, quality
+from engine.montecarlo import MonteCarloResult
 from engine.optimize import OBJECTIVES, OptimizationRun, default_range, format_grid_spec, parse_grid_spec
 from engine.rules import MAX_RULE_CHARS, PRESETS, Signals, substitute_numbers
 from engine.rules import indicator_series as indicator_series_of
+from engine.server import service
+from engine.server.datasets import valid_id
 from engine.sizing import DESCRIPTIONS
-from engine.stores import builtin, cached_scan, dataset_store, reserved, run_cache
 
 log = logging.getLogger("scanner.app")
 if not log.handlers:  # one JSON line per script run on stderr: what load tests and operators read
@@ -41,6 +42,7 @@ if not log.handlers:  # one JSON line per script run on stderr: what load tests 
     log.addHandler(_handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+T = TypeVar("T")
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
 KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
@@ -134,8 +136,8 @@ def _open_dataset(ss, data_id: str) -> None:
         market = _sample()
     elif data_id == "synthetic":
         market = _synthetic()
-    elif valid_id(data_id):
-        market = dataset_store().get(data_id, viewer=user_id())
+    else:
+        market = service.open_dataset(data_id, user_id())
     if market is None:
         ss.missing_data = data_id
         return
@@ -157,7 +159,7 @@ def missing_data_message() -> str | None:
     why = (
         " This server keeps no datasets (SCANNER_CACHE_DIR is empty), so links work only within the session that "
         "loaded the data; cross-session links need SCANNER_CACHE_DIR."
-        if dataset_store().directory is None
+        if service.datasets().directory is None
         else " It may be unknown, deleted or evicted (storage limit)."
     )
     return (
@@ -215,12 +217,12 @@ def link() -> str:
 
 @st.cache_resource(show_spinner="Loading the sample data...")
 def _sample() -> Market:
-    return builtin("sample")
+    return service.builtin("sample")
 
 
 @st.cache_resource(show_spinner="Generating the synthetic universe...")
 def _synthetic() -> Market:
-    return builtin("synthetic")
+    return service.builtin("synthetic")
 
 
 def market() -> Market | None:
@@ -249,11 +251,8 @@ def load_upload(uploaded, on_bad_rows: str = "raise", **options) -> str | None:
     """Load an uploaded file and store it for links; on bad data return the loader's message and keep the
     current dataset (st.session_state.bad_rows then holds how many rows could be left out)."""
     st.session_state.bad_rows = 0
-    limit = max_upload_bytes()
     return _use_upload(
-        uploaded,
-        "load",
-        lambda: load_market(uploaded, name=uploaded.name, on_bad_rows=on_bad_rows, max_bytes=limit, **options),
+        uploaded, "load", lambda: service.ingest(uploaded, uploaded.name, user_id(), on_bad_rows=on_bad_rows, **options)
     )
 
 
@@ -265,20 +264,16 @@ def attach_error() -> str | None:
 def attach_upload(uploaded) -> str | None:
     """Join an uploaded file of own columns (symbol, date, pe_ratio, ...) to the dataset as of each date: a new
     dataset, stored for links. Returns (and remembers for `attach_error`) why the file cannot be used."""
-    limit = max_upload_bytes()
-    error = _use_upload(uploaded, "join", lambda: attach_columns(require_market(), uploaded, max_bytes=limit))
+    error = _use_upload(uploaded, "join", lambda: service.attach(require_market(), uploaded, user_id()))
     st.session_state.attach_error = error
     return error
 
 
-def _use_upload(uploaded, what: str, load) -> str | None:
-    """Make a new dataset from an upload (its memory reserved first) and use it; the loader's message when the
-    file cannot be used (the current dataset stays)."""
+def _use_upload(uploaded, what: str, load: Callable[[], service.Stored]) -> str | None:
+    """Make a new dataset from an upload (the server wing reserves its memory first) and use it; the loader's
+    message when the file cannot be used (the current dataset stays)."""
     try:
-        uploaded.seek(0)
-        need = upload_bytes(getattr(uploaded, "size", 0) or 0, uploaded.read(2))
-        uploaded.seek(0)
-        new = reserved("upload", need, load)()
+        new = load()
     except BadRowsError as exc:
         st.session_state.bad_rows = len(exc.rows)
         return str(exc)
@@ -287,37 +282,40 @@ def _use_upload(uploaded, what: str, load) -> str | None:
     except Exception:  # a loader bug must not take the page down; it is logged for us
         log.exception("unexpected error in the %s of %s", what, uploaded.name)
         return f"An unexpected error stopped the {what} (it has been logged). Try exporting the file again as CSV."
-    _use_new(new)
+    _use_stored(new)
     return None
 
 
 def exclude_symbols(symbols: list[str]) -> None:
     """Drop symbols (e.g. those with flagged outliers) from the dataset: a new dataset, stored for links."""
-    _use_new(require_market().without(symbols))
+    _use_stored(service.store(require_market().without(symbols), user_id()))
 
 
 def fix_flag(kind: str, symbol: str, date: Any) -> None:
     """Fix one flagged bar ('adjust' a split, 'drop' the bar): a new dataset, stored for links."""
-    _use_new(quality.fix_flag(require_market(), kind, symbol, date))
+    _use_stored(service.store(quality.fix_flag(require_market(), kind, symbol, date), user_id()))
 
 
-def _use_new(new: Market) -> None:
-    """Use a new dataset and store it for links; a broken store costs the links, never the data."""
-    try:
-        dataset_store().put(new, owner=user_id())
+def _use_stored(new: service.Stored) -> None:
+    """Use a new dataset (stored for links; a broken store costs the links, never the data)."""
+    if new.not_stored is None:
         st.session_state.pop("store_warning", None)
-    except OSError as exc:
-        log.error("dataset store unusable: %r", exc)
+    else:
         st.session_state.store_warning = (
-            "This dataset is loaded but not stored on the server (its storage is full "
-            "or unavailable): links to it work only in this session."
+            f"This dataset is loaded but not stored on the server ({new.not_stored}): links to it work only in "
+            "this session."
         )
-    set_market(new, dataset_id(new))
+    set_market(new.market, new.data_id)
 
 
 def store_warning() -> str | None:
     """Why the current upload could not be stored on the server, or None."""
     return st.session_state.get("store_warning")
+
+
+def datasets():
+    """The server's dataset store (listings, sharing, deletion; each checked against the viewer)."""
+    return service.datasets()
 
 
 def private_by_identity() -> bool:
@@ -330,17 +328,17 @@ def is_private(data_id: str | None) -> bool:
     """Is this the user's own stored dataset, not shared with the team (so a teammate's link opens nothing)?"""
     if data_id is None or data_id in ("sample", "synthetic"):
         return False
-    info = dataset_store().info(data_id, viewer=user_id())
+    info = service.dataset_listing(data_id, user_id())
     return info is not None and info.owner == user_id() and not info.shared and private_by_identity()
 
 
 def can_open(data_id: str) -> bool:
     """Whether this user may open a dataset id (built-in, their own, shared or uploaded without identity)."""
-    return data_id in ("sample", "synthetic") or dataset_store().can_open(data_id, user_id())
+    return service.open_dataset(data_id, user_id()) is not None
 
 
 def open_stored(data_id: str) -> bool:
-    new = dataset_store().get(data_id, viewer=user_id())
+    new = service.open_dataset(data_id, user_id())
     if new is None:
         return False
     set_market(new, data_id)
@@ -374,7 +372,7 @@ def signals() -> Signals:
     memo = st.session_state.setdefault("_signals", {})
     if cache_key not in memo:
         memo.clear()
-        memo[cache_key] = cached_scan(data, text)
+        memo[cache_key] = service.cached_scan(data, text)
     return memo[cache_key]
 
 
@@ -383,7 +381,7 @@ def short_signals() -> Signals | None:
     text = str(value("short_rule")).strip()
     if value("signal_type") != "both" or not text:
         return None
-    return cached_scan(require_market(), text)
+    return service.cached_scan(require_market(), text)
 
 
 def indicator_series() -> dict:
@@ -453,33 +451,22 @@ def user_label() -> str:
     return uid.removeprefix("user:") if source in ("login", "header") else "this browser"
 
 
-def cached_run(kind: str, params, compute, summarise=lambda r: {}, need: int = 0):
-    """Run through the disk cache (key: data fingerprint + rule + params + engine version); remembers hit/miss.
-    A run that is computed first reserves `need` bytes of the server's memory budget (waiting its turn)."""
-    value_, hit = run_cache().run(
-        kind, require_market(), rule(), params, reserved(kind, need, compute), summarise, session=user_id(), link=link()
-    )
-    off = run_cache().disabled
-    if not off:
-        st.session_state._cache_warned = False  # the warning goes when caching is back, and returns if it fails again
+def _ran(kind: str, run: service.Run[T]) -> T:
+    """Remember whether the cache had the run; say once when caching is off (and again if it fails again)."""
+    if service.cache_off() is None:
+        st.session_state._cache_warned = False
     elif not st.session_state.get("_cache_warned"):
         st.session_state._cache_warned = True
-        st.warning(f"Caching is off: {off}. Everything still works, without the cache and history.")
-    st.session_state[f"{kind}_cache_hit"] = hit
-    return value_
+        st.warning(f"Caching is off: {service.cache_off()}. Everything still works, without the cache and history.")
+    st.session_state[f"{kind}_cache_hit"] = run.hit
+    return run.value
 
 
-def run_backtest():
+def run_backtest() -> BacktestResult:
     """Run (or fetch from the cache) and remember a backtest of the current settings."""
     params = bt_params()
     data, signals_now = require_market(), signals()
-    result = cached_run(
-        "backtest",
-        params,
-        lambda: backtest(data, signals_now, params),
-        BacktestResult.key_metrics,
-        need=backtest_bytes(data.close.nbytes),
-    )
+    result = _ran("backtest", service.cached_backtest(data, rule(), params, user_id(), link(), signals=signals_now))
     key_now = _result_key(params)
     before, key_before = st.session_state.get("result"), st.session_state.get("result_key")
     if before is not None and key_before != key_now:  # an edit: what it changed is shown against this
@@ -488,6 +475,24 @@ def run_backtest():
     st.session_state.result_key = key_now
     _remember_whatif(result)
     return result
+
+
+def backtest_of(rule_text: str, params) -> BacktestResult:
+    """A backtest of another rule on the current dataset (the best combination's), through the server wing."""
+    return service.cached_backtest(require_market(), rule_text, params, user_id()).value
+
+
+def run_optimization(base, grid: dict, settings: dict, summary: dict, **options: Any) -> OptimizationRun:
+    """Run (or fetch from the cache) an optimisation of the current rule; options: progress, scheduler."""
+    run = service.cached_optimization(
+        require_market(), rule(), base, grid, settings, user_id(), link(), summary=summary, **options
+    )
+    return _ran("optimize", run)
+
+
+def run_montecarlo(result: BacktestResult, settings: dict) -> MonteCarloResult:
+    """Run (or fetch from the cache) a Monte Carlo of a backtest of the current rule."""
+    return _ran("montecarlo", service.cached_montecarlo(require_market(), rule(), result, settings, user_id(), link()))
 
 
 WHATIF_RUNS = 10

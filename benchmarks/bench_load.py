@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--csv-symbols", type=int, default=400)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from engine.datasets import to_frame
+    from engine.server.datasets import to_frame
     from engine.synthetic import synthetic_market
 
     figures = {}

@@ -68,7 +68,7 @@ def make_file(directory: Path, n_sym: int, n_bars: int) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.datasets import to_frame
+    from engine.server.datasets import to_frame
     from engine.synthetic import synthetic_frame, synthetic_market
 
     if n_sym <= 5000:

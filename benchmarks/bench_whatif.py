@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from engine.datasets import to_frame
+    from engine.server.datasets import to_frame
     from engine.synthetic import synthetic_market
 
     out: dict = {"bench": "whatif", "edits": args.edits}

@@ -122,7 +122,7 @@ def _session_metrics(url: str) -> dict[str, int]:
 
 def make_files(folder: Path, n: int, symbols: int) -> list[Path]:
     sys.path.insert(0, str(ROOT))
-    from engine.datasets import to_frame
+    from engine.server.datasets import to_frame
     from engine.synthetic import synthetic_market
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,32 +1,15 @@
-"""One memory budget for the whole server process: heavy work reserves its estimated bytes before it runs.
-
-A scan, backtest, grid, Monte Carlo or upload asks `reserve(nbytes, what)`. While the reservations under way
-plus this one fit the budget it runs at once; otherwise it waits its turn in a bounded first-come queue
-(`on_wait` is told how many runs it is queued behind), and when the queue is full or the wait would pass
-`max_wait_s` it is refused with ServerBusy (the API's 503 with Retry-After). Work larger than the whole
-budget is refused at once, with the limit and how to stay under it. The estimates are calibrated against
-measured peaks (tests/test_memory.py), so the budget bounds what the process really holds.
-
-    budget = MemoryBudget(total_bytes=8 * 2**30)
-    with budget.reserve(estimate, "scan", on_wait=lambda ahead: print(f"queued behind {ahead} runs")):
-        run_the_scan()
+"""Memory estimates of heavy work (calibrated by tests/test_memory.py against measured peaks) and the
+machine's free memory. The library and the CLI check local work against the machine; the server's admission
+(`engine/server/admission.py`) reserves these estimates from its budget.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-from .errors import DataError, InputError
+from .errors import DataError
 
 MB = 2**20
-# Who is told about a wait when the caller passes no on_wait: the page being drawn (set per script run).
-WAIT_NOTICE: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("wait_notice", default=None)
 
 
 def machine_bytes() -> int:
@@ -58,112 +41,6 @@ def check_available(need: int, what: str, fix: str) -> None:
 
 SERVER_RULE_MB = 1024  # a rule's indicator memory on a shared server, unless SCANNER_RULE_MB says otherwise
 SERVER_MEMO_MB = 512  # all indicator memos together on a shared server, unless SCANNER_MEMO_MB says otherwise
-
-
-def serve_defaults() -> None:
-    """Called where a server starts (the dashboard, the API): limits that protect users from each other apply
-    there, and only there (the library and the CLI are limited by the machine's memory)."""
-    os.environ.setdefault("SCANNER_RULE_MB", str(SERVER_RULE_MB))
-    os.environ.setdefault("SCANNER_MEMO_MB", str(SERVER_MEMO_MB))
-
-
-def server_budget_bytes() -> int:
-    """SCANNER_SERVER_MB (default half of this machine's memory)."""
-    given = os.environ.get("SCANNER_SERVER_MB", "")
-    return int(float(given) * MB) if given else machine_bytes() // 2
-
-
-class ServerBusy(InputError):
-    """The server's memory is taken by other runs for longer than this caller may wait. Not the user's mistake,
-    but answered like one: every face shows its message (wait, or make the run smaller); the API answers it
-    with 503 and Retry-After."""
-
-    def __init__(self, message: str, retry_after_s: int, queued_behind: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.queued_behind = queued_behind
-
-
-@dataclass(eq=False)  # a ticket is itself: two runs of the same size are two tickets
-class _Ticket:
-    nbytes: int
-    what: str
-
-
-class MemoryBudget:
-    """Reservations of bytes against one total, granted first come, first served."""
-
-    def __init__(self, total_bytes: int, max_queue: int = 32, max_wait_s: float = 600.0) -> None:
-        self.total = int(total_bytes)
-        self.max_queue = max_queue
-        self.max_wait_s = max_wait_s
-        self.used = 0
-        self.running = 0
-        self._queue: list[_Ticket] = []
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def reserve(
-        self, nbytes: int, what: str, on_wait: Callable[[int], None] | None = None, max_wait_s: float | None = None
-    ) -> Iterator[None]:
-        """Hold `nbytes` of the budget while the block runs (waiting for room first, if need be)."""
-        nbytes = max(int(nbytes), 0)
-        if nbytes > self.total:
-            raise DataError(
-                f"This {what} needs about {nbytes / MB:,.0f} MB, more than the server's whole memory "
-                f"budget of {self.total / MB:,.0f} MB (SCANNER_SERVER_MB). Use fewer symbols or dates, "
-                "fewer different indicators, or run it with the Python library or the CLI."
-            )
-        self._wait_for_room(_Ticket(nbytes, what), on_wait or WAIT_NOTICE.get(), max_wait_s)
-        try:
-            yield
-        finally:
-            with self._changed:
-                self.used -= nbytes
-                self.running -= 1
-                self._changed.notify_all()
-
-    def _wait_for_room(self, ticket: _Ticket, on_wait: Callable[[int], None] | None, max_wait_s: float | None) -> None:
-        limit = self.max_wait_s if max_wait_s is None else max_wait_s
-        deadline = time.monotonic() + limit
-        with self._changed:
-            if len(self._queue) >= self.max_queue:
-                raise self._busy(ticket, f"{len(self._queue)} runs are already waiting (the most the server queues)")
-            self._queue.append(ticket)
-            told = -1
-            try:
-                while not (self._queue[0] is ticket and self.used + ticket.nbytes <= self.total):
-                    ahead = self.running + self._queue.index(ticket)
-                    if on_wait is not None and ahead != told:
-                        told = ahead
-                        self._changed.release()  # the notice (a page update) runs without the server's lock
-                        try:
-                            on_wait(ahead)
-                        finally:
-                            self._changed.acquire()
-                        continue  # the queue may have moved meanwhile
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise self._busy(ticket, f"it would wait more than {limit:,.0f} s behind {ahead} runs")
-                    self._changed.wait(min(left, 1.0))
-            except BaseException:
-                self._queue.remove(ticket)
-                self._changed.notify_all()
-                raise
-            self._queue.remove(ticket)
-            self.used += ticket.nbytes
-            self.running += 1
-            self._changed.notify_all()
-
-    def _busy(self, ticket: _Ticket, why: str) -> ServerBusy:
-        ahead = self.running + len(self._queue)
-        retry = max(5, min(300, int(10 * max(ahead, 1))))
-        return ServerBusy(
-            f"The server is busy: this {ticket.what} needs about {ticket.nbytes / MB:,.0f} MB of its "
-            f"{self.total / MB:,.0f} MB memory budget, and {why}. Try again in about {retry} s.",
-            retry,
-            ahead,
-        )
 
 
 # --- estimates (calibrated by tests/test_memory.py: the measured peak stays within 1.5x) ------------------

@@ -23,6 +23,7 @@ from . import _candle_kernels as candles
 from . import _indicator_kernels as k
 from .budget import SERVER_MEMO_MB, available_bytes
 from .data import Market
+from .data.columns import reserve_names
 
 ANNUALISATION = np.sqrt(252.0)
 
@@ -254,6 +255,7 @@ _PATTERN_WORDS = {  # candlestick patterns, as TA-Lib's CDL functions: +100 bull
 CATALOGUE |= {
     f"cdl_{name}": Spec(partial(_pattern, i), (), _PATTERN_WORDS[name]) for i, name in enumerate(candles.PATTERNS)
 }
+reserve_names([*CATALOGUE, *SERIES])  # own columns cannot shadow them
 
 
 def _pct_b(close, n, w):

@@ -27,6 +27,7 @@ import pandas as pd
 from . import _indicator_kernels as k
 from .budget import available_bytes, scan_bytes
 from .data import Market
+from .data.columns import reserve_names
 from .errors import InputError, RuleError
 from .indicators import CATALOGUE, SERIES, Indicators, indicators_for
 from .params import MAX_RULE_CHARS
@@ -67,6 +68,7 @@ FUNCTIONS = {
     "weekly": "weekly(x): x on weekly bars (weeks ending Friday), from the first bar after the week ends",
     "monthly": "monthly(x): x on monthly bars, from the first bar after the month ends",
 }
+reserve_names(FUNCTIONS)  # own columns cannot shadow them
 
 PRESETS = {
     "Oversold bounce": "rsi(14) < 30 and close > sma(200)",

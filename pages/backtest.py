@@ -8,13 +8,13 @@ from app import state as app_state
 from app.state import param_widget
 from engine import InputError
 from engine import params as table
-from engine.backtest import random_entry_test
 from engine.metrics import LABELS
 from engine.plots import charts, report
 from engine.plots.format import flag_banner, metric_delta, skip_reasons
 from engine.rotation import weights_pct
 from engine.rules import EXIT_PRESETS, RuleError
 from engine.safe_csv import to_safe_csv
+from engine.server import service
 
 st.title("Backtest")
 market = app_state.require_market()
@@ -393,7 +393,7 @@ if tab_luck.open:
         # Once asked for, the test follows every new result.
         if st.button("Run the random-entry test") or app_state.luck_test_wanted():
             with st.spinner("Drawing random strategies..."):
-                app_state.set_luck_test(random_entry_test(market, result))
+                app_state.set_luck_test(service.luck_test(market, result))
         test = app_state.luck_test()
         if test is not None:
             share = app_format.share(test["p_value"])

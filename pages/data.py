@@ -66,7 +66,7 @@ with right:
 
 if app_state.store_warning():
     st.warning(app_state.store_warning(), icon=":material/cloud_off:")
-store = app_state.dataset_store()
+store = app_state.datasets()
 stored = store.list(viewer=app_state.user_id())
 if not app_state.private_by_identity():
     st.caption(

@@ -6,8 +6,7 @@ from app import state as app_state
 from app.state import param_widget
 from engine import InputError
 from engine import params as table
-from engine.budget import montecarlo_bytes
-from engine.montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo, trade_returns
+from engine.montecarlo import trade_returns
 from engine.plots import charts
 
 st.title("Monte Carlo")
@@ -47,13 +46,7 @@ if method != "daily_blocks" and int(result.equity["open_positions"].max()) > 1:
 settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
-        mc = app_state.cached_run(
-            "montecarlo",
-            montecarlo_settings(result, settings),
-            lambda: run_montecarlo(result, settings),
-            MonteCarloResult.key_figures,
-            need=montecarlo_bytes(settings["n_simulations"], len(result.positions)),
-        )
+        mc = app_state.run_montecarlo(result, settings)
 except InputError as exc:
     st.error(str(exc))
     st.stop()

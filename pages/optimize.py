@@ -7,9 +7,8 @@ import streamlit as st
 from app import formatting as app_format
 from app import state as app_state
 from app.state import param_widget, value
-from engine import InputError, backtest
+from engine import InputError
 from engine import params as table
-from engine.budget import backtest_bytes
 from engine.metrics import LABELS
 from engine.optimize import (
     METRICS,
@@ -19,13 +18,11 @@ from engine.optimize import (
     duration,
     estimate_work,
     heatmap_cells,
-    optimization_key,
-    run_optimization,
     space_values,
     stability,
 )
 from engine.plots import charts, report
-from engine.rules import rule_numbers, scan
+from engine.rules import rule_numbers
 from engine.search import check_constraint, column_name, require_steps, space_size
 
 CONTINUOUS = "0: any value from 'from' to 'to' (random and tpe search); a grid needs a step."
@@ -136,24 +133,9 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
         bar.progress(done / total, text=f"{done:,} of {total:,}")
 
     settings = {p.name: value(p.path) for p in table.group("optimize")}
-    params = optimization_key(base, grid, settings)
     try:
-        compute = lambda: run_optimization(
-            market,
-            rule,
-            base,
-            grid,
-            settings,
-            progress=progress,
-            scheduler=scheduler,
-        )
-        out = app_state.cached_run(
-            "optimize",
-            params,
-            compute,
-            lambda r: {"combinations": n, "mode": mode},
-            need=2 * backtest_bytes(market.close.nbytes),
-        )
+        summary = {"combinations": n, "mode": mode}
+        out = app_state.run_optimization(base, grid, settings, summary, progress=progress, scheduler=scheduler)
         app_state.set_optimization(out)
         bar.progress(1.0, text="Done" + (" (from the cache)" if app_state.cache_hit("optimize") else ""))
     except InputError as exc:
@@ -256,7 +238,7 @@ else:
         return report.tear_sheet(
             market,
             best_rule,
-            backtest(market, scan(market, best_rule), params),
+            app_state.backtest_of(best_rule, params),
             fit,
             title="Tear sheet of the best combination",
         )

@@ -1,35 +1,32 @@
 """Runs page: every run (from the run history), reopened, compared, or deleted by its owner."""
 
-import os
-
 import pandas as pd
 import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
-from engine.cache import MAX_NOTE_CHARS
 from engine.metrics import KEY_METRICS, LABELS
 from engine.plots import charts
+from engine.server import service
 
 PAGE_SIZE = 50
 st.title("Runs")
-cache = app_state.run_cache()
-if cache.directory is None:
-    st.info("The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept.")
-    st.stop()
-if cache.disabled:
-    st.warning(f"Caching and run history are off: {cache.disabled}. Runs still work, uncached.")
+if service.history_off() is not None:
+    # off by setting: a fact (info); off by a fault of the disk: a warning
+    (st.warning if service.cache_off() else st.info)(service.history_off())
     st.stop()
 me = app_state.user_id()
-team_view = os.environ.get("SCANNER_TEAM_VIEW", "1") != "0"
 everyone = False
-if team_view:
+if service.team_view():
     app_state.seed_widget("w.runs.everyone", False)
     everyone = st.toggle(
         "Show the team's runs (read-only unless yours)", key="w.runs.everyone", persist_state=app_state.KEEP
     )
-owner = None if everyone else me
-total = cache.count(owner)
+first = service.runs_page(me, everyone, limit=PAGE_SIZE)
+total = first.total
+if first.private:
+    many = "runs" if first.private > 1 else "run"
+    st.caption(f"{first.private:,} private {many} of teammates (on data they have not shared) not shown.")
 if not total:
     st.info("No runs yet: run a backtest, an optimisation or a Monte Carlo simulation.")
     st.stop()
@@ -37,26 +34,7 @@ pages = (total - 1) // PAGE_SIZE + 1
 page = 1
 if pages > 1:
     page = int(st.number_input(f"Page (of {pages:,}; {total:,} runs)", 1, pages, 1, key="w.runs.page"))
-runs = cache.runs(owner, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-
-
-openable: dict[str, bool] = {}  # dataset id -> may this user open it; each is looked up once per page run
-
-
-def can_open(r) -> bool:
-    """Whether this user may open the run's dataset: their own run, a built-in, or one shared with them."""
-    if r.session == me or r.link.startswith(("data=sample", "data=synthetic")):
-        return True
-    ds_id = r.fingerprint[:16]
-    if ds_id not in openable:
-        openable[ds_id] = app_state.can_open(ds_id)
-    return openable[ds_id]
-
-
-def data_name(r) -> str:
-    """Another user's dataset name shows only when this user may open the dataset."""
-    return r.data if can_open(r) else "(private dataset)"
-
+runs = first.runs if page == 1 else service.runs_page(me, everyone, PAGE_SIZE, (page - 1) * PAGE_SIZE).runs
 
 table = pd.DataFrame(
     [
@@ -64,14 +42,14 @@ table = pd.DataFrame(
             "id": r.id,
             "when": pd.Timestamp(r.when, unit="s").floor("s"),
             "kind": r.kind,
-            "by": "you" if r.session == me else "teammate",
-            "data": data_name(r),
+            "by": "you" if r.session == me else service.maker(r),
+            "data": r.data,
             "rule": r.rule,
             "settings": app_format.settings_changed(r.link) or "defaults",
             "seconds": round(r.seconds, 3),
             "cache": "hit" if r.cache_hit else "miss",
-            "note": r.note if can_open(r) else "",
-            **(r.metrics if can_open(r) else {}),
+            "note": r.note,
+            **r.metrics,
         }
         for r in runs
     ]
@@ -102,37 +80,31 @@ if c[0].button(
     disabled=not mine,
     help=None if mine else "Only the user who made a run can delete it.",
 ):
-    cache.delete_run(pick, me)
+    service.delete_run(pick, me)
     st.rerun()
-private = not can_open(record)
 
 
 def save_note() -> None:
-    cache.set_note(pick, me, app_state.widget(f"w.runs.note.{pick}") or "")
+    service.set_note(pick, me, app_state.widget(f"w.runs.note.{pick}") or "")
 
 
 st.text_input(
     "Note",
-    value="" if private else record.note,
+    value=record.note,
     key=f"w.runs.note.{pick}",
-    max_chars=MAX_NOTE_CHARS,
+    max_chars=service.MAX_NOTE_CHARS,
     on_change=save_note,
     disabled=not mine,
     placeholder="What this run tried, what you concluded" if mine else "",
     help=None if mine else "Only the user who made a run can write its note.",
 )
-if record.link and not private:  # the page that made the run, with every setting and the dataset id
+if record.link:  # the page that made the run, with every setting and the dataset id
     name = "Load into Backtest" if record.kind == "backtest" else "Open as a link"
     c[1].link_button(name, f"./{record.kind}?{record.link}", help="Its page with every setting, run at once.")
-value = None if private else cache.get(record.key)
+value = service.run_result(record)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)
-if private:
-    st.info(
-        "This run's dataset is private to its owner: its trades and charts are not shown. Ask them to share "
-        "the dataset (Data page) to open the run."
-    )
-elif value is None:
+if value is None:
     st.warning("This run's result has left the cache (size limit); open its link to recompute it.")
 elif record.kind == "backtest":
     m = value.metrics
@@ -154,10 +126,10 @@ elif record.kind == "optimize":
         column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)),
     )
 
-backtests = [r.id for r in runs if r.kind == "backtest" and can_open(r)]
+backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")
 chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], format_func=label, key="runs_cmp")
-results = {label(i): cache.get(by_id[i].key) for i in chosen}
+results = {label(i): service.run_result(by_id[i]) for i in chosen}
 results = {k: v for k, v in results.items() if v is not None}
 if len(results) >= 2:
     links = {label(i): by_id[i].link for i in chosen if label(i) in results}

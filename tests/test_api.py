@@ -29,10 +29,10 @@ from api.jobs import Busy, Jobs
 from engine import backtest, load_market, synthetic_market
 from engine import params as table
 from engine.backtest import params_from_values
-from engine.datasets import SERVER, to_frame
 from engine.optimize import in_out_of_sample, optimize
 from engine.rules import scan
-from engine.stores import dataset_store, run_cache
+from engine.server.datasets import SERVER, to_frame
+from engine.server.stores import dataset_store, run_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = "rsi(14) < 35"
@@ -293,7 +293,8 @@ def test_a_backtest_equals_the_library_is_listed_in_runs_and_cached_with_a_link_
     expected = backtest(sample, scan(sample, RULE), params_from_values(values))
     assert out["metrics"]["n_trades"] == expected.metrics["n_trades"] and not out["cache_hit"]
     assert out["metrics"]["total_return_pct"] == pytest.approx(expected.metrics["total_return_pct"], rel=1e-12)
-    assert len(out["trades"]) == len(expected.trades) and len(out["equity"]) == len(expected.equity)
+    assert out["trades"]["total"] == len(expected.trades) and len(out["equity"]) == len(expected.equity)
+    assert len(out["trades"]["rows"]) == 100 and out["trades"]["rows"][-1]["pnl"] == expected.trades["pnl"].iloc[99]
     assert out["equity"][-1]["equity"] == pytest.approx(expected.equity["equity"].iloc[-1])
     link = dict(parse_qsl(urlparse(out["link"]).query))
     assert urlparse(out["link"]).path == "/backtest" and link["data"] == "sample" and link["rule"] == RULE
@@ -302,6 +303,12 @@ def test_a_backtest_equals_the_library_is_listed_in_runs_and_cached_with_a_link_
     assert again["cache_hit"] and again["metrics"] == out["metrics"]
     runs = run_cache().runs(session="api:anonymous")
     assert len(runs) == 2 and runs[0].kind == "backtest" and runs[0].link == urlparse(out["link"]).query
+    rest = client.get(out["trades"]["next"]).json()  # the next page, then every row as a CSV stream
+    assert rest["offset"] == 100 and [r["pnl"] for r in rest["rows"]] == list(expected.trades["pnl"].iloc[100:200])
+    csv = pd.read_csv(io.StringIO(client.get(out["trades"]["csv"]).text))
+    assert len(csv) == len(expected.trades) and csv["pnl"].tolist() == pytest.approx(expected.trades["pnl"].tolist())
+    listed = client.get("/api/runs").json()
+    assert listed["total"] == 2 and listed["runs"][0]["id"] == again["run_id"] and listed["runs"][0]["yours"]
 
 
 def test_a_backtest_of_a_signal_list_equals_the_library(client, sample):

@@ -297,7 +297,7 @@ def test_load_without_the_bad_rows_then_download_the_report_and_exclude_outliers
     assert at.session_state["market"].symbols == ("AAA",)
 
 
-def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir):
+def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_bytes_until_shared(cache_dir):
     csv = b"symbol,date,open,high,low,close,volume\n" + b"".join(
         b"ZZZ,2024-%02d-%02d,10,11,9,%d,100\n" % (1 + d // 28, 1 + d % 28, 9 + d % 3) for d in range(200)
     )
@@ -306,20 +306,29 @@ def test_a_teammate_sees_a_run_read_only_and_never_a_private_file_name(cache_dir
     assert not any("nothing is private" in c.value for c in alice.caption)  # signed in: private by default
     data_id = alice.session_state["data_id"]
     alice.switch_page("../pages/scanner.py").run()
-    alice.text_area(key="rule_text").set_value("close > 9").run()
+    alice.text_area(key="rule_text").set_value("close > 9.5 and rsi(3) < 77").run()
     alice.switch_page("../pages/backtest.py").run()  # runs at once
     assert not alice.exception and alice.session_state["result"] is not None
+    bob.file_uploader(key="upload").upload("bobs-copy.csv", csv, "text/csv").run()  # the same bytes, his listing
+    assert bob.session_state["data_id"] == data_id
     bob.switch_page("../pages/runs.py").run()
     assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
     bob.toggle(key="w.runs.everyone").set_value(True).run()
-    table = bob.dataframe[0].value
-    assert table["by"].tolist() == ["teammate"] and table["data"].tolist() == ["(private dataset)"]
-    assert bob.button(key="runs_delete").disabled
-    assert not bob.get("link_button") and data_id not in str(bob)  # no link, no id, no result
-    assert any("private to its owner" in i.value for i in bob.info)
+    assert not bob.exception and "No runs yet" in bob.info[0].value and not bob.dataframe
+    assert [c.value for c in bob.caption if "private" in c.value] == [
+        "1 private run of teammates (on data they have not shared) not shown."
+    ]
+    for secret in ("alice-secret-book", "rsi(3) < 77", "9.5"):  # no name, rule, parameter or note
+        assert secret not in str(bob)
     alice.switch_page("../pages/runs.py").run()
     assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
     assert not alice.button(key="runs_delete").disabled and alice.get("link_button")
+    alice.switch_page("../pages/data.py").run()
+    alice.button(key="stored_share").click().run()  # alice lists it for the team: her runs on it are the team's
+    bob.switch_page("../pages/runs.py").run()
+    table = bob.dataframe[0].value
+    assert table["by"].tolist() == ["alice@x.org"] and table["rule"].tolist() == ["close > 9.5 and rsi(3) < 77"]
+    assert bob.button(key="runs_delete").disabled
 
 
 def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(cache_dir):
@@ -408,7 +417,7 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
     import threading
     import time
 
-    from engine.stores import server_budget
+    from engine.server.stores import server_budget
 
     monkeypatch.setenv("SCANNER_SERVER_MB", "32")
     monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "20")

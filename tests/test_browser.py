@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from engine import attach_columns, backtest, load_sample, synthetic_market
-from engine.datasets import to_frame
 from engine.rules import scan
+from engine.server.datasets import to_frame
 
 try:  # the browser tests skip without Playwright
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from engine import backtest, load_market
-from engine.cache import RunCache, run_key
+from engine.server.cache import RunCache, run_key
 from engine.synthetic import synthetic_frame
 
 CSV = synthetic_frame(4, 60, seed=3).to_csv(index=False).encode()
@@ -147,7 +147,7 @@ def results_of(directory: Path):
     """The result store's diskcache, opened as someone with write access to the directory would."""
     import diskcache
 
-    from engine.cache import DataOnlyDisk
+    from engine.server.cache import DataOnlyDisk
 
     return diskcache.Cache(str(directory / "results"), disk=DataOnlyDisk)
 
@@ -320,7 +320,7 @@ def test_a_write_killed_midway_leaves_no_half_entry(tmp_path):
     script = (
         "import io, os, sys\n"
         "from engine import backtest, load_market\n"
-        "from engine.cache import RunCache\n"
+        "from engine.server.cache import RunCache\n"
         "m = load_market(io.BytesIO(sys.stdin.buffer.read()), name='prices.csv')\n"
         "cache = RunCache(sys.argv[1])\n"
         "for i in range(10_000):\n"
@@ -348,7 +348,7 @@ def test_two_processes_share_one_directory_while_a_third_reads_and_eviction_runs
     script = (
         "import io, sys\n"
         "from engine import backtest, load_market\n"
-        "from engine.cache import RunCache\n"
+        "from engine.server.cache import RunCache\n"
         "m = load_market(io.BytesIO(sys.stdin.buffer.read()), name='prices.csv')\n"
         "cache = RunCache(sys.argv[1], size_limit_mb=0.5)\n"
         "for i in range(40):\n"
@@ -373,7 +373,7 @@ def test_two_processes_share_one_directory_while_a_third_reads_and_eviction_runs
 def test_a_note_is_written_by_the_runs_owner_only_and_a_history_from_before_notes_gains_them(tmp_path):
     import sqlite3
 
-    from engine.cache import MAX_NOTE_CHARS
+    from engine.server.cache import MAX_NOTE_CHARS
 
     old = tmp_path / "cache"
     old.mkdir()

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from engine import load_market, synthetic_market
-from engine.datasets import SERVER, DatasetStore, dataset_id, to_frame, valid_id
+from engine.server.datasets import SERVER, DatasetStore, dataset_id, to_frame, valid_id
 
 
 def test_a_dataset_round_trips_bit_for_bit_and_keeps_its_name_and_warnings(tmp_path, sample):

@@ -10,8 +10,8 @@ import pytest
 from engine import backtest
 from engine.data import market_from_frame
 from engine.data.quality import flagged_bars, trades_on_flagged
-from engine.datasets import to_frame
 from engine.plots.format import flag_banner
+from engine.server.datasets import to_frame
 
 
 def split_market():

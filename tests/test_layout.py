@@ -37,3 +37,80 @@ def test_pages_talk_to_the_state_module_never_to_session_state():
             if isinstance(node, ast.Attribute) and node.attr == "session_state":
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line, module, names) of every import in a file, relative ones resolved, inside functions too."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.append((node.lineno, module, [a.name for a in node.names]))
+    return found
+
+
+# What the faces may take from the server wing beyond `service`: the ids' rules, an exception and the notices.
+FACE_ALLOWED = {
+    "engine.server.admission": {"ServerBusy", "WAIT_NOTICE", "CANCEL", "serve_defaults"},
+    "engine.server.datasets": {"BUILTIN", "valid_id", "dataset_id", "describe", "to_frame", "SERVER"},
+}
+
+
+def test_faces_reach_heavy_work_only_through_the_server_wings_service():
+    """A face cannot reserve memory, estimate it or use the run cache by itself: the wing's actions do."""
+    offenders = []
+    faces = [
+        *sorted((ROOT / "app").glob("*.py")),
+        *sorted((ROOT / "pages").glob("*.py")),
+        *(ROOT / "api").rglob("*.py"),
+    ]
+    for path in faces:
+        for line, module, names in _imports(path):
+            where = f"{path.relative_to(ROOT)}:{line} {module}"
+            forbidden = module in ("engine.budget", "engine.server.cache", "engine.server.stores")
+            if forbidden or (module == "engine.server" and set(names) - {"service"}):
+                offenders.append(where)
+            elif module in FACE_ALLOWED and set(names) - FACE_ALLOWED[module]:
+                offenders.append(f"{where} {sorted(set(names) - FACE_ALLOWED[module])}")
+    assert offenders == []
+
+
+def test_the_engines_imports_have_no_circle():
+    """Every arrow between the engine's modules points one way (imports inside functions count too)."""
+    graph: dict[str, set[str]] = {}
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "engine").rglob("*.py")
+    }
+    for name, path in modules.items():
+        targets = set()
+        for _, module, names in _imports(path):
+            for candidate in [f"{module}.{n}" for n in names] + [module]:
+                if candidate in modules and candidate != name:
+                    targets.add(candidate)
+                    break
+        graph[name] = targets
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo += graph.get(node, ())
+        return False
+
+    package_of = {name: name.rsplit(".", 1)[0] for name in modules}
+    circles = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if reaches(b, a) and package_of.get(b) != a  # a package's __init__ gathering its own modules is no circle
+    )
+    assert circles == []

@@ -13,11 +13,12 @@ import pytest
 
 from engine import load_market, synthetic_market
 from engine.__main__ import main
-from engine.budget import available_bytes, check_available, serve_defaults
+from engine.budget import available_bytes, check_available
 from engine.data import SAMPLE_PATH, DataError
-from engine.datasets import to_frame
 from engine.indicators import memo_limit_bytes
 from engine.rules import rule_memory_limit, scan
+from engine.server.admission import serve_defaults
+from engine.server.datasets import to_frame
 
 LOAD_PEAK = Path(__file__).parent / "helpers" / "load_peak.py"
 

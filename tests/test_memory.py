@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from engine import synthetic_market
-from engine.budget import MemoryBudget, ServerBusy
 from engine.data import DataError
-from engine.datasets import SERVER, DatasetStore
 from engine.indicators import _LIVE, indicators_for
 from engine.rules import scan
+from engine.server.admission import MemoryBudget, ServerBusy
+from engine.server.datasets import SERVER, DatasetStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,15 +46,18 @@ def test_all_memos_together_stay_within_their_byte_limit(monkeypatch):
     assert indicators_for(markets[-1]).nbytes > 0  # the dataset in use keeps its newest arrays
 
 
-def test_the_dataset_store_shares_a_dataset_only_while_someone_holds_it(tmp_path):
-    store = DatasetStore(tmp_path)
-    info = store.put(synthetic_market(5, 100, seed=1))
-    first = store.get(info.id, viewer=SERVER)
-    assert store.get(info.id, viewer=SERVER) is first  # two sessions, one copy
-    held = weakref.ref(first)
+def test_the_dataset_store_holds_recent_datasets_up_to_its_memo_bytes_and_shares_the_rest_while_held(tmp_path):
+    small = synthetic_market(5, 100, seed=1)
+    store = DatasetStore(tmp_path, memo_mb=2.5 * small.nbytes / 2**20)  # room for two such datasets
+    a, b, c = (store.put(synthetic_market(5, 100, seed=s)).id for s in (1, 2, 3))
+    assert store.held_bytes() <= store.memo_bytes and store.held_bytes() == 2 * small.nbytes
+    first = store.get(a, viewer=SERVER)  # left the memo: read from disk, then held again
+    assert store.get(a, viewer=SERVER) is first  # two requests, one copy
+    held = weakref.ref(store.get(c, viewer=SERVER))
     del first
+    store.get(a, viewer=SERVER), store.get(b, viewer=SERVER)  # two others push c out of the memo
     gc.collect()
-    assert held() is None and store.get(info.id, viewer=SERVER) is not None  # read again from disk when needed
+    assert held() is None and store.get(c, viewer=SERVER) is not None  # read again from disk when needed
 
 
 @pytest.mark.parametrize("n", [1, 5, 10, 20, 40])
@@ -125,7 +128,7 @@ def test_the_api_answers_503_with_retry_after_when_the_memory_budget_is_taken(tm
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from engine.stores import server_budget
+    from engine.server.stores import server_budget
 
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("SCANNER_SERVER_MB", "64")

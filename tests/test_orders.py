@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from engine import backtest
 from engine.data import DataError, LoadOptions, market_from_frame
-from engine.datasets import to_frame
 from engine.errors import ParamError
 from engine.metrics import periods_per_year
 from engine.risk import RiskLimits
 from engine.rules import scan
+from engine.server.datasets import to_frame
 from engine.sizing import Sizing
 from tests.conftest import bars_market, flat
 from tests.test_backtest_rules import ONE, only_trade, run

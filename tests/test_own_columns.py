@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from engine import attach_columns
 from engine.data import describe_columns, load_market, market_from_frame
-from engine.datasets import DatasetStore
-from engine.errors import RuleError
+from engine.errors import DataError, RuleError
 from engine.rules import evaluate, indicator_series, parse_rule, scan
+from engine.server.datasets import DatasetStore
 
 
 def two_symbols(n: int = 15):
@@ -182,7 +182,7 @@ def test_weekly_and_rank_by_and_charts_see_own_columns():
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    days=st.lists(st.integers(-3, 25), min_size=1, max_size=12),
+    days=st.lists(st.integers(-3, 25), min_size=12, max_size=12, unique=True),  # one row per (symbol, date)
     values=st.lists(st.floats(0, 100, allow_nan=False), min_size=12, max_size=12),
     cut=st.integers(0, 14),
     noise=st.floats(0, 100, allow_nan=False),
@@ -207,6 +207,18 @@ def test_a_file_without_a_symbol_or_date_column_is_refused_with_what_it_needs():
         attach_columns(m, pd.DataFrame({"ticker_name": ["AAA"], "eps": [1.0]}))
     with pytest.raises(Exception, match="nothing to attach"):
         attach_columns(m, pd.DataFrame({"symbol": ["AAA"], "date": ["2024-01-01"]}))
+
+
+def test_an_attached_file_passes_the_loaders_date_order_and_duplicate_checks():
+    m = two_symbols()
+    mixed = io.BytesIO(b"symbol,date,eps\nAAA,13/01/2024,1\nAAA,01/02/2024,2\nBBB,20/01/2024,3\nAAA,2/14/2024,4\n")
+    with pytest.raises(DataError, match=r"1 row of .* other day/month order .*'2/14/2024' \(data row 4\)"):
+        attach_columns(m, mixed)
+    twice = pd.DataFrame({"symbol": ["AAA", "BBB", "AAA"], "date": ["2024-01-03"] * 3, "eps": [1.0, 2.0, 9.0]})
+    with pytest.raises(DataError, match=r"1 row of .* repeat a \(symbol, date\).*AAA 2024-01-03 \(data row 3\)"):
+        attach_columns(m, twice)
+    once = twice.iloc[:2]  # one row per (symbol, date): joined
+    assert attach_columns(m, once).extra["eps"][2].tolist() == [1.0, 2.0]
 
 
 def test_the_loader_reads_own_columns_of_a_csv(tmp_path):

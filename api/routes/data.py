@@ -10,11 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
-from engine.budget import upload_bytes
-from engine.data import Market, attach_columns, describe_columns, load_market, max_upload_bytes, too_big
-from engine.datasets import BUILTIN, dataset_id, describe, to_frame
+from engine.data import Market, describe_columns, max_upload_bytes, too_big
 from engine.safe_csv import to_safe_csv
-from engine.stores import builtin, dataset_store, reserved
+from engine.server import service
+from engine.server.datasets import BUILTIN, describe, to_frame
 
 from ..deps import User, dashboard_link, open_dataset, user
 from ..models import LoadSettings, library_values
@@ -26,7 +25,7 @@ router = APIRouter(prefix="/api", tags=["data"], dependencies=[Depends(user)])
 
 
 def _listing(market: Market, data_id: str, who: str) -> dict[str, Any]:
-    info = dataset_store().info(data_id, viewer=who) if data_id not in BUILTIN else None
+    info = service.dataset_listing(data_id, who)
     listing = describe(market) if info is None else info
     out = {**vars(listing), "id": data_id}
     return clean(out)
@@ -41,13 +40,8 @@ def upload_dataset(
 ) -> dict[str, Any]:
     """Load a file with the Data page's loader and limits and store it; returns its id and listing. Bad rows
     are a 422 naming them; send on_bad_rows=drop to load without them (they are listed here afterwards)."""
-    buffer, need = _received(file)
-    market = reserved(
-        "upload",
-        need,
-        lambda: load_market(buffer, name=buffer.name, max_bytes=max_upload_bytes(), **library_values("load", options)),
-    )()
-    return _stored(market, who, shared)
+    buffer = _received(file)
+    return _stored(service.ingest(buffer, buffer.name, who, shared, **library_values("load", options)), who)
 
 
 @router.post("/data/{data_id}/columns", status_code=201, tags=["data"])
@@ -60,34 +54,26 @@ def attach_dataset_columns(
     """Join a file of own columns to a dataset as of each bar's date (a value is used from its date on, carried
     forward per symbol): a new dataset with a new id, stored like an upload; rules can name its columns."""
     market = open_dataset(data_id, who)
-    buffer, need = _received(file)
-    joined = reserved("upload", need, lambda: attach_columns(market, buffer, max_bytes=max_upload_bytes()))()
-    return _stored(joined, who, shared)
+    return _stored(service.attach(market, _received(file), who, shared), who)
 
 
-def _received(file: UploadFile) -> tuple[io.BytesIO, int]:
-    """The upload in memory (never more than the upload limit) and the bytes loading it may need."""
+def _received(file: UploadFile) -> io.BytesIO:
+    """The upload in memory (never more than the upload limit)."""
     if file.size is not None and file.size > max_upload_bytes():
         raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
     buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
     buffer.name = os.path.basename(file.filename or "upload.csv")
-    return buffer, upload_bytes(len(buffer.getvalue()), buffer.getvalue()[:2])
+    return buffer
 
 
-def _stored(market: Market, who: str, shared: bool) -> dict[str, Any]:
-    store = dataset_store()
-    try:
-        info = store.put(market, owner=who)
-        if shared and not info.shared:
-            store.set_shared(info.id, who, True)
-    except OSError as exc:
-        log.error("dataset store unusable: %r", exc)
+def _stored(stored: service.Stored, who: str) -> dict[str, Any]:
+    if stored.not_stored is not None:
         raise HTTPException(
             503,
-            "The server cannot store datasets right now (its storage is full or unavailable); try again later.",
+            f"The server cannot store datasets right now ({stored.not_stored}); try again later.",
             headers={"Retry-After": "60"},
-        ) from None
-    data_id = dataset_id(market)
+        )
+    market, data_id = stored.market, stored.data_id
     return {
         **_listing(market, data_id, who),
         "link": dashboard_link("data", {"data": data_id}),
@@ -99,8 +85,8 @@ def _stored(market: Market, who: str, shared: bool) -> dict[str, Any]:
 @router.get("/data", tags=["data"])
 def list_datasets(who: User) -> dict[str, Any]:
     """The built-in datasets, this user's and the shared ones (all, for an anonymous caller), newest first."""
-    stored = [clean(vars(info)) for info in dataset_store().list(viewer=who)]
-    return {"datasets": [_listing(builtin(name), name, who) for name in BUILTIN] + stored}
+    stored = [clean(vars(info)) for info in service.datasets().list(viewer=who)]
+    return {"datasets": [_listing(service.builtin(name), name, who) for name in BUILTIN] + stored}
 
 
 @router.get("/data/{data_id}", tags=["data"])
@@ -123,7 +109,7 @@ def delete_dataset(data_id: str, who: User) -> dict[str, Any]:
     if data_id in BUILTIN:
         raise HTTPException(403, "Built-in datasets cannot be deleted.")
     open_dataset(data_id, who)  # the 404 for what the caller cannot open
-    if not dataset_store().delete(data_id, who):
+    if not service.datasets().delete(data_id, who):
         raise HTTPException(403, "Only the user who uploaded a dataset can delete it.")
     return {"deleted": data_id}
 
@@ -132,7 +118,7 @@ def delete_dataset(data_id: str, who: User) -> dict[str, Any]:
 def share_dataset(data_id: str, who: User, shared: Annotated[bool, Query()] = True) -> dict[str, Any]:
     """List your dataset for the team (`shared=false`: make it private again). Only an uploader can."""
     open_dataset(data_id, who)
-    if not dataset_store().set_shared(data_id, who, shared):
+    if not service.datasets().set_shared(data_id, who, shared):
         raise HTTPException(403, "Only the user who uploaded a dataset can share it.")
     return _listing(open_dataset(data_id, who), data_id, who)
 

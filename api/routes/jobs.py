@@ -11,20 +11,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from engine import params as table
-from engine.backtest import BacktestResult, backtest, params_from_values
-from engine.budget import backtest_bytes, montecarlo_bytes
-from engine.montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
-from engine.optimize import (
-    OptimizationRun,
-    estimate_work,
-    format_grid_spec,
-    grid_from_spec,
-    optimization_key,
-    run_optimization,
-)
+from engine.backtest import params_from_values
+from engine.optimize import OptimizationRun, estimate_work, format_grid_spec, grid_from_spec
 from engine.rules import parse_rule, split_rank
 from engine.search import check_constraint, column_name
-from engine.stores import cached_scan, reserved, run_cache
+from engine.server import service
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
 from ..jobs import Busy, Job, Jobs
@@ -45,10 +36,6 @@ def _submit(request: Request, who: str, kind: str, work: Any) -> JSONResponse:
         return _accepted(request.app.state.jobs.submit(who, kind, work))
     except Busy as exc:
         raise HTTPException(429, str(exc)) from None
-
-
-class Cancelled(Exception):
-    """A job was cancelled: nothing is cached or returned."""
 
 
 @router.post("/backtest/optimize", status_code=202, tags=["jobs"])
@@ -74,37 +61,24 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
 
-        def compute() -> Any:
-            out = run_optimization(
+        summary = {"combinations": estimate.combinations, "mode": settings["mode"], "search": settings["search"]}
+        try:
+            run = service.cached_optimization(
                 market,
                 req.rule,
                 base,
                 grid,
                 settings,
-                progress=progress,
+                who,
+                urlencode(query),
+                summary,
                 should_stop=job.cancel.is_set,
+                progress=progress,
                 scheduler=scheduler,
             )
-            if job.cancel.is_set():
-                raise Cancelled
-            return out
-
-        summary = {"combinations": estimate.combinations, "mode": settings["mode"], "search": settings["search"]}
-        compute = reserved("optimisation", 2 * backtest_bytes(market.close.nbytes), compute)
-        try:
-            out, hit = run_cache().run(
-                "optimize",
-                market,
-                req.rule,
-                optimization_key(base, grid, settings),
-                compute,
-                lambda r: summary,
-                session=who,
-                link=urlencode(query),
-            )
-        except Cancelled:
+        except service.Stopped:
             return None
-        return {"cache_hit": hit, "link": dashboard_link("optimize", query), **_optimize_view(out)}
+        return {"cache_hit": run.hit, "link": dashboard_link("optimize", query), **_optimize_view(run.value)}
 
     return _submit(request, who, "optimize", work)
 
@@ -145,24 +119,10 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
     )
 
     def work(job: Job) -> dict[str, Any]:
-        rule = req.rule
-        signals = cached_scan(market, rule)
         params = params_from_values(values)
-        run = reserved("backtest", backtest_bytes(market.close.nbytes), lambda: backtest(market, signals, params))
-        result, _ = run_cache().run(
-            "backtest", market, rule, params, run, BacktestResult.key_metrics, session=who, link=urlencode(query)
-        )
-        need = montecarlo_bytes(settings["n_simulations"], len(result.positions))
-        mc, hit = run_cache().run(
-            "montecarlo",
-            market,
-            rule,
-            montecarlo_settings(result, settings),
-            reserved("Monte Carlo", need, lambda: run_montecarlo(result, settings)),
-            MonteCarloResult.key_figures,
-            session=who,
-            link=urlencode(query),
-        )
+        result = service.cached_backtest(market, req.rule, params, who, urlencode(query)).value
+        run = service.cached_montecarlo(market, req.rule, result, settings, who, urlencode(query))
+        mc, hit = run.value, run.hit
         threshold = settings["drawdown_pct"]
         return {
             "cache_hit": hit,

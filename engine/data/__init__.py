@@ -17,8 +17,9 @@ symbol (engine/data/columns.py); `attach_columns` joins a second file of such co
 from __future__ import annotations
 
 from ..errors import BadRowsError, DataError, InputError
+from .attach import attach_columns
 from .build import SAMPLE_PATH, load_market, load_sample, market_from_frame, parse_date_texts
-from .columns import attach_columns, describe_columns
+from .columns import describe_columns
 from .market import Market, missing_inside
 from .quality import detect_outliers, detect_splits
 from .read import LoadOptions, max_decompressed_bytes, max_upload_bytes, too_big

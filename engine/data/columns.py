@@ -10,18 +10,15 @@ before its date. Text columns with up to MAX_LABELS distinct values are kept as 
 from __future__ import annotations
 
 import keyword
-import os
 import re
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import BinaryIO
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataError
 from .market import Market
 
 MAX_COLUMNS = 50  # own columns per dataset: each is a (bars x symbols) array
@@ -46,12 +43,14 @@ def rule_name(column: str) -> str:
     return f"col_{name}" if name[0].isdigit() else name
 
 
-def _reserved() -> frozenset[str]:
-    """Names the rule language already has (indicators, prices, functions, keywords)."""
-    from ..indicators import CATALOGUE, SERIES  # the indicators need the market, so imported when first used
-    from ..rules import FUNCTIONS
+# Names the rule language already has: its keywords here, its indicators, prices and functions added by
+# engine.indicators and engine.rules as they are imported (they sit above the data, so they tell it).
+_RESERVED: set[str] = {"rank", "by", "asc", "desc", *keyword.kwlist}
 
-    return frozenset({*CATALOGUE, *SERIES, *FUNCTIONS, "rank", "by", "asc", "desc", *keyword.kwlist})
+
+def reserve_names(names: Iterable[str]) -> None:
+    """Own columns may not take these names (a column named like one is loaded as col_<name>)."""
+    _RESERVED.update(names)
 
 
 def read_row_columns(table: pa.Table, names: list[str]) -> RowColumns:
@@ -61,7 +60,7 @@ def read_row_columns(table: pa.Table, names: list[str]) -> RowColumns:
     labels: dict[str, tuple[str, ...]] = {}
     notes: list[str] = []
     skipped: list[str] = []
-    reserved = _reserved()
+    reserved = frozenset(_RESERVED)
     for column in names:
         name = rule_name(column)
         if name in reserved:
@@ -165,61 +164,6 @@ def used_labels(
         out[name] = remap[np.where(np.isnan(codes), len(text), codes).astype(np.int64)]
         kept[name] = tuple(text[i] for i in used)
     return out, kept
-
-
-def attach_columns(
-    market: Market,
-    source: str | os.PathLike | BinaryIO | pd.DataFrame,
-    *,
-    name: str | None = None,
-    max_bytes: int | None = None,
-) -> Market:
-    """The market with a second file's columns (`symbol, date, <columns>`) joined as of each bar's date: a new
-    dataset (new fingerprint, so a new id). Rows of symbols the market lacks are counted in a warning; a column
-    the market already has is replaced."""
-    from .build import read_table, row_dates, row_symbols  # build imports this module
-
-    table, filename = read_table(source, max_bytes)  # max_bytes: an upload's limit (None: a local file)
-    names = [str(n) for n in table.column_names]
-    by_key = {n.strip().lower(): n for n in names}
-    symbol_col = next((by_key[k] for k in ("symbol", "ticker", "code") if k in by_key), None)
-    date_col = next((by_key[k] for k in ("date", "datetime", "timestamp", "report_date", "as_of") if k in by_key), None)
-    if symbol_col is None or date_col is None:
-        raise DataError(
-            f"{filename} needs a symbol column and a date column beside its own columns (symbol, date, pe_ratio, "
-            f"...); found: {', '.join(names[:12])}."
-        )
-    own = [n for n in names if n not in (symbol_col, date_col) and not n.startswith("__index_level")]
-    if not own:
-        raise DataError(f"{filename} has no columns besides {symbol_col} and {date_col}: nothing to attach.")
-    codes, valid = row_symbols(table.column(symbol_col), market.symbols)
-    day = row_dates(table.column(date_col))
-    rows = valid & ~np.isnat(day)
-    columns = read_row_columns(table, own)
-    present = ~np.isnan(market.close)
-    placed = place(market.dates, present, day[rows], codes[rows], {k: v[rows] for k, v in columns.values.items()})
-    notes = list(columns.notes)
-    unknown = int((~valid).sum())
-    if unknown:
-        notes.append(f"{_rows(unknown)} of {filename} for symbols the data does not have: not used.")
-    undated = int((valid & np.isnat(day)).sum())
-    if undated:
-        notes.append(f"{_rows(undated)} of {filename} without a readable date: not used.")
-    placed, labels = used_labels(placed, columns.labels)
-    replaced = sorted(set(placed) & set(market.extra))
-    if replaced:
-        notes.append(f"Replaced the columns {', '.join(replaced)} with those of {filename}.")
-    notes.append(f"Attached {', '.join(placed)} from {filename}, as of each bar's date.")
-    kept = {k: v for k, v in market.extra.items() if k not in placed}
-    categories = {k: v for k, v in market.categories.items() if k not in placed} | labels
-    return replace(
-        market,
-        extra=kept | placed,
-        categories=categories,
-        warnings=(*market.warnings, *notes),
-        name=name or f"{market.name} + {Path(filename).name}",
-        fingerprint="",
-    )
 
 
 def _rows(n: int) -> str:

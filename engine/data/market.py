@@ -36,6 +36,12 @@ class Market:
     extra: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (prices, volume, dividends, own columns): what holding it in memory costs."""
+        arrays = [self.open, self.high, self.low, self.close, self.volume, self.dividend, *self.extra.values()]
+        return sum(a.nbytes for a in arrays if a is not None)
+
     def __post_init__(self) -> None:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", _fingerprint(self))

@@ -17,10 +17,10 @@ import plotly.graph_objects as go
 from engine import Market
 from engine import params as table
 from engine.backtest import BacktestResult, random_entry_test
-from engine.cache import ENGINE_VERSION
 from engine.metrics import LABELS
 from engine.returns import drawdown_periods, equity_metrics, period_returns, yearly_returns
 from engine.rotation import weights_pct
+from engine.version import ENGINE_VERSION
 
 from . import charts
 from .format import metric_text

@@ -22,7 +22,7 @@ os.environ["SCANNER_CACHE_DIR"] = tempfile.mkdtemp()
 from fastapi.testclient import TestClient  # noqa: E402
 
 import api.app  # noqa: E402
-import api.deps  # noqa: E402
+import engine.server.service  # noqa: E402
 from engine.budget import scan_bytes  # noqa: E402
 from engine.rules import indicator_names, scan  # noqa: E402
 from engine.synthetic import synthetic_market  # noqa: E402
@@ -59,7 +59,7 @@ def peak() -> int:
 
 def main(n: int, symbols: int, bars: int) -> None:
     market = synthetic_market(symbols, bars, seed=3)
-    api.deps.builtin = lambda name: market  # the request's dataset: this market
+    engine.server.service.builtin = lambda name: market  # the request's dataset: this market
     scan(synthetic_market(3, 300, seed=1), rule(n))  # compile the kernels first: their memory is not the scan's
     with TestClient(api.app.create_app()) as client:
         gc.collect()

@@ -25,6 +25,7 @@ import re
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,11 +34,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .data import DataError, Market, market_from_frame
-from .files import remove_stale_temporaries, temporary, write_atomically
+from ..data import DataError, Market, market_from_frame
+from ..files import remove_stale_temporaries, temporary, write_atomically
 
 log = logging.getLogger("engine.datasets")
 ID_CHARS = 16
+MB = 2**20
 SERVER = "server:"  # the store's own view of every dataset (no user's identity has this prefix)
 BUILTIN = ("sample", "synthetic")
 _ID = re.compile(r"^[0-9a-f]{16}$")
@@ -144,11 +146,14 @@ class DatasetStore:
     owned by an unauthenticated identity, and to nobody else: a private dataset is indistinguishable from an
     unknown one. Deleting a listing keeps the bars while another listing uses them."""
 
-    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048) -> None:
+    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048, memo_mb: float = 1024) -> None:
         self.directory = Path(directory).expanduser() if directory else None
         self.size_limit = int(size_limit_mb * 1e6)
         # Datasets in use, shared by the sessions that opened them; freed when the last of them ends.
         self._memo: weakref.WeakValueDictionary[str, Market] = weakref.WeakValueDictionary()
+        # The most recently opened ones, held up to memo_mb so that a request does not read its Parquet again.
+        self.memo_bytes = int(memo_mb * MB)
+        self._recent: OrderedDict[str, Market] = OrderedDict()
         self._lock = threading.RLock()
         self._tidied = time.monotonic()
         if self.directory is not None:
@@ -194,6 +199,12 @@ class DatasetStore:
     def can_open(self, ds_id: str, viewer: str) -> bool:
         return self.info(ds_id, viewer) is not None
 
+    def open_to_team(self, ds_id: str, owner: str) -> bool:
+        """Does `owner` list this dataset for the team (shared, or owned by an unauthenticated identity)?"""
+        facts = self._facts(ds_id) if valid_id(ds_id) else None
+        own = [e for e in facts[1] if e.owner == owner] if facts else []
+        return any(e.shared or not authenticated(e.owner) for e in own)
+
     def exists(self, ds_id: str) -> bool:
         """Whether the server has the dataset at all (never shown to a user who cannot open it)."""
         return self._facts(ds_id) is not None
@@ -206,6 +217,8 @@ class DatasetStore:
             return None
         with self._lock:
             market = self._memo.get(ds_id)
+            if market is not None and ds_id in self._recent:
+                self._recent.move_to_end(ds_id)
         if market is None:
             market = self._read(ds_id, info)
             if market is None:
@@ -332,11 +345,22 @@ class DatasetStore:
     def _remember(self, ds_id: str, market: Market) -> None:
         with self._lock:
             self._memo[ds_id] = market
+            self._recent[ds_id] = market
+            self._recent.move_to_end(ds_id)
+            held = sum(m.nbytes for m in self._recent.values())
+            while held > self.memo_bytes and len(self._recent) > 1:
+                held -= self._recent.popitem(last=False)[1].nbytes
+
+    def held_bytes(self) -> int:
+        """Bytes of the datasets this store holds in memory for the next request."""
+        with self._lock:
+            return sum(m.nbytes for m in self._recent.values())
 
     def _remove(self, ds_id: str) -> None:
         assert self.directory is not None
         with self._lock:
             self._memo.pop(ds_id, None)
+            self._recent.pop(ds_id, None)
         for suffix in (".parquet", ".json", ".dropped.parquet"):
             (self.directory / f"{ds_id}{suffix}").unlink(missing_ok=True)
 

@@ -37,9 +37,9 @@ from typing import Any
 
 import diskcache
 
-from . import __version__
-from .codec import CodecError, decode, encode
-from .data import Market
+from ..codec import CodecError, decode, encode
+from ..data import Market
+from ..version import ENGINE_VERSION
 
 log = logging.getLogger("engine.runs")
 DISK_ERRORS = (OSError, sqlite3.Error)
@@ -77,16 +77,6 @@ def install_secret(directory: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(secrets.token_hex(32).encode())
     return path.read_bytes().strip()
-
-
-def _engine_version() -> str:
-    h = hashlib.blake2b(digest_size=6)
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.read_bytes())
-    return f"{__version__}+{h.hexdigest()}"
-
-
-ENGINE_VERSION = _engine_version()
 
 
 def canonical(value: Any) -> Any:
@@ -288,6 +278,11 @@ class History:
         with self._connect() as db:
             return int(db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0])
 
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {', '.join(self.COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _record(row)
+
     def owner(self, run_id: str) -> str | None:
         with self._connect() as db:
             row = db.execute("SELECT session FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -400,6 +395,7 @@ class RunCache:
         session: str = "",
         record: bool = True,
         link: str = "",
+        run_id: str | None = None,
     ) -> tuple[Any, bool]:
         """(result, cache hit?). Computes on a miss or an unreadable entry; logs it, and unless record=False
         (scans, which run on every keystroke) adds it to the run history."""
@@ -428,6 +424,8 @@ class RunCache:
                 session,
                 link,
             )
+            if run_id is not None:
+                entry.id = run_id
             if not self._write(lambda: self._history.add(entry) if self._history else None):
                 self._pending.append(entry)  # written when the disk is back
         log.info(
@@ -452,6 +450,10 @@ class RunCache:
     def runs(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """The run history, newest first; only one user's runs when `session` is given."""
         return self._read(lambda: self._history.list(session, limit, offset) if self._history else []) or []
+
+    def record(self, run_id: str) -> RunRecord | None:
+        """One row of the history by its id, or None."""
+        return self._read(lambda: self._history.get(run_id) if self._history else None)
 
     def count(self, session: str | None = None) -> int:
         return self._read(lambda: self._history.count(session) if self._history else 0) or 0

@@ -1,0 +1,326 @@
+"""Every user action of the hosted server, once: the dashboard's pages, the HTTP API and the CLI call these
+and only translate their input and output.
+
+Each action owns what a face would otherwise have to remember: its memory estimate and the reservation from
+the server's budget, its run-cache kind and key, the owner and the link recorded in the run history, and a
+bounded output (pages of rows). Who may see what is decided here too: a run is shown to others only when its
+dataset is open to the team under its maker's own listing (`visible`), so a private strategy never leaks
+through the team's history, and a private dataset answers like an unknown one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, Generic, TypeVar
+
+import pandas as pd
+
+from ..backtest import BacktestParams, BacktestResult, backtest, random_entry_test
+from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, upload_bytes
+from ..data import Market, attach_columns, load_market, max_upload_bytes
+from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
+from ..optimize import OptimizationRun, optimization_key, run_optimization
+from ..rules import Signals, indicator_names, scan
+from .cache import MAX_NOTE_CHARS, RunRecord
+from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, valid_id
+from .stores import builtin, dataset_store, run_cache, server_budget
+
+log = logging.getLogger("engine.server")
+T = TypeVar("T")
+__all__ = ["MAX_NOTE_CHARS", "RunRecord", "builtin"]  # what faces read through the wing, not from its rooms
+TEAM_WINDOW = 2_000  # the team view looks at this many of the newest runs (a bounded query, then pages)
+
+
+@dataclass(frozen=True)
+class Run(Generic[T]):
+    """A result of a cached action: the value, whether the cache had it, its row in the run history."""
+
+    value: T
+    hit: bool
+    run_id: str = ""
+
+
+class Stopped(Exception):
+    """Work stopped by its caller (a cancelled job): nothing is cached or returned."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A dataset made by an action (an upload, a join, a fix): its id and, when the store could not keep it,
+    why (it is still usable in this session, not by link)."""
+
+    market: Market
+    data_id: str
+    not_stored: str | None = None
+
+
+def _reserved(what: str, nbytes: int, compute: Callable[[], T]) -> Callable[[], T]:
+    def run() -> T:
+        with server_budget().reserve(nbytes, what):
+            return compute()
+
+    return run
+
+
+# --- datasets ------------------------------------------------------------------------------------------------
+
+
+def open_dataset(data_id: str, viewer: str) -> Market | None:
+    """A built-in dataset or a stored one the viewer may open; None for an unknown id and for one private to
+    another user alike (ids are content fingerprints: a different answer would say the file is here)."""
+    if data_id in BUILTIN:
+        return builtin(data_id)
+    return dataset_store().get(data_id, viewer=viewer) if valid_id(data_id) else None
+
+
+def store(market: Market, owner: str, shared: bool = False) -> Stored:
+    """Keep a new dataset for links under the owner's listing; a broken store costs the links, never the data."""
+    try:
+        info = dataset_store().put(market, owner=owner)
+        if shared and not info.shared:
+            dataset_store().set_shared(info.id, owner, True)
+    except OSError as exc:
+        log.error("dataset store unusable: %r", exc)
+        return Stored(market, dataset_id(market), "its storage is full or unavailable")
+    return Stored(market, dataset_id(market))
+
+
+def _file_need(source: IO[bytes]) -> int:
+    source.seek(0)
+    head = source.read(2)
+    size = source.seek(0, os.SEEK_END)
+    source.seek(0)
+    return upload_bytes(size, head)
+
+
+def ingest(source: IO[bytes], name: str, owner: str, shared: bool = False, **options: Any) -> Stored:
+    """Load an uploaded file (the loader's checks and limits; its memory reserved first) and store it."""
+    limit = max_upload_bytes()
+    load = _reserved("upload", _file_need(source), lambda: load_market(source, name=name, max_bytes=limit, **options))
+    return store(load(), owner, shared)
+
+
+def attach(market: Market, source: IO[bytes], owner: str, shared: bool = False) -> Stored:
+    """Join a file of own columns to a dataset as of each date: a new dataset, stored like an upload."""
+    limit = max_upload_bytes()
+    join = _reserved("upload", _file_need(source), lambda: attach_columns(market, source, max_bytes=limit))
+    return store(join(), owner, shared)
+
+
+def datasets() -> DatasetStore:
+    """The server's dataset store: listings, sharing and deletion, each checked against the viewer."""
+    return dataset_store()
+
+
+def dataset_listing(data_id: str, viewer: str) -> DatasetInfo | None:
+    return None if data_id in BUILTIN else dataset_store().info(data_id, viewer=viewer)
+
+
+# --- runs ------------------------------------------------------------------------------------------------------
+
+
+def cached_scan(market: Market, rule: str) -> Signals:
+    """The rule's signals through the run cache (not listed in the run history: scans run on every keystroke);
+    a scan that is computed first reserves its memory from the server's budget."""
+
+    def compute() -> Signals:  # the estimate parses the rule: only a miss pays for it
+        need = scan_bytes(market.close.nbytes, indicator_names(rule, market.column_kinds()))
+        with server_budget().reserve(need, "scan"):
+            return scan(market, rule)
+
+    signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)
+    return signals
+
+
+def _cached(
+    kind: str,
+    market: Market,
+    rule: str,
+    key: Any,
+    need: int,
+    compute: Callable[[], T],
+    summarise: Callable[[T], dict],
+    owner: str,
+    link: str,
+) -> Run[T]:
+    run_id = uuid.uuid4().hex[:12]
+    value, hit = run_cache().run(
+        kind, market, rule, key, _reserved(kind, need, compute), summarise, session=owner, link=link, run_id=run_id
+    )
+    return Run(value, hit, run_id)
+
+
+def cached_backtest(
+    market: Market, rule: str, params: BacktestParams, owner: str, link: str = "", signals: Any = None
+) -> Run[BacktestResult]:
+    """A backtest of the rule (or of `signals`, then `rule` names them) with the parameters."""
+    entries = cached_scan(market, rule) if signals is None else signals
+    return _cached(
+        "backtest",
+        market,
+        rule,
+        params,
+        backtest_bytes(market.close.nbytes),
+        lambda: backtest(market, entries, params),
+        BacktestResult.key_metrics,
+        owner,
+        link,
+    )
+
+
+def cached_optimization(
+    market: Market,
+    rule: str,
+    base: BacktestParams,
+    grid: dict[str, Any],
+    settings: dict[str, Any],
+    owner: str,
+    link: str = "",
+    summary: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **options: Any,
+) -> Run[OptimizationRun]:
+    """An optimisation (grid, random or TPE; split or walk-forward); `options` are run_optimization's
+    (progress, scheduler). One stopped by `should_stop` raises Stopped: a partial result is never cached."""
+
+    def compute() -> OptimizationRun:
+        out = run_optimization(market, rule, base, grid, settings, should_stop=should_stop, **options)
+        if should_stop is not None and should_stop():
+            raise Stopped
+        return out
+
+    return _cached(
+        "optimize",
+        market,
+        rule,
+        optimization_key(base, grid, settings),
+        2 * backtest_bytes(market.close.nbytes),
+        compute,
+        lambda r: summary or {},
+        owner,
+        link,
+    )
+
+
+def cached_montecarlo(
+    market: Market, rule: str, result: BacktestResult, settings: dict[str, Any], owner: str, link: str = ""
+) -> Run[MonteCarloResult]:
+    """A Monte Carlo of a backtest's trades (or daily returns)."""
+    return _cached(
+        "montecarlo",
+        market,
+        rule,
+        montecarlo_settings(result, settings),
+        montecarlo_bytes(settings["n_simulations"], len(result.positions)),
+        lambda: run_montecarlo(result, settings),
+        MonteCarloResult.key_figures,
+        owner,
+        link,
+    )
+
+
+def luck_test(market: Market, result: BacktestResult) -> dict:
+    """The rule's trades against random entries with as many trades and the same holding times."""
+    return _reserved("luck test", backtest_bytes(market.close.nbytes), lambda: random_entry_test(market, result))()
+
+
+# --- the run history -----------------------------------------------------------------------------------------
+
+
+def team_view() -> bool:
+    """SCANNER_TEAM_VIEW (default 1): may users see each other's runs on shared data at all?"""
+    return os.environ.get("SCANNER_TEAM_VIEW", "1") != "0"
+
+
+def maker(record: RunRecord) -> str:
+    """Who made a run, as teammates know them: the identity's name, else 'anonymous'."""
+    return record.session.removeprefix("user:") if authenticated(record.session) else "anonymous"
+
+
+def _builtin_fingerprints() -> set[str]:
+    return {builtin(name).fingerprint for name in BUILTIN}
+
+
+def visible(record: RunRecord, viewer: str) -> bool:
+    """Its maker sees a run; teammates only when its dataset is built in or open to the team under the maker's
+    own listing (holding the same bytes gives nobody another user's runs)."""
+    if record.session == viewer:
+        return True
+    if not team_view():
+        return False
+    return record.fingerprint in _builtin_fingerprints() or dataset_store().open_to_team(
+        record.fingerprint[:16], record.session
+    )
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    runs: list[RunRecord]
+    total: int  # runs the viewer may see in this view
+    private: int  # teammates' runs on data private to them: counted, never shown
+
+
+def runs_page(viewer: str, team: bool, limit: int = 50, offset: int = 0) -> RunsPage:
+    """A page of the viewer's runs, or (team) of theirs and the teammates' runs they may see, newest first."""
+    cache = run_cache()
+    if not team or not team_view():
+        return RunsPage(cache.runs(viewer, limit=limit, offset=offset), cache.count(viewer), 0)
+    window = cache.runs(None, limit=TEAM_WINDOW)
+    shown = [r for r in window if visible(r, viewer)]
+    return RunsPage(shown[offset : offset + limit], len(shown), len(window) - len(shown))
+
+
+def find_run(run_id: str, viewer: str) -> RunRecord | None:
+    """A run the viewer may see, by its id; None for an unknown one and for a private one alike."""
+    record = run_cache().record(run_id)
+    return record if record is not None and visible(record, viewer) else None
+
+
+def run_result(record: RunRecord) -> Any | None:
+    """The run's result from the cache, or None when it has left it (size limit)."""
+    return run_cache().get(record.key)
+
+
+def delete_run(run_id: str, viewer: str) -> bool:
+    return run_cache().delete_run(run_id, viewer)
+
+
+def set_note(run_id: str, viewer: str, note: str) -> bool:
+    return run_cache().set_note(run_id, viewer, note)
+
+
+def history_off() -> str | None:
+    """Why there is no run history now ('off' by setting, or the disk's fault), else None."""
+    cache = run_cache()
+    if cache.directory is None:
+        return "The run cache is off (SCANNER_CACHE_DIR is empty), so no history is kept."
+    if cache.disabled:
+        return f"Caching and run history are off: {cache.disabled}. Runs still work, uncached."
+    return None
+
+
+def cache_off() -> str | None:
+    """Why results are not cached now, else None."""
+    return run_cache().disabled
+
+
+# --- bounded answers -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A page of a table: its rows, how many there are in all and, for tables of events, how many of each kind."""
+
+    rows: pd.DataFrame
+    total: int
+    offset: int
+    counts: dict[str, int]
+
+
+def rows_page(frame: pd.DataFrame, offset: int, limit: int, by: str | None = None) -> Rows:
+    counts = {str(k): int(v) for k, v in frame[by].value_counts().items()} if by and by in frame else {}
+    return Rows(frame.iloc[offset : offset + limit], len(frame), offset, counts)
