@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 import engine
 from engine.server.admission import serve_defaults
+from engine.server.settings import SettingsError
 
 from . import errors
 from .identity import TokenError, from_environment
@@ -38,7 +39,11 @@ log = logging.getLogger("scanner.api")
 
 def create_app() -> FastAPI:
     """A new application with its own job pool (tests create one each)."""
-    serve_defaults()  # the server's limits (a rule's memory) apply here, not in the library
+    try:
+        serve_defaults()  # the server's limits apply here, not in the library; its settings are checked
+    except SettingsError as exc:  # fail closed: no server with settings its operator did not mean
+        log.critical("%s", exc)
+        raise SystemExit(str(exc)) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

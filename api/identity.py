@@ -56,7 +56,7 @@ class Identities:
         if self.header:
             sources.append(f"the proxy header {self.header!r}")
         if not self.tokens:
-            sources.append(f"anonymous callers as {ANONYMOUS} (no access control: set SCANNER_API_TOKEN)")
+            sources.append(f"anonymous callers as {ANONYMOUS} (no access control: SCANNER_API_ANONYMOUS=1)")
         return "API identity from " + "; ".join(sources)
 
 
@@ -100,5 +100,11 @@ def from_environment() -> Identities:
     identities = Identities(
         parse_tokens(os.environ.get("SCANNER_API_TOKEN")), os.environ.get("SCANNER_USER_HEADER", "").strip()
     )
+    if not identities.tokens and not identities.header and os.environ.get("SCANNER_API_ANONYMOUS") != "1":
+        raise TokenError(
+            "no access control is configured. Set SCANNER_API_TOKEN (name:token entries, comma-separated) or "
+            "SCANNER_USER_HEADER (behind an authenticating proxy); to serve anyone who can reach it, on purpose, "
+            "set SCANNER_API_ANONYMOUS=1."
+        )
     log.warning(identities.describe())
     return identities

@@ -1,6 +1,9 @@
-"""Long work (grids, Monte Carlo) as jobs on a small thread pool, so a request never waits for it and the
+"""Long work (grids, Monte Carlo) as jobs on a few worker threads, so a request never waits for it and the
 server's event loop never runs it. The kernels release the GIL (`nogil=True`), so jobs and requests run
-side by side. Jobs live in memory: queued or running ones are bounded per user and in all; finished ones
+side by side. Workers take jobs per user in turn (round robin across the users with waiting work), and one
+user runs at most all workers but one at once (SCANNER_API_WORKERS, default 3), so another user's job starts
+as soon as it is submitted, however long the first user's searches are; a queued job says its place in line.
+Jobs live in memory: queued or running ones are bounded per user and in all; finished ones
 are kept for their owner to fetch for SCANNER_API_JOB_TTL seconds (default 3600), at most
 SCANNER_API_JOBS_KEPT (default 50) per user and SCANNER_API_JOBS_MB (default 256) of results in all, oldest
 first out. A timer expires them even when nothing is submitted; an expired job's id answers "expired".
@@ -14,9 +17,8 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ class Job:
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     size: int = 0  # bytes of the result as JSON, counted against the byte budget
+    place: int | None = None  # while queued: how many jobs start before it (set when viewed)
 
     @property
     def active(self) -> bool:
@@ -59,6 +62,7 @@ class Job:
             "kind": self.kind,
             "status": self.status,
             "progress": {"done": self.done, "total": self.total},
+            "place_in_line": self.place,
             "result": self.result,
             "error": self.error,
             "created": self.created,
@@ -78,16 +82,21 @@ class Jobs:
         sweep_s: float = SWEEP_S,
     ) -> None:
         env = os.environ.get
-        self.workers = workers or int(env("SCANNER_API_WORKERS", "2"))
+        self.workers = workers or int(env("SCANNER_API_WORKERS", "3"))
+        self.per_user = max(1, self.workers - 1)  # one worker is always free for another user
         self.ttl = float(env("SCANNER_API_JOB_TTL", "3600")) if ttl is None else ttl
         self.kept = int(env("SCANNER_API_JOBS_KEPT", "50")) if kept is None else kept
         self.kept_bytes = int(float(env("SCANNER_API_JOBS_MB", "256")) * 2**20) if kept_bytes is None else kept_bytes
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="api-job")
         self._jobs: dict[str, Job] = {}
+        self._waiting: OrderedDict[str, deque[tuple[Job, Callable[[Job], Any]]]] = OrderedDict()  # owner -> line
+        self._running: dict[str, int] = {}  # owner -> jobs running
+        self._ready = threading.Condition(threading.Lock())
         self._expired: OrderedDict[str, str] = OrderedDict()  # id -> owner
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._sweep, args=(sweep_s,), name="api-job-expiry", daemon=True).start()
+        for n in range(self.workers):
+            threading.Thread(target=self._work, name=f"api-job-{n}", daemon=True).start()
 
     def submit(self, owner: str, kind: str, work: Callable[[Job], Any]) -> Job:
         """Queue work(job) -> JSON-able result; the work reports progress on job.done/total and stops early
@@ -108,8 +117,49 @@ class Jobs:
                 )
             job = Job(uuid.uuid4().hex, owner, kind)
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, work)
+        with self._ready:
+            self._waiting.setdefault(owner, deque()).append((job, work))
+            self._ready.notify()
         return job
+
+    def place(self, job: Job) -> int:
+        """How many jobs will start before this queued one (0: it is next), taking turns across users."""
+        with self._ready:
+            line = self._waiting.get(job.owner, deque())
+            mine = next((i for i, (queued, _) in enumerate(line) if queued is job), None)
+            if mine is None:
+                return 0
+            others = sum(min(len(q), mine + 1) for o, q in self._waiting.items() if o != job.owner)
+            return mine + others
+
+    def _next(self) -> tuple[Job, Callable[[Job], Any]] | None:
+        """The first user in turn with waiting work and a free share of the workers; that user goes last."""
+        for owner, line in self._waiting.items():
+            if line and self._running.get(owner, 0) < self.per_user:
+                item = line.popleft()
+                self._waiting.move_to_end(owner)
+                if not line:
+                    del self._waiting[owner]
+                return item
+        return None
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._ready:
+                item = self._next()
+                while item is None and not self._stop.is_set():
+                    self._ready.wait(1.0)
+                    item = self._next()
+                if item is None:
+                    return
+                job = item[0]
+                self._running[job.owner] = self._running.get(job.owner, 0) + 1
+            try:
+                self._run(*item)
+            finally:
+                with self._ready:
+                    self._running[job.owner] -= 1
+                    self._ready.notify_all()
 
     def get(self, job_id: str, owner: str) -> Job | None:
         with self._lock:
@@ -133,7 +183,9 @@ class Jobs:
         self._stop.set()
         for job in list(self._jobs.values()):
             job.cancel.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._ready:
+            self._waiting.clear()
+            self._ready.notify_all()
 
     def _run(self, job: Job, work: Callable[[Job], Any]) -> None:
         if job.cancel.is_set():

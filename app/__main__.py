@@ -10,8 +10,13 @@ from pathlib import Path
 from streamlit.web import cli
 
 from app.state import log_identity_sources
+from engine.server import settings
 from engine.warmup import warm_up_in_background
 
+try:
+    settings.check()
+except settings.SettingsError as exc:  # fail closed: the dashboard does not start with unusable settings
+    sys.exit(str(exc))
 warm_up_in_background()
 log_identity_sources()
 sys.argv = ["streamlit", "run", str(Path(__file__).with_name("main.py")), *sys.argv[1:]]

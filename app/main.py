@@ -10,10 +10,15 @@ import streamlit as st
 from app import reaper as app_reaper
 from app import state as app_state
 from engine.server.admission import WAIT_NOTICE, serve_defaults
+from engine.server.settings import SettingsError
 from engine.warmup import warm_up_in_background
 
 st.set_page_config(page_title="Scanner & Backtester", page_icon=":material/candlestick_chart:", layout="wide")
-serve_defaults()  # the server's limits (a rule's memory) apply here, not in the library
+try:
+    serve_defaults()  # the server's limits apply here, not in the library; its settings are checked
+except SettingsError as exc:  # fail closed: serve nothing with settings its operator did not mean
+    st.error(str(exc))
+    st.stop()
 warm_up_in_background()
 app_reaper.start()
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("SCANNER_CACHE_DIR", "")  # tests pass their own tmp_path cache directories
+os.environ.setdefault("SCANNER_API_ANONYMOUS", "1")  # most API tests need no tokens; tests of refusals unset it
 
 from engine.data import Market, market_from_frame  # noqa: E402
 

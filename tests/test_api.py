@@ -31,6 +31,7 @@ from engine import params as table
 from engine.backtest import params_from_values
 from engine.optimize import in_out_of_sample, optimize
 from engine.rules import scan
+from engine.server.cache import RunCache
 from engine.server.datasets import SERVER, to_frame
 from engine.server.stores import dataset_store, run_cache
 
@@ -206,7 +207,12 @@ def test_a_malformed_token_setting_stops_the_api_naming_the_entry_never_the_toke
 
 
 def test_uvicorn_refuses_to_start_with_an_empty_token_and_logs_the_identity_sources(tmp_path):
-    env = {**os.environ, "SCANNER_CACHE_DIR": str(tmp_path), "SCANNER_API_TOKEN": "alice:"}
+    env = {
+        **os.environ,
+        "SCANNER_API_ANONYMOUS": "1",
+        "SCANNER_CACHE_DIR": str(tmp_path),
+        "SCANNER_API_TOKEN": "alice:",
+    }
     run = subprocess.run(
         [sys.executable, "-m", "uvicorn", "api.app:app", "--port", "0"],
         cwd=ROOT,
@@ -221,6 +227,56 @@ def test_uvicorn_refuses_to_start_with_an_empty_token_and_logs_the_identity_sour
         [sys.executable, "-c", "import api.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and "2 API token(s) for alice, bob" in run.stderr and "token-a" not in run.stderr
+
+
+def _start(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """`import api.app` (what uvicorn does first) in a fresh process with only these SCANNER_* settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SCANNER_")}
+    clean |= {"SCANNER_CACHE_DIR": str(tmp_path / "cache"), **env}
+    return subprocess.run(
+        [sys.executable, "-c", "import api.app"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_api_does_not_start_open_to_anyone_unless_told_to(tmp_path):
+    refused = _start(tmp_path)
+    assert refused.returncode != 0 and "set SCANNER_API_ANONYMOUS=1" in refused.stderr
+    assert _start(tmp_path, SCANNER_API_ANONYMOUS="1").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        (
+            {"SCANNER_API_TOKENS": "alice:token-a-0123456789"},
+            "SCANNER_API_TOKENS is not a setting of this server; did you mean SCANNER_API_TOKEN?",
+        ),
+        ({"SCANNER_TOKEN": "alice:token-a-0123456789"}, "did you mean SCANNER_API_TOKEN?"),
+        ({"scanner_api_token": "alice:token-a-0123456789"}, "scanner_api_token is not a setting"),
+        ({"SCANNER_CACHE_KEY": "x"}, "SCANNER_CACHE_KEY has 1 characters; it needs at least 32"),
+    ],
+)
+def test_a_misspelt_setting_or_a_short_key_stops_the_api_naming_the_fix(tmp_path, env, words):
+    run = _start(tmp_path, SCANNER_API_ANONYMOUS="1", **env)
+    assert run.returncode != 0 and words in run.stderr, run.stderr[-800:]
+    assert "token-a-0123456789" not in run.stderr
+
+
+def test_a_secret_file_another_user_could_have_written_stops_the_api_and_is_never_trusted(tmp_path):
+    cache = RunCache(tmp_path / "cache")  # makes the secret file, as the first run of a server does
+    key = tmp_path / "cache" / "secret.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and _start(tmp_path, SCANNER_API_ANONYMOUS="1").returncode == 0
+    cache.run("backtest", synthetic_market(3, 60, seed=1), "close > 0", {}, lambda: {"x": 1})
+    key.write_text("f" * 64)  # replaced by a file of someone's choosing...
+    key.chmod(0o644)  # ...that others may read
+    run = _start(tmp_path, SCANNER_API_ANONYMOUS="1")
+    assert run.returncode != 0 and "must belong to this server's user with mode 0600" in run.stderr
+    assert "chmod 600" in run.stderr
+    again = RunCache(tmp_path / "cache")  # a cache opened anyway turns itself off rather than trust the file
+    market = synthetic_market(3, 60, seed=1)
+    assert not again.active and again.run("backtest", market, "close > 0", {}, lambda: {"x": 2}) == ({"x": 2}, False)
+    key.chmod(0o600)
+    assert _start(tmp_path, SCANNER_API_ANONYMOUS="1").returncode == 0
 
 
 ALICE_TOKEN, BOB_TOKEN = "alice-token-0123456789", "bob-token-0123456789ab"
@@ -768,3 +824,49 @@ def test_old_mac_and_zip_uploads_are_read_or_refused_with_a_message_never_a_500(
         z.writestr("more.csv", content)
     r = upload(client, buf.getvalue(), "bars.zip")
     assert r.status_code == 422 and "unzip it" in r.json()["error"]
+
+
+def test_jobs_take_turns_across_users_and_one_user_never_holds_every_worker():
+    jobs, gate = Jobs(workers=2), threading.Event()
+    try:
+        alice = [jobs.submit("alice", "test", lambda job: gate.wait(30)) for _ in range(3)]
+        time.sleep(0.3)
+        assert [j.status for j in alice] == ["running", "queued", "queued"]  # one worker stays free for others
+        assert [jobs.place(j) for j in alice[1:]] == [0, 1]
+        started = time.monotonic()
+        bob = jobs.submit("bob", "test", lambda job: "done")
+        while bob.status != "done" and time.monotonic() - started < 5:
+            time.sleep(0.01)
+        assert bob.status == "done" and time.monotonic() - started < 1
+        carol = jobs.submit("carol", "test", lambda job: gate.wait(30))
+        assert jobs.place(carol) == 1 and jobs.place(alice[2]) == 2  # alice's next, then carol's: turns
+    finally:
+        gate.set()
+        jobs.shutdown()
+
+
+def test_bobs_monte_carlo_starts_within_5_s_while_alice_runs_two_100k_trial_searches(client, two_users):
+    alice, bob = two_users
+    search = {"mode": "all", "min_trades": 0, "search": "random", "n_trials": 100_000, "seed": 1}
+    grid = {"stop_loss": [1, 20, 0], "take_profit": [1, 40, 0]}
+    ids = []
+    for seed in (1, 2):
+        body = {"rule": RULE, "grid": grid, "settings": {**search, "seed": seed}}
+        r = client.post("/api/backtest/optimize", json=body, headers=alice)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    time.sleep(0.5)
+    assert [client.get(f"/api/jobs/{i}", headers=alice).json()["status"] for i in ids] == ["running"] * 2
+    started = time.monotonic()
+    r = client.post("/api/montecarlo", json={"rule": RULE, "settings": {"n_simulations": 100}}, headers=bob)
+    status = "queued"
+    while status == "queued" and time.monotonic() - started < 5:
+        status = client.get(r.json()["url"], headers=bob).json()["status"]
+        time.sleep(0.05)
+    assert status in ("running", "done"), f"Bob's job is still {status} after 5 s"  # the worker kept for others
+    third = client.post("/api/backtest/optimize", json={"rule": RULE, "grid": grid, "settings": search}, headers=alice)
+    ids.append(third.json()["id"])
+    view = client.get(third.json()["url"], headers=alice).json()
+    assert view["status"] == "queued" and view["place_in_line"] == 0  # next in line, once one of hers ends
+    for job_id in ids:
+        client.delete(f"/api/jobs/{job_id}", headers=alice)

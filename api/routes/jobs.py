@@ -151,6 +151,7 @@ def get_job(job_id: str, request: Request, who: User) -> dict[str, Any]:
         )
     if job is None:
         raise HTTPException(404, f"No job {job_id[:40]!r} of yours.")
+    job.place = jobs.place(job) if job.status == "queued" else None
     return job.view()
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..budget import SERVER_MEMO_MB, SERVER_RULE_MB, machine_bytes
 from ..errors import DataError, InputError
+from . import settings
 
 MB = 2**20
 # Who is told about a wait when the caller passes no on_wait: the page being drawn (set per script run).
@@ -46,7 +47,9 @@ def server_budget_bytes() -> int:
 def serve_defaults() -> None:
     """Called where a server starts (the dashboard, the API): limits that protect users from each other apply
     there, and only there (the library and the CLI are limited by the machine's memory). The memos are a
-    quarter of the budget at most, so that work has the rest; freed arrays go back to the system at once."""
+    quarter of the budget at most, so that work has the rest; freed arrays go back to the system at once.
+    SettingsError (the server must not start) when a setting is unusable (`settings.check`)."""
+    settings.check()
     quarter_mb = server_budget_bytes() // MB // 4
     os.environ.setdefault("SCANNER_RULE_MB", str(SERVER_RULE_MB))
     os.environ.setdefault("SCANNER_MEMO_MB", str(min(SERVER_MEMO_MB, quarter_mb)))

@@ -40,6 +40,7 @@ import diskcache
 from ..codec import CodecError, decode, encode
 from ..data import Market
 from ..version import ENGINE_VERSION
+from .settings import MIN_KEY_CHARS, SettingsError, check_secret_file
 
 log = logging.getLogger("engine.runs")
 DISK_ERRORS = (OSError, sqlite3.Error)
@@ -61,22 +62,35 @@ def busy_timeout_s() -> float:
 
 
 def install_secret(directory: Path) -> bytes:
-    """The key of the cache's MACs: SCANNER_CACHE_KEY, else `secret.key` in the cache directory, created on first
-    start with mode 0600 (the first of several processes to start creates it; the others read it)."""
+    """The key of the cache's MACs: SCANNER_CACHE_KEY (32 characters at least), else `secret.key` in the cache
+    directory, created on first start with mode 0600, whole or not at all (written beside, then linked in: the
+    first of several processes or threads to start creates it; the others read it). A key too short, or a file
+    another user owns or may read, is refused (OSError: the cache stays off rather than trust it)."""
     given = os.environ.get("SCANNER_CACHE_KEY", "")
     if given:
+        if len(given) < MIN_KEY_CHARS:
+            raise OSError(f"SCANNER_CACHE_KEY is shorter than {MIN_KEY_CHARS} characters")
         return given.encode()
     path = directory / "secret.key"
+    if not path.exists():
+        draft = directory / f".secret.key.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+        try:
+            os.link(draft, path)  # fails if another process linked its own first: then theirs is the secret
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_bytes().strip()
-        if len(secret) < 32:
-            raise OSError("the cache secret file is too short (damaged?)") from None
-        return secret
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_hex(32).encode())
-    return path.read_bytes().strip()
+        check_secret_file(path)
+    except SettingsError as exc:
+        raise OSError(str(exc)) from None
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise OSError("the cache secret file is too short (damaged?)")
+    return secret
 
 
 def canonical(value: Any) -> Any:
