@@ -63,7 +63,7 @@ load-test: $(VENV)/.installed system-deps
 
 # 20 concurrent API clients for 30 s against uvicorn on 127.0.0.1: latency percentiles, errors, RSS.
 load-test-api: $(VENV)/.installed
-	$(BIN)/python benchmarks/load_test_api.py --clients 20 --seconds 30
+	$(BIN)/python benchmarks/load_test_api.py --budgets 1024,2048,512 --clients 20 --seconds 60
 
 clean:
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache .coverage .venv-bench

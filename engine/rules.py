@@ -15,6 +15,7 @@ import ast
 import io
 import os
 import re
+import threading
 import tokenize
 from collections import deque
 from collections.abc import Mapping
@@ -55,6 +56,18 @@ def check_length(text: str) -> None:
             f"The rule is {len(text):,} characters long; the limit is {MAX_RULE_CHARS:,}. "
             "Shorten it (e.g. remove repeated spaces or conditions)."
         )
+
+
+# CPython 3.11's AST construction keeps its recursion depth in state shared by threads: two parses at once
+# can fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905). The server
+# parses rules and constraints on many threads, so one at a time.
+_PARSING = threading.Lock()
+
+
+def parse_expression(source: str) -> ast.Expression:
+    """ast.parse(source, mode="eval"), one thread at a time."""
+    with _PARSING:
+        return ast.parse(source, mode="eval")
 
 
 FUNCTIONS = {
@@ -233,7 +246,7 @@ def parse_rule(text: str, columns: Mapping[str, str] | None = None) -> ast.Expre
         raise RuleError(f"The rule nests brackets {max_depth} deep; the limit is {MAX_DEPTH}.")
     source = _names_lowered(" ".join(text.strip().splitlines()))
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = parse_expression(source)
     except SyntaxError as exc:
         col = (exc.offset or 1) - 1
         raise RuleError(f"Syntax error at column {col + 1}: {exc.msg}.{_hint(source)}\n{_caret(source, col)}") from None

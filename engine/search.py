@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .rules import parse_expression
 
 MAX_CONSTRAINT_CHARS = 300
 _COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal}
@@ -74,7 +75,7 @@ def check_constraint(constraint: str, names: Sequence[str]) -> ast.Expression | 
         raise DataError(f"The constraint is {len(text):,} characters; the limit is {MAX_CONSTRAINT_CHARS}.")
     allowed = ", ".join(names)
     try:
-        tree = ast.parse(text.replace("rule.", "rule_"), mode="eval")
+        tree = parse_expression(text.replace("rule.", "rule_"))
     except SyntaxError:
         raise DataError(f"The constraint {text!r} is not an expression; e.g. take_profit > stop_loss.") from None
     for node in ast.walk(tree):

@@ -126,13 +126,15 @@ class MemoryBudget:
         self.running = 0
         self._measure = measure
         self.idle = measure() if measure is not None else 0
+        self.floor = 0  # growth held while nothing runs (the memos, kept datasets), measured when work ends
         self._queue: list[_Ticket] = []
         self._changed = threading.Condition()
 
     def in_use(self) -> int:
-        """Bytes held beyond the idle process: the larger of the reservations and the measured growth."""
+        """Bytes held beyond the idle process: the reservations on top of what is held between runs, or the
+        measured growth, whichever is larger (work admitted a moment ago has not allocated yet)."""
         grown = self._measure() - self.idle if self._measure is not None else 0
-        return max(self.used, grown)
+        return max(self.used + self.floor, grown)
 
     @contextlib.contextmanager
     def reserve(
@@ -150,19 +152,21 @@ class MemoryBudget:
         try:
             yield
         finally:
+            if self._measure is not None:
+                release_freed_memory()
             with self._changed:
                 self.used -= nbytes
                 self.running -= 1
+                if self.running == 0 and self._measure is not None:
+                    self.floor = max(0, self._measure() - self.idle)
                 self._changed.notify_all()
-            if self._measure is not None:
-                release_freed_memory()
 
     def _fits(self, ticket: _Ticket) -> bool:
         if self._queue[0] is not ticket:
             return False
         if self.running == 0:  # alone, it fits by its estimate: what else the process holds is bounded
             return True
-        return self.used + ticket.nbytes <= self.total and self.in_use() + ticket.nbytes <= self.total
+        return self.in_use() + ticket.nbytes <= self.total
 
     def _wait_for_room(self, ticket: _Ticket, on_wait: Callable[[int], None] | None, max_wait_s: float | None) -> None:
         limit = self.max_wait_s if max_wait_s is None else max_wait_s

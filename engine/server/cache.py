@@ -209,6 +209,15 @@ class ResultStore:
         self._present()
         self.cache.set(key, blob)
 
+    def stored_bytes(self, key: str) -> int | None:
+        """The size of a stored result without reading it (None: not stored)."""
+        self._present()
+        handle = self.cache.get(key, read=True)
+        if handle is None:
+            return None
+        with handle:
+            return os.fstat(handle.fileno()).st_size
+
     def volume(self) -> int:
         """Bytes the results take on disk."""
         return int(self.cache.volume())
@@ -460,6 +469,10 @@ class RunCache:
     def get(self, key: str) -> Any | None:
         """The cached result, or None when absent, unreadable (then removed) or the cache is off."""
         return self._read(lambda: self._results.get(key) if self._results else None)
+
+    def stored_bytes(self, key: str) -> int | None:
+        """The size of a stored result (None: not stored, or the cache is off)."""
+        return self._read(lambda: self._results.stored_bytes(key) if self._results else None)
 
     def runs(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """The run history, newest first; only one user's runs when `session` is given."""

@@ -26,14 +26,17 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from ..budget import stored_read_bytes
 from ..data import DataError, Market, market_from_frame
 from ..files import remove_stale_temporaries, temporary, write_atomically
 
@@ -146,7 +149,13 @@ class DatasetStore:
     owned by an unauthenticated identity, and to nobody else: a private dataset is indistinguishable from an
     unknown one. Deleting a listing keeps the bars while another listing uses them."""
 
-    def __init__(self, directory: str | os.PathLike | None, size_limit_mb: float = 2048, memo_mb: float = 1024) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike | None,
+        size_limit_mb: float = 2048,
+        memo_mb: float = 1024,
+        admit: Callable[[int, str], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self.directory = Path(directory).expanduser() if directory else None
         self.size_limit = int(size_limit_mb * 1e6)
         # Datasets in use, shared by the sessions that opened them; freed when the last of them ends.
@@ -154,6 +163,9 @@ class DatasetStore:
         # The most recently opened ones, held up to memo_mb so that a request does not read its Parquet again.
         self.memo_bytes = int(memo_mb * MB)
         self._recent: OrderedDict[str, Market] = OrderedDict()
+        self._readers: dict[str, threading.Lock] = {}
+        # Reading a dataset reserves its memory (the server's budget); the library's own store reads at once.
+        self._admit = admit or (lambda nbytes, what: contextlib.nullcontext())
         self._lock = threading.RLock()
         self._tidied = time.monotonic()
         if self.directory is not None:
@@ -215,16 +227,36 @@ class DatasetStore:
         info = self.info(ds_id, viewer)
         if info is None:
             return None
+        market = self._held(ds_id)
+        if market is None:
+            with self._reading(ds_id):  # one read of a dataset at a time: the others then find it held
+                market = self._held(ds_id)
+                if market is None:
+                    with self._admit(self._read_bytes(ds_id), "dataset read"):
+                        market = self._read(ds_id, info)
+                    if market is None:
+                        return None
+                    self._remember(ds_id, market)
+        return market if market.name == info.name else replace(market, name=info.name)
+
+    def _held(self, ds_id: str) -> Market | None:
         with self._lock:
             market = self._memo.get(ds_id)
             if market is not None and ds_id in self._recent:
                 self._recent.move_to_end(ds_id)
-        if market is None:
-            market = self._read(ds_id, info)
-            if market is None:
-                return None
-            self._remember(ds_id, market)
-        return market if market.name == info.name else replace(market, name=info.name)
+            return market
+
+    def _reading(self, ds_id: str) -> threading.Lock:
+        with self._lock:
+            return self._readers.setdefault(ds_id, threading.Lock())
+
+    def _read_bytes(self, ds_id: str) -> int:
+        """What reading the stored bars needs, from the Parquet footer (rows x columns)."""
+        try:
+            meta = pq.ParquetFile(self.directory / f"{ds_id}.parquet").metadata  # type: ignore[operator]
+        except (OSError, ValueError):
+            return 0  # unreadable: _read finds out and removes it
+        return stored_read_bytes(meta.num_rows, meta.num_columns)
 
     def _read(self, ds_id: str, info: DatasetInfo) -> Market | None:
         assert self.directory is not None

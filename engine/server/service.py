@@ -10,10 +10,12 @@ through the team's history, and a private dataset answers like an unknown one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
 
@@ -25,7 +27,7 @@ from ..data import Market, attach_columns, load_market, max_upload_bytes
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Signals, indicator_names, scan
-from .cache import MAX_NOTE_CHARS, RunRecord
+from .cache import MAX_NOTE_CHARS, RunRecord, run_key
 from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, valid_id
 from .stores import builtin, dataset_store, run_cache, server_budget
 
@@ -132,8 +134,29 @@ def cached_scan(market: Market, rule: str) -> Signals:
         with server_budget().reserve(need, "scan"):
             return scan(market, rule)
 
-    signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)
+    with _one_flight("scan", market, rule, {}):
+        signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)
     return signals
+
+
+_FLIGHTS: dict[str, threading.Lock] = {}
+_FLIGHTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_flight(kind: str, market: Market, rule: str, key: Any) -> Iterator[None]:
+    """One computation of a run at a time: a second request for the same run waits, then reads the first's
+    result from the cache, rather than computing (and holding the memory of) it twice."""
+    name = run_key(kind, market.fingerprint, rule, key)
+    with _FLIGHTS_LOCK:
+        lock = _FLIGHTS.setdefault(name, threading.Lock())
+    try:
+        with lock:
+            yield
+    finally:
+        with _FLIGHTS_LOCK:
+            if not lock.locked():
+                _FLIGHTS.pop(name, None)
 
 
 def _cached(
@@ -148,9 +171,10 @@ def _cached(
     link: str,
 ) -> Run[T]:
     run_id = uuid.uuid4().hex[:12]
-    value, hit = run_cache().run(
-        kind, market, rule, key, _reserved(kind, need, compute), summarise, session=owner, link=link, run_id=run_id
-    )
+    with _one_flight(kind, market, rule, key), server_budget().reserve(need, kind):  # a hit's read, a miss's work
+        value, hit = run_cache().run(
+            kind, market, rule, key, compute, summarise, session=owner, link=link, run_id=run_id
+        )
     return Run(value, hit, run_id)
 
 
@@ -159,12 +183,13 @@ def cached_backtest(
 ) -> Run[BacktestResult]:
     """A backtest of the rule (or of `signals`, then `rule` names them) with the parameters."""
     entries = cached_scan(market, rule) if signals is None else signals
+    count = entries.count if isinstance(entries, Signals) else len(entries)
     return _cached(
         "backtest",
         market,
         rule,
         params,
-        backtest_bytes(market.close.nbytes),
+        backtest_bytes(market.close.nbytes, count),
         lambda: backtest(market, entries, params),
         BacktestResult.key_metrics,
         owner,
@@ -280,9 +305,17 @@ def find_run(run_id: str, viewer: str) -> RunRecord | None:
     return record if record is not None and visible(record, viewer) else None
 
 
+READ_FACTOR = 3  # reading a result holds its stored bytes and what they decode to
+
+
 def run_result(record: RunRecord) -> Any | None:
-    """The run's result from the cache, or None when it has left it (size limit)."""
-    return run_cache().get(record.key)
+    """The run's result from the cache (its read reserved from the budget: a result may be hundreds of MB), or
+    None when it has left it (size limit)."""
+    stored = run_cache().stored_bytes(record.key)
+    if stored is None:
+        return None
+    with server_budget().reserve(READ_FACTOR * stored, "result"):
+        return run_cache().get(record.key)
 
 
 def delete_run(run_id: str, viewer: str) -> bool:

@@ -38,7 +38,12 @@ def run_cache() -> RunCache:
 
 @functools.cache
 def _dataset_store(directory: str, size_mb: str, memo_mb: str) -> DatasetStore:
-    return DatasetStore(Path(directory) / "datasets" if directory else None, float(size_mb), float(memo_mb))
+    return DatasetStore(
+        Path(directory) / "datasets" if directory else None,
+        float(size_mb),
+        float(memo_mb),
+        admit=lambda nbytes, what: server_budget().reserve(nbytes, what),
+    )
 
 
 @functools.cache
