@@ -30,6 +30,7 @@ from engine.server.admission import serve_defaults
 from engine.server.settings import SettingsError
 
 from . import errors
+from .disconnect import CancelOnDisconnect
 from .identity import TokenError, from_environment
 from .jobs import Jobs
 from .routes import data, jobs, reference, runs
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
         raise SystemExit(f"The API does not start: {exc}") from None
     app.state.jobs = Jobs()
     errors.install(app)
+    app.add_middleware(CancelOnDisconnect)
     for module in (data, runs, jobs, reference):
         app.include_router(module.router)
     return app

@@ -24,12 +24,12 @@ log = logging.getLogger("scanner.api")
 def install(app: FastAPI) -> None:
     """The body limits and every error handler."""
     app.add_middleware(BodyLimit)
+    app.add_middleware(UnexpectedErrors)
     # Starlette types a handler as taking any Exception; each of these takes its own class.
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # FastAPI's 404, 405
     app.add_exception_handler(InputError, _input_error)  # type: ignore[arg-type]
     app.add_exception_handler(ServerBusy, _busy)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _unexpected)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -69,9 +69,31 @@ async def _busy(request: Request, exc: ServerBusy) -> JSONResponse:
     return response
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(500, "An unexpected error stopped the request (it has been logged).")
+class UnexpectedErrors:
+    """A bug answers 500 with a plain message (the traceback goes to the log) and the connection stays usable:
+    the error is handled here, so it never reaches the server, which would close the connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # half an answer was sent: only closing the connection can say it is incomplete
+                raise
+            response = _error(500, "An unexpected error stopped the request (it has been logged).")
+            await response(scope, receive, send)
 
 
 def max_json_bytes() -> int:

@@ -160,3 +160,23 @@ def test_runs_of_the_same_size_each_keep_their_own_place_in_the_queue():
     for w in waiters:
         w.join(5)
     assert done == ["first", "second"] and budget.used == 0 and not budget._queue and 2 in told
+
+
+def test_four_clients_keep_the_api_process_within_its_256_mb_budget():
+    """The load test's small version: a real uvicorn process, two identities, a stored dataset with the dense
+    rule; the peak is read from the server process's /proc while the clients run."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "load_test_api.py"),
+            *("--budgets", "256", "--clients", "4", "--seconds", "12", "--symbols", "300", "--bars", "1500"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])[0]
+    assert report["errors"] == 0 and report["mismatches"] == 0 and report["answered_backtests"] > 0, report
+    assert report["peak_above_idle_mb"] <= 1.5 * 256, report
