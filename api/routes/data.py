@@ -5,15 +5,17 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
 from engine.data import Market, describe_columns, max_upload_bytes, too_big
 from engine.safe_csv import to_safe_csv
 from engine.server import service
-from engine.server.datasets import BUILTIN, describe, to_frame
+from engine.server.datasets import BUILTIN, describe
 
 from ..deps import User, dashboard_link, open_dataset, user
 from ..models import LoadSettings, library_values
@@ -138,7 +140,7 @@ def get_bars(
     paginated (limit, offset, next_offset); CSV and Parquet hold every matching row."""
     market = open_dataset(data_id, who)
     wanted = None if not symbols else [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    frame = to_frame(market, wanted, start, end)
+    frame = service.bars(market, wanted, start, end)
     if format == "json":
         page = frame.iloc[offset : offset + limit]
         following = offset + limit if offset + limit < len(frame) else None
@@ -150,7 +152,12 @@ def get_bars(
         out = io.BytesIO()
         frame.to_parquet(out, index=False, compression="zstd")
         return Response(out.getvalue(), media_type="application/vnd.apache.parquet", headers=headers)
-    text = io.StringIO()
-    to_safe_csv(frame, text, index=False)
-    text.seek(0)
-    return StreamingResponse(iter(lambda: text.read(1 << 20), ""), media_type="text/csv", headers=headers)
+    return StreamingResponse(_csv_chunks(frame), media_type="text/csv", headers=headers)
+
+
+def _csv_chunks(frame: pd.DataFrame, rows: int = 50_000) -> Iterator[str]:
+    """The rows as CSV, a chunk at a time (never the whole text in memory)."""
+    for start in range(0, max(len(frame), 1), rows):
+        text = io.StringIO()
+        to_safe_csv(frame.iloc[start : start + rows], text, index=False, header=start == 0)
+        yield text.getvalue()

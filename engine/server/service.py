@@ -22,13 +22,13 @@ from typing import IO, Any, Generic, TypeVar
 import pandas as pd
 
 from ..backtest import BacktestParams, BacktestResult, backtest, random_entry_test
-from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, upload_bytes
+from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Signals, indicator_names, scan
 from .cache import MAX_NOTE_CHARS, RunRecord, run_key
-from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, valid_id
+from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, to_frame, valid_id
 from .stores import builtin, dataset_store, run_cache, server_budget
 
 log = logging.getLogger("engine.server")
@@ -116,6 +116,13 @@ def attach(market: Market, source: IO[bytes], owner: str, shared: bool = False) 
 def datasets() -> DatasetStore:
     """The server's dataset store: listings, sharing and deletion, each checked against the viewer."""
     return dataset_store()
+
+
+def bars(market: Market, symbols: list[str] | None, start: str | None, end: str | None) -> pd.DataFrame:
+    """The bars in long format (symbol, date, open, ...), the dates clamped to the data's range; the table's
+    memory reserved first (a whole dataset is millions of rows)."""
+    with server_budget().reserve(stored_read_bytes(market.close.size, 8), "bars download"):
+        return to_frame(market, symbols, start, end)
 
 
 def dataset_listing(data_id: str, viewer: str) -> DatasetInfo | None:
