@@ -419,6 +419,14 @@ def optimize(
     return run.table(table, objective, min_trades, progress, should_stop, search)
 
 
+def check_satisfiable(grid: Mapping[str, Values], constraint: str) -> None:
+    """Before any work (a job's submission): DataError when no combination of the space satisfies the
+    constraint: every one is tried in a space of up to a million, else tens of thousands of draws."""
+    tree = check_constraint(constraint, [column_name(k) for k in grid])
+    if tree is not None and random_table(grid, 250, 0, tree).empty:
+        raise _unsatisfiable(constraint)
+
+
 def _unsatisfiable(constraint: str) -> DataError:
     """A constraint that removed every combination: said before any run, with what to change."""
     return DataError(

@@ -937,3 +937,41 @@ def test_a_500_answers_in_words_and_keeps_the_connection_usable(tmp_path, monkey
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_team_listing_shows_nothing_of_a_private_run_even_to_a_holder_of_the_same_bytes(client, two_users):
+    alice, bob = two_users
+    content = csv_bytes(seed=33)
+    mine = client.post("/api/data", files={"file": ("alice_book.csv", content, "text/csv")}, headers=alice).json()
+    secret_rule = "rsi(7) < 23.5"
+    run = client.post("/api/backtest/run", json={"data": mine["id"], "rule": secret_rule}, headers=alice).json()
+    theirs = client.post("/api/data", files={"file": ("bob_copy.csv", content, "text/csv")}, headers=bob).json()
+    assert theirs["id"] == mine["id"] and theirs["name"] == "bob_copy.csv"  # the same bytes, his own listing
+    team = client.get("/api/runs", params={"team": "true"}, headers=bob)
+    assert team.json() == {"total": 0, "private_runs_not_shown": 1, "runs": []}
+    for secret in ("alice_book", secret_rule, "alice"):
+        assert secret not in team.text
+    page = client.get(f"/api/runs/{run['run_id']}/trades", headers=bob)
+    unknown = client.get("/api/runs/0123456789ab/trades", headers=bob)
+    assert page.status_code == unknown.status_code == 404  # a private run answers like an unknown one
+    assert page.json()["error"].replace(run["run_id"], "ID") == unknown.json()["error"].replace("0123456789ab", "ID")
+    client.post(f"/api/data/{mine['id']}/share", headers=alice)  # alice lists it: her runs on it are the team's
+    shown = client.get("/api/runs", params={"team": "true"}, headers=bob).json()
+    assert shown["private_runs_not_shown"] == 0 and [(r["by"], r["rule"], r["yours"]) for r in shown["runs"]] == [
+        ("alice", secret_rule, False)
+    ]
+    assert client.get(f"/api/runs/{run['run_id']}/trades", headers=bob).status_code == 200
+    assert client.get("/api/runs", headers=bob).json()["total"] == 0  # his own: none
+
+
+@pytest.mark.parametrize("search", ["grid", "random", "tpe"])
+def test_a_constraint_no_combination_satisfies_is_a_422_at_submission(client, search):
+    grid = {"stop_loss": [1, 10, 1], "take_profit": [2, 20, 0] if search != "grid" else [2, 20, 2]}
+    settings = {"search": search, "n_trials": 20, "constraint": "take_profit < 0"}
+    r = client.post("/api/backtest/optimize", json={"rule": RULE, "grid": grid, "settings": settings})
+    assert r.status_code == 422 and "No combination satisfies take_profit < 0" in r.json()["error"], r.text
+    settings["constraint"] = "take_profit > 3 * stop_loss"  # satisfiable: accepted
+    assert (
+        client.post("/api/backtest/optimize", json={"rule": RULE, "grid": grid, "settings": settings}).status_code
+        == 202
+    )

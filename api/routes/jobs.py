@@ -12,9 +12,8 @@ from fastapi.responses import JSONResponse
 
 from engine import params as table
 from engine.backtest import params_from_values
-from engine.optimize import OptimizationRun, estimate_work, format_grid_spec, grid_from_spec
+from engine.optimize import OptimizationRun, check_satisfiable, estimate_work, format_grid_spec, grid_from_spec
 from engine.rules import parse_rule, split_rank
-from engine.search import check_constraint, column_name
 from engine.server import service
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
@@ -47,7 +46,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
     grid = grid_from_spec(req.rule, req.grid)
     settings = req.settings.model_dump()  # type: ignore[attr-defined]  # a model generated from the table
     trials = None if settings["search"] == "grid" else settings["n_trials"]
-    check_constraint(settings["constraint"], [column_name(k) for k in grid])
+    check_satisfiable(grid, settings["constraint"])
     estimate = estimate_work(market, grid, settings["mode"], settings["train_bars"], settings["test_bars"], trials)
     estimate.check()
     values = values_by_path(req.params)

@@ -70,10 +70,8 @@ def check_secret_file(path: Path) -> None:
     """The secret file, when it exists, belongs to this process's user and nobody else may read or write it."""
     try:
         info = path.stat()
-    except FileNotFoundError:
+    except OSError:  # none yet, or a directory that cannot be used: the cache turns itself off and says so
         return
-    except OSError as exc:
-        raise SettingsError(f"The cache secret {path} cannot be read ({exc.strerror}).") from None
     if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
         raise SettingsError(
             f"The cache secret {path} must belong to this server's user with mode 0600 (it has owner uid "
