@@ -5,15 +5,15 @@ user runs at most all workers but one at once (SCANNER_API_WORKERS, default 3), 
 as soon as it is submitted, however long the first user's searches are; a queued job says its place in line.
 Jobs live in memory: queued or running ones are bounded per user and in all; finished ones
 are kept for their owner to fetch for SCANNER_API_JOB_TTL seconds (default 3600), at most
-SCANNER_API_JOBS_KEPT (default 50) per user and SCANNER_API_JOBS_MB (default 256) of results in all, oldest
+SCANNER_API_JOBS_KEPT (default 50) per user and SCANNER_API_JOBS_MB (default 256) of results in memory in all, oldest
 first out. A timer expires them even when nothing is submitted; an expired job's id answers "expired".
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -29,6 +29,23 @@ MAX_ACTIVE_PER_USER = 4
 MAX_ACTIVE = 32
 EXPIRED_REMEMBERED = 10_000  # ids of expired jobs kept to answer "expired" rather than "unknown"
 SWEEP_S = 30.0
+
+
+def held_bytes(value: Any) -> int:
+    """What a JSON-like result holds in memory: its objects' sizes, containers and contents (not its JSON's
+    length, which is a few times smaller)."""
+    size, todo, seen = 0, [value], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        size += sys.getsizeof(item)
+        if isinstance(item, dict):
+            todo += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            todo += item
+    return size
 
 
 class Busy(Exception):
@@ -48,7 +65,7 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    size: int = 0  # bytes of the result as JSON, counted against the byte budget
+    size: int = 0  # bytes the result holds in memory, counted against the byte budget
     place: int | None = None  # while queued: how many jobs start before it (set when viewed)
 
     @property
@@ -194,7 +211,7 @@ class Jobs:
         try:
             result = work(job)
             job.result = result
-            job.size = len(json.dumps(result, default=str))
+            job.size = held_bytes(result)
             if job.total == 0:  # served from the cache: nothing was counted
                 job.done = job.total = 1
             job.status = "cancelled" if job.cancel.is_set() else "done"
