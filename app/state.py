@@ -324,6 +324,18 @@ def private_by_identity() -> bool:
     return st.session_state.get("user_source") in ("login", "header")
 
 
+def identity_note() -> str:
+    """Why this visitor's uploads are not private, true to how the server identifies users."""
+    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
+    if header:
+        return (
+            f"This server identifies users by the header {header!r} its sign-in proxy sets, and this visit came "
+            "without it (not through the proxy?), so nothing is private for you: what you upload is listed for "
+            "everyone on it. Open the dashboard through your sign-in page to keep your work private."
+        )
+    return "No sign-in is configured on this server, so nothing is private here: uploads are listed for everyone on it."
+
+
 def is_private(data_id: str | None) -> bool:
     """Is this the user's own stored dataset, not shared with the team (so a teammate's link opens nothing)?"""
     if data_id is None or data_id in ("sample", "synthetic"):

@@ -47,7 +47,7 @@ from .data import DataError, Market
 from .data.quality import flagged_bars
 from .errors import ParamError
 from .indicators import Derived, indicators_for
-from .metrics import KEY_METRICS, buy_hold_equity, buy_hold_return_pct, compute_metrics, drawdown_pct, periods_per_year
+from .metrics import KEY_METRICS, buy_hold_equity, compute_metrics, drawdown_pct, periods_per_year
 from .risk import RiskLimits, correlation_inputs, sector_ids
 from .robustness import random_entry_null
 from .rotation import rotation_arrays
@@ -627,9 +627,9 @@ def _result(market: Market, params: BacktestParams, out: tuple, signals: Any = N
     fills, closing, event_records, curve, ruin_bar, rebalance_log = out
     at_signal = signals.values(market, fills["signal_bar"], fills["symbol"]) if isinstance(signals, Signals) else {}
     bh = benchmark_per_unit(market, params.benchmark) * params.initial_capital
-    buy_hold = float(
-        _per_dataset(market, Derived.BUY_HOLD_RETURN_PCT, lambda: np.array(buy_hold_return_pct(market.close)))
-    )
+    # One benchmark everywhere: the return of the curve the charts and the tear sheet show (the named symbol,
+    # or every symbol at equal weight with the moves of flagged bars left out).
+    buy_hold = float((bh[-1] / bh[0] - 1.0) * 100.0) if len(bh) and bh[0] > 0 else float("nan")
     equity, n_open = curve["equity"].copy(), curve["open_positions"].copy()  # contiguous for the kernels
     pnl, cost, bars_held, closed, fill_costs = _position_totals(fills)
     per_position = {  # closed positions: pnl in the order they closed (for the streaks), the rest in entry order

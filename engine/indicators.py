@@ -287,7 +287,6 @@ class Derived(StrEnum):
     CORRELATION_INPUTS = "correlation_inputs"  # returns and validity, (symbols x bars)
     SECTOR_IDS = "sector_ids"
     BUY_HOLD_PER_UNIT = "buy_hold_per_unit"  # argument: the benchmark's column, or none for equal weight
-    BUY_HOLD_RETURN_PCT = "buy_hold_return_pct"
     VOL_FRACTION = "vol_fraction"  # argument: the lookback
     RULE_SIGNALS = "rule_signals"  # argument: a rule's text; (signal matrix, priority) of an exit, short or add rule
 

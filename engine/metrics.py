@@ -43,6 +43,7 @@ LABELS = {
     "avg_bars_held": "Avg bars held",
     "exposure_pct": "Exposure time [%]",
     "buy_hold_return_pct": "Buy & hold return [%]",
+    "signals_skipped": "Signals skipped",
     "final_equity": "Final equity",
     "periods_per_year": "Bars per year (annualisation)",
     "alpha_pct": "Alpha (ann.) [%]",
@@ -417,7 +418,7 @@ def compute_metrics(
         psr_pct=psr_pct(r),
         buy_hold_return_pct=buy_hold_return_pct(close) if buy_hold_pct is None else buy_hold_pct,
     )
-    return {name: out[name] for name in LABELS if name not in COST_LABELS}
+    return {name: out[name] for name in LABELS if name in out}  # in the labels' order
 
 
 _ARRAY_METRICS = (

@@ -69,9 +69,7 @@ if app_state.store_warning():
 store = app_state.datasets()
 stored = store.list(viewer=app_state.user_id())
 if not app_state.private_by_identity():
-    st.caption(
-        "No sign-in is configured on this server, so nothing is private here: uploads are listed for everyone on it."
-    )
+    st.caption(app_state.identity_note())
 if store.directory is None:
     st.caption(
         "Datasets are not stored (SCANNER_CACHE_DIR is empty): a link works only within this session; "
@@ -124,7 +122,14 @@ elif stored:
             store.delete(pick, app_state.user_id())
             st.rerun()
         share = "Stop listing it for the team" if info.shared else "List it for the team"
-        if mine and c[2].button(share, key="stored_share", help="Anyone with a link can open it either way."):
+        if mine and c[2].button(
+            share,
+            key="stored_share",
+            help=(
+                "Listed: everyone on this server sees it on this page and can open its links and runs. "
+                "Private: only you can; a teammate's link to it opens nothing."
+            ),
+        ):
             store.set_shared(pick, app_state.user_id(), not info.shared)
             st.rerun()
 

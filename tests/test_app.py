@@ -350,9 +350,13 @@ def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(
     assert bob.session_state["market"].symbols == ("ZZZ",)
 
 
-def test_without_sign_in_the_data_page_says_nothing_is_private(cache_dir):
+def test_without_sign_in_the_data_page_says_nothing_is_private(cache_dir, monkeypatch):
     at = fresh()
-    assert any("nothing is private" in c.value for c in at.caption)
+    assert any("No sign-in is configured on this server, so nothing is private" in c.value for c in at.caption)
+    monkeypatch.setenv("SCANNER_USER_HEADER", "X-Forwarded-Email")  # a proxy set-up, visited without the header
+    at = fresh()
+    said = [c.value for c in at.caption if "nothing is private" in c.value]
+    assert len(said) == 1 and "'X-Forwarded-Email'" in said[0] and "No sign-in is configured" not in said[0]
 
 
 def test_an_upload_on_a_broken_store_still_loads_with_one_warning(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from engine import backtest
 from engine.data import market_from_frame
 from engine.data.quality import flagged_bars, trades_on_flagged
 from engine.plots.format import flag_banner
+from engine.plots.report import tear_sheet
 from engine.server.datasets import to_frame
 
 
@@ -45,6 +46,11 @@ def test_a_trade_through_a_flagged_split_is_named_and_the_benchmark_skips_the_sp
     assert bench[20] == pytest.approx(100_000 / 2 * (spl[19] / spl[0] + 1.0))  # the split day's move left out
     assert bench[21] == pytest.approx(100_000 / 2 * (spl[19] / spl[0] * spl[21] / spl[20] + 1.0))
     assert flag_banner(m, result.positions.iloc[0:0]) is None
+    # one benchmark: the metric is the return of the curve the charts and the tear sheet draw (split left out)
+    assert result.metrics["buy_hold_return_pct"] == pytest.approx((bench[-1] / bench[0] - 1) * 100)
+    sheet = tear_sheet(m, "close > 0", result)
+    figure = f"{result.metrics['buy_hold_return_pct']:,.2f}%"
+    assert sheet.count(figure) >= 2 and "signals_skipped" not in sheet  # side by side and in the metrics, in words
 
 
 def test_one_flagged_bar_is_fixed_at_a_time_into_a_new_dataset():
