@@ -210,9 +210,27 @@ with results_col:
             key="w.backtest.pin",
             help="Compare every later run with this one (default: with the previous run).",
         )
+    # With a baseline, its curve and the strategy's share the scale (a buy and hold far above would squash them).
+    bench_key = "w.backtest.benchmark_with_base" if base is not None else "w.backtest.benchmark"
+    app_state.seed_widget(bench_key, base is None)
+    views = st.columns([1, 1, 3])
+    show_bench = views[0].toggle(
+        "Buy & hold", key=bench_key, help="The benchmark's buy and hold on the chart.", persist_state=app_state.KEEP
+    )
+    relative = base is not None and views[1].toggle(
+        "Relative to baseline",
+        key="w.backtest.relative",
+        help="The strategy's lead over the baseline in %: a change of a point is visible however far both grew.",
+        persist_state=app_state.KEEP,
+    )
     st.plotly_chart(
         charts.equity(
-            result.equity, result.params.benchmark, base.equity.equity if base is not None else None, height=360
+            result.equity,
+            result.params.benchmark,
+            base.equity.equity if base is not None else None,
+            height=360,
+            show_benchmark=show_bench,
+            relative=relative,
         ),
         width="stretch",
     )

@@ -73,3 +73,30 @@ def test_every_skip_reason_reads_as_words():
     assert set(SKIP_WORDS) == set(RULE_NAMES)  # a new rule code needs its words
     text = skip_reasons({"cash skip": 74, "size_zero skip": 1254, "max_position_pct cut": 3})
     assert text == "not enough cash (74), sized to zero shares (1,254), position size limit: size cut (3)"
+
+
+def test_a_baseline_and_the_strategy_share_a_readable_scale_and_a_relative_view_shows_a_small_lead(sample):
+    import numpy as np
+
+    from engine import backtest, scan
+
+    signals = scan(sample, "rsi(14) < 30")
+    base, now = backtest(sample, signals, stop_loss=5), backtest(sample, signals, stop_loss=6)
+    plain = charts.equity(now.equity, baseline=base.equity.equity, show_benchmark=False)
+    assert [t.name for t in plain.data] == ["Baseline", "Strategy", "Drawdown %"]
+    ticks = plain.layout.yaxis.ticktext
+    assert len(ticks) >= 3 and all(t[-1] in "kMB" or t.replace(".", "").isdigit() and len(t) >= 3 for t in ticks)
+    lead = charts.equity(now.equity, baseline=base.equity.equity, relative=True)
+    expected = (now.equity.equity / base.equity.equity - 1) * 100
+    assert lead.data[0].name == "Strategy against baseline %"
+    np.testing.assert_allclose(lead.data[0].y, expected.to_numpy())
+    with_bench = charts.equity(now.equity)
+    assert [t.name for t in with_bench.data][:2] == ["Strategy", "Buy & hold (equal weight)"]
+
+
+def test_log_ticks_are_labelled_in_full_at_one_two_five_steps_or_evenly_when_narrow():
+    import numpy as np
+
+    assert charts.log_ticks(np.array([100_000, 3_250_000]))[1] == ["100k", "200k", "500k", "1M", "2M"]
+    assert charts.log_ticks(np.array([90_000, 141_000]))[1][:3] == ["90k", "100k", "110k"]
+    assert charts.log_ticks(np.array([99_000, 101_500]))[1] == ["99k", "99.5k", "100k", "100.5k", "101k", "101.5k"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -207,25 +209,48 @@ def moves_with_price(values: np.ndarray, close: np.ndarray) -> bool:
 
 
 def equity(
-    equity_df: pd.DataFrame, benchmark: str = "", baseline: pd.Series | None = None, height: int | None = None
+    equity_df: pd.DataFrame,
+    benchmark: str = "",
+    baseline: pd.Series | None = None,
+    height: int | None = None,
+    show_benchmark: bool = True,
+    relative: bool = False,
 ) -> go.Figure:
-    """Equity vs buy and hold of the benchmark (equal weight of all symbols by default), drawdown underneath;
-    `baseline`: a run to compare with, drawn in grey; `height` in pixels (None: the default)."""
+    """Equity and, when `show_benchmark`, buy and hold of the benchmark (equal weight of all symbols by
+    default), drawdown underneath; `baseline`: a run to compare with, drawn in grey, or with `relative` the
+    strategy's lead over it in % (a +1 pp edit is visible however far the curves have grown); `height` in
+    pixels (None: the default). The log axis is labelled in full at 1-2-5 steps ("200k", "2M")."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.7, 0.3])
-    if baseline is not None:
-        grey = {"color": "#aaa", "width": 1.5}
-        fig.add_trace(go.Scatter(x=baseline.index, y=baseline.to_numpy(), name="Baseline", line=grey), 1, 1)
-    fig.add_trace(go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1)
-    fig.add_trace(
-        go.Scatter(
-            x=equity_df.index,
-            y=equity_df.buy_hold_equity,
-            name=f"Buy & hold ({benchmark or 'equal weight'})",
-            line={"color": "#999", "dash": "dot"},
-        ),
-        1,
-        1,
-    )
+    if relative and baseline is not None:
+        lead = (equity_df.equity / baseline.reindex(equity_df.index).to_numpy() - 1.0) * 100.0
+        fig.add_trace(
+            go.Scatter(x=equity_df.index, y=lead, name="Strategy against baseline %", line={"color": "#1f77b4"}), 1, 1
+        )
+        fig.add_hline(y=0, line={"color": "#aaa", "width": 1}, row=1, col=1)
+        fig.update_yaxes(title_text="Against baseline %", ticksuffix="%", row=1, col=1)
+    else:
+        shown = [equity_df.equity]
+        if baseline is not None:
+            grey = {"color": "#aaa", "width": 1.5}
+            fig.add_trace(go.Scatter(x=baseline.index, y=baseline.to_numpy(), name="Baseline", line=grey), 1, 1)
+            shown.append(baseline)
+        fig.add_trace(
+            go.Scatter(x=equity_df.index, y=equity_df.equity, name="Strategy", line={"color": "#1f77b4"}), 1, 1
+        )
+        if show_benchmark:
+            fig.add_trace(
+                go.Scatter(
+                    x=equity_df.index,
+                    y=equity_df.buy_hold_equity,
+                    name=f"Buy & hold ({benchmark or 'equal weight'})",
+                    line={"color": "#999", "dash": "dot"},
+                ),
+                1,
+                1,
+            )
+            shown.append(equity_df.buy_hold_equity)
+        values, text = log_ticks(pd.concat(shown).to_numpy(float))
+        fig.update_yaxes(title_text="Equity (log scale)", type="log", tickvals=values, ticktext=text, row=1, col=1)
     fig.add_trace(
         go.Scatter(
             x=equity_df.index,
@@ -237,7 +262,6 @@ def equity(
         2,
         1,
     )
-    fig.update_yaxes(title_text="Equity (log scale)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown %", row=2, col=1)
     fig.update_layout(
         height=height or 480,
@@ -246,6 +270,42 @@ def equity(
         hovermode="x unified",
     )
     return fig
+
+
+def log_ticks(values: np.ndarray, most: int = 8) -> tuple[list[float], list[str]]:
+    """Tick values at 1-2-5 steps covering the positive values (every step when few fit, else 1-x10 only),
+    each labelled in full with a compact unit: 50k, 100k, 200k, 2M."""
+    finite = values[np.isfinite(values) & (values > 0)]
+    if not len(finite):
+        return [], []
+    lo, hi = float(finite.min()), float(finite.max())
+    ticks = [
+        m * 10.0**k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)
+    ]
+    inside = [t for t in ticks if lo / 1.5 <= t <= hi * 1.5]
+    if sum(lo <= t <= hi for t in inside) < 3 and hi > lo:  # a narrow range: even steps within it
+        step = next(
+            m * 10.0**k
+            for k in range(math.floor(math.log10(hi - lo)) - 2, 99)
+            for m in (1, 2, 5)
+            if (hi - lo) / (m * 10.0**k) <= 6
+        )
+        inside = [float(t) for t in np.arange(math.floor(lo / step) * step, hi + step, step)]
+    elif len(inside) > most:
+        inside = [t for t in inside if str(t).startswith("1")] or inside
+    for digits in range(3, 8):  # as many digits as tell the ticks apart
+        text = [compact_number(t, digits) for t in inside]
+        if len(set(text)) == len(text):
+            break
+    return inside, text
+
+
+def compact_number(x: float, digits: int = 3) -> str:
+    """1,500 -> 1.5k, 2,000,000 -> 2M, 250 -> 250 (at most `digits` significant digits)."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:,.{digits}g}{unit}"
+    return f"{x:,.{digits}g}"
 
 
 def monthly_returns(equity_df: pd.DataFrame) -> go.Figure:
