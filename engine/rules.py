@@ -704,6 +704,50 @@ def rule_numbers(rule: str) -> list[RuleNumber]:
     return found
 
 
+_PARAM_WORDS = {"n": "period", "k": "width in std devs", "fast": "fast period", "slow": "slow period"}
+_PARAM_WORDS |= {"signal": "signal period", "d": "%D period", "smooth": "smoothing", "source": "source"}
+
+
+def number_titles(rule: str) -> dict[int, str]:
+    """Each number of the rule named as an analyst reads it, with where it stands: 'RSI period (14 in
+    rsi(14))', 'threshold of rsi(14) (30 in rsi(14) < 30)'; the text around it when the rule does not parse."""
+    numbers = rule_numbers(rule)
+    titles = {n.index: f"number {n.text} in {n.context.replace('⟨', '').replace('⟩', '')}" for n in numbers}
+    try:
+        tree = parse_expression(rule.replace("\n", " "))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return titles
+    by_start = {n.start: n for n in numbers}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            number = child.operand if isinstance(child, ast.UnaryOp) else child
+            if not isinstance(number, ast.Constant) or number.col_offset not in by_start:
+                continue
+            n = by_start[number.col_offset]
+            where = ast.get_source_segment(rule.replace("\n", " "), node) or n.context
+            titles[n.index] = f"{_number_role(node, child, rule)} ({n.text} in {where})"
+    return titles
+
+
+def _number_role(parent: ast.AST, child: ast.AST, rule: str) -> str:
+    source = rule.replace("\n", " ")
+    if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and child in parent.args:
+        name, i = parent.func.id.lower(), parent.args.index(child)  # type: ignore[arg-type]
+        spec = CATALOGUE.get(name)
+        if spec is not None and i < len(spec.params):
+            param = spec.params[i].name
+            return f"{name.upper() if len(name) <= 4 else name} {_PARAM_WORDS.get(param, param)}"
+        if name == "prev":
+            return "bars back"
+        return f"{name} argument {i + 1}"
+    if isinstance(parent, ast.Compare):
+        others = [parent.left, *parent.comparators]
+        other = next((o for o in others if o is not child), None)
+        text = ast.get_source_segment(source, other) if other is not None else None
+        return f"threshold of {text}" if text else "threshold"
+    return "number"
+
+
 def substitute_numbers(rule: str, values: dict[int, float]) -> str:
     """The rule with number #i replaced by values[i] (ints stay ints, so sma(200) -> sma(150))."""
     numbers = rule_numbers(rule)

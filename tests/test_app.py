@@ -414,7 +414,12 @@ def test_result_tables_are_headed_by_labels_not_field_names():
     assert app_format.column_title("max_positions") == "Max positions"  # a count needs no unit
     grid = pd.DataFrame({"stop_loss": [2.0], "rule.1": [30.0], "cagr_pct": [2.5], "n_trades": [10]})
     config = app_format.grid_columns(grid, app_format.rule_number_titles("rsi(14) < 30"))
-    assert [config[c]["label"] for c in grid] == ["Stop-loss (%)", "rule: rsi(14) < ⟨30⟩", "CAGR [%]", "# Trades"]
+    assert [config[c]["label"] for c in grid] == [
+        "Stop-loss (%)",
+        "threshold of rsi(14) (30 in rsi(14) < 30)",
+        "CAGR [%]",
+        "# Trades",
+    ]
 
 
 def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy(cache_dir, monkeypatch):

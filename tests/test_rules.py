@@ -204,3 +204,16 @@ def test_names_are_case_insensitive(sample):
     plain = scan(sample, "rsi(14) < 40 and close > sma(50) or not (atr_pct(14) < 1)")
     np.testing.assert_array_equal(typed.matrix, plain.matrix)
     assert typed.count > 0
+
+
+def test_each_number_of_a_rule_is_named_as_an_analyst_reads_it():
+    from engine.rules import number_titles
+
+    assert number_titles("rsi(14) < 30 and close > sma(200)") == {
+        0: "RSI period (14 in rsi(14))",
+        1: "threshold of rsi(14) (30 in rsi(14) < 30)",
+        2: "SMA period (200 in sma(200))",
+    }
+    assert number_titles("bb_pct_b(20, 2) < 0.05")[1] == "bb_pct_b width in std devs (2 in bb_pct_b(20, 2))"
+    assert number_titles("close > prev(close, 5)")[0] == "bars back (5 in prev(close, 5))"
+    assert number_titles("rsi(14) < 30 >")[1] == "number 30 in rsi(14) < 30 >"  # does not parse: the text around it

@@ -11,7 +11,7 @@ from ..data import Market
 from ..data.quality import trades_on_flagged
 from ..metrics import DEFINITIONS, LABELS
 from ..params import TABLE, Param
-from ..rules import rule_numbers
+from ..rules import number_titles
 
 
 def share(value: float) -> str:
@@ -111,8 +111,8 @@ def column_title(col: str) -> str:
 
 
 def rule_number_titles(rule: str) -> dict[str, str]:
-    """Headers for a grid's rule-number columns: `rule.0` -> "rule: rsi(14) < 30"."""
-    return {f"rule.{n.index}": f"rule: {n.context}" for n in rule_numbers(rule)}
+    """Headers for a grid's rule-number columns: `rule.1` -> "threshold of rsi(14) (30 in rsi(14) < 30)"."""
+    return {f"rule.{i}": title for i, title in number_titles(rule).items()}
 
 
 def flag_banner(market: Market, positions: pd.DataFrame, top: int = 5) -> str | None:
