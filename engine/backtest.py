@@ -390,7 +390,7 @@ def signal_matrix(market: Market, signals) -> tuple[np.ndarray, np.ndarray]:
         if bad.any():
             sample = table.loc[bad, ["symbol", "date"]].head(5).astype(str).agg(" ".join, axis=1)
             raise DataError(
-                f"{int(bad.sum())} signals name a symbol or date not in the data, e.g. {', '.join(sample)}."
+                f"{int(bad.sum()):,} signals name a symbol or date not in the data, e.g. {', '.join(sample)}."
             )
         matrix = np.zeros(shape, bool)
         matrix[rows, cols] = True

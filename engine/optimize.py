@@ -727,7 +727,7 @@ def walk_forward_windows(
         windows.append((0 if anchored else a, a + train_bars, a + train_bars + test_bars))
         a += test_bars
     if not windows:
-        raise DataError(f"{n_bars} bars are too few for {train_bars} training + {test_bars} test bars.")
+        raise DataError(f"{n_bars:,} bars are too few for {train_bars:,} training + {test_bars:,} test bars.")
     return windows
 
 

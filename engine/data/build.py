@@ -304,7 +304,7 @@ def _build(
             + ". See the dropped rows report."
         )
     if n_empty:
-        warnings.append(f"{n_empty} rows have no prices and were treated as missing bars.")
+        warnings.append(f"{n_empty:,} rows have no prices and were treated as missing bars.")
     if not ok.any():
         raise DataError("No valid rows are left to load: every row has a problem (see the report).")
     bar_columns = (*PRICE_COLUMNS, "volume", *(["dividend"] if "dividend" in values else []))
@@ -691,7 +691,7 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name, own=None, labels=
     if gappy:
         worst = ", ".join(f"{s} ({g})" for s, g in sorted(gappy.items(), key=lambda kv: -kv[1])[:EXAMPLES])
         warnings.append(
-            f"{len(gappy)} symbols have {sum(gappy.values())} missing bars inside their date range "
+            f"{len(gappy):,} symbols have {sum(gappy.values()):,} missing bars inside their date range "
             f"(no trading on days other symbols traded), most: {worst}."
         )
     nan_volume = int((np.isnan(arrays["volume"]) & present).sum())

@@ -184,14 +184,14 @@ def issue_warnings(issues: pd.DataFrame | None) -> list[str]:
     if len(splits):
         listed = ", ".join(f"{r.symbol} {r.date.date()} ({_ratio_text(r.value)})" for r in splits.head(10).itertuples())
         out.append(
-            f"Likely splits ({len(splits)}): {listed}{' ...' if len(splits) > 10 else ''}. Prices before "
+            f"Likely splits ({len(splits):,}): {listed}{' ...' if len(splits) > 10 else ''}. Prices before "
             "them are not comparable: choose adjusted prices or back-adjust the detected splits."
         )
     moves = issues[issues.kind == "outlier"]
     if len(moves):
         listed = ", ".join(f"{r.symbol} {r.date.date()} ({r.value:+,.0f}%)" for r in moves.head(10).itertuples())
         out.append(
-            f"One-day moves beyond the outlier threshold ({len(moves)} on {moves.symbol.nunique()} symbols): "
+            f"One-day moves beyond the outlier threshold ({len(moves):,} on {moves.symbol.nunique():,} symbols): "
             f"{listed}{' ...' if len(moves) > 10 else ''}. Check them, or exclude these symbols."
         )
     return out

@@ -117,7 +117,7 @@ def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) ->
         market = replace(
             market,
             **back_adjusted(market, splits),  # type: ignore[arg-type]  # the bar arrays by name
-            warnings=(*market.warnings, f"Back-adjusted {len(splits)} detected splits."),
+            warnings=(*market.warnings, f"Back-adjusted {len(splits):,} detected splits."),
             fingerprint="",
         )
         splits = splits.iloc[0:0]

@@ -170,7 +170,7 @@ def _human(n_bytes: int) -> str:
     for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes} bytes"
+    return f"{n_bytes:,} bytes"
 
 
 def too_big(size: int, limit: int) -> DataError:
@@ -348,7 +348,7 @@ def read_csv(text: bytes, filename: str, opts: LoadOptions) -> tuple[pa.Table, N
                 required_columns(names)  # a header without the columns is the news, not its ragged rows
                 examples = ", ".join(f"line {n} ({t!r})" for n, t in ragged[:EXAMPLES])
                 message = (
-                    f"{len(ragged)} {'row does' if len(ragged) == 1 else 'rows do'} not have the header's "
+                    f"{len(ragged):,} {'row does' if len(ragged) == 1 else 'rows do'} not have the header's "
                     f"{len(names)} fields, "
                     f"e.g. {examples}. Fix these lines, or load without them."
                 )
