@@ -10,7 +10,7 @@ import pytest
 from engine import backtest
 from engine.data import market_from_frame
 from engine.data.quality import flagged_bars, trades_on_flagged
-from engine.plots.format import flag_banner
+from engine.plots.format import flag_banner, metric_text
 from engine.plots.report import tear_sheet
 from engine.server.datasets import to_frame
 
@@ -49,7 +49,7 @@ def test_a_trade_through_a_flagged_split_is_named_and_the_benchmark_skips_the_sp
     # one benchmark: the metric is the return of the curve the charts and the tear sheet draw (split left out)
     assert result.metrics["buy_hold_return_pct"] == pytest.approx((bench[-1] / bench[0] - 1) * 100)
     sheet = tear_sheet(m, "close > 0", result)
-    figure = f"{result.metrics['buy_hold_return_pct']:,.2f}%"
+    figure = metric_text("buy_hold_return_pct", result.metrics["buy_hold_return_pct"])
     assert sheet.count(figure) >= 2 and "signals_skipped" not in sheet  # side by side and in the metrics, in words
 
 

@@ -45,7 +45,7 @@ def skip_reasons(skipped: dict[str, int]) -> str:
 
 
 def metric_text(name: str, value) -> str:
-    """One metric as a card or table shows it: 12.35%, 1,234.57, 1,234 trades."""
+    """One metric as a card or table shows it: 12.35%, 131.8%, 1,318%, 1,234 trades; never -0.00."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, int | bool) or name in (
@@ -56,9 +56,19 @@ def metric_text(name: str, value) -> str:
         "max_loss_streak",
     ):
         return f"{int(value):,}"
-    if name.endswith("_pct"):
-        return f"{value:,.2f}%"
-    return f"{value:,.2f}"
+    text = f"{value:,.{_decimals(value)}f}"
+    return _unsigned_zero(text) + ("%" if name.endswith("_pct") else "")
+
+
+def _decimals(value: float) -> int:
+    """Fewer decimals as a figure grows, so a card never cuts it: 12.35, 131.8, 1,318, 141,235."""
+    size = abs(value)
+    return 0 if size >= 1000 else 1 if size >= 100 else 2
+
+
+def _unsigned_zero(text: str) -> str:
+    """'-0.00' -> '0.00': a change too small to show has no sign."""
+    return text[1:] if text[:1] in "-+" and not text.strip("-+0.,") else text
 
 
 def metrics_table(metrics: dict, baseline: dict | None = None) -> pd.DataFrame:
@@ -81,7 +91,8 @@ def metric_delta(name: str, now, before) -> str | None:
     change = now - before
     if name == "n_trades":
         return f"{int(change):+,}"
-    return f"{change:+,.2f} pp" if name.endswith("_pct") else f"{change:+,.2f}"
+    text = _unsigned_zero(f"{change:+,.{_decimals(change)}f}")
+    return f"{text} pp" if name.endswith("_pct") else text
 
 
 def param_title(p: Param) -> str:

@@ -134,9 +134,10 @@ def _side_by_side(strategy: pd.Series, bench: pd.Series, risk_free_pct: float, b
 
 
 def _number(key: str, value: float) -> str:
+    """As the metrics table and the page's cards write it (one format for a figure everywhere)."""
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:,.2f}%" if key.endswith("_pct") else f"{value:,.2f}"
+    return metric_text(key, float(value))
 
 
 def _returns_table(frame: pd.DataFrame, what: str) -> str:
