@@ -322,6 +322,7 @@ if tab_story.open:
                     app_state.indicator_series(),
                     p.stop_loss,
                     p.take_profit,
+                    rule=app_state.rule(),
                 ),
                 width="stretch",
             )

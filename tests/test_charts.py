@@ -100,3 +100,24 @@ def test_log_ticks_are_labelled_in_full_at_one_two_five_steps_or_evenly_when_nar
     assert charts.log_ticks(np.array([100_000, 3_250_000]))[1] == ["100k", "200k", "500k", "1M", "2M"]
     assert charts.log_ticks(np.array([90_000, 141_000]))[1][:3] == ["90k", "100k", "110k"]
     assert charts.log_ticks(np.array([99_000, 101_500]))[1] == ["99k", "99.5k", "100k", "100.5k", "101k", "101.5k"]
+
+
+def test_the_symbol_story_draws_every_indicator_of_the_rule_with_its_level_and_opens_on_the_last_year(sample):
+    from engine import backtest, scan
+    from engine.rules import indicator_series
+
+    rule = "rsi(14) < 30 and close > sma(200)"
+    result = backtest(sample, scan(sample, rule), stop_loss=5)
+    values = indicator_series(sample, rule)
+    fig = charts.symbol_story(sample, "NFLX", result.positions, result.equity, values, 5, None, rule=rule)
+    axis_of = {t.name: t.yaxis for t in fig.data}
+    assert axis_of["sma(200)"] == "y" and axis_of["NFLX"] == "y"  # on the price (NFLX: corr 0.8998 was dropped)
+    assert axis_of["rsi(14)"] == "y2" and axis_of["equity"] == "y3"  # the oscillator in a panel of its own
+    assert [(s.y0, s.yref) for s in fig.layout.shapes if s.type == "line"] == [(30.0, "y2")]  # with its level
+    start, end = (pd.Timestamp(x) for x in fig.layout.xaxis.range)
+    assert end == sample.dates[-1] and (end - start).days == 365
+    assert fig.layout.legend.y < 0  # under the chart, clear of the toolbar
+    assert charts.compared_levels("rsi(14) < 30 and 70 > rsi(14) and close > -5") == {
+        "rsi(14)": [30.0, 70.0],
+        "close": [-5.0],
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 
 import numpy as np
@@ -10,8 +11,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine import Market
+from engine.indicators import CATALOGUE
 from engine.periods import PERIODS
 from engine.returns import drawdown_periods
+from engine.rules import parse_expression
 
 UP, DOWN = "#26a69a", "#ef5350"
 
@@ -106,19 +109,32 @@ def symbol_story(
     indicators: dict[str, np.ndarray] | None = None,
     stop_pct: float | None = None,
     target_pct: float | None = None,
+    rule: str = "",
 ) -> go.Figure:
     """One symbol's whole story, zoom linked across panels: its price with every trade of it (entry, exit
-    coloured by outcome, the stop and target levels while held) and the rule's indicators that move with
-    price; below, the strategy's equity with its running peak, the maximum drawdown (peak to valley) and the
-    longest drawdown (peak to recovery) marked."""
+    coloured by outcome, the stop and target levels while held) and the rule's price-scaled indicators
+    (averages, bands, channels); every other indicator of the rule in a panel of its own under the price, with
+    the levels the rule compares it with (RSI with its 30); at the bottom the strategy's equity with its
+    running peak, the maximum drawdown (peak to valley) and the longest drawdown (peak to recovery) marked.
+    It opens on the last year, a range slider under it; the legend sits under the chart, clear of the toolbar."""
     bars = market.frame(symbol)
     j = market.column(symbol)
     keep = ~np.isnan(market.close[:, j])
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.62, 0.38])
+    on_price = {k: v for k, v in (indicators or {}).items() if on_price_scale(k, v[:, j], market.close[:, j])}
+    panels = [k for k in (indicators or {}) if k not in on_price]
+    rows = 2 + len(panels)
+    heights = [0.5, *([0.2 / max(len(panels), 1) * min(len(panels), 2)] * len(panels)), 0.3]
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights)
     fig.add_trace(go.Scatter(x=bars.index, y=bars.close, name=symbol, line={"color": "#555", "width": 1.2}), 1, 1)
-    for label, values in (indicators or {}).items():
-        if moves_with_price(values[:, j], market.close[:, j]):
-            fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 1, 1)
+    for label, values in on_price.items():
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 1, 1)
+    levels = compared_levels(rule)
+    for row, label in enumerate(panels, start=2):
+        values = indicators[label]  # type: ignore[index]  # panels come from indicators
+        fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), row, 1)
+        for level in levels.get(label, ()):
+            fig.add_hline(y=level, line={"color": "#999", "width": 1, "dash": "dash"}, row=row, col=1)
+        fig.update_yaxes(title_text=label, row=row, col=1)
     mine = positions[positions.symbol.astype(str) == symbol]
     won = mine.pnl > 0
     for kind, rows_, colour in (("win", mine[won], UP), ("loss", mine[~won], DOWN)):
@@ -137,8 +153,8 @@ def symbol_story(
             fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{name} level", mode="lines", line=line), 1, 1)
     equity = equity_df.equity
     peak = equity.cummax()
-    fig.add_trace(go.Scatter(x=equity.index, y=equity, name="equity", line={"color": "#1f77b4"}), 2, 1)
-    fig.add_trace(go.Scatter(x=equity.index, y=peak, name="peak", line={"color": "#bbb", "dash": "dot"}), 2, 1)
+    fig.add_trace(go.Scatter(x=equity.index, y=equity, name="equity", line={"color": "#1f77b4"}), rows, 1)
+    fig.add_trace(go.Scatter(x=equity.index, y=peak, name="peak", line={"color": "#bbb", "dash": "dot"}), rows, 1)
     worst, longest = _drawdown_spans(equity)
     for (start, end), name, colour in (
         (worst, "max drawdown", "rgba(214,39,40,0.15)"),
@@ -147,13 +163,66 @@ def symbol_story(
         if start is not None:
             where = "top left" if name == "max drawdown" else "bottom right"  # the two spans often share a peak
             fig.add_vrect(
-                x0=start, x1=end, fillcolor=colour, line_width=0, row=2, col=1, annotation_text=name,
+                x0=start, x1=end, fillcolor=colour, line_width=0, row=rows, col=1, annotation_text=name,
                 annotation_position=where,
             )  # fmt: skip
     fig.update_yaxes(title_text="price", row=1, col=1)
-    fig.update_yaxes(title_text="equity", row=2, col=1)
-    fig.update_layout(height=640, legend={"orientation": "h", "y": 1.06}, hovermode="x unified")
-    return _layout(fig, 640)
+    fig.update_yaxes(title_text="equity", row=rows, col=1)
+    height = 640 + 140 * len(panels)
+    if len(bars):  # the last year in view; the slider (under the last panel) reaches the rest
+        last = bars.index[-1]
+        fig.update_xaxes(range=[max(bars.index[0], last - pd.Timedelta(days=365)), last])
+        fig.update_xaxes(rangeslider={"visible": True, "thickness": 0.05}, row=rows, col=1)
+    fig.update_layout(
+        height=height,
+        margin={"l": 70, "r": 20, "t": 30, "b": 40},
+        legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0},
+        hovermode="x unified",
+    )
+    return fig
+
+
+# Indicators on the price's own scale by what they are (their source a price): drawn on the price panel.
+PRICE_SCALED = ("sma", "ema", "wma", "bb_upper", "bb_middle", "bb_lower", "high_n", "low_n", "open", "high", "low")
+
+
+def on_price_scale(label: str, values: np.ndarray, close: np.ndarray) -> bool:
+    """Whether an indicator is drawn on the price: an average, band or channel by name (of a price, not of
+    volume), else an own column or expression whose level follows the price (`moves_with_price`)."""
+    name = label.split("(", 1)[0].strip().lower()
+    if name in PRICE_SCALED:
+        return "volume" not in label
+    return name not in CATALOGUE and moves_with_price(values, close)
+
+
+def compared_levels(rule: str) -> dict[str, list[float]]:
+    """The fixed levels the rule compares each indicator with: {'rsi(14)': [30.0]} for rsi(14) < 30."""
+    out: dict[str, list[float]] = {}
+    if not rule:
+        return out
+    try:
+        tree = parse_expression(rule.replace("\n", " "))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return out
+    source = rule.replace("\n", " ")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            numbers = [_constant(side) for side in sides]
+            for side, number in zip(sides, numbers, strict=True):
+                if number is None:
+                    text = (ast.get_source_segment(source, side) or "").strip()
+                    out.setdefault(text, []).extend(n for n in numbers if n is not None)
+    return out
+
+
+def _constant(node: ast.AST) -> float | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _constant(node.operand)
+        return None if inner is None else -inner
+    return None
 
 
 def _points(x: pd.Series, y: pd.Series, name: str, colour: str, shape: str) -> go.Scatter:
