@@ -33,6 +33,12 @@ if signals.count == 0:
 # At 1440 x 900 the settings (left) and the key result (cards and a compact equity curve, right) share the
 # screen: an edit and what it changed are seen together, without scrolling.
 settings_col, results_col = st.columns([2, 3], gap="large")
+# The results column stays in view while the settings column scrolls (an edit deep in an expander lands its
+# numbers on screen); on a narrow window the columns stack and nothing sticks.
+st.html(
+    "<style>@media (min-width: 1000px) {div[data-testid='stColumn']:has(.st-key-w-backtest-results)"
+    "{position: sticky; top: 4.5rem; align-self: flex-start;}}</style>"
+)
 with settings_col:
     method = param_widget("sizing.method")
     sizing_inputs = [p for p in table.group("sizing") if p.methods]
@@ -146,14 +152,14 @@ with settings_col:
         st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
 
     follows = app_state.follows_edits()
-    clicked = st.button("Run backtest", type="primary", key="w.backtest.run")
-    if not follows:
+    clicked = st.button("Run backtest", type="primary" if not follows else "secondary", key="w.backtest.run")
+    if not follows:  # results follow every edit up to a size; past it, edits wait for the button
         st.caption(
             f"{market.shape[0] * market.shape[1]:,} symbol-bars, over the {app_state.FOLLOW_CELLS:,} that rerun on "
             "every edit: make your edits, then press **Run backtest**."
         )
 
-with results_col:
+with results_col, st.container(key="w.backtest.results"):
     result = app_state.result()
     if clicked or app_state.autorun("backtest") or (follows and not app_state.is_current()):
         try:
@@ -193,6 +199,9 @@ with results_col:
             delta_color="off" if metric == "n_trades" else "normal",
             help=f"Change against {base_name}." if delta else None,
         )
+    flagged = flag_banner(market, result.positions)
+    if flagged:  # beside the figures it qualifies
+        st.warning(flagged, icon=":material/flag:")
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     if base is not None:
         c1.caption(f"Deltas and the grey equity line: against {base_name}.")
@@ -213,7 +222,7 @@ with results_col:
     # With a baseline, its curve and the strategy's share the scale (a buy and hold far above would squash them).
     bench_key = "w.backtest.benchmark_with_base" if base is not None else "w.backtest.benchmark"
     app_state.seed_widget(bench_key, base is None)
-    views = st.columns([1, 1, 3])
+    views = st.columns([2, 3, 2])
     show_bench = views[0].toggle(
         "Buy & hold", key=bench_key, help="The benchmark's buy and hold on the chart.", persist_state=app_state.KEEP
     )
@@ -234,26 +243,26 @@ with results_col:
         ),
         width="stretch",
     )
-runs = app_state.whatif_runs()
-if len(runs) > 1:
+    runs = app_state.whatif_runs()
+    if len(runs) > 1:
 
-    def _restore() -> None:
-        picked = app_state.widget("w.backtest.whatif")
-        app_state.set_widget("w.backtest.whatif", None)
-        if picked is not None:
-            app_state.restore_whatif(picked)
+        def _restore() -> None:
+            picked = app_state.widget("w.backtest.whatif")
+            app_state.set_widget("w.backtest.whatif", None)
+            if picked is not None:
+                app_state.restore_whatif(picked)
 
-    def _run_label(i: int) -> str:
-        r = runs[i]
-        return f"{r['label']} · {app_format.metric_text('total_return_pct', r['metrics']['total_return_pct'])}"
+        def _run_label(i: int) -> str:
+            r = runs[i]
+            return f"{r['label']} · {app_format.metric_text('total_return_pct', r['metrics']['total_return_pct'])}"
 
-    st.pills(
-        "What-if: this session's last runs (click one to restore all its settings)",
-        list(range(len(runs))),
-        format_func=_run_label,
-        key="w.backtest.whatif",
-        on_change=_restore,
-    )
+        st.pills(
+            "What-if: this session's last runs (click one to restore all its settings)",
+            list(range(len(runs))),
+            format_func=_run_label,
+            key="w.backtest.whatif",
+            on_change=_restore,
+        )
 p = result.params
 st.caption(
     f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
@@ -262,9 +271,6 @@ st.caption(
 )
 for text in result.warnings:
     (st.error if text.startswith("Ruined on") else st.warning)(text)
-flagged = flag_banner(market, result.positions)
-if flagged:
-    st.warning(flagged, icon=":material/flag:")
 rotation = p.rebalance != "off"
 if rotation:
     turnover = result.turnover

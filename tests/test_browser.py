@@ -869,3 +869,33 @@ def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagge
     assert "DITO 2010-07-21 to 2010-10-13" in banner.inner_text()  # the +9,686% "trade" is an outlier bar's
     no_exception(page)
     page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("expander", "field", "value", "url_key"),
+    [
+        ("Costs", "Slippage (bps)", "25", "slip"),
+        ("Orders", "Entry offset (%)", "1", "eoff"),
+        ("Risk limits", "Max single position (%), 0 = off", "20", "lpos"),
+    ],
+)
+def test_results_stay_on_screen_while_a_setting_deep_in_an_expander_is_edited(
+    server, browser, expander, field, value, url_key
+):
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.goto(f"{server}/backtest", timeout=60_000)
+    first_metric(page, "# Trades")
+    settle(page)
+    page.locator('[data-testid="stExpander"] summary', has_text=expander).first.click()
+    settle(page)
+    box = page.get_by_role("spinbutton", name=field)
+    box.scroll_into_view_if_needed()
+    edit(page, box, value, re.compile(rf"[?&]{url_key}="))
+    card = page.locator('[data-testid="stMetric"]').first.bounding_box()
+    chart = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()
+    assert card is not None and chart is not None
+    assert card["y"] >= 0 and card["y"] + card["height"] <= 900, (expander, card)  # the numbers, in view
+    assert chart["y"] < 900 and chart["y"] + chart["height"] > 0, (expander, chart)
+    assert box.bounding_box()["y"] < 900  # and the field just edited
+    shot(page, f"results_in_view_{url_key}")
+    page.context.close()
