@@ -208,3 +208,34 @@ def test_columns_the_loader_cannot_use_are_named_not_dropped_silently():
     (warning,) = [w for w in m.warnings if w.startswith("Columns not loaded")]
     assert "filed (timestamp" in warning
     assert not any("not loaded" in w for w in market_from_frame(synthetic_frame(2, 30, seed=1)).warnings)
+
+
+def _one_symbol(prices: list[tuple[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"symbol": "X", "date": d, "open": p, "high": p, "low": p, "close": p, "volume": 1e5} for d, p in prices]
+    )
+
+
+@pytest.mark.parametrize(
+    ("after_gap", "drift", "ratio"),
+    [(40, 1.1875, 0.01), (40, 0.9, 0.05), (0, 1.0, 0.05), (25, 1.2, 0.1)],
+)
+def test_a_consolidation_of_any_whole_ratio_is_a_split_even_after_a_gap_with_drift(after_gap, drift, ratio):
+    """PSE's DITO: 0.040, no bars for two months, then 4.75 (a 1:100 consolidation and an 18.75% drift)."""
+    from engine.data import detect_splits
+
+    days = pd.bdate_range("2010-01-04", periods=60 + after_gap)
+    before = [(d, 0.04 + 0.0001 * (i % 3)) for i, d in enumerate(days[:30])]
+    after = [(d, 0.04 / ratio * drift * (1 + 0.001 * (i % 3))) for i, d in enumerate(days[30 + after_gap :])]
+    m = market_from_frame(_one_symbol(before + after))
+    found = detect_splits(m)
+    assert found.ratio.tolist() == [pytest.approx(ratio)] and found.date.tolist() == [days[30 + after_gap]]
+    assert (m.issues.kind == "split").sum() == 1 and not (m.issues.kind == "outlier").any()
+
+
+def test_a_halted_stock_that_returns_at_a_new_price_is_not_a_split():
+    from engine.data import detect_splits
+
+    days = pd.bdate_range("2010-01-04", periods=100)
+    prices = [(d, 10.0) for d in days[:30]] + [(d, 34.0) for d in days[70:]]  # 3.4x after a halt: no round ratio
+    assert detect_splits(market_from_frame(_one_symbol(prices))).empty

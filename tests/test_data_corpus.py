@@ -247,8 +247,11 @@ def test_pse_loads_without_its_bad_rows_counted_by_reason():
         "open or close outside [low, high]": 35,
     }
     assert len(m.symbols) == 257
-    cosco = m.issues[(m.issues.symbol == "COSCO") & (m.issues.kind == "outlier")]
-    assert (cosco.value > 10_000).any()  # the +10,000% day is flagged
+    cosco = m.issues[m.issues.symbol == "COSCO"]
+    # the +10,000% day (0.175 -> 17.60) is a 1:100 consolidation, flagged as a split that one click back-adjusts
+    assert cosco.query("kind == 'split'").value.tolist() == [0.01]
+    dito = m.issues[m.issues.symbol == "DITO"]  # 0.040, two months without bars, then 4.75: 1:100 as well
+    assert dito.kind.tolist() == ["split"] and dito.value.tolist() == [0.01]
     flagged = sorted(set(m.issues[m.issues.kind == "outlier"].symbol))
     clean = m.without(flagged)
     assert "COSCO" not in clean.symbols and clean.issues.query("kind == 'outlier'").empty

@@ -13,17 +13,29 @@ from ..errors import DataError
 from .market import Market, issue_warnings, without_flags
 from .read import LoadOptions
 
-SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 7, 1 / 10)
+WHOLE_RATIOS = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0)
+SPLIT_RATIOS = (*WHOLE_RATIOS, 1.5, *(1 / r for r in WHOLE_RATIOS), 2 / 3)
+# After a gap the price has drifted while the symbol did not trade: a consolidation of 1:10 or more is read
+# with a wider tolerance, the roundest ratio first (a 1:100 seen as 0.040 -> 4.75 is 1:100, not 1:119).
+ROUND_RATIOS = (10.0, 100.0, 1000.0, 20.0, 50.0, 200.0, 500.0, 25.0, 250.0)
+GAP_BARS = 5  # missing bars before a bar that make it a gap
 
 
 SPLIT_TOLERANCE = 0.03  # a split's overnight ratio is within 3% of the ratio (a -52% crash day is ~5% off 2:1)
 
 
+def gap_tolerance(missing: int) -> float:
+    """How far a ratio may drift over `missing` bars without a trade: 5% x sqrt(bars), at most 35%."""
+    return min(0.35, 0.05 * float(np.sqrt(missing)))
+
+
 def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.DataFrame:
     """Likely splits: bars whose previous close / open is within `tolerance` of a split ratio (2:1, 3:2,
-    10:1, ... or the inverse for reverse splits), and whose new price level holds: the median of the next
-    5 closes is within 15% of the ratio to the median of the previous 5 (a penny stock ticking between two
-    prices, or a crash that rebounds, is not a split). Columns: symbol, date, ratio (2.0 = 2-for-1)."""
+    10:1, 1:100 ... any whole ratio, or the inverse for reverse splits and consolidations), and whose new
+    price level holds: the median of the next 5 closes is within 15% of the ratio to the median of the
+    previous 5 (a penny stock ticking between two prices, or a crash that rebounds, is not a split). A move
+    of 10x or more after a gap of missing bars (`GAP_BARS`) is read with `gap_tolerance`, as the roundest
+    ratio that fits. Columns: symbol, date, ratio (2.0 = 2-for-1)."""
     prev_close = k.shift_valid(np.ascontiguousarray(market.close), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         overnight = prev_close / market.open
@@ -38,17 +50,45 @@ def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.Data
         for i, j in zip(*(x[np.abs(moved / ratio - 1.0) < tolerance] for x in (rows, cols)), strict=True):
             if _level_holds(market.close[:, j], int(i), ratio):
                 found.append((market.symbols[j], market.dates[i], ratio, i, j))
+    seen = {(i, j) for *_, i, j in found}
+    for i, j, m in zip(rows, cols, moved, strict=True):
+        missing = _missing_before(market.close[:, j], market.dates, int(i))
+        if (int(i), int(j)) in seen or missing < GAP_BARS or not (m >= 9.0 or m <= 1 / 9.0):
+            continue
+        round_ratio = _roundest(float(m), gap_tolerance(missing))
+        within = gap_tolerance(missing)
+        if round_ratio is not None and _level_holds(market.close[:, j], int(i), round_ratio, within=within):
+            found.append((market.symbols[j], market.dates[i], round_ratio, int(i), int(j)))
     frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
-def _level_holds(close: np.ndarray, bar: int, ratio: float, n: int = 5) -> bool:
+def _missing_before(close: np.ndarray, dates: pd.DatetimeIndex, bar: int) -> int:
+    """Weekdays without a price between this bar and the symbol's previous one (a gap in the whole dataset's
+    calendar counts too: the symbol did not trade then either)."""
+    before = np.flatnonzero(~np.isnan(close[:bar]))
+    if not len(before):
+        return 0
+    days = dates.values.astype("datetime64[D]")
+    return max(int(np.busday_count(days[before[-1]], days[bar])) - 1, 0)
+
+
+def _roundest(move: float, within: float) -> float | None:
+    """The roundest ratio of 10 or more (or its inverse) within `within` of the move, or None."""
+    up = move if move > 1 else 1 / move
+    for ratio in ROUND_RATIOS:
+        if abs(up / ratio - 1.0) < within:
+            return ratio if move > 1 else 1 / ratio
+    return None
+
+
+def _level_holds(close: np.ndarray, bar: int, ratio: float, n: int = 5, within: float = 0.15) -> bool:
     valid = np.flatnonzero(~np.isnan(close))
     at = int(np.searchsorted(valid, bar))
     before, after = close[valid[max(0, at - n) : at]], close[valid[at : at + n]]
     if not len(before) or not len(after):
         return False
-    return abs(np.median(before) / np.median(after) / ratio - 1.0) < 0.15
+    return abs(np.median(before) / np.median(after) / ratio - 1.0) < max(within, 0.15)
 
 
 def detect_outliers(market: Market, threshold_pct: float = 50.0, splits: pd.DataFrame | None = None) -> pd.DataFrame:
