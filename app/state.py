@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -45,7 +45,7 @@ if not log.handlers:  # one JSON line per script run on stderr: what load tests 
 T = TypeVar("T")
 DEFAULT_RULE = PRESETS["Oversold bounce"]
 DEFAULT_GRID = ("stop_loss", "take_profit")
-KEEP = "session"  # persist_state of every settings widget: kept while the user is on another page
+KEEP: Literal["session"] = "session"  # persist_state of every settings widget: kept while the user is on another page
 
 
 def key(path: str) -> str:

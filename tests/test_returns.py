@@ -55,3 +55,16 @@ def test_the_equity_metrics_agree_with_the_backtests_and_the_tear_sheet_has_ever
     for section in ("Strategy and benchmark", "Returns over periods", "End-of-year returns", "Worst 5 drawdowns"):
         assert f"<h2>{section}</h2>" in sheet
     assert "<h2>Dataset and rule</h2>" in sheet and "<h2>Robustness</h2>" in sheet
+
+
+def test_the_tear_sheet_lists_the_best_and_worst_20_trades_in_words_and_points_to_the_csv():
+    market = load_sample()
+    result = backtest(market, scan(market, "rsi(14) < 40"), stop_loss=4)
+    assert len(result.trades) > 40
+    sheet = tear_sheet(market, "rsi(14) < 40", result)
+    assert f"The best and the worst 20 of {len(result.trades):,} trades by profit" in sheet and "--trades-csv" in sheet
+    best = f"{result.trades.pnl.max():,.2f}"
+    worst = f"{result.trades.pnl.min():,.2f}"
+    section = sheet[sheet.index("<h3>Best 20</h3>") :]
+    assert best in section and worst in section and section.count("<tr>") == 2 * 20  # two tables of 20 rows
+    assert "exit_reason" not in section and "exit reason" in section  # headed in words

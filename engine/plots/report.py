@@ -25,7 +25,7 @@ from engine.version import ENGINE_VERSION
 from . import charts
 from .format import metric_text
 
-MAX_TRADES = 2_000  # rows of the trade list in the file (all of them are in the CSV download)
+EDGE_TRADES = 20  # the best and the worst trades listed in the file (all of them are in the CSV download)
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
@@ -221,10 +221,38 @@ def _share(x: float) -> str:
 
 
 def _trades(trades: pd.DataFrame) -> str:
+    """The best and the worst EDGE_TRADES trades by profit, compact (the full list is the page's CSV download,
+    `python -m engine backtest --trades-csv`): a file of thousands of rows is megabytes and seconds to open."""
     if trades.empty:
         return "<p class='muted'>No trades.</p>"
-    shown = trades.drop(columns=["entry_bar", "exit_bar"], errors="ignore").head(MAX_TRADES).copy()
-    for col in ("entry_date", "exit_date"):
+    ranked = trades.sort_values("pnl", ascending=False)
+    if len(ranked) <= 2 * EDGE_TRADES:
+        return _trade_table(ranked)
+    return (
+        f"<p class='muted'>The best and the worst {EDGE_TRADES} of {len(trades):,} trades by profit; every trade is "
+        "in the trades CSV (the Backtest page's Download trades, or the CLI's --trades-csv).</p>"
+        f"<h3>Best {EDGE_TRADES}</h3>{_trade_table(ranked.head(EDGE_TRADES))}"
+        f"<h3>Worst {EDGE_TRADES}</h3>{_trade_table(ranked.tail(EDGE_TRADES).iloc[::-1])}"
+    )
+
+
+_TRADE_COLUMNS = {
+    "symbol": "symbol",
+    "direction": "side",
+    "entry_date": "entry",
+    "entry_price": "entry price",
+    "exit_date": "exit",
+    "exit_price": "exit price",
+    "shares": "shares",
+    "pnl": "profit",
+    "return_pct": "return %",
+    "bars_held": "bars held",
+    "exit_reason": "exit reason",
+}
+
+
+def _trade_table(trades: pd.DataFrame) -> str:
+    shown = trades[[c for c in _TRADE_COLUMNS if c in trades]].rename(columns=_TRADE_COLUMNS).copy()
+    for col in ("entry", "exit"):
         shown[col] = shown[col].dt.strftime("%Y-%m-%d")
-    note = f"<p class='muted'>The first {MAX_TRADES:,} of {len(trades):,}.</p>" if len(trades) > MAX_TRADES else ""
-    return note + shown.to_html(index=False, float_format=lambda x: f"{x:,.2f}", border=0, escape=True)
+    return shown.to_html(index=False, float_format=lambda x: f"{x:,.2f}", border=0, escape=True)
