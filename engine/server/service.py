@@ -302,7 +302,15 @@ def runs_page(viewer: str, team: bool, limit: int = 50, offset: int = 0) -> Runs
     if not team or not team_view():
         return RunsPage(cache.runs(viewer, limit=limit, offset=offset), cache.count(viewer), 0)
     window = cache.runs(None, limit=TEAM_WINDOW)
-    shown = [r for r in window if visible(r, viewer)]
+    seen: dict[tuple[str, str], bool] = {}  # (dataset, maker) -> visible: one listing read per pair, not per run
+
+    def shown_to_viewer(record: RunRecord) -> bool:
+        pair = (record.fingerprint, record.session)
+        if pair not in seen:
+            seen[pair] = visible(record, viewer)
+        return seen[pair]
+
+    shown = [r for r in window if shown_to_viewer(r)]
     return RunsPage(shown[offset : offset + limit], len(shown), len(window) - len(shown))
 
 
