@@ -92,7 +92,9 @@ def safe_csv(frame: pd.DataFrame, **kwargs) -> str:
     """CSV text for a download button, with formula-looking cells escaped (engine.safe_csv)."""
     from engine.safe_csv import to_safe_csv
 
-    return to_safe_csv(frame, **kwargs)
+    text = to_safe_csv(frame, **kwargs)
+    assert text is not None  # no path given: the text itself
+    return text
 
 
 def shape_summary(values: dict) -> str:

@@ -53,13 +53,17 @@ if problems:
             st.rerun()
 started = time.perf_counter()
 waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken
-notice = WAIT_NOTICE.set(
-    lambda ahead: waiting.info(
+
+
+def queued(ahead: int) -> None:
+    waiting.info(
         f"Queued behind {ahead:,} run{'s' if ahead != 1 else ''}: the server's memory is in use. This run starts by "
         "itself as soon as there is room.",
         icon=":material/hourglass_top:",
     )
-)
+
+
+notice = WAIT_NOTICE.set(queued)
 if (page.url_path or "data") not in ("data", "runs"):
     app_state.wait_for_engine()
 try:

@@ -37,8 +37,8 @@ def reap() -> int:
     from streamlit.runtime import Runtime
 
     manager = Runtime.instance()._session_mgr
-    with manager._storage_lock:
-        expired = manager._session_storage._cache.expire()
+    with manager._storage_lock:  # type: ignore[attr-defined]  # Streamlit's own storage: no public API for it
+        expired = manager._session_storage._cache.expire()  # type: ignore[attr-defined]
     for _, info in expired:
         info.session.shutdown()  # what Streamlit does when it drops a session: files, media, caches
     gc.collect()

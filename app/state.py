@@ -481,7 +481,7 @@ def run_backtest() -> BacktestResult:
     result = _ran("backtest", service.cached_backtest(data, rule(), params, user_id(), link(), signals=signals_now))
     key_now = _result_key(params)
     before, key_before = st.session_state.get("result"), st.session_state.get("result_key")
-    if before is not None and key_before != key_now:  # an edit: what it changed is shown against this
+    if before is not None and key_before is not None and key_before != key_now:  # an edit: shown against this
         st.session_state.previous_result = (before, key_before[0])
     st.session_state.result = result
     st.session_state.result_key = key_now
@@ -578,7 +578,7 @@ def is_pinned() -> bool:
 
 
 def _result_key(params) -> tuple:
-    return (market().fingerprint, rule(), params)
+    return (require_market().fingerprint, rule(), params)
 
 
 def is_current() -> bool:
@@ -787,9 +787,16 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
     if p.kind is str:  # free text: a rule
         empty = p.off_word if p.off else "none"
         return where.text_input(
-            p.label, key=k, disabled=disabled, help=tip, persist_state=KEEP, max_chars=int(p.hi), placeholder=empty
+            p.label,
+            key=k,
+            disabled=disabled,
+            help=tip,
+            persist_state=KEEP,
+            max_chars=None if p.hi is None else int(p.hi),
+            placeholder=empty,
         )
     number = int if p.kind is int else float
+    assert p.lo is not None and p.hi is not None  # every number has its range in the table
     label = app_format.param_title(p) + (f", 0 = {p.off_word}" if p.off else "")
     # Whole numbers show as such; money without cents where the steps are large, else two decimals.
     fmt = None if p.kind is int else "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"

@@ -13,7 +13,6 @@ from engine.plots import charts, report
 from engine.plots.format import flag_banner, metric_delta, skip_reasons
 from engine.rotation import weights_pct
 from engine.rules import EXIT_PRESETS, RuleError
-from engine.safe_csv import to_safe_csv
 from engine.server import service
 
 st.title("Backtest")
@@ -173,6 +172,7 @@ with results_col, st.container(key="w.backtest.results"):
     if result is None:
         st.info("Set the parameters and press **Run backtest**.")
         st.stop()
+    assert result is not None  # st.stop() ended the run otherwise
 
     m = result.metrics
     base, base_name = app_state.baseline()
@@ -263,15 +263,15 @@ with results_col, st.container(key="w.backtest.results"):
             key="w.backtest.whatif",
             on_change=_restore,
         )
-p = result.params
+run_params = result.params
 st.caption(
-    f"Final equity **{m['final_equity']:,.2f}** from {p.initial_capital:,.2f} · "
-    f"{p.sizing.method.replace('_', ' ')} sizing · risk limits: "
-    f"{', '.join(p.limits.active()) or 'none'}."
+    f"Final equity **{m['final_equity']:,.2f}** from {run_params.initial_capital:,.2f} · "
+    f"{run_params.sizing.method.replace('_', ' ')} sizing · risk limits: "
+    f"{', '.join(run_params.limits.active()) or 'none'}."
 )
 for text in result.warnings:
     (st.error if text.startswith("Ruined on") else st.warning)(text)
-rotation = p.rebalance != "off"
+rotation = run_params.rebalance != "off"
 if rotation:
     turnover = result.turnover
     st.caption(
@@ -280,7 +280,7 @@ if rotation:
         if len(turnover)
         else "Rotation: no rebalance bought anything (no hits at the rebalance bars, or every buy was skipped)."
     )
-    if p.holding_period or p.stop_loss or p.take_profit:
+    if run_params.holding_period or run_params.stop_loss or run_params.take_profit:
         st.caption(
             "Exits still apply between rebalances (holding period, stop, target): a position they close waits "
             "for the next rebalance. Set them to 0 to hold from one rebalance to the next."
@@ -326,8 +326,8 @@ if tab_story.open:
                     result.positions,
                     result.equity,
                     app_state.indicator_series(),
-                    p.stop_loss,
-                    p.take_profit,
+                    run_params.stop_loss,
+                    run_params.take_profit,
                     rule=app_state.rule(),
                 ),
                 width="stretch",
@@ -361,7 +361,7 @@ if tab_held and tab_held[0].open:
 if tab_risk.open:
     with tab_risk:
         st.plotly_chart(
-            charts.rolling_risk(result.equity, 126, m["periods_per_year"], p.risk_free_pct), width="stretch"
+            charts.rolling_risk(result.equity, 126, m["periods_per_year"], run_params.risk_free_pct), width="stretch"
         )
 if tab_trades.open:
     with tab_trades:
@@ -453,12 +453,12 @@ if tab_all.open:
             },
         )
 d1, d2, d3 = st.columns(3)
-d1.download_button("Download trades (CSV)", to_safe_csv(result.trades, index=False), "trades.csv", "text/csv")
-d2.download_button("Download equity (CSV)", to_safe_csv(result.equity), "equity.csv", "text/csv")
-rule_now = app_state.rule()
+d1.download_button("Download trades (CSV)", app_format.safe_csv(result.trades, index=False), "trades.csv", "text/csv")
+d2.download_button("Download equity (CSV)", app_format.safe_csv(result.equity), "equity.csv", "text/csv")
+rule_now, shown = app_state.rule(), result
 d3.download_button(
     "Download tear sheet (HTML)",
-    lambda: report.tear_sheet(market, rule_now, result),
+    lambda: report.tear_sheet(market, rule_now, shown),
     "tear_sheet.html",
     "text/html",
     on_click="ignore",

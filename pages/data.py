@@ -105,15 +105,15 @@ elif stored:
             },
         )
         names = {i.id: f"{i.name} · {i.symbols:,} symbols · {i.first_date} to {i.last_date} · {i.id}" for i in stored}
-        pick = st.selectbox("Dataset", list(names), format_func=names.get, key="stored_pick")
-        c = st.columns([1, 1, 4])
-        if c[0].button("Open", key="stored_open"):
-            if app_state.open_stored(pick):
+        pick = st.selectbox("Dataset", list(names), format_func=lambda i: names[i], key="stored_pick")
+        listing_cols = st.columns([1, 1, 4])
+        if listing_cols[0].button("Open", key="stored_open"):
+            if pick is not None and app_state.open_stored(pick):
                 st.rerun()
             st.error("That dataset could not be read (deleted or damaged); upload it again.")
         info = next(i for i in stored if i.id == pick)
         mine = info.owner == app_state.user_id()
-        if c[1].button(
+        if listing_cols[1].button(
             "Delete",
             key="stored_delete",
             disabled=not mine,
@@ -122,7 +122,7 @@ elif stored:
             store.delete(pick, app_state.user_id())
             st.rerun()
         share = "Stop listing it for the team" if info.shared else "List it for the team"
-        if mine and c[2].button(
+        if mine and listing_cols[2].button(
             share,
             key="stored_share",
             help=(
@@ -194,16 +194,16 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
             key=f"w.data.flag.{app_state.data_id()}",
         )
         kind, symbol, day = issues.kind.iloc[row], issues.symbol.iloc[row], issues.date.iloc[row]
-        c = st.columns(3)
+        fix_cols = st.columns(3)
         fixes = [
             ("adjust", "Back-adjust this split", kind == "split", "Prices before it divided by its ratio."),
             ("drop", "Drop this bar", True, f"{symbol} has no bar on {day:%Y-%m-%d}; the rest stays."),
         ]
-        for col, (fix, text, usable, why) in zip(c, fixes, strict=False):
+        for col, (fix, text, usable, why) in zip(fix_cols, fixes, strict=False):
             if col.button(text, key=f"w.data.fix.{fix}", disabled=not usable, help=why if usable else "Not a split."):
                 app_state.fix_flag(fix, symbol, day)
                 st.rerun()
-        if c[2].button(f"Exclude {symbol}", key="w.data.fix.exclude", help="Every bar of this symbol left out."):
+        if fix_cols[2].button(f"Exclude {symbol}", key="w.data.fix.exclude", help="Every bar of this symbol left out."):
             app_state.exclude_symbols([symbol])
             st.rerun()
         st.caption("Each fix makes a new dataset (a new id for links); the original stays under Stored datasets.")

@@ -26,16 +26,16 @@ if result is None:
 returns = trade_returns(result)
 st.caption(
     f"{len(returns):,} trades and {len(result.equity):,} daily returns from the last backtest of "
-    f"`{app_state.rule()}` on {app_state.market().name}."
+    f"`{app_state.rule()}` on {app_state.require_market().name}."
 )
 
-c = st.columns(6)
-method = param_widget("montecarlo.method", c[0])
-param_widget("montecarlo.n_simulations", c[1])
-param_widget("montecarlo.n_trades", c[2], disabled=method != "bootstrap")
-param_widget("montecarlo.block_bars", c[3], disabled=method != "daily_blocks")
-param_widget("montecarlo.seed", c[4])
-threshold = param_widget("montecarlo.drawdown_pct", c[5])
+setting_cols = st.columns(6)
+method = param_widget("montecarlo.method", setting_cols[0])
+param_widget("montecarlo.n_simulations", setting_cols[1])
+param_widget("montecarlo.n_trades", setting_cols[2], disabled=method != "bootstrap")
+param_widget("montecarlo.block_bars", setting_cols[3], disabled=method != "daily_blocks")
+param_widget("montecarlo.seed", setting_cols[4])
+threshold = param_widget("montecarlo.drawdown_pct", setting_cols[5])
 if method != "daily_blocks" and int(result.equity["open_positions"].max()) > 1:
     st.info(
         "This backtest held several positions at once. The trade methods compound its trades one after "
@@ -52,11 +52,11 @@ except InputError as exc:
     st.stop()
 
 summary = mc.summary()
-c = st.columns(4)
-c[0].metric("Median final return", f"{summary.loc['p50', 'final return %']:,.2f}%")
-c[1].metric("Probability of a loss", f"{mc.probability_of_loss():.2%}")
-c[2].metric(f"P(drawdown worse than {threshold:g}%)", f"{mc.probability_of_drawdown_worse_than(threshold):.2%}")
-c[3].metric("Median max drawdown", f"{summary.loc['p50', 'max drawdown %']:,.2f}%")
+cards = st.columns(4)
+cards[0].metric("Median final return", f"{summary.loc['p50', 'final return %']:,.2f}%")
+cards[1].metric("Probability of a loss", f"{mc.probability_of_loss():.2%}")
+cards[2].metric(f"P(drawdown worse than {threshold:g}%)", f"{mc.probability_of_drawdown_worse_than(threshold):.2%}")
+cards[3].metric("Median max drawdown", f"{summary.loc['p50', 'max drawdown %']:,.2f}%")
 left, right = st.columns([1, 2])
 left.dataframe(summary.style.format("{:,.2f}"), width="stretch")
 right.plotly_chart(charts.fan(mc.bands, mc.samples), width="stretch")

@@ -60,11 +60,11 @@ st.multiselect(
 grid, problems = {}, []
 for name in app_state.grid_keys():
     app_state.grid_range(name)  # initialises from, to and step in the state
-    c = st.columns([3, 1, 1, 1])
-    c[0].markdown(f"**{labels.get(name, name)}**")
-    lo = c[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
-    hi = c[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
-    step = c[3].number_input(
+    key_cols = st.columns([3, 1, 1, 1])
+    key_cols[0].markdown(f"**{labels.get(name, name)}**")
+    lo = key_cols[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
+    hi = key_cols[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
+    step = key_cols[3].number_input(
         "step", min_value=0.0, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP, help=CONTINUOUS
     )
     try:
@@ -72,22 +72,22 @@ for name in app_state.grid_keys():
     except InputError as exc:
         problems.append(str(exc))
 
-c = st.columns(4)
-objective = param_widget("optimize.objective", c[0])
-min_trades = param_widget("optimize.min_trades", c[1])
-mode = param_widget("optimize.mode", c[2])
+fit_cols = st.columns(4)
+objective = param_widget("optimize.objective", fit_cols[0])
+min_trades = param_widget("optimize.min_trades", fit_cols[1])
+mode = param_widget("optimize.mode", fit_cols[2])
 if mode == "split":
-    param_widget("optimize.split", c[3])
+    param_widget("optimize.split", fit_cols[3])
 elif mode == "walk_forward":
-    param_widget("optimize.train_bars", c[3])
-    param_widget("optimize.test_bars", c[3])
-    param_widget("optimize.anchored", c[3])
-c = st.columns(4)
-search = param_widget("optimize.search", c[0])
+    param_widget("optimize.train_bars", fit_cols[3])
+    param_widget("optimize.test_bars", fit_cols[3])
+    param_widget("optimize.anchored", fit_cols[3])
+search_cols = st.columns(4)
+search = param_widget("optimize.search", search_cols[0])
 if search != "grid":
-    param_widget("optimize.n_trials", c[1])
-    param_widget("optimize.seed", c[2])
-param_widget("optimize.time_budget_s", c[3])
+    param_widget("optimize.n_trials", search_cols[1])
+    param_widget("optimize.seed", search_cols[2])
+param_widget("optimize.time_budget_s", search_cols[3])
 param_widget("optimize.constraint", help="e.g. take_profit > stop_loss; a rule number is rule_0, rule_1, ...")
 try:
     check_constraint(value("optimize.constraint"), [column_name(k) for k in grid])
@@ -135,16 +135,18 @@ if (clicked or app_state.autorun("optimize")) and not blocked:
     settings = {p.name: value(p.path) for p in table.group("optimize")}
     try:
         summary = {"combinations": n, "mode": mode}
-        out = app_state.run_optimization(base, grid, settings, summary, progress=progress, scheduler=scheduler)
-        app_state.set_optimization(out)
+        done = app_state.run_optimization(base, grid, settings, summary, progress=progress, scheduler=scheduler)
+        app_state.set_optimization(done)
         bar.progress(1.0, text="Done" + (" (from the cache)" if app_state.cache_hit("optimize") else ""))
     except InputError as exc:
         st.error(str(exc))
         st.stop()
 
-out = app_state.optimization()
-if out is None:
+shown = app_state.optimization()
+if shown is None:
     st.stop()
+assert shown is not None  # st.stop() ended the run otherwise
+out = shown
 objective, keys = out.objective, out.keys
 if out.grid is None:  # walk-forward
     kind = "anchored" if out.anchored else "rolling"
@@ -165,19 +167,20 @@ if out.grid is None:  # walk-forward
             )
         else:
             st.info(f"{skipped:,} of {len(table_):,} windows chose nothing (too few trades in training): {fix}.")
-    c = st.columns(3)
-    c[0].metric(
+    wf_cards = st.columns(3)
+    wf_cards[0].metric(
         "Walk-forward efficiency",
         app_format.share(out.efficiency),
         help="Out-of-sample annualised return of the stitched curve over the mean in-sample annualised "
         "return of the chosen parameters. Near 100%: the edge carried over; near 0 or below: it did "
         "not.",
     )
-    if len(out.oos_equity) > 1:
-        total = out.oos_equity["equity"].iloc[-1] / out.oos_equity["equity"].iloc[0] - 1
-        c[1].metric("Stitched out-of-sample return", f"{total:,.2%}")
+    stitched = out.oos_equity
+    if stitched is not None and len(stitched) > 1:
+        total = stitched["equity"].iloc[-1] / stitched["equity"].iloc[0] - 1
+        wf_cards[1].metric("Stitched out-of-sample return", f"{total:,.2%}")
     if col in table_:
-        c[2].metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{table_[col].mean():,.2f}")
+        wf_cards[2].metric(f"Mean out-of-sample {OBJECTIVES[objective]}", f"{table_[col].mean():,.2f}")
     st.plotly_chart(charts.stitched_equity(out.oos_equity, table_), width="stretch")
     st.plotly_chart(charts.chosen_parameters(table_, [k for k in keys if k in table_]), width="stretch")
     st.dataframe(table_, hide_index=True, width="stretch", column_config=app_format.grid_columns(table_, labels))
@@ -204,26 +207,26 @@ else:
         + f" → {OBJECTIVES[objective]} {best[objective]:,.2f}"
     )
     fit = result.overfitting()
-    c = st.columns(4)
-    c[0].metric(
+    split_cards = st.columns(4)
+    split_cards[0].metric(
         "Deflated Sharpe",
         app_format.share(fit["deflated_sharpe"]),
         help="Probability that the best Sharpe is above what the best of this many combinations would reach "
         "by luck (Bailey and Lopez de Prado 2014). Above 95%: likely real.",
     )
-    c[1].metric(
+    split_cards[1].metric(
         "Probability of overfitting",
         app_format.share(fit["pbo"]),
         help=f"How often the in-sample winner ranks below the median out of sample, over splits of "
         f"{fit['n_blocks']} blocks of time (CSCV, Bailey et al. 2015). Above 50%: overfit.",
     )
-    c[2].metric(
+    split_cards[2].metric(
         "Probabilistic Sharpe",
         app_format.share(fit["psr"]),
         help="Probability that the best combination's true Sharpe is above 0, from its length, skew and "
         "kurtosis, with no correction for the search.",
     )
-    c[3].metric(
+    split_cards[3].metric(
         "Combinations tried",
         f"{fit['n_trials']:,}",
         help="Every evaluated trial counts in the deflated Sharpe and the probability of overfitting.",
@@ -231,7 +234,7 @@ else:
     warn = fit["pbo"] >= 0.5 or fit["deflated_sharpe"] < 0.5
     (st.warning if warn else st.info)(fit["verdict"], icon=":material/troubleshoot:")
 
-    chosen = result.best_params()
+    chosen = result.best_params() or {}
 
     def best_tear_sheet() -> str:
         best_rule, params = apply_params(rule, base, chosen)
@@ -268,32 +271,37 @@ with tab_table:
     )
 with tab_map:
     if len(keys) >= 2:
-        c = st.columns(4)
+        map_cols = st.columns(4)
         for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
             if app_state.widget(name) not in keys:
                 app_state.set_widget(name, default)
         if app_state.widget("w.optimize.z") not in METRICS:
             app_state.set_widget("w.optimize.z", objective)
-        named = lambda k: labels.get(k, k)  # noqa: E731
-        x = c[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP, format_func=named)
-        y = c[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP, format_func=named)
-        z = c[2].selectbox(
+
+        def named(k: str) -> str:
+            return labels.get(k, k)
+
+        x = map_cols[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP, format_func=named)
+        y = map_cols[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP, format_func=named)
+        z = map_cols[2].selectbox(
             "Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP, format_func=lambda m: LABELS.get(m, m)
         )
         app_state.seed_widget("w.optimize.others", "best")
-        others = c[3].radio(
+        others = map_cols[3].radio(
             "Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others", persist_state=app_state.KEEP
         )
-        fixed = {}
+        fixed: dict[str, float] = {}
         rest = [k for k in keys if k not in (x, y)]
         if rest and x != y:
-            c = st.columns([1, 3])
-            third = c[0].selectbox("Slice at", rest, key="w.optimize.slice_key")
+            slice_cols = st.columns([1, 3])
+            third = slice_cols[0].selectbox("Slice at", rest, key="w.optimize.slice_key")
             values = sorted(result.table[third].dropna().unique().tolist())
             if app_state.widget("w.optimize.slice") not in values:
                 app_state.set_widget("w.optimize.slice", values[0])
-            fixed[third] = c[1].select_slider(
-                f"{labels.get(third, third)}", values, key="w.optimize.slice", format_func=lambda v: f"{v:g}"
+            fixed[third] = float(
+                slice_cols[1].select_slider(
+                    f"{labels.get(third, third)}", values, key="w.optimize.slice", format_func=lambda v: f"{v:g}"
+                )
             )
         view = st.radio(
             "Colour by",

@@ -129,8 +129,8 @@ elif record.kind == "optimize":
 backtests = [r.id for r in runs if r.kind == "backtest"]
 st.subheader("Compare backtests")
 chosen = st.multiselect("Two or more runs", backtests, default=backtests[:2], format_func=label, key="runs_cmp")
-results = {label(i): service.run_result(by_id[i]) for i in chosen}
-results = {k: v for k, v in results.items() if v is not None}
+read = {label(i): service.run_result(by_id[i]) for i in chosen}
+results = {k: v for k, v in read.items() if v is not None}
 if len(results) >= 2:
     links = {label(i): by_id[i].link for i in chosen if label(i) in results}
     settings = app_format.settings_rows(links)

@@ -135,7 +135,8 @@ if len(hits) > 2000:
 hit_symbols = list(pd.unique(hits.symbol))
 symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{app_state.data_id()}")
 j = market.column(symbol)
-overlays, lower = {}, {}
+overlays: dict[str, np.ndarray] = {}
+lower: dict[str, np.ndarray] = {}
 for label, values in app_state.indicator_series().items():
     (overlays if charts.moves_with_price(values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from engine import attach_columns, backtest, load_sample, synthetic_market
+from engine.plots.format import metric_delta, metric_text
 from engine.rules import scan
 from engine.server.datasets import to_frame
 
@@ -234,9 +235,10 @@ def test_five_edits_of_different_fields_rerun_without_a_button_each_equal_to_the
         settings[name] = float(value)
         want = backtest(sample, signals, **settings).metrics["total_return_pct"]
         card = page.locator('[data-testid="stMetric"]', has_text="Total return").first
-        card.locator('[data-testid="stMetricValue"]').filter(has_text=f"{want:,.2f}%").wait_for(timeout=30_000)
+        shown = metric_text("total_return_pct", want)
+        card.locator('[data-testid="stMetricValue"]').filter(has_text=shown).wait_for(timeout=30_000)
         delta = card.locator('[data-testid="stMetricDelta"]').inner_text().strip()
-        assert delta == f"{want - previous:+,.2f} pp", (label, delta)
+        assert delta == metric_delta("total_return_pct", want, previous), (label, delta)
         previous = want
     no_exception(page)
     page.context.close()
@@ -273,8 +275,9 @@ def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_
     card = page.locator('[data-testid="stMetric"]', has_text="Total return").first
     before = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=5.0).metrics["total_return_pct"]
     after = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=3.0).metrics["total_return_pct"]
-    assert card.locator('[data-testid="stMetricValue"]').inner_text() == f"{after:,.2f}%"
-    assert card.locator('[data-testid="stMetricDelta"]').inner_text().strip() == f"{after - before:+,.2f} pp"
+    assert card.locator('[data-testid="stMetricValue"]').inner_text() == metric_text("total_return_pct", after)
+    delta = card.locator('[data-testid="stMetricDelta"]').inner_text().strip()
+    assert delta == metric_delta("total_return_pct", after, before)
     page.get_by_role("button", name="Pin as baseline").click()
     settle(page)
     edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
@@ -319,7 +322,13 @@ def test_a_symbols_story_draws_its_trades_levels_and_the_drawdowns(server, brows
     page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5&tp=10", timeout=60_000)
     first_metric(page, "Total return")
     page.get_by_role("tab", name="Symbol story").click()
-    for text in ("entry (win)", "exit (loss)", "stop level", "target level", "max drawdown", "longest drawdown"):
+    for text in ("entry (win)", "exit (loss)", "stop level", "target level", "rsi(14)"):  # legend entries
+        page.get_by_text(text, exact=True).first.wait_for(state="attached", timeout=30_000)
+    story = page.locator('[data-testid="stPlotlyChart"]').last
+    story.locator(".rangeslider-container").wait_for(state="attached", timeout=30_000)  # opens on the last year
+    story.hover()
+    story.locator('[data-title="Autoscale"]').click()  # the whole history: the drawdowns' marks come into view
+    for text in ("max drawdown", "longest drawdown"):
         page.get_by_text(text, exact=True).first.wait_for(state="attached", timeout=30_000)
     no_exception(page)
     page.context.close()
@@ -564,7 +573,7 @@ def test_a_rotation_link_shows_its_holdings_and_reproduces_for_a_teammate(server
     rule = "close > sma(50) rank by roc(126)"
     expected = backtest(sample, scan(sample, rule), rebalance="M", hold_top=3, holding_period=None, stop_loss=None,
                         take_profit=None).metrics["total_return_pct"]  # fmt: skip
-    assert total == f"{expected:,.2f}%"
+    assert total == metric_text("total_return_pct", expected)
     teammate = new_page(browser)
     teammate.goto(page.url, timeout=60_000)
     assert first_metric(teammate, "Total return") == total
@@ -734,7 +743,8 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
         "Trailing stop",
         "Deflated Sharpe",
         "Probabilistic Sharpe",
-        "mae_pct",
+        "Trade excursions: MAE against MFE",
+        "The best and the worst 20",
         "Random strategies at least as good",
     ):
         assert words in text, words
