@@ -3,6 +3,7 @@ journey against a real uvicorn process on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
@@ -872,22 +874,32 @@ def test_bobs_monte_carlo_starts_within_5_s_while_alice_runs_two_100k_trial_sear
         client.delete(f"/api/jobs/{job_id}", headers=alice)
 
 
-def test_a_client_that_goes_away_takes_its_waiting_work_out_of_the_queue(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def uvicorn_here() -> Iterator[int]:
+    """The API in a real uvicorn server on 127.0.0.1, in this process (so a test can hold its budget); its port."""
     import uvicorn
 
-    from engine.server.stores import server_budget
-
-    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCANNER_SERVER_MB", "64")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         while not server.started:
             time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_client_that_goes_away_takes_its_waiting_work_out_of_the_queue(tmp_path, monkeypatch):
+    from engine.server.stores import server_budget
+
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SCANNER_SERVER_MB", "64")
+    with uvicorn_here() as port:
         budget = server_budget()
         with budget.reserve(60 * 2**20, "grid"):  # the memory is taken: the request waits its turn
             with pytest.raises(httpx.ReadTimeout):
@@ -896,30 +908,17 @@ def test_a_client_that_goes_away_takes_its_waiting_work_out_of_the_queue(tmp_pat
             while budget._queue and time.monotonic() - left < 5:
                 time.sleep(0.05)
             assert not budget._queue, "the gone client's work still waits"  # not after SCANNER_QUEUE_WAIT_S (60 s)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_500_answers_in_words_and_keeps_the_connection_usable(tmp_path, monkeypatch):
-    import uvicorn
-
     from engine.server import service
 
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
 
     def broken() -> None:
         raise RuntimeError("a bug")
 
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with uvicorn_here() as port:
         monkeypatch.setattr(service, "datasets", broken)  # a bug in listing the datasets
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             answers = []
@@ -932,11 +931,8 @@ def test_a_500_answers_in_words_and_keeps_the_connection_usable(tmp_path, monkey
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 answers.append((head.split(b"\r\n")[0], json.loads(rest)))
-        assert answers[0][0].endswith(b"500 Internal Server Error") and "has been logged" in answers[0][1]["error"]
-        assert "a bug" not in json.dumps(answers[0][1]) and answers[1][0].endswith(b"200 OK")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    assert answers[0][0].endswith(b"500 Internal Server Error") and "has been logged" in answers[0][1]["error"]
+    assert "a bug" not in json.dumps(answers[0][1]) and answers[1][0].endswith(b"200 OK")
 
 
 def test_the_team_listing_shows_nothing_of_a_private_run_even_to_a_holder_of_the_same_bytes(client, two_users):
