@@ -204,7 +204,7 @@ with results_col, st.container(key="w.backtest.results"):
         st.warning(flagged, icon=":material/flag:")
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     if base is not None:
-        c1.caption(f"Deltas and the grey equity line: against {base_name}.")
+        c1.caption(f"Deltas (pp: percentage points) and the grey equity line: against {base_name}.")
         if result.same_trades(base):
             fired = result.params.exit_rule and not (result.trades.exit_reason == "exit_rule").any()
             why = ": the exit rule fired 0 times" if fired else " (the edit did not touch any trade)"
