@@ -1,13 +1,17 @@
 """Results as JSON: NaN and infinities as null, NumPy scalars as numbers, dates as YYYY-MM-DD, tables as lists
-of objects."""
+of objects; long tables as CSV streamed a chunk at a time."""
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from engine.safe_csv import to_safe_csv
 
 
 def clean(value: Any) -> Any:
@@ -32,3 +36,15 @@ def records(frame: pd.DataFrame, limit: int | None = None) -> list[dict[str, Any
         f = f.reset_index()
     columns = {c: f[c].astype(object) if isinstance(f[c].dtype, pd.CategoricalDtype) else f[c] for c in f.columns}
     return [clean(dict(zip(columns, row, strict=True))) for row in zip(*columns.values(), strict=True)]
+
+
+CSV_CHUNK = 50_000  # rows written to a CSV stream at a time
+
+
+def csv_chunks(total: int, rows: Callable[[int, int], pd.DataFrame]) -> Iterator[str]:
+    """A table of `total` rows as CSV, `rows(start, stop)` at a time (never the whole text in memory), with
+    formula-looking cells escaped."""
+    for start in range(0, max(total, 1), CSV_CHUNK):
+        text = io.StringIO()
+        to_safe_csv(rows(start, start + CSV_CHUNK), text, index=False, header=start == 0)
+        yield text.getvalue()

@@ -5,21 +5,18 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
 from engine.data import Market, describe_columns, max_upload_bytes, too_big
-from engine.safe_csv import to_safe_csv
 from engine.server import service
 from engine.server.datasets import BUILTIN, describe
 
 from ..deps import User, dashboard_link, open_dataset, user
 from ..models import LoadSettings, library_values
-from ..serialize import clean, records
+from ..serialize import clean, csv_chunks, records
 
 log = logging.getLogger("scanner.api")
 MAX_ROWS = 10_000  # rows per page of /api/data/{id}/ohlcv as JSON (CSV and Parquet stream every row)
@@ -152,12 +149,5 @@ def get_bars(
         out = io.BytesIO()
         frame.to_parquet(out, index=False, compression="zstd")
         return Response(out.getvalue(), media_type="application/vnd.apache.parquet", headers=headers)
-    return StreamingResponse(_csv_chunks(frame), media_type="text/csv", headers=headers)
-
-
-def _csv_chunks(frame: pd.DataFrame, rows: int = 50_000) -> Iterator[str]:
-    """The rows as CSV, a chunk at a time (never the whole text in memory)."""
-    for start in range(0, max(len(frame), 1), rows):
-        text = io.StringIO()
-        to_safe_csv(frame.iloc[start : start + rows], text, index=False, header=start == 0)
-        yield text.getvalue()
+    rows = csv_chunks(len(frame), lambda start, stop: frame.iloc[start:stop])
+    return StreamingResponse(rows, media_type="text/csv", headers=headers)

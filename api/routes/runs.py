@@ -5,8 +5,6 @@ backtest's trades and events come as counts and a first page, the rest by page o
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -17,17 +15,15 @@ from fastapi.responses import StreamingResponse
 from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.data import DataError, Market
-from engine.safe_csv import to_safe_csv
 from engine.server import service
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
 from ..models import BacktestRequest, ScanRequest, values_by_path
-from ..serialize import clean, records
+from ..serialize import clean, csv_chunks, records
 
 router = APIRouter(prefix="/api", dependencies=[Depends(user)])
 FIRST_PAGE = 100  # trades and events rows in a backtest's answer; the rest by page or CSV
 MAX_PAGE = 10_000
-CSV_CHUNK = 50_000  # rows written to a CSV stream at a time
 Part = Literal["trades", "events", "positions"]
 
 
@@ -173,13 +169,5 @@ def run_rows(
     if format == "json":
         return _page(result, run_id, part, offset, limit)
     headers = {"Content-Disposition": f'attachment; filename="{run_id}_{part}.csv"'}
-    return StreamingResponse(_csv(result, part), media_type="text/csv", headers=headers)
-
-
-def _csv(result: BacktestResult, part: str) -> Iterator[str]:
-    """The table as CSV, a chunk of rows at a time (never the whole text in memory)."""
-    total = _total(result, part)
-    for start in range(0, max(total, 1), CSV_CHUNK):
-        text = io.StringIO()
-        to_safe_csv(_rows(result, part, start, CSV_CHUNK), text, index=False, header=start == 0)
-        yield text.getvalue()
+    rows = csv_chunks(_total(result, part), lambda start, stop: _rows(result, part, start, stop - start))
+    return StreamingResponse(rows, media_type="text/csv", headers=headers)

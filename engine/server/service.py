@@ -354,21 +354,3 @@ def history_off() -> str | None:
 def cache_off() -> str | None:
     """Why results are not cached now, else None."""
     return run_cache().disabled
-
-
-# --- bounded answers -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A page of a table: its rows, how many there are in all and, for tables of events, how many of each kind."""
-
-    rows: pd.DataFrame
-    total: int
-    offset: int
-    counts: dict[str, int]
-
-
-def rows_page(frame: pd.DataFrame, offset: int, limit: int, by: str | None = None) -> Rows:
-    counts = {str(k): int(v) for k, v in frame[by].value_counts().items()} if by and by in frame else {}
-    return Rows(frame.iloc[offset : offset + limit], len(frame), offset, counts)
