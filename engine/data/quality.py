@@ -51,25 +51,27 @@ def detect_splits(market: Market, tolerance: float = SPLIT_TOLERANCE) -> pd.Data
             if _level_holds(market.close[:, j], int(i), ratio):
                 found.append((market.symbols[j], market.dates[i], ratio, i, j))
     seen = {(i, j) for *_, i, j in found}
+    days = market.dates.values.astype("datetime64[D]")
     for i, j, m in zip(rows, cols, moved, strict=True):
-        missing = _missing_before(market.close[:, j], market.dates, int(i))
-        if (int(i), int(j)) in seen or missing < GAP_BARS or not (m >= 9.0 or m <= 1 / 9.0):
+        if (int(i), int(j)) in seen or not (m >= 9.0 or m <= 1 / 9.0):  # the cheap tests first: a load runs this
             continue
-        round_ratio = _roundest(float(m), gap_tolerance(missing))
+        missing = _missing_before(market.close[:, j], days, int(i))
+        if missing < GAP_BARS:
+            continue
         within = gap_tolerance(missing)
+        round_ratio = _roundest(float(m), within)
         if round_ratio is not None and _level_holds(market.close[:, j], int(i), round_ratio, within=within):
             found.append((market.symbols[j], market.dates[i], round_ratio, int(i), int(j)))
     frame = pd.DataFrame(found, columns=["symbol", "date", "ratio", "bar", "col"])
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
-def _missing_before(close: np.ndarray, dates: pd.DatetimeIndex, bar: int) -> int:
-    """Weekdays without a price between this bar and the symbol's previous one (a gap in the whole dataset's
-    calendar counts too: the symbol did not trade then either)."""
+def _missing_before(close: np.ndarray, days: np.ndarray, bar: int) -> int:
+    """Weekdays without a price between this bar and the symbol's previous one (`days`: the dates as
+    datetime64[D]; a gap in the whole dataset's calendar counts too: the symbol did not trade then either)."""
     before = np.flatnonzero(~np.isnan(close[:bar]))
     if not len(before):
         return 0
-    days = dates.values.astype("datetime64[D]")
     return max(int(np.busday_count(days[before[-1]], days[bar])) - 1, 0)
 
 
