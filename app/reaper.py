@@ -10,14 +10,14 @@ memory is freed on the next session write instead.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import logging
 import threading
 import time
 
 import pyarrow
+
+from engine.server.admission import release_freed_memory
 
 log = logging.getLogger("scanner.app")
 _started = threading.Event()
@@ -28,7 +28,6 @@ def start(every_seconds: float = 30.0) -> None:
     if _started.is_set():
         return
     _started.set()
-    configure_memory()
     threading.Thread(target=_loop, args=(every_seconds,), name="session-reaper", daemon=True).start()
 
 
@@ -43,7 +42,7 @@ def reap() -> int:
         info.session.shutdown()  # what Streamlit does when it drops a session: files, media, caches
     gc.collect()
     pyarrow.default_memory_pool().release_unused()  # Parquet writes of datasets and results use Arrow's pool
-    _malloc_trim()
+    release_freed_memory()
     return len(expired)
 
 
@@ -55,17 +54,3 @@ def _loop(every_seconds: float) -> None:
         except Exception as exc:  # Streamlit's internals moved: stop, say why, never crash
             log.warning("session reaper stopped: %r", exc)
             return
-
-
-def configure_memory() -> None:
-    """Allocate so that freed memory can go back to the system: at most two glibc heaps (as MALLOC_ARENA_MAX=2
-    would, for a host that starts Streamlit without it). The engine puts Arrow on the system allocator (its
-    default, mimalloc, keeps freed pages for reuse: in benchmarks/load_test.py the server stayed ~1.3x its
-    baseline after ten 50 MB upload sessions closed, ~1.2x on the system allocator)."""
-    with contextlib.suppress(OSError, AttributeError):  # glibc only
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-
-
-def _malloc_trim() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # glibc only
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

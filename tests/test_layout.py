@@ -55,7 +55,7 @@ def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
 
 # What the faces may take from the server wing beyond `service`: the ids' rules, an exception and the notices.
 FACE_ALLOWED = {
-    "engine.server.admission": {"ServerBusy", "WAIT_NOTICE", "CANCEL", "serve_defaults"},
+    "engine.server.admission": {"ServerBusy", "WAIT_NOTICE", "CANCEL", "serve_defaults", "release_freed_memory"},
     "engine.server.settings": {"SettingsError"},
     "engine.server.datasets": {"BUILTIN", "valid_id", "dataset_id", "describe", "to_frame", "SERVER"},
 }

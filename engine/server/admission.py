@@ -54,7 +54,7 @@ def serve_defaults() -> None:
     os.environ.setdefault("SCANNER_RULE_MB", str(SERVER_RULE_MB))
     os.environ.setdefault("SCANNER_MEMO_MB", str(min(SERVER_MEMO_MB, quarter_mb)))
     os.environ.setdefault("SCANNER_DATASET_MEMO_MB", str(min(1024, quarter_mb)))
-    _return_large_frees()
+    _allocate_to_give_back()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -66,13 +66,16 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
-_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3
 
 
-def _return_large_frees() -> None:
-    """glibc raises its mmap threshold after each large free, so a server's big arrays end up in the heap and
-    its resident size only grows; a fixed 1 MB threshold gives every large array back when it is freed."""
+def _allocate_to_give_back() -> None:
+    """Allocate so that freed memory can go back to the system (glibc only): at most two heaps, as
+    MALLOC_ARENA_MAX=2 would for a host that starts the server without it; and a fixed 1 MB mmap threshold,
+    since glibc raises it after each large free, so a server's big arrays would end up in the heap and its
+    resident size only grow: every large array is given back when it is freed."""
     if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
         _LIBC.mallopt(_M_MMAP_THRESHOLD, 1 * MB)
 
 
