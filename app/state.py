@@ -465,11 +465,12 @@ def user_label() -> str:
 
 def _ran(kind: str, run: service.Run[T]) -> T:
     """Remember whether the cache had the run; say once when caching is off (and again if it fails again)."""
-    if service.cache_off() is None:
+    off = service.cache_off()
+    if off is None:
         st.session_state._cache_warned = False
     elif not st.session_state.get("_cache_warned"):
         st.session_state._cache_warned = True
-        st.warning(f"Caching is off: {service.cache_off()}. Everything still works, without the cache and history.")
+        st.warning(f"Caching is off: {off}. Everything still works, without the cache and history.")
     st.session_state[f"{kind}_cache_hit"] = run.hit
     return run.value
 

@@ -138,7 +138,7 @@ j = market.column(symbol)
 overlays: dict[str, np.ndarray] = {}
 lower: dict[str, np.ndarray] = {}
 for label, values in app_state.indicator_series().items():
-    (overlays if charts.moves_with_price(values[:, j], market.close[:, j]) else lower)[label] = values
+    (overlays if charts.on_price_scale(label, values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]
 markers = pd.DataFrame(
     {

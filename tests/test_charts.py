@@ -117,6 +117,8 @@ def test_the_symbol_story_draws_every_indicator_of_the_rule_with_its_level_and_o
     start, end = (pd.Timestamp(x) for x in fig.layout.xaxis.range)
     assert end == sample.dates[-1] and (end - start).days == 365
     assert fig.layout.legend.y < 0  # under the chart, clear of the toolbar
+    plain = charts.symbol_story(sample, "NFLX", result.positions, result.equity, {"sma(200)": values["sma(200)"]})
+    assert {t.yaxis for t in plain.data} == {"y", "y2"}  # no oscillator: price and equity only
     assert charts.compared_levels("rsi(14) < 30 and 70 > rsi(14) and close > -5") == {
         "rsi(14)": [30.0, 70.0],
         "close": [-5.0],

@@ -120,17 +120,18 @@ def symbol_story(
     bars = market.frame(symbol)
     j = market.column(symbol)
     keep = ~np.isnan(market.close[:, j])
-    on_price = {k: v for k, v in (indicators or {}).items() if on_price_scale(k, v[:, j], market.close[:, j])}
-    panels = [k for k in (indicators or {}) if k not in on_price]
+    on_price: dict[str, np.ndarray] = {}
+    panels: dict[str, np.ndarray] = {}
+    for label, values in (indicators or {}).items():
+        (on_price if on_price_scale(label, values[:, j], market.close[:, j]) else panels)[label] = values
     rows = 2 + len(panels)
-    heights = [0.5, *([0.2 / max(len(panels), 1) * min(len(panels), 2)] * len(panels)), 0.3]
+    heights = [0.5, *[min(0.2, 0.4 / max(len(panels), 1))] * len(panels), 0.3]  # all panels: 0.4 at most
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights)
     fig.add_trace(go.Scatter(x=bars.index, y=bars.close, name=symbol, line={"color": "#555", "width": 1.2}), 1, 1)
     for label, values in on_price.items():
         fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), 1, 1)
     levels = compared_levels(rule)
-    for row, label in enumerate(panels, start=2):
-        values = indicators[label]  # type: ignore[index]  # panels come from indicators
+    for row, (label, values) in enumerate(panels.items(), start=2):
         fig.add_trace(go.Scatter(x=bars.index, y=values[keep, j], name=label, line=_line(label)), row, 1)
         for level in levels.get(label, ()):
             fig.add_hline(y=level, line={"color": "#999", "width": 1, "dash": "dash"}, row=row, col=1)
