@@ -151,7 +151,7 @@ def costs_summary(values: dict) -> str:
     return ", ".join(parts) or "none"
 
 
-_NOT_SETTINGS = ("data", "rule", "grid")
+_NOT_SETTINGS = ("data", "rule", "grid", "base")
 
 
 def settings_changed(link: str) -> str:

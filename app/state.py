@@ -86,18 +86,15 @@ def init(page_path: str) -> None:
 
 
 def _start(ss, query: dict[str, str], page_path: str) -> None:
-    problems: list[str] = []
-    linked = table.linked_params()
     for p in table.PARAMS:
         ss[key(p.path)] = p.default
-        if p.url in query and p in linked:
-            try:
-                ss[key(p.path)] = p.parse(query[p.url])
-            except table.ParamError as exc:
-                problems.append(
-                    f"The link's `{p.url}={_short(query[p.url])}` was ignored: {exc} "
-                    f"Using the default, {p.shown(p.default)}."
-                )
+    linked, refused = table.linked_values(query)
+    for path, v in linked.items():
+        ss[key(path)] = v
+    problems = [
+        f"The link's `{p.url}={short(text)}` was ignored: {exc} Using the default, {p.shown(p.default)}."
+        for p, text, exc in refused
+    ]
     rule = query.get("rule", DEFAULT_RULE)
     if len(rule) > MAX_RULE_CHARS:
         problems.append(
@@ -119,25 +116,29 @@ def _start(ss, query: dict[str, str], page_path: str) -> None:
     ss.result = ss.opt = None
     ss.market, ss.data_id, ss.missing_data = None, None, None
     _open_dataset(ss, query.get("data", "sample"))
+    ss.link_base = query.get("base")  # the what-if memory reads it once the dataset is open
     ss.link_problems = problems
     ss.autorun = page_path if query else None
     ss._started = True
 
 
-def _short(text: str) -> str:
+def short(text: str) -> str:
     """A link value as a message quotes it: at most 40 characters, no backticks (it goes in a code span)."""
     return (text if len(text) <= 40 else text[:40] + "...").replace("`", "'")
 
 
+def _dataset(data_id: str) -> Market | None:
+    """A built-in dataset by name, else a stored one this user may open."""
+    if data_id == "sample":
+        return _sample()
+    if data_id == "synthetic":
+        return _synthetic()
+    return service.open_dataset(data_id, user_id())
+
+
 def _open_dataset(ss, data_id: str) -> None:
     """The dataset a link names; when it is not on this server the pages say so (never the sample instead)."""
-    market = None
-    if data_id == "sample":
-        market = _sample()
-    elif data_id == "synthetic":
-        market = _synthetic()
-    else:
-        market = service.open_dataset(data_id, user_id())
+    market = _dataset(data_id)
     if market is None:
         ss.missing_data = data_id
         return
@@ -151,7 +152,7 @@ def missing_data_message() -> str | None:
         return None
     if not valid_id(missing):
         return (
-            f"The link names the dataset `{_short(missing)}`, which is not a dataset id. "
+            f"The link names the dataset `{short(missing)}`, which is not a dataset id. "
             "Load a dataset on the **Data** page."
         )
     # A private id and an unknown one get the same answer: ids are content fingerprints, so a different answer
@@ -196,6 +197,9 @@ def link_query() -> dict[str, str]:
     settings = {p.path: ss[key(p.path)] for p in table.PARAMS}
     query = table.link_query(ss.get("data_id") or ss.get("missing_data"), ss.rule, settings)
     grid = grid_spec_text()
+    base = ss.get("url_base")  # (dataset fingerprint, pinned run id): the what-if memory keeps it current
+    if base is not None and ss.get("market") is not None and base[0] == ss.market.fingerprint:
+        query["base"] = base[1]
     on_optimize = ss.get("_page", "optimize") == "optimize"  # the grid is the Optimize page's: no other link has it
     if on_optimize and grid != format_grid_spec({k: default_range(ss.rule, k) for k in DEFAULT_GRID}):
         query["grid"] = grid
@@ -350,7 +354,8 @@ def can_open(data_id: str) -> bool:
 
 
 def open_stored(data_id: str) -> bool:
-    new = service.open_dataset(data_id, user_id())
+    """Open a dataset by id (built in, or stored and open to this user); False when it cannot be."""
+    new = _dataset(data_id)
     if new is None:
         return False
     set_market(new, data_id)
@@ -479,14 +484,15 @@ def run_backtest() -> BacktestResult:
     """Run (or fetch from the cache) and remember a backtest of the current settings."""
     params = bt_params()
     data, signals_now = require_market(), signals()
-    result = _ran("backtest", service.cached_backtest(data, rule(), params, user_id(), link(), signals=signals_now))
+    run = service.cached_backtest(data, rule(), params, user_id(), link(), signals=signals_now)
+    result = _ran("backtest", run)
     key_now = _result_key(params)
     before, key_before = st.session_state.get("result"), st.session_state.get("result_key")
     if before is not None and key_before is not None and key_before != key_now:  # an edit: shown against this
         st.session_state.previous_result = (before, key_before[0])
     st.session_state.result = result
     st.session_state.result_key = key_now
-    _remember_whatif(result)
+    st.session_state.result_run = run.run_id
     return result
 
 
@@ -508,74 +514,35 @@ def run_montecarlo(result: BacktestResult, settings: dict) -> MonteCarloResult:
     return _ran("montecarlo", service.cached_montecarlo(require_market(), rule(), result, settings, user_id(), link()))
 
 
-WHATIF_RUNS = 10
+def previous_result() -> BacktestResult | None:
+    """The run shown before the current one (its settings differed), on the open dataset."""
+    held, data = st.session_state.get("previous_result"), market()
+    return held[0] if held is not None and data is not None and held[1] == data.fingerprint else None
 
 
-def _remember_whatif(result: BacktestResult) -> None:
-    """The session's last runs, newest first, each with every setting it ran with (a repeat moves to the front)."""
-    entry = {"values": values(), "rule": rule(), "data": data_id(), "metrics": result.key_metrics()}
-    runs = [
-        r for r in st.session_state.get("whatif", []) if (r["values"], r["rule"]) != (entry["values"], entry["rule"])
-    ]
-    st.session_state.whatif = [entry, *runs][:WHATIF_RUNS]
+def result_run_id() -> str:
+    """The run-history id of the shown result ('' before the first)."""
+    return st.session_state.get("result_run", "")
 
 
-def whatif_runs() -> list[dict]:
-    """The last runs of this session on this dataset, newest first, labelled by what differs from the baseline
-    (the pinned run, else the previous one): 'sl 5 -> 3, tp off -> 12'."""
-    runs = [r for r in st.session_state.get("whatif", []) if r["data"] == data_id()]
-    pinned = st.session_state.get("pinned_values")
-    reference = pinned or (runs[1] if len(runs) > 1 else None)
-    return [{**r, "label": _difference(reference, r) if reference else "first run"} for r in runs]
+def take_link_base() -> str | None:
+    """The `base=` run id of the link this session opened with, given once."""
+    return st.session_state.pop("link_base", None)
 
 
-def _difference(before: dict, after: dict) -> str:
-    parts = [f"rule → {_short(after['rule'])}"] if before["rule"] != after["rule"] else []
-    for p in table.backtest_params():
-        a, b = before["values"].get(p.path), after["values"].get(p.path)
-        if a != b:
-            parts.append(f"{p.url} {app_format.setting_text(p, a)} → {app_format.setting_text(p, b)}")
-    return ", ".join(parts) or "the baseline"
+def set_link_base(fingerprint: str, run_id: str | None) -> None:
+    """The pinned run the page's link carries on this dataset (None: no baseline in the link)."""
+    st.session_state.url_base = (fingerprint, run_id) if run_id else None
 
 
-def restore_whatif(index: int) -> None:
-    """Put back every setting (and the rule) of one of `whatif_runs()`; the Backtest page runs it at once."""
-    runs = whatif_runs()
-    if not 0 <= index < len(runs):
-        return
-    chosen = runs[index]
-    for path, v in chosen["values"].items():
-        st.session_state[key(path)] = v
-    set_rule(chosen["rule"])
+def add_link_problem(text: str) -> None:
+    st.session_state.link_problems = [*link_problems(), text]
+
+
+def run_on(page: str) -> None:
+    """The settings were put back from a run: the page shows them at once (its rule text box reread)."""
     st.session_state.pop("rule_text", None)
-    st.session_state.autorun = "backtest"
-
-
-def baseline() -> tuple[BacktestResult | None, str]:
-    """(the run the shown result is compared with, what it is): the pinned one, else the previous run, on
-    the same dataset; (None, '') before there is one."""
-    data = market()
-    for name, what in (("pinned_result", "the pinned baseline"), ("previous_result", "the previous run")):
-        held = st.session_state.get(name)
-        if held is not None and data is not None and held[1] == data.fingerprint:
-            return held[0], what
-    return None, ""
-
-
-def pin_baseline(pin: bool) -> None:
-    """Pin the shown result as the baseline every later run is compared with (False: compare with the
-    previous run again)."""
-    shown, data = result(), market()
-    if pin and shown is not None and data is not None:
-        st.session_state.pinned_result = (shown, data.fingerprint)
-        st.session_state.pinned_values = {"values": values(), "rule": rule()}
-    else:
-        st.session_state.pop("pinned_result", None)
-        st.session_state.pop("pinned_values", None)
-
-
-def is_pinned() -> bool:
-    return st.session_state.get("pinned_result") is not None
+    st.session_state.autorun = page
 
 
 def _result_key(params) -> tuple:

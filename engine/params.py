@@ -999,6 +999,20 @@ def link_query(data_id: str | None, rule: str, values: dict[str, Any]) -> dict[s
     return query
 
 
+def linked_values(query: dict[str, str]) -> tuple[dict[str, Any], list[tuple[Param, str, ParamError]]]:
+    """The settings a link carries, by path (the default where it names none), and each value it gave that
+    was refused (the parameter, the text, why): the reverse of `link_query`."""
+    values, refused = {}, []
+    for p in linked_params():
+        values[p.path] = p.default
+        if p.url in query:
+            try:
+                values[p.path] = p.parse(query[p.url])
+            except ParamError as exc:
+                refused.append((p, query[p.url], exc))
+    return values, refused
+
+
 def markdown_table() -> str:
     """The README's parameter table, generated (a test checks the README holds it)."""
     rows = ["| parameter (grid key, CLI flag) | URL | default | allowed | meaning |", "|---|---|---|---|---|"]

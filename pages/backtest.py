@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
+from app import whatif
 from app.state import param_widget
 from engine import InputError
 from engine import params as table
@@ -36,7 +37,10 @@ settings_col, results_col = st.columns([2, 3], gap="large")
 # numbers on screen); on a narrow window the columns stack and nothing sticks.
 st.html(
     "<style>@media (min-width: 1000px) {div[data-testid='stColumn']:has(.st-key-w-backtest-results)"
-    "{position: sticky; top: 4.5rem; align-self: flex-start;}}</style>"
+    "{position: sticky; top: 4.5rem; align-self: flex-start;}}"
+    # four cards a row in a laptop's results column: figures a size smaller, so none is cut ("-14.8…")
+    ".st-key-w-backtest-results [data-testid='stMetricValue'] {font-size: 1.75rem;}"
+    ".st-key-w-backtest-results [data-testid='stMetricLabel'] p {white-space: normal;}</style>"
 )
 with settings_col:
     method = param_widget("sizing.method")
@@ -175,7 +179,7 @@ with results_col, st.container(key="w.backtest.results"):
     assert result is not None  # st.stop() ended the run otherwise
 
     m = result.metrics
-    base, base_name = app_state.baseline()
+    base, base_name = whatif.baseline()
     if base is result:
         base = None  # the pinned run itself: nothing to compare
     cards = [
@@ -209,15 +213,16 @@ with results_col, st.container(key="w.backtest.results"):
             fired = result.params.exit_rule and not (result.trades.exit_reason == "exit_rule").any()
             why = ": the exit rule fired 0 times" if fired else " (the edit did not touch any trade)"
             st.info(f"No trade changed against {base_name}{why}.")
-    if app_state.is_pinned():
-        c2.button("Unpin baseline", on_click=app_state.pin_baseline, args=(False,), key="w.backtest.unpin")
+    if whatif.is_pinned():
+        c2.button("Unpin baseline", on_click=whatif.set_pin, args=(False,), key="w.backtest.unpin")
     else:
         c2.button(
             "Pin as baseline",
-            on_click=app_state.pin_baseline,
+            on_click=whatif.set_pin,
             args=(True,),
             key="w.backtest.pin",
-            help="Compare every later run with this one (default: with the previous run).",
+            help="Compare every later run with this one (default: with the previous run). The pin is kept for "
+            "you on this dataset after a reload, and the page's link carries it.",
         )
     # With a baseline, its curve and the strategy's share the scale (a buy and hold far above would squash them).
     bench_key = "w.backtest.benchmark_with_base" if base is not None else "w.backtest.benchmark"
@@ -243,26 +248,27 @@ with results_col, st.container(key="w.backtest.results"):
         ),
         width="stretch",
     )
-    runs = app_state.whatif_runs()
-    if len(runs) > 1:
+    strip = {r.id: r for r in whatif.strip()}
+    if len(strip) > 1:
 
         def _restore() -> None:
             picked = app_state.widget("w.backtest.whatif")
             app_state.set_widget("w.backtest.whatif", None)
-            if picked is not None:
-                app_state.restore_whatif(picked)
+            if picked in strip:
+                whatif.restore(strip[picked].values, strip[picked].rule)
 
-        def _run_label(i: int) -> str:
-            r = runs[i]
-            return f"{r['label']} · {app_format.metric_text('total_return_pct', r['metrics']['total_return_pct'])}"
+        def _run_label(run_id: str) -> str:
+            r = strip[run_id]
+            return f"{r.label} · {app_format.metric_text('total_return_pct', r.metrics.get('total_return_pct'))}"
 
-        st.pills(
-            "What-if: this session's last runs (click one to restore all its settings)",
-            list(range(len(runs))),
-            format_func=_run_label,
-            key="w.backtest.whatif",
-            on_change=_restore,
-        )
+        with st.container(height=130 if len(strip) > 6 else "content", border=False, key="w.backtest.strip"):
+            st.pills(
+                f"What-if: your {len(strip):,} runs on this data over the last day (click one to restore its settings)",
+                list(strip),
+                format_func=_run_label,
+                key="w.backtest.whatif",
+                on_change=_restore,
+            )
 run_params = result.params
 st.caption(
     f"Final equity **{m['final_equity']:,.2f}** from {run_params.initial_capital:,.2f} · "

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import formatting as app_format
 from app import state as app_state
+from app import whatif
 from engine.metrics import KEY_METRICS, LABELS
 from engine.plots import charts
 from engine.server import service
@@ -98,9 +99,14 @@ st.text_input(
     placeholder="What this run tried, what you concluded" if mine else "",
     help=None if mine else "Only the user who made a run can write its note.",
 )
-if record.link:  # the page that made the run, with every setting and the dataset id
-    name = "Load into Backtest" if record.kind == "backtest" else "Open as a link"
-    c[1].link_button(name, f"./{record.kind}?{record.link}", help="Its page with every setting, run at once.")
+if record.kind == "backtest" and record.link:
+    if c[1].button("Restore", key="runs_restore", help="Put back its dataset, rule and every setting, and run it."):
+        problem = whatif.restore_record(record)
+        if problem is None:
+            st.switch_page("../pages/backtest.py")
+        st.error(problem)
+elif record.link:  # the page that made the run, with every setting and the dataset id
+    c[1].link_button("Open as a link", f"./{record.kind}?{record.link}", help="Its page with every setting, run again.")
 value = service.run_result(record)
 with st.expander("Parameters", expanded=False):
     st.json(record.params)

@@ -322,12 +322,19 @@ def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_byt
         assert secret not in str(bob)
     alice.switch_page("../pages/runs.py").run()
     assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
-    assert not alice.button(key="runs_delete").disabled and alice.get("link_button")
+    assert not alice.button(key="runs_delete").disabled
+    alice.switch_page("../pages/scanner.py").run()
+    alice.text_area(key="rule_text").set_value("close > 9").run()
+    alice.switch_page("../pages/runs.py").run()
+    alice.button(key="runs_restore").click().run()  # her rule and settings come back, and it runs
+    assert not alice.exception and alice.session_state["rule"] == "close > 9.5 and rsi(3) < 77"
+    assert alice.session_state["result"].metrics["n_trades"] == 130
     alice.switch_page("../pages/data.py").run()
     alice.button(key="stored_share").click().run()  # alice lists it for the team: her runs on it are the team's
     bob.switch_page("../pages/runs.py").run()
     table = bob.dataframe[0].value
-    assert table["by"].tolist() == ["alice@x.org"] and table["rule"].tolist() == ["close > 9.5 and rsi(3) < 77"]
+    assert table["by"].tolist() == ["alice@x.org"] * 2  # her run and its restore
+    assert set(table["rule"]) == {"close > 9.5 and rsi(3) < 77"}
     assert bob.button(key="runs_delete").disabled
 
 

@@ -304,17 +304,51 @@ def test_the_what_if_strip_labels_runs_by_their_difference_and_restores_one_on_c
     box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
     edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=run.click)
     edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
-    strip = page.get_by_text("What-if: this session's last runs")
-    strip.wait_for(timeout=30_000)
+    page.get_by_text(re.compile("What-if: your 3 runs on this data")).wait_for(timeout=30_000)
     pills = page.locator('[data-testid="stButtonGroup"]')
-    pills.get_by_text(re.compile(r"^sl 3 → 8 · ")).wait_for(timeout=30_000)  # the newest, against the previous run
-    pills.get_by_text(re.compile(r"^sl 3 → 5 · ")).click()  # the first run
+    pills.get_by_text(re.compile(r"^sl 3 → 8 · ")).wait_for(timeout=30_000)  # the newest, against the run before
+    pills.get_by_text(re.compile(r"^sl 5 → 3 · ")).wait_for(timeout=30_000)
+    pills.get_by_text(re.compile(r"^first run · ")).click()
     page.wait_for_url(lambda url: "sl=" not in url, timeout=30_000)  # 5 is the default: the link omits it
     settle(page)
     assert float(box.input_value()) == 5.0
     assert first_metric(page, "Total return") == first
     no_exception(page)
     page.context.close()
+
+
+def test_a_pin_and_the_strip_survive_a_reload_and_a_base_link_shows_a_teammate_the_same_comparison(server, browser):
+    carol = new_page(browser, user="carol@example.org")
+    carol.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+32&sl=5", timeout=60_000)
+    first_metric(carol, "Total return")
+    settle(carol)
+    carol.get_by_role("button", name="Pin as baseline").click()
+    carol.wait_for_url(re.compile(r"[?&]base=[0-9a-f]{12}(&|$)"), timeout=30_000)  # the link carries the pin
+    settle(carol)
+    box = carol.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
+    edit(carol, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=carol.get_by_role("button", name="Run backtest").click)
+    carol.get_by_text("against the pinned baseline").first.wait_for(timeout=30_000)
+    delta = carol.locator('[data-testid="stMetric"]', has_text="Total return").locator('[data-testid="stMetricDelta"]')
+    her_delta = delta.first.inner_text()
+    link = carol.url
+    carol.reload(timeout=60_000)  # a new session: the pin and the strip come back from the server
+    first_metric(carol, "Total return")
+    settle(carol)
+    carol.get_by_role("button", name="Unpin baseline").wait_for(timeout=30_000)
+    carol.locator('[data-testid="stButtonGroup"]').get_by_text(re.compile(r"^sl 5 → 3 · ")).wait_for(timeout=30_000)
+    dan = new_page(browser, user="dan@example.org")
+    dan.goto(link, timeout=60_000)  # her change against her baseline
+    first_metric(dan, "Total return")
+    settle(dan)
+    dan.get_by_text("against carol@example.org's pinned baseline").first.wait_for(timeout=30_000)
+    dan_delta = dan.locator('[data-testid="stMetric"]', has_text="Total return").locator(
+        '[data-testid="stMetricDelta"]'
+    )
+    assert dan_delta.first.inner_text() == her_delta
+    shot(dan, "backtest_base_link")
+    no_exception(dan)
+    for p in (carol, dan):
+        p.context.close()
 
 
 def test_a_symbols_story_draws_its_trades_levels_and_the_drawdowns(server, browser):
@@ -512,11 +546,11 @@ def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users
     content = bob.content()
     assert "alice_secret" not in content and data_id not in content and "rsi(14) &lt; 45" not in content
     # no link to her run (teammates' runs on the built-in data, from other tests on this server, may show theirs)
-    links = bob.get_by_role("link", name=re.compile("Open as a link|Load into Backtest")).all()
+    links = bob.get_by_role("link", name="Open as a link").all()
     assert all(data_id not in (link.get_attribute("href") or "") for link in links)
     shot(bob, "team_view_private_run")
     alice.goto(f"{server}/runs", timeout=60_000)
-    alice.get_by_role("link", name=re.compile("Open as a link|Load into Backtest")).wait_for(timeout=60_000)  # hers
+    alice.get_by_role("button", name="Restore").wait_for(timeout=60_000)  # her backtest, restored in one click
     for p in (alice, bob):
         p.context.close()
 

@@ -256,6 +256,10 @@ class History:
                 db.execute("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT ''")
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session, created)")
             db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created)")
+            db.execute(  # each user's pinned baseline per dataset: the what-if memory a reload keeps
+                "CREATE TABLE IF NOT EXISTS pins (session TEXT, fingerprint TEXT, run_id TEXT, "
+                "PRIMARY KEY (session, fingerprint))"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
@@ -287,11 +291,28 @@ class History:
             db.execute("DELETE FROM runs WHERE created < ?", (time.time() - days * 86400,))
             db.execute("DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY created DESC LIMIT ?)", (keep,))
 
-    def list(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
-        where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
+    def list(
+        self,
+        session: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        kind: str = "",
+        fingerprint: str = "",
+        since: float = 0.0,
+    ) -> list[RunRecord]:
+        """Newest first; only one user's (session), one kind's, one dataset's, or those made since a time."""
+        tests: dict[str, Any] = {
+            "session = ?": session,
+            "kind = ?": kind or None,
+            "fingerprint = ?": fingerprint or None,
+        }
+        tests["created >= ?"] = since or None
+        where = [t for t, v in tests.items() if v is not None]
+        args = [v for v in tests.values() if v is not None]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT {', '.join(self.COLUMNS)} FROM runs {where} ORDER BY created DESC LIMIT ? OFFSET ?",
+                f"SELECT {', '.join(self.COLUMNS)} FROM runs {clause} ORDER BY created DESC LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
         return [_record(row) for row in rows]
@@ -318,6 +339,21 @@ class History:
     def set_note(self, run_id: str, note: str) -> None:
         with self._lock, self._connect() as db:
             db.execute("UPDATE runs SET note = ? WHERE id = ?", (note, run_id))
+
+    def pin(self, session: str, fingerprint: str, run_id: str | None) -> None:
+        """Pin a run as the user's baseline on a dataset (None: unpin)."""
+        with self._lock, self._connect() as db:
+            if run_id is None:
+                db.execute("DELETE FROM pins WHERE session = ? AND fingerprint = ?", (session, fingerprint))
+            else:
+                db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?)", (session, fingerprint, run_id))
+
+    def pinned(self, session: str, fingerprint: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT run_id FROM pins WHERE session = ? AND fingerprint = ?", (session, fingerprint)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
 
 def _record(row: tuple) -> RunRecord:
@@ -474,9 +510,10 @@ class RunCache:
         """The size of a stored result (None: not stored, or the cache is off)."""
         return self._read(lambda: self._results.stored_bytes(key) if self._results else None)
 
-    def runs(self, session: str | None = None, limit: int = 100, offset: int = 0) -> list[RunRecord]:
-        """The run history, newest first; only one user's runs when `session` is given."""
-        return self._read(lambda: self._history.list(session, limit, offset) if self._history else []) or []
+    def runs(self, session: str | None = None, limit: int = 100, offset: int = 0, **where: Any) -> list[RunRecord]:
+        """The run history, newest first; only one user's runs when `session` is given; `where`: History.list's
+        kind, fingerprint and since."""
+        return self._read(lambda: self._history.list(session, limit, offset, **where) if self._history else []) or []
 
     def record(self, run_id: str) -> RunRecord | None:
         """One row of the history by its id, or None."""
@@ -508,6 +545,14 @@ class RunCache:
             return True
 
         return bool(self._read(write))
+
+    def pin(self, user: str, fingerprint: str, run_id: str | None) -> bool:
+        """Keep (or, with None, drop) the user's pinned baseline on a dataset; False when the disk is off."""
+        return self._write(lambda: self._history.pin(user, fingerprint, run_id) if self._history else None)
+
+    def pinned(self, user: str, fingerprint: str) -> str | None:
+        """The id of the user's pinned run on a dataset, or None."""
+        return self._read(lambda: self._history.pinned(user, fingerprint) if self._history else None)
 
     def _read(self, action: Callable[[], Any]) -> Any:
         if not self._usable():

@@ -14,14 +14,17 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
 import pandas as pd
 
-from ..backtest import BacktestParams, BacktestResult, backtest, random_entry_test
+from .. import params as table
+from ..backtest import BacktestParams, BacktestResult, backtest, params_from_values, random_entry_test
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
@@ -331,6 +334,50 @@ def run_result(record: RunRecord) -> Any | None:
         return None
     with server_budget().reserve(READ_FACTOR * stored, "result"):
         return run_cache().get(record.key)
+
+
+WHATIF_HOURS = 24  # the what-if strip: the user's backtests on the dataset over the last day
+WHATIF_MAX = 200  # ... at most this many (the newest)
+
+
+def whatif_runs(viewer: str, fingerprint: str) -> list[RunRecord]:
+    """The viewer's backtests on a dataset over the last day, newest first, a repeat kept once (its newest):
+    the what-if strip, kept on the server so a reload, a sleep or another device finds it."""
+    since = time.time() - WHATIF_HOURS * 3600
+    records = run_cache().runs(viewer, WHATIF_MAX, kind="backtest", fingerprint=fingerprint, since=since)
+    newest: dict[str, RunRecord] = {}
+    for r in records:
+        newest.setdefault(r.key, r)
+    return list(newest.values())
+
+
+def pin_run(run_id: str, viewer: str) -> RunRecord | None:
+    """Pin a backtest the viewer may see as their baseline on its dataset; None (nothing pinned) otherwise."""
+    record = find_run(run_id, viewer)
+    if record is None or record.kind != "backtest":
+        return None
+    run_cache().pin(viewer, record.fingerprint, record.id)
+    return record
+
+
+def unpin(viewer: str, fingerprint: str) -> None:
+    run_cache().pin(viewer, fingerprint, None)
+
+
+def pinned_run(viewer: str, fingerprint: str) -> RunRecord | None:
+    """The viewer's pinned baseline on a dataset, while it exists and they may still see it."""
+    run_id = run_cache().pinned(viewer, fingerprint)
+    return None if run_id is None else find_run(run_id, viewer)
+
+
+def reopen_backtest(record: RunRecord, market: Market, viewer: str) -> BacktestResult | None:
+    """A backtest's result: from the cache, else run again from its link on the same data; None when the run
+    was on other data and has left the cache."""
+    value = run_result(record)
+    if value is None and record.fingerprint == market.fingerprint:
+        values, _ = table.linked_values(dict(parse_qsl(record.link)))
+        value = cached_backtest(market, record.rule, params_from_values(values), viewer, record.link).value
+    return value
 
 
 def delete_run(run_id: str, viewer: str) -> bool:
