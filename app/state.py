@@ -53,13 +53,27 @@ def key(path: str) -> str:
     return "p." + table.TABLE[path].url
 
 
+def _boxed(p: table.Param) -> bool:
+    """A number that can be off: its box is empty (placeholder "Off") rather than showing 0."""
+    return p.off and p.kind in (int, float)
+
+
+def _to_widget(p: table.Param, v: Any) -> Any:
+    return None if _boxed(p) and not v else v
+
+
+def _from_widget(p: table.Param, v: Any) -> Any:
+    """The table's value of what a widget holds: an empty box is the 'off' 0."""
+    return p.kind(0) if _boxed(p) and v is None else v
+
+
 def value(path: str) -> Any:
-    return st.session_state[key(path)]
+    return _from_widget(table.TABLE[path], st.session_state[key(path)])
 
 
 def set_value(path: str, value_: Any) -> None:
     """Set a table parameter's value (its widget shows it on the next run)."""
-    st.session_state[key(path)] = value_
+    st.session_state[key(path)] = _to_widget(table.TABLE[path], value_)
 
 
 def load_options(paths: tuple[str, ...]) -> dict[str, Any]:
@@ -69,7 +83,7 @@ def load_options(paths: tuple[str, ...]) -> dict[str, Any]:
 
 def values() -> dict[str, Any]:
     """Current backtest settings (user values) by table path."""
-    return {p.path: st.session_state[key(p.path)] for p in table.backtest_params()}
+    return {p.path: value(p.path) for p in table.backtest_params()}
 
 
 # --- session start: defaults, then the link -------------------------------------------------------------
@@ -87,10 +101,10 @@ def init(page_path: str) -> None:
 
 def _start(ss, query: dict[str, str], page_path: str) -> None:
     for p in table.PARAMS:
-        ss[key(p.path)] = p.default
+        set_value(p.path, p.default)
     linked, refused = table.linked_values(query)
     for path, v in linked.items():
-        ss[key(path)] = v
+        set_value(path, v)
     problems = [
         f"The link's `{p.url}={short(text)}` was ignored: {exc} Using the default, {p.shown(p.default)}."
         for p, text, exc in refused
@@ -194,7 +208,7 @@ def log_script(page: str, seconds: float) -> None:
 def link_query() -> dict[str, str]:
     """The query string that reproduces this session's state: dataset, rule, every non-default setting, grid."""
     ss = st.session_state
-    settings = {p.path: ss[key(p.path)] for p in table.PARAMS}
+    settings = {p.path: value(p.path) for p in table.PARAMS}
     query = table.link_query(ss.get("data_id") or ss.get("missing_data"), ss.rule, settings)
     grid = grid_spec_text()
     base = ss.get("url_base")  # (dataset fingerprint, pinned run id): the what-if memory keeps it current
@@ -585,7 +599,7 @@ def apply_best(best: dict[str, float]) -> None:
     for path, v in best.items():
         p = table.grid_keys().get(path)
         if p is not None:
-            st.session_state[key(path)] = p.check(v)
+            set_value(path, p.check(v))
     st.session_state.result = None
 
 
@@ -765,11 +779,13 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
         )
     number = int if p.kind is int else float
     assert p.lo is not None and p.hi is not None  # every number has its range in the table
-    label = app_format.param_title(p) + (f", 0 = {p.off_word}" if p.off else "")
     # Whole numbers show as such; money without cents where the steps are large, else two decimals.
     fmt = None if p.kind is int else "%.0f" if p.unit == "currency" and (p.step or 1) >= 100 else "%.2f"
+    if _boxed(p):  # off: an empty box reading "Off" (clear it, or type 0)
+        off_tip = f"Empty ({p.off_word.capitalize()}): clear the box or type 0."
+        tip = f"{tip} {off_tip}" if tip else off_tip
     return where.number_input(
-        label,
+        app_format.param_title(p),
         min_value=number(0 if p.off else p.lo),
         max_value=number(p.hi),
         step=number(p.step or 1),
@@ -778,7 +794,16 @@ def param_widget(path: str, where=st, disabled: bool = False, help: str | None =
         help=tip,
         format=fmt,
         persist_state=KEEP,
+        placeholder=p.off_word.capitalize() if _boxed(p) else None,
+        on_change=_zero_is_off if _boxed(p) else None,
+        args=(k,),
     )
+
+
+def _zero_is_off(widget_key: str) -> None:
+    """A 0 typed into a box that can be off empties it: the box then reads "Off"."""
+    if st.session_state.get(widget_key) == 0:
+        st.session_state[widget_key] = None
 
 
 CHOICE_LABELS: dict[str, dict[str, str]] = {

@@ -32,7 +32,7 @@ def p95(values: list[float]) -> float:
 
 def edits(page, n: int) -> tuple[list[float], list[float]]:
     """(seconds to new metrics, seconds to idle) of n stop-loss edits, each a value not used before."""
-    box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
+    box = page.get_by_role("spinbutton", name="Stop-loss (%)")
     card = page.locator('[data-testid="stMetric"]', has_text="Total return").first.locator(
         '[data-testid="stMetricValue"]'
     )

@@ -93,8 +93,12 @@ async def one_session(browser, url: str, csv: Path | None) -> tuple[float, str |
             await page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
             await page.get_by_role("heading", name=csv.name).wait_for(timeout=300_000)
         await page.get_by_role("link", name="Backtest").first.click()
-        await page.get_by_role("button", name="Run backtest").click(timeout=120_000)
-        await page.get_by_text("Total return").first.wait_for(timeout=300_000)
+        run = page.get_by_role("button", name="Run backtest")  # only past the size where results follow edits
+        results = page.get_by_text("Total return")
+        await results.or_(run).first.wait_for(timeout=300_000)
+        if await run.count():
+            await run.click(timeout=120_000)
+        await results.first.wait_for(timeout=300_000)
         if await page.locator("[data-testid='stException']").count():
             return time.perf_counter() - start, "exception shown"
         return time.perf_counter() - start, None

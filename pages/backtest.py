@@ -33,6 +33,7 @@ if signals.count == 0:
 # At 1440 x 900 the settings (left) and the key result (cards and a compact equity curve, right) share the
 # screen: an edit and what it changed are seen together, without scrolling.
 settings_col, results_col = st.columns([2, 3], gap="large")
+SETTINGS_HEIGHT = 660  # px: the part of a 900 px high window below the page's title
 # The results column stays in view while the settings column scrolls (an edit deep in an expander lands its
 # numbers on screen); on a narrow window the columns stack and nothing sticks.
 st.html(
@@ -42,7 +43,9 @@ st.html(
     ".st-key-w-backtest-results [data-testid='stMetricValue'] {font-size: 1.75rem;}"
     ".st-key-w-backtest-results [data-testid='stMetricLabel'] p {white-space: normal;}</style>"
 )
-with settings_col:
+# The settings scroll in a box of their own, a laptop screen high: whichever field is edited, the row (and the
+# results in it) stays where it is.
+with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.backtest.settings"):
     method = param_widget("sizing.method")
     sizing_inputs = [p for p in table.group("sizing") if p.methods]
     limits = [p.path for p in table.group("limits")]
@@ -142,21 +145,22 @@ with settings_col:
     # Keyed: an expander's label says what is set, and a changed label must not close it mid-edit.
     with st.expander("Risk limits: " + (", ".join(active) + " on" if active else "all off"), key="w.backtest.limits"):
         no_sectors = market.sectors is None
+        limit_cols = st.columns(2)
         for i, path in enumerate(limits):
-            if i % 4 == 0:
-                cols = st.columns(4)
             off_here = path == "limits.max_sector_pct" and no_sectors
             param_widget(
                 path,
-                cols[i % 4],
+                limit_cols[i % 2],
                 disabled=off_here,
                 help="This dataset has no sector column, so the sector limit is off." if off_here else None,
             )
-        st.caption("0 switches a limit off. Limits apply when a position opens; each cut or skip is listed.")
+        st.caption(
+            "An empty box (Off) switches a limit off. Limits apply when a position opens; each cut or skip is listed."
+        )
 
-    follows = app_state.follows_edits()
-    clicked = st.button("Run backtest", type="primary" if not follows else "secondary", key="w.backtest.run")
-    if not follows:  # results follow every edit up to a size; past it, edits wait for the button
+    follows = app_state.follows_edits()  # results follow every edit up to a size; past it, edits wait for a button
+    clicked = not follows and st.button("Run backtest", type="primary", key="w.backtest.run")
+    if not follows:
         st.caption(
             f"{market.shape[0] * market.shape[1]:,} symbol-bars, over the {app_state.FOLLOW_CELLS:,} that rerun on "
             "every edit: make your edits, then press **Run backtest**."
@@ -289,7 +293,7 @@ if rotation:
     if run_params.holding_period or run_params.stop_loss or run_params.take_profit:
         st.caption(
             "Exits still apply between rebalances (holding period, stop, target): a position they close waits "
-            "for the next rebalance. Set them to 0 to hold from one rebalance to the next."
+            "for the next rebalance. Switch them off (empty boxes) to hold from one rebalance to the next."
         )
 if len(result.events):
     reasons = skip_reasons(result.skipped())

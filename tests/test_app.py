@@ -131,7 +131,8 @@ def test_bad_query_params_are_ignored_with_a_notice(bad):
     at = fresh(bad)
     assert not at.exception
     for p in table.backtest_params():
-        assert at.session_state[app_state.key(p.path)] == p.default
+        held = at.session_state[app_state.key(p.path)]
+        assert held == p.default or (held is None and p.off and not p.default)  # an empty box reads "Off"
     assert any("was ignored" in w.value for w in at.warning)
 
 
@@ -155,8 +156,7 @@ def test_sizing_and_limits_come_from_the_link_and_the_form():
     assert p.allow_leverage and p.max_leverage == 1.5
     assert any("Target volatility" in n.label for n in at.number_input)
     at.selectbox(key="p.size").set_value("fixed_amount").run()
-    assert any(n.label == "Amount per trade" for n in at.number_input)
-    at.button(key="w.backtest.run").click().run()
+    assert any(n.label == "Amount per trade" for n in at.number_input)  # and the edit ran at once:
     assert at.session_state["result"].params.sizing.method == "fixed_amount"
     assert at.query_params["size"] in ("fixed_amount", ["fixed_amount"])
 
@@ -171,24 +171,27 @@ def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     at = fresh()
     at.switch_page("../pages/backtest.py").run()  # runs at once
     assert at.session_state["backtest_cache_hit"] is False
-    at.button(key="w.backtest.run").click().run()  # the same settings again
+    assert not any(b.key == "w.backtest.run" for b in at.button)  # results follow edits: no Run button
+    at.number_input(key="p.sl").set_value(3.0).run()
+    assert at.session_state["backtest_cache_hit"] is False
+    at.number_input(key="p.sl").set_value(5.0).run()  # the first settings (the default) again
     assert at.session_state["backtest_cache_hit"] is True
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
-    assert runs["kind"].tolist() == ["backtest", "backtest"] and runs["cache"].tolist() == ["hit", "miss"]
+    assert runs["kind"].tolist() == ["backtest"] * 3 and runs["cache"].tolist() == ["hit", "miss", "miss"]
     assert "Sharpe ratio" in metrics(at)
-    assert (cache_dir / "runs.log").read_text().count('"event": "finish", "kind": "backtest"') == 2
+    assert (cache_dir / "runs.log").read_text().count('"event": "finish", "kind": "backtest"') == 3
 
 
 def test_runs_are_labelled_by_their_settings_and_compared_setting_by_setting(cache_dir):
     at = fresh()
     at.switch_page("../pages/backtest.py").run()
     at.number_input(key="p.sl").set_value(3.0)
-    at.button(key="w.backtest.run").click().run()
+    at.run()
     at.number_input(key="p.sl").set_value(7.0)
     at.number_input(key="p.tp").set_value(12.0)
-    at.button(key="w.backtest.run").click().run()
+    at.run()
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
@@ -403,7 +406,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     at = fresh(page="backtest")
     shutil.rmtree(tmp_path / "live")  # deleted while the server runs
     at.number_input(key="p.sl").set_value(3.0)
-    at.button(key="w.backtest.run").click().run()
+    at.run()
     assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
@@ -449,7 +452,7 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
     at = fresh(page="backtest")
     with server_budget().reserve(32 * 2**20, "grid"):
         at.number_input(key="p.sl").set_value(3.5)
-        at.button(key="w.backtest.run").click().run()
+        at.run()
     assert not at.exception and any("The server is busy" in e.value for e in at.error)
 
 

@@ -187,7 +187,7 @@ def test_deep_link_to_backtest_is_the_first_request_and_reproduces_the_run(serve
     page.goto(f"{server}/backtest?rule=rsi(14)+%3C+30&sl=4&tp=12&hold=15&side=long", timeout=60_000)
     first_metric(page, "# Trades")
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
-    assert page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off").input_value() == "4.00"
+    assert page.get_by_role("spinbutton", name="Stop-loss (%)").input_value() == "4.00"
     shot(page, "deeplink_backtest")
     page.context.close()
 
@@ -196,16 +196,16 @@ def test_five_backtest_edits_in_a_row_are_each_applied(server, browser):
     """The bug: every second edit of a form field was lost (the widget was recreated with its old value)."""
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)
-    run = page.get_by_role("button", name="Run backtest")
-    run.wait_for(timeout=60_000)
+    first_metric(page, "Total return")  # the page runs at once: edits start after it
+    settle(page)
     seen = set()
     for field, values, key in (
-        ("Stop-loss (%), 0 = off", ["4", "3", "2", "6", "7"], "sl"),
+        ("Stop-loss (%)", ["4", "3", "2", "6", "7"], "sl"),
         ("Max positions", ["3", "4", "2", "5", "6"], "maxpos"),
     ):
         box = page.get_by_role("spinbutton", name=field)
         for v in values:
-            edit(page, box, v, re.compile(rf"[?&]{key}={v}(&|$)"), submit=run.click)
+            edit(page, box, v, re.compile(rf"[?&]{key}={v}(&|$)"))
             assert float(box.input_value()) == float(v)
             assert query(page)[key] == v
             total = first_metric(page, "Total return")
@@ -225,11 +225,11 @@ def test_five_edits_of_different_fields_rerun_without_a_button_each_equal_to_the
     settings: dict[str, float] = {}
     previous = backtest(sample, signals).metrics["total_return_pct"]
     for label, key, name, value in (
-        ("Stop-loss (%), 0 = off", "sl", "stop_loss", "3"),
-        ("Take-profit (%), 0 = off", "tp", "take_profit", "12"),
+        ("Stop-loss (%)", "sl", "stop_loss", "3"),
+        ("Take-profit (%)", "tp", "take_profit", "12"),
         ("Max positions", "maxpos", "max_positions", "4"),
-        ("Holding period (bars), 0 = off", "hold", "holding_period", "10"),
-        ("Trailing stop (%), 0 = off", "trail", "trailing_stop", "6"),
+        ("Holding period (bars)", "hold", "holding_period", "10"),
+        ("Trailing stop (%)", "trail", "trailing_stop", "6"),
     ):
         edit(page, page.get_by_role("spinbutton", name=label), value, re.compile(rf"[?&]{key}={value}(&|$)"))
         settings[name] = float(value)
@@ -251,7 +251,7 @@ def test_on_a_laptop_screen_the_settings_and_the_key_result_are_seen_together(se
     first_metric(page, "Total return")
     settle(page)
     on_screen = [
-        page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"),
+        page.get_by_role("spinbutton", name="Stop-loss (%)"),
         page.get_by_role("spinbutton", name="Max positions"),
         page.locator('[data-testid="stMetric"]', has_text="Total return").first,
         page.locator('[data-testid="stMetric"]', has_text="# Trades").first,
@@ -260,6 +260,12 @@ def test_on_a_laptop_screen_the_settings_and_the_key_result_are_seen_together(se
     for element in on_screen:
         box = element.bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 300) <= 900, box
+    tp = page.get_by_role("spinbutton", name="Take-profit (%)")  # off: an empty box that says so
+    assert tp.input_value() == "" and tp.get_attribute("placeholder") == "Off"
+    edit(page, tp, "12", re.compile(r"[?&]tp=12(&|$)"))
+    edit(page, tp, "0", lambda url: "tp=" not in url)  # 0 switches it off again: the box empties
+    assert tp.input_value() == ""
+    assert page.get_by_role("button", name="Run backtest").count() == 0  # results follow every edit here
     shot(page, "backtest_laptop")
     context.close()
 
@@ -269,9 +275,8 @@ def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_
     page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5", timeout=60_000)
     first_metric(page, "Total return")
     settle(page)
-    run = page.get_by_role("button", name="Run backtest")
-    box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
-    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=run.click)
+    box = page.get_by_role("spinbutton", name="Stop-loss (%)")
+    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"))
     card = page.locator('[data-testid="stMetric"]', has_text="Total return").first
     before = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=5.0).metrics["total_return_pct"]
     after = backtest(sample, scan(sample, "rsi(14) < 30"), stop_loss=3.0).metrics["total_return_pct"]
@@ -280,7 +285,7 @@ def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_
     assert delta == metric_delta("total_return_pct", after, before)
     page.get_by_role("button", name="Pin as baseline").click()
     settle(page)
-    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
+    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"))
     page.get_by_text("against the pinned baseline").first.wait_for(timeout=30_000)
     page.get_by_text("Baseline", exact=True).first.wait_for(state="attached", timeout=30_000)  # the grey line
     assert "No trade changed" not in page.inner_text("body")  # sl 8 changed trades against sl 3
@@ -288,7 +293,7 @@ def test_each_edit_shows_its_deltas_a_pinned_baseline_is_drawn_and_a_no_op_edit_
     settle(page)
     exit_box = page.get_by_role("textbox", name="Exit rule")
     exit_box.fill("close < 0")
-    run.click()
+    exit_box.press("Enter")
     page.get_by_text("No trade changed against the previous run: the exit rule fired 0 times").wait_for(timeout=30_000)
     no_exception(page)
     shot(page, "backtest_deltas")
@@ -300,10 +305,9 @@ def test_the_what_if_strip_labels_runs_by_their_difference_and_restores_one_on_c
     page.goto(f"{server}/backtest?rule=rsi%2814%29+%3C+30&sl=5", timeout=60_000)
     first = first_metric(page, "Total return")
     settle(page)
-    run = page.get_by_role("button", name="Run backtest")
-    box = page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
-    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=run.click)
-    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"), submit=run.click)
+    box = page.get_by_role("spinbutton", name="Stop-loss (%)")
+    edit(page, box, "3", re.compile(r"[?&]sl=3(&|$)"))
+    edit(page, box, "8", re.compile(r"[?&]sl=8(&|$)"))
     page.get_by_text(re.compile("What-if: your 3 runs on this data")).wait_for(timeout=30_000)
     pills = page.locator('[data-testid="stButtonGroup"]')
     pills.get_by_text(re.compile(r"^sl 3 → 8 · ")).wait_for(timeout=30_000)  # the newest, against the run before
@@ -325,8 +329,8 @@ def test_a_pin_and_the_strip_survive_a_reload_and_a_base_link_shows_a_teammate_t
     carol.get_by_role("button", name="Pin as baseline").click()
     carol.wait_for_url(re.compile(r"[?&]base=[0-9a-f]{12}(&|$)"), timeout=30_000)  # the link carries the pin
     settle(carol)
-    box = carol.get_by_role("spinbutton", name="Stop-loss (%), 0 = off")
-    edit(carol, box, "3", re.compile(r"[?&]sl=3(&|$)"), submit=carol.get_by_role("button", name="Run backtest").click)
+    box = carol.get_by_role("spinbutton", name="Stop-loss (%)")
+    edit(carol, box, "3", re.compile(r"[?&]sl=3(&|$)"))
     carol.get_by_text("against the pinned baseline").first.wait_for(timeout=30_000)
     delta = carol.locator('[data-testid="stMetric"]', has_text="Total return").locator('[data-testid="stMetricDelta"]')
     her_delta = delta.first.inner_text()
@@ -371,7 +375,6 @@ def test_a_symbols_story_draws_its_trades_levels_and_the_drawdowns(server, brows
 def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_link(server, browser):
     page = new_page(browser)
     page.goto(f"{server}/backtest", timeout=60_000)
-    run = page.get_by_role("button", name="Run backtest")
     first_metric(page, "Total return")  # the page runs at once: edits start after it
     settle(page)
     page.get_by_role("combobox", name="Exit rule presets").click()  # fills the exit rule box, and runs
@@ -381,10 +384,9 @@ def test_an_exit_rule_preset_and_a_trailing_stop_take_effect_and_travel_in_the_l
     assert page.get_by_role("textbox", name="Exit rule").input_value() == "rsi(14) > 70"
     edit(
         page,
-        page.get_by_role("spinbutton", name="Trailing stop (%), 0 = off"),
+        page.get_by_role("spinbutton", name="Trailing stop (%)"),
         "7",
         re.compile(r"[?&]trail=7(&|$)"),
-        submit=run.click,
     )
     assert query(page)["exit"] == "rsi(14) > 70"
     page.get_by_role("tab", name="Trades").click()
@@ -416,7 +418,6 @@ def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server
         page.get_by_text(f"{n} combinations").wait_for(timeout=30_000)
     # To Monte Carlo (through a backtest) and back: the Optimize settings are still there.
     page.get_by_role("link", name="Backtest").first.click()
-    page.get_by_role("button", name="Run backtest").click(timeout=60_000)
     first_metric(page, "Total return")
     page.get_by_role("link", name="Monte Carlo").first.click()
     seed = page.get_by_role("spinbutton", name="Seed")
@@ -452,7 +453,6 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
     box.press("Control+Enter")
     sender.wait_for_url("**rsi%2814%29+%3C+45**", timeout=30_000)
     sender.get_by_role("link", name="Backtest").first.click()
-    sender.get_by_role("button", name="Run backtest").click(timeout=60_000)
     total = first_metric(sender, "Total return")
     settle(sender)
     link = sender.url
@@ -703,7 +703,6 @@ def test_scan_then_backtest_in_the_browser(server, browser):
     page.get_by_text("Symbols hit").first.wait_for(timeout=30_000)
     page.wait_for_url("**crosses_above**", timeout=30_000)  # the rule went to the URL: the scan ran
     page.get_by_role("link", name="Backtest these signals").click()
-    page.get_by_role("button", name="Run backtest").click(timeout=60_000)
     first_metric(page, "Sharpe ratio")
     assert "crosses_above(close, sma(50))" in page.inner_text("body")
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible", timeout=30_000)
@@ -722,10 +721,9 @@ def test_the_random_entry_test_runs_and_follows_the_next_edit(server, browser):
     first = verdict.inner_text()
     edit(
         page,
-        page.get_by_role("spinbutton", name="Stop-loss (%), 0 = off"),
+        page.get_by_role("spinbutton", name="Stop-loss (%)"),
         "7",
         re.compile(r"[?&]sl=7(&|$)"),
-        submit=page.get_by_role("button", name="Run backtest").click,
     )
     verdict.wait_for(timeout=60_000)  # still on this tab, recomputed for the new result without another click
     assert verdict.inner_text() != first or "p-value" in first
@@ -852,7 +850,6 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     short rule beside the entry rule."""
     page = new_page(browser)
     page.goto(f"{server}/backtest?rule=rsi(14)+%3C+35", timeout=60_000)
-    run = page.get_by_role("button", name="Run backtest")
     first_metric(page, "Total return")  # the page runs at once: edits start after it
     settle(page)
     page.get_by_text("Orders: market at the next open").click()
@@ -865,7 +862,7 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     page.get_by_role("textbox", name="Short rule").fill("rsi(14) > 75")
     page.get_by_text("Costs: none").click()
     page.get_by_role("spinbutton", name="Borrow fee (% a year)").fill("3")
-    run.click()
+    page.get_by_role("spinbutton", name="Borrow fee (% a year)").press("Enter")
     page.wait_for_url(re.compile(r"[?&]pexit=50%405(&|$)"), timeout=30_000)
     settle(page)
     q = query(page)
@@ -923,7 +920,7 @@ def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagge
     [
         ("Costs", "Slippage (bps)", "25", "slip"),
         ("Orders", "Entry offset (%)", "1", "eoff"),
-        ("Risk limits", "Max single position (%), 0 = off", "20", "lpos"),
+        ("Risk limits", "Max single position (%)", "20", "lpos"),
     ],
 )
 def test_results_stay_on_screen_while_a_setting_deep_in_an_expander_is_edited(
