@@ -42,7 +42,10 @@ else:
         f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
         f"id `{app_state.data_id()}`"
     )
-st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
+if app_state.upload_refusal():
+    st.sidebar.caption("**Read-only visit**: not signed in through this server's proxy. Runs belong to this browser.")
+else:
+    st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
 problems = app_state.link_problems()
 if problems:
     with st.container(border=True):

@@ -290,6 +290,9 @@ def attach_upload(uploaded) -> str | None:
 def _use_upload(uploaded, what: str, load: Callable[[], service.Stored]) -> str | None:
     """Make a new dataset from an upload (the server wing reserves its memory first) and use it; the loader's
     message when the file cannot be used (the current dataset stays)."""
+    refused = upload_refusal()
+    if refused is not None:
+        return refused
     try:
         new = load()
     except BadRowsError as exc:
@@ -342,16 +345,27 @@ def private_by_identity() -> bool:
     return st.session_state.get("user_source") in ("login", "header")
 
 
+def _proxy_header() -> str:
+    return os.environ.get("SCANNER_USER_HEADER", "").strip()
+
+
+def upload_refusal() -> str | None:
+    """Why this visitor may not upload, or None: on a server that signs users in through a proxy, a visit
+    without its header is read-only (what it uploaded would be listed for everyone)."""
+    if not _proxy_header() or private_by_identity():
+        return None
+    return (
+        f"This server signs users in through a proxy (the {_proxy_header()!r} header), and this visit came without "
+        "it, so it is read-only: you can open shared data and run backtests, not upload. Open the dashboard "
+        "through your team's sign-in address to upload."
+    )
+
+
 def identity_note() -> str:
-    """Why this visitor's uploads are not private, true to how the server identifies users."""
-    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
-    if header:
-        return (
-            f"This server identifies users by the header {header!r} its sign-in proxy sets, and this visit came "
-            "without it (not through the proxy?), so nothing is private for you: what you upload is listed for "
-            "everyone on it. Open the dashboard through your sign-in page to keep your work private."
-        )
-    return "No sign-in is configured on this server, so nothing is private here: uploads are listed for everyone on it."
+    """Who may see what this visitor makes, true to how the server identifies users."""
+    return upload_refusal() or (
+        "No sign-in is configured on this server, so nothing is private here: uploads are listed for everyone on it."
+    )
 
 
 def is_private(data_id: str | None) -> bool:
@@ -444,10 +458,12 @@ def user_id() -> str:
 
 def log_identity_sources() -> None:
     """One line at start: which identities the dashboard trusts (operators see at once if nothing is private)."""
-    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
+    header = _proxy_header()
     sources = ["sign-in (st.login) where [auth] is configured in .streamlit/secrets.toml"]
     sources.append(f"the proxy header {header!r}" if header else "no proxy header (SCANNER_USER_HEADER unset)")
-    sources.append("else a browser cookie: such users' uploads are not private")
+    sources.append(
+        "without it a visit is read-only (no uploads)" if header else "else a browser cookie: uploads are not private"
+    )
     log.warning("dashboard identity from " + "; ".join(sources))
 
 
@@ -457,7 +473,7 @@ def _identify() -> tuple[str, str]:
             return f"user:{st.user.get('email') or st.user.get('sub')}", "login"
     except Exception:  # no authentication configured
         pass
-    header = os.environ.get("SCANNER_USER_HEADER", "").strip()
+    header = _proxy_header()
     value = st.context.headers.get(header) if header else None
     if isinstance(value, str) and value.strip():
         return f"user:{value.strip().lower()[:200]}", "header"

@@ -8,6 +8,7 @@ from app import formatting as app_format
 from app import state as app_state
 from engine.data import describe_columns
 from engine.plots import charts
+from engine.server import service
 
 st.title("Data")
 st.caption(
@@ -25,10 +26,14 @@ with st.expander("How to read the file: prices, dates, intraday bars, outliers")
         app_state.param_widget(path, where=column)
 options = app_state.load_options(READ_OPTIONS)
 
+refused = app_state.upload_refusal()  # a visit without the sign-in proxy's header is read-only
 left, mid, right = st.columns([3, 1, 1])
 with left:
     uploaded = st.file_uploader(
-        "Upload CSV or Parquet", type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"], key="upload"
+        "Upload CSV or Parquet",
+        type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
+        key="upload",
+        disabled=refused is not None,
     )
     if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
         app_state.forget_upload()
@@ -68,7 +73,9 @@ if app_state.store_warning():
     st.warning(app_state.store_warning(), icon=":material/cloud_off:")
 store = app_state.datasets()
 stored = store.list(viewer=app_state.user_id())
-if not app_state.private_by_identity():
+if refused:
+    st.info(refused, icon=":material/lock:")
+elif not app_state.private_by_identity():
     st.caption(app_state.identity_note())
 if store.directory is None:
     st.caption(
@@ -119,7 +126,7 @@ elif stored:
             disabled=not mine,
             help=None if mine else "Only the user who uploaded a dataset can delete it.",
         ):
-            store.delete(pick, app_state.user_id())
+            service.delete_dataset(pick, app_state.user_id())
             st.rerun()
         share = "Stop listing it for the team" if info.shared else "List it for the team"
         if mine and listing_cols[2].button(
@@ -130,7 +137,7 @@ elif stored:
                 "Private: only you can; a teammate's link to it opens nothing."
             ),
         ):
-            store.set_shared(pick, app_state.user_id(), not info.shared)
+            service.share_dataset(pick, app_state.user_id(), not info.shared)
             st.rerun()
 
 market = app_state.market()
@@ -144,11 +151,18 @@ cols[1].metric("From", summary["first_date"])
 cols[2].metric("To", summary["last_date"])
 cols[3].metric("Bars", f"{summary['bars']:,}")
 cols[4].metric("Missing bars", f"{summary['missing_bars']:,}")
-if app_state.is_private(app_state.data_id()):
-    st.caption(
-        f"Dataset id `{app_state.data_id()}`: links carry it. It is private to you: a teammate's link to it "
-        "opens nothing until you list it for the team (**Stored datasets** above)."
+current = app_state.data_id()
+if current is not None and app_state.is_private(current):
+    note_col, share_col = st.columns([4, 1], vertical_alignment="center")
+    note_col.caption(
+        f"Dataset id `{current}`: links carry it. It is private to you: a teammate's link to it opens nothing "
+        "until you list it for the team."
     )
+    if share_col.button(
+        "List it for the team", key="current_share", help="Teammates can then open its links and runs."
+    ):
+        service.share_dataset(current, app_state.user_id(), True)
+        st.rerun()
 else:
     st.caption(f"Dataset id `{app_state.data_id()}`: links carry it, so a teammate on this server opens the same data.")
 
@@ -227,6 +241,7 @@ with st.expander(f"Columns rules can use ({len(columns):,} of the data's own)", 
         "Attach columns: a CSV or Parquet of symbol, date and your columns (e.g. quarterly pe_ratio, eps)",
         type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
         key="attach_upload",
+        disabled=refused is not None,
         help="Joined as of each bar's date: a new dataset (a new id), stored for links like an upload.",
     )
     if extra is not None and app_state.upload_is_new((extra.file_id,), uploader="attach"):

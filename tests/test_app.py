@@ -360,13 +360,18 @@ def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(
     assert bob.session_state["market"].symbols == ("ZZZ",)
 
 
-def test_without_sign_in_the_data_page_says_nothing_is_private(cache_dir, monkeypatch):
+def test_without_sign_in_nothing_is_private_and_with_a_proxy_a_visit_without_its_header_is_read_only(
+    cache_dir, monkeypatch
+):
     at = fresh()
     assert any("No sign-in is configured on this server, so nothing is private" in c.value for c in at.caption)
     monkeypatch.setenv("SCANNER_USER_HEADER", "X-Forwarded-Email")  # a proxy set-up, visited without the header
     at = fresh()
-    said = [c.value for c in at.caption if "nothing is private" in c.value]
-    assert len(said) == 1 and "'X-Forwarded-Email'" in said[0] and "No sign-in is configured" not in said[0]
+    said = [i.value for i in at.info if "read-only" in i.value]
+    assert len(said) == 1 and "'X-Forwarded-Email'" in said[0] and "No sign-in is configured" not in str(at)
+    assert at.file_uploader(key="upload").disabled  # (and app.state refuses an upload from such a visit)
+    signed_in = fresh(user="alice@x.org")
+    assert not signed_in.file_uploader(key="upload").disabled and not signed_in.info
 
 
 def test_an_upload_on_a_broken_store_still_loads_with_one_warning(tmp_path, monkeypatch):

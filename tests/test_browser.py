@@ -440,11 +440,13 @@ def test_optimize_and_monte_carlo_edits_are_applied_and_kept_across_pages(server
 def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives_a_reload(server, browser, tmp_path):
     csv = tmp_path / "three.csv"
     to_frame(synthetic_market(3, 300, seed=11)).to_csv(csv, index=False)
-    sender = new_page(browser)
+    sender = new_page(browser, user="sam@example.org")
     sender.goto(f"{server}/", timeout=60_000)  # the Data page is the default page, at the root
     sender.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     sender.get_by_role("heading", name="three.csv").wait_for(timeout=60_000)
     settle(sender)
+    sender.get_by_role("button", name="List it for the team").click()  # private until listed
+    sender.get_by_text("links carry it, so a teammate on this server opens the same data").wait_for(timeout=30_000)
     data_id = query(sender)["data"]
     assert re.fullmatch(r"[0-9a-f]{16}", data_id)
     sender.get_by_role("link", name="Scanner").first.click()
@@ -460,7 +462,7 @@ def test_a_link_on_an_uploaded_dataset_reproduces_it_for_a_teammate_and_survives
     sender.reload()
     sender.locator('[data-testid="stSidebar"]').get_by_text("three.csv").wait_for(timeout=60_000)
     assert first_metric(sender, "Total return") == total  # the reload kept the dataset and reran
-    teammate = new_page(browser)
+    teammate = new_page(browser, user="tess@example.org")
     teammate.goto(link, timeout=60_000)
     assert first_metric(teammate, "Total return") == total
     teammate.locator('[data-testid="stSidebar"]').get_by_text("Dataset:").wait_for(timeout=60_000)
@@ -482,7 +484,7 @@ def test_a_typed_date_format_reads_an_upload_the_detector_cannot_and_stays_out_o
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y.%j")  # year and day of the year
     csv = tmp_path / "day_of_year.csv"
     frame.to_csv(csv, index=False)
-    page = new_page(browser)
+    page = new_page(browser, user="pat@example.org")
     page.goto(f"{server}/", timeout=60_000)
     page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     page.get_by_text("a date that could not be parsed").first.wait_for(timeout=60_000)  # detection cannot
@@ -555,6 +557,19 @@ def test_a_private_dataset_and_its_runs_stay_private_between_two_signed_in_users
         p.context.close()
 
 
+def test_a_visit_without_the_proxy_header_is_read_only_on_a_server_that_signs_users_in_by_it(server, browser):
+    page = new_page(browser)  # no header: not through the team's sign-in proxy
+    page.goto(f"{server}/", timeout=60_000)
+    page.get_by_text("this visit came without it, so it is read-only").first.wait_for(timeout=60_000)
+    assert page.locator('.st-key-upload input[type="file"]').is_disabled()
+    page.get_by_text("Read-only visit").first.wait_for(timeout=30_000)  # the sidebar says so too
+    assert "No sign-in is configured" not in page.inner_text("body")
+    page.goto(f"{server}/backtest", timeout=60_000)  # looking and running stay open
+    first_metric(page, "Total return")
+    shot(page, "read_only_visit")
+    page.context.close()
+
+
 def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammate(server, browser, tmp_path):
     market = synthetic_market(3, 300, seed=13)
     csv = tmp_path / "three_funds.csv"
@@ -568,7 +583,7 @@ def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammat
             "pe_ratio": [8.0 + 4 * ((i * 7) % 5) for i in range(len(quarters) * len(market.symbols))],
         }
     ).to_csv(fundamentals, index=False)
-    page = new_page(browser)
+    page = new_page(browser, user="sam@example.org")
     page.goto(f"{server}/", timeout=60_000)
     page.locator('.st-key-upload input[type="file"]').set_input_files(str(csv))
     page.get_by_role("heading", name="three_funds.csv").wait_for(timeout=60_000)
@@ -579,6 +594,8 @@ def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammat
     settle(page)
     after = query(page)["data"]
     assert after != before  # a new dataset, stored for links
+    page.get_by_role("button", name="List it for the team").click()
+    settle(page)
     page.get_by_text("8 to 24").first.wait_for(state="attached", timeout=30_000)  # pe_ratio in the columns table
     shot(page, "data_own_columns")
     joined = attach_columns(market, fundamentals)
@@ -586,7 +603,7 @@ def test_attached_columns_are_listed_and_a_rule_on_them_reproduces_for_a_teammat
     page.goto(f"{server}/scanner?data={after}&rule=pe_ratio+%3C+15+and+rsi%2814%29+%3C+50", timeout=60_000)
     assert int(first_metric(page, "Signals").replace(",", "")) == expected > 0
     no_exception(page)
-    teammate = new_page(browser)
+    teammate = new_page(browser, user="tess@example.org")
     teammate.goto(page.url, timeout=60_000)
     assert int(first_metric(teammate, "Signals").replace(",", "")) == expected
     for p in (page, teammate):
@@ -901,7 +918,7 @@ PSE = Path(__file__).resolve().parents[2] / "shared/data/real/long/pse257_fastqu
 
 @pytest.mark.skipif(not PSE.exists(), reason="the real PSE set lives in ../shared beside the checkout")
 def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagged_bars(server, browser):
-    page = new_page(browser)
+    page = new_page(browser, user="pat@example.org")
     page.goto(f"{server}/", timeout=60_000)
     page.locator('.st-key-upload input[type="file"]').set_input_files(str(PSE))
     page.get_by_role("button", name=re.compile(r"Load without these")).click(timeout=180_000)

@@ -116,6 +116,16 @@ def attach(market: Market, source: IO[bytes], owner: str, shared: bool = False) 
     return store(join(), owner, shared)
 
 
+def share_dataset(data_id: str, owner: str, shared: bool) -> bool:
+    """List (or stop listing) the owner's dataset for the team; False when it is not theirs."""
+    return dataset_store().set_shared(data_id, owner, shared)
+
+
+def delete_dataset(data_id: str, owner: str) -> bool:
+    """Delete the owner's listing of a dataset (the bars go with the last listing); False when it is not theirs."""
+    return dataset_store().delete(data_id, owner)
+
+
 def datasets() -> DatasetStore:
     """The server's dataset store: listings, sharing and deletion, each checked against the viewer."""
     return dataset_store()
