@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
+PSE = Path(__file__).resolve().parents[2] / "shared/data/real/long/pse257_fastquant_2010_2021.csv.gz"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -804,10 +805,10 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     errors = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    assert path.stat().st_size < 1_000_000  # plotly.js's cartesian bundle and the figures, gzipped inline
     page.goto(path.as_uri())
-    page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
-    assert page.locator(".plotly-graph-div").count() == 6  # equity, end-of-year, months, risk, MAE/MFE, luck
-    assert page.locator(".plotly-graph-div .main-svg").count() >= 5
+    page.wait_for_function("document.querySelectorAll('.chart .main-svg').length >= 6", timeout=30_000)
+    assert page.locator(".chart").count() == 6  # equity, end-of-year, months, risk, MAE/MFE, luck
     for section in ("Strategy and benchmark", "Returns over periods", "End-of-year returns", "Worst 5 drawdowns"):
         assert page.get_by_role("heading", name=section, exact=True).count() == 1
     outside = page.evaluate(TICKS_OUTSIDE)
@@ -819,11 +820,33 @@ def test_the_tear_sheet_opens_offline_with_its_charts_and_no_console_error(brows
     context.close()
 
 
+@pytest.mark.skipif(not PSE.exists(), reason="the real PSE set lives in ../shared beside the checkout")
+def test_the_pse_tear_sheet_is_under_a_megabyte_draws_in_under_two_seconds_and_states_one_benchmark(browser, tmp_path):
+    from engine import load_market
+    from engine.plots.report import tear_sheet
+
+    market = load_market(PSE, on_bad_rows="drop")
+    result = backtest(market, scan(market, "rsi(14) < 30"))
+    path = tmp_path / "pse.html"
+    path.write_text(tear_sheet(market, "rsi(14) < 30", result), encoding="utf-8")
+    assert path.stat().st_size < 1_000_000 and len(result.trades) > 1_500  # every trade in the CSV, not the file
+    text = path.read_text(encoding="utf-8")
+    bench = metric_text("total_return_pct", result.metrics["buy_hold_return_pct"])
+    assert text.count(bench) >= 2  # the same buy-and-hold figure in the side-by-side table and the metrics
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.chart .main-svg').length >= 6", timeout=30_000)
+    assert time.perf_counter() - started < 2.0
+    context.close()
+
+
 TABLES_WIDER = """() => [...document.querySelectorAll('table')].filter(
     t => t.getBoundingClientRect().right > document.body.getBoundingClientRect().right + 1).length"""
 TICKS_OUTSIDE = """() => {
     const out = [];
-    for (const fig of document.querySelectorAll('.plotly-graph-div')) {
+    for (const fig of document.querySelectorAll('.chart')) {
         const box = fig.getBoundingClientRect();
         for (const t of fig.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')) {
             const r = t.getBoundingClientRect();
@@ -911,9 +934,6 @@ def test_orders_and_costs_take_effect_travel_in_the_link_and_show_on_the_chart(s
     no_exception(teammate)
     teammate.context.close()
     page.context.close()
-
-
-PSE = Path(__file__).resolve().parents[2] / "shared/data/real/long/pse257_fastquant_2010_2021.csv.gz"
 
 
 @pytest.mark.skipif(not PSE.exists(), reason="the real PSE set lives in ../shared beside the checkout")

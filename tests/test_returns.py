@@ -68,3 +68,14 @@ def test_the_tear_sheet_lists_the_best_and_worst_20_trades_in_words_and_points_t
     section = sheet[sheet.index("<h3>Best 20</h3>") :]
     assert best in section and worst in section and section.count("<tr>") == 2 * 20  # two tables of 20 rows
     assert "exit_reason" not in section and "exit reason" in section  # headed in words
+
+
+def test_the_tear_sheets_plotly_bundle_is_the_version_plotly_py_writes_figures_for():
+    import gzip
+
+    from plotly.offline import get_plotlyjs_version
+
+    from engine.plots.report import PLOTLY_JS
+
+    head = gzip.decompress(PLOTLY_JS.read_bytes())[:200].decode()
+    assert f"v{get_plotlyjs_version()}" in head, head  # update vendor/ with plotly (vendor/SOURCE.md)
