@@ -34,10 +34,22 @@ if signals.count == 0:
 # screen: an edit and what it changed are seen together, without scrolling.
 settings_col, results_col = st.columns([2, 3], gap="large")
 SETTINGS_HEIGHT = 660  # px: the part of a 900 px high window below the page's title
+FEW_TRADES = 20  # below this many trades the per-trade figures are greyed and say "few trades"
+PER_TRADE = ("win_rate_pct", "profit_factor")
+FLAG_AFFECTED = (
+    "total_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "max_drawdown_pct",
+    "win_rate_pct",
+    "profit_factor",
+)
 # The results column stays in view while the settings column scrolls (an edit deep in an expander lands its
 # numbers on screen); on a narrow window the columns stack and nothing sticks.
 st.html(
-    "<style>@media (min-width: 1000px) {div[data-testid='stColumn']:has(.st-key-w-backtest-results)"
+    "<style>[class*='st-key-few-'] [data-testid='stMetricValue'] {color: #8b949e;}"
+    "@media (min-width: 1000px) {div[data-testid='stColumn']:has(.st-key-w-backtest-results)"
     "{position: sticky; top: 4.5rem; align-self: flex-start;}}"
     # four cards a row in a laptop's results column: figures a size smaller, so none is cut ("-14.8…")
     ".st-key-w-backtest-results [data-testid='stMetricValue'] {font-size: 1.75rem;}"
@@ -196,18 +208,29 @@ with results_col, st.container(key="w.backtest.results"):
         "profit_factor",
         "n_trades",
     ]
+    flagged = flag_banner(market, result.positions)
+    few = m["n_trades"] < FEW_TRADES
     for i, metric in enumerate(cards):
         if i % 4 == 0:
             cols = st.columns(4)
         delta = metric_delta(metric, m[metric], base.metrics.get(metric)) if base is not None else None
-        cols[i % 4].metric(
-            LABELS[metric],
-            app_format.metric_text(metric, m[metric]),
-            delta=delta,
-            delta_color="off" if metric == "n_trades" else "normal",
-            help=f"Change against {base_name}." if delta else None,
-        )
-    flagged = flag_banner(market, result.positions)
+        notes = [f"Change against {base_name}."] if delta else []
+        label = LABELS[metric]
+        if flagged and metric in FLAG_AFFECTED:  # the banner below qualifies this figure
+            label += " ⚑"
+            notes.append("Includes trades across bars the Data page flagged (see the warning below the cards).")
+        greyed = few and metric in PER_TRADE
+        if greyed:
+            label += " · few trades"
+            notes.append(f"Only {m['n_trades']:,} trades: too few for this figure to mean much.")
+        with cols[i % 4].container(key=f"few-{metric}" if greyed else None):
+            st.metric(
+                label,
+                app_format.metric_text(metric, m[metric]),
+                delta=delta,
+                delta_color="off" if metric == "n_trades" or greyed else "normal",
+                help=" ".join(notes) or None,
+            )
     if flagged:  # beside the figures it qualifies
         st.warning(flagged, icon=":material/flag:")
     c1, c2 = st.columns([3, 2], vertical_alignment="center")

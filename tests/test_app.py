@@ -506,3 +506,14 @@ def test_the_data_page_fixes_one_flagged_bar_at_a_time(cache_dir):
     market = at.session_state["market"]
     assert market.issues.empty and at.session_state["data_id"] != before  # a new dataset, for links
     assert any("Back-adjusted the SPL split" in w.value for w in at.warning)
+
+
+def test_a_run_with_few_trades_greys_its_per_trade_figures_and_says_why():
+    at = fresh({"rule": "rsi(14) < 12"}, page="backtest")  # a handful of signals on the sample
+    n = at.session_state["result"].metrics["n_trades"]
+    assert not at.exception and 0 < n < 20
+    shown = metrics(at)
+    assert "Profit factor · few trades" in shown and "Win rate [%] · few trades" in shown
+    assert "Total return [%]" in shown  # figures of the whole curve are not greyed
+    card = next(m for m in at.metric if m.label == "Profit factor · few trades")
+    assert f"Only {n:,} trades" in card.help

@@ -948,6 +948,9 @@ def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagge
     banner = page.get_by_text(re.compile(r"of the top 5 trades cross flagged split or outlier bars")).first
     banner.wait_for(timeout=180_000)
     assert "DITO 2010-07-21 to 2010-10-13" in banner.inner_text()  # the +9,686% "trade" is an outlier bar's
+    assert banner.bounding_box()["y"] < 900  # on the first screen, beside the cards it qualifies ...
+    page.locator('[data-testid="stMetric"]', has_text="Total return [%] ⚑").wait_for(timeout=30_000)  # ... marked
+    shot(page, "pse_flag_banner")
     no_exception(page)
     page.context.close()
 
