@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit.web import cli
 
-from app.state import log_identity_sources
+from app.identity import log_identity_sources
 from engine.server import settings
 from engine.warmup import warm_up_in_background
 

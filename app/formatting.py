@@ -48,6 +48,11 @@ TRADE_COLUMNS = {
 }
 
 
+def short(text: str) -> str:
+    """A link value as a message quotes it: at most 40 characters, no backticks (it goes in a code span)."""
+    return (text if len(text) <= 40 else text[:40] + "...").replace("`", "'")
+
+
 def trade_columns(fractional_shares: bool) -> dict:
     """TRADE_COLUMNS with the share count exact: whole shares as 1,234, fractional ones to 4 decimals (a
     rounded count, 123,500 for 123,456, misstates the position)."""

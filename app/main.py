@@ -7,6 +7,7 @@ import time
 
 import streamlit as st
 
+from app import dataset, identity, links
 from app import reaper as app_reaper
 from app import state as app_state
 from engine.server.admission import WAIT_NOTICE, serve_defaults
@@ -31,28 +32,28 @@ pages = [
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
-app_state.init(page.url_path or "data")
+links.init(page.url_path or "data")
 
-app_state.remember_browser()
-market = app_state.market()
+identity.remember_browser()
+market = dataset.market()
 if market is None:
     st.sidebar.caption("**Dataset:** none loaded")
 else:
     st.sidebar.caption(
         f"**Dataset:** {market.name}  \n{len(market.symbols):,} symbols · {market.shape[0]:,} dates  \n"
-        f"id `{app_state.data_id()}`"
+        f"id `{dataset.data_id()}`"
     )
-if app_state.upload_refusal():
+if identity.upload_refusal():
     st.sidebar.caption("**Read-only visit**: not signed in through this server's proxy. Runs belong to this browser.")
 else:
-    st.sidebar.caption(f"Runs and uploads belong to **{app_state.user_label()}**.")
-problems = app_state.link_problems()
+    st.sidebar.caption(f"Runs and uploads belong to **{identity.user_label()}**.")
+problems = links.link_problems()
 if problems:
     with st.container(border=True):
         for text in problems:
             st.warning(text, icon=":material/link_off:")
         if st.button("Dismiss", key="dismiss_link_problems"):
-            app_state.dismiss_link_problems()
+            links.dismiss_link_problems()
             st.rerun()
 started = time.perf_counter()
 waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 import streamlit as st
 
+from app import dataset, identity, links, session, widgets
 from app import formatting as app_format
 from app import state as app_state
 from engine import params as table
@@ -38,10 +39,7 @@ class Pin:
 
 def _pins() -> dict[str, Pin | None]:
     """The pins this session has read, by dataset fingerprint (None: the user has none there)."""
-    ss = st.session_state
-    if not isinstance(ss.get("whatif_pins"), dict):
-        ss.whatif_pins = {}
-    return ss.whatif_pins
+    return session.get().pins
 
 
 def _settings(record: service.RunRecord) -> dict[str, Any]:
@@ -55,10 +53,10 @@ def _pin_of(record: service.RunRecord, result: BacktestResult, viewer: str) -> P
 
 
 def _load(record: service.RunRecord | None) -> Pin | None:
-    market = app_state.market()
+    market = dataset.market()
     if record is None or market is None or record.fingerprint != market.fingerprint:
         return None
-    viewer = app_state.user_id()
+    viewer = identity.user_id()
     result = service.reopen_backtest(record, market, viewer)
     return None if result is None else _pin_of(record, result, viewer)
 
@@ -66,25 +64,25 @@ def _load(record: service.RunRecord | None) -> Pin | None:
 def pin() -> Pin | None:
     """The baseline pinned on the open dataset: the link's (`base=`), else the user's own on the server; read
     once per session and dataset."""
-    market, pins = app_state.market(), _pins()
+    market, pins = dataset.market(), _pins()
     if market is None:
         return None
     fingerprint = market.fingerprint
-    base = app_state.take_link_base()
+    base = links.take_link_base()
     if base is not None:
-        found = _load(service.find_run(base, app_state.user_id())) if _RUN_ID.match(base) else None
+        found = _load(service.find_run(base, identity.user_id())) if _RUN_ID.match(base) else None
         if found is None:
             st.warning(
-                f"The link's baseline run `{app_state.short(base)}` is not one you can open (deleted, on other "
+                f"The link's baseline run `{app_format.short(base)}` is not one you can open (deleted, on other "
                 "data, private or not a run id): results are compared with the previous run instead.",
                 icon=":material/link_off:",
             )
         else:
             pins[fingerprint] = found
     if fingerprint not in pins:
-        pins[fingerprint] = _load(service.pinned_run(app_state.user_id(), fingerprint))
+        pins[fingerprint] = _load(service.pinned_run(identity.user_id(), fingerprint))
     held = pins[fingerprint]
-    app_state.set_link_base(fingerprint, held.run_id if held is not None else None)
+    links.set_link_base(fingerprint, held.run_id if held is not None else None)
     return held
 
 
@@ -95,7 +93,7 @@ def is_pinned() -> bool:
 def set_pin(on: bool) -> None:
     """Pin the shown result as the baseline every later run is compared with (False: compare with the previous
     run again). Kept on the server for this user and dataset; only in this session when the history is off."""
-    shown, market, viewer = app_state.result(), app_state.market(), app_state.user_id()
+    shown, market, viewer = app_state.result(), dataset.market(), identity.user_id()
     if market is None:
         return
     pins, fingerprint = _pins(), market.fingerprint
@@ -107,9 +105,9 @@ def set_pin(on: bool) -> None:
         if record is not None:
             pins[fingerprint] = _pin_of(record, shown, viewer)
         else:  # no history: the pin lasts as long as the session
-            pins[fingerprint] = Pin("", fingerprint, app_state.values(), app_state.rule(), shown)
+            pins[fingerprint] = Pin("", fingerprint, widgets.values(), app_state.rule(), shown)
     held = pins.get(fingerprint)
-    app_state.set_link_base(fingerprint, held.run_id if held is not None else None)
+    links.set_link_base(fingerprint, held.run_id if held is not None else None)
 
 
 def baseline() -> tuple[BacktestResult | None, str]:
@@ -136,12 +134,12 @@ class StripRun:
 def strip() -> list[StripRun]:
     """The user's backtests on this dataset over the last day, newest first, each labelled by what differs from
     the pinned baseline (else from the run before it): 'sl 5 → 3, tp off → 12'."""
-    market = app_state.market()
+    market = dataset.market()
     if market is None:
         return []
     runs = [
         StripRun(r.id, _settings(r), r.rule, r.metrics)
-        for r in service.whatif_runs(app_state.user_id(), market.fingerprint)
+        for r in service.whatif_runs(identity.user_id(), market.fingerprint)
         if r.link
     ]
     held = pin()
@@ -156,7 +154,7 @@ def strip() -> list[StripRun]:
 
 def difference(values: dict[str, Any], rule: str, after: StripRun) -> str:
     """What `after` changed against settings and a rule, at most LABEL_SETTINGS of them, then '+N more'."""
-    parts = [f"rule → {app_state.short(after.rule)}"] if rule != after.rule else []
+    parts = [f"rule → {app_format.short(after.rule)}"] if rule != after.rule else []
     for p in table.backtest_params():
         a, b = values.get(p.path, p.default), after.values.get(p.path, p.default)
         if a != b:
@@ -171,16 +169,16 @@ def restore(values: dict[str, Any], rule: str) -> None:
     """Put back every setting and the rule of a run; the Backtest page runs it at once."""
     for path, v in values.items():
         if path in table.TABLE and table.TABLE[path].group in table.BACKTEST_GROUPS:
-            app_state.set_value(path, v)
+            widgets.set_value(path, v)
     app_state.set_rule(rule)
-    app_state.run_on("backtest")
+    links.run_on("backtest")
 
 
 def restore_record(record: service.RunRecord) -> str | None:
     """Put back a backtest from the run history (the Runs page's "Restore"): its dataset, settings and rule;
     a problem when its dataset cannot be opened."""
     data = dict(parse_qsl(record.link)).get("data")
-    if data and data != app_state.data_id() and not app_state.open_stored(data):
+    if data and data != dataset.data_id() and not dataset.open_stored(data):
         return f"This run's dataset `{data}` cannot be opened any more."
     restore(_settings(record), record.rule)
     return None

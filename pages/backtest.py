@@ -3,10 +3,10 @@ depth."""
 
 import streamlit as st
 
+from app import dataset, links, whatif, widgets
 from app import formatting as app_format
 from app import state as app_state
-from app import whatif
-from app.state import param_widget
+from app.widgets import param_widget
 from engine import InputError
 from engine import params as table
 from engine.metrics import LABELS
@@ -17,7 +17,7 @@ from engine.rules import EXIT_PRESETS, RuleError
 from engine.server import service
 
 st.title("Backtest")
-market = app_state.require_market()
+market = dataset.require_market()
 try:
     signals = app_state.signals()
 except RuleError as exc:
@@ -36,15 +36,8 @@ settings_col, results_col = st.columns([2, 3], gap="large")
 SETTINGS_HEIGHT = 660  # px: the part of a 900 px high window below the page's title
 FEW_TRADES = 20  # below this many trades the per-trade figures are greyed and say "few trades"
 PER_TRADE = ("win_rate_pct", "profit_factor")
-FLAG_AFFECTED = (
-    "total_return_pct",
-    "cagr_pct",
-    "sharpe",
-    "sortino",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-)
+CARDS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct", *PER_TRADE, "n_trades")
+FLAG_AFFECTED = CARDS[:-1]  # every card's figure but the count moves with a trade across a flagged bar
 # The results column stays in view while the settings column scrolls (an edit deep in an expander lands its
 # numbers on screen); on a narrow window the columns stack and nothing sticks.
 st.html(
@@ -61,12 +54,12 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
     method = param_widget("sizing.method")
     sizing_inputs = [p for p in table.group("sizing") if p.methods]
     limits = [p.path for p in table.group("limits")]
-    active = [p.label.lower() for p in table.group("limits") if p.off and app_state.value(p.path)]
+    active = [p.label.lower() for p in table.group("limits") if p.off and widgets.value(p.path)]
 
     def use_exit_preset() -> None:
-        choice = app_state.widget("w.backtest.exit_preset")
+        choice = widgets.widget("w.backtest.exit_preset")
         if choice in EXIT_PRESETS:
-            app_state.set_value("exit_rule", EXIT_PRESETS[choice])
+            widgets.set_value("exit_rule", EXIT_PRESETS[choice])
 
     st.selectbox(
         "Exit rule presets",
@@ -100,7 +93,7 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
         help="A scanner rule, e.g. rsi(14) > 70: true at a close (from the entry bar on) "
         "exits at the next open, before that bar's stops and targets. Empty: no exit rule.",
     )
-    with st.expander(f"Shape: {app_format.shape_summary(app_state.values())}", key="w.backtest.shape"):
+    with st.expander(f"Shape: {app_format.shape_summary(widgets.values())}", key="w.backtest.shape"):
         _grid(("rebalance", "rebalance_bars", "hold_top", "weighting"))
         _grid(("rebalance_band",))
         st.caption(
@@ -108,7 +101,7 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
             "`close > sma(200) rank by roc(126)`), the top ones are the target, and at the next open the others "
             "are sold and the target bought at its weights. Stops, the holding period and the limits still apply."
         )
-    with st.expander(f"Orders: {app_format.orders_summary(app_state.values())}", key="w.backtest.orders"):
+    with st.expander(f"Orders: {app_format.orders_summary(widgets.values())}", key="w.backtest.orders"):
         _grid(("entry_order", "entry_offset_pct", "entry_offset_atr", "entry_valid_bars"))
         _grid(("max_adds", "add_min_bars", "partial_exits", "breakeven_after_partial"))
         param_widget("add_rule")
@@ -116,7 +109,7 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
         param_widget(
             "short_rule", help="With Direction both: its signals open shorts (the Scanner's rule opens longs)."
         )
-    with st.expander(f"Costs: {app_format.costs_summary(app_state.values())}", key="w.backtest.costs"):
+    with st.expander(f"Costs: {app_format.costs_summary(widgets.values())}", key="w.backtest.costs"):
         _grid(
             (
                 "commission",
@@ -128,18 +121,18 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
                 "cash_interest_pct",
             )
         )
-    bench_key = app_state.key("benchmark")
-    if app_state.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
+    bench_key = widgets.key("benchmark")
+    if widgets.value("benchmark") not in ("", *market.symbols):  # a symbol this dataset lacks (a link)
         st.warning(
-            f"The benchmark `{str(app_state.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
+            f"The benchmark `{str(widgets.value('benchmark'))[:40]}` is not a symbol of {market.name}; "
             "using equal weight of all symbols. Choose another under **Benchmark**."
         )
-        app_state.set_value("benchmark", "")
+        widgets.set_value("benchmark", "")
     st.selectbox(
         "Benchmark",
         ["", *market.symbols],
         key=bench_key,
-        persist_state=app_state.KEEP,
+        persist_state=widgets.KEEP,
         format_func=lambda s: s or "Equal weight of all symbols",
         help="What alpha, beta, the information ratio and the buy-and-hold curve compare with.",
     )
@@ -180,7 +173,7 @@ with settings_col, st.container(height=SETTINGS_HEIGHT, border=False, key="w.bac
 
 with results_col, st.container(key="w.backtest.results"):
     result = app_state.result()
-    if clicked or app_state.autorun("backtest") or (follows and not app_state.is_current()):
+    if clicked or links.autorun("backtest") or (follows and not app_state.is_current()):
         try:
             with st.spinner("Running the backtest..."):
                 result = app_state.run_backtest()
@@ -198,19 +191,9 @@ with results_col, st.container(key="w.backtest.results"):
     base, base_name = whatif.baseline()
     if base is result:
         base = None  # the pinned run itself: nothing to compare
-    cards = [
-        "total_return_pct",
-        "cagr_pct",
-        "sharpe",
-        "sortino",
-        "max_drawdown_pct",
-        "win_rate_pct",
-        "profit_factor",
-        "n_trades",
-    ]
     flagged = flag_banner(market, result.positions)
     few = m["n_trades"] < FEW_TRADES
-    for i, metric in enumerate(cards):
+    for i, metric in enumerate(CARDS):
         if i % 4 == 0:
             cols = st.columns(4)
         delta = metric_delta(metric, m[metric], base.metrics.get(metric)) if base is not None else None
@@ -252,17 +235,17 @@ with results_col, st.container(key="w.backtest.results"):
             "you on this dataset after a reload, and the page's link carries it.",
         )
     # With a baseline, its curve and the strategy's share the scale (a buy and hold far above would squash them).
-    bench_key = "w.backtest.benchmark_with_base" if base is not None else "w.backtest.benchmark"
-    app_state.seed_widget(bench_key, base is None)
+    show_bench_key = "w.backtest.benchmark_with_base" if base is not None else "w.backtest.benchmark"
+    widgets.seed_widget(show_bench_key, base is None)
     views = st.columns([2, 3, 2])
     show_bench = views[0].toggle(
-        "Buy & hold", key=bench_key, help="The benchmark's buy and hold on the chart.", persist_state=app_state.KEEP
+        "Buy & hold", key=show_bench_key, help="The benchmark's buy and hold on the chart.", persist_state=widgets.KEEP
     )
     relative = base is not None and views[1].toggle(
         "Relative to baseline",
         key="w.backtest.relative",
         help="The strategy's lead over the baseline in %: a change of a point is visible however far both grew.",
-        persist_state=app_state.KEEP,
+        persist_state=widgets.KEEP,
     )
     st.plotly_chart(
         charts.equity(
@@ -279,8 +262,8 @@ with results_col, st.container(key="w.backtest.results"):
     if len(strip) > 1:
 
         def _restore() -> None:
-            picked = app_state.widget("w.backtest.whatif")
-            app_state.set_widget("w.backtest.whatif", None)
+            picked = widgets.widget("w.backtest.whatif")
+            widgets.set_widget("w.backtest.whatif", None)
             if picked in strip:
                 whatif.restore(strip[picked].values, strip[picked].rule)
 
@@ -349,7 +332,7 @@ if tab_story.open:
             story = st.selectbox(
                 "Symbol",
                 list(traded.index),
-                key=f"story.{app_state.data_id()}",
+                key=f"story.{dataset.data_id()}",
                 format_func=lambda s: f"{s} ({traded[s]:,} trade{'s' if traded[s] != 1 else ''})",
             )
             st.plotly_chart(

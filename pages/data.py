@@ -4,8 +4,8 @@ summary, quality report (bad rows, splits, outliers) and a chart."""
 import pandas as pd
 import streamlit as st
 
+from app import dataset, identity, widgets
 from app import formatting as app_format
-from app import state as app_state
 from engine.data import describe_columns
 from engine.plots import charts
 from engine.server import service
@@ -16,17 +16,17 @@ st.caption(
     " symbol, date, open, high, low, close, volume; any column case; optional sector and adj_close; any other"
     " column, such as pe_ratio, is a name rules can use)."
 )
-missing = app_state.missing_data_message()
+missing = dataset.missing_data_message()
 if missing:
     st.error(missing)
 
 READ_OPTIONS = ("load.prices", "load.date_format", "load.intraday", "load.outlier_pct")  # bad rows: a button
 with st.expander("How to read the file: prices, dates, intraday bars, outliers"):
     for column, path in zip(st.columns(len(READ_OPTIONS)), READ_OPTIONS, strict=True):
-        app_state.param_widget(path, where=column)
-options = app_state.load_options(READ_OPTIONS)
+        widgets.param_widget(path, where=column)
+options = widgets.load_options(READ_OPTIONS)
 
-refused = app_state.upload_refusal()  # a visit without the sign-in proxy's header is read-only
+refused = identity.upload_refusal()  # a visit without the sign-in proxy's header is read-only
 left, mid, right = st.columns([3, 1, 1])
 with left:
     uploaded = st.file_uploader(
@@ -36,47 +36,47 @@ with left:
         disabled=refused is not None,
     )
     if uploaded is None:  # an error belongs to the file that caused it, not to a later visit
-        app_state.forget_upload()
-    elif app_state.upload_is_new((uploaded.file_id, tuple(options.items()))):
+        dataset.forget_upload()
+    elif dataset.upload_is_new((uploaded.file_id, tuple(options.items()))):
         with st.spinner(f"Loading {uploaded.name}..."):
-            error = app_state.load_upload(uploaded, **options)
-        app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
+            error = dataset.load_upload(uploaded, **options)
+        dataset.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
         if not error:
             st.rerun()  # the sidebar and the link name the new dataset at once
-    if app_state.upload_error():
-        keep = " The previous dataset is still loaded." if app_state.market() is not None else ""
-        st.error(f"{app_state.upload_error()}{keep}")
-        rows = app_state.bad_rows()
+    if dataset.upload_error():
+        keep = " The previous dataset is still loaded." if dataset.market() is not None else ""
+        st.error(f"{dataset.upload_error()}{keep}")
+        rows = dataset.bad_rows()
         if (
             uploaded is not None
             and rows
             and st.button(f"Load without these {rows:,} rows", type="primary", key="load_without")
         ):
             with st.spinner(f"Loading {uploaded.name} without its bad rows..."):
-                error = app_state.load_upload(uploaded, on_bad_rows="drop", **options)
-            app_state.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
+                error = dataset.load_upload(uploaded, on_bad_rows="drop", **options)
+            dataset.set_upload_error(error and f"Could not load {uploaded.name}: {error}")
             st.rerun()
 with mid:
     st.write("")
     if st.button("Use the real sample", help="AAPL, AMZN, GOOG, META, NFLX, NVDA 2013-2023 (MIT, historical)"):
-        app_state.use_sample()
-        app_state.set_upload_error(None)
+        dataset.use_sample()
+        dataset.set_upload_error(None)
         st.rerun()
 with right:
     st.write("")
     if st.button("Synthetic universe", help="200 seeded synthetic symbols x 2,520 bars with sectors"):
-        app_state.use_synthetic()
-        app_state.set_upload_error(None)
+        dataset.use_synthetic()
+        dataset.set_upload_error(None)
         st.rerun()
 
-if app_state.store_warning():
-    st.warning(app_state.store_warning(), icon=":material/cloud_off:")
-store = app_state.datasets()
-stored = store.list(viewer=app_state.user_id())
+if dataset.store_warning():
+    st.warning(dataset.store_warning(), icon=":material/cloud_off:")
+store = dataset.datasets()
+stored = store.list(viewer=identity.user_id())
 if refused:
     st.info(refused, icon=":material/lock:")
-elif not app_state.private_by_identity():
-    st.caption(app_state.identity_note())
+elif not identity.private_by_identity():
+    st.caption(identity.identity_note())
 if store.directory is None:
     st.caption(
         "Datasets are not stored (SCANNER_CACHE_DIR is empty): a link works only within this session; "
@@ -94,7 +94,7 @@ elif stored:
                     "from": i.first_date,
                     "to": i.last_date,
                     "size MB": i.bytes / 1e6,
-                    "yours": i.owner == app_state.user_id(),
+                    "yours": i.owner == identity.user_id(),
                     "shared with the team": i.shared,
                     "stored": pd.Timestamp(i.created, unit="s").floor("s"),
                 }
@@ -115,18 +115,18 @@ elif stored:
         pick = st.selectbox("Dataset", list(names), format_func=lambda i: names[i], key="stored_pick")
         listing_cols = st.columns([1, 1, 4])
         if listing_cols[0].button("Open", key="stored_open"):
-            if pick is not None and app_state.open_stored(pick):
+            if pick is not None and dataset.open_stored(pick):
                 st.rerun()
             st.error("That dataset could not be read (deleted or damaged); upload it again.")
         info = next(i for i in stored if i.id == pick)
-        mine = info.owner == app_state.user_id()
+        mine = info.owner == identity.user_id()
         if listing_cols[1].button(
             "Delete",
             key="stored_delete",
             disabled=not mine,
             help=None if mine else "Only the user who uploaded a dataset can delete it.",
         ):
-            service.delete_dataset(pick, app_state.user_id())
+            service.delete_dataset(pick, identity.user_id())
             st.rerun()
         share = "Stop listing it for the team" if info.shared else "List it for the team"
         if mine and listing_cols[2].button(
@@ -137,10 +137,10 @@ elif stored:
                 "Private: only you can; a teammate's link to it opens nothing."
             ),
         ):
-            service.share_dataset(pick, app_state.user_id(), not info.shared)
+            service.share_dataset(pick, identity.user_id(), not info.shared)
             st.rerun()
 
-market = app_state.market()
+market = dataset.market()
 if market is None:
     st.stop()
 summary = market.summary()
@@ -151,8 +151,8 @@ cols[1].metric("From", summary["first_date"])
 cols[2].metric("To", summary["last_date"])
 cols[3].metric("Bars", f"{summary['bars']:,}")
 cols[4].metric("Missing bars", f"{summary['missing_bars']:,}")
-current = app_state.data_id()
-if current is not None and app_state.is_private(current):
+current = dataset.data_id()
+if current is not None and dataset.is_private(current):
     note_col, share_col = st.columns([4, 1], vertical_alignment="center")
     note_col.caption(
         f"Dataset id `{current}`: links carry it. It is private to you: a teammate's link to it opens nothing "
@@ -161,10 +161,10 @@ if current is not None and app_state.is_private(current):
     if share_col.button(
         "List it for the team", key="current_share", help="Teammates can then open its links and runs."
     ):
-        service.share_dataset(current, app_state.user_id(), True)
+        service.share_dataset(current, identity.user_id(), True)
         st.rerun()
 else:
-    st.caption(f"Dataset id `{app_state.data_id()}`: links carry it, so a teammate on this server opens the same data.")
+    st.caption(f"Dataset id `{dataset.data_id()}`: links carry it, so a teammate on this server opens the same data.")
 
 issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
 dropped = market.dropped_rows
@@ -197,7 +197,7 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
         )
         flagged = sorted(set(issues[issues.kind == "outlier"].symbol))
         if flagged and st.button(f"Exclude the {len(flagged):,} symbols with outliers", key="exclude_outliers"):
-            app_state.exclude_symbols(flagged)
+            dataset.exclude_symbols(flagged)
             st.rerun()
         row = st.selectbox(
             "Or fix one flagged bar",
@@ -205,20 +205,22 @@ with st.expander("Data quality", expanded=bool(market.warnings) or len(issues) >
             format_func=lambda i: (
                 f"{shown.symbol.iloc[i]} {shown.date.iloc[i]:%Y-%m-%d}: {shown.kind.iloc[i]} {shown.value.iloc[i]}"
             ),
-            key=f"w.data.flag.{app_state.data_id()}",
+            key=f"w.data.flag.{dataset.data_id()}",
         )
-        kind, symbol, day = issues.kind.iloc[row], issues.symbol.iloc[row], issues.date.iloc[row]
+        kind, flagged_symbol, day = issues.kind.iloc[row], issues.symbol.iloc[row], issues.date.iloc[row]
         fix_cols = st.columns(3)
         fixes = [
             ("adjust", "Back-adjust this split", kind == "split", "Prices before it divided by its ratio."),
-            ("drop", "Drop this bar", True, f"{symbol} has no bar on {day:%Y-%m-%d}; the rest stays."),
+            ("drop", "Drop this bar", True, f"{flagged_symbol} has no bar on {day:%Y-%m-%d}; the rest stays."),
         ]
         for col, (fix, text, usable, why) in zip(fix_cols, fixes, strict=False):
             if col.button(text, key=f"w.data.fix.{fix}", disabled=not usable, help=why if usable else "Not a split."):
-                app_state.fix_flag(fix, symbol, day)
+                dataset.fix_flag(fix, flagged_symbol, day)
                 st.rerun()
-        if fix_cols[2].button(f"Exclude {symbol}", key="w.data.fix.exclude", help="Every bar of this symbol left out."):
-            app_state.exclude_symbols([symbol])
+        if fix_cols[2].button(
+            f"Exclude {flagged_symbol}", key="w.data.fix.exclude", help="Every bar of this symbol left out."
+        ):
+            dataset.exclude_symbols([flagged_symbol])
             st.rerun()
         st.caption("Each fix makes a new dataset (a new id for links); the original stays under Stored datasets.")
 
@@ -244,12 +246,12 @@ with st.expander(f"Columns rules can use ({len(columns):,} of the data's own)", 
         disabled=refused is not None,
         help="Joined as of each bar's date: a new dataset (a new id), stored for links like an upload.",
     )
-    if extra is not None and app_state.upload_is_new((extra.file_id,), uploader="attach"):
+    if extra is not None and dataset.upload_is_new((extra.file_id,), uploader="attach"):
         with st.spinner(f"Joining {extra.name}..."):
-            if not app_state.attach_upload(extra):
+            if not dataset.attach_upload(extra):
                 st.rerun()
-    if extra is not None and app_state.attach_error():
-        st.error(f"Could not attach {extra.name}: {app_state.attach_error()} The dataset is unchanged.")
+    if extra is not None and dataset.attach_error():
+        st.error(f"Could not attach {extra.name}: {dataset.attach_error()} The dataset is unchanged.")
 
-symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{app_state.data_id()}")  # a new list: a new widget
+symbol = st.selectbox("Symbol", market.symbols, key=f"data_symbol.{dataset.data_id()}")  # a new list: a new widget
 st.plotly_chart(charts.candles(market, symbol), width="stretch")

@@ -2,17 +2,18 @@
 
 import streamlit as st
 
+from app import dataset, links, widgets
 from app import state as app_state
-from app.state import param_widget
+from app.widgets import param_widget
 from engine import InputError
 from engine import params as table
 from engine.montecarlo import trade_returns
 from engine.plots import charts
 
 st.title("Monte Carlo")
-app_state.require_market()
+dataset.require_market()
 result = app_state.result()
-if result is None and app_state.autorun("montecarlo"):
+if result is None and links.autorun("montecarlo"):
     try:  # a link to this page: run the backtest it names first, as its sender had
         with st.spinner("Running the backtest..."):
             result = app_state.run_backtest()
@@ -26,7 +27,7 @@ if result is None:
 returns = trade_returns(result)
 st.caption(
     f"{len(returns):,} trades and {len(result.equity):,} daily returns from the last backtest of "
-    f"`{app_state.rule()}` on {app_state.require_market().name}."
+    f"`{app_state.rule()}` on {dataset.require_market().name}."
 )
 
 setting_cols = st.columns(6)
@@ -43,7 +44,7 @@ if method != "daily_blocks" and int(result.equity["open_positions"].max()) > 1:
         "portfolio returns instead and is centred on it.",
         icon=":material/info:",
     )
-settings = {p.name: app_state.value(p.path) for p in table.group("montecarlo")}
+settings = {p.name: widgets.value(p.path) for p in table.group("montecarlo")}
 try:
     with st.spinner("Simulating..."):
         mc = app_state.run_montecarlo(result, settings)

@@ -4,9 +4,10 @@ import os
 
 import streamlit as st
 
+from app import dataset, links, widgets
 from app import formatting as app_format
 from app import state as app_state
-from app.state import param_widget, value
+from app.widgets import param_widget, value
 from engine import InputError
 from engine import params as table
 from engine.metrics import LABELS
@@ -28,9 +29,9 @@ from engine.search import check_constraint, column_name, require_steps, space_si
 CONTINUOUS = "0: any value from 'from' to 'to' (random and tpe search); a grid needs a step."
 
 st.title("Optimize")
-market, rule = app_state.require_market(), app_state.rule()
+market, rule = dataset.require_market(), app_state.rule()
 try:
-    base = app_state.bt_params()
+    base = widgets.bt_params()
     app_state.signals()
 except InputError as exc:
     st.error(f"Fix the rule or the backtest settings first: {exc}")
@@ -50,22 +51,22 @@ labels = {p.path: app_format.param_title(p) for p in table.grid_keys().values()}
 labels |= app_format.rule_number_titles(rule)
 choices = [p.path for p in table.grid_keys().values() if not p.methods or base.sizing.method in p.methods]
 choices += [f"rule.{n.index}" for n in numbers]
-kept = [k for k in app_state.grid_keys() if k in choices]  # drop keys this rule or sizing method lacks
-if kept != app_state.grid_keys():
-    app_state.set_grid_keys(kept)
+kept = [k for k in widgets.grid_keys() if k in choices]  # drop keys this rule or sizing method lacks
+if kept != widgets.grid_keys():
+    widgets.set_grid_keys(kept)
 st.multiselect(
-    "Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c), persist_state=app_state.KEEP
+    "Parameters to vary", choices, key="grid.keys", format_func=lambda c: labels.get(c, c), persist_state=widgets.KEEP
 )
 
 grid, problems = {}, []
-for name in app_state.grid_keys():
-    app_state.grid_range(name)  # initialises from, to and step in the state
+for name in widgets.grid_keys():
+    widgets.grid_range(name)  # initialises from, to and step in the state
     key_cols = st.columns([3, 1, 1, 1])
     key_cols[0].markdown(f"**{labels.get(name, name)}**")
-    lo = key_cols[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=app_state.KEEP)
-    hi = key_cols[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=app_state.KEEP)
+    lo = key_cols[1].number_input("from", key=f"grid.{name}.lo", format="%g", persist_state=widgets.KEEP)
+    hi = key_cols[2].number_input("to", key=f"grid.{name}.hi", format="%g", persist_state=widgets.KEEP)
     step = key_cols[3].number_input(
-        "step", min_value=0.0, key=f"grid.{name}.st", format="%g", persist_state=app_state.KEEP, help=CONTINUOUS
+        "step", min_value=0.0, key=f"grid.{name}.st", format="%g", persist_state=widgets.KEEP, help=CONTINUOUS
     )
     try:
         grid[name] = space_values(rule, name, lo, hi, step)
@@ -73,7 +74,7 @@ for name in app_state.grid_keys():
         problems.append(str(exc))
 
 fit_cols = st.columns(4)
-objective = param_widget("optimize.objective", fit_cols[0])
+param_widget("optimize.objective", fit_cols[0])
 min_trades = param_widget("optimize.min_trades", fit_cols[1])
 mode = param_widget("optimize.mode", fit_cols[2])
 if mode == "split":
@@ -125,7 +126,7 @@ if not grid:
 blocked = bool(problems)
 
 clicked = st.button("Run optimisation", type="primary", disabled=blocked)
-if (clicked or app_state.autorun("optimize")) and not blocked:
+if (clicked or links.autorun("optimize")) and not blocked:
     bar = st.progress(0.0, text="Starting...")
     st.caption("Press **Stop** in the top-right corner (or change any setting) to cancel.")
 
@@ -256,7 +257,7 @@ else:
     )
     if st.button("Use these in the Backtest page"):
         app_state.apply_best(chosen)
-        app_state.open_next("backtest")  # it runs at once there
+        links.open_next("backtest")  # it runs at once there
         st.switch_page("../pages/backtest.py")
 if result.search != "grid" and len(result.table):
     eligible = result.table[objective].where(result.table["n_trades"] >= result.min_trades)
@@ -273,22 +274,22 @@ with tab_map:
     if len(keys) >= 2:
         map_cols = st.columns(4)
         for name, default in (("w.optimize.x", keys[0]), ("w.optimize.y", keys[1])):
-            if app_state.widget(name) not in keys:
-                app_state.set_widget(name, default)
-        if app_state.widget("w.optimize.z") not in METRICS:
-            app_state.set_widget("w.optimize.z", objective)
+            if widgets.widget(name) not in keys:
+                widgets.set_widget(name, default)
+        if widgets.widget("w.optimize.z") not in METRICS:
+            widgets.set_widget("w.optimize.z", objective)
 
         def named(k: str) -> str:
             return labels.get(k, k)
 
-        x = map_cols[0].selectbox("x", keys, key="w.optimize.x", persist_state=app_state.KEEP, format_func=named)
-        y = map_cols[1].selectbox("y", keys, key="w.optimize.y", persist_state=app_state.KEEP, format_func=named)
+        x = map_cols[0].selectbox("x", keys, key="w.optimize.x", persist_state=widgets.KEEP, format_func=named)
+        y = map_cols[1].selectbox("y", keys, key="w.optimize.y", persist_state=widgets.KEEP, format_func=named)
         z = map_cols[2].selectbox(
-            "Metric", METRICS, key="w.optimize.z", persist_state=app_state.KEEP, format_func=lambda m: LABELS.get(m, m)
+            "Metric", METRICS, key="w.optimize.z", persist_state=widgets.KEEP, format_func=lambda m: LABELS.get(m, m)
         )
-        app_state.seed_widget("w.optimize.others", "best")
+        widgets.seed_widget("w.optimize.others", "best")
         others = map_cols[3].radio(
-            "Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others", persist_state=app_state.KEEP
+            "Other parameters", ["best", "mean"], horizontal=True, key="w.optimize.others", persist_state=widgets.KEEP
         )
         fixed: dict[str, float] = {}
         rest = [k for k in keys if k not in (x, y)]
@@ -296,8 +297,8 @@ with tab_map:
             slice_cols = st.columns([1, 3])
             third = slice_cols[0].selectbox("Slice at", rest, key="w.optimize.slice_key")
             values = sorted(result.table[third].dropna().unique().tolist())
-            if app_state.widget("w.optimize.slice") not in values:
-                app_state.set_widget("w.optimize.slice", values[0])
+            if widgets.widget("w.optimize.slice") not in values:
+                widgets.set_widget("w.optimize.slice", values[0])
             fixed[third] = float(
                 slice_cols[1].select_slider(
                     f"{labels.get(third, third)}", values, key="w.optimize.slice", format_func=lambda v: f"{v:g}"
@@ -312,11 +313,11 @@ with tab_map:
         )
         if x != y:
             cells = heatmap_cells(result.table, x, y, z, fixed, others)
-            shown = stability(cells) if view.startswith("stability") else cells
+            heat = stability(cells) if view.startswith("stability") else cells
             where = ", ".join(f"{labels.get(k, k)} = {v:g}" for k, v in fixed.items())
             title = f"{LABELS.get(z, z)}: {view.split(' (')[0]}" + (f" at {where}" if where else "")
             event = st.plotly_chart(
-                charts.grid_heatmap(shown, x, y, z, title, sampled=result.search != "grid", names=labels),
+                charts.grid_heatmap(heat, x, y, z, title, sampled=result.search != "grid", names=labels),
                 width="stretch",
                 on_select="rerun",
                 selection_mode="points",
@@ -329,8 +330,8 @@ with tab_map:
                 combo = cell_combination(result.table, objective, keys, picked)
                 if combo is not None:
                     app_state.apply_best(combo)
-                    app_state.open_next("backtest")
-                    app_state.forget_widget("w.optimize.map")  # a click opens the backtest once, not on every visit
+                    links.open_next("backtest")
+                    widgets.forget_widget("w.optimize.map")  # a click opens the backtest once, not on every visit
                     st.switch_page("../pages/backtest.py")
         if out.mode == "split":
             st.plotly_chart(charts.in_vs_out(ranked, objective), width="stretch")

@@ -4,8 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import formatting as app_format
-from app import state as app_state
-from app import whatif
+from app import identity, whatif, widgets
 from engine.metrics import KEY_METRICS, LABELS
 from engine.plots import charts
 from engine.server import service
@@ -16,12 +15,12 @@ if service.history_off() is not None:
     # off by setting: a fact (info); off by a fault of the disk: a warning
     (st.warning if service.cache_off() else st.info)(service.history_off())
     st.stop()
-me = app_state.user_id()
+me = identity.user_id()
 everyone = False
 if service.team_view():
-    app_state.seed_widget("w.runs.everyone", False)
+    widgets.seed_widget("w.runs.everyone", False)
     everyone = st.toggle(
-        "Show the team's runs (read-only unless yours)", key="w.runs.everyone", persist_state=app_state.KEEP
+        "Show the team's runs (read-only unless yours)", key="w.runs.everyone", persist_state=widgets.KEEP
     )
 first = service.runs_page(me, everyone, limit=PAGE_SIZE)
 total = first.total
@@ -86,7 +85,7 @@ if c[0].button(
 
 
 def save_note() -> None:
-    service.set_note(pick, me, app_state.widget(f"w.runs.note.{pick}") or "")
+    service.set_note(pick, me, widgets.widget(f"w.runs.note.{pick}") or "")
 
 
 st.text_input(
@@ -123,13 +122,13 @@ elif record.kind == "montecarlo":
     left.dataframe(value.summary().style.format("{:,.2f}"), width="stretch")
     right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
 elif record.kind == "optimize":
-    table = value.ranked
+    ranked = value.ranked
     st.dataframe(
-        table,
+        ranked,
         width="stretch",
         height=300,
         hide_index=True,
-        column_config=app_format.grid_columns(table, app_format.rule_number_titles(record.rule)),
+        column_config=app_format.grid_columns(ranked, app_format.rule_number_titles(record.rule)),
     )
 
 backtests = [r.id for r in runs if r.kind == "backtest"]

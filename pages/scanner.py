@@ -4,29 +4,30 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import dataset, widgets
 from app import formatting as app_format
 from app import state as app_state
-from app.state import KEEP, param_widget
+from app.widgets import KEEP, param_widget
 from engine.plots import charts
 from engine.rules import COLUMN_PRESETS, PRESETS, Condition, RuleError, available, conditions_to_rule, missing_columns
 
 st.title("Scanner")
-app_state.seed_widget("rule_text", app_state.rule())
+widgets.seed_widget("rule_text", app_state.rule())
 
 
 def _apply(text: str) -> None:
-    app_state.set_widget("rule_text", text)
+    widgets.set_widget("rule_text", text)
     app_state.set_rule(text)
 
 
-market = app_state.require_market()
+market = dataset.require_market()
 own = market.column_kinds()
 presets = PRESETS | COLUMN_PRESETS
 
 
 def _on_preset() -> None:
-    if app_state.widget("w.scanner.preset") in presets:
-        _apply(presets[app_state.widget("w.scanner.preset")])
+    if widgets.widget("w.scanner.preset") in presets:
+        _apply(presets[widgets.widget("w.scanner.preset")])
 
 
 has_volume = bool((~np.isnan(market.volume)).any())
@@ -39,7 +40,7 @@ def _preset_label(name: str) -> str:
 
 left, right = st.columns([1, 2])
 with left:
-    app_state.seed_widget("w.scanner.preset", "(custom)")
+    widgets.seed_widget("w.scanner.preset", "(custom)")
     st.selectbox(
         "Preset",
         ["(custom)", *presets],
@@ -54,9 +55,9 @@ with left:
             [("rsi(14)", "<", "30"), ("close", ">", "sma(200)"), ("", ">", "")]
         ):
             k = f"w.scanner.cond{i}"
-            app_state.seed_widget(f"{k}.left", left_text)
-            app_state.seed_widget(f"{k}.op", op)
-            app_state.seed_widget(f"{k}.right", right_text)
+            widgets.seed_widget(f"{k}.left", left_text)
+            widgets.seed_widget(f"{k}.op", op)
+            widgets.seed_widget(f"{k}.right", right_text)
             a, b, c = st.columns([3, 2, 2])
             lhs = a.text_input("Left", key=f"{k}.left", label_visibility="collapsed", persist_state=KEEP)
             op = b.selectbox(
@@ -69,7 +70,7 @@ with left:
             rhs = c.text_input("Right", key=f"{k}.right", label_visibility="collapsed", persist_state=KEEP)
             if lhs.strip() and rhs.strip():
                 conds.append(Condition(lhs.strip(), op, rhs.strip()))
-        app_state.seed_widget("w.scanner.join", "and")
+        widgets.seed_widget("w.scanner.join", "and")
         join = st.radio("Join with", ["and", "or"], horizontal=True, key="w.scanner.join", persist_state=KEEP)
         if own:
             st.caption(
@@ -83,15 +84,15 @@ with right:
         "Rule",
         key="rule_text",
         height=90,
-        on_change=lambda: app_state.set_rule(app_state.widget("rule_text")),
+        on_change=lambda: app_state.set_rule(widgets.widget("rule_text")),
         help="e.g. rsi(14) < 30 and close > sma(200) rank by relative_volume(20) desc",
     )
-    if app_state.value("signal_type") == "both":  # Direction (Backtest page): longs and shorts in one book
+    if widgets.value("signal_type") == "both":  # Direction (Backtest page): longs and shorts in one book
         param_widget("short_rule", help="Its signals open shorts; the rule above opens longs. e.g. rsi(14) > 70")
     st.caption(f"Available — {available(own)}.")
 
 lacking = missing_columns(app_state.rule(), own, has_volume)
-if lacking and app_state.widget("w.scanner.preset") in presets:
+if lacking and widgets.widget("w.scanner.preset") in presets:
     st.warning(
         f"This preset needs a {', '.join(lacking)} column, which this data does not have: load or attach a file "
         "with it on the Data page, or edit the rule."
@@ -133,7 +134,7 @@ if len(hits) > 2000:
     st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 
 hit_symbols = list(pd.unique(hits.symbol))
-symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{app_state.data_id()}")
+symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{dataset.data_id()}")
 j = market.column(symbol)
 overlays: dict[str, np.ndarray] = {}
 lower: dict[str, np.ndarray] = {}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import state as app_state
+from app import widgets
 from engine import params as table
 
 APP = "../app/main.py"
@@ -119,7 +119,7 @@ def test_query_params_restore_the_scan_and_backtest():
         page="backtest",
     )
     assert not at.exception
-    result = at.session_state["result"]
+    result = at.session_state["session"].result
     assert result.params.stop_loss == 3.0 and result.params.take_profit is None
     assert result.params.holding_period == 7 and result.params.signal_type == "short"
     assert result.trades.bars_held.max() <= 7
@@ -131,7 +131,7 @@ def test_bad_query_params_are_ignored_with_a_notice(bad):
     at = fresh(bad)
     assert not at.exception
     for p in table.backtest_params():
-        held = at.session_state[app_state.key(p.path)]
+        held = at.session_state[widgets.key(p.path)]
         assert held == p.default or (held is None and p.off and not p.default)  # an empty box reads "Off"
     assert any("was ignored" in w.value for w in at.warning)
 
@@ -150,14 +150,14 @@ def test_sizing_and_limits_come_from_the_link_and_the_form():
         page="backtest",
     )
     assert not at.exception
-    p = at.session_state["result"].params
+    p = at.session_state["session"].result.params
     assert (p.sizing.method, p.sizing.vol_target_pct) == ("volatility_target", 15.0)
     assert p.limits.max_position_pct is None and p.limits.max_correlation == 0.5
     assert p.allow_leverage and p.max_leverage == 1.5
     assert any("Target volatility" in n.label for n in at.number_input)
     at.selectbox(key="p.size").set_value("fixed_amount").run()
     assert any(n.label == "Amount per trade" for n in at.number_input)  # and the edit ran at once:
-    assert at.session_state["result"].params.sizing.method == "fixed_amount"
+    assert at.session_state["session"].result.params.sizing.method == "fixed_amount"
     assert at.query_params["size"] in ("fixed_amount", ["fixed_amount"])
 
 
@@ -170,12 +170,12 @@ def cache_dir(tmp_path, monkeypatch):
 def test_a_repeat_backtest_is_a_cache_hit_and_the_run_is_listed(cache_dir):
     at = fresh()
     at.switch_page("../pages/backtest.py").run()  # runs at once
-    assert at.session_state["backtest_cache_hit"] is False
+    assert at.session_state["session"].cache_hits["backtest"] is False
     assert not any(b.key == "w.backtest.run" for b in at.button)  # results follow edits: no Run button
     at.number_input(key="p.sl").set_value(3.0).run()
-    assert at.session_state["backtest_cache_hit"] is False
+    assert at.session_state["session"].cache_hits["backtest"] is False
     at.number_input(key="p.sl").set_value(5.0).run()  # the first settings (the default) again
-    assert at.session_state["backtest_cache_hit"] is True
+    assert at.session_state["session"].cache_hits["backtest"] is True
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
     runs = at.dataframe[0].value
@@ -207,7 +207,7 @@ def test_sessions_do_not_see_each_others_data_or_runs(cache_dir):
     alice.file_uploader(key="upload").upload("mine.csv", csv, "text/csv").run()
     alice.switch_page("../pages/backtest.py").run()
     bob.run()
-    assert bob.session_state["market"].symbols != alice.session_state["market"].symbols
+    assert bob.session_state["session"].market.symbols != alice.session_state["session"].market.symbols
     assert metrics(bob)["Symbols"] == "6"
     bob.switch_page("../pages/backtest.py").run()  # runs at once
     alice.switch_page("../pages/runs.py").run()
@@ -253,14 +253,14 @@ def test_optimize_runs_a_grid_and_hands_the_best_to_the_backtest():
     at.number_input(key="p.mint").set_value(1).run()
     at.button[0].click().run()
     assert not at.exception
-    run = at.session_state["opt"]
+    run = at.session_state["session"].opt
     result, merged = run.grid, run.ranked
     assert run.mode == "split" and len(merged) == 6 and "sharpe_oos" in merged
     assert any("Best in-sample" in s.value for s in at.success)
     best = result.best()
     at.button[1].click().run()
     assert at.session_state["p.sl"] == best["stop_loss"]
-    assert at.session_state["rule"] == f"rsi(14) < {int(best['rule.1'])}"
+    assert at.session_state["session"].rule == f"rsi(14) < {int(best['rule.1'])}"
 
 
 def test_monte_carlo_resamples_the_last_backtest(cache_dir):
@@ -292,12 +292,12 @@ def test_load_without_the_bad_rows_then_download_the_report_and_exclude_outliers
     assert metrics(at)["Symbols"] == "6"  # the sample stays until the user decides
     at.button(key="load_without").click().run()
     assert not at.exception and not at.error
-    market = at.session_state["market"]
+    market = at.session_state["session"].market
     assert market.symbols == ("AAA", "BBB") and market.dropped_rows.line.tolist() == [12]
     assert any("Left out 1 bad rows" in w.value for w in at.warning)
     assert any("+150%" in w.value for w in at.warning)  # BBB jumps from 10 to 25: flagged
     at.button(key="exclude_outliers").click().run()
-    assert at.session_state["market"].symbols == ("AAA",)
+    assert at.session_state["session"].market.symbols == ("AAA",)
 
 
 def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_bytes_until_shared(cache_dir):
@@ -307,13 +307,13 @@ def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_byt
     alice, bob = fresh(user="alice@x.org"), fresh(user="bob@x.org")
     alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
     assert not any("nothing is private" in c.value for c in alice.caption)  # signed in: private by default
-    data_id = alice.session_state["data_id"]
+    data_id = alice.session_state["session"].data_id
     alice.switch_page("../pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9.5 and rsi(3) < 77").run()
     alice.switch_page("../pages/backtest.py").run()  # runs at once
-    assert not alice.exception and alice.session_state["result"] is not None
+    assert not alice.exception and alice.session_state["session"].result is not None
     bob.file_uploader(key="upload").upload("bobs-copy.csv", csv, "text/csv").run()  # the same bytes, his listing
-    assert bob.session_state["data_id"] == data_id
+    assert bob.session_state["session"].data_id == data_id
     bob.switch_page("../pages/runs.py").run()
     assert "No runs yet" in bob.info[0].value  # Bob's own runs: none
     bob.toggle(key="w.runs.everyone").set_value(True).run()
@@ -330,8 +330,8 @@ def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_byt
     alice.text_area(key="rule_text").set_value("close > 9").run()
     alice.switch_page("../pages/runs.py").run()
     alice.button(key="runs_restore").click().run()  # her rule and settings come back, and it runs
-    assert not alice.exception and alice.session_state["rule"] == "close > 9.5 and rsi(3) < 77"
-    assert alice.session_state["result"].metrics["n_trades"] == 130
+    assert not alice.exception and alice.session_state["session"].rule == "close > 9.5 and rsi(3) < 77"
+    assert alice.session_state["session"].result.metrics["n_trades"] == 130
     alice.switch_page("../pages/data.py").run()
     alice.button(key="stored_share").click().run()  # alice lists it for the team: her runs on it are the team's
     bob.switch_page("../pages/runs.py").run()
@@ -347,9 +347,10 @@ def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(
     )
     alice = fresh(user="alice@x.org")
     alice.file_uploader(key="upload").upload("alice-secret-book.csv", csv, "text/csv").run()
-    data_id = alice.session_state["data_id"]
+    data_id = alice.session_state["session"].data_id
     bob = fresh({"data": data_id, "rule": "close > 9"}, page="backtest", user="bob@x.org")
-    assert not bob.exception and bob.session_state["market"] is None and bob.session_state["result"] is None
+    held = bob.session_state["session"]
+    assert not bob.exception and held.market is None and held.result is None
     assert any("private to its owner; ask them to share it" in e.value for e in bob.error)
     assert "alice-secret-book" not in str(bob) and "ZZZ" not in str(bob)
     unknown = fresh({"data": "0123456789abcdef", "rule": "close > 9"}, page="backtest", user="bob@x.org")
@@ -357,7 +358,7 @@ def test_a_link_to_a_private_dataset_runs_nothing_for_another_user_until_shared(
     assert said == [e.value.replace("0123456789abcdef", "ID") for e in unknown.error]
     alice.button(key="stored_share").click().run()  # alice lists it for the team
     bob = fresh({"data": data_id, "rule": "close > 9"}, page="backtest", user="bob@x.org")
-    assert bob.session_state["market"].symbols == ("ZZZ",)
+    assert bob.session_state["session"].market.symbols == ("ZZZ",)
 
 
 def test_without_sign_in_nothing_is_private_and_with_a_proxy_a_visit_without_its_header_is_read_only(
@@ -383,7 +384,7 @@ def test_an_upload_on_a_broken_store_still_loads_with_one_warning(tmp_path, monk
     shutil.rmtree(tmp_path / "ro" / "datasets")
     (tmp_path / "ro" / "datasets").write_text("a file where the store should be")
     at.file_uploader(key="upload").upload("mine.csv", csv, "text/csv").run()
-    assert not at.exception and at.session_state["market"].symbols == ("ZZZ",)
+    assert not at.exception and at.session_state["session"].market.symbols == ("ZZZ",)
     assert [w.value for w in at.warning if "not stored on the server" in w.value] == [
         "This dataset is loaded but not stored on the server (its storage is full or unavailable): links to it "
         "work only in this session."
@@ -402,7 +403,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     blocker.write_text("a file where the cache directory should be, like a read-only mount")
     monkeypatch.setenv("SCANNER_CACHE_DIR", str(blocker / "cache"))
     at = fresh(page="backtest")  # runs at once
-    assert not at.exception and at.session_state["result"] is not None
+    assert not at.exception and at.session_state["session"].result is not None
     assert any("Caching is off" in w.value for w in at.warning)
     at.switch_page("../pages/runs.py").run()
     assert not at.exception and "Caching and run history are off" in at.warning[0].value
@@ -412,7 +413,7 @@ def test_an_unusable_or_deleted_cache_directory_keeps_the_app_working(tmp_path, 
     shutil.rmtree(tmp_path / "live")  # deleted while the server runs
     at.number_input(key="p.sl").set_value(3.0)
     at.run()
-    assert not at.exception and at.session_state["result"].params.stop_loss == 3.0
+    assert not at.exception and at.session_state["session"].result.params.stop_loss == 3.0
     at.switch_page("../pages/runs.py").run()
     assert not at.exception
 
@@ -452,7 +453,7 @@ def test_a_run_waits_for_the_servers_memory_then_runs_or_says_the_server_is_busy
     started = time.monotonic()
     at.number_input(key="p.sl").set_value(4.5).run()  # an edit reruns at once
     assert time.monotonic() - started >= 1.0  # it waited its turn ...
-    assert not at.exception and at.session_state["result"] is not None  # ... then ran
+    assert not at.exception and at.session_state["session"].result is not None  # ... then ran
     monkeypatch.setenv("SCANNER_QUEUE_WAIT_S", "0.3")
     at = fresh(page="backtest")
     with server_budget().reserve(32 * 2**20, "grid"):
@@ -499,18 +500,18 @@ def test_the_data_page_fixes_one_flagged_bar_at_a_time(cache_dir):
         rows += [b"FLAT,%s,50,50,50,50,1000" % str(d.date()).encode()]
     at = fresh()
     at.file_uploader(key="upload").upload("split.csv", b"\n".join(rows), "text/csv").run()
-    before = at.session_state["data_id"]
-    assert len(at.session_state["market"].issues) == 1
+    before = at.session_state["session"].data_id
+    assert len(at.session_state["session"].market.issues) == 1
     at.button(key="w.data.fix.adjust").click().run()
     assert not at.exception
-    market = at.session_state["market"]
-    assert market.issues.empty and at.session_state["data_id"] != before  # a new dataset, for links
+    market = at.session_state["session"].market
+    assert market.issues.empty and at.session_state["session"].data_id != before  # a new dataset, for links
     assert any("Back-adjusted the SPL split" in w.value for w in at.warning)
 
 
 def test_a_run_with_few_trades_greys_its_per_trade_figures_and_says_why():
     at = fresh({"rule": "rsi(14) < 12"}, page="backtest")  # a handful of signals on the sample
-    n = at.session_state["result"].metrics["n_trades"]
+    n = at.session_state["session"].result.metrics["n_trades"]
     assert not at.exception and 0 < n < 20
     shown = metrics(at)
     assert "Profit factor · few trades" in shown and "Win rate [%] · few trades" in shown
