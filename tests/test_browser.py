@@ -958,8 +958,10 @@ def test_on_the_pse_set_the_backtest_banner_names_the_trades_that_crossed_flagge
 @pytest.mark.parametrize(
     ("expander", "field", "value", "url_key"),
     [
-        ("Costs", "Slippage (bps)", "25", "slip"),
+        ("Shape", "Rebalance band (%)", "2", "band"),
         ("Orders", "Entry offset (%)", "1", "eoff"),
+        ("Costs", "Slippage (bps)", "25", "slip"),
+        ("Sizing and leverage", "Max leverage", "1.5", "maxlev"),
         ("Risk limits", "Max single position (%)", "20", "lpos"),
     ],
 )
