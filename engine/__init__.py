@@ -18,6 +18,7 @@ True
 from .backtest import BacktestParams, BacktestResult, backtest
 from .data import DataError, Market, attach_columns, load_market, load_sample
 from .errors import InputError
+from .events import EventStudy, forward_returns
 from .montecarlo import monte_carlo
 from .optimize import optimize
 from .risk import RiskLimits
@@ -30,12 +31,14 @@ __all__ = [
     "BacktestParams",
     "BacktestResult",
     "DataError",
+    "EventStudy",
     "InputError",
     "Market",
     "RiskLimits",
     "Sizing",
     "attach_columns",
     "backtest",
+    "forward_returns",
     "load_market",
     "load_sample",
     "monte_carlo",

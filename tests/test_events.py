@@ -1,0 +1,151 @@
+"""The event study: forward returns of every signal, checked by hand, against pandas and against statsmodels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import InputError, scan, synthetic_market
+from engine.events import forward_returns
+from tests.conftest import bars_market, signal_at
+
+
+def closes(*prices: float | None) -> list[tuple[float, float, float, float]]:
+    """Bars whose open is the previous close plus 1 (so next-open entries differ from closes); None: no bar."""
+    out, prev = [], None
+    for c in prices:
+        if c is None:
+            out.append((None, None, None, None))
+            continue
+        o = (prev + 1.0) if prev is not None else c
+        out.append((o, max(o, c), min(o, c), c))
+        prev = c
+    return out
+
+
+def test_returns_excess_and_excursions_by_hand():
+    m = bars_market({"A": closes(10, 10, 10, 12, 9, 15, 11), "B": closes(20, 20, 20, 22, 24, 26, 28)})
+    study = forward_returns(m, signal_at(m, A=[1]), horizons=(1, 3), benchmark="universe")
+    e = study.events.iloc[0]
+    entry = 11.0  # the open of bar 2: the close of bar 1 plus 1
+    assert e.entry_price == entry and e.entry_date == m.dates[2]
+    assert e.ret_1 == pytest.approx(10 / entry - 1)  # the close of bar 2
+    assert e.ret_3 == pytest.approx(9 / entry - 1)  # the close of bar 4
+    assert e.mfe_3 == pytest.approx(12 / entry - 1) and e.mae_3 == pytest.approx(9 / entry - 1)  # closes 2..4
+    universe_3 = ((9 / 11 - 1) + (24 / 21 - 1)) / 2  # both symbols entered at bar 2's open, out at bar 4's close
+    assert e.excess_3 == pytest.approx(e.ret_3 - universe_3)
+    at_close = forward_returns(m, signal_at(m, A=[1]), horizons=(3,), entry="close", benchmark="B").events.iloc[0]
+    assert at_close.entry_price == 10.0 and at_close.ret_3 == pytest.approx(9 / 10 - 1)
+    assert at_close.excess_3 == pytest.approx((9 / 10 - 1) - (24 / 20 - 1))  # B from its own close of bar 1
+
+
+def test_a_horizon_past_the_data_is_nan_and_a_last_bar_signal_is_listed_open():
+    m = bars_market({"A": closes(10, 11, 12, 13, 14)})
+    study = forward_returns(m, signal_at(m, A=[2, 4]), horizons=(1, 3), benchmark=None)
+    first, last = study.events.iloc[0], study.events.iloc[1]
+    assert first.entry_price == 13.0 and first.ret_1 == pytest.approx(0.0)  # in at 13 (bar 3 open), out at 13
+    assert np.isnan(first.ret_3)  # bar 5 does not exist: NaN, never the shorter return
+    assert bool(last.open) and np.isnan(last.entry_price) and study.open_events == 1
+    assert study.summary.loc[3, "open"] == 2 and study.summary.loc[1, "events"] == 1
+
+
+def test_a_gap_inside_a_horizon_is_skipped_by_the_excursions_and_a_missing_end_is_counted():
+    m = bars_market({"A": closes(10, 10, 12, None, 8, 11), "B": closes(5, 5, 5, 5, 5, 5)})
+    study = forward_returns(m, signal_at(m, A=[1]), horizons=(2, 3), entry="close", benchmark=None)
+    e = study.events.iloc[0]
+    assert np.isnan(e.ret_2) and study.summary.loc[2, "missing"] == 1  # no close at t+2
+    assert e.ret_3 == pytest.approx(8 / 10 - 1)
+    assert e.mfe_3 == pytest.approx(12 / 10 - 1) and e.mae_3 == pytest.approx(8 / 10 - 1)
+
+
+def test_cooldown_counts_the_hits_of_one_move_once():
+    m = bars_market({"A": closes(*range(10, 30)), "B": closes(*range(40, 60))})
+    signals = signal_at(m, A=[1, 2, 3, 8, 9], B=[2])
+    every = forward_returns(m, signals, horizons=(1,), cooldown=0)
+    assert len(every.events) == 6
+    cooled = forward_returns(m, signals, horizons=(1,), cooldown=3)
+    assert [(str(s), d) for s, d in zip(cooled.events.symbol, cooled.events.date, strict=True)] == [
+        ("A", m.dates[1]),
+        ("B", m.dates[2]),
+        ("A", m.dates[8]),
+    ]  # A at 2 and 3 are within 3 bars of 1; at 9 within 3 of 8
+    assert every.summary.loc[1, "independent"] == 6  # one-bar windows never overlap
+
+
+def test_ret_h_equals_pandas_shift_on_the_sample(sample):
+    signals = scan(sample, "rsi(14) < 35")
+    study = forward_returns(sample, signals, horizons=(1, 5, 20), benchmark=None, random_draws=0)
+    close = pd.DataFrame(sample.close, index=sample.dates, columns=sample.symbols)
+    opened = pd.DataFrame(sample.open, index=sample.dates, columns=sample.symbols)
+    for h in (1, 5, 20):
+        expected = close.shift(-h) / opened.shift(-1) - 1
+        got = [expected.at[d, str(s)] for s, d in zip(study.events.symbol, study.events.date, strict=True)]
+        np.testing.assert_allclose(study.events[f"ret_{h}"], got, rtol=1e-12, equal_nan=True)
+
+
+def test_the_clustered_interval_is_statsmodels_ols_with_errors_clustered_by_date(sample):
+    sm = pytest.importorskip("statsmodels.api")
+    study = forward_returns(sample, scan(sample, "rsi(14) < 40"), horizons=(5,), random_draws=0)
+    e = study.events.dropna(subset=["excess_5"])
+    fit = sm.OLS(e["excess_5"].to_numpy(), np.ones(len(e))).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(e["date"])[0]}
+    )
+    row = study.summary.loc[5]
+    assert row.mean_excess == pytest.approx(fit.params[0], rel=1e-10)
+    assert row.se == pytest.approx(fit.bse[0], rel=1e-10)
+    low, high = fit.conf_int(alpha=0.05)[0]
+    assert (row.ci_low, row.ci_high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    assert row.dates == e["date"].nunique() < row.events  # many stocks on one day: fewer clusters than events
+
+
+def test_the_random_percentile_is_reproducible_by_seed_and_moves_with_it(sample):
+    signals = scan(sample, "rsi(14) < 30")
+
+    def pctile(seed: int) -> float:
+        study = forward_returns(sample, signals, horizons=(10,), random_draws=200, seed=seed)
+        return study.summary.loc[10, "random_pctile"]
+
+    a, b, c = pctile(3), pctile(3), pctile(4)
+    assert a == b and 0 <= a <= 100 and not np.isnan(c)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.integers(min_value=80, max_value=290), seed=st.integers(0, 50))
+def test_no_look_ahead_data_cut_at_t_gives_the_same_returns_for_every_horizon_ended_before_t(cut, seed):
+    m = synthetic_market(4, 300, seed=seed)
+    signals = np.random.default_rng(seed).random(m.shape) < 0.05
+    full = forward_returns(m, signals, horizons=(1, 5), benchmark="universe", random_draws=0).events
+    part = forward_returns(m.window(0, cut), signals[:cut], horizons=(1, 5), benchmark="universe", random_draws=0)
+    bars = {d: i for i, d in enumerate(m.dates)}
+    for h in (1, 5):
+        ended = [bars[d] + h < cut for d in full.date]
+        within = [bars[d] + h < cut for d in part.events.date]
+        for column in (f"ret_{h}", f"excess_{h}", f"mfe_{h}", f"mae_{h}"):
+            np.testing.assert_allclose(full[column][ended], part.events[column][within], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"horizons": (0, 5)}, "Horizons are whole numbers"),
+        ({"entry": "open"}, "entry must be one of"),
+        ({"cooldown": -1}, "cooldown is a whole number"),
+        ({"benchmark": "ZZZZ"}, "not a symbol of this dataset"),
+    ],
+)
+def test_bad_settings_say_what_is_allowed(sample, kwargs, words):
+    with pytest.raises(InputError, match=words):
+        forward_returns(sample, scan(sample, "rsi(14) < 30"), random_draws=0, **kwargs)
+
+
+def test_past_the_draw_budget_the_random_percentile_comes_from_the_normal_the_draws_tend_to(sample, monkeypatch):
+    import engine.events as events
+
+    signals = scan(sample, "rsi(14) < 40")
+    drawn = forward_returns(sample, signals, horizons=(5, 20), random_draws=400, seed=1).summary.random_pctile
+    monkeypatch.setattr(events, "RANDOM_CELLS", 0)  # every study is past the budget: the moments' normal
+    normal = forward_returns(sample, signals, horizons=(5, 20), random_draws=400, seed=1).summary.random_pctile
+    np.testing.assert_allclose(normal, drawn, atol=6.0)  # percentiles agree within the draws' own noise
