@@ -249,3 +249,62 @@ def adx(high, low, close, n):
             ph, pl, pc = h, lo, c
             k += 1
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cross-sectional kernels: each bar (row) on its own, over the symbols with a value on it (and, with groups,
+# within each group): no bar sees another, so there is no look-ahead by construction.
+# ---------------------------------------------------------------------------------------------------
+
+CS_RANK, CS_PERCENTILE, CS_ZSCORE = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def cross_section(x, groups, mode):
+    """Per bar and group: rank (1 = highest, ties share their average rank), percentile (the ascending average
+    rank over the count, x 100: pandas' rank(pct=True) * 100) or z-score ((x - mean) / sample std, NaN under
+    two values). `groups` (bars or 1 x symbols) holds a group code per cell, NaN for none; one group: zeros."""
+    t_len, m = x.shape
+    out = np.full((t_len, m), np.nan)
+    idx = np.empty(m, np.int64)
+    vals = np.empty(m)
+    for t in range(t_len):
+        g_row = groups[t if groups.shape[0] > 1 else 0]
+        done = np.zeros(m, np.bool_)
+        for start in range(m):
+            if done[start] or np.isnan(x[t, start]) or np.isnan(g_row[start]):
+                continue
+            g = g_row[start]
+            n = 0
+            for j in range(start, m):  # the group's members with a value on this bar
+                if not done[j] and g_row[j] == g and not np.isnan(x[t, j]):
+                    done[j] = True
+                    idx[n] = j
+                    vals[n] = x[t, j]
+                    n += 1
+            if mode == CS_ZSCORE:
+                if n < 2:
+                    continue
+                mean = 0.0
+                for a in range(n):
+                    mean += vals[a]
+                mean /= n
+                var = 0.0
+                for a in range(n):
+                    var += (vals[a] - mean) ** 2
+                sd = np.sqrt(var / (n - 1))
+                for a in range(n):
+                    out[t, idx[a]] = (vals[a] - mean) / sd if sd > 0 else np.nan
+                continue
+            order = np.argsort(vals[:n], kind="mergesort")
+            a = 0
+            while a < n:  # a run of ties shares the average of its ascending ranks
+                b = a
+                while b + 1 < n and vals[order[b + 1]] == vals[order[a]]:
+                    b += 1
+                ascending = (a + b) / 2.0 + 1.0
+                for c in range(a, b + 1):
+                    j = idx[order[c]]
+                    out[t, j] = ascending / n * 100.0 if mode == CS_PERCENTILE else n + 1.0 - ascending
+                a = b + 1
+    return out

@@ -80,7 +80,11 @@ FUNCTIONS = {
     "max": "max(a, b)",
     "weekly": "weekly(x): x on weekly bars (weeks ending Friday), from the first bar after the week ends",
     "monthly": "monthly(x): x on monthly bars, from the first bar after the month ends",
+    "rank": "rank(x, by=sector): 1 for the highest x across the symbols on this bar (optionally within each group)",
+    "percentile": "percentile(x, by=sector): 0-100 across the symbols on this bar (100: the highest)",
+    "zscore": "zscore(x, by=sector): (x - mean) / std across the symbols on this bar",
 }
+CROSS_SECTION = {"rank": k.CS_RANK, "percentile": k.CS_PERCENTILE, "zscore": k.CS_ZSCORE}
 reserve_names(FUNCTIONS)  # own columns cannot shadow them
 
 PRESETS = {
@@ -420,6 +424,8 @@ class _Checker(ast.NodeVisitor):
         if not isinstance(node.func, ast.Name):
             self.fail(node, "Only plain function calls like sma(50) are allowed")
         name = node.func.id
+        if name in CROSS_SECTION:
+            return self._cross_section(node, name)
         if node.keywords:
             self.fail(node.keywords[0].value, f"{name}() takes positional arguments only")
         if name in CATALOGUE:
@@ -465,6 +471,19 @@ class _Checker(ast.NodeVisitor):
                 self.visit(arg)
         else:
             self.fail(node.func, f"Unknown function {name!r}")
+
+    def _cross_section(self, node: ast.Call, name: str) -> None:
+        """rank/percentile/zscore(x) with an optional by=<text column>."""
+        if len(node.args) != 1:
+            self.fail(node, f"{FUNCTIONS[name]} takes 1 argument, got {len(node.args)}")
+        texts = sorted(n for n, kind in self.columns.items() if kind == "text")
+        for kw in node.keywords:
+            if kw.arg != "by":
+                self.fail(kw.value, f"{name}() takes one keyword, by=<a text column>, e.g. {name}(roc(126), by=sector)")
+            if not (isinstance(kw.value, ast.Name) and self.columns.get(kw.value.id) == "text"):
+                which = f"its text columns are {', '.join(texts)}" if texts else "the data has no text column"
+                self.fail(kw.value, f"{name}'s by= names a text column ({which})")
+        self.visit(node.args[0])
 
 
 _KIND_WORD = {"int": "whole number", "float": "number"}
@@ -552,6 +571,8 @@ class _Evaluator:
             return value
         if name in PERIODS:
             return self._period(name, node)
+        if name in CROSS_SECTION:
+            return self._cross_section(name, node)
         args = [self.eval(a) for a in node.args]
         if name in ("crosses_above", "crosses_below"):
             a, b = (np.broadcast_to(x, self.memo.market.shape).astype(float) for x in args)
@@ -570,6 +591,18 @@ class _Evaluator:
         if name == "abs":
             return np.abs(args[0])
         return (np.fmin if name == "min" else np.fmax)(args[0], args[1])
+
+    def _cross_section(self, name: str, node: ast.Call) -> np.ndarray:
+        """rank/percentile/zscore of x across the symbols on each bar, within each group of `by` if given."""
+        market = self.memo.market
+        x = np.ascontiguousarray(np.broadcast_to(self.eval(node.args[0]), market.shape), dtype=np.float64)
+        groups = np.zeros((1, market.shape[1]))
+        by = node.keywords[0].value if node.keywords else None  # the checker let only by=<text column> through
+        if isinstance(by, ast.Name):
+            groups = np.ascontiguousarray(market.own_column(by.id)[0], dtype=np.float64)
+        value = k.cross_section(x, groups, CROSS_SECTION[name])
+        self.used[ast.get_source_segment(self.source, node) or name] = value
+        return value
 
     def _text_compare(self, node: ast.Compare) -> np.ndarray:
         """A text column against text: codes compared with the labels' codes; a bar without a value is false."""
