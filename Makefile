@@ -42,7 +42,7 @@ test: $(VENV)/.installed system-deps lint
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -o addopts="-q" --cov=engine --cov-config=tests/kernels.coveragerc \
 	  --cov-report=term-missing --cov-fail-under=90 tests/test_kernel_steps.py tests/test_backtest_rules.py \
 	  tests/test_sizing_risk.py tests/test_indicators.py tests/test_backtest_properties.py tests/test_metrics.py \
-	  tests/test_rotation.py tests/test_row_checks.py tests/test_events.py tests/test_cross_section.py
+	  tests/test_rotation.py tests/test_row_checks.py tests/test_events.py tests/test_cross_section.py tests/test_factors.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py

@@ -19,6 +19,7 @@ from .backtest import BacktestParams, BacktestResult, backtest
 from .data import DataError, Market, attach_columns, load_market, load_sample
 from .errors import InputError
 from .events import EventStudy, forward_returns
+from .factors import FactorStudy, factor_returns
 from .montecarlo import monte_carlo
 from .optimize import optimize
 from .risk import RiskLimits
@@ -32,12 +33,14 @@ __all__ = [
     "BacktestResult",
     "DataError",
     "EventStudy",
+    "FactorStudy",
     "InputError",
     "Market",
     "RiskLimits",
     "Sizing",
     "attach_columns",
     "backtest",
+    "factor_returns",
     "forward_returns",
     "load_market",
     "load_sample",

@@ -197,3 +197,48 @@ def random_moments(close, entry_px, offset, dates, date_weight, symbols, symbol_
                         s1[j] += w * r
                         s2[j] += w * r * r
     return s0, s1, s2
+
+
+@njit(cache=True, nogil=True)
+def forward_matrix(open_, close, horizon, next_open):
+    """(bars x symbols): the return from the entry at bar t (the open of t+1, or the close of t) to the close of
+    t+h, NaN past the data or without either price: every cell's forward return, for a factor's quantiles."""
+    n_bars, m = close.shape
+    out = np.full((n_bars, m), np.nan)
+    offset = 1 if next_open else 0
+    for t in range(n_bars - horizon):
+        if t + offset >= n_bars:
+            break
+        for s in range(m):
+            p = open_[t + offset, s] if next_open else close[t, s]
+            c = close[t + horizon, s]
+            if p > 0 and c == c:
+                out[t, s] = c / p - 1.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def row_correlation(a, b):
+    """Per row, the Pearson correlation of a and b over the cells where both are finite (NaN under 3 pairs)."""
+    n_rows, m = a.shape
+    out = np.full(n_rows, np.nan)
+    for t in range(n_rows):
+        n, sa, sb = 0, 0.0, 0.0
+        for s in range(m):
+            if a[t, s] == a[t, s] and b[t, s] == b[t, s]:
+                n += 1
+                sa += a[t, s]
+                sb += b[t, s]
+        if n < 3:
+            continue
+        ma, mb = sa / n, sb / n
+        cov, va, vb = 0.0, 0.0, 0.0
+        for s in range(m):
+            if a[t, s] == a[t, s] and b[t, s] == b[t, s]:
+                da, db = a[t, s] - ma, b[t, s] - mb
+                cov += da * db
+                va += da * da
+                vb += db * db
+        if va > 0 and vb > 0:
+            out[t] = cov / np.sqrt(va * vb)
+    return out

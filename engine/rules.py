@@ -665,6 +665,17 @@ def evaluate(market: Market, text: str, memo: Indicators | None = None) -> tuple
     return np.ascontiguousarray(result), ev.used
 
 
+def expression_values(market: Market, text: str) -> np.ndarray:
+    """A number expression's (bars x symbols) values (a factor such as roc(20) - roc(60), or a ranking)."""
+    check_length(text)
+    tree = parse_rule(text, market.column_kinds())
+    check_budget(market, tree)
+    value = _Evaluator(indicators_for(market), text).eval(tree)
+    if isinstance(value, np.ndarray) and value.dtype == bool:
+        raise RuleError(f"{text!r} is a condition; give a number such as roc(20) or pe_ratio.")
+    return np.ascontiguousarray(np.broadcast_to(value, market.shape), dtype=np.float64)
+
+
 def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool = True) -> Signals:
     """Evaluate a rule on every symbol and bar. `rank_by` (an expression) orders competing signals; it
     can also be written in the rule: '... rank by relative_volume(20) desc'."""

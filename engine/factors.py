@@ -1,0 +1,101 @@
+"""Does a higher rank mean a higher return? A factor (any rule expression, such as `roc(20)`) cut into
+quantiles on each bar, the forward return of each quantile, the top-minus-bottom spread and the information
+coefficient (the Spearman correlation of factor and forward return across the symbols, per bar).
+
+Conventions, against alphalens: quantiles are cut per bar by the factor's percentile rank (ties share their
+average rank, so tied symbols share a quantile) rather than by `pd.qcut` (which fails on tied bin edges and
+makes alphalens drop the bar); the forward return of a bar is entered as the event study enters (the next open
+by default; `entry="close"` is alphalens' close-to-close); means are over every (bar, symbol) observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import _event_kernels as ek
+from . import _indicator_kernels as ik
+from .data import Market
+from .errors import InputError
+from .events import ENTRIES, _horizons
+from .rules import expression_values, scan
+
+FACTOR_HORIZONS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class FactorStudy:
+    """`by_quantile`: mean forward return (rows: quantile 1 = lowest factor; columns: horizon); `spread`: top
+    minus bottom per horizon; `ic`: per horizon the mean, std, t statistic and bars of the daily IC;
+    `ic_monthly`: the mean IC per month (rows) and horizon (columns); `counts`: observations per quantile."""
+
+    factor: str
+    by_quantile: pd.DataFrame
+    spread: pd.Series
+    ic: pd.DataFrame
+    ic_monthly: pd.DataFrame
+    counts: pd.Series
+
+
+def factor_returns(
+    market: Market,
+    factor: str,
+    quantiles: int = 5,
+    horizons: Sequence[int] = FACTOR_HORIZONS,
+    universe_rule: str | None = None,
+    entry: str = "next_open",
+) -> FactorStudy:
+    """The factor's quantile returns and information coefficient on the whole universe (or on the symbols the
+    `universe_rule` selects on each bar)."""
+    hs = _horizons(horizons)
+    if not 2 <= int(quantiles) <= 20:
+        raise InputError(f"quantiles is a whole number from 2 to 20; got {quantiles!r}.")
+    if entry not in ENTRIES:
+        raise InputError(f"entry must be one of {', '.join(ENTRIES)}; got {entry!r}.")
+    values = expression_values(market, factor)
+    if universe_rule:
+        values = np.where(scan(market, universe_rule).matrix, values, np.nan)
+    values = np.where(np.isfinite(market.close), values, np.nan)  # only symbols priced on the bar
+    no_groups = np.zeros((1, market.shape[1]))
+    pct = ik.cross_section(values, no_groups, ik.CS_PERCENTILE)
+    bucket = np.clip(np.ceil(pct / 100.0 * quantiles), 1, quantiles)  # NaN stays NaN
+    means, ic_rows, monthly = {}, [], {}
+    months = market.dates.to_period("M")
+    for h in hs:
+        fwd = ek.forward_matrix(market.open, market.close, h, entry == "next_open")
+        both = np.isfinite(fwd) & np.isfinite(bucket)
+        means[h] = {
+            q: float(np.mean(fwd[both & (bucket == q)])) if (both & (bucket == q)).any() else np.nan
+            for q in range(1, quantiles + 1)
+        }
+        paired_factor = np.where(both, values, np.nan)  # the ranks over the pairs with both values
+        ranks_f = ik.cross_section(np.ascontiguousarray(paired_factor), no_groups, ik.CS_PERCENTILE)
+        ranks_r = ik.cross_section(np.ascontiguousarray(np.where(both, fwd, np.nan)), no_groups, ik.CS_PERCENTILE)
+        daily = pd.Series(ek.row_correlation(ranks_f, ranks_r), index=market.dates)
+        valid = daily.dropna()
+        sd = float(valid.std()) if len(valid) > 1 else np.nan
+        ic_rows.append(
+            {
+                "horizon": h,
+                "mean": float(valid.mean()) if len(valid) else np.nan,
+                "std": sd,
+                "t_stat": float(valid.mean() / (sd / np.sqrt(len(valid)))) if sd and sd > 0 else np.nan,
+                "bars": len(valid),
+            }
+        )
+        monthly[h] = daily.groupby(months).mean()
+    by_quantile = pd.DataFrame(means).rename_axis(index="quantile", columns="horizon")
+    counts = pd.Series(
+        {q: int(np.count_nonzero(bucket == q)) for q in range(1, quantiles + 1)}, name="observations"
+    ).rename_axis("quantile")
+    return FactorStudy(
+        factor=factor,
+        by_quantile=by_quantile,
+        spread=(by_quantile.loc[quantiles] - by_quantile.loc[1]).rename("top_minus_bottom"),
+        ic=pd.DataFrame(ic_rows).set_index("horizon"),
+        ic_monthly=pd.DataFrame(monthly).rename_axis(columns="horizon"),
+        counts=counts,
+    )
