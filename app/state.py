@@ -20,6 +20,7 @@ from app.widgets import bt_params, forget_widget, set_value, set_widget, value, 
 from engine import InputError, warmup
 from engine import params as table
 from engine.backtest import BacktestResult
+from engine.events import EventStudy
 from engine.montecarlo import MonteCarloResult
 from engine.optimize import OptimizationRun
 from engine.rules import Signals, substitute_numbers
@@ -117,6 +118,13 @@ def run_backtest() -> BacktestResult:
         s.previous = (s.result, s.result_key[0])
     s.result, s.result_key, s.result_run = result, key_now, run.run_id
     return result
+
+
+def run_events() -> EventStudy:
+    """The event study of the current rule's signals with the Scanner's `events` settings (cached as a run)."""
+    settings = table.library_fields({p.path: value(p.path) for p in table.group("events")})
+    run = service.cached_events(require_market(), rule(), settings, user_id(), link(), signals=signals())
+    return _ran("events", run)
 
 
 def backtest_of(rule_text: str, params) -> BacktestResult:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .backtest import BacktestParams, BacktestResult
+from .events import EventStudy
 from .montecarlo import MonteCarloResult
 from .optimize import OptimizationRun, OptimizeResult, WalkForwardResult
 from .risk import RiskLimits
@@ -45,6 +46,7 @@ def _allowed() -> dict[str, type]:
         OptimizationRun,
         BacktestParams,
         BacktestResult,
+        EventStudy,
         MonteCarloResult,
         OptimizeResult,
         RiskLimits,

@@ -95,6 +95,28 @@ def forward_returns(
     return EventStudy(events, summary, hs, entry, benchmark, int(cooldown), int(events["open"].sum()))
 
 
+MAX_HORIZON = 2_520
+
+
+def study_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The table's `events` settings (by field name, as user values) -> forward_returns' keywords: the horizons'
+    text parsed ("1, 5, 20"), benchmark "none" as None."""
+    text = str(values.get("horizons", "")).replace(" ", "")
+    try:
+        horizons = tuple(int(part) for part in text.split(",") if part)
+    except ValueError:
+        raise InputError(f"Horizons are whole numbers of bars, comma-separated, e.g. 1,5,20; got {text!r}.") from None
+    if any(h > MAX_HORIZON for h in horizons):
+        raise InputError(f"A horizon is at most {MAX_HORIZON:,} bars; got {max(horizons):,}.")
+    benchmark = str(values.get("benchmark", "universe")).strip()
+    return {
+        "horizons": _horizons(horizons),
+        "entry": values.get("entry", "next_open"),
+        "cooldown": int(values.get("cooldown", 0)),
+        "benchmark": None if benchmark.lower() in ("", "none") else benchmark,
+    }
+
+
 def _horizons(horizons: Sequence[int]) -> tuple[int, ...]:
     hs = tuple(sorted({int(h) for h in horizons}))
     if not hs or any(h < 1 for h in hs) or any(int(h) != h for h in horizons):
@@ -196,4 +218,13 @@ def _random_percentiles(
         mu = s1[j] / s0[j] if s0[j] > 0 else np.nan
         sd = np.sqrt(max(s2[j] / s0[j] - mu * mu, 0.0) / (len(bars) * s0[j])) if s0[j] > 0 else np.nan
         out.append(float(50.0 * (1.0 + math.erf((m - mu) / (sd * math.sqrt(2.0))))) if sd > 0 else np.nan)
+    return out
+
+
+def event_figures(study: EventStudy) -> dict[str, float]:
+    """The run history's summary of a study: events, and per horizon the mean excess (or mean) and its t."""
+    out: dict[str, float] = {"events": float(len(study.events))}
+    for h, row in study.summary.iterrows():
+        out[f"mean_{h}"] = float(row["mean_excess"] if study.benchmark is not None else row["mean"])
+        out[f"t_{h}"] = float(row["t_stat"])
     return out

@@ -868,6 +868,49 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("montecarlo.seed", "mcs", "Seed", int, 0, 0, 2**31 - 1, 1),
     Param("montecarlo.drawdown_pct", "mcdd", "Drawdown threshold", float, 20.0, 1.0, 100.0, 1.0, "%"),
+    # Scanner page: what happened after a hit (engine.forward_returns).
+    Param(
+        "events.horizons",
+        "evh",
+        "Horizons",
+        str,
+        "1,5,10,20,60",
+        hi=60,
+        text="list of bar counts",
+        help="Bars after the signal at which its return is measured, comma-separated (1 to 2,520).",
+    ),
+    Param(
+        "events.entry",
+        "eve",
+        "Entry",
+        str,
+        "next_open",
+        choices=("next_open", "close"),
+        help="next_open: in at the open after the signal (what a trader can do); close: at the signal's close.",
+    ),
+    Param(
+        "events.cooldown",
+        "evc",
+        "Cooldown",
+        int,
+        0,
+        0,
+        2_520,
+        1,
+        "bars",
+        help="A signal within this many bars of the previous counted one on the same symbol is dropped, so the "
+        "hits of one move count once (0: every signal counts).",
+    ),
+    Param(
+        "events.benchmark",
+        "evb",
+        "Benchmark",
+        str,
+        "universe",
+        hi=40,
+        text="benchmark",
+        help="universe: the equal-weight return of every symbol over the same span; a symbol; or none.",
+    ),
     # Data page and upload: how a file is read (`LoadOptions`). Not in links: a link names the dataset the
     # reading made.
     Param(
@@ -934,7 +977,7 @@ UNLINKED_GROUPS = ("load",)  # settings a link does not carry
 
 def group(name: str) -> list[Param]:
     """The parameters of one group: '' (BacktestParams' own), 'sizing', 'limits', 'optimize', 'montecarlo',
-    'load'."""
+    'events', 'load'."""
     return list(_GROUPS.get(name, ()))
 
 

@@ -121,6 +121,12 @@ elif record.kind == "montecarlo":
     left, right = st.columns([1, 2])
     left.dataframe(value.summary().style.format("{:,.2f}"), width="stretch")
     right.plotly_chart(charts.fan(value.bands, value.samples), width="stretch")
+elif record.kind == "events":
+    st.caption(
+        f"{len(value.events):,} signals, entered at the {value.entry.replace('_', ' ')}, against "
+        f"{value.benchmark or 'no benchmark'}, cooldown {value.cooldown} bars."
+    )
+    st.dataframe(value.summary, width="stretch")
 elif record.kind == "optimize":
     ranked = value.ranked
     st.dataframe(

@@ -8,6 +8,7 @@ from app import dataset, widgets
 from app import formatting as app_format
 from app import state as app_state
 from app.widgets import KEEP, param_widget
+from engine import InputError
 from engine.plots import charts
 from engine.rules import COLUMN_PRESETS, PRESETS, Condition, RuleError, available, conditions_to_rule, missing_columns
 
@@ -151,3 +152,68 @@ markers = pd.DataFrame(
     }
 )
 st.plotly_chart(charts.candles(market, symbol, overlays, markers, lower or None), width="stretch")
+
+# --- What happened next: every signal's forward return, against the benchmark and random entries -------------
+st.subheader("What happened next")
+st.caption(
+    "Every signal counts here, entered at the next open and held each horizon, whatever a portfolio could afford: "
+    "the screen's own edge, before cash, slots and exits. Intervals are clustered by signal date (stocks hitting "
+    "on one day are not independent)."
+)
+event_cols = st.columns(4)
+for event_col, path in zip(
+    event_cols, ("events.horizons", "events.entry", "events.cooldown", "events.benchmark"), strict=True
+):
+    param_widget(path, event_col)
+try:
+    with st.spinner("Measuring every signal's next bars..."):
+        study = app_state.run_events()
+except InputError as exc:
+    st.error(f"Cannot measure: {exc}")
+    st.stop()
+summary = study.summary
+excess_word = "excess" if study.benchmark is not None else "mean"
+horizon_cols = st.columns(len(summary))
+for horizon_col, (h, row) in zip(horizon_cols, summary.iterrows(), strict=True):
+    tested = row["mean_excess"] if study.benchmark is not None else row["mean"]
+    horizon_col.metric(
+        f"After {h} bar{'s' if h != 1 else ''}",
+        f"{row['mean'] * 100:+.2f}%" if np.isfinite(row["mean"]) else "n/a",
+        delta=f"{tested * 100:+.2f}% {excess_word}" if np.isfinite(tested) else None,
+        delta_color="normal" if study.benchmark is not None else "off",
+        help=f"Mean return of {row['events']:,} signals {h} bars after the entry; the delta: against "
+        f"{'the ' + study.benchmark if study.benchmark else 'nothing'} over the same span.",
+    )
+    interval = f"95%: {row['ci_low'] * 100:+.2f} to {row['ci_high'] * 100:+.2f}%" if np.isfinite(row["ci_low"]) else ""
+    better = f"better than {row['random_pctile']:.0f}% of random entries" if np.isfinite(row["random_pctile"]) else ""
+    horizon_col.caption(" · ".join(t for t in (f"hit rate {row['hit_rate'] * 100:.0f}%", interval, better) if t))
+overlap = summary["events"] - summary["independent"]
+if overlap.max() > 0:
+    worst = int(overlap.idxmax())
+    st.caption(
+        f"At {worst} bars, {int(overlap[worst]):,} of {int(summary.loc[worst, 'events']):,} signals overlap an "
+        "earlier one on the same symbol: set a cooldown to count each move once."
+    )
+if study.open_events:
+    st.caption(f"{study.open_events:,} signals are too recent for even the shortest horizon: listed, not measured.")
+shown_h = st.selectbox("Histogram of the returns after", list(summary.index), index=0, key="w.scanner.events_h")
+bench_mean = summary.loc[shown_h, "mean"] - summary.loc[shown_h, "mean_excess"] if study.benchmark else None
+st.plotly_chart(
+    charts.forward_histogram(study.events[f"ret_{shown_h}"].to_numpy(), shown_h, bench_mean), width="stretch"
+)
+st.dataframe(
+    summary,
+    width="stretch",
+    column_config={
+        **{c: st.column_config.NumberColumn(c, format="percent") for c in ("mean", "median", "hit_rate")},
+        **{c: st.column_config.NumberColumn(c, format="percent") for c in ("mean_excess", "se", "ci_low", "ci_high")},
+        "t_stat": st.column_config.NumberColumn("t", format="%.2f"),
+        "random_pctile": st.column_config.NumberColumn("random pctile", format="%.0f"),
+    },
+)
+st.download_button(
+    "Download every signal's forward returns (CSV)",
+    app_format.safe_csv(study.events, index=False),
+    "events.csv",
+    "text/csv",
+)

@@ -45,7 +45,7 @@ def test_scanner_preset_finds_signals():
     assert not at.exception
     assert at.text_area(key="rule_text").value == "crosses_above(sma(50), sma(200))"
     assert int(metrics(at)["Signals"].replace(",", "")) > 0
-    assert len(at.dataframe) == 1
+    assert len(at.dataframe) == 2  # the hits, and what happened next
 
 
 def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
@@ -319,16 +319,19 @@ def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_byt
     bob.toggle(key="w.runs.everyone").set_value(True).run()
     assert not bob.exception and "No runs yet" in bob.info[0].value and not bob.dataframe
     assert [c.value for c in bob.caption if "private" in c.value] == [
-        "1 private run of teammates (on data they have not shared) not shown."
+        "2 private runs of teammates (on data they have not shared) not shown."  # her event study and backtest
     ]
     for secret in ("alice-secret-book", "rsi(3) < 77", "9.5"):  # no name, rule, parameter or note
         assert secret not in str(bob)
     alice.switch_page("../pages/runs.py").run()
-    assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"]
+    assert alice.dataframe[0].value["data"].tolist() == ["alice-secret-book.csv"] * 2
     assert not alice.button(key="runs_delete").disabled
     alice.switch_page("../pages/scanner.py").run()
     alice.text_area(key="rule_text").set_value("close > 9").run()
     alice.switch_page("../pages/runs.py").run()
+    listed = alice.dataframe[0].value
+    backtest_run = listed[(listed["kind"] == "backtest") & (listed["rule"] == "close > 9.5 and rsi(3) < 77")]
+    alice.selectbox(key="runs_pick").set_value(backtest_run["id"].iloc[0]).run()
     alice.button(key="runs_restore").click().run()  # her rule and settings come back, and it runs
     assert not alice.exception and alice.session_state["session"].rule == "close > 9.5 and rsi(3) < 77"
     assert alice.session_state["session"].result.metrics["n_trades"] == 130
@@ -336,8 +339,8 @@ def test_a_private_run_shows_nothing_to_a_teammate_even_one_holding_the_same_byt
     alice.button(key="stored_share").click().run()  # alice lists it for the team: her runs on it are the team's
     bob.switch_page("../pages/runs.py").run()
     table = bob.dataframe[0].value
-    assert table["by"].tolist() == ["alice@x.org"] * 2  # her run and its restore
-    assert set(table["rule"]) == {"close > 9.5 and rsi(3) < 77"}
+    assert set(table["by"]) == {"alice@x.org"} and "backtest" in set(table["kind"])  # her runs, now the team's
+    assert "close > 9.5 and rsi(3) < 77" in set(table["rule"])
     assert bob.button(key="runs_delete").disabled
 
 

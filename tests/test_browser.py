@@ -985,3 +985,26 @@ def test_results_stay_on_screen_while_a_setting_deep_in_an_expander_is_edited(
     assert box.bounding_box()["y"] < 900  # and the field just edited
     shot(page, f"results_in_view_{url_key}")
     page.context.close()
+
+
+def test_the_scanner_says_what_happened_after_the_hits_and_follows_a_rule_edit(server, browser, sample):
+    from engine import forward_returns
+
+    page = new_page(browser)
+    page.goto(f"{server}/scanner?rule=rsi%2814%29+%3C+30", timeout=60_000)
+    page.get_by_role("heading", name="What happened next").wait_for(timeout=60_000)
+    settle(page)
+    card = page.locator('[data-testid="stMetric"]', has_text="After 5 bars").first
+    want = forward_returns(sample, scan(sample, "rsi(14) < 30")).summary.loc[5, "mean"]
+    assert card.locator('[data-testid="stMetricValue"]').inner_text() == f"{want * 100:+.2f}%"
+    box = page.get_by_role("textbox", name="Rule")
+    box.fill("rsi(14) < 40")
+    box.press("Control+Enter")
+    page.wait_for_url("**rsi%2814%29+%3C+40**", timeout=30_000)
+    settle(page)
+    again = forward_returns(sample, scan(sample, "rsi(14) < 40")).summary.loc[5, "mean"]
+    card.locator('[data-testid="stMetricValue"]').filter(has_text=f"{again * 100:+.2f}%").wait_for(timeout=30_000)
+    page.get_by_text("better than").first.wait_for(timeout=30_000)
+    shot(page, "scanner_what_happened_next")
+    no_exception(page)
+    page.context.close()

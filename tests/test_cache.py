@@ -199,6 +199,13 @@ def test_every_result_kind_round_trips_through_the_codec(sample):
     pd.testing.assert_frame_equal(wf_back.oos_equity, wf.oos_equity)
     assert wf_back.efficiency == wf.efficiency or (np.isnan(wf_back.efficiency) and np.isnan(wf.efficiency))
     np.testing.assert_array_equal(decode(encode(signals, "k", b"s"), "k", b"s").matrix, signals.matrix)
+    from engine import forward_returns
+
+    study = forward_returns(sample, signals, horizons=(1, 5), cooldown=2)
+    study_back = decode(encode(study, "k", b"s"), "k", b"s")
+    pd.testing.assert_frame_equal(study_back.events, study.events)
+    pd.testing.assert_frame_equal(study_back.summary, study.summary)
+    assert (study_back.horizons, study_back.benchmark, study_back.cooldown) == ((1, 5), "universe", 2)
 
 
 def test_an_unwritable_or_deleted_directory_turns_caching_off_and_runs_go_on(tmp_path):

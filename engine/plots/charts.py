@@ -660,6 +660,25 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     return _layout(fig, 320)
 
 
+def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float | None = None) -> go.Figure:
+    """The returns of every signal `horizon` bars later (%), with their mean and the benchmark's mean."""
+    values = returns[np.isfinite(returns)] * 100.0
+    fig = go.Figure(go.Histogram(x=values, nbinsx=60, marker_color="#8cb4e8", name="signals"))
+    if len(values):
+        fig.add_vline(x=float(values.mean()), line={"color": "#1f6feb", "width": 3}, annotation_text="mean")
+    if benchmark_mean is not None and np.isfinite(benchmark_mean):
+        fig.add_vline(
+            x=benchmark_mean * 100.0,
+            line={"color": "#888", "width": 2, "dash": "dot"},
+            annotation_text="benchmark",
+            annotation_position="bottom right",
+        )
+    fig.update_layout(
+        xaxis_title=f"return {horizon} bars after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
+    )
+    return _layout(fig, 300)
+
+
 def stitched_equity(oos_equity: pd.DataFrame, windows: pd.DataFrame) -> go.Figure:
     """The walk-forward's out-of-sample equity, window after window, with each test window's start marked."""
     fig = go.Figure(

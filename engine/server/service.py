@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
+import numpy as np
 import pandas as pd
 
 from .. import params as table
 from ..backtest import BacktestParams, BacktestResult, backtest, params_from_values, random_entry_test
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
+from ..events import EventStudy, event_figures, forward_returns, study_settings
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Signals, indicator_names, scan
@@ -263,6 +265,27 @@ def cached_montecarlo(
         montecarlo_bytes(settings["n_simulations"], len(result.positions)),
         lambda: run_montecarlo(result, settings),
         MonteCarloResult.key_figures,
+        owner,
+        link,
+    )
+
+
+def cached_events(
+    market: Market, rule: str, settings: dict[str, Any], owner: str, link: str = "", signals: Any = None
+) -> Run[EventStudy]:
+    """The event study of the rule's signals (what each hit did next) with the `events` settings by field name."""
+    kwargs = study_settings(settings)
+    entries = cached_scan(market, rule) if signals is None else signals
+    count = entries.count if isinstance(entries, Signals) else int(np.count_nonzero(entries))
+    need = 2 * market.close.nbytes + count * len(kwargs["horizons"]) * 64  # the forward table and the events
+    return _cached(
+        "events",
+        market,
+        rule,
+        {**kwargs, "horizons": list(kwargs["horizons"])},
+        need,
+        lambda: forward_returns(market, entries, **kwargs),
+        event_figures,
         owner,
         link,
     )
