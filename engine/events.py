@@ -39,6 +39,29 @@ class EventStudy:
     benchmark: str | None
     cooldown: int
     open_events: int  # signals too near the end for even the shortest horizon: listed, never dropped
+    path: pd.DataFrame  # per bar 0..longest horizon: the mean cumulative excess (or return) and its 95% band
+
+    @property
+    def tested(self) -> str:
+        """The column family the intervals are about: excess returns with a benchmark, else returns."""
+        return "excess" if self.benchmark is not None else "ret"
+
+    @property
+    def by_year(self) -> pd.DataFrame:
+        """Per signal year and horizon: events and the mean return and excess."""
+        years = pd.DatetimeIndex(self.events["date"]).year
+        columns = {f"{kind}_{h}": "mean" for h in self.horizons for kind in ("ret", "excess")}
+        present = {c: f for c, f in columns.items() if c in self.events}
+        table = self.events.groupby(years)[list(present)].mean()
+        table.insert(0, "events", self.events.groupby(years).size())
+        return table.rename_axis("year")
+
+    def by_symbol(self, horizon: int | None = None, top: int = 10) -> pd.DataFrame:
+        """The `top` best and worst symbols by mean return at a horizon (the longest by default), with counts."""
+        h = horizon or self.horizons[-1]
+        grouped = self.events.groupby("symbol", observed=True)[f"ret_{h}"].agg(["count", "mean"]).dropna()
+        ranked = grouped.sort_values("mean", ascending=False)
+        return pd.concat([ranked.head(top), ranked.tail(top)]).drop_duplicates().rename_axis("symbol")
 
 
 def forward_returns(
@@ -92,7 +115,34 @@ def forward_returns(
         events[f"mae_{h}"] = mae[:, j]
     events["open"] = bars + min(hs) >= len(dates)  # no horizon has ended yet
     summary = _summary(market, events, bars, symbols, hs, next_open, excess is not None, random_draws, seed)
-    return EventStudy(events, summary, hs, entry, benchmark, int(cooldown), int(events["open"].sum()))
+    path = _drift(market, bars, symbols, price, max(hs), next_open, benchmark)
+    return EventStudy(events, summary, hs, entry, benchmark, int(cooldown), int(events["open"].sum()), path)
+
+
+MAX_PATH_BARS = 260  # the drift curve covers at most this many bars after the signal
+
+
+def _drift(
+    market: Market,
+    bars: np.ndarray,
+    symbols: np.ndarray,
+    price: np.ndarray,
+    longest: int,
+    next_open: bool,
+    benchmark: str | None,
+) -> pd.DataFrame:
+    """The event-study drift: per bar d after the signal, the mean cumulative excess return (or return) of the
+    events measured at d, with its date-clustered 95% band; day 0 is the entry (0 by definition)."""
+    days = np.arange(1, min(longest, MAX_PATH_BARS) + 1, dtype=np.int64)
+    ret, _, _ = k.forward_paths(market.close, bars, symbols, price, days)
+    excess = _excess(market, ret, bars, days, next_open, benchmark)
+    tested = ret if excess is None else excess
+    clusters = np.unique(bars, return_inverse=True)[1].astype(np.int64)
+    rows = [{"bar": 0, "mean": 0.0, "low": 0.0, "high": 0.0, "events": len(bars)}]
+    for j, d in enumerate(days):
+        n, mean, se, _ = k.clustered_mean(np.ascontiguousarray(tested[:, j]), clusters)
+        rows.append({"bar": int(d), "mean": mean, "low": mean - Z_95 * se, "high": mean + Z_95 * se, "events": n})
+    return pd.DataFrame(rows).set_index("bar")
 
 
 MAX_HORIZON = 2_520

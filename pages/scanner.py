@@ -196,11 +196,20 @@ if overlap.max() > 0:
     )
 if study.open_events:
     st.caption(f"{study.open_events:,} signals are too recent for even the shortest horizon: listed, not measured.")
-shown_h = st.selectbox("Histogram of the returns after", list(summary.index), index=0, key="w.scanner.events_h")
-bench_mean = summary.loc[shown_h, "mean"] - summary.loc[shown_h, "mean_excess"] if study.benchmark else None
-st.plotly_chart(
-    charts.forward_histogram(study.events[f"ret_{shown_h}"].to_numpy(), shown_h, bench_mean), width="stretch"
-)
+drift_col, histogram_col = st.columns(2)
+drift_col.plotly_chart(charts.drift(study.path, "excess return" if study.benchmark else "return"), width="stretch")
+with histogram_col:
+    shown_h = st.selectbox(
+        "Histogram of the returns after",
+        list(summary.index),
+        index=0,
+        key="w.scanner.events_h",
+        format_func=lambda h: f"{h} bar{'s' if h != 1 else ''}",
+    )
+    bench_mean = summary.loc[shown_h, "mean"] - summary.loc[shown_h, "mean_excess"] if study.benchmark else None
+    st.plotly_chart(
+        charts.forward_histogram(study.events[f"ret_{shown_h}"].to_numpy(), shown_h, bench_mean), width="stretch"
+    )
 st.dataframe(
     summary,
     width="stretch",

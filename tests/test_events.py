@@ -149,3 +149,14 @@ def test_past_the_draw_budget_the_random_percentile_comes_from_the_normal_the_dr
     monkeypatch.setattr(events, "RANDOM_CELLS", 0)  # every study is past the budget: the moments' normal
     normal = forward_returns(sample, signals, horizons=(5, 20), random_draws=400, seed=1).summary.random_pctile
     np.testing.assert_allclose(normal, drawn, atol=6.0)  # percentiles agree within the draws' own noise
+
+
+def test_the_drift_curve_meets_the_summary_at_each_horizon_and_the_tables_add_up(sample):
+    study = forward_returns(sample, scan(sample, "rsi(14) < 35"), horizons=(5, 20), random_draws=0)
+    for h in (5, 20):
+        assert study.path.loc[h, "mean"] == pytest.approx(study.summary.loc[h, "mean_excess"], rel=1e-12)
+        assert study.path.loc[h, "low"] == pytest.approx(study.summary.loc[h, "ci_low"], rel=1e-12)
+    assert study.path.index.tolist() == list(range(21)) and study.path.loc[0, "mean"] == 0.0
+    assert study.by_year["events"].sum() == len(study.events)
+    best = study.by_symbol(20, top=2)
+    assert best["mean"].is_monotonic_decreasing and len(best) <= 4

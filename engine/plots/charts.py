@@ -660,6 +660,29 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     return _layout(fig, 320)
 
 
+def drift(path: pd.DataFrame, what: str) -> go.Figure:
+    """The event-study drift: the mean cumulative return (or excess) bar by bar after the signal, with its 95%
+    band (date-clustered)."""
+    pct = path[["mean", "low", "high"]] * 100.0
+    fig = go.Figure(
+        [
+            go.Scatter(x=pct.index, y=pct["high"], line={"width": 0}, showlegend=False, hoverinfo="skip"),
+            go.Scatter(
+                x=pct.index,
+                y=pct["low"],
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(31,111,235,0.15)",
+                name="95% band",
+            ),
+            go.Scatter(x=pct.index, y=pct["mean"], line={"color": "#1f6feb", "width": 2}, name=f"mean {what}"),
+        ]
+    )
+    fig.add_hline(y=0, line={"color": "#888", "width": 1})
+    fig.update_layout(xaxis_title="bars after the signal", yaxis_title=f"cumulative {what} (%)")
+    return _layout(fig, 300)
+
+
 def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float | None = None) -> go.Figure:
     """The returns of every signal `horizon` bars later (%), with their mean and the benchmark's mean."""
     values = returns[np.isfinite(returns)] * 100.0
@@ -674,7 +697,7 @@ def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float |
             annotation_position="bottom right",
         )
     fig.update_layout(
-        xaxis_title=f"return {horizon} bars after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
+        xaxis_title=f"return {horizon} bar{'s' if horizon != 1 else ''} after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
     )
     return _layout(fig, 300)
 
