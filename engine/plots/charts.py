@@ -696,8 +696,9 @@ def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float |
             annotation_text="benchmark",
             annotation_position="bottom right",
         )
+    bars = f"{horizon} bar{'s' if horizon != 1 else ''}"
     fig.update_layout(
-        xaxis_title=f"return {horizon} bar{'s' if horizon != 1 else ''} after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
+        xaxis_title=f"return {bars} after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
     )
     return _layout(fig, 300)
 
