@@ -72,6 +72,7 @@ LoadSettings = create_model(
     **{p.name: _form_field(p) for p in table.group("load")},  # type: ignore[call-overload]
 )
 MonteCarloSettings = _model("MonteCarloSettings", "montecarlo")
+EventSettings = _model("EventSettings", "events")
 
 
 def library_values(group: str, settings: BaseModel) -> dict[str, Any]:
@@ -134,3 +135,12 @@ class OptimizeRequest(RuleRun):
 
 class MonteCarloRequest(RuleRun):
     settings: MonteCarloSettings = Field(default_factory=MonteCarloSettings)  # type: ignore[valid-type]
+
+
+class EventsRequest(BaseModel):
+    """An event study: what each signal of a rule did over the next bars (the Scanner's What happened next)."""
+
+    model_config = _STRICT
+    data: DatasetId = "sample"
+    rule: Rule
+    settings: EventSettings = Field(default_factory=EventSettings)  # type: ignore[valid-type]

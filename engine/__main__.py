@@ -17,6 +17,7 @@ from . import params as table
 from .backtest import backtest, params_from_values
 from .data import attach_columns, load_market, load_sample
 from .errors import DataError, InputError
+from .events import forward_returns, study_settings
 from .metrics import LABELS
 from .montecarlo import run_montecarlo
 from .optimize import grid_from_spec, parse_grid_spec, run_optimization
@@ -29,7 +30,7 @@ from .warmup import warm_up
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("scan", "backtest", "optimize", "montecarlo"):
+    for name in ("scan", "backtest", "optimize", "montecarlo", "events"):
         s = sub.add_parser(name)
         s.add_argument("--data", help="CSV or Parquet of daily bars (default: the bundled sample)")
         s.add_argument(
@@ -40,11 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--rule", help='scanner rule, e.g. "rsi(14) < 30 and close > sma(200)"')
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        settings = [] if name == "scan" else table.backtest_params() + table.group(name)
+        settings = {"scan": [], "events": table.group("events")}.get(name, table.backtest_params() + table.group(name))
         for param in table.group("load") + settings:
             default = param.shown(param.default) if param.off and not param.default else param.format(param.default)
             text = f"{param.label}: {param.allowed()} (default {default}). {param.help}".replace("%", "%%")
-            s.add_argument(param.cli, dest=param.path, metavar=param.url.upper(), help=text)  # argparse %-formats it
+            flags = [param.cli, "--" + param.name] if param.group == "events" else [param.cli]  # --horizons too
+            s.add_argument(*flags, dest=param.path, metavar=param.url.upper(), help=text)  # argparse %-formats it
     bt = sub.choices["backtest"]
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
     bt.add_argument("--trades-csv", help="write the trades here")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _optimize(market, args)
         if args.command == "montecarlo":
             return _montecarlo(market, args)
+        if args.command == "events":
+            return _events(market, args)
         if args.command == "scan":
             if not args.rule:
                 raise DataError('scan needs --rule, e.g. --rule "rsi(14) < 30"')
@@ -167,6 +171,21 @@ def _montecarlo(market, args) -> int:
         f"\nP(loss) {figures['probability_of_loss']:.2%}; P(drawdown worse than {threshold:g}%) "
         f"{figures['probability_of_drawdown_worse_than_threshold']:.2%} ({mc.method})."
     )
+    return 0
+
+
+def _events(market, args) -> int:
+    """What each signal did next: the summary per horizon (and with --json every figure of it)."""
+    rule = _need_rule(args)
+    defaults = {p.path: p.default for p in table.group("events")}
+    settings = table.library_fields(defaults | _values(args, table.group("events")))
+    study = forward_returns(market, scan(market, rule), **study_settings(settings))
+    if args.json:
+        summary = {int(h): {k: _clean(float(v)) for k, v in row.items()} for h, row in study.summary.iterrows()}
+        print(json.dumps({"events": len(study.events), "open": study.open_events, "summary": summary}))
+        return 0
+    print(study.summary.to_string(float_format=lambda x: f"{x:,.4f}"))
+    print(f"\n{len(study.events):,} signals; {study.open_events:,} too recent to measure.")
     return 0
 
 

@@ -971,3 +971,22 @@ def test_a_constraint_no_combination_satisfies_is_a_422_at_submission(client, se
         client.post("/api/backtest/optimize", json={"rule": RULE, "grid": grid, "settings": settings}).status_code
         == 202
     )
+
+
+def test_an_event_study_through_the_api_equals_the_library_and_is_listed_as_a_run(client, sample):
+    from engine import forward_returns
+    from engine.rules import scan
+
+    body = {"rule": RULE, "settings": {"horizons": "1,5,20", "cooldown": 3}}
+    r = client.post("/api/events", json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    want = forward_returns(sample, scan(sample, RULE), horizons=(1, 5, 20), cooldown=3).summary
+    assert [row["horizon"] for row in answer["summary"]] == [1, 5, 20]
+    assert answer["summary"][1]["mean_excess"] == pytest.approx(want.loc[5, "mean_excess"], rel=1e-12)
+    assert answer["events"] == len(answer["first_events"]) or len(answer["first_events"]) == 100
+    assert "evh=1%2C5%2C20" in answer["link"] and "evc=3" in answer["link"] and "/scanner?" in answer["link"]
+    assert client.post("/api/events", json=body).json()["cache_hit"] is True
+    assert any(run["kind"] == "events" for run in client.get("/api/runs").json()["runs"])
+    bad = client.post("/api/events", json={"rule": RULE, "settings": {"horizons": "1,x"}})
+    assert bad.status_code == 422 and "comma-separated" in bad.json()["error"]

@@ -128,3 +128,11 @@ def test_every_command_prints_its_help(command, capsys):
     assert out.startswith(f"usage: python -m engine {command}")
     if command == "backtest":
         assert "--stop-loss SL Stop-loss: 0 (off) or 0.1 to 99% (default 5)" in " ".join(out.split())
+
+
+def test_events_prints_the_summary_per_horizon_as_json(capsys):
+    assert main(["events", "--rule", "rsi(14) < 30", "--horizons", "1,5,20", "--cooldown", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sorted(out["summary"], key=int) == ["1", "5", "20"] and out["events"] > 0
+    assert main(["events", "--rule", "rsi(14) < 30", "--horizons", "0"]) == 2
+    assert "Horizons are whole numbers" in capsys.readouterr().err
