@@ -21,9 +21,10 @@ from engine import InputError, warmup
 from engine import params as table
 from engine.backtest import BacktestResult
 from engine.events import EventStudy
+from engine.factors import FactorStudy
 from engine.montecarlo import MonteCarloResult
 from engine.optimize import OptimizationRun
-from engine.rules import Signals, substitute_numbers
+from engine.rules import Signals, split_rank, substitute_numbers
 from engine.rules import indicator_series as indicator_series_of
 from engine.server import service
 
@@ -125,6 +126,14 @@ def run_events() -> EventStudy:
     settings = table.library_fields({p.path: value(p.path) for p in table.group("events")})
     run = service.cached_events(require_market(), rule(), settings, user_id(), link(), signals=signals())
     return _ran("events", run)
+
+
+def factor_of_rule(horizons: tuple[int, ...]) -> FactorStudy | None:
+    """When the rule ranks its hits (`rank by x`): x's quantile returns and IC among the rule's hits; else None."""
+    condition, expression, _ = split_rank(rule())
+    if expression is None:
+        return None
+    return service.factor_study(require_market(), expression, condition, horizons)
 
 
 def backtest_of(rule_text: str, params) -> BacktestResult:

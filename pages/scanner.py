@@ -210,12 +210,37 @@ with histogram_col:
     st.plotly_chart(
         charts.forward_histogram(study.events[f"ret_{shown_h}"].to_numpy(), shown_h, bench_mean), width="stretch"
     )
+factor = app_state.factor_of_rule(study.horizons)
+if factor is not None:
+    st.markdown(f"**Does a higher rank mean a higher return?** `{factor.factor}` cut into 5 quantiles among the hits")
+    quantile_col, ic_col = st.columns(2)
+    quantile_col.plotly_chart(charts.quantile_bars(factor.by_quantile), width="stretch")
+    longest = factor.ic.index[-1]
+    ic_col.plotly_chart(charts.monthly_ic(factor.ic_monthly[longest], longest), width="stretch")
+    ic_row = factor.ic.loc[longest]
+    st.caption(
+        f"Information coefficient at {longest} bars: mean {ic_row['mean']:+.3f} (std {ic_row['std']:.3f}, "
+        f"t {ic_row['t_stat']:+.2f}, {int(ic_row['bars']):,} bars); top minus bottom quantile "
+        f"{factor.spread[longest] * 100:+.2f}%."
+    )
+
+
+def _pct(v: float) -> str:
+    """A return as the table shows it: two decimals, signed, never "-0.00%"."""
+    if not np.isfinite(v):
+        return "n/a"
+    shown = round(v * 100, 2)
+    return f"{shown:+.2f}%" if shown else "0.00%"
+
+
+table_view = summary.copy()
+for column in ("mean", "median", "mean_excess", "se", "ci_low", "ci_high"):
+    table_view[column] = [_pct(v) for v in summary[column]]
+table_view["hit_rate"] = [f"{v * 100:.1f}%" if np.isfinite(v) else "n/a" for v in summary["hit_rate"]]
 st.dataframe(
-    summary,
+    table_view,
     width="stretch",
     column_config={
-        **{c: st.column_config.NumberColumn(c, format="percent") for c in ("mean", "median", "hit_rate")},
-        **{c: st.column_config.NumberColumn(c, format="percent") for c in ("mean_excess", "se", "ci_low", "ci_high")},
         "t_stat": st.column_config.NumberColumn("t", format="%.2f"),
         "random_pctile": st.column_config.NumberColumn("random pctile", format="%.0f"),
     },

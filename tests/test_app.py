@@ -521,3 +521,12 @@ def test_a_run_with_few_trades_greys_its_per_trade_figures_and_says_why():
     assert "Total return [%]" in shown  # figures of the whole curve are not greyed
     card = next(m for m in at.metric if m.label == "Profit factor · few trades")
     assert f"Only {n:,} trades" in card.help
+
+
+def test_a_ranking_rule_shows_its_factor_quantiles_and_ic_under_what_happened_next():
+    at = fresh({"rule": "close > sma(50) rank by roc(20)"}, page="scanner")
+    assert not at.exception
+    assert any("Does a higher rank mean a higher return?" in m.value for m in at.markdown)
+    assert any("Information coefficient at 60 bars" in c.value for c in at.caption)
+    plain = fresh({"rule": "rsi(14) < 30"}, page="scanner")
+    assert not any("Does a higher rank" in m.value for m in plain.markdown)

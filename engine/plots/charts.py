@@ -683,6 +683,29 @@ def drift(path: pd.DataFrame, what: str) -> go.Figure:
     return _layout(fig, 300)
 
 
+def quantile_bars(by_quantile: pd.DataFrame) -> go.Figure:
+    """The mean forward return (%) of each factor quantile (1 = lowest), one group of bars per horizon."""
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=f"{h} bar{'s' if h != 1 else ''}", x=[f"Q{q}" for q in by_quantile.index], y=by_quantile[h] * 100
+            )
+            for h in by_quantile.columns
+        ]
+    )
+    fig.update_layout(barmode="group", xaxis_title="factor quantile (1 = lowest)", yaxis_title="mean return (%)")
+    return _layout(fig, 300)
+
+
+def monthly_ic(ic_monthly: pd.Series, horizon: int) -> go.Figure:
+    """The factor's mean information coefficient per month at one horizon."""
+    values = ic_monthly.dropna()
+    colors = ["#2da44e" if v >= 0 else "#cf222e" for v in values]
+    fig = go.Figure(go.Bar(x=values.index.to_timestamp(), y=values, marker_color=colors, name="IC"))
+    fig.update_layout(xaxis_title="month", yaxis_title=f"mean IC ({horizon} bars)", showlegend=False)
+    return _layout(fig, 300)
+
+
 def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float | None = None) -> go.Figure:
     """The returns of every signal `horizon` bars later (%), with their mean and the benchmark's mean."""
     values = returns[np.isfinite(returns)] * 100.0

@@ -29,6 +29,7 @@ from ..backtest import BacktestParams, BacktestResult, backtest, params_from_val
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
 from ..events import EventStudy, event_figures, forward_returns, study_settings
+from ..factors import FactorStudy, factor_returns
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Signals, indicator_names, scan
@@ -289,6 +290,18 @@ def cached_events(
         owner,
         link,
     )
+
+
+FACTOR_BYTES_PER_CELL = 8 * 6  # the factor, its quantiles, a forward-return table and two rank tables
+
+
+def factor_study(
+    market: Market, factor: str, universe_rule: str | None, horizons: tuple[int, ...], quantiles: int = 5
+) -> FactorStudy:
+    """A factor's quantile returns and IC on the rule's hits (or the whole universe), its memory reserved."""
+    need = FACTOR_BYTES_PER_CELL * market.close.size
+    compute = lambda: factor_returns(market, factor, quantiles, horizons, universe_rule)  # noqa: E731
+    return _reserved("factor study", need, compute)()
 
 
 def luck_test(market: Market, result: BacktestResult) -> dict:
