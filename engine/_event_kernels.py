@@ -218,27 +218,63 @@ def forward_matrix(open_, close, horizon, next_open):
 
 
 @njit(cache=True, nogil=True)
-def row_correlation(a, b):
-    """Per row, the Pearson correlation of a and b over the cells where both are finite (NaN under 3 pairs)."""
-    n_rows, m = a.shape
-    out = np.full(n_rows, np.nan)
-    for t in range(n_rows):
-        n, sa, sb = 0, 0.0, 0.0
+def average_ranks(values):
+    """Ascending ranks from 1, ties sharing their average (as pandas' rank)."""
+    n = len(values)
+    order = np.argsort(values)
+    ranks = np.empty(n)
+    a = 0
+    while a < n:
+        b = a
+        while b + 1 < n and values[order[b + 1]] == values[order[a]]:
+            b += 1
+        for c in range(a, b + 1):
+            ranks[order[c]] = (a + b) / 2.0 + 1.0
+        a = b + 1
+    return ranks
+
+
+@njit(cache=True, nogil=True)
+def factor_pass(values, fwd, bucket, factor_pct, quantiles):
+    """One horizon of a factor study in one pass over the bars: per bar the Spearman correlation of the factor and
+    the forward return over the symbols with both (NaN under 3), and per quantile the sum and count of the
+    forward returns (bucket: each cell's quantile 1..Q, NaN for none). factor_pct holds the factor's percentile
+    over its symbols on the bar: where every one of them has a forward return, its ranks are read from it
+    instead of sorted again."""
+    n_bars, m = values.shape
+    ic = np.full(n_bars, np.nan)
+    sums = np.zeros(quantiles + 1)
+    counts = np.zeros(quantiles + 1, np.int64)
+    f = np.empty(m)
+    r = np.empty(m)
+    pct = np.empty(m)
+    for t in range(n_bars):
+        n, n_factor = 0, 0
         for s in range(m):
-            if a[t, s] == a[t, s] and b[t, s] == b[t, s]:
+            v, x = values[t, s], fwd[t, s]
+            if v == v:
+                n_factor += 1
+            if v == v and x == x:
+                f[n] = v
+                r[n] = x
+                pct[n] = factor_pct[t, s]
                 n += 1
-                sa += a[t, s]
-                sb += b[t, s]
+                q = bucket[t, s]
+                if q == q:
+                    sums[int(q)] += x
+                    counts[int(q)] += 1
         if n < 3:
             continue
-        ma, mb = sa / n, sb / n
-        cov, va, vb = 0.0, 0.0, 0.0
-        for s in range(m):
-            if a[t, s] == a[t, s] and b[t, s] == b[t, s]:
-                da, db = a[t, s] - ma, b[t, s] - mb
-                cov += da * db
-                va += da * da
-                vb += db * db
-        if va > 0 and vb > 0:
-            out[t] = cov / np.sqrt(va * vb)
-    return out
+        # the same symbols as the factor's own percentiles: its ranks are those scaled back, not sorted again
+        rf = pct[:n] * (n / 100.0) if n == n_factor else average_ranks(f[:n])
+        rr = average_ranks(r[:n])
+        mean = (n + 1) / 2.0
+        cov, vf, vr = 0.0, 0.0, 0.0
+        for i in range(n):
+            df, dr = rf[i] - mean, rr[i] - mean
+            cov += df * dr
+            vf += df * df
+            vr += dr * dr
+        if vf > 0 and vr > 0:
+            ic[t] = cov / np.sqrt(vf * vr)
+    return ic, sums, counts

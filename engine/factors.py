@@ -66,15 +66,9 @@ def factor_returns(
     months = market.dates.to_period("M")
     for h in hs:
         fwd = ek.forward_matrix(market.open, market.close, h, entry == "next_open")
-        both = np.isfinite(fwd) & np.isfinite(bucket)
-        means[h] = {
-            q: float(np.mean(fwd[both & (bucket == q)])) if (both & (bucket == q)).any() else np.nan
-            for q in range(1, quantiles + 1)
-        }
-        paired_factor = np.where(both, values, np.nan)  # the ranks over the pairs with both values
-        ranks_f = ik.cross_section(np.ascontiguousarray(paired_factor), no_groups, ik.CS_PERCENTILE)
-        ranks_r = ik.cross_section(np.ascontiguousarray(np.where(both, fwd, np.nan)), no_groups, ik.CS_PERCENTILE)
-        daily = pd.Series(ek.row_correlation(ranks_f, ranks_r), index=market.dates)
+        ic_daily, sums, counts_h = ek.factor_pass(values, fwd, bucket, pct, quantiles)
+        means[h] = {q: sums[q] / counts_h[q] if counts_h[q] else np.nan for q in range(1, quantiles + 1)}
+        daily = pd.Series(ic_daily, index=market.dates)
         valid = daily.dropna()
         sd = float(valid.std()) if len(valid) > 1 else np.nan
         ic_rows.append(
