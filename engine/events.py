@@ -19,6 +19,7 @@ import pandas as pd
 from . import _event_kernels as k
 from .backtest import signal_matrix
 from .data import Market
+from .data.quality import trades_on_flagged
 from .errors import InputError
 
 HORIZONS = (1, 5, 10, 20, 60)
@@ -278,3 +279,21 @@ def event_figures(study: EventStudy) -> dict[str, float]:
         out[f"mean_{h}"] = float(row["mean_excess"] if study.benchmark is not None else row["mean"])
         out[f"t_{h}"] = float(row["t_stat"])
     return out
+
+
+def flagged_events(market: Market, study: EventStudy) -> pd.DataFrame:
+    """The signals whose next bars (up to the longest horizon) cross a bar the loader flagged (a likely split
+    or outlier), best return first, with the flags crossed: their returns may be the data's, not the rule's."""
+    h = study.horizons[-1]
+    bar = market.dates.get_indexer(pd.DatetimeIndex(study.events["date"]))
+    end = np.minimum(bar + h, len(market.dates) - 1)
+    spans = pd.DataFrame(
+        {
+            "position_id": np.arange(len(bar)),
+            "symbol": study.events["symbol"].astype(str),
+            "entry_date": study.events["date"],
+            "exit_date": market.dates[end],
+            "return_pct": study.events[f"ret_{h}"] * 100.0,
+        }
+    )
+    return trades_on_flagged(market, spans)

@@ -9,6 +9,7 @@ from app import formatting as app_format
 from app import state as app_state
 from app.widgets import KEEP, param_widget
 from engine import InputError
+from engine.events import flagged_events
 from engine.plots import charts
 from engine.rules import COLUMN_PRESETS, PRESETS, Condition, RuleError, available, conditions_to_rule, missing_columns
 
@@ -193,6 +194,18 @@ if overlap.max() > 0:
     st.caption(
         f"At {worst} bars, {int(overlap[worst]):,} of {int(summary.loc[worst, 'events']):,} signals overlap an "
         "earlier one on the same symbol: set a cooldown to count each move once."
+    )
+crossed = flagged_events(market, study)
+if len(crossed):
+    longest = study.horizons[-1]
+    listed = "; ".join(
+        f"{r.symbol} {r.entry_date:%Y-%m-%d} ({r.return_pct:+,.1f}%, {r.flagged})" for r in crossed.head(5).itertuples()
+    )
+    st.warning(
+        f"{len(crossed):,} of {len(study.events):,} signals' next {longest} bars cross bars the Data page flagged "
+        f"(likely splits or outliers): {listed}. Their returns may be the data's, not the rule's: back-adjust the "
+        "splits or exclude these symbols on the Data page.",
+        icon=":material/flag:",
     )
 if study.open_events:
     st.caption(f"{study.open_events:,} signals are too recent for even the shortest horizon: listed, not measured.")

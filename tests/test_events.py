@@ -160,3 +160,22 @@ def test_the_drift_curve_meets_the_summary_at_each_horizon_and_the_tables_add_up
     assert study.by_year["events"].sum() == len(study.events)
     best = study.by_symbol(20, top=2)
     assert best["mean"].is_monotonic_decreasing and len(best) <= 4
+
+
+def test_signals_whose_next_bars_cross_a_flagged_bar_are_named():
+    from engine import load_market
+    from engine.events import flagged_events
+
+    rows = []
+    for symbol, spike in (("A", True), ("B", False)):
+        for i in range(60):
+            c = 100.0 if spike and i == 30 else 10.0 + i * 0.01  # one bad print on A: an outlier up and back
+            day = pd.Timestamp("2024-01-01") + pd.offsets.BDay(i)
+            rows.append({"symbol": symbol, "date": day, "open": c, "high": c, "low": c, "close": c, "volume": 1e3})
+    market = load_market(pd.DataFrame(rows))
+    signals = np.zeros(market.shape, bool)
+    signals[25, :] = True  # both symbols, 5 bars before the spike
+    signals[40, 0] = True  # A, after it
+    crossed = flagged_events(market, forward_returns(market, signals, horizons=(1, 10), random_draws=0))
+    assert crossed["symbol"].tolist() == ["A"] and crossed["entry_date"].tolist() == [market.dates[25]]
+    assert "outlier 2024-02-12" in crossed["flagged"].iloc[0]

@@ -130,7 +130,8 @@ def trades_on_flagged(market: Market, positions: pd.DataFrame) -> pd.DataFrame:
     if issues is None or issues.empty or positions.empty:
         return pd.DataFrame(columns=columns)
     spans = positions[["position_id", "entry_date", "exit_date"]].assign(symbol=positions.symbol.astype(str))
-    pairs = spans.merge(issues[["symbol", "date", "kind"]], on="symbol")  # each position with its symbol's flags
+    flags = issues[["symbol", "date", "kind"]].assign(date=lambda f: pd.to_datetime(f.date))
+    pairs = spans.merge(flags, on="symbol")  # each position with its symbol's flags
     hit = pairs[(pairs.date > pairs.entry_date) & (pairs.date <= pairs.exit_date)]
     words = (hit.kind + " " + hit.date.dt.strftime("%Y-%m-%d")).groupby(hit.position_id).agg(", ".join)
     out = positions[positions.position_id.isin(words.index)]
