@@ -220,9 +220,55 @@ with histogram_col:
         format_func=lambda h: f"{h} bar{'s' if h != 1 else ''}",
     )
     bench_mean = summary.loc[shown_h, "mean"] - summary.loc[shown_h, "mean_excess"] if study.benchmark else None
-    st.plotly_chart(
-        charts.forward_histogram(study.events[f"ret_{shown_h}"].to_numpy(), shown_h, bench_mean), width="stretch"
+    returns = study.events[f"ret_{shown_h}"].to_numpy()
+    counts, edges = np.histogram(returns[np.isfinite(returns)] * 100.0, bins=40)
+    clicked = st.plotly_chart(
+        charts.forward_histogram(counts, edges, shown_h, summary.loc[shown_h, "mean"], bench_mean),
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key=f"w.scanner.events_bins.{shown_h}",
     )
+picked_bins = [p["point_index"] for p in clicked.selection.points] if clicked and clicked.selection else []
+if picked_bins:
+    low, high = edges[min(picked_bins)], edges[max(picked_bins) + 1]
+    in_bin = study.events[(returns * 100.0 >= low) & (returns * 100.0 <= high)]
+    shown_rows = in_bin[["symbol", "date", "entry_price", f"ret_{shown_h}"]].head(500)
+    st.caption(
+        f"{len(in_bin):,} signals returned {low:+.1f}% to {high:+.1f}% after {shown_h} bars"
+        + (" (the first 500 listed)" if len(in_bin) > 500 else "")
+        + ": pick one to see its chart."
+    )
+    picked_row = st.dataframe(
+        shown_rows,
+        hide_index=True,
+        width="stretch",
+        height=220,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"w.scanner.events_rows.{shown_h}.{low:.2f}",
+        column_config={
+            "date": st.column_config.DateColumn("signal", format="YYYY-MM-DD"),
+            "entry_price": st.column_config.NumberColumn("entry", format="%.2f"),
+            f"ret_{shown_h}": st.column_config.NumberColumn(f"return after {shown_h}", format="percent"),
+        },
+    )
+    if picked_row.selection.rows:
+        event_row = shown_rows.iloc[picked_row.selection.rows[0]]
+        event_symbol, event_date = str(event_row.symbol), pd.Timestamp(event_row.date)
+        at = market.dates.get_loc(event_date)
+        window = (market.dates[max(at - 60, 0)], market.dates[min(at + shown_h + 20, len(market.dates) - 1)])
+        event_marker = pd.DataFrame(
+            {
+                "date": [event_date],
+                "price": [market.low[at, market.column(event_symbol)] * 0.98],
+                "label": ["signal"],
+                "color": ["#ff9800"],
+                "shape": ["triangle-up"],
+            }
+        )
+        st.plotly_chart(charts.candles(market, event_symbol, markers=event_marker, focus=window), width="stretch")
+
 factor = app_state.factor_of_rule(study.horizons)
 if factor is not None:
     st.markdown(f"**Does a higher rank mean a higher return?** `{factor.factor}` cut into 5 quantiles among the hits")

@@ -1005,6 +1005,19 @@ def test_the_scanner_says_what_happened_after_the_hits_and_follows_a_rule_edit(s
     again = forward_returns(sample, scan(sample, "rsi(14) < 40")).summary.loc[5, "mean"]
     card.locator('[data-testid="stMetricValue"]').filter(has_text=f"{again * 100:+.2f}%").wait_for(timeout=30_000)
     page.get_by_text("better than").first.wait_for(timeout=30_000)
+    bins = page.locator("[class*='st-key-w-scanner-events_bins'] .bars .point path")
+    heights = [bins.nth(i).bounding_box()["height"] for i in range(bins.count())]
+    bins.nth(heights.index(max(heights))).click(force=True)  # the tallest bar of the histogram: its signals
+    page.get_by_text(re.compile(r"signals? returned .* pick one to see its chart")).wait_for(timeout=30_000)
+    settle(page)
+    charts_before = page.locator('[data-testid="stPlotlyChart"]').count()
+    rows = page.locator("[class*='st-key-w-scanner-events_rows']").first
+    rows.scroll_into_view_if_needed()
+    box = rows.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)  # the first row's picker: its symbol's chart opens
+    page.wait_for_function(
+        f"document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length > {charts_before}", timeout=30_000
+    )
     shot(page, "scanner_what_happened_next")
     no_exception(page)
     page.context.close()

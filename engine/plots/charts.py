@@ -706,12 +706,25 @@ def monthly_ic(ic_monthly: pd.Series, horizon: int) -> go.Figure:
     return _layout(fig, 300)
 
 
-def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float | None = None) -> go.Figure:
-    """The returns of every signal `horizon` bars later (%), with their mean and the benchmark's mean."""
-    values = returns[np.isfinite(returns)] * 100.0
-    fig = go.Figure(go.Histogram(x=values, nbinsx=60, marker_color="#8cb4e8", name="signals"))
-    if len(values):
-        fig.add_vline(x=float(values.mean()), line={"color": "#1f6feb", "width": 3}, annotation_text="mean")
+def forward_histogram(
+    counts: np.ndarray, edges: np.ndarray, horizon: int, mean: float, benchmark_mean: float | None = None
+) -> go.Figure:
+    """The returns of every signal `horizon` bars later as bars of precomputed bins (%), so a click names its
+    bin; with their mean and the benchmark's mean."""
+    centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig = go.Figure(
+        go.Bar(
+            x=centers,
+            y=counts,
+            width=widths,
+            marker_color="#8cb4e8",
+            name="signals",
+            customdata=np.column_stack([edges[:-1], edges[1:]]),
+            hovertemplate="%{customdata[0]:+.1f}% to %{customdata[1]:+.1f}%: %{y} signals<extra></extra>",
+        )
+    )
+    if np.isfinite(mean):
+        fig.add_vline(x=mean * 100.0, line={"color": "#1f6feb", "width": 3}, annotation_text="mean")
     if benchmark_mean is not None and np.isfinite(benchmark_mean):
         fig.add_vline(
             x=benchmark_mean * 100.0,
@@ -721,7 +734,10 @@ def forward_histogram(returns: np.ndarray, horizon: int, benchmark_mean: float |
         )
     bars = f"{horizon} bar{'s' if horizon != 1 else ''}"
     fig.update_layout(
-        xaxis_title=f"return {bars} after the signal (%)", yaxis_title="signals", bargap=0.02, showlegend=False
+        xaxis_title=f"return {bars} after the signal (%): click a bar for its signals",
+        yaxis_title="signals",
+        bargap=0.02,
+        showlegend=False,
     )
     return _layout(fig, 300)
 
