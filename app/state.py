@@ -128,6 +128,12 @@ def run_events() -> EventStudy:
     return _ran("events", run)
 
 
+def sweep_rule_number(number: int, values: list[float], horizon: int) -> tuple[Any, dict[str, float]]:
+    """The event study at one horizon for each value of one number of the current rule, with the Scanner's settings."""
+    settings = table.library_fields({p.path: value(p.path) for p in table.group("events")})
+    return service.event_sweep(require_market(), rule(), number, values, horizon, settings)
+
+
 def factor_of_rule(horizons: tuple[int, ...]) -> FactorStudy | None:
     """When the rule ranks its hits (`rank by x`): x's quantile returns and IC among the rule's hits; else None."""
     condition, expression, _ = split_rank(rule())

@@ -297,3 +297,50 @@ def flagged_events(market: Market, study: EventStudy) -> pd.DataFrame:
         }
     )
     return trades_on_flagged(market, spans)
+
+
+MAX_SWEEP = 50  # rule-number values one sweep may try
+
+
+def sweep(
+    market: Market,
+    rule: str,
+    number: int,
+    values: Sequence[float],
+    horizon: int = 20,
+    **settings: Any,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The event study at one horizon over a range of one rule number (`rule.<number>` as on Optimize): per value
+    the events, the mean excess (or mean) with its date-clustered interval and t; and the best value's figures
+    deflated for how many were tried: its two-sided p and the Sidak-adjusted p, 1 - (1 - p)^K, so "below 25
+    beats below 30" is not read from noise."""
+    from .rules import scan, substitute_numbers
+
+    tried = list(dict.fromkeys(float(v) for v in values))
+    if not 2 <= len(tried) <= MAX_SWEEP:
+        raise InputError(f"A sweep tries 2 to {MAX_SWEEP} values of a rule number; got {len(tried)}.")
+    rows = []
+    for v in tried:
+        text = substitute_numbers(rule, {number: v})
+        study = forward_returns(market, scan(market, text), (horizon,), random_draws=0, **settings)
+        row = study.summary.loc[horizon]
+        tested = row["mean_excess"] if study.benchmark is not None else row["mean"]
+        rows.append(
+            {
+                "value": v,
+                "rule": text,
+                "events": int(row["events"]),
+                "mean": tested,
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "t_stat": row["t_stat"],
+            }
+        )
+    table = pd.DataFrame(rows).set_index("value")
+    finite = table["t_stat"].dropna()
+    if finite.empty:
+        return table, {"best": np.nan, "t_stat": np.nan, "p": np.nan, "p_deflated": np.nan, "tried": len(tried)}
+    best = float(finite.idxmax())  # the value a user would pick: the highest t
+    t = float(finite.loc[best])
+    p = math.erfc(abs(t) / math.sqrt(2.0))  # two-sided normal p of the best t
+    return table, {"best": best, "t_stat": t, "p": p, "p_deflated": 1.0 - (1.0 - p) ** len(tried), "tried": len(tried)}

@@ -9,9 +9,19 @@ from app import formatting as app_format
 from app import state as app_state
 from app.widgets import KEEP, param_widget
 from engine import InputError
-from engine.events import flagged_events
+from engine.events import MAX_SWEEP, flagged_events
 from engine.plots import charts
-from engine.rules import COLUMN_PRESETS, PRESETS, Condition, RuleError, available, conditions_to_rule, missing_columns
+from engine.rules import (
+    COLUMN_PRESETS,
+    PRESETS,
+    Condition,
+    RuleError,
+    available,
+    conditions_to_rule,
+    missing_columns,
+    number_titles,
+    rule_numbers,
+)
 
 st.title("Scanner")
 widgets.seed_widget("rule_text", app_state.rule())
@@ -291,6 +301,45 @@ def _pct(v: float) -> str:
     shown = round(v * 100, 2)
     return f"{shown:+.2f}%" if shown else "0.00%"
 
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+numbers = rule_numbers(app_state.rule())
+if numbers:
+    with st.expander("Sweep a rule number: does another value do better, or is it noise?"):
+        titles = number_titles(app_state.rule())
+        sweep_cols = st.columns(5)
+        number = sweep_cols[0].selectbox(
+            "Number",
+            [n.index for n in numbers],
+            format_func=lambda i: titles.get(i, numbers[i].context),
+            key="w.scanner.sweep_number",
+        )
+        start = float(numbers[number].text)
+        low = sweep_cols[1].number_input("From", value=max(start * 0.5, 1.0), key=f"w.scanner.sweep_lo.{number}")
+        high = sweep_cols[2].number_input("To", value=start * 1.5, key=f"w.scanner.sweep_hi.{number}")
+        step = sweep_cols[3].number_input(
+            "Step", value=float(max(round(start * 0.1), 1)), min_value=0.01, key=f"w.scanner.sweep_st.{number}"
+        )
+        sweep_h = sweep_cols[4].selectbox(
+            "Horizon", list(study.horizons), index=len(study.horizons) - 1, key="w.scanner.sweep_h"
+        )
+        tried = np.arange(low, high + step / 2, step) if step > 0 and high > low else np.array([])
+        if not 2 <= len(tried) <= MAX_SWEEP:
+            st.info(f"A sweep tries 2 to {MAX_SWEEP} values: widen the range or change the step (now {len(tried):,}).")
+        elif st.button(f"Sweep {len(tried):,} values", key="w.scanner.sweep_run"):
+            with st.spinner(f"Measuring {len(tried):,} versions of the rule..."):
+                swept, best = app_state.sweep_rule_number(number, [float(v) for v in tried], int(sweep_h))
+            what = "excess return" if study.benchmark else "return"
+            st.plotly_chart(charts.sweep_line(swept, titles.get(number, "rule number"), what), width="stretch")
+            if np.isfinite(best["best"]):
+                st.caption(
+                    f"Best: {best['best']:g} (t {best['t_stat']:+.2f}, p {_p(best['p'])}). After {best['tried']:,} "
+                    f"tries the chance that the best of them looks this good by luck alone is about "
+                    f"{best['p_deflated']:.1%} (Sidak: 1 - (1 - p)^tries)."
+                )
 
 table_view = summary.copy()
 for column in ("mean", "median", "mean_excess", "se", "ci_low", "ci_high"):

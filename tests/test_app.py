@@ -530,3 +530,15 @@ def test_a_ranking_rule_shows_its_factor_quantiles_and_ic_under_what_happened_ne
     assert any("Information coefficient at 60 bars" in c.value for c in at.caption)
     plain = fresh({"rule": "rsi(14) < 30"}, page="scanner")
     assert not any("Does a higher rank" in m.value for m in plain.markdown)
+
+
+def test_the_scanner_sweeps_a_rule_number_and_deflates_the_best_value():
+    at = fresh({"rule": "rsi(14) < 30"}, page="scanner")
+    at.selectbox(key="w.scanner.sweep_number").set_value(1).run()  # the 30
+    at.number_input(key="w.scanner.sweep_lo.1").set_value(20.0)
+    at.number_input(key="w.scanner.sweep_hi.1").set_value(40.0)
+    at.number_input(key="w.scanner.sweep_st.1").set_value(5.0).run()
+    at.button(key="w.scanner.sweep_run").click().run()
+    assert not at.exception
+    said = [c.value for c in at.caption if c.value.startswith("Best:")]
+    assert len(said) == 1 and "After 5 tries" in said[0]

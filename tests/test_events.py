@@ -179,3 +179,16 @@ def test_signals_whose_next_bars_cross_a_flagged_bar_are_named():
     crossed = flagged_events(market, forward_returns(market, signals, horizons=(1, 10), random_draws=0))
     assert crossed["symbol"].tolist() == ["A"] and crossed["entry_date"].tolist() == [market.dates[25]]
     assert "outlier 2024-02-12" in crossed["flagged"].iloc[0]
+
+
+def test_a_sweep_of_a_rule_number_runs_the_study_per_value_and_deflates_the_best_for_the_tries(sample):
+    from engine.events import sweep
+
+    table, best = sweep(sample, "rsi(14) < 30", 1, [20, 25, 30, 35], horizon=10)
+    assert table.index.tolist() == [20.0, 25.0, 30.0, 35.0] and table["rule"].iloc[0] == "rsi(14) < 20"
+    one = forward_returns(sample, scan(sample, "rsi(14) < 25"), horizons=(10,), random_draws=0).summary.loc[10]
+    assert table.loc[25.0, "mean"] == pytest.approx(one["mean_excess"]) and table.loc[25.0, "events"] == one["events"]
+    assert best["best"] == table["t_stat"].idxmax() and best["tried"] == 4
+    assert best["p_deflated"] == pytest.approx(1 - (1 - best["p"]) ** 4) and best["p_deflated"] >= best["p"]
+    with pytest.raises(InputError, match="A sweep tries 2 to 50 values"):
+        sweep(sample, "rsi(14) < 30", 1, [30])

@@ -666,10 +666,11 @@ def drift(path: pd.DataFrame, what: str) -> go.Figure:
     pct = path[["mean", "low", "high"]] * 100.0
     fig = go.Figure(
         [
-            go.Scatter(x=pct.index, y=pct["high"], line={"width": 0}, showlegend=False, hoverinfo="skip"),
+            go.Scatter(x=pct.index, y=pct["high"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
             go.Scatter(
                 x=pct.index,
                 y=pct["low"],
+                mode="lines",
                 line={"width": 0},
                 fill="tonexty",
                 fillcolor="rgba(31,111,235,0.15)",
@@ -680,6 +681,39 @@ def drift(path: pd.DataFrame, what: str) -> go.Figure:
     )
     fig.add_hline(y=0, line={"color": "#888", "width": 1})
     fig.update_layout(xaxis_title="bars after the signal", yaxis_title=f"cumulative {what} (%)")
+    return _layout(fig, 300)
+
+
+def sweep_line(table: pd.DataFrame, title: str, what: str) -> go.Figure:
+    """The mean excess (or return, %) at one horizon for each value of a rule number, with its 95% band."""
+    pct = table[["mean", "ci_low", "ci_high"]] * 100.0
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=pct.index, y=pct["ci_high"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
+            ),
+            go.Scatter(
+                x=pct.index,
+                y=pct["ci_low"],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(31,111,235,0.15)",
+                name="95% band",
+            ),
+            go.Scatter(
+                x=pct.index,
+                y=pct["mean"],
+                mode="lines+markers",
+                line={"color": "#1f6feb"},
+                name=f"mean {what}",
+                customdata=table["events"],
+                hovertemplate="%{x}: %{y:+.2f}% over %{customdata:,} signals<extra></extra>",
+            ),
+        ]
+    )
+    fig.add_hline(y=0, line={"color": "#888", "width": 1})
+    fig.update_layout(xaxis_title=title, yaxis_title=f"mean {what} (%)")
     return _layout(fig, 300)
 
 

@@ -28,7 +28,7 @@ from .. import params as table
 from ..backtest import BacktestParams, BacktestResult, backtest, params_from_values, random_entry_test
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
-from ..events import EventStudy, event_figures, forward_returns, study_settings
+from ..events import EventStudy, event_figures, forward_returns, study_settings, sweep
 from ..factors import FactorStudy, factor_returns
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
@@ -290,6 +290,15 @@ def cached_events(
         owner,
         link,
     )
+
+
+def event_sweep(
+    market: Market, rule: str, number: int, values: list[float], horizon: int, settings: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The event study at one horizon over a range of one rule number, its memory reserved (one study at a time)."""
+    kwargs = {k: v for k, v in study_settings(settings).items() if k != "horizons"}
+    need = 2 * market.close.nbytes + scan_bytes(market.close.nbytes, indicator_names(rule, market.column_kinds()))
+    return _reserved("event sweep", need, lambda: sweep(market, rule, number, values, horizon, **kwargs))()
 
 
 FACTOR_BYTES_PER_CELL = 8 * 6  # the factor, its quantiles, a forward-return table and two rank tables
