@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run api test lint bench bench-vectorbt load-test load-test-api clean system-deps
+.PHONY: run api test lint bench bench-vectorbt bench-alphalens load-test load-test-api clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-vectorbt:
 	.venv-bench/bin/pip install --quiet -r requirements.txt vectorbt==1.2.0
 	.venv-bench/bin/python benchmarks/bench_optimize.py
 	.venv-bench/bin/python benchmarks/bench_engine.py
+
+# alphalens-reloaded beside our factor mode, in its own venv (a peer used only for comparison).
+bench-alphalens:
+	$(PY) -m venv .venv-bench-alphalens
+	.venv-bench-alphalens/bin/pip install --quiet -r requirements.txt alphalens-reloaded==0.5.1
+	.venv-bench-alphalens/bin/python benchmarks/bench_alphalens.py
 
 load-test: $(VENV)/.installed system-deps
 	MALLOC_ARENA_MAX=2 $(BIN)/python benchmarks/load_test.py --sessions 10

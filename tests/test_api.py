@@ -990,3 +990,15 @@ def test_an_event_study_through_the_api_equals_the_library_and_is_listed_as_a_ru
     assert any(run["kind"] == "events" for run in client.get("/api/runs").json()["runs"])
     bad = client.post("/api/events", json={"rule": RULE, "settings": {"horizons": "1,x"}})
     assert bad.status_code == 422 and "comma-separated" in bad.json()["error"]
+
+
+def test_an_event_study_on_a_large_dataset_is_a_job_with_the_same_answer(client, monkeypatch):
+    import api.routes.jobs as job_routes
+
+    body = {"rule": RULE, "settings": {"horizons": "5"}}
+    at_once = client.post("/api/events", json=body).json()
+    monkeypatch.setattr(job_routes, "EVENTS_AT_ONCE_CELLS", 0)  # every dataset is "large" now
+    r = client.post("/api/events", json=body)
+    assert r.status_code == 202
+    done = wait(client, r.json()["id"])
+    assert done["result"]["summary"] == at_once["summary"] and done["result"]["cache_hit"] is True

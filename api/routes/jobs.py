@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 
 from engine import params as table
 from engine.backtest import params_from_values
+from engine.events import study_settings
 from engine.optimize import OptimizationRun, check_satisfiable, estimate_work, format_grid_spec, grid_from_spec
 from engine.rules import parse_rule, split_rank
 from engine.server import service
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
 from ..jobs import Busy, Job, Jobs
-from ..models import MonteCarloRequest, OptimizeRequest, values_by_path
+from ..models import EventsRequest, MonteCarloRequest, OptimizeRequest, library_values, values_by_path
 from ..serialize import clean, records
 
 MAX_GRID_ROWS = 1_000  # combinations listed in an optimisation's result (best first); all of them: the dashboard
@@ -28,6 +29,9 @@ router = APIRouter(prefix="/api", dependencies=[Depends(user)])
 def _accepted(job: Job) -> JSONResponse:
     url = f"/api/jobs/{job.id}"
     return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})
+
+
+FIRST_EVENTS = 100  # signals listed in an event study's answer (every one is in the Scanner's CSV)
 
 
 def _submit(request: Request, who: str, kind: str, work: Any) -> JSONResponse:
@@ -134,6 +138,42 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
         }
 
     return _submit(request, who, "montecarlo", work)
+
+
+EVENTS_AT_ONCE_CELLS = 5_000_000  # symbol-bars up to which an event study is answered at once; past it, a job
+
+
+@router.post("/events", tags=["scan"], responses={202: {"description": "a job, for a large dataset"}})
+def run_events(req: EventsRequest, request: Request, who: User) -> Any:
+    """What each signal of the rule did next: the summary per horizon (date-clustered intervals, the percentile
+    among random entries), the drift curve, the first signals and the Scanner link; cached like a run. Answered
+    at once up to EVENTS_AT_ONCE_CELLS symbol-bars; past it, 202 with a job id (GET /api/jobs/{id})."""
+    market = open_dataset(req.data, who)
+    parse_rule(split_rank(req.rule)[0], market.column_kinds())
+    settings = library_values("events", req.settings)
+    study_settings(settings)  # a bad horizon list is a 422 now, not a failed job later
+    values = {p.path: getattr(req.settings, p.name) for p in table.group("events")}
+    query = table.link_query(data_id_of(market, req.data), req.rule, values)
+
+    def work(job: Job | None = None) -> dict[str, Any]:
+        run = service.cached_events(market, req.rule, settings, who, urlencode(query))
+        study = run.value
+        return {
+            "data": data_id_of(market, req.data),
+            "rule": req.rule,
+            "run_id": run.run_id,
+            "cache_hit": run.hit,
+            "events": len(study.events),
+            "open": study.open_events,
+            "summary": records(study.summary.reset_index()),
+            "path": records(study.path.reset_index()),
+            "first_events": records(study.events.head(FIRST_EVENTS)),
+            "link": dashboard_link("scanner", query),
+        }
+
+    if market.close.size <= EVENTS_AT_ONCE_CELLS:
+        return work()
+    return _submit(request, who, "events", work)
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])

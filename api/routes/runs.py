@@ -18,7 +18,7 @@ from engine.data import DataError, Market
 from engine.server import service
 
 from ..deps import User, dashboard_link, data_id_of, open_dataset, user
-from ..models import BacktestRequest, EventsRequest, ScanRequest, library_values, values_by_path
+from ..models import BacktestRequest, ScanRequest, values_by_path
 from ..serialize import clean, csv_chunks, records
 
 router = APIRouter(prefix="/api", dependencies=[Depends(user)])
@@ -36,30 +36,6 @@ def run_scan(req: ScanRequest, who: User) -> dict[str, Any]:
         "count": signals.count,
         "symbols_hit": signals.symbols_hit(),
         "signals": records(signals.table(market, req.limit)),
-    }
-
-
-@router.post("/events", tags=["scan"])
-def run_events(req: EventsRequest, who: User) -> dict[str, Any]:
-    """What each signal of the rule did next: the summary per horizon (date-clustered intervals, the percentile
-    among random entries), the drift curve and the first signals; cached like a run, with the dashboard link."""
-    market = open_dataset(req.data, who)
-    settings = library_values("events", req.settings)
-    values = {p.path: getattr(req.settings, p.name) for p in table.group("events")}
-    query = table.link_query(data_id_of(market, req.data), req.rule, values)
-    run = service.cached_events(market, req.rule, settings, who, urlencode(query))
-    study = run.value
-    return {
-        "data": data_id_of(market, req.data),
-        "rule": req.rule,
-        "run_id": run.run_id,
-        "cache_hit": run.hit,
-        "events": len(study.events),
-        "open": study.open_events,
-        "summary": records(study.summary.reset_index()),
-        "path": records(study.path.reset_index()),
-        "first_events": records(study.events.head(FIRST_PAGE)),
-        "link": dashboard_link("scanner", query),
     }
 
 
