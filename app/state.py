@@ -121,17 +121,20 @@ def run_backtest() -> BacktestResult:
     return result
 
 
+def _event_settings() -> dict[str, Any]:
+    """The Scanner's `events` settings by field name, as the library takes them."""
+    return table.library_fields({p.path: value(p.path) for p in table.group("events")})
+
+
 def run_events() -> EventStudy:
     """The event study of the current rule's signals with the Scanner's `events` settings (cached as a run)."""
-    settings = table.library_fields({p.path: value(p.path) for p in table.group("events")})
-    run = service.cached_events(require_market(), rule(), settings, user_id(), link(), signals=signals())
+    run = service.cached_events(require_market(), rule(), _event_settings(), user_id(), link(), signals=signals())
     return _ran("events", run)
 
 
 def sweep_rule_number(number: int, values: list[float], horizon: int) -> tuple[Any, dict[str, float]]:
     """The event study at one horizon for each value of one number of the current rule, with the Scanner's settings."""
-    settings = table.library_fields({p.path: value(p.path) for p in table.group("events")})
-    return service.event_sweep(require_market(), rule(), number, values, horizon, settings)
+    return service.event_sweep(require_market(), rule(), number, values, horizon, _event_settings())
 
 
 def factor_of_rule(horizons: tuple[int, ...]) -> FactorStudy | None:

@@ -153,15 +153,23 @@ lower: dict[str, np.ndarray] = {}
 for label, values in app_state.indicator_series().items():
     (overlays if charts.on_price_scale(label, values[:, j], market.close[:, j]) else lower)[label] = values
 mine = hits[hits.symbol == symbol]
-markers = pd.DataFrame(
-    {
-        "date": mine.date,
-        "price": market.low[market.dates.get_indexer(mine.date), j] * 0.98,
-        "label": "signal",
-        "color": "#ff9800",
-        "shape": "triangle-up",
-    }
-)
+
+
+def signal_markers(dates: pd.Series | list, column: int) -> pd.DataFrame:
+    """Orange triangles under the lows of the signal bars, for the candle chart."""
+    rows = market.dates.get_indexer(pd.DatetimeIndex(dates))
+    return pd.DataFrame(
+        {
+            "date": list(dates),
+            "price": market.low[rows, column] * 0.98,
+            "label": "signal",
+            "color": "#ff9800",
+            "shape": "triangle-up",
+        }
+    )
+
+
+markers = signal_markers(mine.date, j)
 st.plotly_chart(charts.candles(market, symbol, overlays, markers, lower or None), width="stretch")
 
 # --- What happened next: every signal's forward return, against the benchmark and random entries -------------
@@ -268,15 +276,7 @@ if picked_bins:
         event_symbol, event_date = str(event_row.symbol), pd.Timestamp(event_row.date)
         at = market.dates.get_loc(event_date)
         window = (market.dates[max(at - 60, 0)], market.dates[min(at + shown_h + 20, len(market.dates) - 1)])
-        event_marker = pd.DataFrame(
-            {
-                "date": [event_date],
-                "price": [market.low[at, market.column(event_symbol)] * 0.98],
-                "label": ["signal"],
-                "color": ["#ff9800"],
-                "shape": ["triangle-up"],
-            }
-        )
+        event_marker = signal_markers([event_date], market.column(event_symbol))
         st.plotly_chart(charts.candles(market, event_symbol, markers=event_marker, focus=window), width="stretch")
 
 factor = app_state.factor_of_rule(study.horizons)

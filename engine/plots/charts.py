@@ -660,22 +660,29 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     return _layout(fig, 320)
 
 
+def _band(x: pd.Index, low: pd.Series, high: pd.Series) -> list[go.Scatter]:
+    """A shaded 95% band between two lines (the upper edge, then the lower filled up to it)."""
+    return [
+        go.Scatter(x=x, y=high, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
+        go.Scatter(
+            x=x,
+            y=low,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor="rgba(31,111,235,0.15)",
+            name="95% band",
+        ),
+    ]
+
+
 def drift(path: pd.DataFrame, what: str) -> go.Figure:
     """The event-study drift: the mean cumulative return (or excess) bar by bar after the signal, with its 95%
     band (date-clustered)."""
     pct = path[["mean", "low", "high"]] * 100.0
     fig = go.Figure(
         [
-            go.Scatter(x=pct.index, y=pct["high"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
-            go.Scatter(
-                x=pct.index,
-                y=pct["low"],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor="rgba(31,111,235,0.15)",
-                name="95% band",
-            ),
+            *_band(pct.index, pct["low"], pct["high"]),
             go.Scatter(x=pct.index, y=pct["mean"], line={"color": "#1f6feb", "width": 2}, name=f"mean {what}"),
         ]
     )
@@ -689,18 +696,7 @@ def sweep_line(table: pd.DataFrame, title: str, what: str) -> go.Figure:
     pct = table[["mean", "ci_low", "ci_high"]] * 100.0
     fig = go.Figure(
         [
-            go.Scatter(
-                x=pct.index, y=pct["ci_high"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
-            ),
-            go.Scatter(
-                x=pct.index,
-                y=pct["ci_low"],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor="rgba(31,111,235,0.15)",
-                name="95% band",
-            ),
+            *_band(pct.index, pct["ci_low"], pct["ci_high"]),
             go.Scatter(
                 x=pct.index,
                 y=pct["mean"],
