@@ -66,28 +66,56 @@ def forward_paths(close, bars, symbols, price, horizons):
 @njit(cache=True, nogil=True)
 def universe_returns(open_, close, horizons, next_open):
     """(bars x horizons): the equal-weight mean over every symbol priced at both ends of the return from the
-    entry at bar t (the open of t+1, or the close of t) to the close of t+h; NaN where none is."""
+    entry at bar t (the open of t+1, or the close of t) to the close of t+h; NaN where none is. The mean is
+    sum(close / entry) / count - 1, two branch-free sums over the symbols per (bar, horizon)."""
     n_bars, m = close.shape
     k = len(horizons)
     out = np.full((n_bars, k), np.nan)
+    ends = np.zeros((n_bars, m))  # the close, 0 where there is none
+    missing = np.zeros(n_bars + 1, np.int64)  # per bar, the symbols without a close: missing[t]..missing[t + 1]
+    n_gaps = 0
+    for t in range(n_bars):
+        for s in range(m):
+            n_gaps += 1 if close[t, s] != close[t, s] else 0
+    gaps = np.empty(n_gaps, np.int64)
+    for t in range(n_bars):
+        missing[t + 1] = missing[t]
+        for s in range(m):
+            c = close[t, s]
+            if c == c:
+                ends[t, s] = c
+            else:
+                gaps[missing[t + 1]] = s
+                missing[t + 1] += 1
+    inverse = np.zeros(m)  # 1 / entry price, 0 where there is none
     for t in range(n_bars):
         e = t + (1 if next_open else 0)
         if e >= n_bars:
             continue
+        n_priced = 0
+        for s in range(m):
+            p = open_[e, s] if next_open else close[e, s]
+            inverse[s] = 1.0 / p if p > 0 else 0.0
+            n_priced += 1 if p > 0 else 0
         for j in range(k):
             end = t + horizons[j]
             if end >= n_bars:
                 continue
-            total, count = 0.0, 0
-            for s in range(m):
-                p = open_[e, s] if next_open else close[e, s]
-                c = close[end, s]
-                if p > 0 and c == c:
-                    total += c / p - 1.0
-                    count += 1
-            if count:
-                out[t, j] = total / count
+            count = n_priced
+            for g in range(missing[end], missing[end + 1]):
+                count -= 1 if inverse[gaps[g]] > 0 else 0
+            if count > 0:
+                out[t, j] = _dot(inverse, ends[end]) / count - 1.0
     return out
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot(a, b):
+    """sum(a * b) in vector lanes."""
+    total = 0.0
+    for s in range(len(a)):
+        total += a[s] * b[s]
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -200,20 +228,44 @@ def random_moments(close, entry_px, offset, dates, date_weight, symbols, symbol_
 
 
 @njit(cache=True, nogil=True)
-def forward_matrix(open_, close, horizon, next_open):
-    """(bars x symbols): the return from the entry at bar t (the open of t+1, or the close of t) to the close of
-    t+h, NaN past the data or without either price: every cell's forward return, for a factor's quantiles."""
-    n_bars, m = close.shape
-    out = np.full((n_bars, m), np.nan)
-    offset = 1 if next_open else 0
-    for t in range(n_bars - horizon):
-        if t + offset >= n_bars:
-            break
+def compact(values):
+    """A factor's cells with a value, packed to the left of each row: (columns, values) as (bars x widest row),
+    padded with -1 and NaN, so that a factor on a rule's hits costs its hits, not the whole universe."""
+    n_bars, m = values.shape
+    width = 0
+    for t in range(n_bars):
+        n = 0
         for s in range(m):
+            n += 1 if values[t, s] == values[t, s] else 0
+        width = max(width, n)
+    cols = np.full((n_bars, width), -1, np.int64)
+    packed = np.full((n_bars, width), np.nan)
+    for t in range(n_bars):
+        n = 0
+        for s in range(m):
+            if values[t, s] == values[t, s]:
+                cols[t, n] = s
+                packed[t, n] = values[t, s]
+                n += 1
+    return cols, packed
+
+
+@njit(cache=True, nogil=True)
+def forward_compact(open_, close, cols, horizon, next_open):
+    """Per packed cell (compact's columns) the return from the entry at bar t (the open of t+1, or the close of
+    t) to the close of t+h; NaN past the data or without either price."""
+    n_bars, width = cols.shape
+    out = np.full((n_bars, width), np.nan)
+    offset = 1 if next_open else 0
+    for t in range(n_bars - max(horizon, offset)):
+        for i in range(width):
+            s = cols[t, i]
+            if s < 0:
+                break
             p = open_[t + offset, s] if next_open else close[t, s]
             c = close[t + horizon, s]
             if p > 0 and c == c:
-                out[t, s] = c / p - 1.0
+                out[t, i] = c / p - 1.0
     return out
 
 
@@ -234,30 +286,99 @@ def average_ranks(values):
     return ranks
 
 
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_TOP = np.uint64(0x8000000000000000)
+
+
 @njit(cache=True, nogil=True)
-def factor_pass(values, fwd, bucket, factor_pct, quantiles):
+def column_bits(m):
+    """How many low bits a sort key needs to carry a column number below m."""
+    bits = 1
+    while (1 << bits) < m:
+        bits += 1
+    return bits
+
+
+@njit(cache=True, nogil=True)
+def sort_keys(x):
+    """Per cell an unsigned key whose order is the value's order, with the column in the low bits (NaN: the
+    largest key), so that numpy's vectorised sort of whole rows stands in for an argsort per bar. The low bits
+    cut off the value's last bits: values that agree that far share a head and ranks_from_sorted orders them
+    exactly."""
+    n_bars, m = x.shape
+    shift = np.uint64(column_bits(m))
+    keys = np.empty((n_bars, m), np.uint64)
+    row = np.empty(m)
+    row_bits = row.view(np.uint64)
+    for t in range(n_bars):
+        for s in range(m):
+            row[s] = x[t, s] + 0.0  # -0.0 becomes 0.0: equal values, equal keys
+        for s in range(m):
+            if x[t, s] != x[t, s]:
+                keys[t, s] = _ALL
+                continue
+            b = row_bits[s]
+            b = ~b if b & _TOP else b | _TOP  # the IEEE bits in the values' order
+            keys[t, s] = ((b >> shift) << shift) | np.uint64(s)
+    return keys
+
+
+@njit(cache=True, nogil=True)
+def ranks_from_sorted(keys, x, among):
+    """Per cell its ascending rank from 1 among the row's values where `among` has a value too, ties sharing
+    their average (pandas' rank); `keys` are sort_keys(x) sorted along each row, so a subset of the symbols is
+    ranked in one walk, without sorting again. A run of keys with one head (equal values, or values equal to
+    the cut bits) is ranked exactly from the values themselves."""
+    n_bars, m = x.shape
+    shift = np.uint64(column_bits(m))
+    low = (np.uint64(1) << shift) - np.uint64(1)
+    ranks = np.full((n_bars, m), np.nan)
+    cols = np.empty(m, np.int64)
+    heads = np.empty(m, np.uint64)
+    vals = np.empty(m)
+    for t in range(n_bars):
+        n = 0
+        for i in range(m):  # the kept cells in the values' order
+            key = keys[t, i]
+            if key == _ALL:
+                break
+            s = np.int64(key & low)
+            if among[t, s] == among[t, s]:
+                cols[n] = s
+                heads[n] = key >> shift
+                n += 1
+        a = 0
+        while a < n:
+            b = a
+            while b + 1 < n and heads[b + 1] == heads[a]:
+                b += 1
+            if b == a:
+                ranks[t, cols[a]] = a + 1.0
+            else:
+                for i in range(a, b + 1):
+                    vals[i] = x[t, cols[i]]
+                within = average_ranks(vals[a : b + 1])
+                for i in range(a, b + 1):
+                    ranks[t, cols[i]] = a + within[i - a]
+            a = b + 1
+    return ranks
+
+
+@njit(cache=True, nogil=True)
+def factor_pass(fwd, fwd_ranks, factor_ranks, bucket, quantiles):
     """One horizon of a factor study in one pass over the bars: per bar the Spearman correlation of the factor and
-    the forward return over the symbols with both (NaN under 3), and per quantile the sum and count of the
-    forward returns (bucket: each cell's quantile 1..Q, NaN for none). factor_pct holds the factor's percentile
-    over its symbols on the bar: where every one of them has a forward return, its ranks are read from it
-    instead of sorted again."""
-    n_bars, m = values.shape
+    the forward return (their average ranks over the symbols with both; NaN under 3), and per quantile the sum
+    and count of the forward returns (bucket: each cell's quantile 1..Q, NaN for none)."""
+    n_bars, m = fwd.shape
     ic = np.full(n_bars, np.nan)
     sums = np.zeros(quantiles + 1)
     counts = np.zeros(quantiles + 1, np.int64)
-    f = np.empty(m)
-    r = np.empty(m)
-    pct = np.empty(m)
     for t in range(n_bars):
-        n, n_factor = 0, 0
+        n = 0
+        cov, vf, vr = 0.0, 0.0, 0.0
         for s in range(m):
-            v, x = values[t, s], fwd[t, s]
-            if v == v:
-                n_factor += 1
-            if v == v and x == x:
-                f[n] = v
-                r[n] = x
-                pct[n] = factor_pct[t, s]
+            x = fwd[t, s]
+            if x == x:
                 n += 1
                 q = bucket[t, s]
                 if q == q:
@@ -265,16 +386,13 @@ def factor_pass(values, fwd, bucket, factor_pct, quantiles):
                     counts[int(q)] += 1
         if n < 3:
             continue
-        # the same symbols as the factor's own percentiles: its ranks are those scaled back, not sorted again
-        rf = pct[:n] * (n / 100.0) if n == n_factor else average_ranks(f[:n])
-        rr = average_ranks(r[:n])
         mean = (n + 1) / 2.0
-        cov, vf, vr = 0.0, 0.0, 0.0
-        for i in range(n):
-            df, dr = rf[i] - mean, rr[i] - mean
-            cov += df * dr
-            vf += df * df
-            vr += dr * dr
+        for s in range(m):
+            if fwd[t, s] == fwd[t, s]:
+                df, dr = factor_ranks[t, s] - mean, fwd_ranks[t, s] - mean
+                cov += df * dr
+                vf += df * df
+                vr += dr * dr
         if vf > 0 and vr > 0:
             ic[t] = cov / np.sqrt(vf * vr)
     return ic, sums, counts

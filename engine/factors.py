@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from . import _event_kernels as ek
-from . import _indicator_kernels as ik
 from .data import Market
 from .errors import InputError
 from .events import ENTRIES, _horizons
@@ -40,6 +39,14 @@ class FactorStudy:
     counts: pd.Series
 
 
+def _sorted_keys(x: np.ndarray) -> np.ndarray:
+    """Each row's cells in the values' order as packed keys: numpy's vectorised sort of whole rows stands in
+    for an argsort per bar (a third of the time of Numba's)."""
+    keys = ek.sort_keys(x)
+    keys.sort(axis=1)
+    return keys
+
+
 def factor_returns(
     market: Market,
     factor: str,
@@ -59,14 +66,18 @@ def factor_returns(
     if universe_rule:
         values = np.where(scan(market, universe_rule).matrix, values, np.nan)
     values = np.where(np.isfinite(market.close), values, np.nan)  # only symbols priced on the bar
-    no_groups = np.zeros((1, market.shape[1]))
-    pct = ik.cross_section(values, no_groups, ik.CS_PERCENTILE)
+    cols, values = ek.compact(values)  # each bar's symbols with a value, packed left: the work is theirs only
+    factor_keys = _sorted_keys(values)
+    counts_per_bar = np.count_nonzero(cols >= 0, axis=1)[:, None]
+    pct = ek.ranks_from_sorted(factor_keys, values, values) / counts_per_bar * 100.0  # as percentile() in rules
     bucket = np.clip(np.ceil(pct / 100.0 * quantiles), 1, quantiles)  # NaN stays NaN
     means, ic_rows, monthly = {}, [], {}
     months = market.dates.to_period("M")
     for h in hs:
-        fwd = ek.forward_matrix(market.open, market.close, h, entry == "next_open")
-        ic_daily, sums, counts_h = ek.factor_pass(values, fwd, bucket, pct, quantiles)
+        fwd = ek.forward_compact(market.open, market.close, cols, h, entry == "next_open")
+        fwd_ranks = ek.ranks_from_sorted(_sorted_keys(fwd), fwd, fwd)
+        factor_ranks = ek.ranks_from_sorted(factor_keys, values, fwd)  # over the symbols with a return
+        ic_daily, sums, counts_h = ek.factor_pass(fwd, fwd_ranks, factor_ranks, bucket, quantiles)
         means[h] = {q: sums[q] / counts_h[q] if counts_h[q] else np.nan for q in range(1, quantiles + 1)}
         daily = pd.Series(ic_daily, index=market.dates)
         valid = daily.dropna()
