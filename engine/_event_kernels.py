@@ -165,20 +165,22 @@ def clustered_mean(values, clusters):
 
 
 @njit(cache=True, nogil=True)
-def random_means(close, entry_px, offset, symbols, bars, horizons, n_draws, seed):
-    """(n_draws x horizons): the mean return of n_draws sets of random events, as many as the real ones, each a
-    symbol and a date drawn from the real events' symbols and dates (the same mix of names and of periods),
-    entered as the real ones (entry_px at bar t + offset: the open of t+1, or the close of t)."""
+def random_means(close, entry_px, offset, symbols, bars, horizons, n_draws, seed, per_draw, bench):
+    """(n_draws x horizons): the mean return of n_draws sets of `per_draw` random events, each a symbol and a
+    date drawn from the real events' symbols and dates (the same mix of names and of periods), entered as the
+    real ones (entry_px at bar t + offset: the open of t+1, or the close of t), less the benchmark's return
+    over the same span when `bench` (bars x horizons) has columns."""
     np.random.seed(seed)
     n, k = len(bars), len(horizons)
     n_bars = close.shape[0]
+    excess = bench.shape[1] > 0
     out = np.full((n_draws, k), np.nan)
     total = np.zeros(k)
     count = np.zeros(k, np.int64)
     for d in range(n_draws):
         total[:] = 0.0
         count[:] = 0
-        for _ in range(n):
+        for _ in range(per_draw):
             s = symbols[np.random.randint(n)]
             t = bars[np.random.randint(n)]
             if t + offset >= n_bars:
@@ -190,7 +192,7 @@ def random_means(close, entry_px, offset, symbols, bars, horizons, n_draws, seed
                 if t + horizons[j] < n_bars:
                     c = close[t + horizons[j], s]
                     if c == c:
-                        total[j] += c / p - 1.0
+                        total[j] += c / p - 1.0 - (bench[t, j] if excess else 0.0)
                         count[j] += 1
         for j in range(k):
             if count[j]:

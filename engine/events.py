@@ -9,6 +9,7 @@ close) and held h bars, whatever else is held.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ ENTRIES = ("next_open", "close")
 Z_95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval (statsmodels' default for clusters)
 RANDOM_DRAWS = 1_000
 RANDOM_CELLS = 2e7  # random events drawn in all at most (draws x events): bounded work, as the luck test's
+_NO_BENCH = np.zeros((0, 0))  # random entries' plain returns (no benchmark to subtract)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def forward_returns(
     entry_bar, price = k.entry_prices(market.open, market.close, bars, symbols, next_open)
     h_arr = np.array(hs, np.int64)
     ret, mfe, mae = k.forward_paths(market.close, bars, symbols, price, h_arr)
-    excess = _excess(market, ret, bars, h_arr, next_open, benchmark)
+    bench = _benchmark_returns(market, h_arr, next_open, benchmark)
+    excess = None if bench is None else ret - bench[bars]
     dates = market.dates.to_numpy()
     events = pd.DataFrame(
         {
@@ -116,7 +119,7 @@ def forward_returns(
         events[f"mae_{h}"] = mae[:, j]
     events["open"] = bars + min(hs) >= len(dates)  # no horizon has ended yet
     summary = _summary(market, events, bars, symbols, hs, next_open, excess is not None, random_draws, seed)
-    path = _drift(market, bars, symbols, price, max(hs), next_open, benchmark)
+    path = _drift(market, bars, symbols, price, max(hs), next_open, benchmark, random_draws, seed)
     return EventStudy(events, summary, hs, entry, benchmark, int(cooldown), int(events["open"].sum()), path)
 
 
@@ -131,19 +134,68 @@ def _drift(
     longest: int,
     next_open: bool,
     benchmark: str | None,
+    random_draws: int,
+    seed: int,
 ) -> pd.DataFrame:
     """The event-study drift: per bar d after the signal, the mean cumulative excess return (or return) of the
-    events measured at d, with its date-clustered 95% band; day 0 is the entry (0 by definition)."""
+    events measured at d, with its date-clustered 95% band, and where 95% of the means of as many random entries
+    fall (`random_low`, `random_high`); day 0 is the entry (0 by definition)."""
     days = np.arange(1, min(longest, MAX_PATH_BARS) + 1, dtype=np.int64)
     ret, _, _ = k.forward_paths(market.close, bars, symbols, price, days)
-    excess = _excess(market, ret, bars, days, next_open, benchmark)
-    tested = ret if excess is None else excess
+    bench = _benchmark_returns(market, days, next_open, benchmark)
+    tested = ret if bench is None else ret - bench[bars]
     clusters = np.unique(bars, return_inverse=True)[1].astype(np.int64)
-    rows = [{"bar": 0, "mean": 0.0, "low": 0.0, "high": 0.0, "events": len(bars)}]
+    random_low, random_high = _random_band(market, bars, symbols, days, next_open, bench, random_draws, seed)
+    rows = [
+        {"bar": 0, "mean": 0.0, "low": 0.0, "high": 0.0, "random_low": 0.0, "random_high": 0.0, "events": len(bars)}
+    ]
     for j, d in enumerate(days):
         n, mean, se, _ = k.clustered_mean(np.ascontiguousarray(tested[:, j]), clusters)
-        rows.append({"bar": int(d), "mean": mean, "low": mean - Z_95 * se, "high": mean + Z_95 * se, "events": n})
+        rows.append(
+            {
+                "bar": int(d),
+                "mean": mean,
+                "low": mean - Z_95 * se,
+                "high": mean + Z_95 * se,
+                "random_low": random_low[j],
+                "random_high": random_high[j],
+                "events": n,
+            }
+        )
     return pd.DataFrame(rows).set_index("bar")
+
+
+RANDOM_PAIRS = 20_000  # single random entries whose spread gives the random band of a large study's drift
+
+
+def _random_band(
+    market: Market,
+    bars: np.ndarray,
+    symbols: np.ndarray,
+    days: np.ndarray,
+    next_open: bool,
+    bench: np.ndarray | None,
+    random_draws: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar after the signal, where the middle 95% of the mean cumulative (excess) return of as many random
+    entries as the real ones falls: the 2.5th and 97.5th percentiles of up to `random_draws` drawn sets while
+    100 or more fit in RANDOM_CELLS; past that, the normal the mean of n random entries tends to, its moments
+    read from RANDOM_PAIRS single random entries. No draws, no band (NaN)."""
+    n = len(bars)
+    if not n or random_draws <= 0:
+        return np.full(len(days), np.nan), np.full(len(days), np.nan)
+    entry_px, offset = (market.open if next_open else market.close), int(next_open)
+    bench_arr = _NO_BENCH if bench is None else bench
+    draws = min(int(random_draws), int(RANDOM_CELLS // (n * len(days))))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a bar no random entry reaches is NaN
+        if draws >= 100:
+            drawn = k.random_means(market.close, entry_px, offset, symbols, bars, days, draws, seed, n, bench_arr)
+            return np.nanpercentile(drawn, 2.5, axis=0), np.nanpercentile(drawn, 97.5, axis=0)
+        single = k.random_means(market.close, entry_px, offset, symbols, bars, days, RANDOM_PAIRS, seed, 1, bench_arr)
+        mean, half = np.nanmean(single, axis=0), Z_95 * np.nanstd(single, axis=0) / np.sqrt(n)
+    return mean - half, mean + half
 
 
 MAX_HORIZON = 2_520
@@ -175,18 +227,14 @@ def _horizons(horizons: Sequence[int]) -> tuple[int, ...]:
     return hs
 
 
-def _excess(
-    market: Market, ret: np.ndarray, bars: np.ndarray, h_arr: np.ndarray, next_open: bool, benchmark: str | None
-) -> np.ndarray | None:
-    """ret minus the benchmark's return over the same span, per event and horizon (None without a benchmark)."""
+def _benchmark_returns(market: Market, h_arr: np.ndarray, next_open: bool, benchmark: str | None) -> np.ndarray | None:
+    """(bars x horizons): the benchmark's return from each bar's entry over each span (None without one)."""
     if benchmark is None:
         return None
     if benchmark == "universe":
-        bench = k.universe_returns(market.open, market.close, h_arr, next_open)
-    else:
-        j = market.column(benchmark)
-        bench = k.universe_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], h_arr, next_open)
-    return ret - bench[bars]
+        return k.universe_returns(market.open, market.close, h_arr, next_open)
+    j = market.column(benchmark)
+    return k.universe_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], h_arr, next_open)
 
 
 def _summary(
@@ -254,7 +302,9 @@ def _random_percentiles(
         return [np.nan] * len(hs)
     entry_px, offset, h_arr = (market.open if next_open else market.close), int(next_open), np.array(hs, np.int64)
     if len(bars) * random_draws <= RANDOM_CELLS:
-        drawn = k.random_means(market.close, entry_px, offset, symbols, bars, h_arr, int(random_draws), seed)
+        drawn = k.random_means(
+            market.close, entry_px, offset, symbols, bars, h_arr, int(random_draws), seed, len(bars), _NO_BENCH
+        )
         return [
             float((drawn[:, j][np.isfinite(drawn[:, j])] < m).mean() * 100.0) if np.isfinite(m) else np.nan
             for j, m in enumerate(means)

@@ -162,6 +162,25 @@ def test_the_drift_curve_meets_the_summary_at_each_horizon_and_the_tables_add_up
     assert best["mean"].is_monotonic_decreasing and len(best) <= 4
 
 
+def test_the_random_band_holds_random_entries_drift_and_its_normal_form_agrees_with_the_draws(sample, monkeypatch):
+    import engine.events as events
+
+    rng = np.random.default_rng(3)
+    signals = rng.random(sample.shape) < 0.004  # random entries: their drift should stay inside the band
+    study = forward_returns(sample, signals, horizons=(20,), random_draws=400, seed=2)
+    path = study.path.loc[1:]
+    inside = (path["mean"] >= path["random_low"]) & (path["mean"] <= path["random_high"])
+    assert inside.mean() >= 0.8 and (path["random_high"] > path["random_low"]).all()
+    again = forward_returns(sample, signals, horizons=(20,), random_draws=400, seed=2).path
+    pd.testing.assert_frame_equal(again, study.path)  # reproducible by seed
+    monkeypatch.setattr(events, "RANDOM_CELLS", 0)  # past the budget: the normal from single random entries
+    normal = forward_returns(sample, signals, horizons=(20,), random_draws=400, seed=2).path.loc[1:]
+    width = (path["random_high"] - path["random_low"]).to_numpy()
+    assert np.all(np.abs(normal["random_low"] - path["random_low"]) < 0.25 * width)
+    assert np.all(np.abs(normal["random_high"] - path["random_high"]) < 0.25 * width)
+    assert forward_returns(sample, signals, horizons=(5,), random_draws=0).path["random_low"].loc[1:].isna().all()
+
+
 def test_signals_whose_next_bars_cross_a_flagged_bar_are_named():
     from engine import load_market
     from engine.events import flagged_events

@@ -660,28 +660,23 @@ def null_histogram(random: np.ndarray, own: float) -> go.Figure:
     return _layout(fig, 320)
 
 
-def _band(x: pd.Index, low: pd.Series, high: pd.Series) -> list[go.Scatter]:
-    """A shaded 95% band between two lines (the upper edge, then the lower filled up to it)."""
+def _band(
+    x: pd.Index, low: pd.Series, high: pd.Series, name: str = "95% band", color: str = "rgba(31,111,235,0.15)"
+) -> list[go.Scatter]:
+    """A shaded band between two lines (the upper edge, then the lower filled up to it)."""
     return [
         go.Scatter(x=x, y=high, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
-        go.Scatter(
-            x=x,
-            y=low,
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor="rgba(31,111,235,0.15)",
-            name="95% band",
-        ),
+        go.Scatter(x=x, y=low, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color, name=name),
     ]
 
 
 def drift(path: pd.DataFrame, what: str) -> go.Figure:
     """The event-study drift: the mean cumulative return (or excess) bar by bar after the signal, with its 95%
-    band (date-clustered)."""
-    pct = path[["mean", "low", "high"]] * 100.0
+    band (date-clustered), over the grey band where 95% of as many random entries' means fall."""
+    pct = path[["mean", "low", "high", "random_low", "random_high"]] * 100.0
     fig = go.Figure(
         [
+            *_band(pct.index, pct["random_low"], pct["random_high"], "random entries (95%)", "rgba(120,120,120,0.2)"),
             *_band(pct.index, pct["low"], pct["high"]),
             go.Scatter(x=pct.index, y=pct["mean"], line={"color": "#1f6feb", "width": 2}, name=f"mean {what}"),
         ]
