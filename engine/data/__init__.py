@@ -12,6 +12,7 @@ OHLC by adj_close/close; `prices="split_adjusted"` back-adjusts the detected spl
 
 Any other column (pe_ratio, market_cap, sector ...) is an own column: a name in rules, carried forward per
 symbol (engine/data/columns.py); `attach_columns` joins a second file of such columns as of each date.
+`append` adds recent bars (engine/data/update.py): equal overlap dropped, restated history refused or replaced.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from .columns import describe_columns
 from .market import Market, missing_inside
 from .quality import detect_outliers, detect_splits
 from .read import LoadOptions, max_decompressed_bytes, max_upload_bytes, too_big
+from .update import AppendReport, RestatedHistory, append
 
 __all__ = [
     "SAMPLE_PATH",
+    "AppendReport",
+    "RestatedHistory",
     "BadRowsError",
     "DataError",
     "InputError",
     "LoadOptions",
     "Market",
+    "append",
     "attach_columns",
     "describe_columns",
     "detect_outliers",

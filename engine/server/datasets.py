@@ -168,6 +168,7 @@ class DatasetStore:
         self._admit = admit or (lambda nbytes, what: contextlib.nullcontext())
         self._lock = threading.RLock()
         self._tidied = time.monotonic()
+        self._protected: Callable[[], set[str]] = set  # ids eviction keeps (every family's latest version)
         if self.directory is not None:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -318,6 +319,14 @@ class DatasetStore:
                 self._remove(ds_id)
         return True
 
+    def protect(self, ids: Callable[[], set[str]]) -> None:
+        """Eviction keeps these datasets (asked when it runs): a family's latest version stays openable."""
+        self._protected = ids
+
+    def writing(self) -> AbstractContextManager[None]:
+        """The store's one-writer lock, for records kept beside the datasets (families)."""
+        return self._exclusive()
+
     # --- files ------------------------------------------------------------------------------------------
 
     def _tidy(self) -> None:
@@ -400,10 +409,11 @@ class DatasetStore:
         """Oldest first until the store fits its size limit (the dataset just stored always stays)."""
         infos = sorted(self.list(SERVER), key=lambda i: i.created)
         total = sum(i.bytes for i in infos)
+        protected = self._protected() if total > self.size_limit else set()
         for info in infos:
             if total <= self.size_limit:
                 break
-            if info.id != keep:
+            if info.id != keep and info.id not in protected:
                 self._remove(info.id)
                 total -= info.bytes
 

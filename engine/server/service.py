@@ -28,6 +28,7 @@ from .. import params as table
 from ..backtest import BacktestParams, BacktestResult, backtest, params_from_values, random_entry_test
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
+from ..data.sources import Source
 from ..events import EventStudy, event_figures, forward_returns, study_settings, sweep
 from ..factors import FactorStudy, factor_returns
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
@@ -35,7 +36,9 @@ from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Signals, indicator_names, scan
 from .cache import MAX_NOTE_CHARS, RunRecord, run_key
 from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, to_frame, valid_id
-from .stores import builtin, dataset_store, run_cache, server_budget
+from .families import Family, FamilyStore
+from .refresh import Outcome, append_bars, refresh
+from .stores import builtin, dataset_store, family_store, run_cache, server_budget
 
 log = logging.getLogger("engine.server")
 T = TypeVar("T")
@@ -143,6 +146,88 @@ def bars(market: Market, symbols: list[str] | None, start: str | None, end: str 
 
 def dataset_listing(data_id: str, viewer: str) -> DatasetInfo | None:
     return None if data_id in BUILTIN else dataset_store().info(data_id, viewer=viewer)
+
+
+# --- families of versions -------------------------------------------------------------------------------------
+
+
+def families() -> FamilyStore:
+    """The server's families (named lines of dataset versions), each checked against the viewer."""
+    return family_store()
+
+
+def create_family(name: str, market: Market, owner: str, shared: bool = False, source: dict | None = None) -> Family:
+    """A new family whose first version is the dataset (stored for links like an upload). OSError when the
+    store cannot be written."""
+    family = family_store().create(name, market, owner, shared)
+    if source is not None:
+        family_store().set_source(family.slug, owner, source)
+        family = family_store().get(family.slug, owner) or family
+    return family
+
+
+def open_family(slug: str, viewer: str) -> tuple[Family, Market] | None:
+    """A family's latest version, or None when the family (or that version) is unknown or not the viewer's."""
+    family = family_store().get(slug, viewer)
+    market = None if family is None else dataset_store().get(family.latest.id, viewer=family.owner)
+    return None if family is None or market is None else (family, market)
+
+
+def family_of(data_id: str, viewer: str) -> Family | None:
+    """The family a dataset is a version of (to say when a newer version exists), as the viewer may see it."""
+    return None if data_id in BUILTIN or not valid_id(data_id) else family_store().of_dataset(data_id, viewer)
+
+
+def append_to_family(
+    slug: str, new: IO[bytes] | Market, viewer: str, on_restated: str = "refuse", **options: Any
+) -> Outcome | None:
+    """Recent bars (a file through the loader's checks and limits, or a Market) appended to the family's latest
+    version: a new version when something changed. None when the family is not the viewer's to change;
+    RestatedHistory (a DataError with the differing bars) when stored bars differ and on_restated='refuse'."""
+    opened = open_family(slug, viewer)
+    if opened is None or not family_store().may_change(opened[0], viewer):
+        return None
+    family, market = opened
+    if not isinstance(new, Market):
+        source, limit = new, max_upload_bytes()
+        need = _file_need(source)
+        new = _reserved("upload", need, lambda: load_market(source, name=family.name, max_bytes=limit, **options))()
+    incoming = new
+    need = 3 * market.nbytes + 3 * incoming.nbytes  # the stored and the merged arrays, and the comparison
+    work = lambda: append_bars(family_store(), family, market, incoming, viewer, on_restated)  # noqa: E731
+    return _reserved("append", need, work)()
+
+
+def refresh_family(
+    slug: str,
+    viewer: str,
+    *,
+    partial: bool = False,
+    on_restated: str = "refuse",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Outcome | None:
+    """Fetch the family's new bars from its source and append them (see engine/server/refresh.py); None when
+    the family is not the viewer's to change."""
+    opened = open_family(slug, viewer)
+    if opened is None or not family_store().may_change(opened[0], viewer):
+        return None
+    family, market = opened
+    work = lambda: refresh(  # noqa: E731
+        family_store(), family, market, viewer, partial=partial, on_restated=on_restated, progress=progress
+    )
+    return _reserved("refresh", 4 * market.nbytes, work)()
+
+
+def set_family_source(slug: str, viewer: str, settings: dict[str, Any] | None) -> bool:
+    """Where the family's refreshes fetch from (checked: DataError for bad settings); its owner only."""
+    if settings is not None:
+        settings = Source.from_settings(settings).settings()
+    return family_store().set_source(slug, viewer, settings)
+
+
+def share_family(slug: str, viewer: str, shared: bool) -> bool:
+    """Share a family (every version) with the team, or make it private again; its owner only."""
+    return family_store().set_shared(slug, viewer, shared)
 
 
 # --- runs ------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ..synthetic import synthetic_market
 from .admission import MB, MemoryBudget, process_bytes, server_budget_bytes
 from .cache import RunCache
 from .datasets import DatasetStore
+from .families import FamilyStore
 
 
 def cache_dir() -> Path | None:
@@ -30,6 +31,16 @@ def dataset_store() -> DatasetStore:
     return _dataset_store(
         str(cache_dir() or ""), env("SCANNER_DATASETS_MB", "2048"), env("SCANNER_DATASET_MEMO_MB", "1024")
     )
+
+
+def family_store() -> FamilyStore:
+    """The families over the one dataset store (versions are its datasets)."""
+    return _family_store(dataset_store())
+
+
+@functools.cache
+def _family_store(datasets: DatasetStore) -> FamilyStore:
+    return FamilyStore(datasets)
 
 
 def run_cache() -> RunCache:

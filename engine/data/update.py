@@ -1,0 +1,309 @@
+"""New bars onto a dataset: the next version of a family (engine/server/families.py).
+
+`append(market, new)` takes recent bars (a Market, a frame or a file, read by the loader with its checks),
+possibly overlapping the end of the history and possibly with new symbols. An overlapping bar equal to the
+stored one (every price and the volume within 1e-9 relative) is dropped; one that differs is **restated
+history**: by default the append is refused with the differing bars and a likely cause per symbol, and
+`on_restated="replace"` takes the source's bars for those symbols from its first bar on (and says so).
+The splits and outliers the loader flags on the new bars, and on the bar where old meets new, join the
+dataset's flags.
+
+    merged, report = append(market, load_market("today.csv"))
+    report.bars_added, report.symbols_added, report.restated
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import BinaryIO, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .build import load_market, market_from_frame
+from .market import Market, without_flags
+from .quality import SPLIT_RATIOS, detect_outliers, detect_splits
+from .read import LoadOptions
+
+OnRestated = Literal["refuse", "replace"]
+RTOL = 1e-9
+SHOWN = 20  # restated bars listed in a message
+
+
+@dataclass(frozen=True)
+class AppendReport:
+    """What an append changed: `bars_added` (bars with a date or symbol the dataset lacked), `new_dates`
+    (dates after its last), `symbols_added`, `symbols_gone` (symbols with a bar on the old last date and none
+    after it while others have), `equal_overlap` (overlapping bars equal to the stored ones, dropped),
+    `restated` (symbol, date, field, old, new, ratio of every differing value), `causes` (symbol -> likely
+    cause), `replaced` (symbols whose history from the source's first bar was taken), `flags` (the new
+    flagged bars: kind, symbol, date, value)."""
+
+    bars_added: int
+    new_dates: int
+    symbols_added: tuple[str, ...]
+    symbols_gone: tuple[str, ...]
+    equal_overlap: int
+    restated: pd.DataFrame
+    causes: dict[str, str]
+    replaced: tuple[str, ...]
+    flags: pd.DataFrame
+
+    @property
+    def changed(self) -> bool:
+        """Does the append make a new version (anything added or replaced)?"""
+        return bool(self.bars_added or self.replaced)
+
+    def summary(self) -> str:
+        """One line for the Data page, the CLI and the version list."""
+        parts = [f"{self.bars_added:,} bars added ({self.new_dates:,} new dates)"]
+        if self.symbols_added:
+            parts.append(f"symbols added: {_names(self.symbols_added)}")
+        if self.symbols_gone:
+            parts.append(f"no new bars for: {_names(self.symbols_gone)}")
+        if self.replaced:
+            parts.append(f"history replaced for: {_names(self.replaced)}")
+        if len(self.flags):
+            parts.append(f"{len(self.flags):,} new flagged bars")
+        return "; ".join(parts) + "."
+
+
+class RestatedHistory(DataError):
+    """The new bars disagree with stored ones: the append was refused; `table` lists the differing values."""
+
+    def __init__(self, message: str, table: pd.DataFrame, causes: dict[str, str]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.causes = causes
+
+
+def append(
+    market: Market,
+    new: Market | pd.DataFrame | str | os.PathLike | BinaryIO,
+    *,
+    on_restated: OnRestated = "refuse",
+    options: LoadOptions | None = None,
+) -> tuple[Market, AppendReport]:
+    """The dataset with the new bars added, and what changed. RestatedHistory when overlapping bars differ
+    and `on_restated` is "refuse"; DataError when the new bars cannot join (other own columns)."""
+    if on_restated not in ("refuse", "replace"):
+        raise DataError(f"on_restated is 'refuse' or 'replace'; got {on_restated!r}.")
+    incoming = _loaded(new, options or LoadOptions(), market.name)
+    _check_columns(market, incoming)
+    symbols = tuple(sorted(set(market.symbols) | set(incoming.symbols)))
+    dates = market.dates.union(incoming.dates)
+    old_rows, new_rows = dates.get_indexer(market.dates), dates.get_indexer(incoming.dates)
+    old_cols = np.array([symbols.index(s) for s in market.symbols], np.int64)
+    new_cols = np.array([symbols.index(s) for s in incoming.symbols], np.int64)
+    fields = market.bar_arrays()
+    shape = (len(dates), len(symbols))
+
+    def placed(values: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full(shape, fill)
+        if values is not None:
+            out[np.ix_(rows, cols)] = values
+        return out
+
+    restated, equal = _restated(market, incoming)
+    causes = _causes(restated)
+    if len(restated) and on_restated == "refuse":
+        raise RestatedHistory(_restated_message(restated, causes), restated, causes)
+    replaced = tuple(sorted(causes))
+    new_close = placed(incoming.close, new_rows, new_cols)
+    take = ~np.isnan(new_close)  # every bar the new data has wins (equal, new, or a replaced history)
+    cleared = np.zeros(shape, bool)
+    for symbol in replaced:  # the source's history for it from its first bar on
+        col = symbols.index(symbol)
+        cleared[int(np.argmax(take[:, col])) :, col] = True
+    arrays = {}
+    for name in (*fields, *market.extra):
+        merged = placed(getattr(market, name) if name in fields else market.extra[name], old_rows, old_cols)
+        if name == "dividend" and incoming.dividend is None:
+            fresh = placed(None, new_rows, new_cols, fill=0.0)  # no dividend column: none paid
+        else:
+            fresh = placed(getattr(incoming, name) if name in fields else incoming.extra.get(name), new_rows, new_cols)
+        merged[cleared] = np.nan
+        merged = np.where(take, fresh, merged)
+        if name in market.extra and name not in incoming.extra:  # an own column carried forward onto new bars
+            merged = np.where(take, pd.DataFrame(merged).ffill().to_numpy(), merged)
+        arrays[name] = merged
+    old_present = ~np.isnan(placed(market.close, old_rows, old_cols))
+    present = ~np.isnan(arrays["close"])
+    bars_added = int((present & ~old_present).sum())
+    sectors = None
+    if market.sectors is not None or incoming.sectors is not None:
+        known = {**dict(zip(incoming.symbols, incoming.sectors or (), strict=False))}
+        known |= dict(zip(market.symbols, market.sectors or (), strict=False))
+        sectors = tuple(known.get(s, "") for s in symbols)
+    merged_market = Market(
+        symbols=symbols,
+        dates=dates,
+        open=arrays["open"],
+        high=arrays["high"],
+        low=arrays["low"],
+        close=arrays["close"],
+        volume=arrays["volume"],
+        dividend=arrays.get("dividend"),
+        sectors=sectors,
+        name=market.name,
+        extra={k: arrays[k] for k in market.extra},
+        categories=market.categories,
+    )
+    last = market.dates[-1]
+    detected = _detected(merged_market, (options or LoadOptions()).outlier_pct)
+    when = pd.DatetimeIndex(detected.date)
+    flags = detected[(when > last) | (detected.symbol.isin(replaced) & (when <= last))]
+    kept = _issues(market)
+    kept = kept[~kept.symbol.isin(replaced)]  # a replaced history is flagged afresh
+    issues = pd.concat([kept, flags], ignore_index=True)
+    after = dates > last
+    gone = tuple(
+        s
+        for s in market.symbols
+        if after.any() and present[dates == last, symbols.index(s)].any() and not present[after, symbols.index(s)].any()
+    )
+    added = tuple(s for s in symbols if s not in market.symbols)
+    notes = [w for w in incoming.warnings if not w.startswith(("Likely splits", "One-day moves"))]
+    merged_market = replace(
+        merged_market,
+        issues=issues.reset_index(drop=True),
+        warnings=tuple(dict.fromkeys((*without_flags(market.warnings, issues), *notes))),
+        dropped_rows=market.dropped_rows,
+    )
+    report = AppendReport(
+        bars_added=bars_added,
+        new_dates=int(after.sum()),
+        symbols_added=added,
+        symbols_gone=gone if len(added) < len(symbols) else (),
+        equal_overlap=equal,
+        restated=restated,
+        causes=causes,
+        replaced=replaced,
+        flags=flags.reset_index(drop=True),
+    )
+    return merged_market, report
+
+
+def _loaded(new, options: LoadOptions, name: str) -> Market:
+    if isinstance(new, Market):
+        return new
+    if isinstance(new, pd.DataFrame):
+        return market_from_frame(new, name=name, options=options)
+    return load_market(
+        new,
+        name=name,
+        on_bad_rows=options.on_bad_rows,
+        prices=options.prices,
+        date_format=options.date_format,
+        intraday=options.intraday,
+        outlier_pct=options.outlier_pct,
+    )
+
+
+def _check_columns(market: Market, incoming: Market) -> None:
+    mine, theirs = set(market.extra), set(incoming.extra)
+    if theirs - mine:
+        raise DataError(
+            f"The new bars have columns the dataset lacks ({', '.join(sorted(theirs - mine))}): upload the "
+            "whole history with them as a new dataset, or leave them out of the new bars."
+        )
+    for name in mine & theirs:
+        if market.categories.get(name) != incoming.categories.get(name):
+            raise DataError(
+                f"The text column {name!r} has other values in the new bars than in the dataset: upload the "
+                "whole history as a new dataset."
+            )
+    if (market.dividend is None) != (incoming.dividend is None) and incoming.dividend is not None:
+        raise DataError("The new bars have a dividend column the dataset lacks: upload the whole history instead.")
+
+
+def _restated(market: Market, incoming: Market) -> tuple[pd.DataFrame, int]:
+    """(every differing overlapping value, how many overlapping bars are equal). The overlap: bars of symbols
+    the dataset has, on dates it has, present in both."""
+    common = [s for s in incoming.symbols if s in market.symbols]
+    shared_dates = incoming.dates.intersection(market.dates)
+    empty = pd.DataFrame(columns=["symbol", "date", "field", "old", "new", "ratio"])
+    if not common or not len(shared_dates):
+        return empty, 0
+    old_r, new_r = market.dates.get_indexer(shared_dates), incoming.dates.get_indexer(shared_dates)
+    old_c = np.array([market.column(s) for s in common])
+    new_c = np.array([incoming.column(s) for s in common])
+    both = ~np.isnan(market.close[np.ix_(old_r, old_c)]) & ~np.isnan(incoming.close[np.ix_(new_r, new_c)])
+    differ = np.zeros_like(both)
+    rows = []
+    for name in ("open", "high", "low", "close", "volume"):
+        old = getattr(market, name)[np.ix_(old_r, old_c)]
+        new = getattr(incoming, name)[np.ix_(new_r, new_c)]
+        same = np.isclose(new, old, rtol=RTOL, atol=0.0, equal_nan=True)
+        bad = both & ~same
+        differ |= bad
+        r, c = np.nonzero(bad)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = new[r, c] / old[r, c]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "symbol": [common[j] for j in c],
+                    "date": shared_dates[r],
+                    "field": name,
+                    "old": old[r, c],
+                    "new": new[r, c],
+                    "ratio": ratio,
+                }
+            )
+        )
+    table = pd.concat(rows, ignore_index=True).sort_values(["symbol", "date", "field"], ignore_index=True)
+    return (table if len(table) else empty), int((both & ~differ).sum())
+
+
+def _causes(restated: pd.DataFrame) -> dict[str, str]:
+    """Per restated symbol, what likely happened: one ratio on every price back from a date is the source
+    applying a split (a round ratio) or an adjustment; anything else is corrected bars."""
+    out = {}
+    for symbol, rows in restated.groupby("symbol", sort=True):
+        prices = rows[rows.field != "volume"]
+        ratios = prices.ratio.to_numpy(dtype=float)
+        last = pd.Timestamp(rows.date.max()).date()
+        if len(ratios) and np.all(np.isfinite(ratios)) and np.ptp(ratios) <= 1e-6 * abs(ratios.mean()):
+            ratio = float(ratios.mean())
+            split = any(abs(ratio / r - 1.0) < 1e-3 for r in SPLIT_RATIOS)
+            what = "a split applied by the source" if split else "an adjustment applied by the source"
+            out[str(symbol)] = f"ratio {ratio:.4g} on every price from {last} back: {what}"
+        else:
+            out[str(symbol)] = f"{rows.date.nunique():,} bars differ (last {last}): bars corrected by the source"
+    return out
+
+
+def _restated_message(restated: pd.DataFrame, causes: dict[str, str]) -> str:
+    listed = "; ".join(f"{s}: {c}" for s, c in list(causes.items())[:5])
+    more = f" and {len(causes) - 5} more" if len(causes) > 5 else ""
+    return (
+        f"Restated history: {restated[['symbol', 'date']].drop_duplicates().shape[0]:,} stored bars of "
+        f"{len(causes):,} symbols differ in the new data ({listed}{more}). Nothing was appended. Append with "
+        "on_restated='replace' to take the source's history for those symbols, or fix the new file."
+    )
+
+
+def _issues(market: Market) -> pd.DataFrame:
+    if market.issues is None:
+        return pd.DataFrame(columns=["kind", "symbol", "date", "value"])
+    return market.issues
+
+
+def _detected(market: Market, outlier_pct: float) -> pd.DataFrame:
+    """The loader's flags (likely splits, one-day moves) of every bar."""
+    splits = detect_splits(market)
+    outliers = detect_outliers(market, outlier_pct, splits)
+    return pd.concat(
+        [
+            splits.assign(kind="split").rename(columns={"ratio": "value"})[["kind", "symbol", "date", "value"]],
+            outliers.assign(kind="outlier").rename(columns={"move_pct": "value"})[["kind", "symbol", "date", "value"]],
+        ],
+        ignore_index=True,
+    )
+
+
+def _names(symbols: tuple[str, ...], shown: int = 8) -> str:
+    return ", ".join(symbols[:shown]) + (f" and {len(symbols) - shown} more" if len(symbols) > shown else "")
