@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.data import max_upload_bytes, too_big
+from engine.data import RestatedHistory, max_upload_bytes, too_big
 from engine.errors import BadRowsError, InputError
 from engine.server.admission import ServerBusy
 
@@ -60,6 +60,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 async def _input_error(request: Request, exc: InputError) -> JSONResponse:
     if isinstance(exc, BadRowsError):
         return _error(422, str(exc), bad_rows=len(exc.rows), rows=records(exc.rows, 100))
+    if isinstance(exc, RestatedHistory):  # the append conflicts with stored bars: which, and the likely cause
+        return _error(409, str(exc), causes=exc.causes, restated=records(exc.table, 100))
     return _error(422, str(exc))
 
 

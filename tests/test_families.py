@@ -367,3 +367,71 @@ def test_yahoo_reads_yfinances_documented_frame_with_the_network_call_replaced(s
     outcome = service.refresh_family(family.slug, ALICE)
     assert outcome is not None and outcome.changed and calls[0][2] is True
     assert service.open_family(family.slug, ALICE)[1].fingerprint == sample.fingerprint
+
+
+# --- the API and the CLI -------------------------------------------------------------------------------------
+
+
+def test_the_api_creates_appends_refreshes_as_a_job_and_keeps_a_private_family_from_others(
+    server, whole, quotes, sample, monkeypatch
+):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.test_api import ALICE_TOKEN, BOB_TOKEN, wait
+
+    monkeypatch.setenv("SCANNER_API_TOKEN", f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}")
+    alice, bob = {"Authorization": f"Bearer {ALICE_TOKEN}"}, {"Authorization": f"Bearer {BOB_TOKEN}"}
+    first = cut(whole, "2023-08-15").to_csv(index=False).encode()
+    source = json.dumps({"kind": "url", "address": quotes.url, "symbols": list(sample.symbols)})
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        files = {"file": ("first.csv", first, "text/csv")}
+        r = client.post("/api/families", files=files, data={"name": "Sample daily", "source": source}, headers=alice)
+        assert r.status_code == 201 and r.json()["family"] == "sample-daily" and r.json()["shared"] is False
+        restated = cut(whole, "2023-08-31", "2023-08-10").copy()
+        restated.loc[restated.symbol == "NVDA", ["open", "high", "low", "close"]] *= 2
+        files = {"file": ("more.csv", restated.to_csv(index=False).encode(), "text/csv")}
+        r = client.post("/api/data/sample-daily/append", files=files, headers=alice)
+        assert r.status_code == 409 and r.json()["causes"]["NVDA"].startswith("ratio 2 on every price")
+        assert {row["symbol"] for row in r.json()["restated"]} == {"NVDA"}
+        files = {"file": ("more.csv", cut(whole, "2023-08-31", "2023-08-10").to_csv(index=False).encode(), "text/csv")}
+        r = client.post("/api/data/sample-daily/append", files=files, headers=alice)
+        assert r.status_code == 200 and r.json()["changed"] and len(r.json()["versions"]) == 2
+        for path in ("/api/families/sample-daily", "/api/data/sample-daily/refresh"):
+            assert client.request("GET" if "fam" in path else "POST", path, headers=bob).status_code == 404
+        assert client.get("/api/families", headers=bob).json() == {"families": []}
+        r = client.post("/api/data/sample-daily/refresh", headers=alice)
+        assert r.status_code == 202
+        job = wait(client, r.json()["id"], alice)
+        assert job["status"] == "done" and job["result"]["changed"] and job["progress"]["done"] == 6
+        r = client.get("/api/families/sample-daily", headers=alice).json()
+        assert [v["how"] for v in r["versions"]] == ["refresh", "append", "upload"]
+        assert client.get(f"/api/data/{r['latest']}", headers=alice).json()["fingerprint"] == sample.fingerprint
+        assert client.post("/api/families/sample-daily/share", headers=bob).status_code == 404
+        assert client.post("/api/families/sample-daily/share", headers=alice).json()["shared"] is True
+        assert client.get("/api/families/sample-daily", headers=bob).status_code == 200
+
+
+def test_the_cli_creates_appends_and_refreshes_a_family_for_cron(server, whole, quotes, sample, tmp_path, capsys):
+    from engine.__main__ import main
+
+    first, recent = tmp_path / "first.csv", tmp_path / "recent.csv"
+    cut(whole, "2023-08-15").to_csv(first, index=False)
+    cut(whole, "2023-08-31", "2023-08-10").to_csv(recent, index=False)
+    symbols = ",".join(sample.symbols)
+    made = ["data", "create", "Sample daily", str(first), "--user", "ana@example.org", "--url", quotes.url]
+    assert main([*made, "--symbols", symbols, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["family"] == "sample-daily"
+    assert main(["data", "append", "sample-daily", str(recent), "--user", "ana@example.org", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is True
+    assert main(["data", "append", "sample-daily", str(recent), "--user", "bob@example.org"]) == 2  # private
+    assert "no family" in capsys.readouterr().err
+    quotes.mode["NFLX"] = "500"
+    assert main(["data", "refresh", "sample-daily", "--user", "ana@example.org"]) == 1
+    out = capsys.readouterr()
+    assert "1 of 6 symbols failed: NFLX: HTTP 500" in out.out and "6/6" in out.err  # progress per symbol
+    quotes.mode.clear()
+    assert main(["data", "refresh", "sample-daily", "--user", "ana@example.org"]) == 0
+    assert main(["data", "versions", "sample-daily", "--user", "ana@example.org", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [r["how"] for r in rows] == ["refresh", "append", "upload"]

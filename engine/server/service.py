@@ -42,7 +42,7 @@ from .stores import builtin, dataset_store, family_store, run_cache, server_budg
 
 log = logging.getLogger("engine.server")
 T = TypeVar("T")
-__all__ = ["MAX_NOTE_CHARS", "RunRecord", "builtin"]  # what faces read through the wing, not from its rooms
+__all__ = ["MAX_NOTE_CHARS", "Outcome", "RunRecord", "builtin"]  # what faces read through the wing, not from its rooms
 TEAM_WINDOW = 2_000  # the team view looks at this many of the newest runs (a bounded query, then pages)
 
 
@@ -158,10 +158,11 @@ def families() -> FamilyStore:
 
 def create_family(name: str, market: Market, owner: str, shared: bool = False, source: dict | None = None) -> Family:
     """A new family whose first version is the dataset (stored for links like an upload). OSError when the
-    store cannot be written."""
+    store cannot be written; DataError for a bad source (checked before anything is stored)."""
+    checked = None if source is None else Source.from_settings(source).settings()
     family = family_store().create(name, market, owner, shared)
-    if source is not None:
-        family_store().set_source(family.slug, owner, source)
+    if checked is not None:
+        family_store().set_source(family.slug, owner, checked)
         family = family_store().get(family.slug, owner) or family
     return family
 

@@ -29,6 +29,7 @@ KNOWN = frozenset(
         "SCANNER_CACHE_KEY",
         "SCANNER_CACHE_MB",
         "SCANNER_CACHE_RETRY_S",
+        "SCANNER_CLI_USER",
         "SCANNER_DASHBOARD_URL",
         "SCANNER_DASK_SCHEDULER",
         "SCANNER_DATASET_MEMO_MB",
@@ -44,6 +45,7 @@ KNOWN = frozenset(
         "SCANNER_QUEUE_WAIT_S",
         "SCANNER_RULE_MB",
         "SCANNER_SERVER_MB",
+        "SCANNER_SOURCE_ALLOW",
         "SCANNER_TEAM_VIEW",
         "SCANNER_USER_HEADER",
     }
