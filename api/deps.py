@@ -54,6 +54,7 @@ def data_id_of(market: Market, requested: str) -> str:
 
 
 def dashboard_link(page: str, query: dict[str, str]) -> str:
-    """A dashboard URL that opens `page` with this state (SCANNER_DASHBOARD_URL, default 127.0.0.1:8501)."""
+    """A dashboard URL that opens `page` with this state (SCANNER_DASHBOARD_URL, default 127.0.0.1:8501). The
+    Data page is the default page, at the root (/data is not a route: Streamlit would say "page not found")."""
     base = os.environ.get("SCANNER_DASHBOARD_URL", "http://127.0.0.1:8501").rstrip("/")
-    return f"{base}/{page}?{urlencode(query)}"
+    return f"{base}/{'' if page == 'data' else page}?{urlencode(query)}"

@@ -54,6 +54,12 @@ def missing_data_message() -> str | None:
     missing = session.get().missing_data
     if missing is None:
         return None
+    if missing.startswith("family:"):
+        return (
+            f"The link names the family `{short(missing.removeprefix('family:'))}`, which is not on this server or "
+            "is private to its owner; ask them to share it (Data page, **Share the family**), then open the link "
+            "again. Nothing was run."
+        )
     if not valid_id(missing):
         return (
             f"The link names the dataset `{short(missing)}`, which is not a dataset id. "

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from app import dataset, session
+from app import dataset, family, session
 from app.formatting import short
 from app.widgets import DEFAULT_GRID, forget_widget, grid_spec_text, set_grid_keys, set_value, set_widget, value
 from engine import InputError
@@ -58,7 +58,10 @@ def _start(s: session.Session, query: dict[str, str], page_path: str) -> None:
             for name, (lo, hi, step) in spec.items():
                 for part, v in (("lo", lo), ("hi", hi), ("st", step)):
                     set_widget(f"grid.{name}.{part}", v)
-    dataset.open_linked(query.get("data", "sample"))
+    if "family" in query and "data" not in query:  # a family link: its latest version, named by id from now on
+        family.open_linked(query["family"])
+    else:
+        dataset.open_linked(query.get("data", "sample"))
     s.link_base = query.get("base")  # the what-if memory reads it once the dataset is open
     s.link_problems = problems
     s.autorun = page_path if query else None

@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from app import dataset, identity, links
+from app import dataset, family, identity, links
 from app import reaper as app_reaper
 from app import state as app_state
 from engine.server.admission import WAIT_NOTICE, serve_defaults
@@ -55,6 +55,14 @@ if problems:
         if st.button("Dismiss", key="dismiss_link_problems"):
             links.dismiss_link_problems()
             st.rerun()
+newer = family.newer_notice()
+if newer is not None:  # an older version of a family: every page says so
+    text, latest = newer
+    note_col, open_col = st.columns([5, 1], vertical_alignment="center")
+    note_col.info(f"{text}: open it to work on the latest bars.", icon=":material/update:")
+    if open_col.button("Open the latest", key="open_latest_version"):
+        dataset.open_stored(latest)
+        st.rerun()
 started = time.perf_counter()
 waiting = st.empty()  # "queued behind N runs" while the server's memory budget is taken
 

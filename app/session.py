@@ -54,6 +54,9 @@ class Session:
     url_base: tuple[str, str] | None = None  # (fingerprint, pinned run id) the page's link carries
     # the what-if memory (app/whatif.py)
     pins: dict[str, Pin | None] = field(default_factory=dict)  # fingerprint -> the pin read (None: none)
+    # the dataset's family (app/family.py)
+    restated: Any = None  # the last refused append's RestatedHistory, until replaced or dismissed
+    family_message: str | None = None  # what the last append or refresh did
 
 
 def get() -> Session:

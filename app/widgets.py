@@ -7,6 +7,7 @@ page's own widgets (`w.<page>.<name>`) and the Optimize grid (`grid.*`) are read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import streamlit as st
@@ -195,3 +196,8 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
     "load.date_format": {"": "Detect", "dayfirst": "Day first (31/12/2024)", "monthfirst": "Month first (12/31/2024)"},
     "load.intraday": {"refuse": "Refuse (daily bars only)", "daily": "Resample to daily bars"},
 }
+
+
+def progress_callback(bar: Any) -> Callable[[int, int, str], None]:
+    """A (done, total, what) callback that moves a Streamlit progress bar (a refresh's symbols)."""
+    return lambda done, total, what: bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}: {what}")

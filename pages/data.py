@@ -4,7 +4,7 @@ summary, quality report (bad rows, splits, outliers) and a chart."""
 import pandas as pd
 import streamlit as st
 
-from app import dataset, identity, widgets
+from app import dataset, family, identity, widgets
 from app import formatting as app_format
 from engine.data import describe_columns
 from engine.plots import charts
@@ -165,6 +165,142 @@ if current is not None and dataset.is_private(current):
         st.rerun()
 else:
     st.caption(f"Dataset id `{dataset.data_id()}`: links carry it, so a teammate on this server opens the same data.")
+
+# --- the dataset's family: versions, append, refresh ----------------------------------------------------------
+line = family.current()
+with st.expander(
+    f"Family: {line.name} · {len(line.versions):,} versions" if line else "Keep this dataset current: make it a family",
+    expanded=line is not None,
+):
+    said = family.message()
+    if said:
+        (st.error if family.restated() or "failed" in said or "cannot" in said else st.success)(said)
+    if line is None:
+        st.caption(
+            "A family is a named line of versions of this dataset: append tomorrow's bars or refresh them from a "
+            "source (a URL per symbol, a database, Yahoo), and every page says when a newer version exists. Each "
+            "version keeps its own id, so links to it still reproduce it."
+        )
+        name_col, make_col = st.columns([3, 1], vertical_alignment="bottom")
+        family_name = name_col.text_input(
+            "Family name", value=market.name[:80], key=f"family_name.{dataset.data_id()}", max_chars=80
+        )
+        if make_col.button("Make it a family", key="family_make", disabled=refused is not None, help=refused):
+            error = family.keep_as_family(family_name, None)
+            if error:
+                st.error(error)
+            else:
+                st.rerun()
+    else:
+        st.caption(
+            f"`?family={line.slug}` opens its latest version; `?data=<id>` a version exactly. "
+            f"{'Shared with the team' if line.shared else 'Private to its owner'}; made by "
+            f"{line.owner.removeprefix('user:')}."
+        )
+        versions = pd.DataFrame(
+            [
+                {
+                    "version": n,
+                    "id": v.id,
+                    "made": pd.Timestamp(v.made, unit="s").floor("s"),
+                    "by": v.by.removeprefix("user:"),
+                    "how": v.how,
+                    "to": v.last_date,
+                    "bars added": v.bars_added,
+                    "symbols added": ", ".join(v.symbols_added[:5]),
+                    "no new bars": ", ".join(v.symbols_gone[:5]),
+                    "restated bars": v.restated,
+                    "current": v.id == dataset.data_id(),
+                }
+                for n, v in reversed(list(enumerate(line.versions, start=1)))
+            ]
+        )
+        st.dataframe(
+            versions,
+            hide_index=True,
+            width="stretch",
+            height=min(38 + 35 * len(versions), 250),
+            column_config={"bars added": st.column_config.NumberColumn(format="%,d")},
+        )
+        if family.may_change(line):
+            add_col, source_col = st.columns(2)
+            with add_col:
+                recent = st.file_uploader(
+                    "Append recent bars (CSV or Parquet; may overlap the last bars, may add symbols)",
+                    type=["csv", "gz", "zip", "txt", "tsv", "parquet", "pq"],
+                    key="append_upload",
+                )
+                if recent is not None and dataset.upload_is_new((recent.file_id,), uploader="append"):
+                    with st.spinner(f"Appending {recent.name}..."):
+                        family.append_file(line, recent)
+                    st.rerun()
+                conflict = family.restated()
+                if conflict is not None:
+                    st.dataframe(
+                        conflict.table.head(200),
+                        hide_index=True,
+                        width="stretch",
+                        height=200,
+                        column_config={"date": app_format.DATE},
+                    )
+                    replace_col, keep_col = st.columns(2)
+                    if replace_col.button("Take the new history", key="append_replace", type="primary"):
+                        with st.spinner("Taking the new history for those symbols..."):
+                            if recent is not None:
+                                family.append_file(line, recent, on_restated="replace")
+                            else:  # the conflict came from a refresh: fetch those symbols' whole history
+                                family.refresh(line, False, "replace", None)
+                        st.rerun()
+                    if keep_col.button("Keep the stored bars", key="append_dismiss"):
+                        family.dismiss_restated()
+                        st.rerun()
+            with source_col:
+                source = line.source or {}
+                address = st.text_input(
+                    "Source: a URL per symbol with {symbol} (e.g. Stooq's daily CSV)",
+                    value=source.get("address", "") if source.get("kind") == "url" else "",
+                    key="family_source_url",
+                    placeholder="https://stooq.com/q/d/l/?s={symbol}&i=d",
+                )
+                symbols_text = st.text_input(
+                    "Symbols as the source spells them (comma-separated)",
+                    value=", ".join(source.get("symbols", ())),
+                    key="family_source_symbols",
+                    placeholder="aapl.us, msft.us",
+                )
+                if line.owner == identity.user_id() and st.button("Save the source", key="family_source_save"):
+                    symbols_list = [x.strip() for x in symbols_text.split(",") if x.strip()]
+                    error = family.set_source(line, {"kind": "url", "address": address, "symbols": symbols_list})
+                    if error:
+                        st.error(error)
+                    else:
+                        st.rerun()
+                partial = st.checkbox(
+                    "Partial refreshes: append the symbols that answered when some fail",
+                    key="family_partial",
+                )
+                if st.button(
+                    "Refresh now",
+                    key="family_refresh",
+                    type="primary",
+                    disabled=not line.source,
+                    help=None if line.source else "Save a source first.",
+                ):
+                    bar = st.progress(0.0, text="Asking the source...")
+                    family.refresh(
+                        line,
+                        partial,
+                        "refuse",
+                        lambda done, total, sym: bar.progress(
+                            done / max(total, 1), text=f"{done:,} of {total:,}: {sym}"
+                        ),
+                    )
+                    st.rerun()
+        if line.owner == identity.user_id() and identity.private_by_identity():
+            label = "Make the family private" if line.shared else "Share the family with the team"
+            if st.button(label, key="family_share"):
+                family.share(line, not line.shared)
+                st.rerun()
 
 issues = market.issues if market.issues is not None else pd.DataFrame(columns=["kind", "symbol", "date", "value"])
 dropped = market.dropped_rows

@@ -80,7 +80,7 @@ def test_an_uploaded_dataset_is_listed_described_and_served_in_long_format(clien
     assert r.status_code == 201, r.text
     info = r.json()
     assert info["symbols"] == 4 and len(info["id"]) == 16 and info["owner"] == "api:anonymous"
-    assert info["link"].endswith(f"/data?data={info['id']}")
+    assert info["link"].endswith(f"/?data={info['id']}")  # the Data page is the root
     assert info["id"] in [d["id"] for d in client.get("/api/data").json()["datasets"]]
     detail = client.get(f"/api/data/{info['id']}").json()
     assert detail["first_date"] == info["first_date"] and detail["dropped"] == []

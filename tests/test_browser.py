@@ -1021,3 +1021,51 @@ def test_the_scanner_says_what_happened_after_the_hits_and_follows_a_rule_edit(s
     shot(page, "scanner_what_happened_next")
     no_exception(page)
     page.context.close()
+
+
+def test_a_family_takes_an_append_says_when_a_newer_version_exists_and_its_link_follows_the_latest(
+    server, browser, tmp_path, sample
+):
+    frame = to_frame(sample)
+    first, recent = tmp_path / "first.csv", tmp_path / "recent.csv"
+    frame[frame.date <= "2023-08-31"].to_csv(first, index=False)
+    restated = frame[frame.date >= "2023-08-25"].copy()
+    restated.loc[(restated.symbol == "NVDA") & (restated.date <= "2023-08-31"), ["open", "high", "low", "close"]] *= 0.5
+    restated.to_csv(recent, index=False)
+    owner = new_page(browser, user="fay@example.org")
+    owner.goto(f"{server}/", timeout=60_000)
+    owner.locator('.st-key-upload input[type="file"]').set_input_files(str(first))
+    owner.get_by_role("heading", name="first.csv").wait_for(timeout=60_000)
+    settle(owner)
+    first_id = query(owner)["data"]
+    owner.get_by_text("Keep this dataset current").click()
+    owner.get_by_role("textbox", name="Family name").fill("Big six daily")
+    owner.get_by_role("button", name="Make it a family").click()
+    owner.get_by_text("Family: Big six daily · 1 versions").wait_for(timeout=60_000)
+    settle(owner)
+    owner.locator('.st-key-append_upload input[type="file"]').set_input_files(str(recent))
+    owner.get_by_text("NVDA: ratio 0.5 on every price from 2023-08-31 back").first.wait_for(timeout=60_000)
+    settle(owner)
+    owner.get_by_role("button", name="Take the new history").click()
+    owner.get_by_text("Version 2: 84 bars added (14 new dates); history replaced for: NVDA").wait_for(timeout=60_000)
+    settle(owner)
+    latest_id = query(owner)["data"]
+    assert latest_id != first_id
+    shot(owner, "family_versions")
+    teammate = new_page(browser, user="gus@example.org")
+    teammate.goto(f"{server}/?family=big-six-daily", timeout=60_000)
+    teammate.get_by_text("is not on this server or is private to its owner").first.wait_for(timeout=60_000)
+    owner.get_by_role("button", name="Share the family with the team").click()
+    owner.get_by_role("button", name="Make the family private").wait_for(timeout=60_000)
+    teammate = new_page(browser, user="gus@example.org")
+    teammate.goto(f"{server}/?family=big-six-daily", timeout=60_000)
+    teammate.locator('[data-testid="stSidebar"]').get_by_text(latest_id).wait_for(timeout=60_000)
+    old = new_page(browser, user="gus@example.org")
+    old.goto(f"{server}/scanner?data={first_id}", timeout=60_000)  # an older version: every page says so
+    old.get_by_text("A newer version of Big six daily exists (21 days, 84 bars newer)").wait_for(timeout=60_000)
+    settle(old)
+    shot(old, "family_newer_version")
+    old.get_by_role("button", name="Open the latest").click()
+    old.locator('[data-testid="stSidebar"]').get_by_text(latest_id).wait_for(timeout=60_000)
+    for p in (owner, teammate, old):
+        p.context.close()
