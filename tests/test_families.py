@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine import synthetic_market
 from engine.data import DataError, RestatedHistory, append, market_from_frame
 from engine.data import sources as src
 from engine.server import service
@@ -100,6 +103,44 @@ def test_new_and_vanished_symbols_and_a_flagged_new_bar_are_reported():
     assert pd.Timestamp(report.flags.date.iloc[0]) == later[0]
     assert merged.issues is not None and "AAA" in set(merged.issues.symbol)
     assert any(w.startswith("Likely splits") for w in merged.warnings)
+
+
+def test_a_day_appended_to_the_newest_version_is_written_below_it_and_older_versions_never_change(sample, whole):
+    days = sample.dates[-3:]
+    v1 = market_from_frame(cut(whole, str(days[0].date())))
+    one = market_from_frame(whole[whole.date == days[1]])
+    two = market_from_frame(whole[whole.date == days[2]])
+    v2, _ = append(v1, one)
+    assert np.shares_memory(v2.close, v1.close)  # O(new bars): the day went into the spare rows
+    v3, _ = append(v2, two)
+    assert np.shares_memory(v3.close, v1.close) and v3.fingerprint == sample.fingerprint
+    before = v2.close.copy()
+    branch, _ = append(v2, market_from_frame(whole[whole.date == days[2]].assign(volume=1.0)))
+    assert not np.shares_memory(branch.close, v3.close)  # v2 is no longer the newest: a copy
+    np.testing.assert_array_equal(v2.close, before)
+    assert v3.fingerprint == sample.fingerprint and len(v1.dates) == len(sample.dates) - 2
+    window = v3.window(0, len(v3.dates) - 1)
+    again, _ = append(window, two)
+    assert not np.shares_memory(again.close, v3.close) and again.fingerprint == sample.fingerprint
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10), st.integers(1, 3)), min_size=1, max_size=6))
+def test_any_order_of_appends_from_any_version_gives_each_version_its_own_bars(steps):
+    """Each step appends 1-3 days to some earlier version (not always the newest): every version must equal a
+    fresh load of the bars up to its last day, whatever was written into shared buffers after it."""
+    full = to_frame(synthetic_market(3, 60, seed=4))
+    days = sorted(full.date.unique())
+    versions = [(market_from_frame(full[full.date <= days[40]]), 40)]
+    for pick, k in steps:
+        base, end = versions[pick % len(versions)]
+        new = full[(full.date > days[end]) & (full.date <= days[min(end + k, 59)])]
+        if not len(new):
+            continue
+        grown_market, _ = append(base, market_from_frame(new))
+        versions.append((grown_market, min(end + k, 59)))
+    for market, end in versions:
+        assert market.fingerprint == market_from_frame(full[full.date <= days[end]]).fingerprint
 
 
 def test_new_bars_with_columns_the_dataset_lacks_say_what_to_do(sample, whole):
@@ -435,3 +476,13 @@ def test_the_cli_creates_appends_and_refreshes_a_family_for_cron(server, whole, 
     assert main(["data", "versions", "sample-daily", "--user", "ana@example.org", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert [r["how"] for r in rows] == ["refresh", "append", "upload"]
+
+
+def test_a_long_history_where_every_symbol_trades_to_the_end_is_flagged_as_likely_survivors():
+    market = synthetic_market(6, 1300, seed=2)
+    frame = to_frame(market)
+    assert any(w.startswith("Likely survivors only: all 6 symbols") for w in market_from_frame(frame).warnings)
+    ended = frame[~((frame.symbol == frame.symbol.iloc[0]) & (frame.date > frame.date.quantile(0.8)))]
+    assert not any(w.startswith("Likely survivors") for w in market_from_frame(ended).warnings)
+    short = frame[frame.date < frame.date.quantile(0.5)]
+    assert not any(w.startswith("Likely survivors") for w in market_from_frame(short).warnings)

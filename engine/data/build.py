@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from ..errors import BadRowsError, DataError, InputError
 from . import _row_kernels as rk
 from .columns import place, read_row_columns, used_labels
+from .growth import with_room
 from .market import Market, missing_inside
 from .quality import flag_and_adjust
 from .read import (
@@ -682,7 +683,7 @@ def _pivot(day, sym, symbols, values, sectors, warnings, name, own=None, labels=
     del offset
     arrays = {}
     for key in list(values):  # each row column freed once placed (the caller keeps none)
-        a = np.full((len(dates), len(symbols)), np.nan)
+        a = with_room(len(dates), len(symbols))  # an append of a few days writes below, not a copy
         a[rows, sym] = values.pop(key)
         arrays[key] = a
     present = ~np.isnan(arrays["close"])

@@ -174,10 +174,28 @@ def flag_and_adjust(market: Market, opts: LoadOptions, dropped: pd.DataFrame) ->
     )
     return replace(
         market,
-        warnings=(*market.warnings, *issue_warnings(issues)),
+        warnings=(*market.warnings, *issue_warnings(issues), *survivors_warning(market)),
         fingerprint=market.fingerprint,
         dropped_rows=dropped if len(dropped) else None,
         issues=issues,
+    )
+
+
+SURVIVOR_BARS = 1_260  # about five years of daily bars: a history long enough for some symbols to have ended
+SURVIVOR_SYMBOLS = 5
+
+
+def survivors_warning(market: Market) -> tuple[str, ...]:
+    """A warning when every symbol of a long history trades on its last date: over years some stop trading
+    (delisted, merged, bankrupt), so a list where none did is likely today's survivors only."""
+    n_bars, n_symbols = market.shape
+    if n_bars < SURVIVOR_BARS or n_symbols < SURVIVOR_SYMBOLS or not np.all(np.isfinite(market.close[-1])):
+        return ()
+    years = (market.dates[-1] - market.dates[0]).days / 365.25
+    return (
+        f"Likely survivors only: all {n_symbols:,} symbols trade on the last date of a {years:,.0f}-year history; "
+        "symbols that stopped trading are missing, so results are biased upward. Include delisted symbols (their "
+        "bars up to the last one) for honest results.",
     )
 
 

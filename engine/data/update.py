@@ -23,8 +23,9 @@ import pandas as pd
 
 from ..errors import DataError
 from .build import load_market, market_from_frame
+from .growth import grown
 from .market import Market, without_flags
-from .quality import SPLIT_RATIOS, detect_outliers, detect_splits
+from .quality import SPLIT_RATIOS, detect_outliers, detect_splits, survivors_warning
 from .read import LoadOptions
 
 OnRestated = Literal["refuse", "replace"]
@@ -87,17 +88,146 @@ def append(
     options: LoadOptions | None = None,
 ) -> tuple[Market, AppendReport]:
     """The dataset with the new bars added, and what changed. RestatedHistory when overlapping bars differ
-    and `on_restated` is "refuse"; DataError when the new bars cannot join (other own columns)."""
+    and `on_restated` is "refuse"; DataError when the new bars cannot join (other own columns).
+
+    Bars only after the last date, of known symbols, are written below the stored arrays: into their spare
+    rows when this version is the newest of its buffer (O(new bars) work and memory), else into a copy with
+    spare rows. Anything else (new symbols, filled holes, a replaced history) is merged on the union calendar."""
     if on_restated not in ("refuse", "replace"):
         raise DataError(f"on_restated is 'refuse' or 'replace'; got {on_restated!r}.")
-    incoming = _loaded(new, options or LoadOptions(), market.name)
+    opts = options or LoadOptions()
+    incoming = _loaded(new, opts, market.name)
     _check_columns(market, incoming)
+    restated, equal = _restated(market, incoming)
+    causes = _causes(restated)
+    if len(restated) and on_restated == "refuse":
+        raise RestatedHistory(_restated_message(restated, causes), restated, causes)
+    last = market.dates[-1]
+    merged = None if causes else _below(market, incoming)
+    replaced = tuple(sorted(causes))
+    if merged is None:
+        merged = _union(market, incoming, replaced)
+        bars_added = _count(merged.close) - _count(market.close)
+        detected = _detected(merged, opts.outlier_pct)
+    else:  # only rows below the old ones are new; their flags need the bars just before them, not all
+        bars_added = _count(merged.close[len(market.dates) :])
+        recent = merged.window(max(0, len(market.dates) - FLAG_CONTEXT), len(merged.dates))
+        detected = _detected(recent, opts.outlier_pct)
+    when = pd.DatetimeIndex(detected.date)
+    flags = detected[(when > last) | (detected.symbol.isin(replaced) & (when <= last))]
+    kept = _issues(market)
+    issues = pd.concat([kept[~kept.symbol.isin(replaced)], flags], ignore_index=True)  # a replaced history afresh
+    notes = [w for w in incoming.warnings if not w.startswith(("Likely splits", "One-day moves"))]
+    merged = replace(
+        merged,
+        issues=issues.reset_index(drop=True),
+        warnings=tuple(
+            dict.fromkeys(
+                (
+                    *(w for w in without_flags(market.warnings, issues) if not w.startswith("Likely survivors")),
+                    *notes,
+                    *survivors_warning(merged),
+                )
+            )
+        ),
+        dropped_rows=market.dropped_rows,
+        fingerprint=merged.fingerprint,
+    )
+    added = tuple(s for s in merged.symbols if s not in set(market.symbols))
+    report = AppendReport(
+        bars_added=bars_added,
+        new_dates=int((merged.dates > last).sum()),
+        symbols_added=added,
+        symbols_gone=_gone(market, merged) if len(added) < len(merged.symbols) else (),
+        equal_overlap=equal,
+        restated=restated,
+        causes=causes,
+        replaced=replaced,
+        flags=flags.reset_index(drop=True),
+    )
+    return merged, report
+
+
+FLAG_CONTEXT = 60  # bars before the new ones that split and outlier detection looks at
+
+
+def _count(close: np.ndarray) -> int:
+    return int(np.count_nonzero(~np.isnan(close)))
+
+
+def _gone(market: Market, merged: Market) -> tuple[str, ...]:
+    """Symbols with a bar on the old last date and none after it, while the new dates exist."""
+    after = merged.dates > market.dates[-1]
+    if not after.any():
+        return ()
+    at_last = merged.dates.get_loc(market.dates[-1])
+    cols = [merged.column(s) for s in market.symbols]
+    had = ~np.isnan(merged.close[at_last, cols])
+    later = (~np.isnan(merged.close[after][:, cols])).any(axis=0)
+    return tuple(s for s, h, lt in zip(market.symbols, had, later, strict=True) if h and not lt)
+
+
+def _below(market: Market, incoming: Market) -> Market | None:
+    """The fast path: the new bars are all after the last date (the overlap equal and already stored) and of
+    known symbols; None when the general merge is needed."""
+    column = {s: i for i, s in enumerate(market.symbols)}
+    if any(s not in column for s in incoming.symbols):
+        return None
+    after = incoming.dates > market.dates[-1]
+    cols = np.array([column[s] for s in incoming.symbols], np.int64)
+    if not after.all():  # the overlap: every bar it has must be stored already (else a hole is filled)
+        old_rows = market.dates.get_indexer(incoming.dates[~after])
+        fills = ~np.isnan(incoming.close[~after])
+        if (old_rows < 0).any() or (fills & np.isnan(market.close[np.ix_(old_rows, cols)])).any():
+            return None
+    if not after.any():
+        return market  # nothing new: the overlap is stored already
+    k, m = int(after.sum()), len(market.symbols)
+
+    def rows_of(values: np.ndarray | None, fill: float = np.nan) -> np.ndarray:
+        out = np.full((k, m), fill)
+        if values is not None:
+            out[:, cols] = values[after]
+        return out
+
+    present = ~np.isnan(rows_of(incoming.close))
+    arrays = {name: grown(getattr(market, name), rows_of(getattr(incoming, name))) for name in _PRICES}
+    if market.dividend is not None:  # no dividend column in the new bars: none paid on them
+        paid = rows_of(incoming.dividend) if incoming.dividend is not None else np.where(present, 0.0, np.nan)
+        arrays["dividend"] = grown(market.dividend, paid)
+    extra = {}
+    for name, values in market.extra.items():  # own columns: the new bars', else the last value carried on
+        fresh = rows_of(incoming.extra.get(name)) if name in incoming.extra else _carried(values, present)
+        extra[name] = grown(values, fresh)
+    return Market(
+        symbols=market.symbols,
+        dates=market.dates.append(incoming.dates[after]),
+        sectors=market.sectors,
+        name=market.name,
+        extra=extra,
+        categories=market.categories,
+        **arrays,  # type: ignore[arg-type]  # open, high, low, close, volume (and dividend) by name
+    )
+
+
+_PRICES = ("open", "high", "low", "close", "volume")
+
+
+def _carried(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Each symbol's last value carried onto its new bars (NaN where it has no bar)."""
+    last = pd.DataFrame(values).ffill().to_numpy()[-1]
+    return np.where(present, last[None, :], np.nan)
+
+
+def _union(market: Market, incoming: Market, replaced: tuple[str, ...]) -> Market:
+    """The general merge on the union of dates and symbols: every bar the new data has wins (equal, new, or
+    the source's history of a replaced symbol from its first bar on)."""
     symbols = tuple(sorted(set(market.symbols) | set(incoming.symbols)))
+    column = {s: i for i, s in enumerate(symbols)}
     dates = market.dates.union(incoming.dates)
     old_rows, new_rows = dates.get_indexer(market.dates), dates.get_indexer(incoming.dates)
-    old_cols = np.array([symbols.index(s) for s in market.symbols], np.int64)
-    new_cols = np.array([symbols.index(s) for s in incoming.symbols], np.int64)
-    fields = market.bar_arrays()
+    old_cols = np.array([column[s] for s in market.symbols], np.int64)
+    new_cols = np.array([column[s] for s in incoming.symbols], np.int64)
     shape = (len(dates), len(symbols))
 
     def placed(values: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, fill: float = np.nan) -> np.ndarray:
@@ -106,22 +236,17 @@ def append(
             out[np.ix_(rows, cols)] = values
         return out
 
-    restated, equal = _restated(market, incoming)
-    causes = _causes(restated)
-    if len(restated) and on_restated == "refuse":
-        raise RestatedHistory(_restated_message(restated, causes), restated, causes)
-    replaced = tuple(sorted(causes))
-    new_close = placed(incoming.close, new_rows, new_cols)
-    take = ~np.isnan(new_close)  # every bar the new data has wins (equal, new, or a replaced history)
+    take = ~np.isnan(placed(incoming.close, new_rows, new_cols))
     cleared = np.zeros(shape, bool)
     for symbol in replaced:  # the source's history for it from its first bar on
-        col = symbols.index(symbol)
+        col = column[symbol]
         cleared[int(np.argmax(take[:, col])) :, col] = True
+    fields = market.bar_arrays()
     arrays = {}
     for name in (*fields, *market.extra):
         merged = placed(getattr(market, name) if name in fields else market.extra[name], old_rows, old_cols)
         if name == "dividend" and incoming.dividend is None:
-            fresh = placed(None, new_rows, new_cols, fill=0.0)  # no dividend column: none paid
+            fresh = np.where(take, 0.0, np.nan)  # no dividend column: none paid on the new bars
         else:
             fresh = placed(getattr(incoming, name) if name in fields else incoming.extra.get(name), new_rows, new_cols)
         merged[cleared] = np.nan
@@ -129,15 +254,12 @@ def append(
         if name in market.extra and name not in incoming.extra:  # an own column carried forward onto new bars
             merged = np.where(take, pd.DataFrame(merged).ffill().to_numpy(), merged)
         arrays[name] = merged
-    old_present = ~np.isnan(placed(market.close, old_rows, old_cols))
-    present = ~np.isnan(arrays["close"])
-    bars_added = int((present & ~old_present).sum())
     sectors = None
     if market.sectors is not None or incoming.sectors is not None:
-        known = {**dict(zip(incoming.symbols, incoming.sectors or (), strict=False))}
+        known = dict(zip(incoming.symbols, incoming.sectors or (), strict=False))
         known |= dict(zip(market.symbols, market.sectors or (), strict=False))
         sectors = tuple(known.get(s, "") for s in symbols)
-    merged_market = Market(
+    return Market(
         symbols=symbols,
         dates=dates,
         open=arrays["open"],
@@ -151,39 +273,6 @@ def append(
         extra={k: arrays[k] for k in market.extra},
         categories=market.categories,
     )
-    last = market.dates[-1]
-    detected = _detected(merged_market, (options or LoadOptions()).outlier_pct)
-    when = pd.DatetimeIndex(detected.date)
-    flags = detected[(when > last) | (detected.symbol.isin(replaced) & (when <= last))]
-    kept = _issues(market)
-    kept = kept[~kept.symbol.isin(replaced)]  # a replaced history is flagged afresh
-    issues = pd.concat([kept, flags], ignore_index=True)
-    after = dates > last
-    gone = tuple(
-        s
-        for s in market.symbols
-        if after.any() and present[dates == last, symbols.index(s)].any() and not present[after, symbols.index(s)].any()
-    )
-    added = tuple(s for s in symbols if s not in market.symbols)
-    notes = [w for w in incoming.warnings if not w.startswith(("Likely splits", "One-day moves"))]
-    merged_market = replace(
-        merged_market,
-        issues=issues.reset_index(drop=True),
-        warnings=tuple(dict.fromkeys((*without_flags(market.warnings, issues), *notes))),
-        dropped_rows=market.dropped_rows,
-    )
-    report = AppendReport(
-        bars_added=bars_added,
-        new_dates=int(after.sum()),
-        symbols_added=added,
-        symbols_gone=gone if len(added) < len(symbols) else (),
-        equal_overlap=equal,
-        restated=restated,
-        causes=causes,
-        replaced=replaced,
-        flags=flags.reset_index(drop=True),
-    )
-    return merged_market, report
 
 
 def _loaded(new, options: LoadOptions, name: str) -> Market:
