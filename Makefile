@@ -16,11 +16,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m engine warmup   # compile the Numba kernels now, not on the first click
 	touch $@
 
-# Debian's Chromium for the browser test (Playwright cannot download its own browser here).
+# Debian's Chromium for the browser test (Playwright cannot download its own browser here) and Debian's
+# PostgreSQL for the `sql` source's test (the fixture starts its own server in a temporary directory).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium postgresql >/dev/null; }
 
 # MALLOC_ARENA_MAX=2: fewer glibc heaps for the server's threads, so memory freed after sessions end goes
 # back to the system instead of staying fragmented across per-thread arenas (see README, Hosting).

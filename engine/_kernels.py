@@ -44,6 +44,7 @@ from ._records import (
     ACTION_SKIP,
     CURVE,
     EVENT,
+    EXIT_DELISTED,
     EXIT_END,
     EXIT_HOLDING,
     EXIT_OPPOSITE,
@@ -83,7 +84,7 @@ from ._records import (
 )
 
 # Edit this with engine/_records.py (its docstring says why): the edit here is what makes Numba recompile.
-RECORDS_FINGERPRINT = "714725f57694"
+RECORDS_FINGERPRINT = "8162ab6b7471"
 if fingerprint() != RECORDS_FINGERPRINT:
     raise ImportError(
         f"engine/_records.py changed: set RECORDS_FINGERPRINT in engine/_kernels.py to {fingerprint()!r}"
@@ -95,7 +96,8 @@ MIN_FILL = 0.1  # an order the volume cap cuts below this share of its intended 
 
 
 class Bars(NamedTuple):
-    """The market as the kernel reads it; `last_valid[s]` is the symbol's last bar with a close."""
+    """The market as the kernel reads it; `last_valid[s]` is the symbol's last bar with a close, `delisting[s]`
+    the return a position held on that bar gets beyond its close (a delisting; 0 for none)."""
 
     open: np.ndarray
     high: np.ndarray
@@ -103,6 +105,7 @@ class Bars(NamedTuple):
     close: np.ndarray
     volume: np.ndarray
     last_valid: np.ndarray
+    delisting: np.ndarray
 
 
 class Shared(NamedTuple):
@@ -814,6 +817,8 @@ def _step_position(
     o, h, lo = bars.open[t, s], bars.high[t, s], bars.low[t, s]
     rule_exit = sh.exit_signal.shape[0] > 0 and t > 0 and sh.exit_signal[t - 1, s]
     px, reason, at_open = _exit_price(pos, o, h, lo, c, t, d, rule_exit, combo["holding"], bars.last_valid[s])
+    if reason == EXIT_END and bars.delisting[s] != 0.0:  # the holder gets what the delisting paid
+        px, reason = c * (1.0 + bars.delisting[s]), EXIT_DELISTED
     _track(pos, o, h, lo, d, at_open, reason < 0)
     return px, reason, at_open
 

@@ -25,7 +25,8 @@ import numpy as np
     EXIT_OPPOSITE,
     EXIT_PARTIAL,
     EXIT_REBALANCE,
-) = range(10)
+    EXIT_DELISTED,
+) = range(11)
 EXIT_NAMES = (
     "stop_loss",
     "trailing_stop",
@@ -37,6 +38,7 @@ EXIT_NAMES = (
     "opposite_signal",
     "partial_exit",
     "rebalance",  # a rotation sold it (dropped out of the top) or trimmed it to its weight
+    "delisted",  # held on the symbol's last bar, which has a delisting return: closed at close x (1 + it)
 )
 SIZE_EQUAL, SIZE_FIXED_FRACTIONAL, SIZE_KELLY, SIZE_VOL_TARGET, SIZE_ATR, SIZE_FIXED_AMOUNT = range(6)
 SIZING_NAMES = ("equal_weight", "fixed_fractional", "kelly", "volatility_target", "atr_risk", "fixed_amount")

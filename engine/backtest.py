@@ -14,7 +14,8 @@ Rules (see `_kernels` for the order of events inside a bar):
 - `exit_rule` (a scanner rule) true at the close of bar t >= the entry bar exits at the open of bar t+1,
   before that bar's stops and targets;
 - `holding_period` N exits at the close of the N-th bar held (the entry bar counts as 1);
-- a position still open on a symbol's last bar exits at that close ("end_of_data");
+- a position still open on a symbol's last bar exits at that close ("end_of_data"), or, when the data has a
+  `delisting_return` column with a value on that bar, at the close x (1 + it) ("delisted");
 - `rebalance` W, M, Q or N switches to rotation (engine/rotation.py): at each rebalance bar's close the
   rule's hits ranked by its `rank by` become the target (`hold_top`, `weighting`), traded at the next open;
   stops, the holding period and the limits apply to its positions as to any;
@@ -440,7 +441,21 @@ def kernel_bars(market: Market) -> k.Bars:
         Derived.LAST_VALID,
         lambda: (market.shape[0] - 1 - np.argmax(~np.isnan(market.close[::-1]), axis=0)).astype(np.int64),
     )
-    return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid)
+    delisting = _per_dataset(market, Derived.DELISTING, lambda: _delisting(market, last_valid))
+    return k.Bars(market.open, market.high, market.low, market.close, market.volume, last_valid, delisting)
+
+
+DELISTING_COLUMN = "delisting_return"
+
+
+def _delisting(market: Market, last_valid: np.ndarray) -> np.ndarray:
+    """Per symbol, the `delisting_return` own column on its last bar (a fraction: -0.3 is a 30% loss, at
+    least -1), 0 where there is none: a position held into a delisting exits at the close x (1 + it)."""
+    values = market.extra.get(DELISTING_COLUMN)
+    if values is None:
+        return np.zeros(market.shape[1])
+    last = values[last_valid, np.arange(market.shape[1])]
+    return np.where(np.isfinite(last), np.maximum(last, -1.0), 0.0)
 
 
 def combo_fields(p: BacktestParams) -> dict[str, float]:

@@ -284,6 +284,7 @@ class Derived(StrEnum):
     (with their arguments): one list, so two callers cannot spell one entry two ways."""
 
     LAST_VALID = "last_valid"  # per symbol, its last bar with a close
+    DELISTING = "delisting"  # per symbol, the `delisting_return` on its last bar (0: none)
     CORRELATION_INPUTS = "correlation_inputs"  # returns and validity, (symbols x bars)
     SECTOR_IDS = "sector_ids"
     BUY_HOLD_PER_UNIT = "buy_hold_per_unit"  # argument: the benchmark's column, or none for equal weight

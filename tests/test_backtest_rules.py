@@ -54,6 +54,32 @@ def test_take_profit_inside_the_bar_and_through_a_gap():
     assert (gap.exit_reason, gap.exit_price) == ("take_profit", 115.0)
 
 
+def test_a_position_held_into_a_delisting_gets_the_delisting_return_on_the_last_bar():
+    """AAA stops trading after bar 2 with delisting_return -0.4 on it (a fraction, as CRSP's DLRET): the long
+    bought at 100 exits at 102 x 0.6 = 61.2, "delisted". BBB trades on with no value: its own last close."""
+    rows = []
+    for i, (sym, close) in enumerate([("AAA", 100.0), ("AAA", 101.0), ("AAA", 102.0)]):
+        rows.append({"symbol": sym, "date": pd.Timestamp("2024-01-01") + pd.offsets.BDay(i), "close": close})
+    for i in range(5):
+        rows.append({"symbol": "BBB", "date": pd.Timestamp("2024-01-01") + pd.offsets.BDay(i), "close": 50.0 + i})
+    frame = pd.DataFrame(rows).assign(volume=1.0)
+    frame = frame.assign(open=frame.close, high=frame.close, low=frame.close)
+    frame["delisting_return"] = np.where((frame.symbol == "AAA") & (frame.close == 102.0), -0.4, np.nan)
+    from engine.data import market_from_frame
+
+    m = market_from_frame(frame)
+    both = {**ONE, "max_positions": 2}
+    result = backtest(m, signal_at(m, AAA=[0], BBB=[0]), **both)
+    by_symbol = result.trades.set_index("symbol")
+    assert by_symbol.loc["AAA", "exit_reason"] == "delisted" and by_symbol.loc["AAA", "exit_bar"] == 2
+    assert by_symbol.loc["AAA", "exit_price"] == pytest.approx(102.0 * 0.6)
+    assert by_symbol.loc["AAA", "return_pct"] == pytest.approx((61.2 / 101.0 - 1) * 100)
+    assert (by_symbol.loc["BBB", "exit_reason"], by_symbol.loc["BBB", "exit_price"]) == ("end_of_data", 54.0)
+    wiped = frame.assign(delisting_return=np.where(frame.delisting_return.notna(), -3.0, np.nan))
+    gone = backtest(market_from_frame(wiped), signal_at(m, AAA=[0]), **ONE)
+    assert only_trade(gone).exit_price == 0.0  # a loss is at most everything
+
+
 def test_stop_and_target_in_one_bar_assumes_the_stop_first():
     t = only_trade(run([(100,) * 4, (100, 112, 94, 105)], [0], stop_loss=5.0, take_profit=10.0))
     assert (t.exit_reason, t.exit_price) == ("stop_loss", pytest.approx(95.0))

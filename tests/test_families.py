@@ -486,3 +486,71 @@ def test_a_long_history_where_every_symbol_trades_to_the_end_is_flagged_as_likel
     assert not any(w.startswith("Likely survivors") for w in market_from_frame(ended).warnings)
     short = frame[frame.date < frame.date.quantile(0.5)]
     assert not any(w.startswith("Likely survivors") for w in market_from_frame(short).warnings)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL (Debian's package, installed by `make system-deps`) in a temporary directory, on
+    127.0.0.1 with trust authentication, stopped after the module; as root it runs as the postgres user."""
+    import glob
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+    if not found[-1]:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing: `make test` installs it (make system-deps)")
+        pytest.skip("PostgreSQL not installed; run `make system-deps`")
+    bindir = Path(found[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="scanner-pg-", dir="/tmp"))
+    as_root = os.getuid() == 0
+    if as_root:
+        shutil.chown(root, "postgres", "postgres")
+
+    def run(*command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command] if as_root else list(command),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = root / "data"
+    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_sql_source_refreshes_from_a_real_postgres_with_its_user_from_the_environment(
+    server, whole, sample, postgres, monkeypatch
+):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://postgres@{postgres}/postgres")
+    with engine.begin() as connection:
+        whole.assign(date=whole.date.dt.date).to_sql("bars", connection, index=False, if_exists="replace")
+    engine.dispose()
+    monkeypatch.setenv("BARS_USER", "postgres")
+    first = market_from_frame(cut(whole, "2023-08-31"), name="S")
+    source = {
+        "kind": "sql",
+        "address": f"postgresql+psycopg://${{BARS_USER}}@{postgres}/postgres",
+        "query": "SELECT symbol, date, open, high, low, close, volume FROM bars WHERE date >= :start",
+    }
+    family = service.create_family("S", first, ALICE, source=source)
+    outcome = service.refresh_family(family.slug, ALICE)
+    assert outcome is not None and outcome.changed
+    assert service.open_family(family.slug, ALICE)[1].fingerprint == sample.fingerprint
+    monkeypatch.delenv("BARS_USER")
+    with pytest.raises(DataError, match="BARS_USER is not set"):
+        service.refresh_family(family.slug, ALICE)
