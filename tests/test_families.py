@@ -554,3 +554,52 @@ def test_a_sql_source_refreshes_from_a_real_postgres_with_its_user_from_the_envi
     monkeypatch.delenv("BARS_USER")
     with pytest.raises(DataError, match="BARS_USER is not set"):
         service.refresh_family(family.slug, ALICE)
+
+
+# --- versions stored as their new bars ------------------------------------------------------------------
+
+
+def test_a_version_that_only_adds_bars_is_stored_as_them_and_reads_back_whole_from_a_fresh_store(
+    server, sample, whole, monkeypatch
+):
+    from engine.server import datasets as ds
+    from engine.server.datasets import SERVER, DatasetStore
+
+    monkeypatch.setattr(ds, "MAX_CHAIN", 3)
+    days = sample.dates[-6:]
+    family = service.create_family("S", market_from_frame(cut(whole, str(days[0].date()))), ALICE)
+    for day in days[1:]:
+        outcome = service.append_to_family("s", market_from_frame(whole[whole.date == day]), ALICE)
+        family = outcome.family
+    store = service.datasets()
+    infos = [store.info(v.id, SERVER) for v in family.versions]
+    assert [i.base for i in infos] == ["", infos[0].id, infos[1].id, "", infos[3].id, infos[4].id]  # 3 files a read
+    assert infos[1].bytes < infos[0].bytes / 50  # a day's bars, not the history
+    fresh = DatasetStore(store.directory)  # nothing in memory: every file read from disk and checked
+    assert fresh.get(family.latest.id, SERVER).fingerprint == sample.fingerprint
+    assert fresh.get(infos[2].id, SERVER).fingerprint == market_from_frame(cut(whole, str(days[2].date()))).fingerprint
+    # the first version deleted by its owner: its bars stay while later versions are stored over them
+    assert fresh.delete(infos[0].id, ALICE)
+    assert fresh.info(infos[0].id, ALICE) is None and fresh.exists(infos[0].id)
+    assert DatasetStore(store.directory).get(infos[2].id, SERVER) is not None
+    # a damaged base is never trusted: the version over it does not read
+    (store.directory / f"{infos[1].id}.parquet").write_bytes(b"PAR1 junk")
+    assert DatasetStore(store.directory).get(infos[2].id, SERVER) is None
+    assert DatasetStore(store.directory).get(family.latest.id, SERVER).fingerprint == sample.fingerprint
+
+
+def test_eviction_keeps_the_bases_later_versions_are_stored_over(server, sample, whole):
+    from engine.server.datasets import SERVER, DatasetStore
+
+    days = sample.dates[-3:]
+    family = service.create_family("S", market_from_frame(cut(whole, str(days[0].date()))), ALICE)
+    for day in days[1:]:
+        family = service.append_to_family("s", market_from_frame(whole[whole.date == day]), ALICE).family
+    from engine.server.families import FamilyStore
+
+    store = DatasetStore(service.datasets().directory, size_limit_mb=0.001)  # everything is over the limit
+    FamilyStore(store)  # a family's latest version is kept; the bases under it are kept by the store itself
+    store.put(synthetic_market(3, 50, seed=9), owner=BOB)
+    for version in family.versions:
+        assert store.exists(version.id)  # the latest (a family's) and every base under it stay
+    assert store.get(family.latest.id, SERVER).fingerprint == sample.fingerprint

@@ -40,7 +40,8 @@ class AppendReport:
     after it while others have), `equal_overlap` (overlapping bars equal to the stored ones, dropped),
     `restated` (symbol, date, field, old, new, ratio of every differing value), `causes` (symbol -> likely
     cause), `replaced` (symbols whose history from the source's first bar was taken), `flags` (the new
-    flagged bars: kind, symbol, date, value)."""
+    flagged bars: kind, symbol, date, value), `below` (only bars after the old last date: a store may keep
+    the new version as its new bars over the old)."""
 
     bars_added: int
     new_dates: int
@@ -51,6 +52,7 @@ class AppendReport:
     causes: dict[str, str]
     replaced: tuple[str, ...]
     flags: pd.DataFrame
+    below: bool = False  # only bars after the old last date were added: the old bars are exactly as stored
 
     @property
     def changed(self) -> bool:
@@ -104,6 +106,7 @@ def append(
         raise RestatedHistory(_restated_message(restated, causes), restated, causes)
     last = market.dates[-1]
     merged = None if causes else _below(market, incoming)
+    below = merged is not None
     replaced = tuple(sorted(causes))
     if merged is None:
         merged = _union(market, incoming, replaced)
@@ -144,6 +147,7 @@ def append(
         causes=causes,
         replaced=replaced,
         flags=flags.reset_index(drop=True),
+        below=below,
     )
     return merged, report
 

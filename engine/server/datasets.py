@@ -45,6 +45,8 @@ ID_CHARS = 16
 MB = 2**20
 SERVER = "server:"  # the store's own view of every dataset (no user's identity has this prefix)
 BUILTIN = ("sample", "synthetic")
+MAX_CHAIN = 30  # a version stored over at most this many earlier ones (a read joins that many files)
+RETAINED = "user:\x00retained"  # holds a deleted dataset's bars while later versions are stored over them
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -74,6 +76,7 @@ class DatasetInfo:
     created: float = field(default_factory=time.time)
     warnings: tuple[str, ...] = ()
     dropped_rows: int = 0  # rows the load left out (bad rows), listed in <id>.dropped.parquet
+    base: str = ""  # stored as its bars after this dataset's (a family's next version): read as both
 
 
 def to_frame(
@@ -176,9 +179,11 @@ class DatasetStore:
             except OSError as exc:  # a broken store degrades (put raises, reads find nothing); it never stops a page
                 log.error("dataset store %s unusable: %r", self.directory.name, exc)
 
-    def put(self, market: Market, owner: str = "") -> DatasetInfo:
-        """Store the bars (once per content) and the owner's listing; returns the owner's view of it.
-        OSError when the directory cannot be written (the caller keeps the dataset in memory)."""
+    def put(self, market: Market, owner: str = "", base: str | None = None) -> DatasetInfo:
+        """Store the bars (once per content) and the owner's listing; returns the owner's view of it. With
+        `base` (a stored dataset whose bars are exactly this one's up to its last date: a family's previous
+        version) only the bars after it are written, up to MAX_CHAIN deep. OSError when the directory cannot
+        be written (the caller keeps the dataset in memory)."""
         ds_id = dataset_id(market)
         if self.directory is None:
             return describe(market, 0, owner)
@@ -188,7 +193,7 @@ class DatasetStore:
         with self._exclusive():
             facts = self._facts(ds_id)
             if facts is None:
-                facts = self._write_bars(market)
+                facts = self._write_bars(market, self._usable_base(base, market))
             listings = {entry.owner: entry for entry in facts[1]}
             if owner in listings:  # the same user again: keep their sharing, take the new name
                 listing = replace(listing, shared=listings[owner].shared, created=listings[owner].created)
@@ -253,16 +258,25 @@ class DatasetStore:
 
     def _read_bytes(self, ds_id: str) -> int:
         """What reading the stored bars needs, from the Parquet footer (rows x columns)."""
-        try:
-            meta = pq.ParquetFile(self.directory / f"{ds_id}.parquet").metadata  # type: ignore[operator]
-        except (OSError, ValueError):
-            return 0  # unreadable: _read finds out and removes it
-        return stored_read_bytes(meta.num_rows, meta.num_columns)
+        facts = self._facts(ds_id)
+        rows = columns = 0
+        for link in self._chain(facts[0]) if facts else []:
+            try:
+                meta = pq.ParquetFile(self.directory / f"{link.id}.parquet").metadata  # type: ignore[operator]
+            except (OSError, ValueError):
+                return 0  # unreadable: _read finds out and removes it
+            rows, columns = rows + meta.num_rows, max(columns, meta.num_columns)
+        return stored_read_bytes(rows, columns)
 
     def _read(self, ds_id: str, info: DatasetInfo) -> Market | None:
         assert self.directory is not None
         try:
-            frame = pd.read_parquet(self.directory / f"{ds_id}.parquet")
+            chain = self._chain(info)
+            if chain[-1].base:
+                raise OSError(f"a base of {ds_id} is missing")
+            frames = [pd.read_parquet(self.directory / f"{link.id}.parquet") for link in reversed(chain)]
+            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            del frames
             market = market_from_frame(frame, name=info.name)
         except (OSError, ValueError, DataError) as exc:
             log.warning("unreadable dataset %s: %r", ds_id, exc)
@@ -313,11 +327,17 @@ class DatasetStore:
             if facts is None or user not in {entry.owner for entry in facts[1]}:
                 return False
             listings = [e for e in (change(e) if e.owner == user else e for e in facts[1]) if e is not None]
+            if not listings and self._bases_in_use() & {ds_id}:  # later versions are stored over its bars
+                listings = [Listing(RETAINED, facts[0].name, False, time.time())]
             if listings:
                 self._write_facts(facts[0], listings)
             else:
                 self._remove(ds_id)
         return True
+
+    def _bases_in_use(self) -> set[str]:
+        """The datasets others are stored over (their bars are part of those): never evicted or removed."""
+        return {i.base for i in self.list(SERVER) if i.base}
 
     def protect(self, ids: Callable[[], set[str]]) -> None:
         """Eviction keeps these datasets (asked when it runs): a family's latest version stays openable."""
@@ -367,17 +387,37 @@ class DatasetStore:
             listings = (Listing(info.owner, info.name, info.shared, info.created),)
         return info, listings
 
-    def _write_bars(self, market: Market) -> tuple[DatasetInfo, tuple[Listing, ...]]:
+    def _write_bars(self, market: Market, base: DatasetInfo | None = None) -> tuple[DatasetInfo, tuple[Listing, ...]]:
         assert self.directory is not None
         ds_id = dataset_id(market)
         parquet = self.directory / f"{ds_id}.parquet"
         tmp = temporary(parquet)
-        to_frame(market).to_parquet(tmp, index=False, compression="zstd")
+        after = None if base is None else str(market.dates[market.dates > pd.Timestamp(base.last_date)][0].date())
+        to_frame(market, start=after).to_parquet(tmp, index=False, compression="zstd")
         os.replace(tmp, parquet)
         if market.dropped_rows is not None and len(market.dropped_rows):
             market.dropped_rows.astype(str).to_parquet(tmp, index=False)
             os.replace(tmp, self.directory / f"{ds_id}.dropped.parquet")
-        return describe(market, parquet.stat().st_size), ()
+        return replace(describe(market, parquet.stat().st_size), base=base.id if base else ""), ()
+
+    def _usable_base(self, base: str | None, market: Market) -> DatasetInfo | None:
+        """The base's facts when the new bars can be stored over it: it is stored, not too deep, and ends
+        before the market does."""
+        facts = self._facts(base) if base else None
+        if facts is None or len(self._chain(facts[0])) >= MAX_CHAIN:
+            return None
+        last = pd.Timestamp(facts[0].last_date)
+        return facts[0] if market.dates[-1] > last and last in market.dates else None
+
+    def _chain(self, info: DatasetInfo) -> tuple[DatasetInfo, ...]:
+        """The dataset and the bases it is stored over, newest first (a missing one ends the chain short)."""
+        chain: tuple[DatasetInfo, ...] = (info,)
+        while chain[-1].base and len(chain) <= MAX_CHAIN:
+            facts = self._facts(chain[-1].base)
+            if facts is None:
+                break
+            chain = (*chain, facts[0])
+        return chain
 
     def _write_facts(self, info: DatasetInfo, listings) -> None:
         assert self.directory is not None
@@ -409,7 +449,7 @@ class DatasetStore:
         """Oldest first until the store fits its size limit (the dataset just stored always stays)."""
         infos = sorted(self.list(SERVER), key=lambda i: i.created)
         total = sum(i.bytes for i in infos)
-        protected = self._protected() if total > self.size_limit else set()
+        protected = (self._protected() | self._bases_in_use()) if total > self.size_limit else set()
         for info in infos:
             if total <= self.size_limit:
                 break

@@ -126,7 +126,8 @@ class FamilyStore:
         family = self.get(slug, by)
         if family is None or not self.may_change(family, by):
             raise KeyError(slug)
-        info = self.datasets.put(market, owner=family.owner)
+        base = family.latest.id if report is not None and report.below else None  # stored as its new bars
+        info = self.datasets.put(market, owner=family.owner, base=base)
         self.datasets.set_shared(info.id, family.owner, family.shared)
         version = _version(market, family.latest.id, by, how, report)
         with self.datasets.writing():
