@@ -149,13 +149,15 @@ def _use_upload(uploaded, what: str, load: Callable[[], service.Stored]) -> str 
 
 
 def exclude_symbols(symbols: list[str]) -> None:
-    """Drop symbols (e.g. those with flagged outliers) from the dataset: a new dataset, stored for links."""
-    _use_stored(service.store(require_market().without(symbols), user_id()))
+    """Drop symbols (e.g. those with flagged outliers) from the dataset: a new dataset, stored for links (the
+    family's next version when this is its latest)."""
+    _use_stored(service.store_fixed(require_market().without(symbols), data_id(), user_id()))
 
 
 def fix_flag(kind: str, symbol: str, date: Any) -> None:
-    """Fix one flagged bar ('adjust' a split, 'drop' the bar): a new dataset, stored for links."""
-    _use_stored(service.store(quality.fix_flag(require_market(), kind, symbol, date), user_id()))
+    """Fix one flagged bar ('adjust' a split, 'drop' the bar): a new dataset, stored for links (the family's
+    next version when this is its latest)."""
+    _use_stored(service.store_fixed(quality.fix_flag(require_market(), kind, symbol, date), data_id(), user_id()))
 
 
 def _use_stored(new: service.Stored) -> None:

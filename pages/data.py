@@ -193,7 +193,9 @@ with st.expander(
                 st.rerun()
     else:
         st.caption(
-            f"`?family={line.slug}` opens its latest version; `?data=<id>` a version exactly. "
+            f"`?family={line.slug}` opens its latest version; `?data=<id>` a version exactly. A symbol that gets "
+            "no new bars keeps its bars up to its last one (listed under 'no new bars'); fixing a flagged bar "
+            "of the latest version makes the next version. "
             f"{'Shared with the team' if line.shared else 'Private to its owner'}; made by "
             f"{line.owner.removeprefix('user:')}."
         )

@@ -603,3 +603,19 @@ def test_eviction_keeps_the_bases_later_versions_are_stored_over(server, sample,
     for version in family.versions:
         assert store.exists(version.id)  # the latest (a family's) and every base under it stay
     assert store.get(family.latest.id, SERVER).fingerprint == sample.fingerprint
+
+
+def test_fixing_a_flagged_bar_of_the_latest_version_makes_the_next_version_and_of_an_older_one_a_dataset(server, whole):
+
+    first = market_from_frame(cut(whole, "2023-08-31"))
+    family = service.create_family("S", first, ALICE)
+    fixed = first.without(["NFLX"])
+    stored = service.store_fixed(fixed, family.latest.id, ALICE)
+    family = service.families().get("s", ALICE)
+    assert [v.how for v in family.versions] == ["upload", "fix"] and stored.data_id == family.latest.id
+    older = service.store_fixed(first.without(["AMZN"]), family.versions[0].id, ALICE)
+    assert len(service.families().get("s", ALICE).versions) == 2 and older.data_id not in {
+        v.id for v in service.families().get("s", ALICE).versions
+    }
+    assert service.store_fixed(fixed, family.latest.id, BOB).data_id == family.latest.id  # bob: his own copy
+    assert len(service.families().get("s", ALICE).versions) == 2

@@ -219,6 +219,20 @@ def refresh_family(
     return _reserved("refresh", 4 * market.nbytes, work)()
 
 
+def store_fixed(fixed: Market, data_id: str | None, viewer: str) -> Stored:
+    """A dataset with a flagged bar fixed (or symbols left out): the next version of its family, made "fix",
+    when `data_id` is the latest version of a family the viewer may change; else stored like an upload."""
+    family = family_of(data_id, viewer) if data_id else None
+    if family is not None and family.latest.id == data_id and family_store().may_change(family, viewer):
+        try:
+            family = family_store().add_version(family.slug, fixed, viewer, "fix")
+        except OSError as exc:
+            log.error("dataset store unusable: %r", exc)
+            return Stored(fixed, dataset_id(fixed), "its storage is full or unavailable")
+        return Stored(fixed, family.latest.id)
+    return store(fixed, viewer)
+
+
 def set_family_source(slug: str, viewer: str, settings: dict[str, Any] | None) -> bool:
     """Where the family's refreshes fetch from (checked: DataError for bad settings); its owner only."""
     if settings is not None:
