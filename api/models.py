@@ -104,6 +104,12 @@ class ScanRequest(BaseModel):
     data: DatasetId = "sample"
     rule: Rule
     limit: int = Field(1000, ge=1, le=100_000, description="Most signals to return, newest first.")
+    date: str | None = Field(
+        None,
+        max_length=40,
+        description="YYYY-MM-DD: the screen on that bar (the last on or before it): its matches ranked, and the "
+        "symbols that entered and left since the bar before. 'latest' for the last bar.",
+    )
 
 
 class BacktestRequest(BaseModel):

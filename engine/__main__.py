@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
             text = f"{param.label}: {param.allowed()} (default {default}). {param.help}".replace("%", "%%")
             flags = [param.cli, "--" + param.name] if param.group == "events" else [param.cli]  # --horizons too
             s.add_argument(*flags, dest=param.path, metavar=param.url.upper(), help=text)  # argparse %-formats it
+    sub.choices["scan"].add_argument(
+        "--date", help="the screen on that bar (YYYY-MM-DD, or 'latest'): matches ranked, entered and left"
+    )
     bt = sub.choices["backtest"]
     bt.add_argument("--signals", help="CSV of (symbol, date) entry signals, instead of --rule")
     bt.add_argument("--trades-csv", help="write the trades here")
@@ -96,13 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "scan":
             if not args.rule:
                 raise DataError('scan needs --rule, e.g. --rule "rsi(14) < 30"')
-            hits = scan(market, args.rule).table(market)
+            signals = scan(market, args.rule)
+            if args.date:
+                return _screen(signals.on(None if args.date == "latest" else args.date, market), args.json)
+            hits = signals.table(market)
             print(hits.to_json(orient="records", date_format="iso") if args.json else hits.to_string(index=False))
             return 0
         return _backtest(market, args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _screen(screen, as_json: bool) -> int:
+    """The screen on one bar: its matches (ranked), and the symbols that entered and left since the bar before."""
+    parts = {"matches": screen.matches, "entered": screen.entered, "left": screen.left}
+    if as_json:
+        tables = {k: json.loads(v.to_json(orient="records")) for k, v in parts.items()}
+        print(json.dumps({"date": screen.date.strftime("%Y-%m-%d"), **tables}))
+        return 0
+    for name, rows in parts.items():
+        print(f"{name} on {screen.date:%Y-%m-%d} ({len(rows):,})")
+        print(rows.to_string(index=False, float_format=lambda x: f"{x:,.2f}") if len(rows) else "  none")
+    return 0
 
 
 def _values(args, params: list) -> dict:

@@ -20,7 +20,7 @@ import tokenize
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -188,6 +188,67 @@ class Signals:
         if self.priority is not None:
             out["rank_score"] = self.priority[at]
         return pd.DataFrame(out)
+
+    def on(self, date: Any = None, market: Market | None = None) -> Screen:
+        """The screen on one bar (the last bar on or before `date`; None: the latest): its matches ranked,
+        and the symbols that entered (match now, not on the bar before) and left (the reverse). `market` is
+        the scanned dataset, by default the one `scan()` was given."""
+        market = market if market is not None else getattr(self, "_market", None)  # what scan() was given
+        if market is None or market.shape != self.matrix.shape:
+            raise InputError("Screen.on needs the scanned dataset: scan(market, rule).on(date) or .on(date, market).")
+        bar = _bar_on(market, date)
+        now = self.matrix[bar]
+        before = self.matrix[bar - 1] if bar > 0 else np.zeros_like(now)
+        matches = self._rows_on(market, bar, np.flatnonzero(now))
+        entered = matches[matches.symbol.isin([market.symbols[j] for j in np.flatnonzero(now & ~before)])]
+        left = self._rows_on(market, bar, np.flatnonzero(before & ~now))
+        left = left.drop(columns=[c for c in ("rank", "rank_score") if c in left])
+        return Screen(market.dates[bar], matches.reset_index(drop=True), entered.reset_index(drop=True), left)
+
+    def _rows_on(self, market: Market, bar: int, cols: np.ndarray) -> pd.DataFrame:
+        """Symbol, rank (when the rule ranks), close and the rule's values on one bar, best first."""
+        rows = np.full(len(cols), bar)
+        out: dict[str, Any] = {"symbol": np.array(market.symbols, dtype=object)[cols]}
+        if self.priority is not None:
+            first = int(np.count_nonzero(self.matrix[:bar]))
+            hit_cols = np.flatnonzero(self.matrix[bar])
+            score = dict(zip(hit_cols.tolist(), self.priority[first : first + len(hit_cols)].tolist(), strict=True))
+            out["rank_score"] = np.array([score.get(int(c), np.nan) for c in cols], float)
+        out["close"] = market.close[rows, cols]
+        out |= self.values(market, rows, cols)
+        frame = pd.DataFrame(out)
+        if self.priority is not None and len(frame):
+            frame = frame.sort_values(["rank_score", "symbol"], ascending=[False, True], na_position="last")
+            frame.insert(1, "rank", np.arange(1, len(frame) + 1))
+        return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """A screen on one bar: `matches` (symbol, rank when the rule ranks, close and the rule's values, best
+    first), `entered` (matches that did not match on the bar before) and `left` (the reverse, with their values
+    on this bar)."""
+
+    date: pd.Timestamp
+    matches: pd.DataFrame
+    entered: pd.DataFrame
+    left: pd.DataFrame
+
+
+def _bar_on(market: Market, date: Any) -> int:
+    """The last bar on or before a date (None: the latest); InputError for a date before the data or not a date."""
+    if date is None:
+        return len(market.dates) - 1
+    try:
+        when = pd.Timestamp(date)
+    except (TypeError, ValueError):
+        when = pd.NaT
+    if when is pd.NaT:
+        raise InputError(f"The date {str(date)[:40]!r} is not a date; use YYYY-MM-DD.")
+    bar = int(market.dates.searchsorted(when.normalize(), side="right")) - 1
+    if bar < 0:
+        raise InputError(f"The data starts on {market.dates[0].date()}; choose a date from then on.")
+    return bar
 
 
 @dataclass(frozen=True)
@@ -693,7 +754,9 @@ def scan(market: Market, rule: str, rank_by: str | None = None, descending: bool
         ev = _Evaluator(memo, rank_by)
         value = np.broadcast_to(ev.eval(tree), market.shape)[matrix].astype(float)  # at the hits, row by row
         priority = value if descending else -value
-    return Signals(matrix=matrix, rule=rule.strip(), priority=priority)
+    signals = Signals(matrix=matrix, rule=rule.strip(), priority=priority)
+    signals.__dict__["_market"] = market  # for .on(date); not a field, so never stored (the server drops it)
+    return signals
 
 
 def indicator_series(market: Market, rule: str) -> dict[str, np.ndarray]:

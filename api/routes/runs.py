@@ -29,14 +29,24 @@ Part = Literal["trades", "events", "positions"]
 
 @router.post("/scan", tags=["scan"])
 def run_scan(req: ScanRequest, who: User) -> dict[str, Any]:
-    """Signals of a rule on a dataset, newest first."""
+    """Signals of a rule on a dataset, newest first; with `date`, the screen on that bar as well (`matches`
+    ranked, `entered` and `left` since the bar before, each at most `limit` rows)."""
     market = open_dataset(req.data, who)
     signals = service.cached_scan(market, req.rule)
-    return {
+    out: dict[str, Any] = {
         "count": signals.count,
         "symbols_hit": signals.symbols_hit(),
         "signals": records(signals.table(market, req.limit)),
     }
+    if req.date is not None:
+        screen = signals.on(None if req.date == "latest" else req.date, market)
+        out["screen"] = {
+            "date": screen.date.strftime("%Y-%m-%d"),
+            "matches": records(screen.matches, req.limit),
+            "entered": records(screen.entered, req.limit),
+            "left": records(screen.left, req.limit),
+        }
+    return out
 
 
 def _signals_rule(req: BacktestRequest, who: str) -> tuple[str, Any, Market]:

@@ -255,7 +255,9 @@ def cached_scan(market: Market, rule: str) -> Signals:
     def compute() -> Signals:  # the estimate parses the rule: only a miss pays for it
         need = scan_bytes(market.close.nbytes, indicator_names(rule, market.column_kinds()))
         with server_budget().reserve(need, "scan"):
-            return scan(market, rule)
+            signals = scan(market, rule)
+        signals.__dict__.pop("_market", None)  # a cached scan must not hold its dataset (faces pass it to .on)
+        return signals
 
     with _one_flight("scan", market, rule, {}):
         signals, _ = run_cache().run("scan", market, rule, {}, compute, record=False)
