@@ -139,11 +139,51 @@ if not len(hits):
         st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
     st.stop()
 
-st.dataframe(
-    hits.head(2000), width="stretch", hide_index=True, height=280, column_config=app_format.two_decimal_columns(hits)
+# --- the screen on one bar (the latest by default), who entered and left, and every hit -------------------------
+day_col, note_col = st.columns([1, 3], vertical_alignment="bottom")
+picked = day_col.date_input(
+    "Screen on",
+    value=market.dates[-1].date(),
+    min_value=market.dates[0].date(),
+    max_value=market.dates[-1].date(),
+    key=f"w.scanner.on.{dataset.data_id()}",
+    help="The matches on this bar (the last bar on or before the date), ranked when the rule ranks.",
 )
-if len(hits) > 2000:
-    st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
+screen = signals.on(picked, market)
+note_col.caption(
+    f"On **{screen.date:%Y-%m-%d}**: {len(screen.matches):,} matches, {len(screen.entered):,} entered and "
+    f"{len(screen.left):,} left since the bar before. Click a column to sort."
+)
+on_tab, entered_tab, left_tab, history_tab = st.tabs(
+    [
+        f"Matches ({len(screen.matches):,})",
+        f"Entered ({len(screen.entered):,})",
+        f"Left ({len(screen.left):,})",
+        f"Every hit ({len(hits):,})",
+    ]
+)
+for tab, rows, empty in (
+    (on_tab, screen.matches, "No symbol matches on this bar."),
+    (entered_tab, screen.entered, "No symbol entered the screen on this bar."),
+    (left_tab, screen.left, "No symbol left the screen on this bar."),
+):
+    with tab:
+        if len(rows):
+            st.dataframe(
+                rows, width="stretch", hide_index=True, height=280, column_config=app_format.two_decimal_columns(rows)
+            )
+        else:
+            st.caption(empty)
+with history_tab:
+    st.dataframe(
+        hits.head(2000),
+        width="stretch",
+        hide_index=True,
+        height=280,
+        column_config=app_format.two_decimal_columns(hits),
+    )
+    if len(hits) > 2000:
+        st.caption(f"Showing the newest 2,000 of {len(hits):,} hits.")
 
 hit_symbols = list(pd.unique(hits.symbol))
 symbol = st.selectbox("Chart symbol", hit_symbols, key=f"scan_symbol.{dataset.data_id()}")

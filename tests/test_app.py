@@ -45,7 +45,27 @@ def test_scanner_preset_finds_signals():
     assert not at.exception
     assert at.text_area(key="rule_text").value == "crosses_above(sma(50), sma(200))"
     assert int(metrics(at)["Signals"].replace(",", "")) > 0
-    assert len(at.dataframe) == 2  # the hits, and what happened next
+    assert [t.label.split(" (")[0] for t in at.tabs][:4] == ["Matches", "Entered", "Left", "Every hit"]
+
+
+def test_the_scanner_opens_on_the_latest_bars_screen_and_a_date_picks_another(sample):
+    from engine import scan
+
+    rule = "rsi(14) < 45 rank by roc(20) desc"
+    at = fresh()
+    at.switch_page("../pages/scanner.py").run()
+    at.text_area(key="rule_text").set_value(rule).run()
+    latest = scan(sample, rule).on()
+    assert at.tabs[0].label == f"Matches ({len(latest.matches):,})"
+    assert f"On **{latest.date:%Y-%m-%d}**" in " ".join(c.value for c in at.caption)
+    at.date_input(key="w.scanner.on.sample").set_value(pd.Timestamp("2023-08-21").date()).run()
+    picked = scan(sample, rule).on("2023-08-21")
+    assert not at.exception and at.tabs[0].label == f"Matches ({len(picked.matches):,})"
+    assert (
+        at.tabs[1].label == f"Entered ({len(picked.entered):,})" and at.tabs[2].label == f"Left ({len(picked.left):,})"
+    )
+    shown = at.tabs[0].dataframe[0].value
+    assert shown.symbol.tolist() == picked.matches.symbol.tolist() and shown["rank"].tolist() == [1, 2, 3]
 
 
 def test_scanner_hits_show_prices_and_indicators_with_two_decimals():
