@@ -117,3 +117,80 @@ def test_the_cli_date_and_the_api_date_give_the_screen(sample, capsys, tmp_path,
         assert latest["date"] == sample.dates[-1].strftime("%Y-%m-%d")
         bad = client.post("/api/scan", json={"rule": RULES[0], "date": "1999-01-01"})
         assert bad.status_code == 422 and "starts on" in bad.json()["error"]
+
+
+# --- saved screens ------------------------------------------------------------------------------------------
+
+ALICE, BOB = "user:alice@example.org", "user:bob@example.org"
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_a_private_screen_is_its_owners_a_shared_one_the_teams_to_read_and_copy_never_to_edit(server, sample):
+    from engine.server import service
+
+    rule = "rsi(14) < 45 rank by roc(20) desc"
+    mine = service.save_screen("Oversold leaders", rule, "sample", ALICE, note="watch list")
+    assert not mine.shared and service.screens().get(mine.id, BOB) is None  # a 404 like an unknown id
+    assert [s.id for s in service.screens().list(BOB)] == [] and service.screen_on(mine.id, BOB) is None
+    assert service.screens().copy(mine.id, BOB) is None and service.track_record(mine.id, BOB) is None
+    found = service.screen_on(mine.id, ALICE, "2023-08-21")
+    assert (
+        found is not None
+        and found[1].matches.symbol.tolist() == scan(sample, rule).on("2023-08-21").matches.symbol.tolist()
+    )
+    shared = service.update_screen(mine.id, ALICE, shared=True)
+    assert shared is not None and shared.shared and shared.saved == mine.saved  # sharing keeps the period
+    assert [s.id for s in service.screens().list(BOB)] == [mine.id]
+    assert service.update_screen(mine.id, BOB, rule="rsi(14) < 30") is None  # others may not edit
+    assert not service.screens().delete(mine.id, BOB)
+    copy = service.screens().copy(mine.id, BOB)
+    assert copy is not None and copy.owner == BOB and not copy.shared and copy.rule == rule
+    edited = service.update_screen(mine.id, ALICE, rule="rsi(14) < 40 rank by roc(20) desc", note="tighter")
+    assert edited is not None and edited.saved > mine.saved  # a new rule: a new out-of-sample period
+    history = service.screens().history(mine.id, BOB)
+    assert [(h.rule, h.note) for h in history] == [(rule, "watch list")]
+    with pytest.raises(InputError, match="Unknown function"):
+        service.update_screen(mine.id, ALICE, rule="__import__('os')")
+    with pytest.raises(InputError, match="not a dataset or family you can open"):
+        service.save_screen("x", rule, "0123456789abcdef", ALICE)
+    assert service.screens().delete(mine.id, ALICE) and service.screens().get(mine.id, ALICE) is None
+
+
+def test_the_track_record_splits_the_signals_at_the_moment_the_rule_was_saved(server, sample):
+    from engine.events import forward_returns
+    from engine.server import service
+
+    rule = "rsi(14) < 35"
+    saved = pd.Timestamp("2020-06-30 15:00").timestamp()
+    screen = service.screens().save(ALICE, "Oversold", rule, "sample", when=saved)
+    record = service.track_record(screen.id, ALICE)
+    matrix = scan(sample, rule).matrix
+    split = int(sample.dates.searchsorted(pd.Timestamp("2020-06-30"), side="right"))
+    assert record.signals_before == int(matrix[:split].sum()) and record.signals_since == int(matrix[split:].sum())
+    assert record.signals_before + record.signals_since == int(matrix.sum())
+    since = matrix.copy()
+    since[:split] = False
+    expected = forward_returns(sample, since, (1, 5, 20), random_draws=0).summary
+    np.testing.assert_allclose(record.since.loc[:, "mean_excess"], expected.loc[:, "mean_excess"], rtol=1e-12)
+    assert record.split == pd.Timestamp("2020-06-30")
+    late = service.screens().save(ALICE, "Late", rule, "sample", when=pd.Timestamp("2023-09-01").timestamp())
+    too_few = service.track_record(late.id, ALICE)
+    assert too_few.signals_since < 30 and too_few.note.startswith(f"Only {too_few.signals_since:,} signals")
+
+
+def test_a_screen_on_a_family_follows_its_latest_version(server, sample):
+    from engine.data import market_from_frame
+    from engine.server import service
+    from engine.server.datasets import to_frame
+
+    whole = to_frame(sample)
+    family = service.create_family("Big six", market_from_frame(whole[whole.date <= "2023-08-31"]), ALICE)
+    screen = service.save_screen("Family screen", "rsi(14) < 50", f"family:{family.slug}", ALICE)
+    assert service.screen_on(screen.id, ALICE)[1].date == pd.Timestamp("2023-08-31")
+    service.append_to_family(family.slug, market_from_frame(whole[whole.date > "2023-08-31"]), ALICE)
+    assert service.screen_on(screen.id, ALICE)[1].date == sample.dates[-1]

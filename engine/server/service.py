@@ -25,24 +25,39 @@ import numpy as np
 import pandas as pd
 
 from .. import params as table
-from ..backtest import BacktestParams, BacktestResult, backtest, params_from_values, random_entry_test
+from ..backtest import (
+    BacktestParams,
+    BacktestResult,
+    backtest,
+    params_from_values,
+    random_entry_test,
+    signal_matrix,
+)
 from ..budget import backtest_bytes, montecarlo_bytes, scan_bytes, stored_read_bytes, upload_bytes
 from ..data import Market, attach_columns, load_market, max_upload_bytes
 from ..data.sources import Source
+from ..errors import InputError
 from ..events import EventStudy, event_figures, forward_returns, study_settings, sweep
 from ..factors import FactorStudy, factor_returns
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
-from ..rules import Signals, indicator_names, scan
+from ..rules import Screen, Signals, indicator_names, parse_rule, scan, split_rank
 from .cache import MAX_NOTE_CHARS, RunRecord, run_key
 from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, to_frame, valid_id
 from .families import Family, FamilyStore
 from .refresh import Outcome, append_bars, refresh
-from .stores import builtin, dataset_store, family_store, run_cache, server_budget
+from .screens import SavedScreen, ScreenBook, ScreenText
+from .stores import builtin, dataset_store, family_store, run_cache, screen_book, server_budget
 
 log = logging.getLogger("engine.server")
 T = TypeVar("T")
-__all__ = ["MAX_NOTE_CHARS", "Outcome", "RunRecord", "builtin"]  # what faces read through the wing, not from its rooms
+__all__ = [
+    "MAX_NOTE_CHARS",
+    "Outcome",
+    "RunRecord",
+    "ScreenText",
+    "builtin",
+]  # what faces read through the wing, not from its rooms
 TEAM_WINDOW = 2_000  # the team view looks at this many of the newest runs (a bounded query, then pages)
 
 
@@ -243,6 +258,95 @@ def set_family_source(slug: str, viewer: str, settings: dict[str, Any] | None) -
 def share_family(slug: str, viewer: str, shared: bool) -> bool:
     """Share a family (every version) with the team, or make it private again; its owner only."""
     return family_store().set_shared(slug, viewer, shared)
+
+
+# --- saved screens ---------------------------------------------------------------------------------------------
+
+FAMILY_PREFIX = "family:"  # a screen's data naming a family follows its latest version
+MIN_OUT_OF_SAMPLE = 30  # signals since saving below which the track record says it is too early to tell
+RECORD_HORIZONS = (1, 5, 20)
+
+
+def screens() -> ScreenBook:
+    """The server's saved screens, each checked against the viewer."""
+    return screen_book()
+
+
+def screen_market(data: str, viewer: str) -> Market | None:
+    """What a screen's data names: a family's latest version, or one dataset (None: not the viewer's)."""
+    if data.startswith(FAMILY_PREFIX):
+        opened = open_family(data.removeprefix(FAMILY_PREFIX), viewer)
+        return None if opened is None else opened[1]
+    return open_dataset(data, viewer)
+
+
+def _checked_rule(rule: str, data: str, viewer: str) -> None:
+    market = screen_market(data, viewer)
+    if market is None:
+        raise InputError(f"The data {data[:60]!r} is not a dataset or family you can open.")
+    parse_rule(split_rank(rule)[0], market.column_kinds())  # a bad rule is refused before it is saved
+
+
+def save_screen(name: str, rule: str, data: str, owner: str, shared: bool = False, note: str = "") -> SavedScreen:
+    """Save a screen (its rule checked on its data first). OSError when the history cannot be written."""
+    _checked_rule(rule, data, owner)
+    return screen_book().save(owner, name, rule, data, note, shared)
+
+
+def update_screen(screen_id: str, viewer: str, **changes: Any) -> SavedScreen | None:
+    """The owner's change of name, rule, note or sharing (the previous text kept); None when not theirs."""
+    current = screen_book().get(screen_id, viewer)
+    if current is None or current.owner != viewer:
+        return None
+    if changes.get("rule") is not None:
+        _checked_rule(changes["rule"], current.data, viewer)
+    return screen_book().update(screen_id, viewer, **changes)
+
+
+def screen_on(screen_id: str, viewer: str, date: Any = None) -> tuple[SavedScreen, Screen] | None:
+    """A saved screen on one bar of its data (the latest by default): matches, entered, left."""
+    screen = screen_book().get(screen_id, viewer)
+    market = None if screen is None else screen_market(screen.data, viewer)
+    if screen is None or market is None:
+        return None
+    return screen, cached_scan(market, screen.rule).on(date, market)
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """A saved screen's signals' forward returns before its current rule was saved (in sample: what its
+    author could see) and since (out of sample), each an event study's summary per horizon."""
+
+    split: pd.Timestamp
+    before: pd.DataFrame
+    since: pd.DataFrame
+    signals_before: int
+    signals_since: int
+    note: str
+
+
+def track_record(screen_id: str, viewer: str, horizons: tuple[int, ...] = RECORD_HORIZONS) -> TrackRecord | None:
+    """The screen's track record split at the moment its current rule was saved (signals dated on or before
+    that day are before; later ones since); None when the screen or its data is not the viewer's."""
+    screen = screen_book().get(screen_id, viewer)
+    market = None if screen is None else screen_market(screen.data, viewer)
+    if screen is None or market is None:
+        return None
+    matrix = signal_matrix(market, cached_scan(market, screen.rule))[0]
+    split_day = pd.Timestamp(screen.saved, unit="s").normalize()
+    split = int(market.dates.searchsorted(split_day, side="right"))
+    rows = np.arange(matrix.shape[0])[:, None]
+    need = 2 * market.close.nbytes + int(np.count_nonzero(matrix)) * len(horizons) * 64
+    study = lambda part: forward_returns(market, matrix & part, horizons, random_draws=200)  # noqa: E731
+    before = _reserved("track record", need, lambda: study(rows < split))()
+    since = _reserved("track record", need, lambda: study(rows >= split))()
+    n_since, dates_since = len(since.events), since.events["date"].nunique() if len(since.events) else 0
+    note = (
+        f"Only {n_since:,} signals on {dates_since:,} dates since saving: too few to say anything yet."
+        if n_since < MIN_OUT_OF_SAMPLE
+        else f"{n_since:,} signals on {dates_since:,} dates since saving."
+    )
+    return TrackRecord(split_day, before.summary, since.summary, len(before.events), n_since, note)
 
 
 # --- runs ------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .admission import MB, MemoryBudget, process_bytes, server_budget_bytes
 from .cache import RunCache
 from .datasets import DatasetStore
 from .families import FamilyStore
+from .screens import ScreenBook
 
 
 def cache_dir() -> Path | None:
@@ -41,6 +42,16 @@ def family_store() -> FamilyStore:
 @functools.cache
 def _family_store(datasets: DatasetStore) -> FamilyStore:
     return FamilyStore(datasets)
+
+
+def screen_book() -> ScreenBook:
+    """Saved screens, in the history database beside the run history (none without a cache directory)."""
+    return _screen_book(str(cache_dir() or ""))
+
+
+@functools.cache
+def _screen_book(directory: str) -> ScreenBook:
+    return ScreenBook(Path(directory) / "history.sqlite" if directory else None)
 
 
 def run_cache() -> RunCache:
