@@ -33,7 +33,7 @@ from . import errors
 from .disconnect import CancelOnDisconnect
 from .identity import TokenError, from_environment
 from .jobs import Jobs
-from .routes import data, families, jobs, reference, runs
+from .routes import data, families, jobs, reference, runs, screens
 
 log = logging.getLogger("scanner.api")
 
@@ -62,7 +62,7 @@ def create_app() -> FastAPI:
     app.state.jobs = Jobs()
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)
-    for module in (families, data, runs, jobs, reference):
+    for module in (families, data, runs, jobs, screens, reference):
         app.include_router(module.router)
     return app
 

@@ -1,7 +1,7 @@
-"""Command line: `python -m engine scan|backtest|optimize|montecarlo|events|data|warmup|params`. Setting flags
-come from the parameter table (engine/params.py): `--stop-loss 5 --sizing.method kelly --limits.max-position-pct 10`
-(0 = off), `--optimize.mode walk_forward`, `--montecarlo.method daily_blocks`; a grid is written as in links:
-`--grid stop_loss:2:10:2,rule.1:25:35:5`."""
+"""Command line: `python -m engine scan|backtest|optimize|montecarlo|events|data|screens|warmup|params`.
+Setting flags come from the parameter table (engine/params.py): `--stop-loss 5 --sizing.method kelly
+--limits.max-position-pct 10` (0 = off), `--optimize.mode walk_forward`, `--montecarlo.method daily_blocks`;
+a grid is written as in links: `--grid stop_loss:2:10:2,rule.1:25:35:5`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cli_data
+from . import cli_data, cli_screens
 from . import params as table
 from .backtest import backtest, params_from_values
 from .data import attach_columns, load_market, load_sample
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--top", type=int, default=10, help="combinations to print, best first (default 10)")
     opt.add_argument("--csv", help="write every combination here")
     cli_data.add_parser(sub)
+    cli_screens.add_parser(sub)
     sub.add_parser("warmup", help="compile the Numba kernels now (make does this after installing)")
     sub.add_parser("params", help="print the parameter table as Markdown (the README's table)")
     return p
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "data":
             return cli_data.run(args)
+        if args.command == "screens":
+            return cli_screens.run(args)
         load = table.library_fields(_values(args, table.group("load")))
         market = load_market(args.data, **load) if args.data else load_sample()
         for path in args.columns or ():

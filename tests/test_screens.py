@@ -194,3 +194,46 @@ def test_a_screen_on_a_family_follows_its_latest_version(server, sample):
     assert service.screen_on(screen.id, ALICE)[1].date == pd.Timestamp("2023-08-31")
     service.append_to_family(family.slug, market_from_frame(whole[whole.date > "2023-08-31"]), ALICE)
     assert service.screen_on(screen.id, ALICE)[1].date == sample.dates[-1]
+
+
+def test_the_api_and_the_cli_save_list_read_and_refuse_screens_for_two_identities(server, sample, capsys, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from engine.__main__ import main
+    from tests.test_api import ALICE_TOKEN, BOB_TOKEN
+
+    monkeypatch.setenv("SCANNER_API_TOKEN", f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}")
+    alice, bob = {"Authorization": f"Bearer {ALICE_TOKEN}"}, {"Authorization": f"Bearer {BOB_TOKEN}"}
+    rule = "rsi(14) < 45 rank by roc(20) desc"
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        made = client.post("/api/screens", json={"name": "Leaders", "rule": rule}, headers=alice)
+        assert made.status_code == 201 and made.json()["shared"] is False and "scanner?rule=" in made.json()["link"]
+        sid = made.json()["id"]
+        for method, path in (("GET", ""), ("GET", "/matches"), ("GET", "/track-record"), ("POST", "/copy")):
+            assert client.request(method, f"/api/screens/{sid}{path}", headers=bob).status_code == 404
+        assert client.get("/api/screens", headers=bob).json() == {"screens": []}
+        on = client.get(f"/api/screens/{sid}/matches", params={"date": "2023-08-21"}, headers=alice).json()
+        assert [m["symbol"] for m in on["matches"]] == scan(sample, rule).on("2023-08-21").matches.symbol.tolist()
+        assert client.put(f"/api/screens/{sid}", json={"shared": True}, headers=alice).json()["shared"] is True
+        assert client.put(f"/api/screens/{sid}", json={"rule": "rsi(14) < 30"}, headers=bob).status_code == 403
+        assert client.delete(f"/api/screens/{sid}", headers=bob).status_code == 403
+        copied = client.post(f"/api/screens/{sid}/copy", headers=bob)
+        assert copied.status_code == 201 and copied.json()["owner"] == "user:bob"
+        record = client.get(f"/api/screens/{sid}/track-record", headers=bob).json()
+        assert record["signals_since"] == 0 and record["note"].startswith("Only 0 signals")
+        changed = client.put(f"/api/screens/{sid}", json={"rule": "rsi(14) < 40"}, headers=alice)
+        assert changed.status_code == 200
+        assert client.get(f"/api/screens/{sid}", headers=alice).json()["history"][0]["rule"] == rule
+        bad = client.post("/api/screens", json={"name": "x", "rule": "__import__('os')"}, headers=alice)
+        assert bad.status_code == 422
+        assert client.delete(f"/api/screens/{sid}", headers=alice).status_code == 200
+    assert main(["screens", "save", "Oversold", "--rule", "rsi(14) < 30", "--user", "ana@example.org", "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert main(["screens", "matches", saved["id"], "--date", "2023-08-21", "--user", "ana@example.org"]) == 0
+    assert "matches on 2023-08-21" in capsys.readouterr().out
+    assert main(["screens", "record", saved["id"], "--user", "ana@example.org"]) == 0
+    assert "Since saving, 0 signals" in capsys.readouterr().out
+    assert main(["screens", "show", saved["id"], "--user", "bob@example.org"]) == 2  # private to ana
+    assert main(["screens", "list", "--user", "ana@example.org", "--json"]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == [saved["id"]]

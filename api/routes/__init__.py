@@ -1,1 +1,2 @@
-"""One router per resource: data, runs (scan and backtest), jobs, reference (the parameter table)."""
+"""One router per resource: data, families (versions, appends, refreshes), runs (scan and backtest), jobs,
+screens (saved screens), reference (the parameter table)."""
