@@ -29,6 +29,7 @@ pages = [
     st.Page("../pages/backtest.py", title="Backtest", icon=":material/monitoring:", url_path="backtest"),
     st.Page("../pages/optimize.py", title="Optimize", icon=":material/tune:", url_path="optimize"),
     st.Page("../pages/montecarlo.py", title="Monte Carlo", icon=":material/casino:", url_path="montecarlo"),
+    st.Page("../pages/screens.py", title="Screens", icon=":material/bookmarks:", url_path="screens"),
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
@@ -76,7 +77,7 @@ def queued(ahead: int) -> None:
 
 
 notice = WAIT_NOTICE.set(queued)
-if (page.url_path or "data") not in ("data", "runs"):
+if (page.url_path or "data") not in ("data", "runs", "screens"):
     app_state.wait_for_engine()
 try:
     page.run()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import dataset, widgets
+from app import dataset, screens, widgets
 from app import formatting as app_format
 from app import state as app_state
 from app.widgets import KEEP, param_widget
@@ -138,6 +138,16 @@ if not len(hits):
     else:
         st.info("No bar matches this rule. Loosen a threshold, or try a preset.")
     st.stop()
+
+with st.expander("Save screen: keep this rule on the Screens page, with its track record from now on"):
+    name_col, note_col_, shared_col, save_col = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
+    screen_name = name_col.text_input("Name", key="w.scanner.save_name", max_chars=80, placeholder="Oversold leaders")
+    screen_note = note_col_.text_input("Note (optional)", key="w.scanner.save_note", max_chars=500)
+    screen_shared = shared_col.checkbox("Shared", key="w.scanner.save_shared", help="The team sees it on Screens.")
+    if save_col.button("Save screen", key="w.scanner.save", disabled=not screen_name.strip()):
+        st.info(screens.save(screen_name, screen_note, screen_shared))
+    follows = screens.data_of_session() or ""
+    st.caption(f"It follows `{follows}`" + (": the family's latest version." if follows.startswith("family:") else "."))
 
 # --- the screen on one bar (the latest by default), who entered and left, and every hit -------------------------
 day_col, note_col = st.columns([1, 3], vertical_alignment="bottom")

@@ -1069,3 +1069,35 @@ def test_a_family_takes_an_append_says_when_a_newer_version_exists_and_its_link_
     old.locator('[data-testid="stSidebar"]').get_by_text(latest_id).wait_for(timeout=60_000)
     for p in (owner, teammate, old):
         p.context.close()
+
+
+def test_a_screen_saved_on_the_scanner_is_on_the_screens_page_for_a_teammate_only_when_shared(server, browser, sample):
+    rule = "rsi(14) < 45 rank by roc(20) desc"
+    owner = new_page(browser, user="hal@example.org")
+    owner.goto(f"{server}/scanner?rule=rsi%2814%29+%3C+45+rank+by+roc%2820%29+desc", timeout=60_000)
+    first_metric(owner, "Signals")
+    settle(owner)
+    owner.get_by_text("Save screen: keep this rule").click()
+    for name, shared in (("Hal private", False), ("Hal leaders", True)):
+        owner.get_by_role("textbox", name="Name").fill(name)
+        owner.get_by_role("textbox", name="Name").press("Enter")
+        settle(owner)
+        if shared:
+            owner.get_by_text("Shared", exact=True).click()
+            settle(owner)
+        owner.get_by_role("button", name="Save screen").click()
+        owner.get_by_text(f"Saved “{name}”").wait_for(timeout=60_000)
+        settle(owner)
+    teammate = new_page(browser, user="ida@example.org")
+    teammate.goto(f"{server}/screens", timeout=60_000)
+    latest = scan(sample, rule).on()
+    teammate.get_by_role("tab", name=f"Matches on {latest.date:%Y-%m-%d} ({len(latest.matches)})").wait_for(
+        timeout=60_000
+    )
+    settle(teammate)
+    shot(teammate, "screens_teammate")
+    assert "Hal leaders" in teammate.content() and "Hal private" not in teammate.content()
+    teammate.get_by_role("button", name="Copy").click()
+    teammate.get_by_text("Hal leaders (copy)").first.wait_for(state="attached", timeout=60_000)
+    for p in (owner, teammate):
+        p.context.close()
