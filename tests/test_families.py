@@ -619,3 +619,28 @@ def test_fixing_a_flagged_bar_of_the_latest_version_makes_the_next_version_and_o
     }
     assert service.store_fixed(fixed, family.latest.id, BOB).data_id == family.latest.id  # bob: his own copy
     assert len(service.families().get("s", ALICE).versions) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.5, 2.0, 0.1, 1.6, 0.62, 1.0]), st.integers(1, 3))
+def test_the_flags_of_new_bars_equal_the_loaders_on_the_whole_history(seed, move, k):
+    """New bars with a split-like or outlier move (or none) on a random symbol: the O(new bars) flags equal the
+    loader's flags of the whole appended history on the new dates."""
+    from engine.data.quality import flag_and_adjust
+    from engine.data.read import LoadOptions
+
+    frame = to_frame(synthetic_market(8, 120, seed=seed % 1000))
+    days = sorted(frame.date.unique())
+    rng = np.random.default_rng(seed)
+    hit = frame.symbol.unique()[rng.integers(0, 8)]
+    moved = frame.copy()
+    later = (moved.symbol == hit) & (moved.date >= days[-k])
+    moved.loc[later, ["open", "high", "low", "close"]] *= move
+    old = market_from_frame(moved[moved.date < days[-k]])
+    merged, report = append(old, market_from_frame(moved[moved.date >= days[-k]]))
+    assert report.below
+    whole = flag_and_adjust(market_from_frame(moved), LoadOptions(), pd.DataFrame()).issues
+    expected = whole[pd.DatetimeIndex(whole.date) >= days[-k]]
+    got = report.flags
+    key = lambda f: sorted(zip(f.kind, f.symbol, pd.DatetimeIndex(f.date), f.value.round(9), strict=True))  # noqa: E731
+    assert key(got) == key(expected)

@@ -25,7 +25,7 @@ from ..errors import DataError
 from .build import load_market, market_from_frame
 from .growth import grown
 from .market import Market, without_flags
-from .quality import SPLIT_RATIOS, detect_outliers, detect_splits, survivors_warning
+from .quality import SPLIT_RATIOS, SPLIT_TOLERANCE, detect_outliers, detect_splits, survivors_warning
 from .read import LoadOptions
 
 OnRestated = Literal["refuse", "replace"]
@@ -112,10 +112,9 @@ def append(
         merged = _union(market, incoming, replaced)
         bars_added = _count(merged.close) - _count(market.close)
         detected = _detected(merged, opts.outlier_pct)
-    else:  # only rows below the old ones are new; their flags need the bars just before them, not all
+    else:  # only rows below the old ones are new: their flags come from their own moves
         bars_added = _count(merged.close[len(market.dates) :])
-        recent = merged.window(max(0, len(market.dates) - FLAG_CONTEXT), len(merged.dates))
-        detected = _detected(recent, opts.outlier_pct)
+        detected = _flags_below(merged, len(market.dates), opts.outlier_pct)
     when = pd.DatetimeIndex(detected.date)
     flags = detected[(when > last) | (detected.symbol.isin(replaced) & (when <= last))]
     kept = _issues(market)
@@ -155,30 +154,61 @@ def append(
 FLAG_CONTEXT = 60  # bars before the new ones that split and outlier detection looks at
 
 
+def _flags_below(merged: Market, n_old: int, outlier_pct: float) -> pd.DataFrame:
+    """The loader's flags on the rows below `n_old`, at O(new bars) cost: only a symbol whose new bars moved as
+    far as a split or an outlier must (its previous close over its open beyond 3:2 or 2:3, or close to close
+    beyond `outlier_pct`) can be flagged, and the detectors then run on those symbols' last FLAG_CONTEXT bars."""
+    previous = np.full(merged.shape[1], np.nan)  # each symbol's last close before the new rows
+    for row in range(n_old - 1, max(-1, n_old - 1 - FLAG_CONTEXT), -1):
+        previous = np.where(np.isnan(previous), merged.close[row], previous)
+        if not np.isnan(previous).any():
+            break
+    up = min(r for r in SPLIT_RATIOS if r > 1) * (1 - SPLIT_TOLERANCE)  # as detect_splits' first test
+    down = max(r for r in SPLIT_RATIOS if r < 1) * (1 + SPLIT_TOLERANCE)
+    far = np.zeros(merged.shape[1], bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for row in range(n_old, merged.shape[0]):
+            close, overnight = merged.close[row], previous / merged.open[row]
+            far |= (overnight > up) | (overnight < down) | (np.abs(close / previous - 1.0) * 100.0 > outlier_pct)
+            previous = np.where(np.isnan(close), previous, close)
+    cols = np.flatnonzero(far)
+    if not len(cols):
+        return pd.DataFrame(columns=["kind", "symbol", "date", "value"])
+    start = max(0, n_old - FLAG_CONTEXT)
+    recent = Market(
+        symbols=tuple(merged.symbols[j] for j in cols),
+        dates=merged.dates[start:],
+        **{name: getattr(merged, name)[start:, cols] for name in _PRICES},  # type: ignore[arg-type]
+    )
+    return _detected(recent, outlier_pct)
+
+
 def _count(close: np.ndarray) -> int:
     return int(np.count_nonzero(~np.isnan(close)))
 
 
 def _gone(market: Market, merged: Market) -> tuple[str, ...]:
     """Symbols with a bar on the old last date and none after it, while the new dates exist."""
-    after = merged.dates > market.dates[-1]
-    if not after.any():
+    n_old = merged.dates.searchsorted(market.dates[-1], side="right")
+    if n_old == len(merged.dates):
         return ()
-    at_last = merged.dates.get_loc(market.dates[-1])
-    cols = [merged.column(s) for s in market.symbols]
-    had = ~np.isnan(merged.close[at_last, cols])
-    later = (~np.isnan(merged.close[after][:, cols])).any(axis=0)
+    same = merged.symbols == market.symbols  # the usual append: no column lookup at all
+    cols = slice(None) if same else pd.Index(merged.symbols).get_indexer(market.symbols)
+    had = ~np.isnan(merged.close[n_old - 1, cols])
+    later = (~np.isnan(merged.close[n_old:, cols])).any(axis=0)
     return tuple(s for s, h, lt in zip(market.symbols, had, later, strict=True) if h and not lt)
 
 
 def _below(market: Market, incoming: Market) -> Market | None:
     """The fast path: the new bars are all after the last date (the overlap equal and already stored) and of
     known symbols; None when the general merge is needed."""
-    column = {s: i for i, s in enumerate(market.symbols)}
-    if any(s not in column for s in incoming.symbols):
-        return None
+    if incoming.symbols == market.symbols:  # the usual append: the same symbols, no lookup
+        cols = np.arange(len(market.symbols))
+    else:
+        cols = pd.Index(market.symbols).get_indexer(incoming.symbols)
+        if (cols < 0).any():
+            return None
     after = incoming.dates > market.dates[-1]
-    cols = np.array([column[s] for s in incoming.symbols], np.int64)
     if not after.all():  # the overlap: every bar it has must be stored already (else a hole is filled)
         old_rows = market.dates.get_indexer(incoming.dates[~after])
         fills = ~np.isnan(incoming.close[~after])
