@@ -165,7 +165,7 @@ def missing_inside(present: np.ndarray) -> np.ndarray:
 def _fingerprint(m: Market) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update("\x1f".join(m.symbols).encode())
-    h.update(m.dates.asi8.tobytes())
+    h.update(np.ascontiguousarray(m.dates.asi8).data)  # hashed in place, not copied
     for name in m.bar_arrays():
         h.update(np.ascontiguousarray(getattr(m, name)).data)  # hashed in place, not copied
     if m.sectors:

@@ -135,7 +135,8 @@ def append(
         dropped_rows=market.dropped_rows,
         fingerprint=merged.fingerprint,
     )
-    added = tuple(s for s in merged.symbols if s not in set(market.symbols))
+    known = () if merged.symbols == market.symbols else set(market.symbols)  # the usual day: nothing new
+    added = tuple(s for s in merged.symbols if known and s not in known)
     report = AppendReport(
         bars_added=bars_added,
         new_dates=int((merged.dates > last).sum()),
@@ -202,12 +203,9 @@ def _gone(market: Market, merged: Market) -> tuple[str, ...]:
 def _below(market: Market, incoming: Market) -> Market | None:
     """The fast path: the new bars are all after the last date (the overlap equal and already stored) and of
     known symbols; None when the general merge is needed."""
-    if incoming.symbols == market.symbols:  # the usual append: the same symbols, no lookup
-        cols = np.arange(len(market.symbols))
-    else:
-        cols = pd.Index(market.symbols).get_indexer(incoming.symbols)
-        if (cols < 0).any():
-            return None
+    cols = _positions(market.symbols, incoming.symbols)
+    if cols is None:
+        return None
     after = incoming.dates > market.dates[-1]
     if not after.all():  # the overlap: every bar it has must be stored already (else a hole is filled)
         old_rows = market.dates.get_indexer(incoming.dates[~after])
@@ -218,7 +216,11 @@ def _below(market: Market, incoming: Market) -> Market | None:
         return market  # nothing new: the overlap is stored already
     k, m = int(after.sum()), len(market.symbols)
 
+    every = bool(after.all()) and len(cols) == m and bool((cols == np.arange(m)).all())
+
     def rows_of(values: np.ndarray | None, fill: float = np.nan) -> np.ndarray:
+        if values is not None and every:  # the usual day: the new data's own rows, as they are
+            return values
         out = np.full((k, m), fill)
         if values is not None:
             out[:, cols] = values[after]
@@ -235,7 +237,7 @@ def _below(market: Market, incoming: Market) -> Market | None:
         extra[name] = grown(values, fresh)
     return Market(
         symbols=market.symbols,
-        dates=market.dates.append(incoming.dates[after]),
+        dates=_dates_below(market.dates, incoming.dates[after]),
         sectors=market.sectors,
         name=market.name,
         extra=extra,
@@ -245,6 +247,38 @@ def _below(market: Market, incoming: Market) -> Market | None:
 
 
 _PRICES = ("open", "high", "low", "close", "volume")
+
+
+def _positions(known: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
+    """Where each wanted symbol is among the known ones (None when one is not), walking the two tuples side by
+    side (the loader sorts symbols): no index or hash table of the universe for a day's bars."""
+    if wanted == known:
+        return np.arange(len(known))
+    out = np.empty(len(wanted), np.int64)
+    at = 0
+    for i, symbol in enumerate(wanted):
+        while at < len(known) and known[at] < symbol:
+            at += 1
+        if at == len(known) or known[at] != symbol:
+            return (
+                None if list(wanted) == sorted(wanted) and list(known) == sorted(known) else _looked_up(known, wanted)
+            )
+        out[i] = at
+    return out
+
+
+def _looked_up(known: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
+    """Positions through a dict (symbols out of order, or one unknown: None)."""
+    column = {s: i for i, s in enumerate(known)}
+    return None if any(s not in column for s in wanted) else np.array([column[s] for s in wanted], np.int64)
+
+
+def _dates_below(dates: pd.DatetimeIndex, new: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The calendar with later dates added, as one int64 array (DatetimeIndex.append goes through objects)."""
+    ticks = np.empty(len(dates) + len(new), np.int64)
+    ticks[: len(dates)] = dates.asi8
+    ticks[len(dates) :] = new.as_unit(dates.unit).asi8
+    return pd.DatetimeIndex(ticks.view(f"M8[{dates.unit}]"), copy=False)
 
 
 def _carried(values: np.ndarray, present: np.ndarray) -> np.ndarray:
