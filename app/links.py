@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 
 from app import dataset, family, session
@@ -63,6 +64,11 @@ def _start(s: session.Session, query: dict[str, str], page_path: str) -> None:
     else:
         dataset.open_linked(query.get("data", "sample"))
     s.link_base = query.get("base")  # the what-if memory reads it once the dataset is open
+    if "on" in query:
+        try:
+            s.screen_date = pd.Timestamp(query["on"]).strftime("%Y-%m-%d")
+        except (TypeError, ValueError):
+            problems.append(f"The link's `on={short(query['on'])}` is not a date (YYYY-MM-DD); showing the latest bar.")
     s.link_problems = problems
     s.autorun = page_path if query else None
     s.started = True
@@ -75,10 +81,21 @@ def link_query() -> dict[str, str]:
     query = table.link_query(s.data_id or s.missing_data, s.rule, settings)
     if s.url_base is not None and s.market is not None and s.url_base[0] == s.market.fingerprint:
         query["base"] = s.url_base[1]
+    if s.page == "scanner" and s.screen_date is not None:
+        query["on"] = s.screen_date  # the Scanner's screen date: a teammate sees the same bar
     grid = grid_spec_text()
     if s.page == "optimize" and grid != format_grid_spec({k: default_range(s.rule, k) for k in DEFAULT_GRID}):
         query["grid"] = grid  # the grid is the Optimize page's: no other link has it
     return query
+
+
+def screen_date() -> str | None:
+    """The Scanner's screen date the session (or its link) chose; None: the latest bar."""
+    return session.get().screen_date
+
+
+def set_screen_date(day: str | None) -> None:
+    session.get().screen_date = day
 
 
 def sync_url() -> None:

@@ -52,6 +52,7 @@ class Session:
     link_problems: list[str] = field(default_factory=list)
     link_base: str | None = None  # a `base=` the link carried, until the what-if memory reads it
     url_base: tuple[str, str] | None = None  # (fingerprint, pinned run id) the page's link carries
+    screen_date: str | None = None  # the Scanner's "Screen on" date (YYYY-MM-DD; None: the latest bar), `on=`
     # the what-if memory (app/whatif.py)
     pins: dict[str, Pin | None] = field(default_factory=dict)  # fingerprint -> the pin read (None: none)
     # the dataset's family (app/family.py)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import dataset, screens, widgets
+from app import dataset, links, screens, widgets
 from app import formatting as app_format
 from app import state as app_state
 from app.widgets import KEEP, param_widget
@@ -151,14 +151,18 @@ with st.expander("Save screen: keep this rule on the Screens page, with its trac
 
 # --- the screen on one bar (the latest by default), who entered and left, and every hit -------------------------
 day_col, note_col = st.columns([1, 3], vertical_alignment="bottom")
+chosen = links.screen_date()
+first_day, last_day = market.dates[0].date(), market.dates[-1].date()
+start_day = min(max(pd.Timestamp(chosen).date(), first_day), last_day) if chosen else last_day
 picked = day_col.date_input(
     "Screen on",
-    value=market.dates[-1].date(),
+    value=start_day,
     min_value=market.dates[0].date(),
     max_value=market.dates[-1].date(),
     key=f"w.scanner.on.{dataset.data_id()}",
     help="The matches on this bar (the last bar on or before the date), ranked when the rule ranks.",
 )
+links.set_screen_date(None if picked == last_day else picked.isoformat())  # the link carries it
 screen = signals.on(picked, market)
 note_col.caption(
     f"On **{screen.date:%Y-%m-%d}**: {len(screen.matches):,} matches, {len(screen.entered):,} entered and "

@@ -96,6 +96,19 @@ def test_the_trade_list_shows_exact_share_counts():
     assert app_format.trade_columns(True)["shares"]["type_config"]["format"] == "%,.4f"
 
 
+def test_a_link_carries_the_scanners_screen_date_and_a_bad_one_is_named(sample):
+    from engine import scan
+
+    rule = "rsi(14) < 45 rank by roc(20) desc"
+    at = fresh({"rule": rule, "on": "2023-08-21"}, page="scanner")
+    picked = scan(sample, rule).on("2023-08-21")
+    assert not at.exception and at.tabs[0].label == f"Matches ({len(picked.matches):,})"
+    assert at.query_params["on"] in ("2023-08-21", ["2023-08-21"])  # the link keeps the sender's bar
+    bad = fresh({"rule": rule, "on": "someday"}, page="scanner")
+    assert not bad.exception and "on" not in bad.query_params
+    assert any("`on=someday` is not a date" in w.value for w in bad.warning)
+
+
 def test_scanner_shows_a_clear_error_for_a_bad_rule():
     at = fresh()
     at.switch_page("../pages/scanner.py").run()
