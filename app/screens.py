@@ -66,13 +66,7 @@ def track_record(screen: SavedScreen) -> service.TrackRecord | None:
 
 def scanner_link(screen: SavedScreen) -> str:
     """The Scanner on this screen's rule and data (a family: its latest version)."""
-    data = screen.data
-    where = (
-        {"family": data.removeprefix(service.FAMILY_PREFIX)}
-        if data.startswith(service.FAMILY_PREFIX)
-        else {"data": data}
-    )
-    return f"scanner?{urlencode({**where, 'rule': screen.rule})}"
+    return f"scanner?{urlencode(service.screen_query(screen))}"
 
 
 def copy(screen: SavedScreen) -> None:

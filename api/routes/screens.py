@@ -38,11 +38,7 @@ class ScreenChange(BaseModel):
 
 
 def _view(screen: SavedScreen) -> dict[str, Any]:
-    query = {"rule": screen.rule}
-    query |= (
-        {"family": screen.data.removeprefix("family:")} if screen.data.startswith("family:") else {"data": screen.data}
-    )
-    return {**vars(screen), "link": dashboard_link("scanner", query)}
+    return {**vars(screen), "link": dashboard_link("scanner", service.screen_query(screen))}
 
 
 def _found(screen_id: str, who: str) -> SavedScreen:

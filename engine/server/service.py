@@ -280,6 +280,13 @@ def screen_market(data: str, viewer: str) -> Market | None:
     return open_dataset(data, viewer)
 
 
+def screen_query(screen: SavedScreen) -> dict[str, str]:
+    """The Scanner link's query for a screen: its rule on its data (a family: `family=`, its latest version)."""
+    data = screen.data
+    where = {"family": data.removeprefix(FAMILY_PREFIX)} if data.startswith(FAMILY_PREFIX) else {"data": data}
+    return {"rule": screen.rule, **where}
+
+
 def _checked_rule(rule: str, data: str, viewer: str) -> None:
     market = screen_market(data, viewer)
     if market is None:
