@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import engine
+from engine.server import alert_worker
 from engine.server.admission import serve_defaults
 from engine.server.settings import SettingsError
 
@@ -33,7 +34,7 @@ from . import errors
 from .disconnect import CancelOnDisconnect
 from .identity import TokenError, from_environment
 from .jobs import Jobs
-from .routes import data, families, jobs, reference, runs, screens
+from .routes import alerts, data, families, jobs, reference, runs, screens
 
 log = logging.getLogger("scanner.api")
 
@@ -48,7 +49,9 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        alert_worker.start()  # screens run on new versions, webhooks are sent, in this process too
         yield
+        alert_worker.stop()
         app.state.jobs.shutdown()
 
     app = FastAPI(
@@ -62,7 +65,7 @@ def create_app() -> FastAPI:
     app.state.jobs = Jobs()
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)
-    for module in (families, data, runs, jobs, screens, reference):
+    for module in (families, data, runs, jobs, screens, alerts, reference):
         app.include_router(module.router)
     return app
 

@@ -3,9 +3,7 @@ dataset they name (404 unless they may open it) and the dashboard link that repr
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request
 
@@ -51,10 +49,3 @@ def open_dataset(data_id: str, who: str) -> Market:
 def data_id_of(market: Market, requested: str) -> str:
     """The id a link names the dataset by: a built-in's name, else its content id."""
     return requested if requested in BUILTIN else dataset_id(market)
-
-
-def dashboard_link(page: str, query: dict[str, str]) -> str:
-    """A dashboard URL that opens `page` with this state (SCANNER_DASHBOARD_URL, default 127.0.0.1:8501). The
-    Data page is the default page, at the root (/data is not a route: Streamlit would say "page not found")."""
-    base = os.environ.get("SCANNER_DASHBOARD_URL", "http://127.0.0.1:8501").rstrip("/")
-    return f"{base}/{'' if page == 'data' else page}?{urlencode(query)}"

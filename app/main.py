@@ -10,6 +10,7 @@ import streamlit as st
 from app import dataset, family, identity, links
 from app import reaper as app_reaper
 from app import state as app_state
+from engine.server import alert_worker
 from engine.server.admission import WAIT_NOTICE, serve_defaults
 from engine.server.settings import SettingsError
 from engine.warmup import warm_up_in_background
@@ -22,6 +23,7 @@ except SettingsError as exc:  # fail closed: serve nothing with settings its ope
     st.stop()
 warm_up_in_background()
 app_reaper.start()
+alert_worker.start()  # saved screens run on each family's new versions; webhooks are sent
 
 pages = [
     st.Page("../pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),

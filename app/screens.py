@@ -74,7 +74,7 @@ def copy(screen: SavedScreen) -> None:
 
 
 def delete(screen: SavedScreen) -> None:
-    service.screens().delete(screen.id, user_id())
+    service.delete_screen(screen.id, user_id())
 
 
 def change(screen: SavedScreen, **changes) -> str | None:

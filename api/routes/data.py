@@ -13,8 +13,9 @@ from fastapi.responses import Response, StreamingResponse
 from engine.data import Market, describe_columns, max_upload_bytes, too_big
 from engine.server import service
 from engine.server.datasets import BUILTIN, describe
+from engine.server.settings import dashboard_link
 
-from ..deps import User, dashboard_link, open_dataset, user
+from ..deps import User, open_dataset, user
 from ..models import LoadSettings, library_values
 from ..serialize import clean, csv_chunks, records
 

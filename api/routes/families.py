@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from engine.data import DataError, load_market, max_upload_bytes
 from engine.server import service
 from engine.server.families import Family
+from engine.server.settings import dashboard_link
 
-from ..deps import User, dashboard_link, user
+from ..deps import User, user
 from ..jobs import Job
 from ..serialize import clean, records
 from .data import _received

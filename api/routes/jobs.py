@@ -16,8 +16,9 @@ from engine.events import study_settings
 from engine.optimize import OptimizationRun, check_satisfiable, estimate_work, format_grid_spec, grid_from_spec
 from engine.rules import parse_rule, split_rank
 from engine.server import service
+from engine.server.settings import dashboard_link
 
-from ..deps import User, dashboard_link, data_id_of, open_dataset, user
+from ..deps import User, data_id_of, open_dataset, user
 from ..jobs import Busy, Job, Jobs
 from ..models import EventsRequest, MonteCarloRequest, OptimizeRequest, library_values, values_by_path
 from ..serialize import clean, records

@@ -16,8 +16,9 @@ from engine import params as table
 from engine.backtest import BacktestResult, params_from_values
 from engine.data import DataError, Market
 from engine.server import service
+from engine.server.settings import dashboard_link
 
-from ..deps import User, dashboard_link, data_id_of, open_dataset, user
+from ..deps import User, data_id_of, open_dataset, user
 from ..models import BacktestRequest, ScanRequest, values_by_path
 from ..serialize import clean, csv_chunks, records
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from engine.server import service
 from engine.server.screens import MAX_NAME_CHARS, MAX_NOTE_CHARS, SavedScreen
+from engine.server.settings import dashboard_link
 
-from ..deps import User, dashboard_link, user
+from ..deps import User, user
 from ..models import _STRICT, Rule
 from ..serialize import records
 
@@ -81,7 +82,7 @@ def change_screen(screen_id: str, req: ScreenChange, who: User) -> dict[str, Any
 @router.delete("/screens/{screen_id}")
 def delete_screen(screen_id: str, who: User) -> dict[str, Any]:
     _found(screen_id, who)
-    if not service.screens().delete(screen_id, who):
+    if not service.delete_screen(screen_id, who):
         raise HTTPException(403, "Only the screen's owner can delete it.")
     return {"deleted": screen_id}
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import diskcache
 
@@ -46,6 +46,7 @@ log = logging.getLogger("engine.runs")
 DISK_ERRORS = (OSError, sqlite3.Error)
 PENDING_MAX = 1_000  # history rows kept in memory while the disk is down
 WRITE_BACKOFF_S = (0.05, 0.25, 1.0)  # waits between the tries of a failed write
+T = TypeVar("T")
 
 
 MAX_NOTE_CHARS = 500  # a run's note
@@ -59,6 +60,18 @@ def retry_s() -> float:
 def busy_timeout_s() -> float:
     """How long a write waits for a lock on the history: SCANNER_HISTORY_BUSY_S (default 30)."""
     return float(os.environ.get("SCANNER_HISTORY_BUSY_S", "30"))
+
+
+def retried(action: Callable[[], T]) -> T:
+    """A write to the history database, tried again with backoff when a lock outlasts the busy timeout or the
+    disk is full; the last error is raised (the caller says what it means for the user)."""
+    for wait in WRITE_BACKOFF_S:
+        try:
+            return action()
+        except DISK_ERRORS as exc:
+            log.warning(json.dumps({"event": "write_retry", "error": repr(exc)[:200], "wait": wait}))
+            time.sleep(wait)
+    return action()
 
 
 def install_secret(directory: Path) -> bytes:

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -96,6 +97,7 @@ class FamilyStore:
     """Families over a dataset store (which keeps every version's bars)."""
 
     datasets: DatasetStore
+    on_version: Callable[[Family], None] | None = None  # told of each new version (the alerts' queue)
     _index: dict[str, str] = field(default_factory=dict)  # dataset id -> family slug, rebuilt on a miss
 
     def __post_init__(self) -> None:
@@ -136,6 +138,8 @@ class FamilyStore:
                 raise KeyError(slug)
             family = replace(current, versions=(*current.versions, version))
             self._write(family)
+        if self.on_version is not None:
+            self.on_version(family)
         return family
 
     def may_change(self, family: Family, viewer: str) -> bool:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cache import busy_timeout_s
+from .cache import busy_timeout_s, retried
 from .datasets import authenticated
 
 MAX_NAME_CHARS = 80
@@ -99,12 +99,24 @@ class ScreenBook:
             now,
             now,
         )
-        with self._lock, self._connect() as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM screens WHERE owner = ?", (owner,)).fetchone()
-            if count >= MAX_SCREENS:
-                raise OSError(f"You have {count:,} screens, the most one user keeps; delete one to save another.")
-            db.execute(f"INSERT INTO screens VALUES ({', '.join('?' * len(_COLUMNS))})", _row(screen))
+
+        def write() -> int:
+            with self._lock, self._connect() as db:
+                (count,) = db.execute("SELECT COUNT(*) FROM screens WHERE owner = ?", (owner,)).fetchone()
+                if count < MAX_SCREENS:
+                    db.execute(f"INSERT INTO screens VALUES ({', '.join('?' * len(_COLUMNS))})", _row(screen))
+                return int(count)
+
+        count = retried(write)
+        if count >= MAX_SCREENS:
+            raise OSError(f"You have {count:,} screens, the most one user keeps; delete one to save another.")
         return screen
+
+    def following(self, data: str) -> list[SavedScreen]:
+        """Every screen on this data (a family's `family:<slug>`), whoever owns it: the alert worker's list."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM screens WHERE data = ?", (data,)).fetchall()
+        return [_screen(row) for row in rows]
 
     def get(self, screen_id: str, viewer: str) -> SavedScreen | None:
         """The screen when the viewer may see it (their own, or shared), else None."""
@@ -149,16 +161,22 @@ class ScreenBook:
         )
         if new.rule != old.rule:
             new = replace(new, saved=now)
-        with self._lock, self._connect() as db:
-            if (new.name, new.rule, new.note) != (old.name, old.rule, old.note):
+
+        def write() -> None:
+            with self._lock, self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")  # the old text kept and the new one written, or neither
+                if (new.name, new.rule, new.note) != (old.name, old.rule, old.note):
+                    db.execute(
+                        "INSERT INTO screen_texts VALUES (?, ?, ?, ?, ?, ?)",
+                        (old.id, old.name, old.rule, old.note, old.saved, now),
+                    )
                 db.execute(
-                    "INSERT INTO screen_texts VALUES (?, ?, ?, ?, ?, ?)",
-                    (old.id, old.name, old.rule, old.note, old.saved, now),
+                    "UPDATE screens SET name = ?, rule = ?, note = ?, shared = ?, saved = ? WHERE id = ?",
+                    (new.name, new.rule, new.note, int(new.shared), new.saved, old.id),
                 )
-            db.execute(
-                "UPDATE screens SET name = ?, rule = ?, note = ?, shared = ?, saved = ? WHERE id = ?",
-                (new.name, new.rule, new.note, int(new.shared), new.saved, old.id),
-            )
+                db.execute("COMMIT")
+
+        retried(write)
         return new
 
     def history(self, screen_id: str, viewer: str) -> tuple[ScreenText, ...]:
@@ -176,9 +194,13 @@ class ScreenBook:
         screen = self.get(screen_id, viewer)
         if screen is None or screen.owner != viewer:
             return False
-        with self._lock, self._connect() as db:
-            db.execute("DELETE FROM screens WHERE id = ?", (screen.id,))
-            db.execute("DELETE FROM screen_texts WHERE screen_id = ?", (screen.id,))
+
+        def write() -> None:
+            with self._lock, self._connect() as db:
+                db.execute("DELETE FROM screens WHERE id = ?", (screen.id,))
+                db.execute("DELETE FROM screen_texts WHERE screen_id = ?", (screen.id,))
+
+        retried(write)
         return True
 
     def copy(self, screen_id: str, viewer: str) -> SavedScreen | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -42,12 +43,14 @@ from ..factors import FactorStudy, factor_returns
 from ..montecarlo import MonteCarloResult, montecarlo_settings, run_montecarlo
 from ..optimize import OptimizationRun, optimization_key, run_optimization
 from ..rules import Screen, Signals, indicator_names, parse_rule, scan, split_rank
+from .alerts import Delivery, InboxEntry, Webhook
 from .cache import MAX_NOTE_CHARS, RunRecord, run_key
 from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, to_frame, valid_id
 from .families import Family, FamilyStore
 from .refresh import Outcome, append_bars, refresh
 from .screens import SavedScreen, ScreenBook, ScreenText
-from .stores import builtin, dataset_store, family_store, run_cache, screen_book, server_budget
+from .stores import alert_book, builtin, dataset_store, family_store, run_cache, screen_book, server_budget
+from .webhooks import check_url
 
 log = logging.getLogger("engine.server")
 T = TypeVar("T")
@@ -317,6 +320,75 @@ def screen_on(screen_id: str, viewer: str, date: Any = None) -> tuple[SavedScree
     if screen is None or market is None:
         return None
     return screen, cached_scan(market, screen.rule).on(date, market)
+
+
+def delete_screen(screen_id: str, viewer: str) -> bool:
+    """The owner deletes a screen (its followers stop getting its alerts); False when not theirs."""
+    if not screen_book().delete(screen_id, viewer):
+        return False
+    alert_book().forget_screen(screen_id)
+    return True
+
+
+# --- alerts: followers, the inbox, webhooks --------------------------------------------------------------------
+
+
+def follow_screen(screen_id: str, viewer: str, on: bool = True) -> bool:
+    """Get (or stop getting) a screen's alerts; False when the screen is not the viewer's to see, or the viewer
+    has no identity of their own (a read-only visit or the anonymous API)."""
+    if not authenticated(viewer) or screen_book().get(screen_id, viewer) is None:
+        return False
+    alert_book().subscribe(screen_id, viewer, on)
+    return True
+
+
+def follows(screen_id: str, viewer: str) -> bool:
+    screen = screen_book().get(screen_id, viewer)
+    return screen is not None and alert_book().subscribed(screen.id, viewer, screen.owner)
+
+
+def inbox(viewer: str, limit: int = 50, offset: int = 0) -> list[InboxEntry]:
+    """The viewer's alerts, newest first, a page at a time."""
+    return alert_book().inbox(viewer, limit, offset)
+
+
+def unread_alerts(viewer: str) -> int:
+    """The bell's count (0 when the history database cannot be read: the bell is no reason to fail a page)."""
+    try:
+        return alert_book().unread(viewer)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("alerts unavailable: %r", exc)
+        return 0
+
+
+def mark_alerts_read(viewer: str, entry_ids: list[str] | None = None) -> int:
+    return alert_book().mark_read(viewer, entry_ids)
+
+
+def set_webhook(viewer: str, url: str, slack: bool = False) -> Webhook:
+    """The viewer's webhook (InputError for an address outside the allow-list): its secret is in the answer,
+    and only there (later answers show a hint)."""
+    if not authenticated(viewer):
+        raise InputError("A webhook needs an identity of your own (sign in through the server's proxy or a token).")
+    return alert_book().set_webhook(viewer, check_url(url), slack)
+
+
+def rotate_webhook(viewer: str) -> Webhook | None:
+    """A new secret (the old one stops signing at once); None when the viewer has no webhook."""
+    return alert_book().rotate(viewer)
+
+
+def webhook(viewer: str) -> Webhook | None:
+    return alert_book().webhook(viewer)
+
+
+def remove_webhook(viewer: str) -> None:
+    alert_book().remove_webhook(viewer)
+
+
+def deliveries(viewer: str, limit: int = 50, offset: int = 0) -> list[Delivery]:
+    """The viewer's webhook deliveries and how each went, newest first."""
+    return alert_book().deliveries(viewer, limit, offset)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlencode
 
 from ..errors import InputError
 
@@ -48,6 +49,7 @@ KNOWN = frozenset(
         "SCANNER_SOURCE_ALLOW",
         "SCANNER_TEAM_VIEW",
         "SCANNER_USER_HEADER",
+        "SCANNER_WEBHOOK_TIMEOUT_S",
     }
 )
 MIN_KEY_CHARS = 32
@@ -101,3 +103,10 @@ def check(environ: Mapping[str, str] | None = None) -> None:
             problems.append(str(exc))
     if problems:
         raise SettingsError("The server does not start: " + " ".join(problems))
+
+
+def dashboard_link(page: str, query: dict[str, str]) -> str:
+    """A dashboard URL that opens `page` with this state (SCANNER_DASHBOARD_URL, default 127.0.0.1:8501). The
+    Data page is the default page, at the root (/data is not a route: Streamlit would say "page not found")."""
+    base = os.environ.get("SCANNER_DASHBOARD_URL", "http://127.0.0.1:8501").rstrip("/")
+    return f"{base}/{'' if page == 'data' else page}?{urlencode(query)}"

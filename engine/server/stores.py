@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 
 from ..data import Market, load_sample
 from ..synthetic import synthetic_market
 from .admission import MB, MemoryBudget, process_bytes, server_budget_bytes
+from .alerts import AlertBook
 from .cache import RunCache
 from .datasets import DatasetStore
-from .families import FamilyStore
+from .families import Family, FamilyStore
 from .screens import ScreenBook
+
+alerts_due = threading.Event()  # set when a version is queued: the alert worker wakes on it
 
 
 def cache_dir() -> Path | None:
@@ -41,7 +45,23 @@ def family_store() -> FamilyStore:
 
 @functools.cache
 def _family_store(datasets: DatasetStore) -> FamilyStore:
-    return FamilyStore(datasets)
+    return FamilyStore(datasets, on_version=_queue_alerts)
+
+
+def _queue_alerts(family: Family) -> None:
+    """A new version: its family's screens run on its new bars (engine/server/alert_worker.py)."""
+    alert_book().queue(family.slug, family.latest.id)
+    alerts_due.set()
+
+
+def alert_book() -> AlertBook:
+    """Alerts (queue, inbox, followers, webhooks, deliveries) in the history database beside the run history."""
+    return _alert_book(str(cache_dir() or ""))
+
+
+@functools.cache
+def _alert_book(directory: str) -> AlertBook:
+    return AlertBook(Path(directory) / "history.sqlite" if directory else None)
 
 
 def screen_book() -> ScreenBook:
