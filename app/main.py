@@ -7,10 +7,10 @@ import time
 
 import streamlit as st
 
+from app import alerts as app_alerts
 from app import dataset, family, identity, links
 from app import reaper as app_reaper
 from app import state as app_state
-from engine.server import alert_worker
 from engine.server.admission import WAIT_NOTICE, serve_defaults
 from engine.server.settings import SettingsError
 from engine.warmup import warm_up_in_background
@@ -23,7 +23,15 @@ except SettingsError as exc:  # fail closed: serve nothing with settings its ope
     st.stop()
 warm_up_in_background()
 app_reaper.start()
-alert_worker.start()  # saved screens run on each family's new versions; webhooks are sent
+
+
+def bell() -> st.Page:
+    """The Alerts page, its title the unread count (the bell of the sidebar)."""
+    count = app_alerts.unread()
+    title = f"Alerts ({count:,})" if count else "Alerts"
+    icon = ":material/notifications_active:" if count else ":material/notifications:"
+    return st.Page("../pages/alerts.py", title=title, icon=icon, url_path="alerts")
+
 
 pages = [
     st.Page("../pages/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
@@ -33,6 +41,7 @@ pages = [
     st.Page("../pages/montecarlo.py", title="Monte Carlo", icon=":material/casino:", url_path="montecarlo"),
     st.Page("../pages/screens.py", title="Screens", icon=":material/bookmarks:", url_path="screens"),
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    bell(),
 ]
 page = st.navigation(pages)
 links.init(page.url_path or "data")
@@ -79,7 +88,7 @@ def queued(ahead: int) -> None:
 
 
 notice = WAIT_NOTICE.set(queued)
-if (page.url_path or "data") not in ("data", "runs", "screens"):
+if (page.url_path or "data") not in ("data", "runs", "screens", "alerts"):
     app_state.wait_for_engine()
 try:
     page.run()

@@ -4,8 +4,9 @@ data's latest bar, who entered and left, and its track record before and since i
 import pandas as pd
 import streamlit as st
 
+from app import alerts, screens
 from app import formatting as app_format
-from app import screens
+from app.identity import upload_refusal
 
 st.title("Screens")
 st.caption(
@@ -60,6 +61,19 @@ if top[2].button("Copy", key="w.screens.copy", help="Your own private copy (its 
 if screens.mine(screen) and top[3].button("Delete", key="w.screens.delete"):
     screens.delete(screen)
     st.rerun()
+
+followed = alerts.following(screen)
+follow = st.toggle(
+    "Alert me when names enter this screen (the Alerts page, and your webhook)",
+    value=followed,
+    key=f"w.screens.follow.{screen.id}",
+    disabled=upload_refusal() is not None,
+    help="On each new bar of the screen's family. Its owner follows it from the start.",
+)
+if follow != followed:
+    refusal = alerts.follow(screen, follow)
+    if refusal:
+        st.error(refusal)
 
 if now is None:
     st.warning("This screen's data is no longer on this server, or not open to you.")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from engine import InputError, scan
@@ -88,16 +89,35 @@ def test_a_new_version_alerts_each_follower_once_per_screen_and_bar_and_a_privat
     assert service.mark_alerts_read(ALICE, [entry.id]) == 0  # Bob's entry is not Alice's to mark
 
 
-def test_a_follower_who_cannot_see_the_family_or_a_screen_made_private_gets_nothing(server, sample):
+@pytest.mark.parametrize("hidden", ["family", "screen"])
+def test_a_follower_who_cannot_see_the_family_or_a_screen_made_private_gets_nothing(server, sample, hidden):
     from engine.server import alert_worker, service
 
-    family, shared, _, new = family_with_screens(sample, shared_family=False)  # the family is Alice's alone
+    family, shared, _, new = family_with_screens(sample, shared_family=hidden != "family")
     assert service.follows(shared.id, BOB)
+    if hidden == "screen":  # Bob followed it while it was shared
+        service.update_screen(shared.id, ALICE, shared=False)
     service.append_to_family(family.slug, new, ALICE)
     alert_worker.run_versions()
     assert received(BOB) == {} and received(ALICE)
     assert not service.follow_screen(shared.id, "browser:1234")  # a read-only visit follows nothing
     assert service.delete_screen(shared.id, ALICE) and not service.follows(shared.id, BOB)
+
+
+def test_two_versions_queued_before_the_worker_runs_alert_each_new_bar_once(server, sample):
+    from engine.server import alert_worker, service
+
+    family, shared, _, new = family_with_screens(sample)
+    whole = to_frame(sample)
+    middle = sorted(whole[whole.date > CUT].date.unique())[6]
+    service.append_to_family(family.slug, market_from_frame(whole[(whole.date > CUT) & (whole.date <= middle)]), ALICE)
+    service.append_to_family(family.slug, new, ALICE)  # the rest: a second version before the worker's turn
+    assert alert_worker.run_versions() > 0 and alert_worker.run_versions() == 0
+    signals = scan(sample, shared.rule)
+    first = [d for d in sample.dates if pd.Timestamp(CUT) < d <= middle][-5:]
+    second = [d for d in sample.dates if d > middle][-5:]
+    want = {("Low RSI", f"{d:%Y-%m-%d}"): signals.on(d).entered.symbol.tolist() for d in first + second}
+    assert received(BOB) == {k: v for k, v in want.items() if v}
 
 
 def test_a_run_killed_midway_is_done_again_at_the_next_start_and_no_bar_is_sent_twice(server, sample):
@@ -392,3 +412,35 @@ def test_a_silent_port_is_not_mistaken_for_a_delivery(server, sample):
     alert_worker.deliver_due()
     log = service.deliveries(BOB)
     assert log and all(d.status == "queued" and d.last_error.startswith("no answer") for d in log)
+
+
+def test_the_alerts_page_lists_a_followers_entries_marks_them_read_and_names_a_refused_webhook(
+    server, sample, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from engine.server import alert_worker, service
+
+    family, shared, _, new = family_with_screens(sample)
+    service.append_to_family(family.slug, new, ALICE)
+    alert_worker.run_versions()
+    unread = service.unread_alerts(BOB)
+    at = AppTest.from_file("../app/main.py", default_timeout=120)
+    at.user = {"is_logged_in": True, "email": "bob@example.org"}
+    at.switch_page("../pages/alerts.py")
+    at.run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown if m.value.startswith("**Low RSI** · ")]
+    assert len(shown) == unread > 0 and all(":blue-badge[new]" in text for text in shown)
+    assert service.unread_alerts(BOB) == 0  # on screen: read
+    monkeypatch.delenv("SCANNER_SOURCE_ALLOW")
+    at.text_input(key="w.alerts.url").set_value("http://127.0.0.1:9/hook")
+    next(b for b in at.button if b.label.startswith("Save webhook")).click().run()
+    assert not at.exception and "resolves to 127.0.0.1" in at.error[0].value and service.webhook(BOB) is None
+    monkeypatch.setenv("SCANNER_SOURCE_ALLOW", "127.0.0.1")
+    at.text_input(key="w.alerts.url").set_value("http://127.0.0.1:9/hook")
+    next(b for b in at.button if b.label.startswith("Save webhook")).click().run()
+    hook = service.webhook(BOB)
+    assert hook is not None and [c.value for c in at.code] == [hook.secret]  # shown this once
+    at.run()
+    assert hook.secret not in [c.value for c in at.code] and any(hook.hint in m.value for m in at.markdown)

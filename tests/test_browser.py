@@ -1101,3 +1101,76 @@ def test_a_screen_saved_on_the_scanner_is_on_the_screens_page_for_a_teammate_onl
     teammate.get_by_text("Hal leaders (copy)").first.wait_for(state="attached", timeout=60_000)
     for p in (owner, teammate):
         p.context.close()
+
+
+def test_a_teammate_follows_a_shared_screen_and_a_new_version_rings_the_bell_with_an_entry_that_opens_the_scanner(
+    server, browser, tmp_path, sample
+):
+    """Save a screen on a family's Scanner, follow it on Screens as a teammate, upload the family's next bars:
+    the teammate's bell counts one alert per bar where names entered, and an entry opens the Scanner there."""
+    rule = "rsi(14) < 50"
+    frame = to_frame(sample)
+    first, recent = tmp_path / "kit_first.csv", tmp_path / "kit_recent.csv"
+    frame[frame.date <= "2023-08-31"].to_csv(first, index=False)
+    frame[frame.date > "2023-08-31"].to_csv(recent, index=False)
+    signals = scan(sample, rule)
+    alerted = [d for d in sample.dates[-5:] if len(signals.on(d).entered)]  # the newest five new bars, by hand
+    owner = new_page(browser, user="kit@example.org")
+    owner.goto(f"{server}/", timeout=60_000)
+    owner.locator('.st-key-upload input[type="file"]').set_input_files(str(first))
+    owner.get_by_role("heading", name="kit_first.csv").wait_for(timeout=60_000)
+    settle(owner)
+    owner.get_by_text("Keep this dataset current").click()
+    owner.get_by_role("textbox", name="Family name").fill("Kit six")
+    owner.get_by_role("button", name="Make it a family").click()
+    owner.get_by_text("Family: Kit six · 1 versions").wait_for(timeout=60_000)
+    settle(owner)
+    owner.get_by_role("button", name="Share the family with the team").click()
+    owner.get_by_role("button", name="Make the family private").wait_for(timeout=60_000)
+    scanner = new_page(browser, user="kit@example.org")
+    scanner.goto(f"{server}/scanner?family=kit-six&rule=rsi%2814%29+%3C+50", timeout=60_000)
+    first_metric(scanner, "Signals")
+    settle(scanner)
+    scanner.get_by_text("Save screen: keep this rule").click()
+    scanner.get_by_role("textbox", name="Name").fill("Kit oversold")
+    scanner.get_by_role("textbox", name="Name").press("Enter")
+    settle(scanner)
+    scanner.get_by_text("Shared", exact=True).click()
+    settle(scanner)
+    scanner.get_by_role("button", name="Save screen").click()
+    scanner.get_by_text("Saved “Kit oversold”").wait_for(timeout=60_000)
+    teammate = new_page(browser, user="lee@example.org")
+    teammate.goto(f"{server}/screens", timeout=60_000)
+    teammate.get_by_text("Kit oversold").first.wait_for(timeout=60_000)
+    settle(teammate)
+    choose(teammate, "Screen", f"Kit oversold · {rule}")
+    settle(teammate)
+    teammate.get_by_text("Alert me when names enter this screen").click()
+    settle(teammate)
+    owner.locator('.st-key-append_upload input[type="file"]').set_input_files(str(recent))
+    owner.get_by_text("Version 2: 84 bars added (14 new dates)").wait_for(timeout=60_000)
+    bell = teammate.locator('[data-testid="stSidebarNav"]').get_by_text(f"Alerts ({len(alerted)})")
+    for _ in range(30):  # the server's alert worker runs the screen on the new bars within seconds
+        teammate.goto(f"{server}/screens", timeout=60_000)
+        try:
+            bell.wait_for(timeout=2_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    bell.click()
+    teammate.get_by_role("heading", name="Alerts").wait_for(timeout=60_000)
+    newest = f"{alerted[-1]:%Y-%m-%d}"
+    teammate.get_by_text(f"Kit oversold · {newest}").wait_for(timeout=60_000)
+    settle(teammate)
+    shot(teammate, "alerts_inbox")
+    with teammate.context.expect_page() as opened:
+        teammate.get_by_role("link", name="Open in the Scanner").first.click()
+    entry = opened.value
+    entry.wait_for_load_state()
+    assert query(entry)["on"] == newest and query(entry)["rule"] == rule
+    entered = len(signals.on(alerted[-1]).entered)
+    entry.get_by_role("tab", name=f"Entered ({entered})").wait_for(timeout=90_000)
+    teammate.goto(f"{server}/screens", timeout=60_000)  # seen: the bell is quiet again
+    teammate.locator('[data-testid="stSidebarNav"]').get_by_text("Alerts", exact=True).wait_for(timeout=60_000)
+    for p in (owner, scanner, teammate, entry):
+        p.context.close()

@@ -81,10 +81,12 @@ def _turns(event: threading.Event, work: Callable[[], int]) -> None:
         with _lock:
             if not _holders:
                 return
+        if alert_book().path is None:
+            continue  # no history database (SCANNER_CACHE_DIR empty): no screens, no alerts
         try:
             work()
-        except Exception:  # a fault in one turn (a disk gone) is logged; the next turn tries again
-            log.exception("alert worker turn failed")
+        except Exception as exc:  # a fault in one turn (a disk gone) is logged; the next turn tries again
+            log.error("alert worker turn failed: %r", exc)  # no traceback: 3.11 parses source lines to draw it
 
 
 def run_versions() -> int:

@@ -234,7 +234,7 @@ class AlertBook:
         with self._connect() as db:
             rows = db.execute(
                 "SELECT id, screen_id, screen_name, link, bar, entered, left_, created, read FROM inbox "
-                "WHERE user = ? ORDER BY created DESC, bar DESC LIMIT ? OFFSET ?",
+                "WHERE user = ? ORDER BY bar DESC, created DESC LIMIT ? OFFSET ?",
                 (user, max(0, min(limit, MAX_INBOX)), max(0, offset)),
             ).fetchall()
         return [
