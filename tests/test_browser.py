@@ -1111,8 +1111,10 @@ def test_a_teammate_follows_a_shared_screen_and_a_new_version_rings_the_bell_wit
     rule = "rsi(14) < 50"
     frame = to_frame(sample)
     first, recent = tmp_path / "kit_first.csv", tmp_path / "kit_recent.csv"
-    frame[frame.date <= "2023-08-31"].to_csv(first, index=False)
-    frame[frame.date > "2023-08-31"].to_csv(recent, index=False)
+    cut = "2023-08-29"  # not another test's upload: the same bytes would be that family's version
+    frame[frame.date <= cut].to_csv(first, index=False)
+    frame[frame.date > cut].to_csv(recent, index=False)
+    new_dates = int((sample.dates > cut).sum())
     signals = scan(sample, rule)
     alerted = [d for d in sample.dates[-5:] if len(signals.on(d).entered)]  # the newest five new bars, by hand
     owner = new_page(browser, user="kit@example.org")
@@ -1148,7 +1150,7 @@ def test_a_teammate_follows_a_shared_screen_and_a_new_version_rings_the_bell_wit
     teammate.get_by_text("Alert me when names enter this screen").click()
     settle(teammate)
     owner.locator('.st-key-append_upload input[type="file"]').set_input_files(str(recent))
-    owner.get_by_text("Version 2: 84 bars added (14 new dates)").wait_for(timeout=60_000)
+    owner.get_by_text(f"Version 2: {6 * new_dates} bars added ({new_dates} new dates)").wait_for(timeout=60_000)
     bell = teammate.locator('[data-testid="stSidebarNav"]').get_by_text(f"Alerts ({len(alerted)})")
     for _ in range(30):  # the server's alert worker runs the screen on the new bars within seconds
         teammate.goto(f"{server}/screens", timeout=60_000)

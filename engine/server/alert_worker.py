@@ -137,6 +137,7 @@ def _run_screen(screen: Any, family: Family, market: Market, bars: list[int]) ->
         log.warning("screen %s skipped on %s: %s", screen.id, family.slug, exc)
         return 0
     readers = [u for u in book.followers(screen.id, screen.owner) if _may_see(u, screen, family)]
+    hooks = {u: h for u in readers if (h := book.webhook(u)) is not None}
     sent = 0
     for bar in todo:
         day = f"{market.dates[bar]:%Y-%m-%d}"
@@ -144,8 +145,7 @@ def _run_screen(screen: Any, family: Family, market: Market, bars: list[int]) ->
         query = {**screen_query(screen), "on": day}
         alert = Alert(screen.id, screen.name, query, day, _rows(now.entered), _rows(now.left))
         link = dashboard_link("scanner", query)
-        hooks = {u: book.webhook(u) for u in readers}
-        bodies = {u: (h.url, body(alert, link, h.slack)) for u, h in hooks.items() if h is not None}
+        bodies = {u: (h.url, body(alert, link, h.slack)) for u, h in hooks.items()}
         if book.claim(alert, readers, bodies) and alert.entered:
             sent += 1
     if sent:

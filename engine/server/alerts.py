@@ -140,23 +140,20 @@ class AlertBook:
         """A family's new version, for its screens to run on; kept in memory while the database cannot be
         written (written by the next `pending`)."""
         self._waiting.append((family, version))
-        with contextlib.suppress(OSError, sqlite3.Error):  # else the worker's next turn writes it
-            self._flush()
+        with contextlib.suppress(OSError, sqlite3.Error):  # one try in the maker's request; the worker retries
+            self._write_waiting()
 
-    def _flush(self) -> None:
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                while self._waiting:
-                    family, version = self._waiting[0]
-                    db.execute("INSERT OR IGNORE INTO alert_runs VALUES (?, ?, ?, 0)", (family, version, time.time()))
-                    self._waiting.popleft()
-
-        if self._waiting:
-            retried(write)
+    def _write_waiting(self) -> None:
+        with self._lock, self._connect() as db:
+            while self._waiting:
+                family, version = self._waiting[0]
+                db.execute("INSERT OR IGNORE INTO alert_runs VALUES (?, ?, ?, 0)", (family, version, time.time()))
+                self._waiting.popleft()
 
     def pending(self) -> list[tuple[str, str]]:
         """The queued (family, version) runs not done yet, oldest first."""
-        self._flush()
+        if self._waiting:
+            retried(self._write_waiting)
         with self._connect() as db:
             rows = db.execute("SELECT family, version FROM alert_runs WHERE done = 0 ORDER BY created").fetchall()
         return [(str(f), str(v)) for f, v in rows]
@@ -266,11 +263,11 @@ class AlertBook:
 
         def write() -> None:
             with self._lock, self._connect() as db:
-                for table in ("inbox", "deliveries"):
+                for table, most in (("inbox", MAX_INBOX), ("deliveries", MAX_DELIVERIES)):
                     db.execute(
                         f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "  # noqa: S608
                         f"(PARTITION BY user ORDER BY created DESC) AS n FROM {table}) WHERE n > ?)",
-                        (MAX_INBOX,),
+                        (most,),
                     )
 
         retried(write)
