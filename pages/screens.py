@@ -26,9 +26,8 @@ for screen in saved[:50]:
         {
             "name": screen.name,
             "rule": screen.rule,
-            "data": screen.data,
-            "owner": "you" if screens.mine(screen) else screen.owner.removeprefix("user:"),
-            "shared": screen.shared,
+            "owner": ("you" if screens.mine(screen) else screen.owner.removeprefix("user:"))
+            + (" · shared" if screen.shared else " · private"),
             "saved": pd.Timestamp(screen.saved, unit="s").floor("s"),
             "on": None if now is None else now.date,
             "matches": None if now is None else len(now.matches),
@@ -41,7 +40,11 @@ st.dataframe(
     hide_index=True,
     width="stretch",
     height=min(38 + 35 * len(rows), 320),
-    column_config={"on": app_format.DATE, "saved": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    column_config={
+        "on": app_format.DATE,
+        "saved": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        **{n: st.column_config.NumberColumn(format="%,d") for n in ("matches", "entered", "left")},
+    },
 )
 if len(saved) > 50:
     st.caption(f"Showing the newest 50 of {len(saved):,} screens.")

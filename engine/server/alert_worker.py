@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +50,10 @@ _threads: list[threading.Thread] = []
 def start() -> None:
     """Run the worker in this process (its two threads start on the first call; later calls count)."""
     global _holders
+    try:
+        alert_book()  # its tables are created (and later migrated) as the server starts
+    except (OSError, sqlite3.Error) as exc:
+        log.error("alert tables unavailable for now: %r", exc)  # the worker's turns try again
     with _lock:
         _holders += 1
         if not any(t.is_alive() for t in _threads):
