@@ -3,6 +3,10 @@
 
     python -m engine screens save "Oversold" --rule "rsi(14) < 30 rank by roc(20) desc" --data family:pse-daily
     python -m engine screens list | show ID | matches ID [--date 2024-06-03] | record ID | copy ID | delete ID
+    python -m engine screens follow ID | unfollow ID | alerts | send
+
+`alerts` lists your inbox (newest bar first); `send` runs the alerts of versions made since the last run and
+sends the webhook deliveries that are due, once (a running server does both by itself; this is for cron).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from .cli_data import _user
 
 
 def add_parser(sub: Any) -> None:
-    screens = sub.add_parser("screens", help="saved screens: save, list, show, matches, record, copy, delete")
+    screens = sub.add_parser(
+        "screens", help="saved screens: save, list, show, matches, record, copy, delete, follow, alerts, send"
+    )
     verbs = screens.add_subparsers(dest="verb", required=True)
     save = verbs.add_parser("save", help="save a screen (private unless --shared)")
     save.add_argument("name")
@@ -25,12 +31,16 @@ def add_parser(sub: Any) -> None:
     save.add_argument("--note", default="")
     save.add_argument("--shared", action="store_true")
     verbs.add_parser("list", help="your screens and the team's shared ones")
+    verbs.add_parser("alerts", help="your alerts, newest bar first")
+    verbs.add_parser("send", help="run queued versions' alerts and send due webhooks now")
     for verb, text in (
         ("show", "a screen and its earlier texts"),
         ("matches", "the screen on a bar: matches, entered, left"),
         ("record", "its track record before and since saving"),
         ("copy", "your own copy"),
         ("delete", "delete your screen"),
+        ("follow", "get the screen's alerts"),
+        ("unfollow", "stop getting them"),
     ):
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("id")
@@ -54,6 +64,18 @@ def run(args: argparse.Namespace) -> int:
         rows = [vars(s) for s in book.list(who)]
         lines = [f"{r['id']}  {r['name']:<30} {r['rule']}" for r in rows]
         return _print(args, rows, "\n".join(lines) or "No screens yet.")
+    if args.verb == "alerts":
+        entries = [vars(e) for e in service.inbox(who)]
+        lines = [
+            f"{e['bar']}  {e['screen_name']:<30} entered: {', '.join(r['symbol'] for r in e['entered'])}"
+            for e in entries
+        ]
+        return _print(args, entries, "\n".join(lines) or "No alerts yet.")
+    if args.verb == "send":
+        from .server import alert_worker
+
+        sent, tried = alert_worker.run_versions(), alert_worker.deliver_due()
+        return _print(args, {"alerts": sent, "deliveries": tried}, f"{sent:,} alerts, {tried:,} webhook tries")
     screen = book.get(args.id, who)
     if screen is None:
         print(f"error: no screen {args.id!r} you can see (python -m engine screens list).", file=sys.stderr)
@@ -90,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "copy":
         copied = book.copy(screen.id, who)
         return _print(args, vars(copied), f"Copied as {copied.id}") if copied else 2
-    if not book.delete(screen.id, who):
+    if args.verb in ("follow", "unfollow"):
+        if not service.follow_screen(screen.id, who, args.verb == "follow"):
+            print("error: following needs an identity of your own (--user).", file=sys.stderr)
+            return 2
+        following = args.verb == "follow"
+        return _print(args, {"screen": screen.id, "following": following}, f"{args.verb.capitalize()}ed {screen.id}")
+    if not service.delete_screen(screen.id, who):
         print("error: only the screen's owner can delete it.", file=sys.stderr)
         return 2
     return _print(args, {"deleted": screen.id}, f"Deleted {screen.id}")

@@ -444,3 +444,25 @@ def test_the_alerts_page_lists_a_followers_entries_marks_them_read_and_names_a_r
     assert hook is not None and [c.value for c in at.code] == [hook.secret]  # shown this once
     at.run()
     assert hook.secret not in [c.value for c in at.code] and any(hook.hint in m.value for m in at.markdown)
+
+
+def test_the_cli_follows_appends_sends_and_lists_alerts_as_cron_would(server, sample, capsys, tmp_path):
+    """`data append` from cron makes a version; `screens send` runs its alerts once (no server running)."""
+    from engine.__main__ import main
+    from engine.server import service
+
+    family, shared, _, new = family_with_screens(sample)
+    recent = tmp_path / "recent.csv"
+    to_frame(sample).query("date > @CUT").to_csv(recent, index=False)
+    assert main(["screens", "unfollow", shared.id, "--user", "bob@example.org"]) == 0
+    assert main(["screens", "follow", shared.id, "--user", "bob@example.org"]) == 0
+    assert main(["screens", "follow", shared.id]) == 2  # no identity of one's own: nobody to send to
+    assert main(["data", "append", family.slug, str(recent), "--user", "alice@example.org"]) == 0
+    capsys.readouterr()
+    assert main(["screens", "send", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["alerts"] > 0 and main(["screens", "send", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["alerts"] == 0  # once per screen and bar
+    assert main(["screens", "alerts", "--user", "bob@example.org"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == service.unread_alerts(BOB) and all("Low RSI" in line for line in listed)
