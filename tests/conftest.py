@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -52,3 +55,22 @@ def sample():
     from engine import load_sample
 
     return load_sample()
+
+
+def hold_history_lock(path, seconds: float) -> threading.Thread:
+    """Another program holding the history database (`sqlite3 history.sqlite`, BEGIN EXCLUSIVE) for `seconds`:
+    returns once the lock is taken; join the thread to wait for its release."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(seconds)
+        db.execute("COMMIT")
+        db.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    locked.wait()
+    return holder

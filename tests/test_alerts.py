@@ -28,6 +28,7 @@ import pytest
 from engine import InputError, scan
 from engine.data import market_from_frame
 from engine.server.datasets import to_frame
+from tests.conftest import hold_history_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 ALICE, BOB = "user:alice@example.org", "user:bob@example.org"
@@ -307,19 +308,7 @@ def test_a_passing_lock_on_the_history_is_waited_out_and_the_alert_still_goes_on
     monkeypatch.setenv("SCANNER_HISTORY_BUSY_S", "0.2")
     family, shared, _, new = family_with_screens(sample)
     service.append_to_family(family.slug, new, ALICE)
-    locked = threading.Event()
-
-    def backup_holding_the_lock() -> None:  # like `sqlite3 history.sqlite` with BEGIN EXCLUSIVE for 1 s
-        db = sqlite3.connect(server / "cache" / "history.sqlite", isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        time.sleep(1.0)
-        db.execute("COMMIT")
-        db.close()
-
-    holder = threading.Thread(target=backup_holding_the_lock)
-    holder.start()
-    locked.wait()
+    holder = hold_history_lock(server / "cache" / "history.sqlite", 1.0)
     alert_worker.run_versions()
     holder.join()
     assert received(BOB) == {("Low RSI", d): s for d, s in expected(sample, shared.rule).items() if s}

@@ -269,26 +269,12 @@ def test_the_secret_can_be_given_and_then_another_install_reads_nothing(tmp_path
 
 
 def test_a_twelve_second_lock_on_the_history_is_waited_for_and_every_run_is_recorded_and_hit(tmp_path):
-    import sqlite3
-    import threading
-    import time
+    from tests.conftest import hold_history_lock
 
     m, calls = market_from(CSV), []
     cache = RunCache(tmp_path / "cache")
     cache.run("backtest", m, "r", {"i": 0}, lambda: counted_backtest(calls)(m, {}))
-    locked = threading.Event()
-
-    def backup_holding_the_lock() -> None:  # like `sqlite3 history.sqlite` with BEGIN EXCLUSIVE for 12 s
-        db = sqlite3.connect(tmp_path / "cache" / "history.sqlite", isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        time.sleep(12)
-        db.execute("COMMIT")
-        db.close()
-
-    holder = threading.Thread(target=backup_holding_the_lock)
-    holder.start()
-    locked.wait()
+    holder = hold_history_lock(tmp_path / "cache" / "history.sqlite", 12)  # like `sqlite3 history.sqlite`
     started = time.monotonic()
     for i in (1, 2):
         _, hit = cache.run("backtest", m, "r", {"i": i}, lambda: counted_backtest(calls)(m, {}))

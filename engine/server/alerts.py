@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import busy_timeout_s, retried
+from .cache import open_history, retried
 
 MAX_INBOX = 1_000  # entries kept per user (the oldest go)
 MAX_DELIVERIES = 1_000  # delivery log rows kept per user
@@ -128,11 +128,7 @@ class AlertBook:
                 db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
-            raise OSError("No history database (SCANNER_CACHE_DIR is empty): alerts need one.")
-        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return open_history(self.path, "alerts")
 
     # --- the queue of versions -------------------------------------------------------------------------------
 

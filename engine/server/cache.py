@@ -62,6 +62,16 @@ def busy_timeout_s() -> float:
     return float(os.environ.get("SCANNER_HISTORY_BUSY_S", "30"))
 
 
+def open_history(path: Path | None, what: str) -> sqlite3.Connection:
+    """A connection to the history database (WAL: every process of the server shares it; a lock is waited for
+    SCANNER_HISTORY_BUSY_S). OSError when there is none: `what` (screens, alerts) needs one."""
+    if path is None:
+        raise OSError(f"No history database (SCANNER_CACHE_DIR is empty): {what} need one.")
+    db = sqlite3.connect(path, timeout=busy_timeout_s(), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
 def retried(action: Callable[[], T]) -> T:
     """A write to the history database, tried again with backoff when a lock outlasts the busy timeout or the
     disk is full; the last error is raised (the caller says what it means for the user)."""

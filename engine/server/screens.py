@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cache import busy_timeout_s, retried
+from .cache import open_history, retried
 from .datasets import authenticated
 
 MAX_NAME_CHARS = 80
@@ -70,11 +70,7 @@ class ScreenBook:
             )
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
-            raise OSError("No history database (SCANNER_CACHE_DIR is empty): screens need one.")
-        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return open_history(self.path, "screens")
 
     def save(
         self,
