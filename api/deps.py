@@ -3,11 +3,13 @@ dataset they name (404 unless they may open it) and the dashboard link that repr
 
 from __future__ import annotations
 
+import io
+import os
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, UploadFile
 
-from engine.data import Market
+from engine.data import Market, max_upload_bytes, too_big
 from engine.server import service
 from engine.server.datasets import BUILTIN, dataset_id
 
@@ -49,3 +51,12 @@ def open_dataset(data_id: str, who: str) -> Market:
 def data_id_of(market: Market, requested: str) -> str:
     """The id a link names the dataset by: a built-in's name, else its content id."""
     return requested if requested in BUILTIN else dataset_id(market)
+
+
+def received(file: UploadFile) -> io.BytesIO:
+    """The upload in memory (never more than the upload limit)."""
+    if file.size is not None and file.size > max_upload_bytes():
+        raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
+    buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
+    buffer.name = os.path.basename(file.filename or "upload.csv")
+    return buffer

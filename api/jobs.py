@@ -22,6 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+
 from engine.errors import InputError
 
 log = logging.getLogger("scanner.api")
@@ -251,3 +254,16 @@ class Jobs:
         self._expired[job.id] = job.owner
         while len(self._expired) > EXPIRED_REMEMBERED:
             self._expired.popitem(last=False)
+
+
+def _accepted(job: Job) -> JSONResponse:
+    url = f"/api/jobs/{job.id}"
+    return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})
+
+
+def submit(request: Request, who: str, kind: str, work: Any) -> JSONResponse:
+    """Queue the caller's work: 202 with its job's address, or 429 when they have too many waiting."""
+    try:
+        return _accepted(request.app.state.jobs.submit(who, kind, work))
+    except Busy as exc:
+        raise HTTPException(429, str(exc)) from None

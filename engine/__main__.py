@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise DataError('scan needs --rule, e.g. --rule "rsi(14) < 30"')
             signals = scan(market, args.rule)
             if args.date:
-                return _screen(signals.on(None if args.date == "latest" else args.date, market), args.json)
+                return print_screen(signals.on(None if args.date == "latest" else args.date, market), args.json)
             hits = signals.table(market)
             print(hits.to_json(orient="records", date_format="iso") if args.json else hits.to_string(index=False))
             return 0
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _screen(screen, as_json: bool) -> int:
+def print_screen(screen, as_json: bool) -> int:
     """The screen on one bar: its matches (ranked), and the symbols that entered and left since the bar before."""
     parts = {"matches": screen.matches, "entered": screen.entered, "left": screen.left}
     if as_json:

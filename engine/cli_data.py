@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 done, 1 refused or failed (the family keeps its last good version), 2 bad input."""
     from .server import service  # the server wing (its stores) only for this command
 
-    user = _user(args.user)
+    user = acting_user(args.user)
     if args.verb == "create":
         market = load_market(args.file, name=args.name)
         made = service.create_family(args.name, market, user, args.shared, _source(args))
@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if outcome.failures and not outcome.changed else 0
 
 
-def _user(given: str | None) -> str:
+def acting_user(given: str | None) -> str:
+    """Who a CLI command acts as: --user, else SCANNER_CLI_USER (an e-mail: a user), else this login (local)."""
     who = given or os.environ.get("SCANNER_CLI_USER")
     return f"user:{who.strip().lower()}" if who else f"local:{getpass.getuser()}"
 

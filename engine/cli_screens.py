@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from .cli_data import _user
+from .cli_data import acting_user
 
 
 def add_parser(sub: Any) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 done, 2 unknown or not yours."""
     from .server import service
 
-    who = _user(args.user)
+    who = acting_user(args.user)
     book = service.screens()
     if args.verb == "save":
         saved = service.save_screen(args.name, args.rule, args.data, who, args.shared, args.note)
@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
         if found is None:
             print("error: the screen's data is no longer on this server.", file=sys.stderr)
             return 2
-        from .__main__ import _screen
+        from .__main__ import print_screen
 
-        return _screen(found[1], args.json)
+        return print_screen(found[1], args.json)
     if args.verb == "record":
         record = service.track_record(screen.id, who)
         if record is None:

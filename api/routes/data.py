@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
-from engine.data import Market, describe_columns, max_upload_bytes, too_big
+from engine.data import Market, describe_columns
 from engine.server import service
 from engine.server.datasets import BUILTIN, describe
 from engine.server.settings import dashboard_link
 
-from ..deps import User, open_dataset, user
+from ..deps import User, open_dataset, received, user
 from ..models import LoadSettings, library_values
 from ..serialize import clean, csv_chunks, records
 
@@ -40,7 +39,7 @@ def upload_dataset(
 ) -> dict[str, Any]:
     """Load a file with the Data page's loader and limits and store it; returns its id and listing. Bad rows
     are a 422 naming them; send on_bad_rows=drop to load without them (they are listed here afterwards)."""
-    buffer = _received(file)
+    buffer = received(file)
     return _stored(service.ingest(buffer, buffer.name, who, shared, **library_values("load", options)), who)
 
 
@@ -54,16 +53,7 @@ def attach_dataset_columns(
     """Join a file of own columns to a dataset as of each bar's date (a value is used from its date on, carried
     forward per symbol): a new dataset with a new id, stored like an upload; rules can name its columns."""
     market = open_dataset(data_id, who)
-    return _stored(service.attach(market, _received(file), who, shared), who)
-
-
-def _received(file: UploadFile) -> io.BytesIO:
-    """The upload in memory (never more than the upload limit)."""
-    if file.size is not None and file.size > max_upload_bytes():
-        raise HTTPException(413, str(too_big(file.size, max_upload_bytes())))
-    buffer = io.BytesIO(file.file.read(max_upload_bytes() + 1))
-    buffer.name = os.path.basename(file.filename or "upload.csv")
-    return buffer
+    return _stored(service.attach(market, received(file), who, shared), who)
 
 
 def _stored(stored: service.Stored, who: str) -> dict[str, Any]:

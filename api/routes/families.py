@@ -13,11 +13,9 @@ from engine.server import service
 from engine.server.families import Family
 from engine.server.settings import dashboard_link
 
-from ..deps import User, user
-from ..jobs import Job
+from ..deps import User, received, user
+from ..jobs import Job, submit
 from ..serialize import clean, records
-from .data import _received
-from .jobs import _submit
 
 router = APIRouter(prefix="/api", tags=["families"], dependencies=[Depends(user)])
 OnRestated = Literal["refuse", "replace"]
@@ -60,7 +58,7 @@ def create_family(
     ] = None,
 ) -> dict[str, Any]:
     """A new family from a file (the loader's checks and limits), with an optional source for refreshes."""
-    buffer = _received(file)
+    buffer = received(file)
     try:
         settings = None if not source else json.loads(source)
     except ValueError:
@@ -94,7 +92,7 @@ def append_bars(
     """Append recent bars to the family's latest version: a new version when anything changed. Stored bars
     that differ are refused with 409 and the differing values and their likely cause, unless on_restated=replace."""
     _family(family, who)
-    outcome = service.append_to_family(family, _received(file), who, on_restated)
+    outcome = service.append_to_family(family, received(file), who, on_restated)
     if outcome is None:
         raise HTTPException(403, "Only the owner of a private family, or the team for a shared one, can append.")
     return _outcome(outcome)
@@ -123,7 +121,7 @@ def refresh_family(
             raise DataError("Only the owner of a private family, or the team for a shared one, can refresh it.")
         return _outcome(outcome)
 
-    return _submit(request, who, "refresh", work)
+    return submit(request, who, "refresh", work)
 
 
 def _outcome(outcome: service.Outcome) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from engine.server import service
 from engine.server.settings import dashboard_link
 
 from ..deps import User, data_id_of, open_dataset, user
-from ..jobs import Busy, Job, Jobs
+from ..jobs import Job, Jobs, submit
 from ..models import EventsRequest, MonteCarloRequest, OptimizeRequest, library_values, values_by_path
 from ..serialize import clean, records
 
@@ -27,19 +27,7 @@ MAX_GRID_ROWS = 1_000  # combinations listed in an optimisation's result (best f
 router = APIRouter(prefix="/api", dependencies=[Depends(user)])
 
 
-def _accepted(job: Job) -> JSONResponse:
-    url = f"/api/jobs/{job.id}"
-    return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})
-
-
 FIRST_EVENTS = 100  # signals listed in an event study's answer (every one is in the Scanner's CSV)
-
-
-def _submit(request: Request, who: str, kind: str, work: Any) -> JSONResponse:
-    try:
-        return _accepted(request.app.state.jobs.submit(who, kind, work))
-    except Busy as exc:
-        raise HTTPException(429, str(exc)) from None
 
 
 @router.post("/backtest/optimize", status_code=202, tags=["jobs"])
@@ -84,7 +72,7 @@ def start_optimize(req: OptimizeRequest, request: Request, who: User) -> JSONRes
             return None
         return {"cache_hit": run.hit, "link": dashboard_link("optimize", query), **_optimize_view(run.value)}
 
-    return _submit(request, who, "optimize", work)
+    return submit(request, who, "optimize", work)
 
 
 def _optimize_view(out: OptimizationRun) -> dict[str, Any]:
@@ -138,7 +126,7 @@ def start_montecarlo(req: MonteCarloRequest, request: Request, who: User) -> JSO
             "bands": records(mc.bands),
         }
 
-    return _submit(request, who, "montecarlo", work)
+    return submit(request, who, "montecarlo", work)
 
 
 EVENTS_AT_ONCE_CELLS = 5_000_000  # symbol-bars up to which an event study is answered at once; past it, a job
@@ -174,7 +162,7 @@ def run_events(req: EventsRequest, request: Request, who: User) -> Any:
 
     if market.close.size <= EVENTS_AT_ONCE_CELLS:
         return work()
-    return _submit(request, who, "events", work)
+    return submit(request, who, "events", work)
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
