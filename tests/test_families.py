@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import synthetic_market
-from engine.data import DataError, RestatedHistory, append, market_from_frame
+from engine.data import DataError, RestatedHistory, append, market_from_frame, restated_bars
 from engine.data import sources as src
 from engine.server import service
 from engine.server.datasets import to_frame
@@ -65,6 +65,7 @@ def test_restated_history_is_refused_with_its_bars_and_cause_then_replaced_on_re
     table = refused.value.table
     assert set(table.symbol) == {"AAPL"} and table.date.nunique() == int(halved.sum())
     assert set(table.field) == {"open", "high", "low", "close"} and np.allclose(table.ratio, 0.5)
+    pd.testing.assert_frame_equal(restated_bars(old, market_from_frame(new, name=sample.name)), table)  # no merge
     assert (
         refused.value.causes["AAPL"] == "ratio 0.5 on every price from 2023-08-31 back: a split applied by the source"
     )

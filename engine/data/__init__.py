@@ -24,7 +24,7 @@ from .columns import describe_columns
 from .market import Market, missing_inside
 from .quality import detect_outliers, detect_splits
 from .read import LoadOptions, max_decompressed_bytes, max_upload_bytes, too_big
-from .update import AppendReport, RestatedHistory, append
+from .update import AppendReport, RestatedHistory, append, restated_bars
 
 __all__ = [
     "SAMPLE_PATH",
@@ -36,6 +36,7 @@ __all__ = [
     "LoadOptions",
     "Market",
     "append",
+    "restated_bars",
     "attach_columns",
     "describe_columns",
     "detect_outliers",

@@ -82,6 +82,14 @@ class RestatedHistory(DataError):
         self.causes = causes
 
 
+def restated_bars(market: Market, new: Market, options: LoadOptions | None = None) -> pd.DataFrame:
+    """The stored values the new bars restate (symbol, date, field, old, new, ratio): what `append` would refuse,
+    found without merging anything (a refresh that replaces them first fetches those symbols' whole history)."""
+    incoming = _loaded(new, options or LoadOptions(), market.name)
+    _check_columns(market, incoming)
+    return _restated(market, incoming)[0]
+
+
 def append(
     market: Market,
     new: Market | pd.DataFrame | str | os.PathLike | BinaryIO,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..data import AppendReport, DataError, LoadOptions, Market, append, market_from_frame
+from ..data import AppendReport, DataError, LoadOptions, Market, append, market_from_frame, restated_bars
 from ..data.sources import Fetched, Progress, Source, fetch
 from .families import Family, FamilyStore
 
@@ -69,14 +69,10 @@ def refresh(
     if not len(fetched.bars):
         return Outcome(family, None, {}, "The source has no bars since the last one.")
     new = _loaded(fetched, family.name)
-    if on_restated == "replace":  # the restated symbols' whole history, not only the overlap
-        try:
-            append(market, new)
-        except DataError as exc:
-            table = getattr(exc, "table", None)
-            if table is not None:
-                whole = fetch(source, None, tuple(_source_symbols(source, set(table.symbol))))
-                new = _loaded(_joined(fetched, whole), family.name)
+    restated = restated_bars(market, new) if on_restated == "replace" else None
+    if restated is not None and len(restated):  # the restated symbols' whole history, not only the overlap
+        whole = fetch(source, None, tuple(_source_symbols(source, set(restated.symbol))))
+        new = _loaded(_joined(fetched, whole), family.name)
     outcome = append_bars(families, family, market, new, by, on_restated, how="refresh")
     if fetched.failures:
         return Outcome(outcome.family, outcome.report, fetched.failures, f"{outcome.message} {fetched.failure_text()}.")
