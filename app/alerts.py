@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from app.identity import upload_refusal, user_id
 from engine import InputError
 from engine.server import service
-from engine.server.alerts import Delivery, InboxEntry, Webhook
+from engine.server.alerts import Delivery, InboxEntry, Webhook, entered_text
 from engine.server.screens import SavedScreen
 from engine.server.webhooks import BACKOFF_S
 
@@ -40,6 +40,11 @@ def seen(shown: list[InboxEntry]) -> None:
             service.mark_alerts_read(user_id(), ids)
         except (OSError, sqlite3.Error) as exc:
             log.warning("alerts not marked read: %r", exc)
+
+
+def entered(entry: InboxEntry, most: int = 12) -> str:
+    """'3 entered: AAPL (134.59), META (299.67) and 1 more' for an inbox entry."""
+    return f"{len(entry.entered):,} entered: {entered_text(entry.entered, most)}"
 
 
 def scanner_link(entry: InboxEntry) -> str:

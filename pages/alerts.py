@@ -25,16 +25,9 @@ if not shown:
 for entry in shown:
     with st.container(border=True):
         text, link = st.columns([3, 1], vertical_alignment="center")
-        names = ", ".join(
-            f"{row['symbol']}" + (f" ({row['close']:,.2f})" if isinstance(row.get("close"), int | float) else "")
-            for row in entry.entered[:12]
-        )
-        more = f" and {len(entry.entered) - 12:,} more" if len(entry.entered) > 12 else ""
         left = f"  \nLeft: {', '.join(r['symbol'] for r in entry.left[:12])}" if entry.left else ""
         badge = "" if entry.read else " :blue-badge[new]"
-        text.markdown(
-            f"**{entry.screen_name}** · {entry.bar}{badge}  \n{len(entry.entered):,} entered: {names}{more}{left}"
-        )
+        text.markdown(f"**{entry.screen_name}** · {entry.bar}{badge}  \n{alerts.entered(entry)}{left}")
         link.link_button("Open in the Scanner", alerts.scanner_link(entry), icon=":material/search:", width="stretch")
 alerts.seen(shown)  # what is on screen is read: the bell counts the rest
 if len(shown) == alerts.PAGE_ROWS:

@@ -29,6 +29,7 @@ from .admission import ServerBusy
 from .alerts import Alert, Delivery
 from .datasets import SERVER
 from .families import Family
+from .screens import FAMILY_PREFIX, SavedScreen
 from .settings import dashboard_link
 from .stores import alert_book, alerts_due, dataset_store, family_store, screen_book
 from .webhooks import after_failure, body, post
@@ -119,15 +120,16 @@ def run_version(slug: str, version_id: str) -> int:
     market = dataset_store().get(version_id, viewer=SERVER)
     if market is None:
         return 0
-    since = pd.Timestamp(family.versions[at - 1].last_date) if family.versions[at - 1].last_date else None
-    bars = [b for b in range(len(market.dates)) if since is None or market.dates[b] > since][-MAX_ALERT_BARS:]
+    last = family.versions[at - 1].last_date  # the parent's last bar: what came after it is new
+    first = int(market.dates.searchsorted(pd.Timestamp(last), side="right")) if last else 0
+    bars = list(range(max(first, len(market.dates) - MAX_ALERT_BARS), len(market.dates)))
     sent = 0
-    for screen in screen_book().following(f"family:{slug}"):
+    for screen in screen_book().following(f"{FAMILY_PREFIX}{slug}"):
         sent += _run_screen(screen, family, market, bars)
     return sent
 
 
-def _run_screen(screen: Any, family: Family, market: Market, bars: list[int]) -> int:
+def _run_screen(screen: SavedScreen, family: Family, market: Market, bars: list[int]) -> int:
     from .service import cached_scan, screen_query  # the service wing uses this worker's stores
 
     book = alert_book()
@@ -158,7 +160,7 @@ def _run_screen(screen: Any, family: Family, market: Market, bars: list[int]) ->
     return sent
 
 
-def _may_see(user: str, screen: Any, family: Family) -> bool:
+def _may_see(user: str, screen: SavedScreen, family: Family) -> bool:
     """The screen is theirs or shared, and so is its family: a private screen reaches its owner only."""
     return (user == screen.owner or screen.shared) and family_store().get(family.slug, user) is not None
 

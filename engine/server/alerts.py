@@ -91,6 +91,15 @@ class Alert:
     left: list[dict[str, Any]]
 
 
+def entered_text(rows: list[dict[str, Any]], most: int) -> str:
+    """An alert's symbols in words: "AAPL (134.59), META (299.67) and 3 more" (the close when there is one)."""
+    names = ", ".join(
+        f"{row.get('symbol')}" + (f" ({row['close']:,.2f})" if isinstance(row.get("close"), int | float) else "")
+        for row in rows[:most]
+    )
+    return names + (f" and {len(rows) - most:,} more" if len(rows) > most else "")
+
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS alert_runs (family TEXT, version TEXT, created REAL, done INTEGER, "
     "PRIMARY KEY (family, version))",
@@ -130,6 +139,15 @@ class AlertBook:
     def _connect(self) -> sqlite3.Connection:
         return open_history(self.path, "alerts")
 
+    def _write(self, sql: str, args: tuple = ()) -> int:
+        """One statement, tried again with the history's backoff when it fails; the rows it changed."""
+
+        def write() -> int:
+            with self._lock, self._connect() as db:
+                return int(db.execute(sql, args).rowcount)
+
+        return retried(write)
+
     # --- the queue of versions -------------------------------------------------------------------------------
 
     def queue(self, family: str, version: str) -> None:
@@ -155,11 +173,7 @@ class AlertBook:
         return [(str(f), str(v)) for f, v in rows]
 
     def done(self, family: str, version: str) -> None:
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                db.execute("UPDATE alert_runs SET done = 1 WHERE family = ? AND version = ?", (family, version))
-
-        retried(write)
+        self._write("UPDATE alert_runs SET done = 1 WHERE family = ? AND version = ?", (family, version))
 
     # --- claims: once per screen and bar ---------------------------------------------------------------------
 
@@ -197,11 +211,7 @@ class AlertBook:
         return user == owner if row is None else bool(row[0])
 
     def subscribe(self, screen_id: str, user: str, on: bool) -> None:
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                db.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", (screen_id, user, int(on)))
-
-        retried(write)
+        self._write("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", (screen_id, user, int(on)))
 
     def followers(self, screen_id: str, owner: str) -> list[str]:
         """The screen's owner (unless they stopped following) and everyone who asked to follow it."""
@@ -213,12 +223,7 @@ class AlertBook:
 
     def forget_screen(self, screen_id: str) -> None:
         """A deleted screen: nobody follows it any more (its inbox entries stay with their readers)."""
-
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                db.execute("DELETE FROM subscriptions WHERE screen_id = ?", (screen_id,))
-
-        retried(write)
+        self._write("DELETE FROM subscriptions WHERE screen_id = ?", (screen_id,))
 
     # --- the inbox -------------------------------------------------------------------------------------------
 
@@ -241,32 +246,21 @@ class AlertBook:
 
     def mark_read(self, user: str, entry_ids: Iterable[str] | None = None) -> int:
         """Mark the user's entries read (None: all of them); how many changed."""
-        ids = None if entry_ids is None else [str(i)[:40] for i in entry_ids][:MAX_INBOX]
-
-        def write() -> int:
-            with self._lock, self._connect() as db:
-                if ids is None:
-                    return db.execute("UPDATE inbox SET read = 1 WHERE user = ? AND read = 0", (user,)).rowcount
-                marks = ", ".join("?" * len(ids))
-                return db.execute(
-                    f"UPDATE inbox SET read = 1 WHERE user = ? AND read = 0 AND id IN ({marks})", (user, *ids)
-                ).rowcount
-
-        return int(retried(write))
+        unread = "UPDATE inbox SET read = 1 WHERE user = ? AND read = 0"
+        if entry_ids is None:
+            return self._write(unread, (user,))
+        ids = [str(i)[:40] for i in entry_ids][:MAX_INBOX]
+        return self._write(f"{unread} AND id IN ({', '.join('?' * len(ids))})", (user, *ids))
 
     def trim(self) -> None:
         """Keep each user's newest MAX_INBOX entries and MAX_DELIVERIES delivery rows."""
 
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                for table, most in (("inbox", MAX_INBOX), ("deliveries", MAX_DELIVERIES)):
-                    db.execute(
-                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "  # noqa: S608
-                        f"(PARTITION BY user ORDER BY created DESC) AS n FROM {table}) WHERE n > ?)",
-                        (most,),
-                    )
-
-        retried(write)
+        for table, most in (("inbox", MAX_INBOX), ("deliveries", MAX_DELIVERIES)):
+            self._write(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "  # noqa: S608
+                f"(PARTITION BY user ORDER BY created DESC) AS n FROM {table}) WHERE n > ?)",
+                (most,),
+            )
 
     # --- webhooks --------------------------------------------------------------------------------------------
 
@@ -278,13 +272,8 @@ class AlertBook:
     def set_webhook(self, user: str, url: str, slack: bool) -> Webhook:
         """The user's webhook at an address (checked by the caller); a new secret (shown to them once)."""
         hook = Webhook(url, secrets.token_urlsafe(32), slack, time.time())
-
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                row = (user, url, hook.secret, int(slack), hook.created)
-                db.execute("INSERT OR REPLACE INTO webhooks VALUES (?, ?, ?, ?, ?)", row)
-
-        retried(write)
+        row = (user, url, hook.secret, int(slack), hook.created)
+        self._write("INSERT OR REPLACE INTO webhooks VALUES (?, ?, ?, ?, ?)", row)
         return hook
 
     def rotate(self, user: str) -> Webhook | None:
@@ -293,11 +282,7 @@ class AlertBook:
         return None if old is None else self.set_webhook(user, old.url, old.slack)
 
     def remove_webhook(self, user: str) -> None:
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                db.execute("DELETE FROM webhooks WHERE user = ?", (user,))
-
-        retried(write)
+        self._write("DELETE FROM webhooks WHERE user = ?", (user,))
 
     # --- deliveries ------------------------------------------------------------------------------------------
 
@@ -326,16 +311,11 @@ class AlertBook:
 
     def record(self, delivery_id: str, *, status: str, code: int, error: str, next_try: float) -> None:
         """One try's outcome: delivered, failed for good, or queued again for `next_try`."""
-
-        def write() -> None:
-            with self._lock, self._connect() as db:
-                db.execute(
-                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_code = ?, last_error = ?, "
-                    "next_try = ?, updated = ? WHERE id = ?",
-                    (status, code, error[:300], next_try, time.time(), delivery_id),
-                )
-
-        retried(write)
+        self._write(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_code = ?, last_error = ?, next_try = ?, "
+            "updated = ? WHERE id = ?",
+            (status, code, error[:300], next_try, time.time(), delivery_id),
+        )
 
     def deliveries(self, user: str, limit: int = 50, offset: int = 0) -> list[Delivery]:
         """The user's delivery log, newest first, a page at a time."""

@@ -20,6 +20,7 @@ from .datasets import authenticated
 MAX_NAME_CHARS = 80
 MAX_NOTE_CHARS = 500
 MAX_SCREENS = 500  # per owner: a bounded list for every face
+FAMILY_PREFIX = "family:"  # a screen's data naming a family follows its latest version
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class SavedScreen:
     owner: str
     name: str
     rule: str
-    data: str  # a family's slug ("family:pse-daily") or a dataset id
+    data: str  # a family (FAMILY_PREFIX and its slug: "family:pse-daily") or a dataset id
     note: str
     shared: bool
     saved: float  # when the current rule was saved: the track record's split

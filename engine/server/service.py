@@ -48,7 +48,7 @@ from .cache import MAX_NOTE_CHARS, RunRecord, run_key
 from .datasets import BUILTIN, DatasetInfo, DatasetStore, authenticated, dataset_id, to_frame, valid_id
 from .families import Family, FamilyStore
 from .refresh import Outcome, append_bars, refresh
-from .screens import SavedScreen, ScreenBook, ScreenText
+from .screens import FAMILY_PREFIX, SavedScreen, ScreenBook, ScreenText
 from .stores import alert_book, builtin, dataset_store, family_store, run_cache, screen_book, server_budget
 from .webhooks import check_url
 
@@ -265,7 +265,6 @@ def share_family(slug: str, viewer: str, shared: bool) -> bool:
 
 # --- saved screens ---------------------------------------------------------------------------------------------
 
-FAMILY_PREFIX = "family:"  # a screen's data naming a family follows its latest version
 MIN_OUT_OF_SAMPLE = 30  # signals since saving below which the track record says it is too early to tell
 RECORD_HORIZONS = (1, 5, 20)
 

@@ -23,11 +23,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from ..data.sources import check_address
 from ..errors import InputError
-from .alerts import Alert
+from .alerts import Alert, entered_text
 
 BACKOFF_S = (10.0, 60.0, 300.0, 1800.0)  # the waits after the first, second, ... failed try; then it has failed
 MAX_URL_CHARS = 500
@@ -53,10 +52,9 @@ def check_url(url: str) -> str:
 def body(alert: Alert, link: str, slack: bool) -> str:
     """The POST's JSON: the alert itself, or Slack's `{"text": ...}`."""
     if slack:
-        names = ", ".join(_named(row) for row in alert.entered[:20])
-        more = f" and {len(alert.entered) - 20:,} more" if len(alert.entered) > 20 else ""
         gone = f"; {len(alert.left):,} left" if alert.left else ""
-        text = f"*{alert.screen_name}* on {alert.bar}: entered {names}{more}{gone}. <{link}|Open in the Scanner>"
+        names = entered_text(alert.entered, 20)
+        text = f"*{alert.screen_name}* on {alert.bar}: entered {names}{gone}. <{link}|Open in the Scanner>"
         return json.dumps({"text": text})
     return json.dumps(
         {
@@ -67,11 +65,6 @@ def body(alert: Alert, link: str, slack: bool) -> str:
             "link": link,
         }
     )
-
-
-def _named(row: dict[str, Any]) -> str:
-    close = row.get("close")
-    return f"{row.get('symbol')}" + (f" ({close:,.2f})" if isinstance(close, int | float) else "")
 
 
 def signature(secret: str, timestamp: str, payload: str) -> str:
