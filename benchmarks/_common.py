@@ -1,7 +1,8 @@
-"""Shared helpers for benchmark scripts: timing and peak memory."""
+"""Shared helpers for benchmark scripts: timing, peak memory and the figures printed."""
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import time
@@ -36,3 +37,11 @@ def interleaved(ours, theirs, repeat: int = 41) -> tuple[float, float]:
             fn()
             runs.append(time.perf_counter() - t0)
     return statistics.median(a), statistics.median(b)
+
+
+def report(figures: dict) -> None:
+    """The figures one per line, aligned for reading, then as one JSON object on the last line (for scripts)."""
+    width = max(map(len, figures), default=0) + 2
+    for key, value in figures.items():
+        print(f"{key:<{width}} {value}")
+    print(json.dumps(figures))

@@ -10,14 +10,17 @@ time grows with the history and the number of distinct rules; the claims and ent
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from engine import synthetic_market
-from engine.data import market_from_frame
-from engine.server.datasets import to_frame
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import report  # noqa: E402
+from engine import synthetic_market  # noqa: E402
+from engine.data import market_from_frame  # noqa: E402
+from engine.server.datasets import to_frame  # noqa: E402
 
 SHAPES = (
     "rsi(14) < {x}",
@@ -66,9 +69,7 @@ def main() -> None:
         "alerts": alerts,
         "inbox_entries": entries,
     }
-    for key, value in figures.items():
-        print(f"{key:<14} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ the equity curve and the trade count. The bare sweep runs it over a grid with `p
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pandas as pd
 from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved  # noqa: E402
+from benchmarks._common import interleaved, report  # noqa: E402
 from engine import BacktestParams, backtest, synthetic_market  # noqa: E402
 from engine.optimize import optimize, run_chunk  # noqa: E402  (the optimiser's unit of work: one scan, one parallel call)
 from engine.rules import scan  # noqa: E402
@@ -180,9 +179,7 @@ def main() -> None:
         **independent(),
         **full_grid(),
     }
-    for key, value in figures.items():
-        print(f"{key:<24} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 if __name__ == "__main__":

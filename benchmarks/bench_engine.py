@@ -7,14 +7,13 @@ dependency: install it into a separate venv to compare).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import peak_rss_mb, timed  # noqa: E402
+from benchmarks._common import peak_rss_mb, report, timed  # noqa: E402
 from engine import RiskLimits, Sizing, backtest, synthetic_market  # noqa: E402
 
 N_SYMBOLS, N_BARS, DENSITY = 500, 2520, 0.05
@@ -51,9 +50,7 @@ def main() -> None:
         figures.update(_vectorbt(market, signals, warm))
     except ImportError:
         figures["vectorbt"] = "not installed"
-    for key, value in figures.items():
-        print(f"{key:<32} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 def _vectorbt(market, signals, our_warm: float) -> dict:

@@ -9,14 +9,13 @@ changed the work (a limit entry trades less, an add or a partial exit writes mor
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved  # noqa: E402
+from benchmarks._common import interleaved, report  # noqa: E402
 from benchmarks.bench_bare import DENSITY, N_BARS, N_SYMBOLS, PARAMS  # noqa: E402
 from engine import backtest, synthetic_market  # noqa: E402
 
@@ -45,9 +44,7 @@ def main() -> None:
         figures[f"{name}_over_plain_x"] = round(on / off, 2)
         figures[f"{name}_fills"] = len(backtest(market, signals, **params).trades)
     figures["plain_ms"] = round(off * 1e3, 1)
-    for key, value in figures.items():
-        print(f"{key:<28} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ def main() -> None:
         "ratio_max": round(max(ratios), 3),
         "trades": trades,
     }
-    for key, value in figures.items():
-        print(f"{key:<14} {value}")
-    print(json.dumps(figures))
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._common import report
+
+    report(figures)
 
 
 if __name__ == "__main__":

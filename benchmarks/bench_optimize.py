@@ -9,7 +9,6 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import report  # noqa: E402
 from engine import BacktestParams, synthetic_market  # noqa: E402
 from engine.optimize import optimize  # noqa: E402
 from engine.rules import scan  # noqa: E402
@@ -76,9 +76,7 @@ def main() -> None:
         figures["speedup_vs_vectorbt_x"] = round(figures["combos_per_s"] / figures["vectorbt_combos_per_s"], 1)
     except ImportError:
         figures["vectorbt"] = "not installed (run: make bench-vectorbt)"
-    for key, value in figures.items():
-        print(f"{key:<28} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 def vectorbt_grid(market) -> dict:

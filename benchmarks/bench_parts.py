@@ -7,14 +7,13 @@ whole `backtest()`. Run it in two checkouts to see which part a change made slow
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved  # noqa: E402
+from benchmarks._common import interleaved, report  # noqa: E402
 from benchmarks.bench_bare import DENSITY, N_BARS, N_SYMBOLS, PARAMS, bare  # noqa: E402
 from engine import _kernels as k  # noqa: E402
 from engine import backtest, synthetic_market  # noqa: E402
@@ -40,9 +39,7 @@ def main() -> None:
         ours, loop = interleaved(fn, lambda: bare(*loop_args), repeat=61)
         figures[f"{name}_ms"] = round(ours * 1e3, 2)
         figures[f"{name}_over_bare_x"] = round(ours / loop, 3)
-    for key, value in figures.items():
-        print(f"{key:<24} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 if __name__ == "__main__":

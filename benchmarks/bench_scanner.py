@@ -5,12 +5,11 @@ Run: .venv/bin/python benchmarks/bench_scanner.py   (last line: one JSON object)
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import peak_rss_mb, timed  # noqa: E402
+from benchmarks._common import peak_rss_mb, report, timed  # noqa: E402
 from engine import synthetic_market  # noqa: E402
 from engine.indicators import Indicators  # noqa: E402
 from engine.rules import evaluate  # noqa: E402
@@ -32,9 +31,7 @@ def main() -> None:
         "warm_ms_memoised_indicators": round(memo_hit * 1e3, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    for key, value in figures.items():
-        print(f"{key:<32} {value}")
-    print(json.dumps(figures))
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -215,9 +215,10 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=1, help="waves of sessions, each after the last has expired")
     args = parser.parse_args()
     figures = asyncio.run(run(args.sessions, args.symbols, args.waves))
-    for key, value in figures.items():
-        print(f"{key:<22} {value}")
-    print(json.dumps(figures))
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._common import report
+
+    report(figures)
 
 
 if __name__ == "__main__":
